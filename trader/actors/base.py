@@ -1,0 +1,121 @@
+"""Actor base class and the supervisor that restarts a failed actor with backoff.
+
+An actor owns one inbox and one ``run()`` coroutine; it talks to the rest of the system only through the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from typing import Any
+
+from trader.bus import EventBus, Inbox
+from trader.logging import get_logger
+
+log = get_logger("trader.supervisor")
+
+# A handler that fails on the same event this many times lets it go (logged in full as a dead letter) rather than
+# crash-looping on it forever; handlers are written so that a second delivery is harmless.
+MAX_DELIVERIES = 2
+
+
+class Actor:
+    """Subclasses set ``name``, list ``subscriptions()`` and implement ``handle``; sources override ``run``."""
+
+    name = "actor"
+
+    def __init__(self, bus: EventBus, *, conflate_ticks: bool = True, name: str | None = None) -> None:
+        if name is not None:
+            self.name = name
+        self.bus = bus
+        self.inbox = Inbox(self.name, conflate_ticks=conflate_ticks)
+        self._current: object | None = None
+        self._deliveries: dict[int, int] = {}
+        self.dead_letters = 0
+        for event_type in self.subscriptions():
+            bus.subscribe(event_type, self.inbox)
+
+    def subscriptions(self) -> Iterable[type]:
+        return ()
+
+    async def handle(self, event: Any) -> None:
+        raise NotImplementedError
+
+    async def on_start(self) -> None:
+        """Called before the first event and after each restart."""
+
+    async def on_stop(self) -> None:
+        """Called once at shutdown, after the inbox has drained."""
+
+    async def run(self) -> None:
+        await self.on_start()
+        inbox = self.inbox
+        while True:
+            event = await inbox.get()
+            self._current = event
+            await self.handle(event)
+            self._current = None
+            if self._deliveries:
+                self._deliveries.pop(id(event), None)
+            inbox.task_done()
+
+    def recover_after_crash(self) -> None:
+        """Put the event whose handling failed back at the head of the inbox, or give it up as a dead letter."""
+        event, self._current = self._current, None
+        if event is None:
+            return
+        key = id(event)
+        attempts = self._deliveries.get(key, 0) + 1
+        self.inbox.task_done()  # the failed delivery is finished either way
+        if attempts < MAX_DELIVERIES:
+            self._deliveries[key] = attempts
+            self.inbox.push_front(event)
+            return
+        self._deliveries.pop(key, None)
+        self.dead_letters += 1
+        log.error("dead_letter", actor=self.name, event_type=type(event).__name__, event=repr(event))
+
+
+class Supervisor:
+    """Runs actors as tasks; an actor that raises is logged with its traceback and restarted with backoff."""
+
+    def __init__(self, *, initial_backoff_s: float = 0.05, max_backoff_s: float = 5.0) -> None:
+        self._initial_backoff = initial_backoff_s
+        self._max_backoff = max_backoff_s
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.restarts: dict[str, int] = {}
+
+    def start(self, actor: Actor) -> None:
+        if actor.name in self._tasks:
+            raise ValueError(f"an actor named {actor.name!r} is already running")
+        self.restarts[actor.name] = 0
+        self._tasks[actor.name] = asyncio.create_task(self._keep_alive(actor), name=f"actor:{actor.name}")
+
+    async def _keep_alive(self, actor: Actor) -> None:
+        backoff = self._initial_backoff
+        while True:
+            try:
+                await actor.run()
+                return  # a source that ran out of data ends normally
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.restarts[actor.name] += 1
+                log.exception("actor_crashed", actor=actor.name, restarts=self.restarts[actor.name],
+                              backoff_s=backoff)
+                actor.recover_after_crash()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+
+    def task(self, name: str) -> asyncio.Task[None]:
+        return self._tasks[name]
+
+    async def stop(self, names: Iterable[str] | None = None) -> None:
+        chosen = list(self._tasks) if names is None else [n for n in names if n in self._tasks]
+        tasks = [self._tasks.pop(name) for name in chosen]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

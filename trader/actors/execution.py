@@ -1,0 +1,220 @@
+"""Execution actor: sends approved orders to the broker exactly once, within the order-rate limit.
+
+Exactly once: the broker ``tag`` is derived from the intent id. A rejection is final; a 429 was not accepted and is
+sent again after a pause; a timeout or 5xx is ambiguous, so the tag is looked up in the broker's order book first
+and the order is sent again only if it is not there. If even the look-up keeps failing, the order is never re-sent:
+it is parked as unresolved and looked up again later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from trader.actors.base import Actor
+from trader.adapters.ports import Broker, BrokerOrder, BrokerUnavailable, OrderRejected, RateLimited
+from trader.bus import EventBus
+from trader.clock import NS_PER_SECOND, Clock
+from trader.events import Fill, OrderRequest, OrderStatus, OrderUpdate, Tick
+from trader.logging import get_logger
+
+log = get_logger("trader.execution")
+
+
+class CalendarSecondLimiter:
+    """At most ``limit`` acquisitions per calendar second of the clock (Kite counts per calendar second)."""
+
+    def __init__(self, clock: Clock, limit: int) -> None:
+        if limit <= 0:
+            raise ValueError(f"order rate limit must be positive, got {limit}")
+        self._clock = clock
+        self._limit = limit
+        self._second = -1
+        self._used = 0
+        self.waits = 0
+
+    async def acquire(self) -> None:
+        while True:
+            second = self._clock.now_ns() // NS_PER_SECOND
+            if second != self._second:
+                self._second, self._used = second, 0
+            if self._used < self._limit:
+                self._used += 1
+                return
+            self.waits += 1
+            await self._clock.sleep_until((second + 1) * NS_PER_SECOND)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 4
+    backoff_s: float = 0.5
+    reconcile_every_s: float = 5.0
+
+
+@dataclass(slots=True)
+class SlippageStats:
+    fills: int = 0
+    units: int = 0
+    paise_total: int = 0  # Σ slippage per unit × units
+    bps_weighted: float = 0.0  # Σ bps × units
+
+    def add(self, fill: Fill) -> None:
+        self.fills += 1
+        self.units += fill.quantity
+        self.paise_total += fill.slippage_paise * fill.quantity
+        self.bps_weighted += fill.slippage_bps * fill.quantity
+
+    @property
+    def average_bps(self) -> float:
+        return self.bps_weighted / self.units if self.units else 0.0
+
+
+class ExecutionActor(Actor):
+    name = "execution"
+
+    def __init__(self, bus: EventBus, broker: Broker, clock: Clock, *, max_orders_per_second: int = 8,
+                 retry: RetryPolicy | None = None) -> None:
+        self.broker = broker
+        super().__init__(bus, conflate_ticks=True)
+        self.clock = clock
+        self.limiter = CalendarSecondLimiter(clock, max_orders_per_second)
+        self.retry = retry or RetryPolicy()
+        self._seen_tags: set[str] = set()
+        self._open: dict[str, str] = {}  # order id → intent id, until terminal
+        self._unresolved: dict[str, OrderRequest] = {}
+        self._next_reconcile_ns = 0
+        self.orders_placed = 0
+        self.orders_rejected = 0
+        self.retries = 0
+        self.slippage = SlippageStats()
+        broker.attach(bus.publish)
+
+    def subscriptions(self) -> Iterable[type]:
+        kinds: list[type] = [OrderRequest, OrderUpdate, Fill]
+        if self.broker.wants_ticks:
+            kinds.append(Tick)
+        return kinds
+
+    @property
+    def open_orders(self) -> int:
+        return len(self._open)
+
+    @property
+    def unresolved(self) -> int:
+        return len(self._unresolved)
+
+    async def handle(self, event: Any) -> None:
+        kind = type(event)
+        if kind is Tick:
+            self.broker.on_tick(event)
+        elif kind is OrderRequest:
+            await self._place(event)
+        elif kind is OrderUpdate:
+            if event.order_id:
+                if event.status.is_terminal:
+                    self._open.pop(event.order_id, None)
+                else:
+                    self._open[event.order_id] = event.intent_id
+            log.info("order_update", intent_id=event.intent_id, order_id=event.order_id,
+                     status=event.status.value, filled=event.filled_quantity, pending=event.pending_quantity,
+                     average_price=event.average_price, reason=event.reason, event_ts_ns=event.ts_ns)
+        elif kind is Fill:
+            self.slippage.add(event)
+            log.info("fill", fill_id=event.fill_id, intent_id=event.intent_id, order_id=event.order_id,
+                     tradingsymbol=event.contract.tradingsymbol, side=event.side.value, quantity=event.quantity,
+                     price=event.price, expected_price=event.expected_price,
+                     slippage_paise=event.slippage_paise, slippage_bps=round(event.slippage_bps, 2),
+                     charges=event.charges, event_ts_ns=event.ts_ns)
+        if self._unresolved and self.clock.now_ns() >= self._next_reconcile_ns:
+            await self._reconcile()
+
+    async def _place(self, request: OrderRequest) -> None:
+        tag = request.tag
+        if tag in self._seen_tags:
+            log.warning("duplicate_request_ignored", tag=tag, intent_id=request.intent.intent_id)
+            return
+        self._seen_tags.add(tag)
+        last_error = ""
+        for attempt in range(1, self.retry.max_attempts + 1):
+            await self.limiter.acquire()
+            try:
+                order_id = await self.broker.place_order(request)
+            except OrderRejected as exc:
+                self._reject(request, f"broker: {exc}")
+                return
+            except RateLimited as exc:
+                last_error = f"rate limited: {exc}"
+            except BrokerUnavailable as exc:
+                last_error = f"broker unavailable: {exc}"
+                found = await self._lookup(tag)
+                if found is None:
+                    self._park(request, last_error)  # cannot tell whether it exists: never re-send blindly
+                    return
+                if isinstance(found, BrokerOrder):
+                    self._adopt(request, found, attempt)
+                    return
+            else:
+                self._accepted(request, order_id, attempt)
+                return
+            self.retries += 1
+            log.warning("order_retry", tag=tag, attempt=attempt, error=last_error)
+            await self._pause(self.retry.backoff_s * attempt)
+        self._reject(request, f"not placed after {self.retry.max_attempts} attempts ({last_error})")
+
+    async def _lookup(self, tag: str) -> BrokerOrder | bool | None:
+        """The order with this tag; False if the broker says there is none; None if it cannot say."""
+        for attempt in range(1, self.retry.max_attempts + 1):
+            try:
+                found = await self.broker.find_order_by_tag(tag)
+            except (BrokerUnavailable, RateLimited) as exc:
+                log.warning("order_lookup_failed", tag=tag, attempt=attempt, error=str(exc))
+                await self._pause(self.retry.backoff_s * attempt)
+                continue
+            return found if found is not None else False
+        return None
+
+    async def _reconcile(self) -> None:
+        self._next_reconcile_ns = self.clock.now_ns() + int(self.retry.reconcile_every_s * NS_PER_SECOND)
+        for tag, request in list(self._unresolved.items()):
+            try:
+                found = await self.broker.find_order_by_tag(tag)
+            except (BrokerUnavailable, RateLimited):
+                continue
+            del self._unresolved[tag]
+            if found is not None:
+                self._adopt(request, found, 0)
+            else:
+                # Confirmed absent: now it is safe to send it once more.
+                self._seen_tags.discard(tag)
+                await self._place(request)
+
+    def _accepted(self, request: OrderRequest, order_id: str, attempt: int) -> None:
+        self.orders_placed += 1
+        self._open.setdefault(order_id, request.intent.intent_id)
+        log.info("order_placed", intent_id=request.intent.intent_id, tag=request.tag, order_id=order_id,
+                 attempt=attempt, tradingsymbol=request.intent.contract.tradingsymbol,
+                 side=request.intent.side.value, quantity=request.intent.quantity,
+                 order_type=request.intent.order_type.value)
+
+    def _adopt(self, request: OrderRequest, found: BrokerOrder, attempt: int) -> None:
+        self.orders_placed += 1
+        if not found.status.is_terminal:
+            self._open.setdefault(found.order_id, request.intent.intent_id)
+        log.warning("order_recovered_by_tag", intent_id=request.intent.intent_id, tag=request.tag,
+                    order_id=found.order_id, status=found.status.value, attempt=attempt)
+
+    def _park(self, request: OrderRequest, error: str) -> None:
+        self._unresolved[request.tag] = request
+        self._next_reconcile_ns = self.clock.now_ns() + int(self.retry.reconcile_every_s * NS_PER_SECOND)
+        log.error("order_state_unknown", intent_id=request.intent.intent_id, tag=request.tag, error=error)
+
+    def _reject(self, request: OrderRequest, reason: str) -> None:
+        self.orders_rejected += 1
+        log.warning("order_rejected", intent_id=request.intent.intent_id, tag=request.tag, reason=reason)
+        self.bus.publish(OrderUpdate(ts_ns=self.clock.now_ns(), intent_id=request.intent.intent_id, order_id="",
+                                     status=OrderStatus.REJECTED, reason=reason))
+
+    async def _pause(self, seconds: float) -> None:
+        await self.clock.sleep_until(self.clock.now_ns() + int(seconds * NS_PER_SECOND))

@@ -1,0 +1,71 @@
+"""The two ports every venue adapter implements: market data in, orders out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from trader.events import OrderRequest, OrderStatus, Tick
+from trader.market.instruments import InstrumentMaster
+
+
+class MarketData(Protocol):
+    async def start(self, instruments: InstrumentMaster) -> None:
+        """Connect and register every instrument it will send ticks for."""
+        ...
+
+    def stream(self) -> AsyncIterator[list[Tick]]:
+        """Batches of ticks in event-time order; ends when the source has no more data."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class BrokerError(Exception):
+    """Base class: every broker failure the execution actor must decide on."""
+
+
+class OrderRejected(BrokerError):
+    """The broker refused the order; it does not exist. Terminal."""
+
+
+class BrokerUnavailable(BrokerError):
+    """Timeout, 5xx, dropped connection: the order may or may not exist. Look the tag up before any re-send."""
+
+
+class RateLimited(BrokerError):
+    """HTTP 429: the order was not accepted; it may be sent again later."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOrder:
+    order_id: str
+    tag: str
+    status: OrderStatus
+    quantity: int
+    filled_quantity: int
+    average_price: int
+
+
+class Broker(Protocol):
+    def attach(self, publish: Callable[[object], None]) -> None:
+        """Where the broker sends ``OrderUpdate`` and ``Fill`` events."""
+        ...
+
+    @property
+    def wants_ticks(self) -> bool:
+        """True for simulated brokers that fill against market data fed through ``on_tick``."""
+        ...
+
+    def on_tick(self, tick: Tick) -> None: ...
+
+    async def place_order(self, request: OrderRequest) -> str:
+        """Returns the broker order id; raises a ``BrokerError`` subclass."""
+        ...
+
+    async def cancel_order(self, order_id: str) -> None: ...
+
+    async def find_order_by_tag(self, tag: str) -> BrokerOrder | None: ...
+
+    async def open_orders(self) -> list[BrokerOrder]: ...

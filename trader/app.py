@@ -1,0 +1,226 @@
+"""Wiring: builds the adapters for the mode, the actors and the bus; runs them; stops them gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from trader.actors.base import Actor, Supervisor
+from trader.actors.execution import ExecutionActor
+from trader.actors.feed import FeedActor
+from trader.actors.portfolio import PerformanceSummary, PortfolioActor
+from trader.actors.risk import RiskGateActor, RiskLimits
+from trader.actors.strategy import StrategyActor
+from trader.adapters.paper import PaperBroker, PaperBrokerConfig
+from trader.adapters.synthetic import SyntheticConfig, SyntheticMarket
+from trader.bus import EventBus
+from trader.clock import NS_PER_SECOND, LiveClock, SimClock
+from trader.config import ConfigError, Settings
+from trader.events import Command, CommandKind, FeedEnded, Heartbeat
+from trader.ids import IdFactory
+from trader.logging import get_logger
+from trader.market.calendar import IST, MarketCalendar
+from trader.market.instruments import InstrumentMaster, UnderlyingSpec, resolve_underlying
+from trader.strategies.base import Strategy, StrategyContext
+from trader.strategies.ema_crossover import EmaCrossoverEnhanced, EmaCrossoverParams
+
+log = get_logger("trader.app")
+
+# Typical index levels, only to start the built-in market somewhere realistic.
+_SYNTHETIC_SPOT = {"NIFTY": 26_000.0, "BANKNIFTY": 59_000.0, "SENSEX": 85_000.0, "FINNIFTY": 27_500.0,
+                   "MIDCPNIFTY": 13_500.0, "NIFTYNXT50": 70_000.0}
+
+
+def rupees_to_paise(value: float) -> int:
+    return round(value * 100)
+
+
+def build_strategy(name: str, settings: Settings, underlying: UnderlyingSpec, strategy_id: str) -> Strategy:
+    if name == "ema_crossover_enhanced":
+        s = settings.strategy
+        params = EmaCrossoverParams(
+            underlying=underlying.name, fast=s.fast, slow=s.slow, bar_seconds=s.bar_seconds,
+            confirm_bars=s.confirm_bars, confidence_cutoff=s.confidence_cutoff, lots=s.lots,
+            stop_loss_pct=s.stop_loss_pct, target_pct=s.target_pct, market_protection=s.market_protection,
+            first_entry_time=s.first_entry_time, last_entry_time=s.last_entry_time, exit_time=s.exit_time)
+        return EmaCrossoverEnhanced(params, strategy_id=strategy_id)
+    raise ConfigError([f"config error: strategies: unknown strategy {name!r}"])
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    summary: PerformanceSummary
+    counters: dict[str, int]
+
+
+class App:
+    def __init__(self, settings: Settings, *, start_ns: int | None = None) -> None:
+        self.settings = settings
+        self._check_mode(settings)
+        wall_now = LiveClock().now_ns()
+        sim_start = settings.sim.start
+        start = start_ns if start_ns is not None else (
+            int(sim_start.timestamp() * NS_PER_SECOND) if sim_start is not None else wall_now)
+        speed = 0.0 if settings.mode == "backtest" else settings.sim.speed
+        self.clock = SimClock(start, speed=speed)
+        self.bus = EventBus()
+        self.instruments = InstrumentMaster()
+        self.calendar = MarketCalendar()
+        self.ids = IdFactory(wall_now)
+        self.supervisor = Supervisor()
+        self.broker = PaperBroker(self.clock, PaperBrokerConfig(latency_ms=settings.paper.latency_ms,
+                                                                slippage_ticks=settings.paper.slippage_ticks))
+        underlyings = [resolve_underlying(symbol) for symbol in settings.symbols]
+        strategies = [
+            build_strategy(name, settings, spec, name if len(underlyings) == 1 else f"{name}:{spec.name}")
+            for spec in underlyings for name in settings.strategies
+        ]
+        lossless = not self.clock.paced
+        self.portfolio = PortfolioActor(self.bus, rupees_to_paise(settings.risk.initial_capital))
+        self.risk = RiskGateActor(self.bus, RiskLimits(
+            initial_capital=rupees_to_paise(settings.risk.initial_capital),
+            max_daily_loss_pct=settings.risk.max_daily_loss_pct,
+            max_lots_per_trade=settings.risk.max_lots_per_trade,
+            max_positions_per_symbol=settings.risk.max_positions_per_symbol,
+            max_total_positions=settings.risk.max_total_positions))
+        self.execution = ExecutionActor(self.bus, self.broker, self.clock,
+                                        max_orders_per_second=settings.risk.max_orders_per_second)
+        # Unpaced runs deliver every tick (reproducible results); live-paced consumers may conflate.
+        self.strategy = StrategyActor(self.bus, strategies, StrategyContext(self.instruments, self.ids),
+                                      auto_execution=settings.effective_auto_execution, conflate_ticks=not lossless)
+        self.feeds = [
+            FeedActor(self.bus, SyntheticMarket(self.clock, self.calendar, spec, self._synthetic_config(spec)),
+                      self.instruments, self.clock, lossless=lossless,
+                      name="feed" if len(underlyings) == 1 else f"feed-{spec.name}")
+            for spec in underlyings
+        ]
+        self.consumers: list[Actor] = [self.portfolio, self.risk, self.execution, self.strategy]
+        self._stop = asyncio.Event()
+        self._feeds_ended = 0
+        self.bus.tap(self._watch)
+
+    @staticmethod
+    def _check_mode(settings: Settings) -> None:
+        if settings.mode != "live":
+            return
+        problems = []
+        if settings.live_confirm.strip().lower() != "yes":
+            problems.append("config error: live_confirm: live mode places real orders with real money; set "
+                            "TRADER_LIVE_CONFIRM=yes to confirm")
+        if not settings.kite.has_credentials:
+            problems.append("config error: kite: live mode needs TRADER_KITE__API_KEY and "
+                            "TRADER_KITE__ACCESS_TOKEN (run `trader login` once the Kite adapters land)")
+        problems.append("config error: mode: live trading needs the Kite Connect adapters, which this build "
+                        "does not have yet; use --mode paper")
+        raise ConfigError(problems)
+
+    def _synthetic_config(self, spec: UnderlyingSpec) -> SyntheticConfig:
+        sim = self.settings.sim
+        spot = sim.spot if spec.name == "NIFTY" else _SYNTHETIC_SPOT.get(spec.name, sim.spot)
+        return SyntheticConfig(seed=sim.seed, spot=spot, annual_vol=sim.annual_vol, atm_iv=sim.atm_iv,
+                               strikes_each_side=sim.strikes_each_side, tick_interval_ms=sim.tick_interval_ms,
+                               chain_interval_ms=sim.chain_interval_ms, days=sim.days)
+
+    def _watch(self, event: object) -> None:
+        if type(event) is FeedEnded:
+            self._feeds_ended += 1
+            if self._feeds_ended >= len(self.feeds):
+                self._stop.set()
+
+    def request_stop(self, reason: str = "requested") -> None:
+        if not self._stop.is_set():
+            log.info("stop_requested", reason=reason)
+            self._stop.set()
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "ticks_in": sum(f.ticks_in for f in self.feeds),
+            "ticks_invalid": sum(f.invalid for f in self.feeds),
+            "conflated": self.bus.conflated,
+            "signals": self.strategy.signals,
+            "intents": self.strategy.intents,
+            "approved": self.risk.approved,
+            "risk_rejected": self.risk.rejected,
+            "orders": self.execution.orders_placed,
+            "order_rejected": self.execution.orders_rejected,
+            "order_retries": self.execution.retries,
+            "open_orders": self.execution.open_orders,
+            "fills": self.portfolio.fills,
+            "actor_restarts": sum(self.supervisor.restarts.values()),
+            "dead_letters": sum(a.dead_letters for a in [*self.consumers, *self.feeds]),
+            "max_queue": max((len(i) for i in self.bus.inboxes), default=0),
+        }
+
+    def _heartbeat(self) -> None:
+        counters = self.counters()
+        now = self.clock.now_ns()
+        lag_ms = max(now - self.strategy.last_tick_ts_ns, 0) // 1_000_000 if self.strategy.last_tick_ts_ns else 0
+        log.info("heartbeat", **counters, lag_ms=lag_ms, state=self.risk.state.value, level=self.risk.level.value,
+                 equity=self.portfolio.equity, day_pnl=self.portfolio.day_pnl,
+                 sim_time=datetime.fromtimestamp(now / NS_PER_SECOND, tz=IST).isoformat(timespec="seconds"))
+        self.bus.publish(Heartbeat(ts_ns=now, counters=counters))
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            self._heartbeat()
+
+    async def run(self, *, install_signal_handlers: bool = True) -> RunResult:
+        loop = asyncio.get_running_loop()
+        if install_signal_handlers:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.request_stop, sig.name)
+        settings = self.settings
+        log.info("daemon_started", mode=settings.mode, symbols=settings.symbols, strategies=settings.strategies,
+                 auto_execution=settings.effective_auto_execution, speed=self.clock.speed,
+                 sim_start=datetime.fromtimestamp(self.clock.now_ns() / NS_PER_SECOND, tz=IST).isoformat(),
+                 capital=settings.risk.initial_capital, confidence_cutoff=settings.strategy.confidence_cutoff)
+        for actor in self.consumers:
+            self.supervisor.start(actor)
+        for feed in self.feeds:
+            self.supervisor.start(feed)
+        heartbeat = asyncio.create_task(self._heartbeats(), name="heartbeat")
+        try:
+            await self._stop.wait()
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            result = await self._shutdown()
+            if install_signal_handlers:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+        return result
+
+    async def _shutdown(self) -> RunResult:
+        """No new intents, stop the feeds, let in-flight orders finish, log the summary."""
+        self.bus.publish(Command(ts_ns=self.clock.now_ns(), kind=CommandKind.STOP_ENTRIES, source="daemon",
+                                 reason="shutting down"))
+        await self.supervisor.stop([feed.name for feed in self.feeds])
+        for feed in self.feeds:
+            await feed.market.close()
+        try:
+            await asyncio.wait_for(self.bus.wait_idle(), timeout=self.settings.shutdown_timeout_seconds)
+        except TimeoutError:
+            log.error("shutdown_drain_timeout", pending={i.name: len(i) for i in self.bus.inboxes})
+        await self.supervisor.stop()
+        self._heartbeat()
+        summary = self.portfolio.summary()
+        counters = self.counters()
+        log.info("summary", **_summary_fields(summary), slippage_avg_bps=round(self.execution.slippage.average_bps, 2),
+                 state=self.risk.state.value, **{f"count_{k}": v for k, v in counters.items()})
+        return RunResult(summary=summary, counters=counters)
+
+
+def _summary_fields(summary: PerformanceSummary) -> dict[str, Any]:
+    fields = asdict(summary)
+    fields["win_rate"] = round(summary.win_rate, 4)
+    fields["max_drawdown_pct"] = round(summary.max_drawdown_pct, 6)
+    fields["average_slippage_bps"] = round(summary.average_slippage_bps, 2)
+    if summary.profit_factor is not None:
+        fields["profit_factor"] = round(summary.profit_factor, 3)
+    return fields

@@ -1,0 +1,119 @@
+"""Command line: ``trader run`` (the daemon) and ``trader check-config``.
+
+Exit codes: 0 success, 2 bad configuration or arguments (argparse uses 2 as well), 1 unexpected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from trader import __version__
+from trader.config import ConfigError, Settings, load_settings, masked_dump
+from trader.logging import configure_logging, get_logger
+
+EXIT_CONFIG = 2
+
+
+def _settings_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML file (see configs/paper.toml); env and flags override it")
+    parser.add_argument("--mode", help="backtest | paper | live (env TRADER_MODE; default paper)")
+    parser.add_argument("--symbols", nargs="+", help="underlyings, e.g. NSE:NIFTY50-INDEX (comma or space separated)")
+    parser.add_argument("--strategies", nargs="+", help="strategy names, e.g. ema_crossover_enhanced")
+    parser.add_argument("--capital", type=float, help="initial capital in rupees")
+    parser.add_argument("--max-daily-loss", type=float, help="daily loss limit as a fraction of capital (0.02 = 2%%)")
+    parser.add_argument("--confidence-cutoff", type=float, help="minimum signal confidence (0-100) to trade")
+    parser.add_argument("--auto-execution", action=argparse.BooleanOptionalAction, default=None,
+                        help="place orders from signals (default: on in paper/backtest, off in live)")
+    parser.add_argument("--speed", type=float, help="built-in market speed, x real time (0 = as fast as possible)")
+    parser.add_argument("--seed", type=int, help="built-in market random seed")
+    parser.add_argument("--days", type=int, help="built-in market sessions to run (0 = until stopped)")
+    parser.add_argument("--start", help="built-in market start, ISO date-time (IST unless a zone is given)")
+    parser.add_argument("--log-level", help="DEBUG | INFO | WARNING | ERROR")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Only the flags actually given, shaped like the settings, so env and file fill in the rest."""
+    flat: dict[str, Any] = {
+        "mode": args.mode,
+        "symbols": _join(args.symbols),
+        "strategies": _join(args.strategies),
+        "auto_execution": args.auto_execution,
+        "log_level": args.log_level.upper() if args.log_level else None,
+    }
+    nested: dict[str, dict[str, Any]] = {
+        "risk": {"initial_capital": args.capital, "max_daily_loss_pct": args.max_daily_loss},
+        "strategy": {"confidence_cutoff": args.confidence_cutoff},
+        "sim": {"speed": args.speed, "seed": args.seed, "days": args.days, "start": args.start},
+    }
+    result = {k: v for k, v in flat.items() if v is not None}
+    for section, values in nested.items():
+        given = {k: v for k, v in values.items() if v is not None}
+        if given:
+            result[section] = given
+    return result
+
+
+def _join(values: list[str] | None) -> str | None:
+    return ",".join(values) if values else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trader", description="Options-trading daemon for NSE/BSE index options")
+    parser.add_argument("--version", action="version", version=f"trader {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the daemon (paper mode on the built-in market by default)")
+    _settings_flags(run)
+    check = sub.add_parser("check-config", help="print the effective configuration, secrets masked")
+    _settings_flags(check)
+    return parser
+
+
+def load(args: argparse.Namespace) -> Settings:
+    return load_settings(_overrides(args), args.config)
+
+
+def _run_loop(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        import uvloop  # noqa: PLC0415 - Linux only (see pyproject markers)
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load(args)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        sys.stdout.write(orjson.dumps(masked_dump(settings), option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    configure_logging(settings.log_level)
+    from trader.app import App  # noqa: PLC0415 - keeps check-config light
+
+    try:
+        app = App(settings)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        _run_loop(app.run())
+    except Exception:
+        get_logger("trader.cli").exception("daemon_failed")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,267 @@
+"""Configuration: pydantic-settings with precedence CLI flags > environment (``TRADER_*``) > TOML file > defaults.
+
+Nested sections use ``__`` in environment names: ``TRADER_RISK__MAX_DAILY_LOSS_PCT=0.02``. Money is given in rupees
+here (what a human types) and converted to paise where the domain takes over.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from datetime import datetime, time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from trader.market.calendar import IST
+from trader.market.instruments import resolve_underlying
+
+ENV_PREFIX = "TRADER_"
+KNOWN_STRATEGIES = ("ema_crossover_enhanced",)
+
+_toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("trader_toml_path", default=None)
+
+
+def _fraction(name: str, value: float) -> float:
+    if not 0 < value < 1:
+        hint = f" — it looks like a percentage: write {value / 100:g} for {value:g}%" if 1 <= value <= 100 else ""
+        raise ValueError(f"{name} must be a fraction between 0 and 1 (0.02 means 2%){hint}")
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RiskSettings(_Section):
+    initial_capital: float = Field(100_000.0, gt=0, description="rupees")
+    max_daily_loss_pct: float = 0.02
+    max_risk_per_trade_pct: float = 0.01
+    max_positions_per_symbol: int = Field(3, ge=1)
+    max_total_positions: int = Field(10, ge=1)
+    max_lots_per_trade: int = Field(1, ge=1)
+    min_margin_buffer: float = Field(50_000.0, ge=0, description="rupees")
+    # Kite allows 10 orders/s per account for an unregistered retail algo; stay below it.
+    max_orders_per_second: int = Field(8, ge=1, le=10)
+
+    @field_validator("max_daily_loss_pct", "max_risk_per_trade_pct")
+    @classmethod
+    def _is_fraction(cls, value: float, info: Any) -> float:
+        return _fraction(info.field_name, value)
+
+
+class StrategySettings(_Section):
+    confidence_cutoff: float = Field(50.0, ge=0, le=100)
+    lots: int = Field(1, ge=1)
+    fast: int = Field(9, ge=1)
+    slow: int = Field(21, ge=2)
+    bar_seconds: int = Field(60, ge=1)
+    confirm_bars: int = Field(3, ge=1)
+    stop_loss_pct: float = 0.30
+    target_pct: float = Field(0.60, gt=0)
+    market_protection: float = -1.0
+    first_entry_time: time = time(9, 20)
+    last_entry_time: time = time(15, 0)
+    exit_time: time = time(15, 10)
+
+    @field_validator("stop_loss_pct")
+    @classmethod
+    def _stop_is_fraction(cls, value: float) -> float:
+        return _fraction("stop_loss_pct", value)
+
+    @field_validator("market_protection")
+    @classmethod
+    def _protection(cls, value: float) -> float:
+        if value != -1 and not 0 < value <= 100:
+            raise ValueError("market_protection must be -1 (automatic) or a percentage in (0, 100]; "
+                             "Kite rejects 0 and a missing value")
+        return value
+
+    @model_validator(mode="after")
+    def _ordering(self) -> StrategySettings:
+        if self.fast >= self.slow:
+            raise ValueError(f"fast ({self.fast}) must be smaller than slow ({self.slow})")
+        if not self.first_entry_time <= self.last_entry_time <= self.exit_time:
+            raise ValueError("times must satisfy first_entry_time <= last_entry_time <= exit_time")
+        return self
+
+
+class PaperSettings(_Section):
+    latency_ms: int = Field(150, ge=0, le=60_000)
+    slippage_ticks: int = Field(1, ge=0, le=100)
+
+
+class SimSettings(_Section):
+    """The built-in market (paper mode without Kite credentials, and backtest)."""
+
+    seed: int = 7
+    speed: float = Field(1.0, ge=0, description="× real time; 0 = as fast as possible")
+    start: datetime | None = Field(None, description="simulated start, IST if no zone is given; default: now")
+    days: int = Field(0, ge=0, description="sessions to simulate; 0 = until stopped")
+    spot: float = Field(26_000.0, gt=0)
+    annual_vol: float = Field(0.13, gt=0, lt=2)
+    atm_iv: float = Field(0.13, gt=0, lt=3)
+    strikes_each_side: int = Field(10, ge=1, le=50)
+    tick_interval_ms: int = Field(1_000, ge=10)
+    chain_interval_ms: int = Field(1_000, ge=10)
+
+    @field_validator("start")
+    @classmethod
+    def _zone(cls, value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=IST) if value is not None and value.tzinfo is None else value
+
+
+class KiteSettings(_Section):
+    api_key: str = ""
+    api_secret: SecretStr = SecretStr("")
+    access_token: SecretStr = SecretStr("")
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.api_key and self.access_token.get_secret_value())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid",
+                                      frozen=True)
+
+    mode: Literal["backtest", "paper", "live"] = "paper"
+    symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["NSE:NIFTY50-INDEX"])
+    strategies: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["ema_crossover_enhanced"])
+    auto_execution: bool | None = Field(None, description="default: on in paper/backtest, off in live")
+    live_confirm: str = ""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    heartbeat_seconds: float = Field(5.0, gt=0, le=3600)
+    shutdown_timeout_seconds: float = Field(8.0, gt=0, le=60)
+    data_dir: Path = Path("data")
+    risk: RiskSettings = RiskSettings()
+    strategy: StrategySettings = StrategySettings()
+    paper: PaperSettings = PaperSettings()
+    sim: SimSettings = SimSettings()
+    kite: KiteSettings = KiteSettings()
+
+    @field_validator("symbols", "strategies", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _known_symbols(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give at least one symbol, e.g. NSE:NIFTY50-INDEX")
+        for symbol in value:
+            resolve_underlying(symbol)  # raises ValueError listing the accepted forms
+        return value
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in KNOWN_STRATEGIES]
+        if unknown or not value:
+            raise ValueError(f"unknown strategy {', '.join(unknown) or '(none given)'}; "
+                             f"available: {', '.join(KNOWN_STRATEGIES)}")
+        return value
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def effective_auto_execution(self) -> bool:
+        if self.auto_execution is not None:
+            return self.auto_execution
+        return self.mode != "live"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = _toml_path.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+
+class ConfigError(Exception):
+    """Bad configuration: one line per problem, each naming the field and how to fix it."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+# CLI flag for each field a flag can set, so an error can say where to fix it.
+CLI_FLAGS: dict[str, str] = {
+    "mode": "--mode",
+    "symbols": "--symbols",
+    "strategies": "--strategies",
+    "auto_execution": "--auto-execution",
+    "log_level": "--log-level",
+    "risk.initial_capital": "--capital",
+    "risk.max_daily_loss_pct": "--max-daily-loss",
+    "strategy.confidence_cutoff": "--confidence-cutoff",
+    "sim.speed": "--speed",
+    "sim.seed": "--seed",
+    "sim.days": "--days",
+    "sim.start": "--start",
+}
+
+
+def env_name(field_path: str) -> str:
+    return ENV_PREFIX + field_path.replace(".", "__").upper()
+
+
+def _describe(error: Any) -> str:
+    path = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    where = [env_name(path)]
+    if path in CLI_FLAGS:
+        where.insert(0, CLI_FLAGS[path])
+    shown = error.get("input")
+    given = f" (got {shown!r})" if shown is not None and not isinstance(shown, dict | SecretStr) else ""
+    if error["type"] == "extra_forbidden":
+        return f"config error: {path}: unknown setting{given}; check the spelling against configs/paper.toml"
+    return f"config error: {path or 'settings'}: {message}{given}; set it with {' or '.join(where)}"
+
+
+def load_settings(overrides: dict[str, Any] | None = None, config_file: Path | None = None) -> Settings:
+    """Build the effective settings; raise ConfigError with one line per problem."""
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError([f"config error: config file {config_file} does not exist; pass an existing "
+                           "TOML file to --config (see configs/paper.toml)"])
+    token = _toml_path.set(config_file)
+    try:
+        return Settings(**(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError([_describe(error) for error in exc.errors()]) from None
+    except ValueError as exc:  # e.g. a TOML syntax error
+        raise ConfigError([f"config error: {exc}"]) from None
+    finally:
+        _toml_path.reset(token)
+
+
+def masked_dump(settings: Settings) -> dict[str, Any]:
+    """The effective configuration as plain data, secrets masked (for ``trader check-config``)."""
+    data = settings.model_dump(mode="json")
+    kite = data.get("kite", {})
+    for key in ("api_secret", "access_token"):
+        if kite.get(key):
+            kite[key] = "**********"
+    return data

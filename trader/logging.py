@@ -1,0 +1,89 @@
+"""structlog → one JSON object per line (orjson), secrets redacted, wall-time ``ts`` plus ``ts_ns``.
+
+Event-time fields (``event_ts_ns``) come from the Clock and are added by the callers that log events.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from collections.abc import Mapping, MutableMapping
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import orjson
+import structlog
+from pydantic import SecretStr
+
+_SECRET_KEY = re.compile(r"(secret|token|password|api_key|authorization)", re.IGNORECASE)
+_REDACTED = "**********"
+# Ids that contain the word "token" but are not secrets.
+_NOT_SECRET = frozenset({"instrument_token", "tokens", "spot_token"})
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return _REDACTED
+    if isinstance(value, Mapping):
+        return {k: _REDACTED if _is_secret_key(k) else _redact(v) for k, v in value.items()}
+    return value
+
+
+def _is_secret_key(key: object) -> bool:
+    return isinstance(key, str) and key not in _NOT_SECRET and bool(_SECRET_KEY.search(key))
+
+
+def redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in list(event_dict.items()):
+        event_dict[key] = _REDACTED if _is_secret_key(key) and value else _redact(value)
+    return event_dict
+
+
+def add_timestamps(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    # Operators read wall time; the clock port gives event time, which callers log separately.
+    ts_ns = time.time_ns()
+    event_dict["ts"] = datetime.fromtimestamp(ts_ns / 1e9, tz=UTC).isoformat(timespec="microseconds")
+    event_dict["ts_ns"] = ts_ns
+    return event_dict
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, SecretStr):
+        return _REDACTED
+    return str(obj)
+
+
+def _dumps(obj: Any, **_: Any) -> bytes:
+    return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
+    """Idempotent; ``stream`` defaults to stdout (one JSON object per line)."""
+    out = stream if stream is not None else sys.stdout
+    binary = getattr(out, "buffer", None)
+    factory: Any
+    if binary is not None:
+        renderer = structlog.processors.JSONRenderer(serializer=_dumps)
+        factory = structlog.BytesLoggerFactory(file=binary)
+    else:  # a text stream without a byte buffer (tests use io.StringIO)
+        renderer = structlog.processors.JSONRenderer(serializer=lambda o, **_: _dumps(o).decode())
+        factory = structlog.PrintLoggerFactory(file=out)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            add_timestamps,
+            redact_secrets,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=factory,
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(logger_name=name)

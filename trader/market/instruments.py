@@ -1,0 +1,493 @@
+"""Option contracts, Kite tradingsymbols, the instrument master and the fallback contract table.
+
+The instrument master is filled from Kite's daily instrument dump, whose ``lot_size``, ``tick_size``,
+``expiry`` and ``strike`` are authoritative (fact sheet §2.1, §2.4c). Symbol parsing and
+``FALLBACK_UNDERLYINGS`` exist for the places that have no dump: the CLI, tests and replays.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from types import MappingProxyType
+
+from trader.market.calendar import MarketCalendar
+
+
+class OptionType(StrEnum):
+    CE = "CE"
+    PE = "PE"
+
+
+@dataclass(frozen=True, slots=True)
+class UnderlyingSpec:
+    name: str  # Kite's F&O ``name``, the prefix of its tradingsymbols: "NIFTY"
+    spot_exchange: str  # where the index is quoted: "NSE" / "BSE"
+    spot_symbol: str  # Kite's quote symbol of the index: "NIFTY 50"
+    spot_token: int  # Kite instrument token of the index
+    fo_exchange: str  # "NFO" / "BFO"
+    lot_size: int  # units per lot
+    strike_step_paise: int  # near-the-money strike interval
+    tick_size_paise: int
+    weekly: bool  # has weekly expiries
+    freeze_quantity: int  # max units per order
+
+
+# FALLBACK ONLY: the one place where contract sizes are written down. The Kite instrument dump, read
+# every day, overrides them (InstrumentMaster). Values from the fact sheet compiled 24 Nov 2026, which
+# covers circulars up to 22 Aug 2026:
+# * lot sizes: §2.1 [V], in force since the Jan 2026 expiries (SENSEX 20 since Nov 2024 [V/S]);
+# * freeze quantities: §2.3, NSE revision effective 3 Aug 2026 [V], SENSEX [S]; NSE revises them monthly;
+# * strike steps: §2.3 practitioner values [U]; NIFTYNXT50 is not in the fact sheet (100 is assumed [U]);
+# * tick size 0.05 for all index options: §2.3 [V];
+# * spot tokens: NIFTY 50 256265, SENSEX 265 (§2.4 [S]); NIFTY BANK 260105, NIFTY FIN SERVICE 257801 from
+#   public code [S]; NIFTY MID SELECT 288009 and NIFTY NEXT 50 270857 not verified [U].
+FALLBACK_UNDERLYINGS: Mapping[str, UnderlyingSpec] = MappingProxyType({
+    spec.name: spec
+    for spec in (
+        UnderlyingSpec(name="NIFTY", spot_exchange="NSE", spot_symbol="NIFTY 50", spot_token=256265,
+                       fo_exchange="NFO", lot_size=65, strike_step_paise=5_000, tick_size_paise=5,
+                       weekly=True, freeze_quantity=1_800),
+        UnderlyingSpec(name="BANKNIFTY", spot_exchange="NSE", spot_symbol="NIFTY BANK", spot_token=260105,
+                       fo_exchange="NFO", lot_size=30, strike_step_paise=10_000, tick_size_paise=5,
+                       weekly=False, freeze_quantity=600),
+        UnderlyingSpec(name="FINNIFTY", spot_exchange="NSE", spot_symbol="NIFTY FIN SERVICE",
+                       spot_token=257801, fo_exchange="NFO", lot_size=60, strike_step_paise=5_000,
+                       tick_size_paise=5, weekly=False, freeze_quantity=1_800),
+        UnderlyingSpec(name="MIDCPNIFTY", spot_exchange="NSE", spot_symbol="NIFTY MID SELECT",
+                       spot_token=288009, fo_exchange="NFO", lot_size=120, strike_step_paise=2_500,
+                       tick_size_paise=5, weekly=False, freeze_quantity=2_800),
+        UnderlyingSpec(name="NIFTYNXT50", spot_exchange="NSE", spot_symbol="NIFTY NEXT 50",
+                       spot_token=270857, fo_exchange="NFO", lot_size=25, strike_step_paise=10_000,
+                       tick_size_paise=5, weekly=False, freeze_quantity=600),
+        UnderlyingSpec(name="SENSEX", spot_exchange="BSE", spot_symbol="SENSEX", spot_token=265,
+                       fo_exchange="BFO", lot_size=20, strike_step_paise=10_000, tick_size_paise=5,
+                       weekly=True, freeze_quantity=1_000),
+    )
+})
+
+# The index names of the ``EXCHANGE:NAME-INDEX`` form the CLI accepts.
+_CLI_INDEX_NAMES: Mapping[str, str] = MappingProxyType({
+    "NIFTY": "NIFTY50",
+    "BANKNIFTY": "NIFTYBANK",
+    "FINNIFTY": "FINNIFTY",
+    "MIDCPNIFTY": "MIDCPNIFTY",
+    "NIFTYNXT50": "NIFTYNXT50",
+    "SENSEX": "SENSEX",
+})
+
+
+def _underlying_aliases() -> dict[str, UnderlyingSpec]:
+    aliases: dict[str, UnderlyingSpec] = {}
+    for spec in FALLBACK_UNDERLYINGS.values():
+        aliases[spec.name] = spec
+        aliases[f"{spec.spot_exchange}:{spec.spot_symbol}"] = spec
+        aliases[f"{spec.spot_exchange}:{_CLI_INDEX_NAMES[spec.name]}-INDEX"] = spec
+    return aliases
+
+
+_UNDERLYING_ALIASES: Mapping[str, UnderlyingSpec] = MappingProxyType(_underlying_aliases())
+
+
+def resolve_underlying(symbol: str) -> UnderlyingSpec:
+    """The underlying named by a CLI/config symbol: ``NSE:NIFTY50-INDEX``, ``NSE:NIFTY 50`` or ``NIFTY``.
+
+    Case-insensitive; surrounding whitespace is ignored.
+    """
+    spec = _UNDERLYING_ALIASES.get(symbol.strip().upper())
+    if spec is None:
+        accepted = ", ".join(repr(alias) for alias in _UNDERLYING_ALIASES)
+        raise ValueError(f"unknown underlying {symbol!r}; accepted forms (case-insensitive): {accepted}")
+    return spec
+
+
+def _underlying_spec(name: str) -> UnderlyingSpec:
+    try:
+        return FALLBACK_UNDERLYINGS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown underlying {name!r}; known underlyings: {', '.join(FALLBACK_UNDERLYINGS)}"
+        ) from None
+
+
+# --- Kite tradingsymbols (fact sheet §2.4) -----------------------------------------------------------
+
+_OPTION_EXCHANGES = frozenset({"NFO", "BFO"})
+_OPTION_TYPE_CODES = frozenset(option_type.value for option_type in OptionType)
+_MONTHLY_CODES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_WEEKLY_MONTH_CODES = "123456789OND"  # Jan-Sep as digits, then Oct/Nov/Dec as letters
+_EXAMPLES = "e.g. 'NIFTY25DEC24000CE' (monthly), 'NIFTY2581425000CE' (weekly), 'BFO:SENSEX2642379100PE'"
+# Names contain digits and prefix one another (NIFTY / NIFTYNXT50), so match the longest known name first.
+_NAMES_LONGEST_FIRST = tuple(sorted(FALLBACK_UNDERLYINGS, key=len, reverse=True))
+
+_DEFAULT_CALENDAR = MarketCalendar()
+
+
+class _SymbolError(ValueError):
+    def __init__(self, tradingsymbol: str, problem: str) -> None:
+        super().__init__(f"invalid option tradingsymbol {tradingsymbol!r}: {problem}; expected {_EXAMPLES}")
+
+
+def _underlying_of_symbol(symbol: str) -> UnderlyingSpec | None:
+    """The known underlying whose name prefixes ``symbol`` followed by a two-digit year."""
+    for name in _NAMES_LONGEST_FIRST:
+        year = symbol[len(name):len(name) + 2]
+        if symbol.startswith(name) and len(year) == 2 and year.isdigit():
+            return FALLBACK_UNDERLYINGS[name]
+    return None
+
+
+def _split_exchange(tradingsymbol: str) -> tuple[str | None, str]:
+    exchange, colon, symbol = tradingsymbol.strip().upper().rpartition(":")
+    if not colon:
+        return None, symbol
+    if exchange not in _OPTION_EXCHANGES:
+        raise _SymbolError(tradingsymbol, f"exchange prefix {exchange!r} is not NFO or BFO")
+    return exchange, symbol
+
+
+def _format_tradingsymbol(name: str, expiry: date, strike_rupees: int, option_type: OptionType, *,
+                          monthly: bool) -> str:
+    if monthly:
+        expiry_code = f"{expiry:%y}{_MONTHLY_CODES[expiry.month - 1]}"
+    else:
+        expiry_code = f"{expiry:%y}{_WEEKLY_MONTH_CODES[expiry.month - 1]}{expiry.day:02d}"
+    return f"{name}{expiry_code}{strike_rupees}{option_type.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class OptionContract:
+    exchange: str  # "NFO" / "BFO"
+    tradingsymbol: str  # Kite's, without the exchange prefix
+    underlying: str
+    expiry: date
+    strike: int  # paise
+    option_type: OptionType
+    lot_size: int
+    tick_size: int  # paise
+    instrument_token: int = 0  # 0 = not known (contract not from the instrument dump)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.exchange not in _OPTION_EXCHANGES:
+            problems.append(f"exchange {self.exchange!r} is not NFO or BFO")
+        if self.strike <= 0:
+            problems.append(f"strike must be positive, got {self.strike}")
+        if self.lot_size <= 0:
+            problems.append(f"lot_size must be positive, got {self.lot_size}")
+        if self.tick_size <= 0:
+            problems.append(f"tick_size must be positive, got {self.tick_size}")
+        elif self.strike % self.tick_size:
+            problems.append(f"strike {self.strike} paise is not a multiple of the tick {self.tick_size}")
+        if problems:
+            raise ValueError(f"invalid option contract {self.tradingsymbol!r}: {'; '.join(problems)}")
+
+    @property
+    def strike_rupees(self) -> float:
+        """For display and option pricing only; money stays in paise."""
+        return self.strike / 100
+
+    @property
+    def is_call(self) -> bool:
+        return self.option_type is OptionType.CE
+
+    @classmethod
+    def parse(cls, tradingsymbol: str, *, calendar: MarketCalendar | None = None, lot_size: int | None = None,
+              tick_size: int | None = None, instrument_token: int = 0) -> OptionContract:
+        """Decode a Kite option tradingsymbol, optionally prefixed with ``NFO:`` or ``BFO:``.
+
+        Monthly ``NAME YY MMM STRIKE CE|PE`` takes its expiry from ``calendar`` (the default calendar
+        if None); weekly ``NAME YY M DD STRIKE CE|PE`` spells out the date. Lot and tick size default to
+        ``FALLBACK_UNDERLYINGS``: pass the instrument dump's values when you have them.
+        """
+        exchange, symbol = _split_exchange(tradingsymbol)
+        spec = _underlying_of_symbol(symbol)
+        if spec is None:
+            known = ", ".join(FALLBACK_UNDERLYINGS)
+            raise _SymbolError(
+                tradingsymbol, f"does not start with a known underlying ({known}) and a 2-digit year"
+            )
+        if exchange is not None and exchange != spec.fo_exchange:
+            raise _SymbolError(
+                tradingsymbol, f"{spec.name} options trade on {spec.fo_exchange}, not {exchange}"
+            )
+        year = 2000 + int(symbol[len(spec.name):len(spec.name) + 2])
+        rest = symbol[len(spec.name) + 2:]
+        if rest.endswith("FUT"):
+            raise _SymbolError(tradingsymbol, "a futures symbol, not an option")
+        expiry, rest = _decode_expiry(tradingsymbol, spec.name, year, rest, calendar or _DEFAULT_CALENDAR)
+        option_type_code, strike_text = rest[-2:], rest[:-2]
+        if option_type_code not in _OPTION_TYPE_CODES:
+            raise _SymbolError(tradingsymbol, "does not end in CE or PE")
+        if not (strike_text.isascii() and strike_text.isdigit()) or strike_text.startswith("0"):
+            raise _SymbolError(
+                tradingsymbol,
+                f"strike {strike_text!r} is not a whole number of rupees (Kite has no decimal strikes)",
+            )
+        return cls(
+            exchange=spec.fo_exchange,
+            tradingsymbol=symbol,
+            underlying=spec.name,
+            expiry=expiry,
+            strike=int(strike_text) * 100,
+            option_type=OptionType(option_type_code),
+            lot_size=spec.lot_size if lot_size is None else lot_size,
+            tick_size=spec.tick_size_paise if tick_size is None else tick_size,
+            instrument_token=instrument_token,
+        )
+
+    @classmethod
+    def build(cls, spec: UnderlyingSpec, expiry: date, strike_paise: int, option_type: OptionType, *,
+              monthly: bool, instrument_token: int = 0,
+              calendar: MarketCalendar | None = None) -> OptionContract:
+        """The contract with Kite's tradingsymbol: monthly format if ``monthly``, else weekly format.
+
+        A monthly ``expiry`` must be that month's monthly expiry in ``calendar``, since the symbol carries
+        only the month. Kite lists the weekly that expires on the monthly date under the monthly symbol
+        (fact sheet §2.4), so pass ``monthly=True`` for that date.
+        """
+        if strike_paise % 100:
+            raise ValueError(f"strike {strike_paise} paise is not a whole rupee, as Kite strikes are")
+        if monthly:
+            calendar = calendar or _DEFAULT_CALENDAR
+            monthly_expiry = calendar.monthly_expiry(spec.name, expiry.year, expiry.month)
+            if expiry != monthly_expiry:
+                raise ValueError(
+                    f"{expiry.isoformat()} is not the {spec.name} monthly expiry of {expiry:%b %Y} "
+                    f"({monthly_expiry.isoformat()}); use monthly=False for a weekly"
+                )
+        return cls(
+            exchange=spec.fo_exchange,
+            tradingsymbol=_format_tradingsymbol(spec.name, expiry, strike_paise // 100, option_type,
+                                                monthly=monthly),
+            underlying=spec.name,
+            expiry=expiry,
+            strike=strike_paise,
+            option_type=option_type,
+            lot_size=spec.lot_size,
+            tick_size=spec.tick_size_paise,
+            instrument_token=instrument_token,
+        )
+
+
+def _decode_expiry(tradingsymbol: str, name: str, year: int, rest: str,
+                   calendar: MarketCalendar) -> tuple[date, str]:
+    """The expiry encoded at the start of ``rest`` and what follows it.
+
+    Unambiguous because a monthly code is three letters, while a weekly code is one of 1-9/O/N/D
+    followed by two digits.
+    """
+    month_code = rest[:3]
+    if len(month_code) == 3 and month_code.isascii() and month_code.isalpha():
+        if month_code not in _MONTHLY_CODES:
+            raise _SymbolError(
+                tradingsymbol, f"month {month_code!r} is not one of {'/'.join(_MONTHLY_CODES)}"
+            )
+        month = _MONTHLY_CODES.index(month_code) + 1
+        try:
+            return calendar.monthly_expiry(name, year, month), rest[3:]
+        except ValueError as exc:
+            raise _SymbolError(tradingsymbol, f"cannot compute the monthly expiry: {exc}") from exc
+    weekly_month, day_text = rest[:1], rest[1:3]
+    if not weekly_month or weekly_month not in _WEEKLY_MONTH_CODES:
+        raise _SymbolError(
+            tradingsymbol,
+            f"after the year expected a month (JAN-DEC) or a weekly month (1-9, O, N, D), got {rest[:3]!r}",
+        )
+    if not (len(day_text) == 2 and day_text.isascii() and day_text.isdigit()):
+        raise _SymbolError(tradingsymbol, f"expected a 2-digit day after weekly month code {weekly_month!r}")
+    month = _WEEKLY_MONTH_CODES.index(weekly_month) + 1
+    try:
+        return date(year, month, int(day_text)), rest[3:]
+    except ValueError:
+        raise _SymbolError(tradingsymbol, f"day {day_text} does not exist in {year}-{month:02d}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class IndexInstrument:
+    exchange: str  # "NSE" / "BSE"
+    tradingsymbol: str  # "NIFTY 50"
+    name: str
+    instrument_token: int
+    tick_size: int  # paise; Kite's dump often gives 0 for indices
+
+
+# --- the instrument master ------------------------------------------------------------------------
+
+_KITE_COLUMNS = (
+    "instrument_token", "exchange_token", "tradingsymbol", "name", "last_price", "expiry", "strike",
+    "tick_size", "lot_size", "instrument_type", "segment", "exchange",
+)
+_OPTION_SEGMENTS = frozenset({"NFO-OPT", "BFO-OPT"})
+_INDEX_SEGMENT = "INDICES"
+_CHAIN_ORDER = {OptionType.CE: 0, OptionType.PE: 1}
+
+
+class InstrumentMaster:
+    """In-memory registry of the index options and indices we trade, by token and by tradingsymbol."""
+
+    def __init__(self) -> None:
+        self._by_token: dict[int, OptionContract | IndexInstrument] = {}
+        self._contracts: dict[str, OptionContract] = {}
+        self._chains: dict[tuple[str, date], list[OptionContract]] = defaultdict(list)
+        self._indices: dict[str, IndexInstrument] = {}
+
+    def add(self, contract: OptionContract) -> None:
+        """Register a contract. Re-adding an equal one is a no-op; a different one with a used
+        tradingsymbol or token is an error."""
+        existing = self._contracts.get(contract.tradingsymbol)
+        if existing == contract:
+            return
+        if existing is not None:
+            raise ValueError(f"{contract.tradingsymbol} is already registered as {existing}")
+        self._register_token(contract.instrument_token, contract)
+        self._contracts[contract.tradingsymbol] = contract
+        self._chains[contract.underlying, contract.expiry].append(contract)
+
+    def add_index(self, index: IndexInstrument) -> None:
+        self._register_token(index.instrument_token, index)
+        for spec in FALLBACK_UNDERLYINGS.values():
+            if (spec.spot_exchange, spec.spot_symbol) == (index.exchange, index.tradingsymbol):
+                self._indices[spec.name] = index
+
+    def _register_token(self, token: int, instrument: OptionContract | IndexInstrument) -> None:
+        if token == 0:  # unknown token: reachable by symbol only
+            return
+        existing = self._by_token.get(token)
+        if existing is not None and existing != instrument:
+            raise ValueError(f"instrument token {token} is already registered to {existing}")
+        self._by_token[token] = instrument
+
+    def by_token(self, token: int) -> OptionContract | IndexInstrument | None:
+        return self._by_token.get(token)
+
+    def contract(self, tradingsymbol: str) -> OptionContract | None:
+        """The contract with this tradingsymbol; an ``NFO:``/``BFO:`` prefix must match its exchange."""
+        exchange, _, symbol = tradingsymbol.strip().upper().rpartition(":")
+        contract = self._contracts.get(symbol)
+        if contract is None or exchange not in ("", contract.exchange):
+            return None
+        return contract
+
+    def option_chain(self, underlying: str, expiry: date) -> list[OptionContract]:
+        """All strikes of one expiry, by strike then CE before PE."""
+        chain = self._chains.get((underlying, expiry), [])
+        return sorted(chain, key=lambda contract: (contract.strike, _CHAIN_ORDER[contract.option_type]))
+
+    def expiries(self, underlying: str) -> list[date]:
+        return sorted(expiry for name, expiry in self._chains if name == underlying)
+
+    def nearest_strike(self, underlying: str, expiry: date, spot_paise: int,
+                       option_type: OptionType) -> OptionContract | None:
+        """The at-the-money contract: the strike closest to ``spot_paise``, the lower one on a tie."""
+        candidates = [c for c in self._chains.get((underlying, expiry), []) if c.option_type is option_type]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda contract: (abs(contract.strike - spot_paise), contract.strike))
+
+    def index_for(self, underlying: str) -> IndexInstrument | None:
+        return self._indices.get(underlying)
+
+    def lot_size(self, underlying: str) -> int:
+        """The lot size of the nearest listed expiry, else the fallback table's.
+
+        Lots change at the semi-annual reviews and old expiries keep the old lot for a while (fact sheet
+        §2.1), so the nearest expiry, the one we trade, is the one that counts. For a given contract use
+        its own ``lot_size``.
+        """
+        expiries = self.expiries(underlying)
+        if expiries:
+            return self._chains[underlying, expiries[0]][0].lot_size
+        return _underlying_spec(underlying).lot_size
+
+    @classmethod
+    def from_kite_csv(cls, text: str) -> InstrumentMaster:
+        """Build the master from Kite's instrument dump (``GET /instruments``, CSV).
+
+        Keeps options (segment NFO-OPT/BFO-OPT, type CE/PE) of the index underlyings in
+        ``FALLBACK_UNDERLYINGS``, with the dump's own expiry, strike, lot and tick size, and the INDICES
+        rows. Stock options and everything else are skipped: the daemon trades index options only. Old
+        dumps leave ``name`` empty; then the underlying is read from the tradingsymbol. A malformed row
+        raises ValueError naming its line and column.
+        """
+        reader = csv.DictReader(io.StringIO(text))
+        missing = [column for column in _KITE_COLUMNS if column not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"Kite instrument dump line 1: missing column(s) {', '.join(missing)}")
+        master = cls()
+        for row in reader:
+            try:
+                master._add_kite_row(row)
+            except ValueError as exc:
+                raise ValueError(f"Kite instrument dump line {reader.line_num}: {exc}") from exc
+        return master
+
+    def _add_kite_row(self, row: Mapping[str | None, str | list[str] | None]) -> None:
+        if None in row or None in row.values():
+            raise ValueError(f"expected {len(_KITE_COLUMNS)} columns")
+        fields = {column: str(row[column]) for column in _KITE_COLUMNS}
+        if fields["segment"] in _OPTION_SEGMENTS and fields["instrument_type"] in _OPTION_TYPE_CODES:
+            contract = _contract_from_row(fields)
+            if contract is not None:
+                self.add(contract)
+        elif fields["segment"] == _INDEX_SEGMENT:
+            self.add_index(IndexInstrument(
+                exchange=fields["exchange"],
+                tradingsymbol=fields["tradingsymbol"],
+                name=fields["name"],
+                instrument_token=_int_column(fields, "instrument_token"),
+                tick_size=_paise_column(fields, "tick_size") if fields["tick_size"] else 0,
+            ))
+
+
+def _contract_from_row(row: Mapping[str, str]) -> OptionContract | None:
+    name = row["name"].strip()
+    spec = FALLBACK_UNDERLYINGS.get(name) if name else _underlying_of_symbol(row["tradingsymbol"])
+    if spec is None:
+        return None
+    return OptionContract(
+        exchange=row["exchange"],
+        tradingsymbol=row["tradingsymbol"],
+        underlying=spec.name,
+        expiry=_date_column(row, "expiry"),
+        strike=_paise_column(row, "strike"),
+        option_type=OptionType(row["instrument_type"]),
+        lot_size=_int_column(row, "lot_size"),
+        tick_size=_paise_column(row, "tick_size"),
+        instrument_token=_int_column(row, "instrument_token"),
+    )
+
+
+def _column_error(row: Mapping[str, str], column: str, expected: str) -> ValueError:
+    return ValueError(f"column {column!r}: {row[column]!r} is not {expected}")
+
+
+def _int_column(row: Mapping[str, str], column: str) -> int:
+    try:
+        return int(row[column])
+    except ValueError:
+        raise _column_error(row, column, "an integer") from None
+
+
+def _paise_column(row: Mapping[str, str], column: str) -> int:
+    """A rupee amount as paise; Kite's dump has rupee floats, so round(x * 100) as at every edge."""
+    try:
+        rupees = float(row[column])
+    except ValueError:
+        raise _column_error(row, column, "a number") from None
+    if not math.isfinite(rupees):
+        raise _column_error(row, column, "a finite number")
+    return round(rupees * 100)
+
+
+def _date_column(row: Mapping[str, str], column: str) -> date:
+    try:
+        return date.fromisoformat(row[column])
+    except ValueError:
+        raise _column_error(row, column, "a YYYY-MM-DD date") from None

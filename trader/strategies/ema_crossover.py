@@ -1,0 +1,336 @@
+"""``ema_crossover_enhanced``: EMA fast/slow crossover on the underlying, traded with ATM options.
+
+Bars of ``bar_seconds`` are built from the underlying's ticks. When the fast EMA crosses the slow EMA the strategy
+arms a signal in that direction for ``confirm_bars`` bars and scores it on every bar close while it stays armed:
+
+confidence (0–100) = gap (0–40) + slope (0–30) + momentum/volume (0–30), each a clamp(x / full, 0, 1) × weight of a
+quantity measured in units of the recent bar-to-bar move (the mean absolute change of the last ``slow`` closes),
+so the score means the same thing in a calm and a busy market:
+- gap: |fast − slow| — how decisively the averages have separated (full marks at 1 unit);
+- slope: the slow EMA's slope over the last 3 bars in the signal's direction (full marks at 0.3 units per bar);
+- momentum: the move of the close over the last 5 bars in the signal's direction (full marks at √5 units, i.e. a
+  one-sigma-like run); when the feed carries volume (futures, options) 10 of these 30 points come from the last
+  bar's volume against the average of the last ``slow`` bars instead. Index ticks carry no volume, so for an index
+  momentum takes all 30 points.
+A scored signal at or above the cutoff is published with an entry intent (bullish → buy the ATM CE, bearish → the
+ATM PE, in whole lots); one that never reaches the cutoff is published once, when its window closes, for the log.
+
+Exits: the opposite crossover, a stop-loss and a target on the option premium, and a time exit before the intraday
+square-off. Long options only, one position at a time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from enum import Enum
+
+from trader.events import (
+    Direction,
+    Fill,
+    IntentPurpose,
+    OrderIntent,
+    OrderType,
+    OrderUpdate,
+    Side,
+    Signal,
+    Tick,
+)
+from trader.market.calendar import IST
+from trader.market.instruments import OptionContract, OptionType
+from trader.strategies.base import StrategyContext
+
+STRATEGY_NAME = "ema_crossover_enhanced"
+_NS = 1_000_000_000
+_EXIT_RETRY_NS = 5 * _NS
+
+
+@dataclass(frozen=True, slots=True)
+class EmaCrossoverParams:
+    underlying: str = "NIFTY"
+    fast: int = 9
+    slow: int = 21
+    bar_seconds: int = 60
+    confirm_bars: int = 3
+    confidence_cutoff: float = 50.0
+    lots: int = 1
+    stop_loss_pct: float = 0.30
+    target_pct: float = 0.60
+    market_protection: float = -1.0
+    first_entry_time: time = time(9, 20)
+    last_entry_time: time = time(15, 0)
+    exit_time: time = time(15, 10)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.fast < self.slow:
+            raise ValueError(f"EMA periods need 1 <= fast < slow, got fast={self.fast} slow={self.slow}")
+        if self.bar_seconds <= 0 or self.confirm_bars <= 0 or self.lots <= 0:
+            raise ValueError("bar_seconds, confirm_bars and lots must be positive")
+        if not 0 <= self.confidence_cutoff <= 100:
+            raise ValueError(f"confidence_cutoff must be within 0..100, got {self.confidence_cutoff}")
+        if not (0 < self.stop_loss_pct < 1 and self.target_pct > 0):
+            raise ValueError("stop_loss_pct must be in (0, 1) and target_pct > 0 (fractions of the premium)")
+        if not self.first_entry_time <= self.last_entry_time <= self.exit_time:
+            raise ValueError("need first_entry_time <= last_entry_time <= exit_time")
+
+
+class _Phase(Enum):
+    FLAT = "flat"
+    ENTERING = "entering"
+    OPEN = "open"
+    EXITING = "exiting"
+
+
+@dataclass(slots=True)
+class _Armed:
+    direction: Direction
+    bars_left: int
+    best_confidence: float
+    best_reason: str
+
+
+def _clamp01(x: float) -> float:
+    return 0.0 if x <= 0 else 1.0 if x >= 1 else x
+
+
+class EmaCrossoverEnhanced:
+    def __init__(self, params: EmaCrossoverParams | None = None, strategy_id: str = STRATEGY_NAME) -> None:
+        self.params = params or EmaCrossoverParams()
+        self.strategy_id = strategy_id
+        self._alpha_fast = 2 / (self.params.fast + 1)
+        self._alpha_slow = 2 / (self.params.slow + 1)
+        self._day_end_ns = 0
+        self._reset_day_state()
+        # position
+        self._phase = _Phase.FLAT
+        self._contract: OptionContract | None = None
+        self._held = 0
+        self._cost = 0
+        self._pending_intent = ""
+        self._exit_reason = ""
+        self._retry_exit_at_ns = 0
+
+    # -- day bookkeeping ----------------------------------------------------------------------------------
+    def _reset_day_state(self) -> None:
+        self._bar_start_ns = -1
+        self._bar_close = 0.0
+        self._bar_volume = 0
+        self._last_cum_volume = -1
+        self._closes: deque[float] = deque(maxlen=self.params.slow + 1)
+        self._volumes: deque[int] = deque(maxlen=self.params.slow)
+        self._fast_ema: float | None = None
+        self._slow_ema: float | None = None
+        self._slow_history: deque[float] = deque(maxlen=4)
+        self._bars = 0
+        self._armed: _Armed | None = None
+
+    def _roll_day(self, ts_ns: int) -> None:
+        day = datetime.fromtimestamp(ts_ns / _NS, tz=IST).date()
+
+        def at(t: time) -> int:
+            return int(datetime.combine(day, t, tzinfo=IST).timestamp()) * _NS
+
+        self._first_entry_ns = at(self.params.first_entry_time)
+        self._last_entry_ns = at(self.params.last_entry_time)
+        self._exit_ns = at(self.params.exit_time)
+        self._day_end_ns = int(datetime.combine(day + timedelta(days=1), time(0), tzinfo=IST).timestamp()) * _NS
+        self._reset_day_state()
+
+    # -- events -------------------------------------------------------------------------------------------
+    def on_tick(self, tick: Tick, ctx: StrategyContext) -> Sequence[Signal | OrderIntent]:
+        if tick.ts_ns >= self._day_end_ns:
+            self._roll_day(tick.ts_ns)
+        out: list[Signal | OrderIntent] = []
+        index = ctx.instruments.index_for(self.params.underlying)
+        if index is not None and tick.instrument_token == index.instrument_token:
+            self._on_underlying(tick, ctx, out)
+        if self._phase is _Phase.OPEN and self._contract is not None:
+            self._check_exits(tick, ctx, out)
+        return out
+
+    def on_fill(self, fill: Fill) -> None:
+        if fill.intent_id != self._pending_intent:
+            return
+        if fill.side is Side.BUY:
+            self._held += fill.quantity
+            self._cost += fill.quantity * fill.price
+        else:
+            if self._held:
+                self._cost -= self._cost * fill.quantity // self._held
+            self._held -= fill.quantity
+
+    def on_order_update(self, update: OrderUpdate) -> None:
+        if update.intent_id != self._pending_intent or not update.status.is_terminal:
+            return
+        self._pending_intent = ""
+        if self._held > 0:
+            if self._phase is _Phase.EXITING:
+                # An exit that did not complete: retry it, but not on every tick.
+                self._retry_exit_at_ns = update.ts_ns + _EXIT_RETRY_NS
+            self._phase = _Phase.OPEN
+        else:
+            self._phase = _Phase.FLAT
+            self._contract = None
+            self._cost = 0
+
+    # -- signal generation --------------------------------------------------------------------------------
+    def _on_underlying(self, tick: Tick, ctx: StrategyContext, out: list[Signal | OrderIntent]) -> None:
+        bar_ns = self.params.bar_seconds * _NS
+        bar_start = tick.ts_ns - tick.ts_ns % bar_ns
+        if self._bar_start_ns < 0:
+            self._bar_start_ns = bar_start
+        elif bar_start != self._bar_start_ns:
+            self._close_bar(tick, ctx, out)
+            self._bar_start_ns = bar_start
+            self._bar_volume = 0
+        self._bar_close = tick.last_price / 100
+        if tick.volume > 0:
+            if self._last_cum_volume >= 0:
+                self._bar_volume += max(tick.volume - self._last_cum_volume, 0)
+            self._last_cum_volume = tick.volume
+
+    def _close_bar(self, tick: Tick, ctx: StrategyContext, out: list[Signal | OrderIntent]) -> None:
+        close = self._bar_close
+        self._closes.append(close)
+        self._volumes.append(self._bar_volume)
+        self._bars += 1
+        previous_gap = None if self._fast_ema is None or self._slow_ema is None else self._fast_ema - self._slow_ema
+        if self._fast_ema is None or self._slow_ema is None:
+            self._fast_ema = self._slow_ema = close
+        else:
+            self._fast_ema += self._alpha_fast * (close - self._fast_ema)
+            self._slow_ema += self._alpha_slow * (close - self._slow_ema)
+        self._slow_history.append(self._slow_ema)
+        if self._bars < self.params.slow or previous_gap is None:
+            return  # the slow EMA is not warmed up yet
+        gap = self._fast_ema - self._slow_ema
+        if previous_gap <= 0 < gap or previous_gap >= 0 > gap:
+            direction = Direction.BULLISH if gap > 0 else Direction.BEARISH
+            if self._armed is not None and self._armed.direction is not direction:
+                self._publish_unconfirmed(tick, ctx, out)
+            self._armed = _Armed(direction, self.params.confirm_bars, -1.0, "")
+            if self._phase is _Phase.OPEN and self._contract is not None and self._held_direction() is not direction:
+                self._exit(tick, ctx, out, "opposite_signal")
+        armed = self._armed
+        if armed is None:
+            return
+        confidence, reason = self.confidence(armed.direction)
+        if confidence > armed.best_confidence:
+            armed.best_confidence, armed.best_reason = confidence, reason
+        armed.bars_left -= 1
+        if confidence >= self.params.confidence_cutoff and self._phase is _Phase.FLAT:
+            signal = self._signal(tick, ctx, armed.direction, confidence, reason)
+            out.append(signal)
+            self._armed = None
+            intent = self._entry(tick, ctx, signal)
+            if intent is not None:
+                out.append(intent)
+        elif armed.bars_left <= 0:
+            self._publish_unconfirmed(tick, ctx, out)
+
+    def _publish_unconfirmed(self, tick: Tick, ctx: StrategyContext, out: list[Signal | OrderIntent]) -> None:
+        armed = self._armed
+        self._armed = None
+        if armed is not None and armed.best_confidence >= 0:
+            out.append(self._signal(tick, ctx, armed.direction, armed.best_confidence,
+                                    armed.best_reason + " (not acted on)"))
+
+    def confidence(self, direction: Direction) -> tuple[float, str]:
+        """Score the current bar for ``direction``; see the module docstring for the components."""
+        closes = self._closes
+        fast, slow = self._fast_ema, self._slow_ema
+        if fast is None or slow is None or len(closes) < 2:
+            return 0.0, "not enough bars"
+        sign = 1.0 if direction is Direction.BULLISH else -1.0
+        moves = [abs(b - a) for a, b in zip(list(closes)[:-1], list(closes)[1:], strict=True)]
+        unit = max(sum(moves) / len(moves), 1e-9)
+        gap_units = sign * (fast - slow) / unit
+        history = self._slow_history
+        slope_units = sign * (history[-1] - history[0]) / max(len(history) - 1, 1) / unit
+        lookback = min(5, len(closes) - 1)
+        momentum_units = sign * (closes[-1] - closes[-1 - lookback]) / (unit * math.sqrt(lookback))
+        gap_score = 40 * _clamp01(gap_units)
+        slope_score = 30 * _clamp01(slope_units / 0.3)
+        volumes = [v for v in self._volumes if v > 0]
+        if len(volumes) >= 2 and self._volumes[-1] > 0:
+            average = sum(volumes[:-1]) / (len(volumes) - 1)
+            volume_score = 10 * _clamp01(self._volumes[-1] / average - 1)
+            momentum_score = 20 * _clamp01(momentum_units)
+        else:
+            volume_score = 0.0
+            momentum_score = 30 * _clamp01(momentum_units)
+        total = round(gap_score + slope_score + momentum_score + volume_score, 1)
+        reason = (f"gap={gap_score:.1f}/40 slope={slope_score:.1f}/30 "
+                  f"momentum={momentum_score:.1f} volume={volume_score:.1f}")
+        return total, reason
+
+    def _signal(self, tick: Tick, ctx: StrategyContext, direction: Direction, confidence: float,
+                reason: str) -> Signal:
+        return Signal(ts_ns=tick.ts_ns, signal_id=ctx.ids.next("S"), strategy_id=self.strategy_id,
+                      underlying=self.params.underlying, direction=direction, confidence=confidence,
+                      reason=reason, tick_id=tick.tick_id)
+
+    # -- orders -------------------------------------------------------------------------------------------
+    def _entry(self, tick: Tick, ctx: StrategyContext, signal: Signal) -> OrderIntent | None:
+        if not ctx.entries_allowed or not self._first_entry_ns <= tick.ts_ns < self._last_entry_ns:
+            return None
+        expiries = ctx.instruments.expiries(self.params.underlying)
+        if not expiries:
+            return None
+        option_type = OptionType.CE if signal.direction is Direction.BULLISH else OptionType.PE
+        contract = ctx.instruments.nearest_strike(self.params.underlying, expiries[0], tick.last_price, option_type)
+        if contract is None:
+            return None
+        quote = ctx.quote(contract.instrument_token)
+        if quote is None or quote.ask <= 0:
+            return None  # never enter blind: the risk gate and slippage need a price
+        intent = OrderIntent(
+            ts_ns=tick.ts_ns, intent_id=ctx.ids.next("I"), strategy_id=self.strategy_id, contract=contract,
+            side=Side.BUY, quantity=self.params.lots * contract.lot_size, order_type=OrderType.MARKET,
+            purpose=IntentPurpose.ENTRY, expected_price=quote.ask,
+            market_protection=self.params.market_protection, signal_id=signal.signal_id,
+            reason=f"{signal.direction.value} confidence {signal.confidence}",
+        )
+        self._phase = _Phase.ENTERING
+        self._contract = contract
+        self._pending_intent = intent.intent_id
+        return intent
+
+    def _held_direction(self) -> Direction | None:
+        if self._contract is None:
+            return None
+        return Direction.BULLISH if self._contract.option_type is OptionType.CE else Direction.BEARISH
+
+    def _check_exits(self, tick: Tick, ctx: StrategyContext, out: list[Signal | OrderIntent]) -> None:
+        contract = self._contract
+        assert contract is not None
+        if tick.ts_ns >= self._exit_ns:
+            self._exit(tick, ctx, out, "time_exit")
+            return
+        if tick.instrument_token != contract.instrument_token or self._held <= 0:
+            return
+        entry = self._cost / self._held
+        mark = tick.bid or tick.last_price
+        if mark <= entry * (1 - self.params.stop_loss_pct):
+            self._exit(tick, ctx, out, "stop_loss")
+        elif mark >= entry * (1 + self.params.target_pct):
+            self._exit(tick, ctx, out, "target")
+
+    def _exit(self, tick: Tick, ctx: StrategyContext, out: list[Signal | OrderIntent], reason: str) -> None:
+        contract = self._contract
+        if contract is None or self._held <= 0 or tick.ts_ns < self._retry_exit_at_ns:
+            return
+        quote = ctx.quote(contract.instrument_token)
+        expected = quote.bid if quote is not None and quote.bid > 0 else (quote.last_price if quote else 0)
+        intent = OrderIntent(
+            ts_ns=tick.ts_ns, intent_id=ctx.ids.next("I"), strategy_id=self.strategy_id, contract=contract,
+            side=Side.SELL, quantity=self._held, order_type=OrderType.MARKET, purpose=IntentPurpose.EXIT,
+            expected_price=expected, market_protection=self.params.market_protection, reason=reason,
+        )
+        self._phase = _Phase.EXITING
+        self._pending_intent = intent.intent_id
+        self._exit_reason = reason
+        out.append(intent)
