@@ -285,3 +285,14 @@ def test_weekly_expiries_are_trading_days_on_or_after_the_query(day: date) -> No
         assert expiry >= day
         assert CALENDAR.is_trading_day(expiry)
         assert (expiry - day).days <= 7  # at most one week ahead, even past a moved expiry
+
+
+def test_simulated_market_calendar_runs_in_years_without_holiday_data() -> None:
+    real = MarketCalendar()
+    simulated = MarketCalendar(weekdays_when_unknown=True)
+    with pytest.raises(ValueError, match="no NSE/BSE holiday data for 2031"):
+        real.is_trading_day(date(2031, 3, 4))
+    assert simulated.is_trading_day(date(2031, 3, 4))  # a Tuesday
+    assert not simulated.is_trading_day(date(2031, 3, 8))  # a Saturday
+    assert not simulated.is_trading_day(date(2026, 11, 24))  # known holidays still apply
+    assert simulated.weekly_expiry("NIFTY", date(2031, 3, 3)) == date(2031, 3, 4)

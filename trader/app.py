@@ -69,7 +69,8 @@ class App:
         self.clock = SimClock(start, speed=speed)
         self.bus = EventBus()
         self.instruments = InstrumentMaster()
-        self.calendar = MarketCalendar()
+        # The built-in market must run in any year, also one the holiday table does not cover yet.
+        self.calendar = MarketCalendar(weekdays_when_unknown=True)
         self.ids = IdFactory(wall_now)
         self.supervisor = Supervisor()
         self.broker = PaperBroker(self.clock, PaperBrokerConfig(latency_ms=settings.paper.latency_ms,

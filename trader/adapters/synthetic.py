@@ -175,7 +175,7 @@ class SyntheticMarket:
                     continue
                 token = base_token + (strike // step) % 50_000 * 2 + j
                 contract = OptionContract.build(spec, self._expiry, strike, option_type, monthly=self._monthly,
-                                                instrument_token=token)
+                                                instrument_token=token, calendar=self._calendar)
                 self._chain.append(contract)
                 if self._instruments is not None:
                     self._instruments.add(contract)

@@ -144,9 +144,14 @@ class MarketCalendar:
     announced a week ahead) or special sessions. An extra holiday cancels a built-in special session and
     an extra session overrides a built-in holiday; a date may not be in both extras. Special sessions
     keep the normal hours.
+
+    ``weekdays_when_unknown`` is for the built-in simulated market only: in a year without holiday data it
+    treats every weekday as a trading day instead of refusing. Real trading must never set it.
     """
 
-    def __init__(self, extra_holidays: Iterable[date] = (), extra_sessions: Iterable[date] = ()) -> None:
+    def __init__(self, extra_holidays: Iterable[date] = (), extra_sessions: Iterable[date] = (),
+                 *, weekdays_when_unknown: bool = False) -> None:
+        self._weekdays_when_unknown = weekdays_when_unknown
         added_holidays = frozenset(extra_holidays)
         added_sessions = frozenset(extra_sessions)
         conflicting = added_holidays & added_sessions
@@ -160,6 +165,8 @@ class MarketCalendar:
     # --- trading days and sessions ---------------------------------------------------------------
 
     def is_trading_day(self, d: date) -> bool:
+        if self._weekdays_when_unknown and d.year not in HOLIDAY_DATA_YEARS:
+            return d.weekday() < SATURDAY
         _require_holiday_data(d)
         if d in self._holidays:
             return False

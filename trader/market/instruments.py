@@ -123,7 +123,8 @@ _OPTION_TYPE_CODES = frozenset(option_type.value for option_type in OptionType)
 _MONTHLY_CODES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _WEEKLY_MONTH_CODES = "123456789OND"  # Jan-Sep as digits, then Oct/Nov/Dec as letters
 _EXAMPLES = "e.g. 'NIFTY25DEC24000CE' (monthly), 'NIFTY2581425000CE' (weekly), 'BFO:SENSEX2642379100PE'"
-# Names contain digits and prefix one another (NIFTY / NIFTYNXT50), so match the longest known name first.
+# Names contain digits and prefix one another (NIFTY / NIFTYNXT50), so try the longest known name first:
+# the year check alone would not separate SENSEX from SENSEX50 ("SENSEX5026...") if that is ever added.
 _NAMES_LONGEST_FIRST = tuple(sorted(FALLBACK_UNDERLYINGS, key=len, reverse=True))
 
 _DEFAULT_CALENDAR = MarketCalendar()

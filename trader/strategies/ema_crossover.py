@@ -5,7 +5,8 @@ arms a signal in that direction for ``confirm_bars`` bars and scores it on every
 
 confidence (0–100) = gap (0–40) + slope (0–30) + momentum/volume (0–30), each a clamp(x / full, 0, 1) × weight of a
 quantity measured in units of the recent bar-to-bar move (the mean absolute change of the last ``slow`` closes),
-so the score means the same thing in a calm and a busy market:
+so the score means the same thing in a calm and a busy market (the unit is floored at 1 bp of the price, so a
+dead-flat market cannot make a tiny move look decisive):
 - gap: |fast − slow| — how decisively the averages have separated (full marks at 1 unit);
 - slope: the slow EMA's slope over the last 3 bars in the signal's direction (full marks at 0.3 units per bar);
 - momentum: the move of the close over the last 5 bars in the signal's direction (full marks at √5 units, i.e. a
@@ -246,7 +247,8 @@ class EmaCrossoverEnhanced:
             return 0.0, "not enough bars"
         sign = 1.0 if direction is Direction.BULLISH else -1.0
         moves = [abs(b - a) for a, b in zip(list(closes)[:-1], list(closes)[1:], strict=True)]
-        unit = max(sum(moves) / len(moves), 1e-9)
+        # Floor the unit at 1 bp of price: in a dead-flat market any tick would otherwise look decisive.
+        unit = max(sum(moves) / len(moves), closes[-1] * 1e-4, 1e-9)
         gap_units = sign * (fast - slow) / unit
         history = self._slow_history
         slope_units = sign * (history[-1] - history[0]) / max(len(history) - 1, 1) / unit
