@@ -93,7 +93,7 @@ def test_bad_values_name_the_field_and_the_fix(clean_env: pytest.MonkeyPatch) ->
 
 
 def test_unknown_setting_and_missing_file_are_errors(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="risk.max_dialy_loss: unknown setting"):
+    with pytest.raises(ConfigError, match=r"risk\.max_dialy_loss: unknown setting"):
         load_settings(config_file=write_toml(tmp_path, "[risk]\nmax_dialy_loss = 0.02\n"))
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(config_file=tmp_path / "missing.toml")

@@ -54,7 +54,7 @@ def normal_day() -> tuple[App, RunResult, list[object]]:
 
 
 def test_a_simulated_day_trades(normal_day: tuple[App, RunResult, list[object]]) -> None:
-    app, result, events = normal_day
+    _app, result, events = normal_day
     assert result.counters["ticks_in"] > 20_000
     assert result.summary.trades >= 2
     assert len(of(events, Fill)) >= 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import date, datetime, time
 
 import pytest
@@ -92,7 +93,7 @@ class Driver:
 
     def run_path(self, start_ns: int, minutes_and_prices: list[tuple[int, float]]) -> None:
         """Piecewise-linear path: (minutes from start, price) knots, one tick per second."""
-        for (m0, p0), (m1, p1) in zip(minutes_and_prices, minutes_and_prices[1:], strict=False):
+        for (m0, p0), (m1, p1) in itertools.pairwise(minutes_and_prices):
             seconds = (m1 - m0) * 60
             for s in range(seconds):
                 ts = start_ns + (m0 * 60 + s) * NS
