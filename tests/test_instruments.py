@@ -20,7 +20,8 @@ from trader.market.instruments import (
     resolve_underlying,
 )
 
-FIXTURES = Path("/work/shared/fixtures/kite")
+# CI clones the repo with the read-only shared/ folder beside it.
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kite"
 CALENDAR = MarketCalendar()
 KITE_HEADER = (
     "instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,lot_size,"
