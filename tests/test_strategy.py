@@ -256,3 +256,14 @@ def test_params_are_validated() -> None:
         EmaCrossoverParams(confidence_cutoff=120)
     with pytest.raises(ValueError, match="stop_loss_pct"):
         EmaCrossoverParams(stop_loss_pct=30)
+
+
+def test_expired_contracts_left_in_the_master_are_never_chosen() -> None:
+    driver = Driver()
+    for strike in range(25_500, 26_550, 50):
+        for option_type in (OptionType.CE, OptionType.PE):
+            driver.ctx.instruments.add(OptionContract.build(
+                NIFTY, date(2026, 11, 17), strike * 100, option_type, monthly=False,
+                instrument_token=50_000 + strike * 2 + (option_type is OptionType.PE)))
+    driver.run_path(at(9, 30), RALLY)
+    assert [i.contract.expiry for i in driver.intents()] == [EXPIRY]

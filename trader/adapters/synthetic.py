@@ -147,9 +147,9 @@ class SyntheticMarket:
         self._last_step_ns = start
         self._next_ts = start
         self._next_chain_ts = start
-        self._list_chain(start, day)
+        self._list_chain(start)
 
-    def _list_chain(self, ts_ns: int, day: date) -> None:
+    def _list_chain(self, ts_ns: int) -> None:
         spec = self._spec
         expiry = self._calendar.next_expiry(spec.name, ts_ns)
         monthly = expiry == self._calendar.monthly_expiry(spec.name, expiry.year, expiry.month)
@@ -157,17 +157,18 @@ class SyntheticMarket:
         self._expiry = expiry
         self._monthly = monthly
         self._chain = []
-        self._list_strikes(day)
+        self._list_strikes()
 
-    def _list_strikes(self, day: date) -> None:
+    def _list_strikes(self) -> None:
         """List ±N strikes around the current ATM strike, keeping those already listed."""
         spec = self._spec
         step = spec.strike_step_paise
         atm = round(self._spot * 100 / step) * step
         self._chain_center = atm
         listed = {(c.strike, c.option_type) for c in self._chain}
-        # Tokens derive from the day and the strike, so they never collide within a run.
-        base_token = _OPTION_TOKEN_BASE + (day.toordinal() % 1_000) * 100_000
+        # Tokens derive from the expiry and the strike: a contract keeps its token across sessions and two
+        # contracts never share one within a run.
+        base_token = _OPTION_TOKEN_BASE + (self._expiry.toordinal() % 1_000) * 100_000
         for i in range(-self._config.strikes_each_side, self._config.strikes_each_side + 1):
             strike = atm + i * step
             for j, option_type in enumerate((OptionType.CE, OptionType.PE)):
@@ -201,7 +202,7 @@ class SyntheticMarket:
         self._tick_id += 1
         spot_paise = round(self._spot * 100 / tick_size) * tick_size
         if abs(spot_paise - self._chain_center) > (config.strikes_each_side // 2) * self._spec.strike_step_paise:
-            self._list_strikes(ist_date(ts_ns))  # the index walked away from the listed strikes: add more
+            self._list_strikes()  # the index walked away from the listed strikes: add more
         batch = [Tick(ts_ns=ts_ns, instrument_token=self._index.instrument_token, last_price=spot_paise,
                       exchange_ts_ns=ts_ns, tick_id=self._tick_id)]
         if ts_ns >= self._next_chain_ts:

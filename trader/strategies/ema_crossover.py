@@ -26,7 +26,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import Enum
 
 from trader.events import (
@@ -104,6 +104,7 @@ class EmaCrossoverEnhanced:
         self._alpha_fast = 2 / (self.params.fast + 1)
         self._alpha_slow = 2 / (self.params.slow + 1)
         self._day_end_ns = 0
+        self._day = date.min
         self._reset_day_state()
         # position
         self._phase = _Phase.FLAT
@@ -130,6 +131,7 @@ class EmaCrossoverEnhanced:
 
     def _roll_day(self, ts_ns: int) -> None:
         day = datetime.fromtimestamp(ts_ns / _NS, tz=IST).date()
+        self._day = day
 
         def at(t: time) -> int:
             return int(datetime.combine(day, t, tzinfo=IST).timestamp()) * _NS
@@ -279,7 +281,7 @@ class EmaCrossoverEnhanced:
     def _entry(self, tick: Tick, ctx: StrategyContext, signal: Signal) -> OrderIntent | None:
         if not ctx.entries_allowed or not self._first_entry_ns <= tick.ts_ns < self._last_entry_ns:
             return None
-        expiries = ctx.instruments.expiries(self.params.underlying)
+        expiries = [e for e in ctx.instruments.expiries(self.params.underlying) if e >= self._day]
         if not expiries:
             return None
         option_type = OptionType.CE if signal.direction is Direction.BULLISH else OptionType.PE
