@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import date, datetime, time
 
 from trader.adapters.synthetic import SyntheticConfig, SyntheticMarket
@@ -47,7 +48,7 @@ async def test_chain_around_atm_with_consistent_prices_spreads_and_depth() -> No
     market, master, ticks = await collect(ist(date(2026, 11, 20), 9, 15), days=1, tick=60_000, chain=600_000)
     chain = master.option_chain("NIFTY", date(2026, 11, 23))  # 24 Nov is a holiday: the weekly moved to Monday
     strikes = sorted({c.strike for c in chain})
-    assert len(strikes) >= 21 and all(b - a == 5_000 for a, b in zip(strikes, strikes[1:], strict=False))
+    assert len(strikes) >= 21 and all(b - a == 5_000 for a, b in itertools.pairwise(strikes))
     assert all(c.lot_size == 65 and c.tick_size == 5 for c in chain)
     first_chain_ts = min(t.ts_ns for t in ticks if isinstance(master.by_token(t.instrument_token), OptionContract))
     at_open = {t.instrument_token: t for t in ticks if t.ts_ns == first_chain_ts}
@@ -55,7 +56,8 @@ async def test_chain_around_atm_with_consistent_prices_spreads_and_depth() -> No
     atm = min(strikes, key=lambda k: abs(k - spot))
     by_key = {(c.strike, c.option_type): c for c in chain}
     # Put-call parity holds on the quoted mids to within the spreads and rounding.
-    call, put = at_open[by_key[atm, OptionType.CE].instrument_token], at_open[by_key[atm, OptionType.PE].instrument_token]
+    call = at_open[by_key[atm, OptionType.CE].instrument_token]
+    put = at_open[by_key[atm, OptionType.PE].instrument_token]
     years = (ist(date(2026, 11, 23), 15, 40) - first_chain_ts) / (365 * 86_400 * NS)
     forward_gap = spot / 100 - atm / 100 * 2.718281828 ** (-0.065 * years)
     assert abs((call.last_price - put.last_price) / 100 - forward_gap) < 1.0
