@@ -27,6 +27,7 @@ from trader.events import (
     RiskLevel,
     TradingState,
 )
+from trader.ids import is_valid_tag
 from trader.logging import get_logger
 
 log = get_logger("trader.risk")
@@ -115,6 +116,8 @@ class RiskGateActor(Actor):
 
     def check(self, intent: OrderIntent) -> str:
         """An empty string approves; anything else is the reason for refusing, written for a human."""
+        if not is_valid_tag(intent.intent_id):
+            return f"intent id {intent.intent_id!r} cannot serve as a broker tag (1-20 letters and digits)"
         lot = intent.contract.lot_size
         if intent.quantity <= 0 or intent.quantity % lot:
             return f"quantity {intent.quantity} is not a whole number of lots (lot size {lot})"
