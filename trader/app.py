@@ -176,6 +176,10 @@ class App:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.request_stop, sig.name)
         settings = self.settings
+        if settings.mode == "paper" and settings.kite.has_credentials:
+            log.warning("kite_market_data_unavailable",
+                        reason="Kite credentials are set, but this build has no Kite ticker yet; "
+                               "paper trading runs on the built-in market")
         log.info("daemon_started", mode=settings.mode, symbols=settings.symbols, strategies=settings.strategies,
                  auto_execution=settings.effective_auto_execution, speed=self.clock.speed,
                  sim_start=datetime.fromtimestamp(self.clock.now_ns() / NS_PER_SECOND, tz=IST).isoformat(),

@@ -23,6 +23,7 @@ class Inbox:
     """An actor's queue. Single consumer; any number of publishers on the same event loop."""
 
     __slots__ = (
+        "_compact_at",
         "_conflate_ticks",
         "_idle_waiters",
         "_items",
@@ -43,6 +44,7 @@ class Inbox:
         self._reader: asyncio.Future[None] | None = None
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._unfinished = 0
+        self._compact_at = _COMPACT_THRESHOLD
         self.conflated = 0
         self.delivered = 0
         self.max_depth = 0
@@ -61,10 +63,12 @@ class Inbox:
         items = self._items
         items.append(event)
         depth = len(items)
-        if depth > self.max_depth:
-            self.max_depth = depth
-            if depth > _COMPACT_THRESHOLD and self._conflate_ticks:
-                self._compact()
+        self.max_depth = max(self.max_depth, depth)
+        if depth > self._compact_at and self._conflate_ticks:
+            self._compact()
+            # Double the trigger past what compaction could not remove, so a backlog of live events costs
+            # amortised O(1) per put instead of a full scan each time.
+            self._compact_at = max(_COMPACT_THRESHOLD, 2 * len(self._items))
         reader = self._reader
         if reader is not None and not reader.done():
             reader.set_result(None)
@@ -100,17 +104,21 @@ class Inbox:
             finally:
                 self._reader = None
 
-    def push_front(self, event: object) -> None:
-        """Re-deliver an event that was handed out but not finished (an actor crashed while handling it)."""
+    def push_front(self, event: object) -> bool:
+        """Re-deliver an event that was handed out but not finished (an actor crashed while handling it).
+
+        Returns False for a tick that a newer tick of the same instrument has superseded meanwhile.
+        """
         if self._conflate_ticks and type(event) is Tick:
             if event.instrument_token in self._latest_tick:
-                return  # a newer tick for this instrument is already queued
+                return False
             self._latest_tick[event.instrument_token] = event
         self._unfinished += 1
         self._items.appendleft(event)
         reader = self._reader
         if reader is not None and not reader.done():
             reader.set_result(None)
+        return True
 
     def task_done(self) -> None:
         self._unfinished -= 1

@@ -18,6 +18,7 @@ log = get_logger("trader.supervisor")
 # A handler that fails on the same event this many times lets it go (logged in full as a dead letter) rather than
 # crash-looping on it forever; handlers are written so that a second delivery is harmless.
 MAX_DELIVERIES = 2
+_HEALTHY_RUN_S = 60.0
 
 
 class Actor:
@@ -69,12 +70,12 @@ class Actor:
         attempts = self._deliveries.get(key, 0) + 1
         self.inbox.task_done()  # the failed delivery is finished either way
         if attempts < MAX_DELIVERIES:
-            self._deliveries[key] = attempts
-            self.inbox.push_front(event)
-            return
+            if self.inbox.push_front(event):
+                self._deliveries[key] = attempts
+            return  # a tick superseded by a newer one is simply not redelivered
         self._deliveries.pop(key, None)
         self.dead_letters += 1
-        log.error("dead_letter", actor=self.name, event_type=type(event).__name__, event=repr(event))
+        log.error("dead_letter", actor=self.name, event_type=type(event).__name__, event_repr=repr(event))
 
 
 class Supervisor:
@@ -94,13 +95,17 @@ class Supervisor:
 
     async def _keep_alive(self, actor: Actor) -> None:
         backoff = self._initial_backoff
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             try:
                 await actor.run()
                 return  # a source that ran out of data ends normally
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if loop.time() - started > _HEALTHY_RUN_S:
+                    backoff = self._initial_backoff  # it had recovered: a new failure starts the backoff again
                 self.restarts[actor.name] += 1
                 log.exception("actor_crashed", actor=actor.name, restarts=self.restarts[actor.name],
                               backoff_s=backoff)

@@ -147,6 +147,7 @@ class PortfolioActor(Actor):
             pos = self._positions[token] = _Position(fill.contract)
         sign = fill.side.sign
         remaining = fill.quantity
+        self.charges += fill.charges
         if pos.quantity and (pos.quantity > 0) != (sign > 0):
             closing = min(remaining, abs(pos.quantity))
             removed = pos.cost if closing == abs(pos.quantity) else pos.cost * closing // abs(pos.quantity)
@@ -157,19 +158,27 @@ class PortfolioActor(Actor):
             pos.cost -= removed
             pos.quantity += sign * closing
             remaining -= closing
-        pos.trade_charges += fill.charges
-        self.charges += fill.charges
+            # A fill that flips the position closes one round trip and opens another: split its charges.
+            closing_charges = fill.charges * closing // fill.quantity
+            pos.trade_charges += closing_charges
+            if pos.quantity == 0:
+                self._close_trade(pos, fill)
+            pos.trade_charges += fill.charges - closing_charges
+        else:
+            pos.trade_charges += fill.charges
         if remaining:
             pos.quantity += sign * remaining
             pos.cost += sign * remaining * fill.price
-        pos.last_price = fill.price if pos.quantity else pos.last_price
-        if pos.quantity == 0:
-            net = pos.trade_realized - pos.trade_charges
-            self._book.trade_pnls.append(net)
-            log.info("trade_closed", tradingsymbol=fill.contract.tradingsymbol, gross=pos.trade_realized,
-                     charges=pos.trade_charges, net=net, intent_id=fill.intent_id, event_ts_ns=fill.ts_ns)
-            pos.trade_realized = pos.trade_charges = 0
+        if pos.quantity:
+            pos.last_price = fill.price
         self._dirty = True
+
+    def _close_trade(self, pos: _Position, fill: Fill) -> None:
+        net = pos.trade_realized - pos.trade_charges
+        self._book.trade_pnls.append(net)
+        log.info("trade_closed", tradingsymbol=fill.contract.tradingsymbol, gross=pos.trade_realized,
+                 charges=pos.trade_charges, net=net, intent_id=fill.intent_id, event_ts_ns=fill.ts_ns)
+        pos.trade_realized = pos.trade_charges = 0
 
     def _roll_session(self, ts_ns: int) -> None:
         if ts_ns < self._session_end_ns:

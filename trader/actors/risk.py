@@ -2,8 +2,9 @@
 
 Pre-trade checks on every intent: trading state, whole lots, lots per trade, positions per underlying and in total.
 Daily loss (realized + unrealized, net of charges, from the portfolio's snapshots) at or beyond the limit moves the
-state to REDUCING_ONLY: entries are refused, exits still pass. An intent counts as an exit only if it reduces a
-position the gate has seen filled — the strategy's own label is not trusted.
+state to REDUCING_ONLY: entries are refused, exits still pass. HALTED (the kill-switch command) refuses
+everything. An intent counts as an exit only if it reduces a position the gate has seen filled — the strategy's
+own label is not trusted.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class RiskGateActor(Actor):
         self._seen_intents: set[str] = set()
         self._loss_breached = False
         self._session_day = 0
+        self._day_pnl_base = 0
         self.approved = 0
         self.rejected = 0
         self.day_pnl = 0
@@ -106,13 +108,14 @@ class RiskGateActor(Actor):
         self.bus.publish(OrderRequest(ts_ns=intent.ts_ns, intent=intent, tag=intent.intent_id))
 
     def is_reducing(self, intent: OrderIntent) -> bool:
-        """True if the intent only shrinks an existing position, counting exits already on their way."""
+        """True if the intent only shrinks a filled position, even if every exit already in flight fills too."""
         token = intent.contract.instrument_token
         position = self._positions.get(token, 0)
-        in_flight = sum(p.side.sign * p.quantity for p in self._pending.values()
-                        if p.contract.instrument_token == token and p.side.sign * position < 0)
-        remaining = position + in_flight
-        return remaining != 0 and intent.side.sign * remaining < 0 and intent.quantity <= abs(remaining)
+        if position == 0 or intent.side.sign * position > 0:
+            return False
+        exiting = sum(p.quantity for p in self._pending.values()
+                      if p.contract.instrument_token == token and p.side.sign * position < 0)
+        return intent.quantity <= abs(position) - exiting
 
     def check(self, intent: OrderIntent) -> str:
         """An empty string approves; anything else is the reason for refusing, written for a human."""
@@ -121,8 +124,10 @@ class RiskGateActor(Actor):
         lot = intent.contract.lot_size
         if intent.quantity <= 0 or intent.quantity % lot:
             return f"quantity {intent.quantity} is not a whole number of lots (lot size {lot})"
+        if self.state is TradingState.HALTED:
+            return "trading is HALTED (kill switch): no orders until resume"
         if self.is_reducing(intent):
-            return ""  # exits are never refused for limits (only an explicit HALT stops them)
+            return ""  # exits are never refused for limits
         if self.state is not TradingState.ACTIVE:
             return f"trading state is {self.state.value}: new entries are refused"
         lots = intent.quantity // lot
@@ -153,9 +158,10 @@ class RiskGateActor(Actor):
                 if self.state is TradingState.REDUCING_ONLY:
                     self._set_state(TradingState.ACTIVE, snapshot.ts_ns, "new session", "daily_reset")
             self._session_day = snapshot.session_day
-        self.day_pnl = snapshot.day_pnl
+            self._day_pnl_base = 0
+        self.day_pnl = snapshot.day_pnl - self._day_pnl_base
         limit = self.daily_loss_limit
-        used = -snapshot.day_pnl / limit if limit > 0 else 0.0
+        used = -self.day_pnl / limit if limit > 0 else 0.0
         level = (RiskLevel.CRITICAL if used >= 1 else RiskLevel.HIGH if used >= 0.75
                  else RiskLevel.MEDIUM if used >= 0.5 else RiskLevel.LOW)
         if level is not self.level:
@@ -165,7 +171,7 @@ class RiskGateActor(Actor):
             self._loss_breached = True
             if self.state is TradingState.ACTIVE:
                 self._set_state(TradingState.REDUCING_ONLY, snapshot.ts_ns,
-                                f"daily loss {-snapshot.day_pnl / 100:.2f} reached the limit {limit / 100:.2f}",
+                                f"daily loss {-self.day_pnl / 100:.2f} reached the limit {limit / 100:.2f}",
                                 "max_daily_loss")
 
     def _on_command(self, command: Command) -> None:
@@ -175,6 +181,9 @@ class RiskGateActor(Actor):
             target = TradingState.REDUCING_ONLY if self._loss_breached else TradingState.ACTIVE
             self._set_state(target, command.ts_ns, command.reason or "resume command", "command")
         elif command.kind is CommandKind.RESET_DAILY:
+            # The loss so far stops counting: the limit applies afresh from here.
+            self._day_pnl_base += self.day_pnl
+            self.day_pnl = 0
             self._loss_breached = False
             if self.state is TradingState.REDUCING_ONLY:
                 self._set_state(TradingState.ACTIVE, command.ts_ns, "daily metrics reset", "command")
