@@ -385,3 +385,18 @@ def test_bad_inputs_raise_pricing_error_naming_argument(name: str, bad: float) -
 def test_unknown_kind_raises() -> None:
     with pytest.raises(PricingError, match="kind"):
         black_scholes_price("XX", 100.0, 100.0, 0.5, 0.05, 0.2)  # type: ignore[arg-type]
+
+
+def test_chain_pricing_matches_the_scalar_formula() -> None:
+    import numpy as np
+
+    from trader.market.pricing import black_scholes_chain
+
+    strikes = np.arange(25_000.0, 27_050.0, 50.0)
+    is_call = np.arange(strikes.size) % 2 == 0
+    vols = 0.12 + 0.002 * np.abs(strikes - 26_000.0) / 50.0
+    prices = black_scholes_chain(is_call, 26_013.5, strikes, 4 / 365, 0.065, vols)
+    for k, call, vol, price in zip(strikes, is_call, vols, prices, strict=True):
+        kind = OptionKind.CALL if call else OptionKind.PUT
+        assert price == pytest.approx(black_scholes_price(kind, 26_013.5, float(k), 4 / 365, 0.065, float(vol)),
+                                      rel=1e-9, abs=1e-9)

@@ -80,8 +80,11 @@ class App:
             build_strategy(name, settings, spec, name if len(underlyings) == 1 else f"{name}:{spec.name}")
             for spec in underlyings for name in settings.strategies
         ]
+        # Unpaced runs deliver every tick (reproducible results, no conflation bookkeeping); paced consumers that
+        # fall behind get the newest tick per instrument instead.
         lossless = not self.clock.paced
-        self.portfolio = PortfolioActor(self.bus, rupees_to_paise(settings.risk.initial_capital))
+        self.portfolio = PortfolioActor(self.bus, rupees_to_paise(settings.risk.initial_capital),
+                                        conflate_ticks=not lossless)
         self.risk = RiskGateActor(self.bus, RiskLimits(
             initial_capital=rupees_to_paise(settings.risk.initial_capital),
             max_daily_loss_pct=settings.risk.max_daily_loss_pct,
@@ -89,8 +92,8 @@ class App:
             max_positions_per_symbol=settings.risk.max_positions_per_symbol,
             max_total_positions=settings.risk.max_total_positions))
         self.execution = ExecutionActor(self.bus, self.broker, self.clock,
-                                        max_orders_per_second=settings.risk.max_orders_per_second)
-        # Unpaced runs deliver every tick (reproducible results); live-paced consumers may conflate.
+                                        max_orders_per_second=settings.risk.max_orders_per_second,
+                                        conflate_ticks=not lossless)
         self.strategy = StrategyActor(self.bus, strategies, StrategyContext(self.instruments, self.ids),
                                       auto_execution=settings.effective_auto_execution, conflate_ticks=not lossless)
         self.feeds = [

@@ -75,9 +75,9 @@ class ExecutionActor(Actor):
     name = "execution"
 
     def __init__(self, bus: EventBus, broker: Broker, clock: Clock, *, max_orders_per_second: int = 8,
-                 retry: RetryPolicy | None = None) -> None:
+                 retry: RetryPolicy | None = None, conflate_ticks: bool = True) -> None:
         self.broker = broker
-        super().__init__(bus, conflate_ticks=True)
+        super().__init__(bus, conflate_ticks=conflate_ticks)
         self.clock = clock
         self.limiter = CalendarSecondLimiter(clock, max_orders_per_second)
         self.retry = retry or RetryPolicy()

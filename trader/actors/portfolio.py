@@ -70,8 +70,8 @@ class _Book:
 class PortfolioActor(Actor):
     name = "portfolio"
 
-    def __init__(self, bus: EventBus, initial_capital: int) -> None:
-        super().__init__(bus, conflate_ticks=True)
+    def __init__(self, bus: EventBus, initial_capital: int, *, conflate_ticks: bool = True) -> None:
+        super().__init__(bus, conflate_ticks=conflate_ticks)
         self.initial_capital = initial_capital
         self._positions: dict[int, _Position] = {}
         self._seen_fills: set[str] = set()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
+import numpy.typing as npt
 
 from trader.clock import NS_PER_SECOND, SimClock
 from trader.events import Tick
@@ -27,7 +28,7 @@ from trader.market.instruments import (
     OptionType,
     UnderlyingSpec,
 )
-from trader.market.pricing import OptionKind, black_scholes_price
+from trader.market.pricing import black_scholes_chain
 
 _TRADING_SECONDS_PER_YEAR = 252 * 6.4 * 3600
 _CALENDAR_NS_PER_YEAR = 365 * 86_400 * NS_PER_SECOND
@@ -83,6 +84,8 @@ class SyntheticMarket:
                                       tick_size=underlying.tick_size_paise)
         self._chain: list[OptionContract] = []
         self._chain_center = 0
+        self._strikes_rupees: npt.NDArray[np.float64] = np.empty(0)
+        self._is_call: npt.NDArray[np.bool_] = np.empty(0, dtype=bool)
         self._expiry = date.min
         self._monthly = False
         self._expiry_close_ns = 0
@@ -181,6 +184,8 @@ class SyntheticMarket:
                 if self._instruments is not None:
                     self._instruments.add(contract)
         self._chain.sort(key=lambda c: (c.strike, c.option_type.value))
+        self._strikes_rupees = np.array([c.strike / 100 for c in self._chain])
+        self._is_call = np.array([c.option_type is OptionType.CE for c in self._chain])
 
     # -- prices -------------------------------------------------------------------------------------------
     def _normal(self) -> float:
@@ -216,25 +221,27 @@ class SyntheticMarket:
         tick_size = spec.tick_size_paise
         years = max((self._expiry_close_ns - ts_ns) / _CALENDAR_NS_PER_YEAR, _MIN_YEARS)
         spot = self._spot
+        strikes = self._strikes_rupees
+        moneyness = np.log(strikes / spot)
+        vols = np.maximum(config.atm_iv * (1 + config.smile * 100 * moneyness * moneyness) - config.skew * moneyness,
+                          0.01)
+        fair = black_scholes_chain(self._is_call, spot, strikes, years, config.rate, vols)
+        prices = np.maximum(np.rint(fair * 100 / tick_size) * tick_size, tick_size)
+        steps_away = np.abs(strikes * 100 - spot * 100) / spec.strike_step_paise
+        half_spreads = (np.maximum(1, np.rint(prices * 0.002 / tick_size)) + np.floor(steps_away / 2)) * tick_size
+        count = len(self._chain)
+        depth_lots = np.maximum(1, np.rint(40 * np.exp(-steps_away / 3) * (0.5 + self._rng.random(count))))
+        traded_lots = self._rng.integers(0, 20, count)
         ticks = []
-        for contract in self._chain:
-            strike = contract.strike / 100
-            moneyness = math.log(strike / spot)
-            iv = config.atm_iv * (1 + config.smile * moneyness * moneyness * 100) - config.skew * moneyness
-            kind = OptionKind.CALL if contract.option_type is OptionType.CE else OptionKind.PUT
-            fair = black_scholes_price(kind, spot, strike, years, config.rate, max(iv, 0.01))
-            price = max(round(fair * 100 / tick_size) * tick_size, tick_size)
-            steps_away = abs(contract.strike - spot * 100) / spec.strike_step_paise
-            half_spread = (max(1, round(price * 0.002 / tick_size)) + int(steps_away // 2)) * tick_size
-            bid = max(price - half_spread, tick_size)
-            ask = price + half_spread
-            depth_lots = max(1, round(40 * math.exp(-steps_away / 3) * (0.5 + self._rng.random())))
+        for contract, price, half, lots, traded in zip(self._chain, prices.tolist(), half_spreads.tolist(),
+                                                       depth_lots.tolist(), traded_lots.tolist(), strict=True):
             token = contract.instrument_token
-            volume = self._cum_volume.get(token, 0) + int(self._rng.integers(0, 20)) * contract.lot_size
+            lot = contract.lot_size
+            volume = self._cum_volume.get(token, 0) + traded * lot
             self._cum_volume[token] = volume
             self._tick_id += 1
-            ticks.append(Tick(ts_ns=ts_ns, instrument_token=token, last_price=price, volume=volume,
-                              bid=bid, bid_qty=depth_lots * contract.lot_size, ask=ask,
-                              ask_qty=depth_lots * contract.lot_size, exchange_ts_ns=ts_ns,
-                              tick_id=self._tick_id))
+            bid = max(price - half, tick_size)
+            ticks.append(Tick(ts_ns=ts_ns, instrument_token=token, last_price=int(price), volume=volume,
+                              bid=int(bid), bid_qty=int(lots) * lot, ask=int(price + half),
+                              ask_qty=int(lots) * lot, exchange_ts_ns=ts_ns, tick_id=self._tick_id))
         return ticks

@@ -9,12 +9,16 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
+import numpy as np
+import numpy.typing as npt
 from scipy.optimize import brentq
+from scipy.special import ndtr
 
 __all__ = [
     "Greeks",
     "OptionKind",
     "PricingError",
+    "black_scholes_chain",
     "black_scholes_price",
     "greeks",
     "implied_volatility",
@@ -291,3 +295,26 @@ def implied_volatility(  # noqa: PLR0917
     except RuntimeError as exc:  # brentq's non-convergence signal
         raise PricingError(f"implied volatility did not converge for price {price!r}: {exc}") from exc
     return float(root)
+
+
+def black_scholes_chain(  # noqa: PLR0917
+    is_call: npt.NDArray[np.bool_],
+    spot: float,
+    strikes: npt.NDArray[np.float64],
+    years: float,
+    rate: float,
+    vols: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """Prices of a whole chain at once (one spot and expiry, per-strike vols): the simulated market's hot path.
+
+    Inputs are trusted (the caller builds them); ``years`` and every vol must be positive.
+    """
+    sqrt_t = math.sqrt(years)
+    std = vols * sqrt_t
+    d1 = (np.log(spot / strikes) + (rate + 0.5 * vols * vols) * years) / std
+    d2 = d1 - std
+    discounted_strikes = strikes * math.exp(-rate * years)
+    calls = spot * ndtr(d1) - discounted_strikes * ndtr(d2)
+    puts = discounted_strikes * ndtr(-d2) - spot * ndtr(-d1)
+    result: npt.NDArray[np.float64] = np.where(is_call, calls, puts)
+    return result
