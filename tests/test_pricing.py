@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -12,6 +13,7 @@ from trader.market.pricing import (
     Greeks,
     OptionKind,
     PricingError,
+    black_scholes_chain,
     black_scholes_price,
     greeks,
     implied_volatility,
@@ -388,10 +390,6 @@ def test_unknown_kind_raises() -> None:
 
 
 def test_chain_pricing_matches_the_scalar_formula() -> None:
-    import numpy as np
-
-    from trader.market.pricing import black_scholes_chain
-
     strikes = np.arange(25_000.0, 27_050.0, 50.0)
     is_call = np.arange(strikes.size) % 2 == 0
     vols = 0.12 + 0.002 * np.abs(strikes - 26_000.0) / 50.0
