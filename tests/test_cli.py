@@ -52,6 +52,8 @@ max_daily_loss_pct = 0.03
 max_lots_per_trade = 2
 [strategy]
 confidence_cutoff = 40
+[sim]
+days = 1
 """)
     from_file = load_settings(config_file=config)
     assert (from_file.mode, from_file.risk.initial_capital, from_file.risk.max_lots_per_trade) == (
@@ -170,3 +172,19 @@ def test_sigterm_stops_the_daemon_gracefully(tmp_path: Path) -> None:
     summary = lines[-1]
     for key in ("trades", "win_rate", "profit_factor", "net_pnl", "max_drawdown"):
         assert key in summary
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ({"sim": {"chain_interval_ms": 100}}, "chain_interval_ms (100) must be >= tick_interval_ms"),
+    ({"sim": {"start": "2024-11-20T09:00"}}, "start in 2025 or later"),
+    ({"strategy": {"exit_time": "15:30"}}, "before Zerodha's intraday auto square-off"),
+    ({"strategy": {"lots": 3}}, "strategy.lots (3) exceeds risk.max_lots_per_trade (1)"),
+    ({"mode": "backtest"}, "backtest mode needs a bounded run"),
+    ({"shutdown_timeout_seconds": 30}, "shutdown_timeout_seconds"),
+])
+def test_settings_that_would_fail_later_are_refused_up_front(
+        clean_env: pytest.MonkeyPatch, overrides: dict[str, object], expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(overrides)
+    assert len(caught.value.lines) == 1
+    assert expected in caught.value.lines[0]

@@ -449,3 +449,20 @@ async def test_halt_refuses_exits_too() -> None:
     assert "HALTED" in g.refusal(await g.intent(NIFTY_CE, Side.SELL, 65))
     await g.command(CommandKind.RESUME)
     assert g.approved(await g.intent(NIFTY_CE, Side.SELL, 65))
+
+
+async def test_after_stop_entries_no_entry_is_approved_but_exits_are() -> None:
+    g = Gate()
+    entry = await g.intent(NIFTY_CE, Side.BUY, 65)
+    await g.fill(NIFTY_CE, Side.BUY, 65, entry.intent_id)
+    await g.update(entry, OrderStatus.COMPLETE)
+    await g.command(CommandKind.STOP_ENTRIES)
+    assert "shutting down" in g.refusal(await g.intent(BANK_CE, Side.BUY, 30))
+    assert g.approved(await g.intent(NIFTY_CE, Side.SELL, 65))
+
+
+async def test_quantity_above_the_freeze_limit_is_refused() -> None:
+    g = Gate(RiskLimits(initial_capital=CAPITAL, max_daily_loss_pct=0.02, max_lots_per_trade=100,
+                        max_positions_per_symbol=3, max_total_positions=10))
+    assert "freeze quantity 1800" in g.refusal(await g.intent(NIFTY_CE, Side.BUY, 28 * 65))
+    assert g.approved(await g.intent(NIFTY_CE, Side.BUY, 27 * 65))

@@ -24,6 +24,8 @@ from trader.market.calendar import IST
 from trader.market.instruments import resolve_underlying
 
 ENV_PREFIX = "TRADER_"
+# Zerodha starts squaring off intraday (MIS) F&O positions at 15:25 IST (india-fno-facts.md §1.2).
+ZERODHA_FO_SQUARE_OFF = time(15, 25)
 KNOWN_STRATEGIES = ("ema_crossover_enhanced",)
 
 _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("trader_toml_path", default=None)
@@ -43,6 +45,7 @@ class _Section(BaseModel):
 class RiskSettings(_Section):
     initial_capital: float = Field(100_000.0, gt=0, description="rupees")
     max_daily_loss_pct: float = 0.02
+    # Read by the full risk manager (issue #4); the first-cut gate checks lots, positions and daily loss.
     max_risk_per_trade_pct: float = 0.01
     max_positions_per_symbol: int = Field(3, ge=1)
     max_total_positions: int = Field(10, ge=1)
@@ -90,6 +93,9 @@ class StrategySettings(_Section):
             raise ValueError(f"fast ({self.fast}) must be smaller than slow ({self.slow})")
         if not self.first_entry_time <= self.last_entry_time <= self.exit_time:
             raise ValueError("times must satisfy first_entry_time <= last_entry_time <= exit_time")
+        if self.exit_time >= ZERODHA_FO_SQUARE_OFF:
+            raise ValueError(f"exit_time {self.exit_time} must be before Zerodha's intraday auto square-off at "
+                             f"{ZERODHA_FO_SQUARE_OFF} IST (e.g. 15:10)")
         return self
 
 
@@ -115,7 +121,17 @@ class SimSettings(_Section):
     @field_validator("start")
     @classmethod
     def _zone(cls, value: datetime | None) -> datetime | None:
-        return value.replace(tzinfo=IST) if value is not None and value.tzinfo is None else value
+        value = value.replace(tzinfo=IST) if value is not None and value.tzinfo is None else value
+        if value is not None and value.year < 2025:
+            raise ValueError("the built-in market follows the expiry rules in force since 2025; start in 2025 or later")
+        return value
+
+    @model_validator(mode="after")
+    def _intervals(self) -> SimSettings:
+        if self.chain_interval_ms < self.tick_interval_ms:
+            raise ValueError(f"chain_interval_ms ({self.chain_interval_ms}) must be >= tick_interval_ms "
+                             f"({self.tick_interval_ms})")
+        return self
 
 
 class KiteSettings(_Section):
@@ -139,7 +155,8 @@ class Settings(BaseSettings):
     live_confirm: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     heartbeat_seconds: float = Field(5.0, gt=0, le=3600)
-    shutdown_timeout_seconds: float = Field(8.0, gt=0, le=60)
+    # SIGTERM must end the process within 10 s (systemd/Docker stop timeouts); draining gets at most 9.
+    shutdown_timeout_seconds: float = Field(8.0, gt=0, le=9)
     data_dir: Path = Path("data")
     risk: RiskSettings = RiskSettings()
     strategy: StrategySettings = StrategySettings()
@@ -176,6 +193,15 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.strategy.lots > self.risk.max_lots_per_trade:
+            raise ValueError(f"strategy.lots ({self.strategy.lots}) exceeds risk.max_lots_per_trade "
+                             f"({self.risk.max_lots_per_trade}): every entry would be refused")
+        if self.mode == "backtest" and self.sim.days == 0:
+            raise ValueError("backtest mode needs a bounded run: set --days N (sim.days >= 1)")
+        return self
 
     @property
     def effective_auto_execution(self) -> bool:
@@ -238,7 +264,9 @@ def _describe(error: Any) -> str:
     given = f" (got {shown!r})" if shown is not None and not isinstance(shown, dict | SecretStr) else ""
     if error["type"] == "extra_forbidden":
         return f"config error: {path}: unknown setting{given}; check the spelling against configs/paper.toml"
-    return f"config error: {path or 'settings'}: {message}{given}; set it with {' or '.join(where)}"
+    if not path:  # a rule across fields: the message names them
+        return f"config error: {message}"
+    return f"config error: {path}: {message}{given}; set it with {' or '.join(where)}"
 
 
 def load_settings(overrides: dict[str, Any] | None = None, config_file: Path | None = None) -> Settings:

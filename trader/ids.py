@@ -24,9 +24,9 @@ class IdFactory:
     """``<kind><run><counter>``: the run part comes from the start time, so a restart never reuses an id."""
 
     def __init__(self, start_ns: int) -> None:
-        # Seconds since the epoch, modulo 36^6 (≈ 25 days): two runs collide only if started in the same second
-        # 25 days apart, and ids are only compared within a trading day.
-        self._run = base36(start_ns // 1_000_000_000, 6)
+        # Milliseconds since the epoch, modulo 36^7 (≈ 2.5 years): two runs collide only if started in the same
+        # millisecond, and broker tags are only looked up within a trading day.
+        self._run = base36(start_ns // 1_000_000, 7)
         self._counter = 0
 
     def next(self, kind: str) -> str:

@@ -16,7 +16,7 @@ from trader.actors.base import Actor
 from trader.adapters.ports import Broker, BrokerOrder, BrokerUnavailable, OrderRejected, RateLimited
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, Clock
-from trader.events import Fill, OrderRequest, OrderStatus, OrderUpdate, Tick
+from trader.events import Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Tick
 from trader.logging import get_logger
 
 log = get_logger("trader.execution")
@@ -51,6 +51,7 @@ class RetryPolicy:
     max_attempts: int = 4
     backoff_s: float = 0.5
     reconcile_every_s: float = 5.0
+    reprice_after_s: float = 30.0  # a MARKET order still resting after this is cancelled (see _cancel_stale)
 
 
 @dataclass(slots=True)
@@ -84,6 +85,7 @@ class ExecutionActor(Actor):
         self._seen_tags: set[str] = set()
         self._open: dict[str, str] = {}  # order id → intent id, until terminal
         self._unresolved: dict[str, OrderRequest] = {}
+        self._cancel_at: dict[str, int] = {}  # order id → when a still-resting MARKET order gets cancelled
         self._next_reconcile_ns = 0
         self.orders_placed = 0
         self.orders_rejected = 0
@@ -115,6 +117,7 @@ class ExecutionActor(Actor):
             if event.order_id:
                 if event.status.is_terminal:
                     self._open.pop(event.order_id, None)
+                    self._cancel_at.pop(event.order_id, None)
                 else:
                     self._open[event.order_id] = event.intent_id
             log.info("order_update", intent_id=event.intent_id, order_id=event.order_id,
@@ -129,6 +132,31 @@ class ExecutionActor(Actor):
                      charges=event.charges, event_ts_ns=event.ts_ns)
         if self._unresolved and self.clock.now_ns() >= self._next_reconcile_ns:
             await self._reconcile()
+        if self._cancel_at and self.clock.now_ns() >= min(self._cancel_at.values()):
+            await self._cancel_stale()
+
+    async def _cancel_stale(self) -> None:
+        """Cancel MARKET orders that Kite's market protection left resting: the strategy re-prices them.
+
+        A protected market order becomes a limit at the protection price; in a fast market it may never fill, and
+        a stop-loss exit that rests forever is a stop that never fired.
+        """
+        now = self.clock.now_ns()
+        for order_id, deadline in list(self._cancel_at.items()):
+            if deadline > now:
+                continue
+            try:
+                await self.broker.cancel_order(order_id)
+            except OrderRejected:
+                self._cancel_at.pop(order_id, None)  # already complete or gone: its update is on the way
+                continue
+            except Exception as exc:  # try again shortly; the order is still tracked
+                self._cancel_at[order_id] = now + int(self.retry.backoff_s * NS_PER_SECOND)
+                log.warning("order_cancel_failed", order_id=order_id, error=repr(exc))
+                continue
+            self._cancel_at.pop(order_id, None)
+            log.warning("order_cancelled_unfilled", order_id=order_id, intent_id=self._open.get(order_id, ""),
+                        after_s=self.retry.reprice_after_s)
 
     async def _place(self, request: OrderRequest) -> None:
         tag = request.tag
@@ -146,8 +174,11 @@ class ExecutionActor(Actor):
                 return
             except RateLimited as exc:
                 last_error = f"rate limited: {exc}"
-            except BrokerUnavailable as exc:
-                last_error = f"broker unavailable: {exc}"
+            except Exception as exc:  # anything else is as ambiguous as a timeout
+                last_error = (f"broker unavailable: {exc}" if isinstance(exc, BrokerUnavailable)
+                              else f"unexpected error: {exc!r}")
+                if not isinstance(exc, BrokerUnavailable):
+                    log.exception("order_place_unexpected_error", tag=tag)
                 found = await self._lookup(tag)
                 if found is None:
                     self._park(request, last_error)  # cannot tell whether it exists: never re-send blindly
@@ -168,8 +199,8 @@ class ExecutionActor(Actor):
         for attempt in range(1, self.retry.max_attempts + 1):
             try:
                 found = await self.broker.find_order_by_tag(tag)
-            except (BrokerUnavailable, RateLimited) as exc:
-                log.warning("order_lookup_failed", tag=tag, attempt=attempt, error=str(exc))
+            except Exception as exc:  # the look-up could not say; never assume absence
+                log.warning("order_lookup_failed", tag=tag, attempt=attempt, error=repr(exc))
                 await self._pause(self.retry.backoff_s * attempt)
                 continue
             return found if found is not None else False
@@ -180,7 +211,7 @@ class ExecutionActor(Actor):
         for tag, request in list(self._unresolved.items()):
             try:
                 found = await self.broker.find_order_by_tag(tag)
-            except (BrokerUnavailable, RateLimited):
+            except Exception:  # still unknown; try again at the next reconcile
                 continue
             del self._unresolved[tag]
             if found is not None:
@@ -190,9 +221,14 @@ class ExecutionActor(Actor):
                 self._seen_tags.discard(tag)
                 await self._place(request)
 
+    def _track(self, request: OrderRequest, order_id: str) -> None:
+        self._open.setdefault(order_id, request.intent.intent_id)
+        if request.intent.order_type is OrderType.MARKET:
+            self._cancel_at[order_id] = self.clock.now_ns() + int(self.retry.reprice_after_s * NS_PER_SECOND)
+
     def _accepted(self, request: OrderRequest, order_id: str, attempt: int) -> None:
         self.orders_placed += 1
-        self._open.setdefault(order_id, request.intent.intent_id)
+        self._track(request, order_id)
         log.info("order_placed", intent_id=request.intent.intent_id, tag=request.tag, order_id=order_id,
                  attempt=attempt, tradingsymbol=request.intent.contract.tradingsymbol,
                  side=request.intent.side.value, quantity=request.intent.quantity,
@@ -201,7 +237,7 @@ class ExecutionActor(Actor):
     def _adopt(self, request: OrderRequest, found: BrokerOrder, attempt: int) -> None:
         self.orders_placed += 1
         if not found.status.is_terminal:
-            self._open.setdefault(found.order_id, request.intent.intent_id)
+            self._track(request, found.order_id)
         log.warning("order_recovered_by_tag", intent_id=request.intent.intent_id, tag=request.tag,
                     order_id=found.order_id, status=found.status.value, attempt=attempt)
 

@@ -1,8 +1,9 @@
 """Feed actor: pulls ticks from the market-data port, validates them and publishes them on the bus.
 
-A tick that cannot be right (non-positive price, crossed book, unknown instrument) is counted and logged, never
-published. When ``lossless`` is set (unpaced simulation) the feed waits for every actor to finish each batch
-before it produces the next, so a simulated day gives the same result however fast the machine is.
+A tick that cannot be right (no timestamp, older than the instrument's last tick, non-positive price, crossed
+book, unknown instrument) is counted and logged, never published. When ``lossless`` is set (unpaced simulation)
+the feed waits for every actor to finish each batch before it produces the next, so a simulated day gives the
+same result however fast the machine is.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class FeedActor(Actor):
         self.ticks_in = 0
         self.invalid = 0
         self.last_tick_ts_ns = 0
+        self._last_ts: dict[int, int] = {}  # per instrument: an older tick arriving late is dropped
         self._started = False
 
     async def on_start(self) -> None:
@@ -54,6 +56,7 @@ class FeedActor(Actor):
                     continue
                 self.ticks_in += 1
                 self.last_tick_ts_ns = tick.ts_ns
+                self._last_ts[tick.instrument_token] = tick.ts_ns
                 publish(tick)
             if self.lossless:
                 await self.bus.wait_idle()
@@ -61,6 +64,11 @@ class FeedActor(Actor):
         publish(FeedEnded(ts_ns=self.clock.now_ns(), reason="market data source has no more data"))
 
     def validate(self, tick: Tick) -> str:
+        if tick.ts_ns <= 0:
+            return f"timestamp {tick.ts_ns} is not a time"
+        last = self._last_ts.get(tick.instrument_token, 0)
+        if tick.ts_ns < last:
+            return f"stale: {tick.ts_ns} is older than the last tick of this instrument ({last})"
         if tick.last_price <= 0:
             return f"last_price {tick.last_price} is not positive"
         if tick.bid < 0 or tick.ask < 0 or tick.bid_qty < 0 or tick.ask_qty < 0:

@@ -137,7 +137,6 @@ class PortfolioActor(Actor):
         if fill.fill_id in self._seen_fills:
             log.warning("duplicate_fill_ignored", fill_id=fill.fill_id, intent_id=fill.intent_id)
             return
-        self._seen_fills.add(fill.fill_id)
         self.fills += 1
         self._filled_units += fill.quantity
         self._slippage_bps_units += fill.slippage_bps * fill.quantity
@@ -171,6 +170,7 @@ class PortfolioActor(Actor):
             pos.cost += sign * remaining * fill.price
         if pos.quantity:
             pos.last_price = fill.price
+        self._seen_fills.add(fill.fill_id)
         self._dirty = True
 
     def _close_trade(self, pos: _Position, fill: Fill) -> None:

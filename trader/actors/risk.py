@@ -30,6 +30,7 @@ from trader.events import (
 )
 from trader.ids import is_valid_tag
 from trader.logging import get_logger
+from trader.market.instruments import freeze_quantity
 
 log = get_logger("trader.risk")
 
@@ -56,6 +57,7 @@ class RiskGateActor(Actor):
         self._pending: dict[str, OrderIntent] = {}  # approved, not yet terminal
         self._seen_intents: set[str] = set()
         self._loss_breached = False
+        self._stopping = False
         self._session_day = 0
         self._day_pnl_base = 0
         self.approved = 0
@@ -90,8 +92,9 @@ class RiskGateActor(Actor):
         if intent.intent_id in self._seen_intents:
             log.warning("duplicate_intent_ignored", intent_id=intent.intent_id)
             return
-        self._seen_intents.add(intent.intent_id)
         reason = self.check(intent)
+        # Marked as seen only once decided: if deciding crashed, the redelivered intent gets its decision.
+        self._seen_intents.add(intent.intent_id)
         if reason:
             self.rejected += 1
             log.info("intent_rejected", intent_id=intent.intent_id, reason=reason,
@@ -128,8 +131,14 @@ class RiskGateActor(Actor):
             return "trading is HALTED (kill switch): no orders until resume"
         if self.is_reducing(intent):
             return ""  # exits are never refused for limits
+        if self._stopping:
+            return "the daemon is shutting down: new entries are refused"
         if self.state is not TradingState.ACTIVE:
             return f"trading state is {self.state.value}: new entries are refused"
+        freeze = freeze_quantity(intent.contract.underlying)
+        if intent.quantity > freeze:
+            return (f"quantity {intent.quantity} exceeds the exchange freeze quantity {freeze} for "
+                    f"{intent.contract.underlying} (order slicing is not supported yet)")
         lots = intent.quantity // lot
         if lots > self.limits.max_lots_per_trade:
             return f"{lots} lots exceeds max_lots_per_trade={self.limits.max_lots_per_trade}"
@@ -175,7 +184,11 @@ class RiskGateActor(Actor):
                                 "max_daily_loss")
 
     def _on_command(self, command: Command) -> None:
-        if command.kind is CommandKind.HALT:
+        if command.kind is CommandKind.STOP_ENTRIES:
+            # Intents the strategy produced before it saw this command are still queued behind it; refusing
+            # them here means no entry is sent once shutdown has begun.
+            self._stopping = True
+        elif command.kind is CommandKind.HALT:
             self._set_state(TradingState.HALTED, command.ts_ns, command.reason or "halt command", "command")
         elif command.kind is CommandKind.RESUME:
             target = TradingState.REDUCING_ONLY if self._loss_breached else TradingState.ACTIVE

@@ -154,6 +154,8 @@ class PaperBroker:
         if order.order_type is OrderType.MARKET and order.limit_price == 0:
             order.limit_price = self._protection_price(intent.market_protection, side, book,
                                                        intent.contract.tick_size)
+            if order.limit_price == 0:
+                return  # no price to anchor the protection band on yet: wait for a quote that has one
         touch, shown = (book.ask, book.ask_qty) if side is Side.BUY else (book.bid, book.bid_qty)
         if touch <= 0:
             return
@@ -182,6 +184,8 @@ class PaperBroker:
     def _protection_price(protection_pct: float, side: Side, book: Tick, tick_size: int) -> int:
         pct = AUTO_MARKET_PROTECTION_PCT if protection_pct == -1 else protection_pct
         reference = book.last_price or (book.ask if side is Side.BUY else book.bid)
+        if reference <= 0:
+            return 0
         if side is Side.BUY:
             raw = reference * (1 + pct / 100)
             return math.ceil(raw / tick_size) * tick_size
@@ -238,6 +242,11 @@ class PaperBroker:
             self._check_price("price", intent.limit_price, contract.tick_size)
         if intent.order_type in (OrderType.SL, OrderType.SL_M):
             self._check_price("trigger_price", intent.trigger_price, contract.tick_size)
+        if intent.order_type is OrderType.SL and intent.side.sign * (intent.limit_price - intent.trigger_price) < 0:
+            raise OrderRejected(
+                f"{intent.side.value} SL price {intent.limit_price / 100:.2f} is on the wrong side of the trigger "
+                f"{intent.trigger_price / 100:.2f}: a buy stop's limit must be at or above its trigger, a sell's at "
+                "or below")
 
     @staticmethod
     def _check_price(name: str, price: int, tick_size: int) -> None:

@@ -95,6 +95,14 @@ def _underlying_aliases() -> dict[str, UnderlyingSpec]:
 _UNDERLYING_ALIASES: Mapping[str, UnderlyingSpec] = MappingProxyType(_underlying_aliases())
 
 
+def freeze_quantity(underlying: str) -> int:
+    """Units one order may carry (the exchange rejects more); from the fallback table until the dump has it."""
+    spec = FALLBACK_UNDERLYINGS.get(underlying)
+    if spec is None:
+        raise ValueError(f"no freeze quantity known for {underlying!r}; known: {', '.join(FALLBACK_UNDERLYINGS)}")
+    return spec.freeze_quantity
+
+
 def resolve_underlying(symbol: str) -> UnderlyingSpec:
     """The underlying named by a CLI/config symbol: ``NSE:NIFTY50-INDEX``, ``NSE:NIFTY 50`` or ``NIFTY``.
 
