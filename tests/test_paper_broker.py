@@ -30,6 +30,7 @@ from trader.events import (
     Side,
     Tick,
 )
+from trader.market.calendar import MarketCalendar
 from trader.market.charges import option_charges
 from trader.market.instruments import OptionContract
 
@@ -51,9 +52,11 @@ def test_contract_is_the_one_the_rules_below_assume() -> None:
 
 
 class Harness:
-    def __init__(self, *, latency_ms: int = LATENCY_MS, slippage_ticks: int = 1) -> None:
+    def __init__(self, *, latency_ms: int = LATENCY_MS, slippage_ticks: int = 1,
+                 calendar: MarketCalendar | None = None) -> None:
         self.clock = SimClock(T0, speed=0)
-        self.broker = PaperBroker(self.clock, PaperBrokerConfig(latency_ms=latency_ms, slippage_ticks=slippage_ticks))
+        self.broker = PaperBroker(self.clock, PaperBrokerConfig(latency_ms=latency_ms, slippage_ticks=slippage_ticks),
+                                  calendar)
         self.events: list[object] = []
         self.broker.attach(self.events.append)
 
@@ -632,3 +635,18 @@ def test_fills_never_exceed_shown_quantity_limit_or_order_size(
             assert updates[-1].status is OrderStatus.COMPLETE
         if fills:
             assert updates[-1].average_price == round(sum(f.quantity * f.price for f in fills) / filled)
+
+
+async def test_with_a_calendar_orders_are_day_orders_cancelled_after_the_close() -> None:
+    h = Harness(calendar=MarketCalendar())
+    order_id, _ = await h.place(Side.BUY, LOT, OrderType.LIMIT, limit=9_000)
+    h.quote(ACTIVE, **book(10_000))
+    assert h.statuses(order_id) == [OrderStatus.OPEN]
+    close = int(datetime(2025, 12, 1, 15, 30, tzinfo=IST).timestamp()) * 1_000_000_000  # Mon 1 Dec 2025
+    h.quote(close - 1, **book(10_000))
+    assert h.statuses(order_id) == [OrderStatus.OPEN]
+    next_morning = int(datetime(2025, 12, 2, 9, 15, tzinfo=IST).timestamp()) * 1_000_000_000
+    h.quote(next_morning, **book(8_000))  # would cross the limit, but the order died with yesterday's session
+    assert h.statuses(order_id) == [OrderStatus.OPEN, OrderStatus.CANCELLED]
+    assert h.fills() == []
+    assert "expired" in h.updates(order_id)[-1].reason

@@ -74,7 +74,8 @@ class App:
         self.ids = IdFactory(wall_now)
         self.supervisor = Supervisor()
         self.broker = PaperBroker(self.clock, PaperBrokerConfig(latency_ms=settings.paper.latency_ms,
-                                                                slippage_ticks=settings.paper.slippage_ticks))
+                                                                slippage_ticks=settings.paper.slippage_ticks),
+                                  self.calendar)
         underlyings = [resolve_underlying(symbol) for symbol in settings.symbols]
         strategies = [
             build_strategy(name, settings, spec, name if len(underlyings) == 1 else f"{name}:{spec.name}")

@@ -11,6 +11,7 @@ Fill rules, chosen to err on the pessimistic side:
 - Only the quantity shown at the touch fills on one quote; the rest waits for the next quote (partial fills), and
   two orders cannot take the same displayed quantity twice.
 - SL / SL-M trigger on the last traded price (buy: LTP ≥ trigger; sell: LTP ≤ trigger).
+- With a calendar, orders are DAY orders: one still open when a quote after the session close arrives is cancelled.
 Every fill carries the price the intent expected, so slippage is measured on every fill.
 """
 
@@ -19,17 +20,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 from trader.adapters.ports import BrokerOrder, OrderRejected
 from trader.clock import Clock
 from trader.events import Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side, Tick
-from trader.market.calendar import IST
+from trader.market.calendar import MarketCalendar, ist_date
 from trader.market.charges import option_charges
 
 # Kite's automatic market protection (market_protection = -1) picks a band itself; users report about 3 % for
 # options priced ₹10–100 (india-fno-facts.md §5.2). We model it as 3 %.
 AUTO_MARKET_PROTECTION_PCT = 3.0
+_NEVER = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class _PaperOrder:
     fill_value: int = 0  # Σ price × qty, for the average price
     fills: int = 0
     triggered: bool = False
+    expires_at_ns: int = 0
 
     @property
     def remaining(self) -> int:
@@ -69,9 +71,11 @@ class _PaperOrder:
 class PaperBroker:
     """Implements the ``Broker`` port in memory."""
 
-    def __init__(self, clock: Clock, config: PaperBrokerConfig | None = None) -> None:
+    def __init__(self, clock: Clock, config: PaperBrokerConfig | None = None,
+                 calendar: MarketCalendar | None = None) -> None:
         self._clock = clock
         self._config = config or PaperBrokerConfig()
+        self._calendar = calendar  # when given, orders are DAY orders: whatever is open at the close is cancelled
         self._publish: Callable[[object], None] = _drop
         self._orders: dict[str, _PaperOrder] = {}
         self._by_tag: dict[str, list[str]] = {}
@@ -101,6 +105,7 @@ class PaperBroker:
             active_at_ns=now + self._config.latency_ms * 1_000_000,
             order_type=intent.order_type,
             limit_price=intent.limit_price,
+            expires_at_ns=self._session_close(now),
         )
         self._orders[order_id] = order
         self._by_tag.setdefault(request.tag, []).append(order_id)
@@ -135,7 +140,11 @@ class PaperBroker:
         if not orders:
             return
         for order in list(orders):
-            if tick.ts_ns >= order.active_at_ns:
+            if tick.ts_ns >= order.expires_at_ns:
+                order.status = OrderStatus.CANCELLED
+                self._retire(order)
+                self._update(order, tick.ts_ns, reason="DAY order expired at the session close")
+            elif tick.ts_ns >= order.active_at_ns:
                 self._match(order, tick)
 
     # -- matching ------------------------------------------------------------------------------------------
@@ -197,7 +206,7 @@ class PaperBroker:
         order.fills += 1
         order.filled += quantity
         order.fill_value += quantity * price
-        trade_date = datetime.fromtimestamp(ts_ns / 1e9, tz=IST).date()
+        trade_date = ist_date(ts_ns)
         charges = option_charges(
             exchange=intent.contract.exchange,
             side=intent.side,
@@ -247,6 +256,12 @@ class PaperBroker:
                 f"{intent.side.value} SL price {intent.limit_price / 100:.2f} is on the wrong side of the trigger "
                 f"{intent.trigger_price / 100:.2f}: a buy stop's limit must be at or above its trigger, a sell's at "
                 "or below")
+
+    def _session_close(self, now_ns: int) -> int:
+        if self._calendar is None:
+            return _NEVER
+        open_ns = self._calendar.next_session_open(now_ns)
+        return self._calendar.session_bounds(ist_date(open_ns))[1]
 
     @staticmethod
     def _check_price(name: str, price: int, tick_size: int) -> None:
