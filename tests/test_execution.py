@@ -10,13 +10,12 @@ import asyncio
 import io
 import itertools
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -55,12 +54,7 @@ MODES = (ACCEPT, REJECT, LIMITED, TIMEOUT_BEFORE, TIMEOUT_AFTER)
 _ids = itertools.count(1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def quiet_logs() -> Iterator[None]:
-    saved = structlog.get_config()
-    configure_logging("ERROR", io.StringIO())
-    yield
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("quiet_logs")
 
 
 class FakeBroker:

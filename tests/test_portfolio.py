@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import itertools
-from collections.abc import Iterator
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trader.actors.portfolio import PortfolioActor
 from trader.bus import EventBus
 from trader.events import Fill, IntentPurpose, PositionSnapshot, Side, Tick
-from trader.logging import configure_logging
 from trader.market.charges import option_charges
 from trader.market.instruments import OptionContract
 
@@ -61,12 +57,7 @@ def view(snapshot: PositionSnapshot, contract: OptionContract):
     return next(p for p in snapshot.positions if p.contract.instrument_token == contract.instrument_token)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def quiet_logs() -> Iterator[None]:
-    saved = structlog.get_config()
-    configure_logging("ERROR", io.StringIO())
-    yield
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("quiet_logs")
 
 
 # -- average price and realized P&L -------------------------------------------------------------------------------

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import itertools
-from collections.abc import Iterator
 
 import pytest
-import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,7 +27,6 @@ from trader.events import (
     Side,
     TradingState,
 )
-from trader.logging import configure_logging
 from trader.market.instruments import OptionContract
 
 NIFTY_CE = OptionContract.parse("NIFTY2611325000CE", instrument_token=101)
@@ -50,12 +46,7 @@ T0 = 1_768_200_000 * 1_000_000_000
 _ids = itertools.count(1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def quiet_logs() -> Iterator[None]:
-    saved = structlog.get_config()
-    configure_logging("ERROR", io.StringIO())
-    yield
-    structlog.configure(**saved)
+pytestmark = pytest.mark.usefixtures("quiet_logs")
 
 
 class Gate:

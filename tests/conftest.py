@@ -1,0 +1,20 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from trader.logging import configure_logging
+
+
+@pytest.fixture
+def quiet_logs() -> Iterator[None]:
+    """Send the daemon's JSON logs to a throwaway stream for the test, then restore the previous set-up."""
+    saved = structlog.get_config()
+    configure_logging("ERROR", io.StringIO())
+    yield
+    structlog.configure(**saved)
