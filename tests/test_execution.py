@@ -133,6 +133,11 @@ class Harness:
         self.actor = ExecutionActor(self.bus, self.broker, self.clock, max_orders_per_second=max_orders_per_second,
                                     retry=RETRY)
 
+    async def handle(self, event: object) -> None:
+        """Deliver one event and wait for any order placement it started."""
+        await self.actor.handle(event)
+        await self.actor.settle()
+
     def request(self, *plan: str) -> OrderRequest:
         n = next(_ids)
         intent = OrderIntent(
@@ -151,7 +156,7 @@ class Harness:
 
     async def poke(self) -> None:
         """Deliver some unrelated event, as the live system constantly does."""
-        await self.actor.handle(OrderUpdate(ts_ns=self.clock.now_ns(), intent_id="other", order_id="X1",
+        await self.handle(OrderUpdate(ts_ns=self.clock.now_ns(), intent_id="other", order_id="X1",
                                             status=OrderStatus.COMPLETE, filled_quantity=65, average_price=100))
 
 
@@ -174,7 +179,7 @@ async def test_normal_placement_publishes_nothing_and_logs_the_order() -> None:
     request = h.request()
     stream = capture_logs()
     try:
-        await h.actor.handle(request)
+        await h.handle(request)
     finally:
         configure_logging("ERROR", io.StringIO())
     [order] = h.broker.orders_for(request.tag)
@@ -192,10 +197,10 @@ async def test_normal_placement_publishes_nothing_and_logs_the_order() -> None:
 async def test_order_updates_track_open_orders_until_terminal() -> None:
     h = Harness()
     request = h.request()
-    await h.actor.handle(request)
+    await h.handle(request)
     [order] = h.broker.orders_for(request.tag)
     assert h.actor.open_orders == 1
-    await h.actor.handle(OrderUpdate(ts_ns=T0, intent_id=request.intent.intent_id, order_id=order.order_id,
+    await h.handle(OrderUpdate(ts_ns=T0, intent_id=request.intent.intent_id, order_id=order.order_id,
                                      status=OrderStatus.COMPLETE, filled_quantity=65, average_price=10_005))
     assert h.actor.open_orders == 0
 
@@ -203,7 +208,7 @@ async def test_order_updates_track_open_orders_until_terminal() -> None:
 async def test_rejection_publishes_exactly_one_terminal_update_with_the_reason() -> None:
     h = Harness()
     request = h.request(REJECT)
-    await h.actor.handle(request)
+    await h.handle(request)
     assert h.broker.orders_for(request.tag) == []
     assert h.broker.calls_for(request.tag) == 1  # a rejection is final: never retried
     [update] = h.updates()
@@ -218,7 +223,7 @@ async def test_rejection_publishes_exactly_one_terminal_update_with_the_reason()
 async def test_rate_limited_then_accepted_places_one_order() -> None:
     h = Harness()
     request = h.request(LIMITED, ACCEPT)
-    await h.actor.handle(request)
+    await h.handle(request)
     assert len(h.broker.orders_for(request.tag)) == 1
     assert h.broker.calls_for(request.tag) == 2
     assert h.broker.lookups == []  # a 429 is unambiguous: no look-up needed
@@ -231,7 +236,7 @@ async def test_rate_limited_then_accepted_places_one_order() -> None:
 async def test_rate_limited_on_every_attempt_is_rejected_once() -> None:
     h = Harness()
     request = h.request(*[LIMITED] * RETRY.max_attempts)
-    await h.actor.handle(request)
+    await h.handle(request)
     assert h.broker.orders_for(request.tag) == []
     assert h.broker.calls_for(request.tag) == RETRY.max_attempts
     [update] = h.updates()
@@ -242,14 +247,14 @@ async def test_rate_limited_on_every_attempt_is_rejected_once() -> None:
 async def test_timeout_after_accept_adopts_the_existing_order_and_never_sends_again() -> None:
     h = Harness()
     request = h.request(TIMEOUT_AFTER, ACCEPT, ACCEPT)
-    await h.actor.handle(request)
+    await h.handle(request)
     [order] = h.broker.orders_for(request.tag)
     assert h.broker.calls_for(request.tag) == 1
     assert h.broker.lookups == [request.tag]
     assert h.updates() == []
     assert h.actor.orders_placed == 1
     assert h.actor.open_orders == 1
-    await h.actor.handle(OrderUpdate(ts_ns=T0, intent_id=request.intent.intent_id, order_id=order.order_id,
+    await h.handle(OrderUpdate(ts_ns=T0, intent_id=request.intent.intent_id, order_id=order.order_id,
                                      status=OrderStatus.COMPLETE, filled_quantity=65, average_price=10_005))
     assert h.actor.open_orders == 0  # the adopted order is tracked under its broker id
 
@@ -257,7 +262,7 @@ async def test_timeout_after_accept_adopts_the_existing_order_and_never_sends_ag
 async def test_timeout_before_accept_is_looked_up_then_sent_again_once() -> None:
     h = Harness()
     request = h.request(TIMEOUT_BEFORE, ACCEPT)
-    await h.actor.handle(request)
+    await h.handle(request)
     assert len(h.broker.orders_for(request.tag)) == 1
     assert h.broker.calls_for(request.tag) == 2
     assert h.broker.lookups == [request.tag]  # looked up before re-sending
@@ -269,7 +274,7 @@ async def test_timeout_with_a_flaky_lookup_still_adopts() -> None:
     h = Harness()
     h.broker.lookup_plan.extend([True, True])  # two failed look-ups, then the order book answers
     request = h.request(TIMEOUT_AFTER, ACCEPT)
-    await h.actor.handle(request)
+    await h.handle(request)
     assert len(h.broker.orders_for(request.tag)) == 1
     assert h.broker.calls_for(request.tag) == 1
     assert h.actor.unresolved == 0
@@ -283,7 +288,7 @@ async def test_unanswerable_lookup_parks_the_order_then_reconciles_it(first: str
     h = Harness()
     h.broker.lookup_down = True
     request = h.request(first, ACCEPT)
-    await h.actor.handle(request)
+    await h.handle(request)
     assert h.actor.unresolved == 1
     assert h.broker.calls_for(request.tag) == 1  # never re-sent blindly
     assert len(h.broker.orders_for(request.tag)) == (1 if accepted else 0)
@@ -298,7 +303,7 @@ async def test_unanswerable_lookup_parks_the_order_then_reconciles_it(first: str
     assert (h.actor.unresolved, h.broker.calls_for(request.tag)) == (1, 1)
 
     # The same request delivered again while parked is not sent either.
-    await h.actor.handle(request)
+    await h.handle(request)
     assert h.broker.calls_for(request.tag) == 1
 
     # Past the interval, the order book is still down: still parked, still not re-sent.
@@ -322,7 +327,7 @@ async def test_unanswerable_lookup_parks_the_order_then_reconciles_it(first: str
     # Nothing more happens later.
     h.clock.jump_to(h.clock.now_ns() + 60 * NS_PER_SECOND)
     await h.poke()
-    await h.actor.handle(request)
+    await h.handle(request)
     assert len(h.broker.orders_for(request.tag)) == 1
     assert h.broker.calls_for(request.tag) == (1 if accepted else 2)
 
@@ -333,8 +338,8 @@ async def test_unanswerable_lookup_parks_the_order_then_reconciles_it(first: str
 async def test_the_same_request_delivered_twice_is_placed_once() -> None:
     h = Harness()
     request = h.request()
-    await h.actor.handle(request)
-    await h.actor.handle(request)
+    await h.handle(request)
+    await h.handle(request)
     assert h.broker.calls_for(request.tag) == 1
     assert len(h.broker.orders_for(request.tag)) == 1
     assert h.published == []
@@ -360,8 +365,8 @@ async def test_duplicate_through_the_bus_with_run_is_placed_once() -> None:
 async def test_a_rejected_request_delivered_again_is_not_sent_again() -> None:
     h = Harness()
     request = h.request(REJECT, ACCEPT)
-    await h.actor.handle(request)
-    await h.actor.handle(request)
+    await h.handle(request)
+    await h.handle(request)
     assert h.broker.calls_for(request.tag) == 1
     assert h.broker.orders_for(request.tag) == []
     assert len([u for u in h.updates(request) if u.status.is_terminal]) == 1
@@ -404,7 +409,7 @@ async def test_limiter_counts_retries_too() -> None:
     h = Harness(max_orders_per_second=2)
     requests = [h.request(LIMITED, ACCEPT) for _ in range(3)]
     for request in requests:
-        await h.actor.handle(request)
+        await h.handle(request)
     per_second = Counter(ts // NS_PER_SECOND for ts, _ in h.broker.place_calls)
     assert len(h.broker.place_calls) == 6
     assert max(per_second.values()) <= 2
@@ -456,6 +461,7 @@ async def test_simulated_broker_rejection_becomes_one_rejected_update() -> None:
                          quantity=100, order_type=OrderType.MARKET, purpose=IntentPurpose.ENTRY,
                          expected_price=10_000)
     await actor.handle(OrderRequest(ts_ns=T0, intent=intent, tag="tag-bad"))
+    await actor.settle()
     [update] = published
     assert isinstance(update, OrderUpdate)
     assert (update.status, update.order_id, update.intent_id) == (OrderStatus.REJECTED, "", "intent-bad")
@@ -487,8 +493,8 @@ def test_any_failure_sequence_places_at_most_one_order(plans: list[list[str]]) -
         h = Harness()
         requests = [h.request(*plan) for plan in plans]
         for request in requests:
-            await h.actor.handle(request)
-            await h.actor.handle(request)  # a redelivery never adds anything
+            await h.handle(request)
+            await h.handle(request)  # a redelivery never adds anything
         assert h.actor.unresolved == 0  # look-ups work here, so nothing stays unknown
         _check_outcomes(h, requests)
 
@@ -505,7 +511,7 @@ def test_any_failure_sequence_with_flaky_lookups_places_at_most_one_order(
         h.broker.lookup_plan.extend(lookup_failures)
         requests = [h.request(*plan) for plan in plans]
         for request in requests:
-            await h.actor.handle(request)
+            await h.handle(request)
         for _ in range(20):  # the look-up plan runs out, so every parked order resolves eventually
             if not h.actor.unresolved:
                 break
@@ -539,7 +545,7 @@ async def test_an_unexpected_exception_is_treated_as_ambiguous_never_lost(accept
     h.broker = CrashingBroker(h.clock, accept_first=accept_first)
     h.actor = ExecutionActor(h.bus, h.broker, h.clock, retry=RETRY)
     request = h.request()
-    await h.actor.handle(request)  # must not raise: the actor would crash and the intent be forgotten
+    await h.handle(request)  # must not raise: the actor would crash and the intent be forgotten
     orders = h.broker.orders_for(request.tag)
     if accept_first:
         assert len(orders) == 1 and h.actor.open_orders == 1  # found by its tag and adopted
@@ -568,7 +574,7 @@ async def test_a_market_order_left_resting_by_market_protection_is_cancelled_for
     h.broker = CancellingBroker(h.clock)
     h.actor = ExecutionActor(h.bus, h.broker, h.clock, retry=RETRY)
     request = h.request()
-    await h.actor.handle(request)
+    await h.handle(request)
     [order] = h.broker.orders_for(request.tag)
     h.clock.jump_to(T0 + int((RETRY.reprice_after_s - 1) * NS_PER_SECOND))
     await h.poke()
@@ -585,10 +591,39 @@ async def test_a_filled_market_order_is_not_cancelled() -> None:
     h.broker = CancellingBroker(h.clock)
     h.actor = ExecutionActor(h.bus, h.broker, h.clock, retry=RETRY)
     request = h.request()
-    await h.actor.handle(request)
+    await h.handle(request)
     [order] = h.broker.orders_for(request.tag)
-    await h.actor.handle(OrderUpdate(ts_ns=h.clock.now_ns(), intent_id=request.intent.intent_id,
+    await h.handle(OrderUpdate(ts_ns=h.clock.now_ns(), intent_id=request.intent.intent_id,
                                      order_id=order.order_id, status=OrderStatus.COMPLETE, filled_quantity=65))
     h.clock.jump_to(T0 + int((RETRY.reprice_after_s + 1) * NS_PER_SECOND))
     await h.poke()
     assert h.broker.cancelled == []
+
+
+async def test_one_orders_retries_do_not_hold_up_another() -> None:
+    """An entry backing off after 429s must not delay an exit queued behind it."""
+    h = Harness()
+    entry = h.request(LIMITED, LIMITED, LIMITED, ACCEPT)
+    exit_request = h.request()
+    await h.actor.handle(entry)
+    await h.actor.handle(exit_request)
+    await asyncio.sleep(0)  # let both placement tasks run to their first await
+    assert len(h.broker.orders_for(exit_request.tag)) == 1
+    assert h.broker.orders_for(entry.tag) == []  # still backing off
+    await h.actor.settle()
+    assert len(h.broker.orders_for(entry.tag)) == 1
+
+
+async def test_the_inbox_counts_as_busy_until_placements_finish() -> None:
+    h = Harness()
+    task = asyncio.create_task(h.actor.run())
+    try:
+        h.bus.publish(h.request(LIMITED, ACCEPT))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert not h.actor.inbox.idle  # the order is still being placed
+        await asyncio.wait_for(h.bus.wait_idle(), timeout=5)
+        assert h.actor.orders_placed == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -216,6 +216,7 @@ class App:
             await asyncio.wait_for(self.bus.wait_idle(), timeout=self.settings.shutdown_timeout_seconds)
         except TimeoutError:
             log.error("shutdown_drain_timeout", pending={i.name: len(i) for i in self.bus.inboxes})
+        await self.execution.close()
         await self.supervisor.stop()
         self._heartbeat()
         summary = self.portfolio.summary()

@@ -120,6 +120,10 @@ class Inbox:
             reader.set_result(None)
         return True
 
+    def hold(self) -> None:
+        """Count work the consumer carries on outside its handler as unfinished; release with ``task_done``."""
+        self._unfinished += 1
+
     def task_done(self) -> None:
         self._unfinished -= 1
         if self._unfinished <= 0:

@@ -8,6 +8,7 @@ it is parked as unresolved and looked up again later.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +87,7 @@ class ExecutionActor(Actor):
         self._open: dict[str, str] = {}  # order id → intent id, until terminal
         self._unresolved: dict[str, OrderRequest] = {}
         self._cancel_at: dict[str, int] = {}  # order id → when a still-resting MARKET order gets cancelled
+        self._placements: set[asyncio.Task[None]] = set()
         self._next_reconcile_ns = 0
         self.orders_placed = 0
         self.orders_rejected = 0
@@ -112,7 +114,7 @@ class ExecutionActor(Actor):
         if kind is Tick:
             self.broker.on_tick(event)
         elif kind is OrderRequest:
-            await self._place(event)
+            self._start_placement(event)
         elif kind is OrderUpdate:
             if event.order_id:
                 if event.status.is_terminal:
@@ -158,12 +160,47 @@ class ExecutionActor(Actor):
             log.warning("order_cancelled_unfilled", order_id=order_id, intent_id=self._open.get(order_id, ""),
                         after_s=self.retry.reprice_after_s)
 
-    async def _place(self, request: OrderRequest) -> None:
+    def _start_placement(self, request: OrderRequest) -> None:
+        """Place each order in its own task, so one order's retries never hold up another (an exit above all).
+
+        The inbox is held until the task ends: the actor counts as busy, so an unpaced run stays deterministic
+        and a graceful stop waits for in-flight orders.
+        """
         tag = request.tag
         if tag in self._seen_tags:
             log.warning("duplicate_request_ignored", tag=tag, intent_id=request.intent.intent_id)
             return
         self._seen_tags.add(tag)
+        self.inbox.hold()
+        task = asyncio.create_task(self._place_guarded(request), name=f"place:{tag}")
+        self._placements.add(task)
+        task.add_done_callback(self._placements.discard)
+
+    async def _place_guarded(self, request: OrderRequest) -> None:
+        try:
+            await self._place(request)
+        except asyncio.CancelledError:
+            self._park(request, "placement cancelled during shutdown")
+            raise
+        except Exception:
+            log.exception("order_placement_failed", tag=request.tag)
+            self._park(request, "placement failed unexpectedly")  # the order may exist: never forget it
+        finally:
+            self.inbox.task_done()
+
+    async def settle(self) -> None:
+        """Wait until every placement under way has finished."""
+        while self._placements:
+            await asyncio.gather(*self._placements, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop placements still under way (after the shutdown drain timed out); they are parked, not lost."""
+        for task in list(self._placements):
+            task.cancel()
+        await asyncio.gather(*self._placements, return_exceptions=True)
+
+    async def _place(self, request: OrderRequest) -> None:
+        tag = request.tag
         last_error = ""
         for attempt in range(1, self.retry.max_attempts + 1):
             await self.limiter.acquire()
@@ -219,7 +256,7 @@ class ExecutionActor(Actor):
             else:
                 # Confirmed absent: now it is safe to send it once more.
                 self._seen_tags.discard(tag)
-                await self._place(request)
+                self._start_placement(request)
 
     def _track(self, request: OrderRequest, order_id: str) -> None:
         self._open.setdefault(order_id, request.intent.intent_id)
