@@ -7,8 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from hypothesis import settings
 
 from trader.logging import configure_logging
+
+# Property tests explore the same examples on every run: CI results never depend on a random draw.
+settings.register_profile("trader", derandomize=True, deadline=None)
+settings.load_profile("trader")
 
 
 @pytest.fixture

@@ -284,7 +284,14 @@ def test_weekly_expiries_are_trading_days_on_or_after_the_query(day: date) -> No
         expiry = CALENDAR.weekly_expiry(underlying, day)
         assert expiry >= day
         assert CALENDAR.is_trading_day(expiry)
-        assert (expiry - day).days <= 7  # at most one week ahead, even past a moved expiry
+        # At most one week ahead, even past a moved expiry — except across SENSEX's Tuesday → Thursday switch on
+        # 1 Sep 2025, where the week after Tue 26 Aug 2025 expires on Thu 4 Sep.
+        switched = underlying == "SENSEX" and day < date(2025, 9, 1) <= expiry
+        assert (expiry - day).days <= (9 if switched else 7)
+
+
+def test_the_sensex_weekday_switch_gap() -> None:
+    assert CALENDAR.weekly_expiry("SENSEX", date(2025, 8, 27)) == date(2025, 9, 4)
 
 
 def test_simulated_market_calendar_runs_in_years_without_holiday_data() -> None:
