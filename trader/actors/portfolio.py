@@ -1,8 +1,5 @@
-"""Portfolio actor: positions, average price, realized/unrealized P&L and charges in integer paise, equity curve.
-
-Cost basis is kept as an exact integer sum; a reduction removes a proportional share of it and a close removes all
-of it, so over every round trip realized P&L equals sells minus buys to the paisa.
-"""
+"""Portfolio actor: positions, average price, realized/unrealized P&L and charges in integer paise (kept by the
+shared ``PositionBook``), the equity curve, and the performance summary logged at shutdown."""
 
 from __future__ import annotations
 
@@ -12,36 +9,17 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from trader.actors.base import Actor
+from trader.book import PositionBook
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND
 from trader.events import Fill, PositionSnapshot, PositionView, Tick
 from trader.logging import get_logger
 from trader.market.calendar import IST
-from trader.market.instruments import OptionContract
 
 log = get_logger("trader.portfolio")
 
 _SNAPSHOT_EVERY_NS = NS_PER_SECOND
 _EQUITY_SAMPLE_NS = 60 * NS_PER_SECOND
-
-
-@dataclass(slots=True)
-class _Position:
-    contract: OptionContract
-    quantity: int = 0  # signed units
-    cost: int = 0  # signed: Σ side × qty × price of the open part
-    realized: int = 0
-    last_price: int = 0
-    trade_realized: int = 0  # since the position last opened
-    trade_charges: int = 0
-
-    @property
-    def unrealized(self) -> int:
-        return self.quantity * self.last_price - self.cost if self.quantity and self.last_price else 0
-
-    @property
-    def average_price(self) -> int:
-        return round(self.cost / self.quantity) if self.quantity else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +51,8 @@ class PortfolioActor(Actor):
     def __init__(self, bus: EventBus, initial_capital: int, *, conflate_ticks: bool = True) -> None:
         super().__init__(bus, conflate_ticks=conflate_ticks)
         self.initial_capital = initial_capital
-        self._positions: dict[int, _Position] = {}
+        self.book = PositionBook()
         self._seen_fills: set[str] = set()
-        self.realized = 0
-        self.charges = 0
         self.fills = 0
         self._slippage_bps_units = 0.0
         self._filled_units = 0
@@ -97,7 +73,15 @@ class PortfolioActor(Actor):
     # -- accounting ---------------------------------------------------------------------------------------
     @property
     def unrealized(self) -> int:
-        return sum(p.unrealized for p in self._positions.values())
+        return self.book.unrealized
+
+    @property
+    def realized(self) -> int:
+        return self.book.realized
+
+    @property
+    def charges(self) -> int:
+        return self.book.charges
 
     @property
     def equity(self) -> int:
@@ -116,15 +100,12 @@ class PortfolioActor(Actor):
         return list(self._book.equity_curve)
 
     def position(self, instrument_token: int) -> int:
-        pos = self._positions.get(instrument_token)
-        return pos.quantity if pos else 0
+        return self.book.quantity(instrument_token)
 
     async def handle(self, event: Any) -> None:
         if type(event) is Tick:
-            pos = self._positions.get(event.instrument_token)
             self._roll_session(event.ts_ns)
-            if pos is not None and pos.quantity and event.last_price != pos.last_price:
-                pos.last_price = event.last_price
+            if self.book.mark(event.instrument_token, event.last_price):
                 self._dirty = True
             if self._dirty and event.ts_ns - self._last_snapshot_ns >= _SNAPSHOT_EVERY_NS:
                 self._publish_snapshot(event.ts_ns)
@@ -140,45 +121,13 @@ class PortfolioActor(Actor):
         self.fills += 1
         self._filled_units += fill.quantity
         self._slippage_bps_units += fill.slippage_bps * fill.quantity
-        token = fill.contract.instrument_token
-        pos = self._positions.get(token)
-        if pos is None:
-            pos = self._positions[token] = _Position(fill.contract)
-        sign = fill.side.sign
-        remaining = fill.quantity
-        self.charges += fill.charges
-        if pos.quantity and (pos.quantity > 0) != (sign > 0):
-            closing = min(remaining, abs(pos.quantity))
-            removed = pos.cost if closing == abs(pos.quantity) else pos.cost * closing // abs(pos.quantity)
-            pnl = -sign * closing * fill.price - removed
-            pos.realized += pnl
-            pos.trade_realized += pnl
-            self.realized += pnl
-            pos.cost -= removed
-            pos.quantity += sign * closing
-            remaining -= closing
-            # A fill that flips the position closes one round trip and opens another: split its charges.
-            closing_charges = fill.charges * closing // fill.quantity
-            pos.trade_charges += closing_charges
-            if pos.quantity == 0:
-                self._close_trade(pos, fill)
-            pos.trade_charges += fill.charges - closing_charges
-        else:
-            pos.trade_charges += fill.charges
-        if remaining:
-            pos.quantity += sign * remaining
-            pos.cost += sign * remaining * fill.price
-        if pos.quantity:
-            pos.last_price = fill.price
+        closed = self.book.apply(fill.contract, fill.side, fill.quantity, fill.price, fill.charges)
+        if closed is not None:
+            self._book.trade_pnls.append(closed.net)
+            log.info("trade_closed", tradingsymbol=fill.contract.tradingsymbol, gross=closed.gross,
+                     charges=closed.charges, net=closed.net, intent_id=fill.intent_id, event_ts_ns=fill.ts_ns)
         self._seen_fills.add(fill.fill_id)
         self._dirty = True
-
-    def _close_trade(self, pos: _Position, fill: Fill) -> None:
-        net = pos.trade_realized - pos.trade_charges
-        self._book.trade_pnls.append(net)
-        log.info("trade_closed", tradingsymbol=fill.contract.tradingsymbol, gross=pos.trade_realized,
-                 charges=pos.trade_charges, net=net, intent_id=fill.intent_id, event_ts_ns=fill.ts_ns)
-        pos.trade_realized = pos.trade_charges = 0
 
     def _roll_session(self, ts_ns: int) -> None:
         if ts_ns < self._session_end_ns:
@@ -212,7 +161,7 @@ class PortfolioActor(Actor):
         views = tuple(
             PositionView(contract=p.contract, quantity=p.quantity, average_price=p.average_price,
                          last_price=p.last_price, realized=p.realized, unrealized=p.unrealized)
-            for p in self._positions.values()
+            for p in self.book.positions.values()
         )
         return PositionSnapshot(ts_ns=ts_ns, positions=views, realized=self.realized, unrealized=self.unrealized,
                                 charges=self.charges, equity=self.equity, day_pnl=self.day_pnl,
@@ -234,7 +183,7 @@ class PortfolioActor(Actor):
             net_pnl=self.realized + self.unrealized - self.charges,
             max_drawdown=self.max_drawdown,
             max_drawdown_pct=self.max_drawdown_pct,
-            open_positions=sum(1 for p in self._positions.values() if p.quantity),
+            open_positions=len(self.book.open_positions()),
             fills=self.fills,
             average_slippage_bps=self._slippage_bps_units / self._filled_units if self._filled_units else 0.0,
         )
