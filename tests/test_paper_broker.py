@@ -650,3 +650,20 @@ async def test_with_a_calendar_orders_are_day_orders_cancelled_after_the_close()
     assert h.statuses(order_id) == [OrderStatus.OPEN, OrderStatus.CANCELLED]
     assert h.fills() == []
     assert "expired" in h.updates(order_id)[-1].reason
+
+
+async def test_margins_model_premium_for_buys_and_an_estimate_for_sells() -> None:
+    h = Harness()
+    start = await h.broker.margins()
+    assert (start.available, start.used) == (10_000_000, 0)
+    buy_id, buy = await h.place(Side.BUY, 2 * LOT, OrderType.MARKET, expected=10_000)
+    assert await h.broker.order_margin(buy.intent) == 2 * LOT * 10_000  # the premium, paid up front
+    h.quote(ACTIVE, **book(10_000))
+    [fill] = h.fills(buy_id)
+    after = await h.broker.margins()
+    assert after.used == 2 * LOT * fill.price
+    assert after.available == 10_000_000 - 2 * LOT * fill.price - fill.charges
+    _, reduce = await h.place(Side.SELL, LOT, OrderType.MARKET)
+    assert await h.broker.order_margin(reduce.intent) == 0  # closing frees margin, it needs none
+    _, flip = await h.place(Side.SELL, 3 * LOT, OrderType.MARKET)
+    assert await h.broker.order_margin(flip.intent) == LOT * CONTRACT.strike * 12 // 100  # the short part only

@@ -21,9 +21,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from trader.adapters.ports import BrokerOrder, OrderRejected
+from trader.adapters.ports import BrokerOrder, MarginView, OrderRejected
+from trader.book import PositionBook
 from trader.clock import Clock
-from trader.events import Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side, Tick
+from trader.events import Fill, OrderIntent, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side, Tick
 from trader.market.calendar import MarketCalendar, ist_date
 from trader.market.charges import option_charges
 
@@ -31,6 +32,7 @@ from trader.market.charges import option_charges
 # options priced ₹10–100 (india-fno-facts.md §5.2). We model it as 3 %.
 AUTO_MARKET_PROTECTION_PCT = 3.0
 _NEVER = 2**63 - 1
+SHORT_OPTION_MARGIN_PCT = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +74,10 @@ class PaperBroker:
     """Implements the ``Broker`` port in memory."""
 
     def __init__(self, clock: Clock, config: PaperBrokerConfig | None = None,
-                 calendar: MarketCalendar | None = None) -> None:
+                 calendar: MarketCalendar | None = None, *, capital: int = 10_000_000) -> None:
         self._clock = clock
+        self._capital = capital  # paise
+        self._book = PositionBook()  # the account as the broker sees it, for margins
         self._config = config or PaperBrokerConfig()
         self._calendar = calendar  # when given, orders are DAY orders: whatever is open at the close is cancelled
         self._publish: Callable[[object], None] = _drop
@@ -129,6 +133,31 @@ class PaperBroker:
 
     async def open_orders(self) -> list[BrokerOrder]:
         return [self._view(o) for o in self._orders.values() if not o.status.is_terminal]
+
+    async def margins(self) -> MarginView:
+        """Long options block their premium (paid up front); shorts block an estimate of SPAN + exposure."""
+        book = self._book
+        open_cost = sum(p.cost for p in book.open_positions())
+        cash = self._capital + book.realized - book.charges - open_cost
+        short_margin = sum(self._short_margin(p.contract.strike, -p.quantity)
+                           for p in book.open_positions() if p.quantity < 0)
+        long_premium = sum(p.cost for p in book.open_positions() if p.quantity > 0)
+        return MarginView(available=cash - short_margin, used=long_premium + short_margin)
+
+    async def order_margin(self, intent: OrderIntent) -> int:
+        held = self._book.quantity(intent.contract.instrument_token)
+        opening = intent.quantity if held * intent.side.sign >= 0 else max(intent.quantity - abs(held), 0)
+        if opening == 0:
+            return 0
+        if intent.side is Side.BUY:
+            return opening * (intent.limit_price or intent.expected_price)
+        return self._short_margin(intent.contract.strike, opening)
+
+    @staticmethod
+    def _short_margin(strike: int, quantity: int) -> int:
+        # SPAN + exposure on a short index option is roughly 12 % of the notional (india-fno-facts.md §4); a
+        # model, not the exchange's number: live mode asks Kite's basket-margin API instead.
+        return quantity * strike * SHORT_OPTION_MARGIN_PCT // 100
 
     def orders_with_tag(self, tag: str) -> int:
         return len(self._by_tag.get(tag, ()))
@@ -215,6 +244,7 @@ class PaperBroker:
             trade_date=trade_date,
             include_brokerage=order.fills == 1,  # Zerodha charges ₹20 once per executed order
         )
+        self._book.apply(intent.contract, intent.side, quantity, price, charges.total)
         self._publish(Fill(
             ts_ns=ts_ns,
             fill_id=f"{order.order_id}F{order.fills}",

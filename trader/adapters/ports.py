@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from trader.events import OrderRequest, OrderStatus, Tick
+from trader.events import OrderIntent, OrderRequest, OrderStatus, Tick
 from trader.market.instruments import InstrumentMaster
 
 
@@ -48,6 +48,14 @@ class BrokerOrder:
     average_price: int
 
 
+@dataclass(frozen=True, slots=True)
+class MarginView:
+    """Funds as the broker sees them, in paise."""
+
+    available: int  # free for new orders
+    used: int  # blocked by positions and open orders
+
+
 class Broker(Protocol):
     def attach(self, publish: Callable[[object], None]) -> None:
         """Where the broker sends ``OrderUpdate`` and ``Fill`` events."""
@@ -69,3 +77,9 @@ class Broker(Protocol):
     async def find_order_by_tag(self, tag: str) -> BrokerOrder | None: ...
 
     async def open_orders(self) -> list[BrokerOrder]: ...
+
+    async def margins(self) -> MarginView: ...
+
+    async def order_margin(self, intent: OrderIntent) -> int:
+        """Paise the order would block (0 when it only reduces a position)."""
+        ...
