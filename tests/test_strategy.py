@@ -267,3 +267,29 @@ def test_expired_contracts_left_in_the_master_are_never_chosen() -> None:
                 instrument_token=50_000 + strike * 2 + (option_type is OptionType.PE)))
     driver.run_path(at(9, 30), RALLY)
     assert [i.contract.expiry for i in driver.intents()] == [EXPIRY]
+
+
+def test_the_strike_walks_out_of_the_money_until_the_premium_at_risk_fits_the_budget() -> None:
+    # ₹1,000 at risk per trade, 30 % stop, one lot of 65: the ask may be at most ₹51.28.
+    driver = Driver(EmaCrossoverParams(confirm_bars=3, max_premium_at_risk=100_000))
+
+    def quote_by_distance(ts_ns: int, premium: int = 0) -> None:
+        spot = driver.ctx.quotes[NIFTY.spot_token].last_price if NIFTY.spot_token in driver.ctx.quotes else 2_600_000
+        for (strike, _), contract in driver.contracts.items():
+            steps = abs(strike * 100 - spot) // 5_000
+            price = max(10_000 - 2_000 * steps, 500)
+            driver.ctx.quotes[contract.instrument_token] = Tick(
+                ts_ns=ts_ns, instrument_token=contract.instrument_token, last_price=price, bid=price - 5,
+                bid_qty=650, ask=price + 5, ask_qty=650)
+
+    driver.quote_all = quote_by_distance  # type: ignore[method-assign]
+    driver.run_path(at(9, 30), RALLY)
+    [intent] = driver.intents()
+    assert intent.contract.option_type is OptionType.CE
+    assert intent.expected_price * 65 * 0.30 <= 100_000
+    assert intent.expected_price > 2_000  # the nearest strike that fits, not the cheapest one listed
+    assert intent.contract.strike > driver.index_at[intent.ts_ns]  # out of the money for a call
+
+    broke = Driver(EmaCrossoverParams(confirm_bars=3, max_premium_at_risk=1_000))  # nothing fits ₹10
+    broke.run_path(at(9, 30), RALLY)
+    assert broke.intents() == [] and broke.signals()

@@ -16,6 +16,8 @@ dead-flat market cannot make a tiny move look decisive):
 A scored signal at or above the cutoff is published with an entry intent (bullish → buy the ATM CE, bearish → the
 ATM PE, in whole lots); one that never reaches the cutoff is published once, when its window closes, for the log.
 
+The strike is the one nearest the money whose premium at risk to the stop (lots × lot size × ask × stop_loss_pct)
+fits the risk budget, walking out of the money up to ``max_strikes_otm`` strikes; no fitting strike, no entry.
 Exits: the opposite crossover, a stop-loss and a target on the option premium, and a time exit before the intraday
 square-off. Long options only, one position at a time.
 """
@@ -61,6 +63,9 @@ class EmaCrossoverParams:
     stop_loss_pct: float = 0.30
     target_pct: float = 0.60
     market_protection: float = -1.0
+    # Paise of premium the stop may lose on one entry (the risk manager's max_risk_per_trade); None = no budget.
+    max_premium_at_risk: int | None = None
+    max_strikes_otm: int = 6
     first_entry_time: time = time(9, 20)
     last_entry_time: time = time(15, 0)
     exit_time: time = time(15, 10)
@@ -285,12 +290,10 @@ class EmaCrossoverEnhanced:
         if not expiries:
             return None
         option_type = OptionType.CE if signal.direction is Direction.BULLISH else OptionType.PE
-        contract = ctx.instruments.nearest_strike(self.params.underlying, expiries[0], tick.last_price, option_type)
-        if contract is None:
+        picked = self._pick_strike(ctx, expiries[0], tick.last_price, option_type)
+        if picked is None:
             return None
-        quote = ctx.quote(contract.instrument_token)
-        if quote is None or quote.ask <= 0:
-            return None  # never enter blind: the risk gate and slippage need a price
+        contract, quote = picked
         intent = OrderIntent(
             ts_ns=tick.ts_ns, intent_id=ctx.ids.next("I"), strategy_id=self.strategy_id, contract=contract,
             side=Side.BUY, quantity=self.params.lots * contract.lot_size, order_type=OrderType.MARKET,
@@ -302,6 +305,30 @@ class EmaCrossoverEnhanced:
         self._contract = contract
         self._pending_intent = intent.intent_id
         return intent
+
+    def _pick_strike(self, ctx: StrategyContext, expiry: date, spot: int,
+                     option_type: OptionType) -> tuple[OptionContract, Tick] | None:
+        """The strike nearest the money whose premium at risk to the stop fits the risk budget.
+
+        Walks out of the money one strike at a time (cheaper premium) up to ``max_strikes_otm``; never enters blind:
+        a strike without a two-sided quote is skipped, since neither the risk check nor slippage can be measured.
+        """
+        chain = [c for c in ctx.instruments.option_chain(self.params.underlying, expiry)
+                 if c.option_type is option_type]
+        # Out of the money: calls above spot, puts below; nearest first.
+        sign = 1 if option_type is OptionType.CE else -1
+        chain.sort(key=lambda c: (abs(c.strike - spot), c.strike))
+        atm = chain[0].strike if chain else 0
+        candidates = [c for c in chain if c.strike == atm or sign * (c.strike - atm) > 0]
+        budget = self.params.max_premium_at_risk
+        for contract in candidates[: self.params.max_strikes_otm + 1]:
+            quote = ctx.quote(contract.instrument_token)
+            if quote is None or quote.ask <= 0 or quote.bid <= 0:
+                continue
+            at_risk = self.params.lots * contract.lot_size * quote.ask * self.params.stop_loss_pct
+            if budget is None or at_risk <= budget:
+                return contract, quote
+        return None
 
     def _held_direction(self) -> Direction | None:
         if self._contract is None:
