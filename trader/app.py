@@ -13,7 +13,8 @@ from trader.actors.base import Actor, Supervisor
 from trader.actors.execution import ExecutionActor
 from trader.actors.feed import FeedActor
 from trader.actors.portfolio import PerformanceSummary, PortfolioActor
-from trader.actors.risk import RiskGateActor, RiskLimits
+from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
+from trader.actors.risk import RiskGateActor
 from trader.actors.strategy import StrategyActor
 from trader.adapters.paper import PaperBroker, PaperBrokerConfig
 from trader.adapters.synthetic import SyntheticConfig, SyntheticMarket
@@ -25,6 +26,8 @@ from trader.ids import IdFactory
 from trader.logging import get_logger
 from trader.market.calendar import IST, MarketCalendar
 from trader.market.instruments import InstrumentMaster, UnderlyingSpec, resolve_underlying
+from trader.risk.core import RiskManager
+from trader.store.journal import Journal, JournalError
 from trader.strategies.base import Strategy, StrategyContext
 from trader.strategies.ema_crossover import EmaCrossoverEnhanced, EmaCrossoverParams
 
@@ -76,7 +79,7 @@ class App:
         self.supervisor = Supervisor()
         self.broker = PaperBroker(self.clock, PaperBrokerConfig(latency_ms=settings.paper.latency_ms,
                                                                 slippage_ticks=settings.paper.slippage_ticks),
-                                  self.calendar)
+                                  self.calendar, capital=rupees_to_paise(settings.risk.initial_capital))
         underlyings = [resolve_underlying(symbol) for symbol in settings.symbols]
         strategies = [
             build_strategy(name, settings, spec, name if len(underlyings) == 1 else f"{name}:{spec.name}")
@@ -87,12 +90,9 @@ class App:
         lossless = not self.clock.paced
         self.portfolio = PortfolioActor(self.bus, rupees_to_paise(settings.risk.initial_capital),
                                         conflate_ticks=not lossless)
-        self.risk = RiskGateActor(self.bus, RiskLimits(
-            initial_capital=rupees_to_paise(settings.risk.initial_capital),
-            max_daily_loss_pct=settings.risk.max_daily_loss_pct,
-            max_lots_per_trade=settings.risk.max_lots_per_trade,
-            max_positions_per_symbol=settings.risk.max_positions_per_symbol,
-            max_total_positions=settings.risk.max_total_positions))
+        self.journal = self._open_journal()
+        self.risk = RiskGateActor(self.bus, self._risk_manager(), self.clock, self.ids, broker=self.broker,
+                                  journal=self.journal, conflate_ticks=not lossless)
         self.execution = ExecutionActor(self.bus, self.broker, self.clock,
                                         max_orders_per_second=settings.risk.max_orders_per_second,
                                         conflate_ticks=not lossless)
@@ -123,6 +123,30 @@ class App:
         problems.append("config error: mode: live trading needs the Kite Connect adapters, which this build "
                         "does not have yet; use --mode paper")
         raise ConfigError(problems)
+
+    def _open_journal(self) -> Journal | None:
+        """Paper and live keep their state across restarts (one file each); a backtest always starts fresh."""
+        if self.settings.mode == "backtest":
+            return None
+        path = self.settings.data_dir / f"{self.settings.mode}.sqlite3"
+        try:
+            return Journal(path)
+        except JournalError as exc:
+            raise ConfigError([f"config error: data_dir: {exc}"]) from None
+
+    def _risk_manager(self) -> RiskManager:
+        config = self.settings.risk
+        saved = self.journal.load_state(RISK_STATE_NAME) if self.journal is not None else None
+        if saved is None:
+            return RiskManager(config, calendar=self.calendar, now_ns=self.clock.now_ns)
+        try:
+            manager = RiskManager.from_state(config, saved, calendar=self.calendar, now_ns=self.clock.now_ns)
+        except ValueError as exc:
+            raise ConfigError([f"config error: data_dir: the saved risk state cannot be used ({exc}); move "
+                               f"{self.settings.data_dir} aside to start fresh"]) from None
+        log.warning("risk_state_restored", state=manager.state.value, level=manager.level.value,
+                    open_positions=len(manager.open_positions()))
+        return manager
 
     def _synthetic_config(self, spec: UnderlyingSpec) -> SyntheticConfig:
         sim = self.settings.sim
@@ -219,6 +243,8 @@ class App:
             log.error("shutdown_drain_timeout", pending={i.name: len(i) for i in self.bus.inboxes})
         await self.execution.close()
         await self.supervisor.stop()
+        if self.journal is not None:
+            self.journal.close()
         self._heartbeat()
         summary = self.portfolio.summary()
         counters = self.counters()

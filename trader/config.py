@@ -22,6 +22,7 @@ from pydantic_settings import (
 
 from trader.market.calendar import IST
 from trader.market.instruments import resolve_underlying
+from trader.risk.config import RiskConfig, require_fraction
 
 ENV_PREFIX = "TRADER_"
 # Zerodha starts squaring off intraday (MIS) F&O positions at 15:25 IST (india-fno-facts.md §1.2).
@@ -31,33 +32,8 @@ KNOWN_STRATEGIES = ("ema_crossover_enhanced",)
 _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("trader_toml_path", default=None)
 
 
-def _fraction(name: str, value: float) -> float:
-    if not 0 < value < 1:
-        hint = f" — it looks like a percentage: write {value / 100:g} for {value:g}%" if 1 <= value <= 100 else ""
-        raise ValueError(f"{name} must be a fraction between 0 and 1 (0.02 means 2%){hint}")
-    return value
-
-
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RiskSettings(_Section):
-    initial_capital: float = Field(100_000.0, gt=0, description="rupees")
-    max_daily_loss_pct: float = 0.02
-    # Read by the full risk manager (issue #4); the first-cut gate checks lots, positions and daily loss.
-    max_risk_per_trade_pct: float = 0.01
-    max_positions_per_symbol: int = Field(3, ge=1)
-    max_total_positions: int = Field(10, ge=1)
-    max_lots_per_trade: int = Field(1, ge=1)
-    min_margin_buffer: float = Field(50_000.0, ge=0, description="rupees")
-    # Kite allows 10 orders/s per account for an unregistered retail algo; stay below it.
-    max_orders_per_second: int = Field(8, ge=1, le=10)
-
-    @field_validator("max_daily_loss_pct", "max_risk_per_trade_pct")
-    @classmethod
-    def _is_fraction(cls, value: float, info: Any) -> float:
-        return _fraction(info.field_name, value)
 
 
 class StrategySettings(_Section):
@@ -77,7 +53,7 @@ class StrategySettings(_Section):
     @field_validator("stop_loss_pct")
     @classmethod
     def _stop_is_fraction(cls, value: float) -> float:
-        return _fraction("stop_loss_pct", value)
+        return require_fraction("stop_loss_pct", value)
 
     @field_validator("market_protection")
     @classmethod
@@ -158,7 +134,7 @@ class Settings(BaseSettings):
     # SIGTERM must end the process within 10 s (systemd/Docker stop timeouts); draining gets at most 9.
     shutdown_timeout_seconds: float = Field(8.0, gt=0, le=9)
     data_dir: Path = Path("data")
-    risk: RiskSettings = RiskSettings()
+    risk: RiskConfig = RiskConfig()
     strategy: StrategySettings = StrategySettings()
     paper: PaperSettings = PaperSettings()
     sim: SimSettings = SimSettings()

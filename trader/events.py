@@ -127,6 +127,7 @@ class OrderIntent:
     limit_price: int = 0
     trigger_price: int = 0
     market_protection: float = -1.0  # Kite: -1 = automatic, else a percentage in (0, 100]
+    stop_loss_price: int = 0  # paise; bounds the premium at risk for the risk check (0 = the default stop)
     signal_id: str = ""
     reason: str = ""
 

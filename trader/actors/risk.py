@@ -1,213 +1,211 @@
-"""Risk gate actor (first cut): the only path from an ``OrderIntent`` to an ``OrderRequest``.
+"""Risk gate actor: the only path from an ``OrderIntent`` to an ``OrderRequest``.
 
-Pre-trade checks on every intent: trading state, whole lots, lots per trade, positions per underlying and in total.
-Daily loss (realized + unrealized, net of charges, from the portfolio's snapshots) at or beyond the limit moves the
-state to REDUCING_ONLY: entries are refused, exits still pass. HALTED (the kill-switch command) refuses
-everything. An intent counts as an exit only if it reduces a position the gate has seen filled — the strategy's
-own label is not trusted.
+The decisions are the pure ``RiskManager``'s (``trader/risk/core.py``); this actor does the I/O around it: it asks
+the broker what an entry would block and what is free, watches the kill-switch file, applies operator commands,
+publishes every state and level change as a ``RiskEvent``, issues the exits of a flatten, and saves the manager's
+state to the journal so a breached day stays breached across a restart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from trader.actors.base import Actor
+from trader.adapters.ports import Broker
 from trader.bus import EventBus
+from trader.clock import Clock
 from trader.events import (
     Command,
     CommandKind,
     Fill,
+    IntentPurpose,
     OrderIntent,
     OrderRequest,
     OrderStatus,
+    OrderType,
     OrderUpdate,
-    PositionSnapshot,
-    RiskEvent,
     RiskLevel,
+    Side,
+    Tick,
     TradingState,
 )
-from trader.ids import is_valid_tag
+from trader.ids import IdFactory
 from trader.logging import get_logger
-from trader.market.instruments import freeze_quantity
+from trader.risk.core import RiskDecision, RiskManager
+from trader.risk.kill_switch import KillSwitchFile
+from trader.store.journal import Journal
 
 log = get_logger("trader.risk")
 
-
-@dataclass(frozen=True, slots=True)
-class RiskLimits:
-    initial_capital: int  # paise
-    max_daily_loss_pct: float
-    max_lots_per_trade: int
-    max_positions_per_symbol: int
-    max_total_positions: int
+STATE_NAME = "risk"
+FLATTEN_STRATEGY_ID = "risk-flatten"
 
 
 class RiskGateActor(Actor):
     name = "risk"
 
-    def __init__(self, bus: EventBus, limits: RiskLimits) -> None:
-        super().__init__(bus, conflate_ticks=True)
-        self.limits = limits
-        self.state = TradingState.ACTIVE
-        self.level = RiskLevel.LOW
-        self._positions: dict[int, int] = {}  # instrument token → signed units filled
-        self._underlying_of: dict[int, str] = {}
-        self._pending: dict[str, OrderIntent] = {}  # approved, not yet terminal
+    def __init__(self, bus: EventBus, manager: RiskManager, clock: Clock, ids: IdFactory, *,
+                 broker: Broker | None = None, journal: Journal | None = None,
+                 conflate_ticks: bool = True) -> None:
+        super().__init__(bus, conflate_ticks=conflate_ticks)
+        self.manager = manager
+        self.clock = clock
+        self.ids = ids
+        self.broker = broker
+        self.journal = journal
+        self.kill_switch = KillSwitchFile(manager.config.kill_switch_file)
         self._seen_intents: set[str] = set()
-        self._loss_breached = False
+        self._flatten_intents: set[str] = set()
         self._stopping = False
-        self._session_day = 0
-        self._day_pnl_base = 0
         self.approved = 0
         self.rejected = 0
-        self.day_pnl = 0
 
     def subscriptions(self) -> Iterable[type]:
-        return (OrderIntent, Fill, OrderUpdate, PositionSnapshot, Command)
+        return (OrderIntent, Fill, OrderUpdate, Tick, Command)
 
     @property
-    def daily_loss_limit(self) -> int:
-        return round(self.limits.initial_capital * self.limits.max_daily_loss_pct)
+    def state(self) -> TradingState:
+        return self.manager.state
+
+    @property
+    def level(self) -> RiskLevel:
+        return self.manager.level
+
+    async def on_start(self) -> None:
+        await self._reconcile_positions()
+        self._publish_changes()  # a state restored from the journal is announced once at start
+
+    async def _reconcile_positions(self) -> None:
+        """The broker's positions are the truth: a restored position the broker does not hold is dropped.
+
+        Flattening a position that does not exist would open the opposite one. A position the broker holds
+        and the journal does not know is reported; it gets managed once the order journal can rebuild it.
+        """
+        if self.broker is None:
+            return
+        try:
+            held = await self.broker.positions()
+        except Exception as exc:
+            log.error("position_reconcile_failed", error=repr(exc))
+            return
+        book = self.manager.book
+        for position in book.open_positions():
+            token = position.contract.instrument_token
+            if held.get(token, 0) != position.quantity:
+                log.error("position_mismatch_dropped", tradingsymbol=position.contract.tradingsymbol,
+                          journal_quantity=position.quantity, broker_quantity=held.get(token, 0))
+                del book.positions[token]
+        known = {p.contract.instrument_token for p in book.open_positions()}
+        for token, quantity in held.items():
+            if token not in known and quantity:
+                log.error("position_unknown_to_risk", instrument_token=token, broker_quantity=quantity)
 
     async def handle(self, event: Any) -> None:
         kind = type(event)
-        if kind is OrderIntent:
-            self._on_intent(event)
+        if kind is Tick:
+            if self.kill_switch.tripped(event.ts_ns) and self.manager.state is not TradingState.HALTED:
+                self.manager.halt(f"kill-switch file {self.kill_switch.path} exists", event.ts_ns)
+            self.manager.mark(event.instrument_token, event.last_price, event.ts_ns)
+        elif kind is OrderIntent:
+            await self._on_intent(event)
         elif kind is Fill:
-            token = event.contract.instrument_token
-            self._positions[token] = self._positions.get(token, 0) + event.side.sign * event.quantity
-            self._underlying_of[token] = event.contract.underlying
+            self.manager.on_fill(event.contract, event.side, event.quantity, event.price, event.charges,
+                                 event.ts_ns, intent_id=event.intent_id)
+            self._save(event.ts_ns)
         elif kind is OrderUpdate:
             if event.status.is_terminal:
-                self._pending.pop(event.intent_id, None)
-        elif kind is PositionSnapshot:
-            self._on_snapshot(event)
+                self.manager.on_order_done(event.intent_id)
+                self._flatten_intents.discard(event.intent_id)
         elif kind is Command:
             self._on_command(event)
+        self._publish_changes()
+        if self.manager.flatten_requested():
+            self._flatten(self.clock.now_ns(), "loss limit breached with flatten_on_breach=true")
 
     # -- intents ------------------------------------------------------------------------------------------
-    def _on_intent(self, intent: OrderIntent) -> None:
+    async def _on_intent(self, intent: OrderIntent) -> None:
         if intent.intent_id in self._seen_intents:
             log.warning("duplicate_intent_ignored", intent_id=intent.intent_id)
             return
-        reason = self.check(intent)
+        decision = await self._decide(intent)
         # Marked as seen only once decided: if deciding crashed, the redelivered intent gets its decision.
         self._seen_intents.add(intent.intent_id)
-        if reason:
+        if not decision.approved:
             self.rejected += 1
-            log.info("intent_rejected", intent_id=intent.intent_id, reason=reason,
+            log.info("intent_rejected", intent_id=intent.intent_id, reason=decision.reason, check=decision.check,
                      tradingsymbol=intent.contract.tradingsymbol, side=intent.side.value,
-                     quantity=intent.quantity, state=self.state.value)
+                     quantity=intent.quantity, state=self.manager.state.value)
             self.bus.publish(OrderUpdate(ts_ns=intent.ts_ns, intent_id=intent.intent_id, order_id="",
-                                         status=OrderStatus.REJECTED, reason=f"risk: {reason}"))
+                                         status=OrderStatus.REJECTED, reason=f"risk: {decision.reason}"))
             return
         self.approved += 1
-        self._pending[intent.intent_id] = intent
-        self._underlying_of[intent.contract.instrument_token] = intent.contract.underlying
-        log.info("intent_approved", intent_id=intent.intent_id, tag=intent.intent_id,
+        self.manager.note_approved(intent)
+        self.manager.note_order_sent(intent.ts_ns)
+        log.info("intent_approved", intent_id=intent.intent_id, tag=intent.intent_id, exit=decision.is_exit,
                  tradingsymbol=intent.contract.tradingsymbol, side=intent.side.value, quantity=intent.quantity)
         self.bus.publish(OrderRequest(ts_ns=intent.ts_ns, intent=intent, tag=intent.intent_id))
 
-    def is_reducing(self, intent: OrderIntent) -> bool:
-        """True if the intent only shrinks a filled position, even if every exit already in flight fills too."""
-        token = intent.contract.instrument_token
-        position = self._positions.get(token, 0)
-        if position == 0 or intent.side.sign * position > 0:
-            return False
-        exiting = sum(p.quantity for p in self._pending.values()
-                      if p.contract.instrument_token == token and p.side.sign * position < 0)
-        return intent.quantity <= abs(position) - exiting
+    async def _decide(self, intent: OrderIntent) -> RiskDecision:
+        flatten = intent.intent_id in self._flatten_intents
+        if self._stopping and not flatten:
+            decision = self.manager.check(intent, intent.ts_ns)
+            if not decision.is_exit:
+                return RiskDecision(False, "the daemon is shutting down: new entries are refused", False, "stopping")
+            return decision
+        margin_required = margin_available = margin_used = None
+        if self.broker is not None and not flatten:
+            try:
+                margin_required = await self.broker.order_margin(intent)
+                view = await self.broker.margins()
+                margin_available, margin_used = view.available, view.used
+            except Exception as exc:  # the manager's model stands in; the log says the broker could not answer
+                log.warning("margin_unavailable", intent_id=intent.intent_id, error=repr(exc))
+        return self.manager.check(intent, intent.ts_ns, margin_required=margin_required,
+                                  margin_available=margin_available, margin_used=margin_used,
+                                  stop_loss_price=intent.stop_loss_price or None, flatten=flatten)
 
-    def check(self, intent: OrderIntent) -> str:
-        """An empty string approves; anything else is the reason for refusing, written for a human."""
-        if not is_valid_tag(intent.intent_id):
-            return f"intent id {intent.intent_id!r} cannot serve as a broker tag (1-20 letters and digits)"
-        lot = intent.contract.lot_size
-        if intent.quantity <= 0 or intent.quantity % lot:
-            return f"quantity {intent.quantity} is not a whole number of lots (lot size {lot})"
-        if self.state is TradingState.HALTED:
-            return "trading is HALTED (kill switch): no orders until resume"
-        if self.is_reducing(intent):
-            return ""  # exits are never refused for limits
-        if self._stopping:
-            return "the daemon is shutting down: new entries are refused"
-        if self.state is not TradingState.ACTIVE:
-            return f"trading state is {self.state.value}: new entries are refused"
-        freeze = freeze_quantity(intent.contract.underlying)
-        if intent.quantity > freeze:
-            return (f"quantity {intent.quantity} exceeds the exchange freeze quantity {freeze} for "
-                    f"{intent.contract.underlying} (order slicing is not supported yet)")
-        lots = intent.quantity // lot
-        if lots > self.limits.max_lots_per_trade:
-            return f"{lots} lots exceeds max_lots_per_trade={self.limits.max_lots_per_trade}"
-        open_tokens = self._open_tokens()
-        token = intent.contract.instrument_token
-        if token not in open_tokens:
-            same_symbol = sum(1 for t in open_tokens if self._underlying_of.get(t) == intent.contract.underlying)
-            if same_symbol >= self.limits.max_positions_per_symbol:
-                return (f"{same_symbol} open positions in {intent.contract.underlying} reaches "
-                        f"max_positions_per_symbol={self.limits.max_positions_per_symbol}")
-            if len(open_tokens) >= self.limits.max_total_positions:
-                return (f"{len(open_tokens)} open positions reaches "
-                        f"max_total_positions={self.limits.max_total_positions}")
-        return ""
-
-    def _open_tokens(self) -> set[int]:
-        tokens = {t for t, q in self._positions.items() if q != 0}
-        tokens.update(p.contract.instrument_token for p in self._pending.values())
-        return tokens
-
-    # -- limits and state ---------------------------------------------------------------------------------
-    def _on_snapshot(self, snapshot: PositionSnapshot) -> None:
-        if snapshot.session_day != self._session_day:
-            if self._session_day and self._loss_breached:
-                self._loss_breached = False  # the daily limit applies per session
-                if self.state is TradingState.REDUCING_ONLY:
-                    self._set_state(TradingState.ACTIVE, snapshot.ts_ns, "new session", "daily_reset")
-            self._session_day = snapshot.session_day
-            self._day_pnl_base = 0
-        self.day_pnl = snapshot.day_pnl - self._day_pnl_base
-        limit = self.daily_loss_limit
-        used = -self.day_pnl / limit if limit > 0 else 0.0
-        level = (RiskLevel.CRITICAL if used >= 1 else RiskLevel.HIGH if used >= 0.75
-                 else RiskLevel.MEDIUM if used >= 0.5 else RiskLevel.LOW)
-        if level is not self.level:
-            self.level = level
-            self._announce(snapshot.ts_ns, f"daily loss uses {used:.0%} of the limit", "daily_loss")
-        if used >= 1 and not self._loss_breached:
-            self._loss_breached = True
-            if self.state is TradingState.ACTIVE:
-                self._set_state(TradingState.REDUCING_ONLY, snapshot.ts_ns,
-                                f"daily loss {-self.day_pnl / 100:.2f} reached the limit {limit / 100:.2f}",
-                                "max_daily_loss")
-
+    # -- commands -----------------------------------------------------------------------------------------
     def _on_command(self, command: Command) -> None:
+        ts = command.ts_ns
+        log.warning("command", kind=command.kind.value, source=command.source, reason=command.reason)
         if command.kind is CommandKind.STOP_ENTRIES:
             # Intents the strategy produced before it saw this command are still queued behind it; refusing
             # them here means no entry is sent once shutdown has begun.
             self._stopping = True
         elif command.kind is CommandKind.HALT:
-            self._set_state(TradingState.HALTED, command.ts_ns, command.reason or "halt command", "command")
+            self.manager.halt(command.reason or f"halt command from {command.source}", ts)
         elif command.kind is CommandKind.RESUME:
-            target = TradingState.REDUCING_ONLY if self._loss_breached else TradingState.ACTIVE
-            self._set_state(target, command.ts_ns, command.reason or "resume command", "command")
+            self.manager.resume(ts)
         elif command.kind is CommandKind.RESET_DAILY:
-            # The loss so far stops counting: the limit applies afresh from here.
-            self._day_pnl_base += self.day_pnl
-            self.day_pnl = 0
-            self._loss_breached = False
-            if self.state is TradingState.REDUCING_ONLY:
-                self._set_state(TradingState.ACTIVE, command.ts_ns, "daily metrics reset", "command")
+            self.manager.reset_daily(ts)
+        elif command.kind is CommandKind.FLATTEN:
+            self._flatten(ts, command.reason or f"flatten command from {command.source}")
+        self._save(ts)
 
-    def _set_state(self, state: TradingState, ts_ns: int, reason: str, limit: str) -> None:
-        if state is self.state:
-            return
-        self.state = state
-        self._announce(ts_ns, reason, limit)
+    def _flatten(self, ts_ns: int, reason: str) -> None:
+        """Exit every open position at market (with market protection), even while HALTED."""
+        positions = self.manager.open_positions()
+        log.warning("flatten", reason=reason, positions=len(positions))
+        for position in positions:
+            intent = OrderIntent(
+                ts_ns=ts_ns, intent_id=self.ids.next("F"), strategy_id=FLATTEN_STRATEGY_ID,
+                contract=position.contract, side=Side.SELL if position.quantity > 0 else Side.BUY,
+                quantity=abs(position.quantity), order_type=OrderType.MARKET, purpose=IntentPurpose.EXIT,
+                expected_price=position.last_price, market_protection=-1.0, reason=f"flatten: {reason}")
+            self._flatten_intents.add(intent.intent_id)
+            self.bus.publish(intent)  # comes back through this gate like any intent, marked as a flatten
 
-    def _announce(self, ts_ns: int, reason: str, limit: str) -> None:
-        log.warning("risk_state", state=self.state.value, level=self.level.value, reason=reason, limit=limit,
-                    event_ts_ns=ts_ns)
-        self.bus.publish(RiskEvent(ts_ns=ts_ns, state=self.state, level=self.level, reason=reason, limit=limit))
+    # -- announcements and persistence --------------------------------------------------------------------
+    def _publish_changes(self) -> None:
+        events = self.manager.drain_events()
+        for event in events:
+            log.warning("risk_state", state=event.state.value, level=event.level.value, reason=event.reason,
+                        limit=event.limit, event_ts_ns=event.ts_ns)
+            self.bus.publish(event)
+        if events:
+            self._save(events[-1].ts_ns)
+
+    def _save(self, ts_ns: int) -> None:
+        if self.journal is not None:
+            self.journal.save_state(STATE_NAME, self.manager.to_state(), ts_ns)

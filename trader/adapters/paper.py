@@ -27,12 +27,12 @@ from trader.clock import Clock
 from trader.events import Fill, OrderIntent, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side, Tick
 from trader.market.calendar import MarketCalendar, ist_date
 from trader.market.charges import option_charges
+from trader.risk.core import modelled_account_margin, modelled_order_margin
 
 # Kite's automatic market protection (market_protection = -1) picks a band itself; users report about 3 % for
 # options priced ₹10–100 (india-fno-facts.md §5.2). We model it as 3 %.
 AUTO_MARKET_PROTECTION_PCT = 3.0
 _NEVER = 2**63 - 1
-SHORT_OPTION_MARGIN_PCT = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,28 +136,15 @@ class PaperBroker:
 
     async def margins(self) -> MarginView:
         """Long options block their premium (paid up front); shorts block an estimate of SPAN + exposure."""
-        book = self._book
-        open_cost = sum(p.cost for p in book.open_positions())
-        cash = self._capital + book.realized - book.charges - open_cost
-        short_margin = sum(self._short_margin(p.contract.strike, -p.quantity)
-                           for p in book.open_positions() if p.quantity < 0)
-        long_premium = sum(p.cost for p in book.open_positions() if p.quantity > 0)
-        return MarginView(available=cash - short_margin, used=long_premium + short_margin)
+        used, available = modelled_account_margin(self._book, self._capital)
+        return MarginView(available=available, used=used)
+
+    async def positions(self) -> dict[int, int]:
+        return {p.contract.instrument_token: p.quantity for p in self._book.open_positions()}
 
     async def order_margin(self, intent: OrderIntent) -> int:
-        held = self._book.quantity(intent.contract.instrument_token)
-        opening = intent.quantity if held * intent.side.sign >= 0 else max(intent.quantity - abs(held), 0)
-        if opening == 0:
-            return 0
-        if intent.side is Side.BUY:
-            return opening * (intent.limit_price or intent.expected_price)
-        return self._short_margin(intent.contract.strike, opening)
-
-    @staticmethod
-    def _short_margin(strike: int, quantity: int) -> int:
-        # SPAN + exposure on a short index option is roughly 12 % of the notional (india-fno-facts.md §4); a
-        # model, not the exchange's number: live mode asks Kite's basket-margin API instead.
-        return quantity * strike * SHORT_OPTION_MARGIN_PCT // 100
+        return modelled_order_margin(self._book, intent.contract, intent.side, intent.quantity,
+                                     intent.limit_price or intent.expected_price)
 
     def orders_with_tag(self, tag: str) -> int:
         return len(self._by_tag.get(tag, ()))

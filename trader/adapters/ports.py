@@ -80,6 +80,10 @@ class Broker(Protocol):
 
     async def margins(self) -> MarginView: ...
 
+    async def positions(self) -> dict[int, int]:
+        """Net quantity per instrument token as the broker holds it: the truth on a restart."""
+        ...
+
     async def order_margin(self, intent: OrderIntent) -> int:
         """Paise the order would block (0 when it only reduces a position)."""
         ...

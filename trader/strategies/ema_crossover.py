@@ -160,15 +160,22 @@ class EmaCrossoverEnhanced:
         return out
 
     def on_fill(self, fill: Fill) -> None:
-        if fill.intent_id != self._pending_intent:
+        ours = fill.intent_id == self._pending_intent
+        held_contract = self._contract is not None and fill.contract.instrument_token == self._contract.instrument_token
+        if not (ours or held_contract):
             return
+        # Fills of other intents on the contract held (the risk gate flattening it) change the position too.
         if fill.side is Side.BUY:
             self._held += fill.quantity
             self._cost += fill.quantity * fill.price
         else:
             if self._held:
-                self._cost -= self._cost * fill.quantity // self._held
-            self._held -= fill.quantity
+                self._cost -= self._cost * min(fill.quantity, self._held) // self._held
+            self._held = max(self._held - fill.quantity, 0)
+            if self._held == 0 and not ours and self._phase is _Phase.OPEN:
+                self._phase = _Phase.FLAT  # closed from outside (a flatten): nothing left to manage
+                self._contract = None
+                self._cost = 0
 
     def on_order_update(self, update: OrderUpdate) -> None:
         if update.intent_id != self._pending_intent or not update.status.is_terminal:
@@ -298,6 +305,7 @@ class EmaCrossoverEnhanced:
             ts_ns=tick.ts_ns, intent_id=ctx.ids.next("I"), strategy_id=self.strategy_id, contract=contract,
             side=Side.BUY, quantity=self.params.lots * contract.lot_size, order_type=OrderType.MARKET,
             purpose=IntentPurpose.ENTRY, expected_price=quote.ask,
+            stop_loss_price=round(quote.ask * (1 - self.params.stop_loss_pct)),
             market_protection=self.params.market_protection, signal_id=signal.signal_id,
             reason=f"{signal.direction.value} confidence {signal.confidence}",
         )
