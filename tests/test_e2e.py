@@ -112,3 +112,18 @@ async def test_daily_loss_halt_stops_new_entries_but_not_exits() -> None:
     assert app.risk.state is TradingState.REDUCING_ONLY
     # Exits stayed allowed: the day ends flat.
     assert result.summary.open_positions == 0
+
+
+async def test_a_breach_with_flatten_on_breach_ends_reducing_only_and_flat() -> None:
+    # ₹50 daily loss on ₹1 lakh: the first open position's charges and spread cross it while it is open.
+    app, result, events = await run_day(risk={"max_daily_loss_pct": 0.0005, "flatten_on_breach": True})
+    breach = next(e for e in events if type(e) is RiskEvent and e.state is TradingState.REDUCING_ONLY)
+    flattens = [i for i in of(events, OrderIntent) if i.strategy_id == "risk-flatten"]
+    assert flattens, "the breach did not flatten"
+    assert all(events.index(i) > events.index(breach) for i in flattens)
+    flatten_fills = [f for f in of(events, Fill) if f.intent_id in {i.intent_id for i in flattens}]
+    assert sum(f.quantity for f in flatten_fills) == sum(i.quantity for i in flattens)
+    assert app.risk.state is TradingState.REDUCING_ONLY
+    assert result.summary.open_positions == 0
+    after = events[events.index(breach):]
+    assert not [r for r in of(after, OrderRequest) if r.intent.purpose is IntentPurpose.ENTRY]
