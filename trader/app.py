@@ -50,6 +50,7 @@ def build_strategy(name: str, settings: Settings, underlying: UnderlyingSpec, st
             confirm_bars=s.confirm_bars, confidence_cutoff=s.confidence_cutoff, lots=s.lots,
             stop_loss_pct=s.stop_loss_pct, target_pct=s.target_pct, market_protection=s.market_protection,
             max_premium_at_risk=rupees_to_paise(settings.risk.initial_capital * settings.risk.max_risk_per_trade_pct),
+            max_strikes_otm=s.max_strikes_otm,
             first_entry_time=s.first_entry_time, last_entry_time=s.last_entry_time, exit_time=s.exit_time)
         return EmaCrossoverEnhanced(params, strategy_id=strategy_id)
     raise ConfigError([f"config error: strategies: unknown strategy {name!r}"])

@@ -46,6 +46,8 @@ class StrategySettings(_Section):
     stop_loss_pct: float = 0.30
     target_pct: float = Field(0.60, gt=0)
     market_protection: float = -1.0
+    max_strikes_otm: int = Field(10, ge=0, le=30, description="how far out of the money an entry may go to fit "
+                                 "the risk budget")
     first_entry_time: time = time(9, 20)
     last_entry_time: time = time(15, 0)
     exit_time: time = time(15, 10)

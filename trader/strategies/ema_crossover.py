@@ -24,6 +24,7 @@ square-off. Long options only, one position at a time.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from collections.abc import Sequence
@@ -65,7 +66,7 @@ class EmaCrossoverParams:
     market_protection: float = -1.0
     # Paise of premium the stop may lose on one entry (the risk manager's max_risk_per_trade); None = no budget.
     max_premium_at_risk: int | None = None
-    max_strikes_otm: int = 6
+    max_strikes_otm: int = 10
     first_entry_time: time = time(9, 20)
     last_entry_time: time = time(15, 0)
     exit_time: time = time(15, 10)
@@ -237,10 +238,12 @@ class EmaCrossoverEnhanced:
             armed.best_confidence, armed.best_reason = confidence, reason
         armed.bars_left -= 1
         if confidence >= self.params.confidence_cutoff and self._phase is _Phase.FLAT:
-            signal = self._signal(tick, ctx, armed.direction, confidence, reason)
-            out.append(signal)
             self._armed = None
-            intent = self._entry(tick, ctx, signal)
+            signal = self._signal(tick, ctx, armed.direction, confidence, reason)
+            intent, not_traded = self._entry(tick, ctx, signal)
+            if intent is None:
+                signal = dataclasses.replace(signal, reason=f"{reason} (not traded: {not_traded})")
+            out.append(signal)
             if intent is not None:
                 out.append(intent)
         elif armed.bars_left <= 0:
@@ -290,16 +293,21 @@ class EmaCrossoverEnhanced:
                       reason=reason, tick_id=tick.tick_id)
 
     # -- orders -------------------------------------------------------------------------------------------
-    def _entry(self, tick: Tick, ctx: StrategyContext, signal: Signal) -> OrderIntent | None:
-        if not ctx.entries_allowed or not self._first_entry_ns <= tick.ts_ns < self._last_entry_ns:
-            return None
+    def _entry(self, tick: Tick, ctx: StrategyContext, signal: Signal) -> tuple[OrderIntent | None, str]:
+        """The entry intent for a confirmed signal, or None and why not (the signal's log line says it)."""
+        if not ctx.entries_allowed:
+            return None, "entries are stopped"
+        if not self._first_entry_ns <= tick.ts_ns < self._last_entry_ns:
+            return None, "outside the entry window"
         expiries = [e for e in ctx.instruments.expiries(self.params.underlying) if e >= self._day]
         if not expiries:
-            return None
+            return None, "no listed expiry"
         option_type = OptionType.CE if signal.direction is Direction.BULLISH else OptionType.PE
         picked = self._pick_strike(ctx, expiries[0], tick.last_price, option_type)
         if picked is None:
-            return None
+            budget = self.params.max_premium_at_risk
+            return None, (f"no quoted strike within {self.params.max_strikes_otm} of the money fits the risk budget "
+                          f"of {budget / 100:.2f} rupees" if budget is not None else "no quoted strike")
         contract, quote = picked
         intent = OrderIntent(
             ts_ns=tick.ts_ns, intent_id=ctx.ids.next("I"), strategy_id=self.strategy_id, contract=contract,
@@ -312,7 +320,7 @@ class EmaCrossoverEnhanced:
         self._phase = _Phase.ENTERING
         self._contract = contract
         self._pending_intent = intent.intent_id
-        return intent
+        return intent, ""
 
     def _pick_strike(self, ctx: StrategyContext, expiry: date, spot: int,
                      option_type: OptionType) -> tuple[OptionContract, Tick] | None:
