@@ -890,3 +890,18 @@ def test_the_core_never_reads_the_wall_clock_for_the_paise_api() -> None:
     with pytest.raises(AssertionError, match="read the clock"):
         rm.get_risk_metrics()
     assert date(2026, 1, 12) == datetime.fromtimestamp(MON / NS, tz=IST).date()
+
+
+def test_levels_rise_at_once_but_fall_only_past_a_hysteresis_margin() -> None:
+    """P&L wobbling around a threshold must not flood the bus with level changes."""
+    from trader.risk.core import LEVEL_HYSTERESIS  # noqa: PLC0415
+
+    manager = RiskManager(RiskConfig(), now_ns=lambda: 0)
+    manager._level = RiskLevel.LOW
+    assert manager._level_for(0.50) is RiskLevel.MEDIUM
+    manager._level = RiskLevel.MEDIUM
+    assert manager._level_for(0.50 - LEVEL_HYSTERESIS / 2) is RiskLevel.MEDIUM  # inside the band: stays
+    assert manager._level_for(0.50 - 2 * LEVEL_HYSTERESIS) is RiskLevel.LOW
+    manager._level = RiskLevel.CRITICAL
+    assert manager._level_for(0.80) is RiskLevel.HIGH
+    assert manager._level_for(0.88) is RiskLevel.CRITICAL

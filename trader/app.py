@@ -190,7 +190,7 @@ class App:
         counters = self.counters()
         now = self.clock.now_ns()
         lag_ms = max(now - self.strategy.last_tick_ts_ns, 0) // 1_000_000 if self.strategy.last_tick_ts_ns else 0
-        log.info("heartbeat", **counters, lag_ms=lag_ms, state=self.risk.state.value, level=self.risk.level.value,
+        log.info("heartbeat", **counters, lag_ms=lag_ms, state=self.risk.state.value, risk_level=self.risk.level.value,
                  equity=self.portfolio.equity, day_pnl=self.portfolio.day_pnl,
                  sim_time=datetime.fromtimestamp(now / NS_PER_SECOND, tz=IST).isoformat(timespec="seconds"))
         self.bus.publish(Heartbeat(ts_ns=now, counters=counters))

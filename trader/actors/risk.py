@@ -200,7 +200,7 @@ class RiskGateActor(Actor):
     def _publish_changes(self) -> None:
         events = self.manager.drain_events()
         for event in events:
-            log.warning("risk_state", state=event.state.value, level=event.level.value, reason=event.reason,
+            log.warning("risk_state", state=event.state.value, risk_level=event.level.value, reason=event.reason,
                         limit=event.limit, event_ts_ns=event.ts_ns)
             self.bus.publish(event)
         if events:

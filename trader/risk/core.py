@@ -40,6 +40,8 @@ from trader.risk.config import RiskConfig
 # SPAN + exposure on a short index option is roughly 12 % of the notional (india-fno-facts.md §4); a model, not the
 # exchange's number: live mode passes Kite's order-margin figure instead.
 SHORT_OPTION_MARGIN_PCT = 12
+LEVEL_HYSTERESIS = 0.05  # share of a limit
+_LEVEL_RANK = {RiskLevel.LOW: 0, RiskLevel.MEDIUM: 1, RiskLevel.HIGH: 2, RiskLevel.CRITICAL: 3}
 
 DAILY, WEEKLY, MONTHLY, DRAWDOWN = "daily", "weekly", "monthly", "drawdown"
 LIMIT_NAMES = (DAILY, WEEKLY, MONTHLY, DRAWDOWN)
@@ -699,6 +701,15 @@ class RiskManager:
         self._events.append(RiskEvent(ts_ns=ts_ns, state=state, level=level, reason=reason, limit=limit))
 
     def _level_for(self, share: float) -> RiskLevel:
+        """Rises at once; falls only when the share is ``LEVEL_HYSTERESIS`` below the threshold, so P&L wobbling
+        around a threshold does not flood the bus, the log and the journal with level changes."""
+        rising = self._raw_level(share)
+        if _LEVEL_RANK[rising] >= _LEVEL_RANK[self._level]:
+            return rising
+        falling = self._raw_level(share + LEVEL_HYSTERESIS)
+        return falling if _LEVEL_RANK[falling] < _LEVEL_RANK[self._level] else self._level
+
+    def _raw_level(self, share: float) -> RiskLevel:
         config = self.config
         if share >= config.critical_at:
             return RiskLevel.CRITICAL
