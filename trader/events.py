@@ -236,6 +236,15 @@ class Command:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedStatus:
+    """Health of a live market-data connection: connected, reconnecting, or silent (nothing received in time)."""
+
+    ts_ns: int
+    status: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class FeedEnded:
     """The market-data source has no more data (end of a replay or a bounded simulation)."""
 
@@ -254,5 +263,6 @@ Event = (
     | PositionSnapshot
     | Heartbeat
     | Command
+    | FeedStatus
     | FeedEnded
 )
