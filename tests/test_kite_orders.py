@@ -1,0 +1,76 @@
+"""Order postbacks become exactly the new OrderUpdates and Fills — repeats, reorders and strangers add nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trader.adapters.kite.orders import OrderTracker
+from trader.clock import SimClock
+from trader.events import Fill, IntentPurpose, OrderIntent, OrderStatus, OrderType, OrderUpdate, Side
+from trader.market.instruments import OptionContract
+
+pytestmark = pytest.mark.usefixtures("quiet_logs")
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kite"
+T0 = 1_795_151_700 * 1_000_000_000
+CE = OptionContract.parse("NIFTY26NOV26000CE", instrument_token=101)
+INTENT = OrderIntent(ts_ns=T0, intent_id="I1", strategy_id="s", contract=CE, side=Side.BUY, quantity=130,
+                     order_type=OrderType.MARKET, purpose=IntentPurpose.ENTRY, expected_price=10_000)
+
+
+def postback(**changes: Any) -> dict[str, Any]:
+    data = json.loads((FIXTURES / "postback.json").read_text())  # the real payload shape
+    data.update({"tag": "I1", "order_id": "O1", "exchange": "NFO", "tradingsymbol": CE.tradingsymbol,
+                 "quantity": 130}, **changes)
+    return data
+
+
+def tracker() -> OrderTracker:
+    t = OrderTracker(SimClock(T0))
+    t.expect(INTENT, "I1")
+    return t
+
+
+def test_partial_then_complete_gives_two_fills_at_the_implied_prices() -> None:
+    t = tracker()
+    first = t.on_postback(postback(status="OPEN", filled_quantity=65, pending_quantity=65, average_price=100.0))
+    second = t.on_postback(postback(status="COMPLETE", filled_quantity=130, pending_quantity=0, average_price=100.5))
+    fills = [e for e in first + second if isinstance(e, Fill)]
+    assert [(f.quantity, f.price) for f in fills] == [(65, 10_000), (65, 10_100)]  # 100.5 avg ⇒ 2nd at 101.00
+    assert fills[0].charges > fills[1].charges  # brokerage once per order, on its first fill
+    assert [f.intent_id for f in fills] == ["I1", "I1"] and fills[0].expected_price == 10_000
+    updates = [e for e in first + second if isinstance(e, OrderUpdate)]
+    assert [(u.status, u.filled_quantity) for u in updates] == [(OrderStatus.OPEN, 65), (OrderStatus.COMPLETE, 130)]
+    assert isinstance(second[0], Fill) and isinstance(second[-1], OrderUpdate)  # the fill comes before the update
+
+
+def test_repeats_stale_reports_and_anything_after_a_terminal_state_add_nothing() -> None:
+    t = tracker()
+    t.on_postback(postback(status="OPEN", filled_quantity=65, average_price=100.0))
+    assert t.on_postback(postback(status="OPEN", filled_quantity=65, average_price=100.0)) == []
+    assert t.on_postback(postback(status="OPEN", filled_quantity=0, average_price=0)) == []
+    done = t.on_postback(postback(status="COMPLETE", filled_quantity=130, average_price=100.0))
+    assert len(done) == 2
+    assert t.on_postback(postback(status="COMPLETE", filled_quantity=130, average_price=100.0)) == []
+    assert t.on_postback(postback(status="CANCELLED", filled_quantity=130, average_price=100.0)) == []
+
+
+def test_rejection_and_strangers_and_garbage() -> None:
+    t = tracker()
+    [update] = t.on_postback(postback(status="REJECTED", filled_quantity=0, average_price=0,
+                                      status_message="Insufficient funds"))
+    assert update.status is OrderStatus.REJECTED and update.reason == "Insufficient funds"
+    assert tracker().on_postback(postback(tag="SOMEONEELSE", order_id="O9")) == []  # placed from the web: ignored
+    assert tracker().on_postback(postback(order_id="")) == []
+    assert tracker().on_postback(postback(status="OPEN", filled_quantity=65, average_price="100")) == []
+
+
+def test_a_report_without_tag_is_tied_by_its_order_id_once_known() -> None:
+    t = tracker()
+    t.on_postback(postback(status="OPEN", filled_quantity=0, average_price=0))
+    events = t.on_postback(postback(tag=None, status="COMPLETE", filled_quantity=130, average_price=99.95))
+    assert [type(e) for e in events] == [Fill, OrderUpdate] and events[0].price == 9_995  # type: ignore[union-attr]

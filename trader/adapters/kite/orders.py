@@ -1,0 +1,114 @@
+"""Kite order postbacks (WebSocket ``order`` messages, or polled order states) → ``OrderUpdate`` and ``Fill`` events.
+
+Kite reports cumulative ``filled_quantity`` and ``average_price``; one execution is the difference between two
+reports. Deliveries may repeat (reconnects, a poll after a postback) or arrive out of order, so the tracker keeps
+what each order has already reported and emits only what is new: a repeated or stale report adds nothing, and
+nothing follows a terminal state. Money arrives as rupee floats and leaves as integer paise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from trader.clock import Clock
+from trader.events import Fill, OrderIntent, OrderStatus, OrderUpdate
+from trader.logging import get_logger
+from trader.market.calendar import ist_date
+from trader.market.charges import option_charges
+
+log = get_logger("trader.kite.orders")
+
+KITE_STATUSES: Mapping[str, OrderStatus] = {
+    "OPEN": OrderStatus.OPEN,
+    "TRIGGER PENDING": OrderStatus.TRIGGER_PENDING,
+    "COMPLETE": OrderStatus.COMPLETE,
+    "CANCELLED": OrderStatus.CANCELLED,
+    "REJECTED": OrderStatus.REJECTED,
+}
+
+
+@dataclass(slots=True)
+class _Reported:
+    intent: OrderIntent
+    filled: int = 0
+    filled_value: int = 0  # paise × units, from the cumulative average
+    fills: int = 0
+    status: OrderStatus = OrderStatus.PENDING
+
+
+class PostbackError(ValueError):
+    """A postback without the fields an update needs; it is logged and dropped, never half-applied."""
+
+
+def _paise(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PostbackError(f"{field} is {value!r}, not a number")
+    return round(value * 100)
+
+
+class OrderTracker:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._by_tag: dict[str, _Reported] = {}
+        self._tag_of_order: dict[str, str] = {}
+        self._terminal: set[str] = set()
+
+    def expect(self, intent: OrderIntent, tag: str) -> None:
+        """Register an order we are about to place, so its reports can be tied to the intent."""
+        self._by_tag.setdefault(tag, _Reported(intent))
+
+    def on_postback(self, data: Mapping[str, Any]) -> list[OrderUpdate | Fill]:
+        try:
+            return self._translate(data)
+        except PostbackError as exc:
+            log.error("postback_rejected", problem=str(exc), order_id=str(data.get("order_id", "")))
+            return []
+
+    def _translate(self, data: Mapping[str, Any]) -> list[OrderUpdate | Fill]:
+        order_id = str(data.get("order_id") or "")
+        if not order_id:
+            raise PostbackError("order_id is missing")
+        tag = str(data.get("tag") or self._tag_of_order.get(order_id, ""))
+        reported = self._by_tag.get(tag)
+        if reported is None:
+            log.info("postback_for_unknown_order", order_id=order_id, tag=tag, status=data.get("status"))
+            return []  # placed outside this daemon (web, app): not ours to trade on
+        self._tag_of_order[order_id] = tag
+        if order_id in self._terminal:
+            return []
+        raw_status = str(data.get("status") or "")
+        status = KITE_STATUSES.get(raw_status, OrderStatus.OPEN if raw_status == "UPDATE" else OrderStatus.PENDING)
+        filled = data.get("filled_quantity", 0)
+        if not isinstance(filled, int) or filled < 0:
+            raise PostbackError(f"filled_quantity is {filled!r}")
+        average = _paise(data.get("average_price", 0), "average_price")
+        now = self._clock.now_ns()
+        events: list[OrderUpdate | Fill] = []
+        if filled > reported.filled:
+            value = average * filled
+            quantity = filled - reported.filled
+            price = round((value - reported.filled_value) / quantity)
+            reported.fills += 1
+            intent = reported.intent
+            charges = option_charges(exchange=intent.contract.exchange, side=intent.side, quantity=quantity,
+                                     price=price, trade_date=ist_date(now), include_brokerage=reported.fills == 1)
+            events.append(Fill(ts_ns=now, fill_id=f"{order_id}F{filled}", intent_id=intent.intent_id,
+                               order_id=order_id, contract=intent.contract, side=intent.side, quantity=quantity,
+                               price=price, expected_price=intent.expected_price, charges=charges.total,
+                               purpose=intent.purpose))
+            reported.filled, reported.filled_value = filled, value
+        elif filled < reported.filled:
+            log.warning("postback_out_of_order", order_id=order_id, filled=filled, known_filled=reported.filled)
+            return []
+        if status is not reported.status or events:
+            reported.status = status
+            pending = data.get("pending_quantity", reported.intent.quantity - reported.filled)
+            events.append(OrderUpdate(
+                ts_ns=now, intent_id=reported.intent.intent_id, order_id=order_id, status=status,
+                filled_quantity=reported.filled, pending_quantity=pending if isinstance(pending, int) else 0,
+                average_price=average, reason=str(data.get("status_message") or "")))
+        if status.is_terminal:
+            self._terminal.add(order_id)
+        return events
