@@ -88,3 +88,20 @@ async def test_index_moves_realistically_within_a_day() -> None:
     day_range = (max(index) - min(index)) / index[0]
     assert 0.001 < day_range < 0.04
     assert all(p % 5 == 0 for p in index)
+
+
+async def test_option_tokens_carry_the_segment_code_and_never_collide_across_underlyings() -> None:
+    _, nifty_master, _ = await collect(ist(date(2026, 11, 20), 9, 15), days=1, tick=600_000, chain=600_000)
+    clock = SimClock(ist(date(2026, 11, 20), 9, 15), speed=0)
+    sensex = SyntheticMarket(clock, MarketCalendar(), FALLBACK_UNDERLYINGS["SENSEX"],
+                             SyntheticConfig(seed=3, days=1, spot=85_000, tick_interval_ms=600_000,
+                                             chain_interval_ms=600_000))
+    sensex_master = InstrumentMaster()
+    await sensex.start(sensex_master)
+    _ = [t async for batch in sensex.stream() for t in batch]
+    nifty_tokens = {c.instrument_token for c in nifty_master.option_chain("NIFTY", date(2026, 11, 23))}
+    sensex_tokens = {c.instrument_token for e in sensex_master.expiries("SENSEX")
+                     for c in sensex_master.option_chain("SENSEX", e)}
+    assert nifty_tokens and sensex_tokens and nifty_tokens.isdisjoint(sensex_tokens)
+    assert {t & 0xFF for t in nifty_tokens} == {2} and {t & 0xFF for t in sensex_tokens} == {5}  # NFO, BFO
+    assert max(nifty_tokens | sensex_tokens) < 2**32

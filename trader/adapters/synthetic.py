@@ -22,6 +22,7 @@ from trader.clock import NS_PER_SECOND, SimClock
 from trader.events import Tick
 from trader.market.calendar import MarketCalendar, ist_date
 from trader.market.instruments import (
+    FALLBACK_UNDERLYINGS,
     IndexInstrument,
     InstrumentMaster,
     OptionContract,
@@ -33,7 +34,9 @@ from trader.market.pricing import black_scholes_chain
 _TRADING_SECONDS_PER_YEAR = 252 * 6.4 * 3600
 _CALENDAR_NS_PER_YEAR = 365 * 86_400 * NS_PER_SECOND
 _MIN_YEARS = 60 / (365 * 86_400)  # price expiring options with at least a minute left
-_OPTION_TOKEN_BASE = 900_000_000
+# Kite's segment codes (low byte of an instrument token) for the F&O exchanges.
+_SEGMENT_CODES = {"NFO": 2, "BFO": 5}
+_FIRST_OPTION_SERIAL = 1_000_000  # clear of the index tokens; (7 underlyings + 1) M << 8 still fits 32 bits
 _RANDOM_BLOCK = 4096
 
 
@@ -84,6 +87,7 @@ class SyntheticMarket:
                                       tick_size=underlying.tick_size_paise)
         self._chain: list[OptionContract] = []
         self._chain_center = 0
+        self._tokens: dict[tuple[date, int, OptionType], int] = {}
         self._strikes_rupees: npt.NDArray[np.float64] = np.empty(0)
         self._is_call: npt.NDArray[np.bool_] = np.empty(0, dtype=bool)
         self._expiry = date.min
@@ -169,15 +173,12 @@ class SyntheticMarket:
         atm = round(self._spot * 100 / step) * step
         self._chain_center = atm
         listed = {(c.strike, c.option_type) for c in self._chain}
-        # Tokens derive from the expiry and the strike: a contract keeps its token across sessions and two
-        # contracts never share one within a run.
-        base_token = _OPTION_TOKEN_BASE + (self._expiry.toordinal() % 1_000) * 100_000
         for i in range(-self._config.strikes_each_side, self._config.strikes_each_side + 1):
             strike = atm + i * step
-            for j, option_type in enumerate((OptionType.CE, OptionType.PE)):
+            for option_type in (OptionType.CE, OptionType.PE):
                 if (strike, option_type) in listed:
                     continue
-                token = base_token + (strike // step) % 50_000 * 2 + j
+                token = self._token_for(strike, option_type)
                 contract = OptionContract.build(spec, self._expiry, strike, option_type, monthly=self._monthly,
                                                 instrument_token=token, calendar=self._calendar)
                 self._chain.append(contract)
@@ -186,6 +187,19 @@ class SyntheticMarket:
         self._chain.sort(key=lambda c: (c.strike, c.option_type.value))
         self._strikes_rupees = np.array([c.strike / 100 for c in self._chain])
         self._is_call = np.array([c.option_type is OptionType.CE for c in self._chain])
+
+    def _token_for(self, strike: int, option_type: OptionType) -> int:
+        """A Kite-shaped token: a serial number above the segment code in the low byte, which tells a WebSocket
+        client the price divisor (2 = NFO, 5 = BFO). A contract keeps its token across sessions."""
+        key = (self._expiry, strike, option_type)
+        token = self._tokens.get(key)
+        if token is None:
+            segment = _SEGMENT_CODES[self._spec.fo_exchange]
+            # Each underlying numbers its contracts in its own million, so several markets never collide.
+            first = _FIRST_OPTION_SERIAL * (1 + list(FALLBACK_UNDERLYINGS).index(self._spec.name))
+            token = (first + len(self._tokens)) << 8 | segment
+            self._tokens[key] = token
+        return token
 
     # -- prices -------------------------------------------------------------------------------------------
     def _normal(self) -> float:
