@@ -16,16 +16,20 @@ from trader.actors.portfolio import PerformanceSummary, PortfolioActor
 from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
 from trader.actors.risk import RiskGateActor
 from trader.actors.strategy import StrategyActor
+from trader.adapters.kite.orders import OrderTracker
+from trader.adapters.kite.rest import KiteBroker, KiteRestClient
+from trader.adapters.kite.ticker import KiteTicker
 from trader.adapters.paper import PaperBroker, PaperBrokerConfig
+from trader.adapters.ports import Broker
 from trader.adapters.synthetic import SyntheticConfig, SyntheticMarket
 from trader.bus import EventBus
-from trader.clock import NS_PER_SECOND, LiveClock, SimClock
+from trader.clock import NS_PER_SECOND, Clock, LiveClock, SimClock
 from trader.config import ConfigError, Settings
 from trader.events import Command, CommandKind, FeedEnded, Heartbeat
 from trader.ids import IdFactory
 from trader.logging import get_logger
-from trader.market.calendar import IST, MarketCalendar
-from trader.market.instruments import InstrumentMaster, UnderlyingSpec, resolve_underlying
+from trader.market.calendar import IST, MarketCalendar, ist_date
+from trader.market.instruments import IndexInstrument, InstrumentMaster, UnderlyingSpec, resolve_underlying
 from trader.risk.core import RiskManager
 from trader.store.journal import Journal, JournalError
 from trader.strategies.base import Strategy, StrategyContext
@@ -71,17 +75,30 @@ class App:
         start = start_ns if start_ns is not None else (
             int(sim_start.timestamp() * NS_PER_SECOND) if sim_start is not None else wall_now)
         speed = 0.0 if settings.mode == "backtest" else settings.sim.speed
-        self.clock = SimClock(start, speed=speed)
+        # Kite market data (live, or paper with credentials) runs on wall time; the built-in market on its own.
+        self.kite_market = settings.mode == "live" or (settings.mode == "paper" and settings.has_kite_credentials)
+        self.clock: Clock = LiveClock() if self.kite_market else SimClock(start, speed=speed)
         self.bus = EventBus()
         self.instruments = InstrumentMaster()
-        # The built-in market must run in any year, also one the holiday table does not cover yet.
-        self.calendar = MarketCalendar(weekdays_when_unknown=True)
+        # The built-in market must run in any year, also one the holiday table does not cover yet; real markets
+        # must not guess holidays.
+        self.calendar = MarketCalendar(weekdays_when_unknown=not self.kite_market)
         self.ids = IdFactory(wall_now)
         self.supervisor = Supervisor()
-        self.broker = PaperBroker(self.clock, PaperBrokerConfig(latency_ms=settings.paper.latency_ms,
-                                                                slippage_ticks=settings.paper.slippage_ticks),
-                                  self.calendar, capital=rupees_to_paise(settings.risk.initial_capital))
+        self.kite: KiteRestClient | None = None
+        if self.kite_market:
+            self.kite = KiteRestClient(settings.kite.api_key, settings.kite_access_token(),
+                                       root=settings.kite_api_root)
+        self.broker: Broker
+        if settings.mode == "live":
+            assert self.kite is not None
+            self.broker = KiteBroker(self.kite, product=settings.kite_product, tracker=OrderTracker(self.clock))
+        else:
+            self.broker = PaperBroker(self.clock, PaperBrokerConfig(latency_ms=settings.paper.latency_ms,
+                                                                    slippage_ticks=settings.paper.slippage_ticks),
+                                      self.calendar, capital=rupees_to_paise(settings.risk.initial_capital))
         underlyings = [resolve_underlying(symbol) for symbol in settings.symbols]
+        self.underlyings = underlyings
         strategies = [
             build_strategy(name, settings, spec, name if len(underlyings) == 1 else f"{name}:{spec.name}")
             for spec in underlyings for name in settings.strategies
@@ -89,6 +106,7 @@ class App:
         # Unpaced runs deliver every tick (reproducible results, no conflation bookkeeping); paced consumers that
         # fall behind get the newest tick per instrument instead.
         lossless = not self.clock.paced
+        self.lossless = lossless
         self.portfolio = PortfolioActor(self.bus, rupees_to_paise(settings.risk.initial_capital),
                                         conflate_ticks=not lossless)
         self.journal = self._open_journal()
@@ -99,12 +117,16 @@ class App:
                                         conflate_ticks=not lossless)
         self.strategy = StrategyActor(self.bus, strategies, StrategyContext(self.instruments, self.ids),
                                       auto_execution=settings.effective_auto_execution, conflate_ticks=not lossless)
-        self.feeds = [
-            FeedActor(self.bus, SyntheticMarket(self.clock, self.calendar, spec, self._synthetic_config(spec)),
-                      self.instruments, self.clock, lossless=lossless,
-                      name="feed" if len(underlyings) == 1 else f"feed-{spec.name}")
-            for spec in underlyings
-        ]
+        self.feeds: list[FeedActor] = []
+        if not self.kite_market:
+            assert isinstance(self.clock, SimClock)
+            sim_clock = self.clock
+            self.feeds = [
+                FeedActor(self.bus, SyntheticMarket(sim_clock, self.calendar, spec, self._synthetic_config(spec)),
+                          self.instruments, self.clock, lossless=lossless,
+                          name="feed" if len(underlyings) == 1 else f"feed-{spec.name}")
+                for spec in underlyings
+            ]
         self.consumers: list[Actor] = [self.portfolio, self.risk, self.execution, self.strategy]
         self._stop = asyncio.Event()
         self._feeds_ended = 0
@@ -118,12 +140,42 @@ class App:
         if settings.live_confirm.strip().lower() != "yes":
             problems.append("config error: live_confirm: live mode places real orders with real money; set "
                             "TRADER_LIVE_CONFIRM=yes to confirm")
-        if not settings.kite.has_credentials:
-            problems.append("config error: kite: live mode needs TRADER_KITE__API_KEY and "
-                            "TRADER_KITE__ACCESS_TOKEN (run `trader login` once the Kite adapters land)")
-        problems.append("config error: mode: live trading needs the Kite Connect adapters, which this build "
-                        "does not have yet; use --mode paper")
-        raise ConfigError(problems)
+        if not settings.has_kite_credentials:
+            problems.append("config error: kite: live mode needs TRADER_KITE__API_KEY and an access token "
+                            "(TRADER_KITE__ACCESS_TOKEN, or run `trader login` to store today's)")
+        if problems:
+            raise ConfigError(problems)
+
+    async def _connect_kite_market(self) -> None:
+        """Load the day's instrument dump, pick the chains around spot, and subscribe the Kite ticker to them."""
+        assert self.kite is not None
+        settings = self.settings
+        tokens: list[int] = []
+        for spec in self.underlyings:
+            dump = await self.kite.instruments(spec.fo_exchange)
+            self.instruments.merge(dump)
+            index = IndexInstrument(exchange=spec.spot_exchange, tradingsymbol=spec.spot_symbol, name=spec.name,
+                                    instrument_token=spec.spot_token, tick_size=spec.tick_size_paise)
+            self.instruments.add_index(index)
+            key = f"{spec.spot_exchange}:{spec.spot_symbol}"
+            quote = (await self.kite.ltp([key])).get(key, {})
+            spot = round(float(quote.get("last_price", 0)) * 100)
+            expiries = [e for e in self.instruments.expiries(spec.name) if e >= ist_date(self.clock.now_ns())]
+            if not expiries or spot <= 0:
+                raise ConfigError([f"config error: symbols: no listed {spec.name} options or no index price from "
+                                   f"{settings.kite_api_root}; check the instrument dump and the market hours"])
+            chain = self.instruments.option_chain(spec.name, expiries[0])
+            width = settings.sim.strikes_each_side * spec.strike_step_paise
+            tokens.append(spec.spot_token)
+            tokens.extend(c.instrument_token for c in chain if abs(c.strike - spot) <= width)
+        broker = self.broker
+        ticker = KiteTicker(settings.kite.api_key, settings.kite_access_token(), tokens, clock=self.clock,
+                            root=settings.kite_ws_root, mode="full", calendar=self.calendar,
+                            on_order=broker.on_postback if isinstance(broker, KiteBroker) else None)
+        ticker.attach(self.bus.publish)
+        self.feeds = [FeedActor(self.bus, ticker, self.instruments, self.clock, lossless=False)]
+        log.info("kite_market_connected", api_root=settings.kite_api_root, ws_root=settings.kite_ws_root,
+                 instruments=len(tokens))
 
     def _open_journal(self) -> Journal | None:
         """Paper and live keep their state across restarts (one file each); a backtest always starts fresh."""
@@ -206,12 +258,11 @@ class App:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.request_stop, sig.name)
         settings = self.settings
-        if settings.mode == "paper" and settings.kite.has_credentials:
-            log.warning("kite_market_data_unavailable",
-                        reason="Kite credentials are set, but this build has no Kite ticker yet; "
-                               "paper trading runs on the built-in market")
+        if self.kite_market:
+            await self._connect_kite_market()
         log.info("daemon_started", mode=settings.mode, symbols=settings.symbols, strategies=settings.strategies,
-                 auto_execution=settings.effective_auto_execution, speed=self.clock.speed,
+                 auto_execution=settings.effective_auto_execution,
+                 speed=self.clock.speed if isinstance(self.clock, SimClock) else 1.0,
                  sim_start=datetime.fromtimestamp(self.clock.now_ns() / NS_PER_SECOND, tz=IST).isoformat(),
                  capital=settings.risk.initial_capital, confidence_cutoff=settings.strategy.confidence_cutoff)
         for actor in self.consumers:
@@ -246,6 +297,8 @@ class App:
         await self.supervisor.stop()
         if self.journal is not None:
             self.journal.close()
+        if self.kite is not None:
+            await self.kite.close()
         self._heartbeat()
         summary = self.portfolio.summary()
         counters = self.counters()

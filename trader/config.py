@@ -117,10 +117,6 @@ class KiteSettings(_Section):
     api_secret: SecretStr = SecretStr("")
     access_token: SecretStr = SecretStr("")
 
-    @property
-    def has_credentials(self) -> bool:
-        return bool(self.api_key and self.access_token.get_secret_value())
-
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid",
@@ -141,6 +137,33 @@ class Settings(BaseSettings):
     paper: PaperSettings = PaperSettings()
     sim: SimSettings = SimSettings()
     kite: KiteSettings = KiteSettings()
+    # TRADER_KITE_API_ROOT / TRADER_KITE_WS_ROOT: point both at `trader sim` for a rehearsal without money.
+    kite_api_root: str = "https://api.kite.trade"
+    kite_ws_root: str = "wss://ws.kite.trade"
+    kite_product: Literal["MIS", "NRML"] = "MIS"
+
+    @field_validator("kite_api_root", "kite_ws_root")
+    @classmethod
+    def _url(cls, value: str, info: Any) -> str:
+        schemes = ("http://", "https://") if info.field_name == "kite_api_root" else ("ws://", "wss://")
+        if not value.startswith(schemes):
+            raise ValueError(f"must start with {' or '.join(schemes)}, e.g. {schemes[-1]}127.0.0.1:8000")
+        return value.rstrip("/")
+
+    @property
+    def kite_token_file(self) -> Path:
+        """Where `trader login` keeps the day's access token (owner-only, 0600)."""
+        return self.data_dir / "kite_access_token"
+
+    def kite_access_token(self) -> str:
+        """The access token from the environment, else from the file `trader login` wrote ("" if neither)."""
+        token = self.kite.access_token.get_secret_value()
+        if token:
+            return token
+        try:
+            return self.kite_token_file.read_text().strip()
+        except OSError:
+            return ""
 
     @field_validator("symbols", "strategies", mode="before")
     @classmethod
@@ -180,6 +203,10 @@ class Settings(BaseSettings):
         if self.mode == "backtest" and self.sim.days == 0:
             raise ValueError("backtest mode needs a bounded run: set --days N (sim.days >= 1)")
         return self
+
+    @property
+    def has_kite_credentials(self) -> bool:
+        return bool(self.kite.api_key and self.kite_access_token())
 
     @property
     def effective_auto_execution(self) -> bool:

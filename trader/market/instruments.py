@@ -359,6 +359,13 @@ class InstrumentMaster:
         self._contracts[contract.tradingsymbol] = contract
         self._chains[contract.underlying, contract.expiry].append(contract)
 
+    def merge(self, other: InstrumentMaster) -> None:
+        """Register everything ``other`` holds (the day's dump into the master the actors already share)."""
+        for index in other._indices.values():
+            self.add_index(index)
+        for contract in other._contracts.values():
+            self.add(contract)
+
     def add_index(self, index: IndexInstrument) -> None:
         self._register_token(index.instrument_token, index)
         for spec in FALLBACK_UNDERLYINGS.values():

@@ -35,6 +35,7 @@ import aiohttp
 from kiteconnect import exceptions as kite_exceptions
 
 from trader import __version__
+from trader.adapters.kite.orders import OrderTracker
 from trader.adapters.ports import (
     BrokerError,
     BrokerOrder,
@@ -482,11 +483,12 @@ class KiteBroker:
     """
 
     def __init__(self, client: KiteRestClient, *, product: str = "MIS", variety: str = "regular",
-                 validity: str = "DAY") -> None:
+                 validity: str = "DAY", tracker: OrderTracker | None = None) -> None:
         self.client = client
         self.product = product
         self.variety = variety
         self.validity = validity
+        self.tracker = tracker
         self._publish: Callable[[object], None] = _drop
 
     def attach(self, publish: Callable[[object], None]) -> None:
@@ -519,7 +521,16 @@ class KiteBroker:
             params["market_protection"] = _protection(intent.market_protection)
         return params
 
+    def on_postback(self, data: dict[str, Any]) -> None:
+        """An order message from the ticker: publish what it adds (fills first, then the status)."""
+        if self.tracker is None:
+            return
+        for event in self.tracker.on_postback(data):
+            self._publish(event)
+
     async def place_order(self, request: OrderRequest) -> str:
+        if self.tracker is not None:
+            self.tracker.expect(request.intent, request.tag)  # before sending: a postback may beat the reply
         try:
             return await self.client.place_order(self.variety, **self.order_params(request))
         except Exception as exc:
