@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_flags(run)
     check = sub.add_parser("check-config", help="print the effective configuration, secrets masked")
     _settings_flags(check)
+    login = sub.add_parser("login", help="exchange the day's Kite request token for an access token (stored 0600)")
+    _settings_flags(login)
+    login.add_argument("--request-token", help="the request_token (or the whole redirect URL); asked for if absent")
     return parser
 
 
@@ -87,6 +90,30 @@ def _run_loop(coro: Coroutine[Any, Any, Any]) -> Any:
     return uvloop.run(coro)
 
 
+def _login(settings: Settings, given: str | None) -> int:
+    from trader import login  # noqa: PLC0415 - aiohttp only when logging in
+
+    try:
+        login.check_login_settings(settings)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"1. Open {login.login_url(settings)} and log in.")
+    print("2. Kite redirects to your app's URL with request_token=...; paste that token or the whole URL.")
+    try:
+        request_token = login.request_token_from(given if given is not None else input("request token: "))
+        path = _run_loop(login.exchange_request_token(settings, request_token))
+    except (ValueError, EOFError) as exc:
+        print(f"login failed: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as exc:
+        print(f"login failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"access token stored in {path} (owner-only); the daemon reads it until it expires (~06:00 IST)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -98,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         sys.stdout.write(orjson.dumps(masked_dump(settings), option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
+    if args.command == "login":
+        return _login(settings, args.request_token)
     configure_logging(settings.log_level)
     from trader.app import App  # noqa: PLC0415 - keeps check-config light
 
