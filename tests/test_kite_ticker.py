@@ -145,3 +145,28 @@ def test_token_limits_are_checked() -> None:
         KiteTicker("k", "t", [], clock=SimClock(T0))
     with pytest.raises(ValueError, match="3000"):
         KiteTicker("k", "t", range(3001), clock=SimClock(T0))
+
+
+def test_exchange_clock_follows_an_exchange_running_ahead_and_never_goes_back() -> None:
+    from trader.clock import ExchangeClock  # noqa: PLC0415
+
+    clock = ExchangeClock()
+    wall = clock.now_ns()
+    assert not clock.observe(0)
+    assert not clock.observe(wall - 5 * 1_000_000_000)  # the real exchange, a little behind: no change
+    ahead = wall + 3_600 * 1_000_000_000  # a simulator's session an hour ahead
+    assert clock.observe(ahead)
+    assert clock.now_ns() >= ahead
+    assert not clock.observe(ahead - 1_000_000_000)
+    assert clock.now_ns() >= ahead
+
+
+async def test_ticks_are_stamped_in_exchange_time_when_it_runs_ahead() -> None:
+    from trader.clock import ExchangeClock  # noqa: PLC0415
+
+    fake = FakeKite([[frame(FULL_PACKET)]])
+    async with running(fake) as root:
+        t = KiteTicker("key", "good", [408065], clock=ExchangeClock(), root=root, initial_backoff_s=0.01)
+        [tick] = await asyncio.wait_for(take(t, 1), timeout=10)
+    # The fixture's exchange timestamp is in the past: wall time stays the event time.
+    assert tick.exchange_ts_ns < tick.ts_ns

@@ -23,7 +23,7 @@ from trader.adapters.paper import PaperBroker, PaperBrokerConfig
 from trader.adapters.ports import Broker
 from trader.adapters.synthetic import SyntheticConfig, SyntheticMarket
 from trader.bus import EventBus
-from trader.clock import NS_PER_SECOND, Clock, LiveClock, SimClock
+from trader.clock import NS_PER_SECOND, Clock, ExchangeClock, LiveClock, SimClock
 from trader.config import ConfigError, Settings
 from trader.events import Command, CommandKind, FeedEnded, Heartbeat
 from trader.ids import IdFactory
@@ -77,7 +77,7 @@ class App:
         speed = 0.0 if settings.mode == "backtest" else settings.sim.speed
         # Kite market data (live, or paper with credentials) runs on wall time; the built-in market on its own.
         self.kite_market = settings.mode == "live" or (settings.mode == "paper" and settings.has_kite_credentials)
-        self.clock: Clock = LiveClock() if self.kite_market else SimClock(start, speed=speed)
+        self.clock: Clock = ExchangeClock() if self.kite_market else SimClock(start, speed=speed)
         self.bus = EventBus()
         self.instruments = InstrumentMaster()
         # The built-in market must run in any year, also one the holiday table does not cover yet; real markets

@@ -87,3 +87,36 @@ class SimClock:
             await asyncio.sleep(delay_ns / self._speed / NS_PER_SECOND)
         else:
             await asyncio.sleep(0)
+
+
+class ExchangeClock:
+    """Wall time, moved forward to the exchange's timestamps whenever they run ahead of it.
+
+    Against the real exchange the two agree (the offset stays at zero, since an exchange timestamp a little behind
+    wall time never moves the clock back). Against the simulator, whose session may run at another hour and N×
+    faster, event time follows the simulated session, so a rehearsal works at any hour. Never goes backwards.
+    """
+
+    def __init__(self) -> None:
+        self._offset_ns = 0
+
+    def observe(self, exchange_ts_ns: int) -> bool:
+        """Take an exchange timestamp into account; True if it moved the clock forward."""
+        if exchange_ts_ns <= 0:
+            return False
+        ahead = exchange_ts_ns - time.time_ns()
+        if ahead > self._offset_ns:
+            self._offset_ns = ahead
+            return True
+        return False
+
+    def now_ns(self) -> int:
+        return time.time_ns() + self._offset_ns
+
+    async def sleep_until(self, ts_ns: int) -> None:
+        delay = ts_ns - self.now_ns()
+        await asyncio.sleep(max(delay, 0) / NS_PER_SECOND)
+
+    @property
+    def paced(self) -> bool:
+        return True

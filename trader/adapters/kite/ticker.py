@@ -129,6 +129,9 @@ class KiteTicker:
                 continue
             self.frames += 1
             decoded = decode_frame(message, received_ns=self._clock.now_ns(), first_tick_id=self._next_tick_id)
+            if self._follow_exchange_time(decoded.ticks):
+                # The exchange's clock ran ahead of ours (a simulator's session): stamp this frame in its time.
+                decoded = decode_frame(message, received_ns=self._clock.now_ns(), first_tick_id=self._next_tick_id)
             if decoded.heartbeat:
                 self.heartbeats += 1
                 continue
@@ -139,6 +142,12 @@ class KiteTicker:
             if decoded.ticks:
                 self._next_tick_id += len(decoded.ticks)
                 yield decoded.ticks
+
+    def _follow_exchange_time(self, ticks: list[Tick]) -> bool:
+        observe = getattr(self._clock, "observe", None)
+        if observe is None or not ticks:
+            return False
+        return bool(observe(max(t.exchange_ts_ns for t in ticks)))
 
     def _on_text(self, text: str) -> None:
         try:
