@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -72,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_flags(run)
     check = sub.add_parser("check-config", help="print the effective configuration, secrets masked")
     _settings_flags(check)
+    sim = sub.add_parser("sim", help="run the Kite-compatible exchange simulator (REST + WebSocket) on 127.0.0.1")
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sim.add_argument("--port", type=int, default=8765, help="REST port; the WebSocket uses port+1 (default 8765)")
+    sim.add_argument("--api-key", default="sim_api_key", help="API key clients must use (default sim_api_key)")
+    sim.add_argument("--api-secret", default="sim_api_secret",
+                     help="API secret for the login checksum (default sim_api_secret; local use only)")
+    sim.add_argument("--speed", type=float, default=1.0, help="session speed, x real time (default 1)")
+    sim.add_argument("--seed", type=int, default=7, help="random seed of the simulated market")
+    sim.add_argument("--follow-calendar", action="store_true",
+                     help="follow the real NSE calendar and hours instead of a session open from the start")
+    sim.add_argument("--log-level", default="INFO")
     login = sub.add_parser("login", help="exchange the day's Kite request token for an access token (stored 0600)")
     _settings_flags(login)
     login.add_argument("--request-token", help="the request_token (or the whole redirect URL); asked for if absent")
@@ -114,8 +127,43 @@ def _login(settings: Settings, given: str | None) -> int:
     return 0
 
 
+def _sim(args: argparse.Namespace) -> int:
+    problems = []
+    if not 0 <= args.port <= 65534:
+        problems.append(f"--port {args.port}: must be 0-65534 (the WebSocket takes port+1)")
+    if args.speed <= 0:
+        problems.append(f"--speed {args.speed}: must be above 0, e.g. --speed 60 for an hour a minute")
+    if args.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        problems.append(f"--log-level {args.log_level}: use DEBUG, INFO, WARNING or ERROR")
+    if problems:
+        for line in problems:
+            print(f"config error: {line}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(args.log_level)
+    from trader.sim import serve  # noqa: PLC0415
+
+    async def until_signalled() -> None:
+        task = asyncio.create_task(serve(host=args.host, port=args.port, api_key=args.api_key,
+                                         api_secret=args.api_secret, speed=args.speed, seed=args.seed,
+                                         follow_calendar=args.follow_calendar))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    try:
+        _run_loop(until_signalled())
+    except OSError as exc:
+        print(f"sim failed: {exc} (is the port in use? try --port 0 for a free one)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "sim":
+        return _sim(args)
     try:
         settings = load(args)
     except ConfigError as exc:

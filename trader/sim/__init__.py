@@ -1,6 +1,8 @@
-"""A Kite-wire-compatible exchange simulator (REST half): see ``exchange.ExchangeSimulator``."""
+"""A Kite-wire-compatible exchange simulator (REST and WebSocket): see ``exchange.ExchangeSimulator``;
+``serve.serve`` runs one until cancelled (``trader sim``)."""
 
 from trader.sim.exchange import ExchangeSimulator
+from trader.sim.serve import serve
 from trader.sim.wire import Faults, KiteError
 
-__all__ = ["ExchangeSimulator", "Faults", "KiteError"]
+__all__ = ["ExchangeSimulator", "Faults", "KiteError", "serve"]

@@ -1,4 +1,5 @@
-"""The exchange simulator's REST half: Kite Connect v3 on aiohttp, backed by the synthetic market and the paper broker.
+"""The exchange simulator: Kite Connect v3 REST on aiohttp plus the Kite WebSocket, backed by the synthetic market and
+the paper broker.
 
 One simulated account. The ``SyntheticMarket`` produces index and option-chain ticks on the simulator's own
 ``SimClock``; every tick is fed to a ``PaperBroker``, whose fill rules (MARKET / LIMIT / SL / SL-M, partial fills,
@@ -8,7 +9,18 @@ requests per calendar second, tag length) and Kite's JSON shapes for orders, his
 
 Time: with ``speed == 0`` (the default, for tests) the market moves only when ``advance(seconds)`` is awaited, so a
 test is deterministic; with ``speed > 0`` a background task runs the market at ``speed`` × real time. By default the
-clock starts at the open of the session the wall clock is in or waiting for, so the market is open from the start.
+clock starts at the open of the session the wall clock is in or waiting for, so the market is open from the start;
+``follow_wall=True`` instead runs the clock on the wall clock (speed 1, never jumping over nights), so the market opens
+and closes with the real NSE calendar and hours.
+
+WebSocket half: a ``TickerServer`` starts next to the REST server (``ws_url``). It accepts the simulator's api_key
+with any access token the REST login issued and not yet invalidated. Every tick batch the market produces is
+published in each client's modes with per-token day statistics: the day's open/high/low from the session's ticks,
+and as "previous close" the last price of the previous simulated session (the first session's close is its first
+price, since there is no earlier one). Every change of an order's status or filled quantity (the paper broker follows
+each fill with a status update) is published as an order postback text message shaped like Kite's
+(``kite-protocol.md`` §3.2). ``advance`` awaits the publishing, so a test sees the messages deterministically.
+Fault knobs: ``await drop_websockets()`` and ``ws_drop_every_s`` (simulated seconds between forced drops; 0 = off).
 """
 
 from __future__ import annotations
@@ -23,7 +35,8 @@ import json
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +61,8 @@ from trader.logging import get_logger
 from trader.market.calendar import MarketCalendar, ist_date
 from trader.market.charges import option_charges
 from trader.market.instruments import FALLBACK_UNDERLYINGS, InstrumentMaster, OptionContract
+from trader.sim.encode import DayStats
+from trader.sim.ticker import TickerServer
 from trader.sim.wire import (
     Faults,
     KiteError,
@@ -146,21 +161,33 @@ class _Quote:
     session_day: int
 
 
+class _WallFollowingClock(SimClock):
+    """A paced clock anchored at the wall clock that never jumps: nights and weekends pass in real time."""
+
+    def jump_to(self, ts_ns: int) -> None:
+        return
+
+
 class ExchangeSimulator:
-    """An aiohttp application speaking Kite Connect v3 REST for one simulated account."""
+    """Kite Connect v3 REST (aiohttp) and the Kite WebSocket for one simulated account."""
 
     def __init__(self, api_key: str = "sim_api_key", api_secret: str = "sim_api_secret", *, seed: int = 7,
                  speed: float = 0.0, start_ns: int | None = None, redirect_url: str = "http://127.0.0.1/callback",
                  faults: Faults | None = None, underlying: str = "NIFTY", capital_rupees: int = 1_000_000,
                  synthetic: SyntheticConfig | None = None,
-                 wall_ns: Callable[[], int] = time.time_ns) -> None:
+                 wall_ns: Callable[[], int] = time.time_ns, follow_wall: bool = False,
+                 ws_heartbeat_s: float = 1.0) -> None:
         self.api_key = api_key
         self.api_secret = api_secret
         self.redirect_url = redirect_url
         self.faults = faults or Faults()
         self.calendar = MarketCalendar(weekdays_when_unknown=True)
         wall = wall_ns()
-        self.clock = SimClock(start_ns if start_ns is not None else self.calendar.next_session_open(wall), speed)
+        self._follow_wall = follow_wall
+        if follow_wall:
+            self.clock: SimClock = _WallFollowingClock(wall, 1.0)
+        else:
+            self.clock = SimClock(start_ns if start_ns is not None else self.calendar.next_session_open(wall), speed)
         self.spec = FALLBACK_UNDERLYINGS[underlying]
         self.instruments = InstrumentMaster()
         config = synthetic or SyntheticConfig(seed=seed)
@@ -187,14 +214,35 @@ class ExchangeSimulator:
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
         self.base_url = ""
+        self.ticker = TickerServer(self._ws_authorized, heartbeat_s=ws_heartbeat_s)
+        self._ws_url = ""
+        self._outbox: deque[dict[str, Any]] = deque()
+        self._outbox_ready = asyncio.Event()
+        self._publish_lock = asyncio.Lock()
+        self._postbacks: asyncio.Task[None] | None = None
+        self._postback_seq = 0
+        self._app_id = int(hashlib.sha256(api_key.encode()).hexdigest()[:4], 16)
+        self.ws_drop_every_s = 0.0  # fault knob: drop every WebSocket connection this often (simulated seconds)
+        self._last_ws_drop_ns = 0
         self.app = web.Application(middlewares=[self._middleware])
         self._routes()
 
     # -- lifecycle -----------------------------------------------------------------------------------------
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket root (``ws://host:port``) to give ``KiteTicker(..., root=...)``; empty before ``start``."""
+        return self._ws_url
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0, ws_port: int = 0) -> str:
+        """Start the market, the WebSocket (on ``ws_port``, 0 = any free port) and the REST server; return the REST
+        base URL."""
         await self.market.start(self.instruments)
         self._stream = self.market.stream()
-        self._on_batch(await anext(self._stream))  # the session opens: quotes exist from the start
+        if not self._follow_wall or self.calendar.is_open(self.clock.now_ns()):
+            self._on_batch(await anext(self._stream))  # the session opens: quotes exist from the start
+        self._ws_url = await self.ticker.start(host, ws_port)
+        self._last_ws_drop_ns = self.clock.now_ns()
+        self._postbacks = asyncio.create_task(self._run_postbacks(), name="sim-postbacks")
         if self.clock.paced:
             self._pump = asyncio.create_task(self._run_market(), name="sim-market")
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
@@ -205,16 +253,18 @@ class ExchangeSimulator:
         sockets = getattr(server, "sockets", None) or []
         bound_port = sockets[0].getsockname()[1] if sockets else port
         self.base_url = f"http://{host}:{bound_port}"
-        _log.info("sim_listening", url=self.base_url, api_key=self.api_key, speed=self.clock.speed,
-                  sim_time=kite_time(self.clock.now_ns()))
+        _log.info("sim_started", url=self.base_url, ws_url=self._ws_url, api_key=self.api_key,
+                  speed=self.clock.speed, sim_time=kite_time(self.clock.now_ns()))
         return self.base_url
 
     async def stop(self) -> None:
         self._stopping.set()
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
+        for task in (self._pump, self._postbacks):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.ticker.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.market.close()
@@ -232,13 +282,81 @@ class ExchangeSimulator:
                 next_ns = self.calendar.next_session_open(next_ns)  # the market opens the next session itself
             if next_ns > target:
                 break
-            self._on_batch(await anext(self._stream))
+            await self._take_batch(await anext(self._stream))
         self.clock.jump_to(target)
+        await self._flush_postbacks()
 
     async def _run_market(self) -> None:
         assert self._stream is not None
         async for batch in self._stream:
-            self._on_batch(batch)
+            await self._take_batch(batch)
+
+    async def _take_batch(self, batch: list[Tick]) -> None:
+        """Book the batch (quotes, matching), then publish its ticks and the postbacks it caused."""
+        self._on_batch(batch)
+        if self.ws_drop_every_s > 0 and batch:
+            now = batch[-1].ts_ns
+            if now - self._last_ws_drop_ns >= self.ws_drop_every_s * NS_PER_SECOND:
+                self._last_ws_drop_ns = now
+                await self.drop_websockets()
+        if self.ticker.clients:
+            await self.ticker.publish_ticks(batch, self.day_stats(t.instrument_token for t in batch))
+        await self._flush_postbacks()
+
+    async def drop_websockets(self) -> None:
+        """Fault knob: close every WebSocket connection now, as a network blip would (clients reconnect)."""
+        _log.info("sim_ws_drop", clients=self.ticker.clients)
+        await self.ticker.drop_connections()
+
+    def _ws_authorized(self, api_key: str, access_token: str) -> bool:
+        return api_key == self.api_key and access_token in self._access_tokens
+
+    def day_stats(self, tokens: Iterable[int]) -> dict[int, DayStats]:
+        """What the WebSocket's quote/full packets carry besides the tick, per token (paise; same values as the REST
+        ``/quote`` answer: average price = last price, last quantity = one lot, total buy/sell = best bid/ask size)."""
+        out: dict[int, DayStats] = {}
+        for token in tokens:
+            quote = self._quotes.get(token)
+            if quote is None:
+                continue
+            tick = quote.tick
+            instrument = self.instruments.by_token(token)
+            tradeable = isinstance(instrument, OptionContract)
+            out[token] = DayStats(
+                open=quote.open, high=quote.high, low=quote.low, close=quote.close,
+                average_price=tick.last_price if tradeable else 0,
+                last_quantity=instrument.lot_size if isinstance(instrument, OptionContract) else 0,
+                total_buy_quantity=tick.bid_qty, total_sell_quantity=tick.ask_qty,
+                last_trade_ts=tick.ts_ns // NS_PER_SECOND)
+        return out
+
+    # -- order postbacks over the WebSocket ----------------------------------------------------------------
+    def postback(self, kite: Mapping[str, Any]) -> dict[str, Any]:
+        """Kite's postback payload (``postback.json``) for an order as ``SimOrder.as_kite()`` shows it."""
+        self._postback_seq += 1
+        quantity, filled = int(kite["quantity"]), int(kite["filled_quantity"])
+        checksum = hashlib.sha256(
+            (kite["order_id"] + kite["order_timestamp"] + self.api_secret).encode()).hexdigest()
+        return {**kite, "user_id": _USER_ID, "app_id": self._app_id, "checksum": checksum,
+                "unfilled_quantity": quantity - filled, "cancelled_quantity": kite["cancelled_quantity"],
+                "market_protection": kite["market_protection"], "meta": {},
+                "guid": f"{self._app_id}X{self._postback_seq:010d}"}
+
+    def _queue_postback(self, kite: Mapping[str, Any]) -> None:
+        self._outbox.append(self.postback(kite))
+        self._outbox_ready.set()
+
+    async def _flush_postbacks(self) -> None:
+        async with self._publish_lock:  # one publisher at a time: messages leave in the order they were queued
+            while self._outbox:
+                await self.ticker.publish_order(self._outbox.popleft())
+
+    async def _run_postbacks(self) -> None:
+        """Publishes what REST handlers queue (placement, modification, cancellation) without waiting for a tick."""
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            await self._flush_postbacks()
 
     def _on_batch(self, batch: list[Tick]) -> None:
         for tick in batch:
@@ -261,6 +379,11 @@ class ExchangeSimulator:
     def last_price(self, token: int) -> int:
         quote = self._quotes.get(token)
         return quote.tick.last_price if quote else 0
+
+    def book_tick(self, token: int) -> Tick | None:
+        """The latest tick the book holds for ``token`` (its best bid/ask, volume, OI), if any."""
+        quote = self._quotes.get(token)
+        return quote.tick if quote else None
 
     def contract(self, exchange: str, tradingsymbol: str) -> OptionContract | None:
         contract = self.instruments.contract(tradingsymbol)
@@ -343,7 +466,10 @@ class ExchangeSimulator:
         order.updated_ns = ts_ns
         if message is not None:
             order.status_message = message
-        order.history.append(order.as_kite())
+        entry = order.as_kite()
+        order.history.append(entry)
+        if order.order_id in self.orders:  # a placement's first states are published once it is on the book
+            self._queue_postback(entry)
 
     # -- HTTP plumbing -------------------------------------------------------------------------------------
     def _routes(self) -> None:
@@ -644,6 +770,8 @@ class ExchangeSimulator:
             self._set_status(order, status, now)
         await self._submit(order, intent)
         self.orders[order_id] = order
+        for entry in order.history:
+            self._queue_postback(entry)
         _log.info("sim_order_placed", order_id=order_id, tag=tag, symbol=contract.tradingsymbol, side=side.value,
                   quantity=quantity, order_type=order_type.value)
         await self._maybe_time_out(request)

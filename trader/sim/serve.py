@@ -1,0 +1,63 @@
+"""Run the exchange simulator as a server until cancelled (what ``trader sim`` calls).
+
+By default the simulated session is open from the moment the simulator starts (its clock starts at the open of the
+session the wall clock is in or waiting for) and runs at ``speed`` × real time. ``follow_calendar=True`` runs it on
+the wall clock instead: speed 1, the real NSE calendar and hours, so outside market hours the market is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from trader.clock import NS_PER_SECOND
+from trader.logging import get_logger
+from trader.market.calendar import IST
+from trader.sim.exchange import ExchangeSimulator
+
+log = get_logger("trader.sim")
+
+DEFAULT_API_KEY = "sim_api_key"  # documented local-use defaults; never real Kite credentials
+DEFAULT_API_SECRET = "sim_api_secret"
+
+
+def _epoch_ns(moment: datetime) -> int:
+    """Epoch nanoseconds of ``moment``; a naive datetime is taken as IST (the exchange's zone)."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=IST)
+    delta = aware - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * NS_PER_SECOND + delta.microseconds * 1_000
+
+
+async def serve(*, host: str = "127.0.0.1", port: int = 8765, api_key: str = DEFAULT_API_KEY,
+                api_secret: str = DEFAULT_API_SECRET, speed: float = 1.0, seed: int = 7,
+                start: datetime | None = None, follow_calendar: bool = False, ws_port: int | None = None) -> None:
+    """Serve Kite REST on ``host:port`` and the Kite WebSocket on ``host:ws_port`` (default ``port + 1``; any free
+    port when ``port`` is 0) until the task is cancelled.
+
+    ``speed`` (> 0) paces the simulated clock; ``start`` (a datetime, naive = IST) sets where the simulated clock
+    starts instead of the next/current session open. ``follow_calendar`` ignores both and follows the wall clock.
+    """
+    if follow_calendar:
+        if start is not None or speed != 1.0:
+            log.warning("sim_follow_calendar_overrides", speed=speed, start=str(start) if start else None,
+                        detail="follow_calendar runs on the wall clock at speed 1; speed and start are ignored")
+        sim = ExchangeSimulator(api_key, api_secret, seed=seed, follow_wall=True)
+    else:
+        if speed <= 0:
+            raise ValueError(f"speed must be > 0 for a served simulator (it moves by itself), got {speed}")
+        sim = ExchangeSimulator(api_key, api_secret, seed=seed, speed=speed,
+                                start_ns=_epoch_ns(start) if start is not None else None)
+    rest_port = port
+    websocket_port = ws_port if ws_port is not None else (port + 1 if port else 0)
+    base_url = await sim.start(host, rest_port, ws_port=websocket_port)
+    try:
+        log.info("sim_listening", rest_url=base_url, ws_url=sim.ws_url, api_key=api_key, speed=sim.clock.speed,
+                 follow_calendar=follow_calendar, market_open=sim.calendar.is_open(sim.clock.now_ns()),
+                 daemon_env=f"TRADER_KITE_API_ROOT={base_url} TRADER_KITE_WS_ROOT={sim.ws_url} "
+                            f"TRADER_KITE__API_KEY={api_key}",
+                 hint="log in with `trader login` against this API root (the simulator's secret is the one passed "
+                      "to `trader sim`), then run the daemon with the variables above")
+        await asyncio.Event().wait()  # until cancelled (the caller handles SIGINT/SIGTERM)
+    finally:
+        await sim.stop()
+        log.info("sim_stopped", rest_url=base_url)
