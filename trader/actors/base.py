@@ -6,7 +6,6 @@ An actor owns one inbox and one ``run()`` coroutine; it talks to the rest of the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,6 +18,7 @@ log = get_logger("trader.supervisor")
 # crash-looping on it forever; handlers are written so that a second delivery is harmless.
 MAX_DELIVERIES = 2
 _HEALTHY_RUN_S = 60.0
+_STOP_WAIT_S = 2.0
 
 
 class Actor:
@@ -119,8 +119,16 @@ class Supervisor:
     async def stop(self, names: Iterable[str] | None = None) -> None:
         chosen = list(self._tasks) if names is None else [n for n in names if n in self._tasks]
         tasks = [self._tasks.pop(name) for name in chosen]
+        for _ in range(3):
+            pending = [task for task in tasks if not task.done()]
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            # A task can miss a cancellation (a library swallowing it); ask again rather than wait forever.
+            await asyncio.wait(pending, timeout=_STOP_WAIT_S)
         for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            if not task.done():
+                log.error("actor_did_not_stop", task=task.get_name())
+            elif not task.cancelled() and task.exception() is not None:
+                log.error("actor_stopped_with_error", task=task.get_name(), error=repr(task.exception()))

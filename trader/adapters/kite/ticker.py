@@ -115,7 +115,11 @@ class KiteTicker:
     async def _receive(self, connection: ClientConnection) -> AsyncIterator[list[Tick]]:
         while True:
             try:
-                message = await asyncio.wait_for(connection.recv(), timeout=self._silence_timeout_s)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that races a
+                # completed recv(), and at thousands of frames a second that race is won often — the feed would
+                # then never stop on shutdown.
+                async with asyncio.timeout(self._silence_timeout_s):
+                    message = await connection.recv()
             except TimeoutError:
                 if self._market_open():
                     self.silences += 1
