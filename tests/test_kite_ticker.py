@@ -153,11 +153,12 @@ def test_exchange_clock_follows_an_exchange_running_ahead_and_never_goes_back() 
     clock = ExchangeClock()
     wall = clock.now_ns()
     assert not clock.observe(0)
-    assert not clock.observe(wall - 5 * 1_000_000_000)  # the real exchange, a little behind: no change
-    ahead = wall + 3_600 * 1_000_000_000  # a simulator's session an hour ahead
+    past = wall - 4 * 86_400 * 1_000_000_000  # a simulator's session four days ago: the first stamp sets the clock
+    assert clock.observe(past)
+    assert past <= clock.now_ns() < past + 60 * 1_000_000_000
+    assert not clock.observe(past - 1_000_000_000)  # after that, never backwards
+    ahead = clock.now_ns() + 3_600 * 1_000_000_000  # the session jumps an hour (N× speed): followed
     assert clock.observe(ahead)
-    assert clock.now_ns() >= ahead
-    assert not clock.observe(ahead - 1_000_000_000)
     assert clock.now_ns() >= ahead
 
 
@@ -168,5 +169,5 @@ async def test_ticks_are_stamped_in_exchange_time_when_it_runs_ahead() -> None:
     async with running(fake) as root:
         t = KiteTicker("key", "good", [408065], clock=ExchangeClock(), root=root, initial_backoff_s=0.01)
         [tick] = await asyncio.wait_for(take(t, 1), timeout=10)
-    # The fixture's exchange timestamp is in the past: wall time stays the event time.
-    assert tick.exchange_ts_ns < tick.ts_ns
+    # The fixture's exchange timestamp (years ago) set the event time: the tick is stamped in exchange time.
+    assert abs(tick.ts_ns - tick.exchange_ts_ns) < 60 * 1_000_000_000

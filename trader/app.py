@@ -88,7 +88,7 @@ class App:
         self.kite: KiteRestClient | None = None
         if self.kite_market:
             self.kite = KiteRestClient(settings.kite.api_key, settings.kite_access_token(),
-                                       root=settings.kite_api_root)
+                                       root=settings.kite_api_root, timeout_s=settings.kite_timeout_seconds)
         self.broker: Broker
         if settings.mode == "live":
             assert self.kite is not None
@@ -146,6 +146,17 @@ class App:
         if problems:
             raise ConfigError(problems)
 
+    def _observe_exchange_time(self, stamp: object) -> None:
+        """Kite quotes carry the exchange's time as an IST string; a simulator's session may run at another hour."""
+        if not isinstance(stamp, str) or not isinstance(self.clock, ExchangeClock):
+            return
+        try:
+            moment = datetime.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=IST)
+        except ValueError:
+            log.warning("exchange_timestamp_unreadable", timestamp=stamp)
+            return
+        self.clock.observe(int(moment.timestamp()) * NS_PER_SECOND)
+
     async def _connect_kite_market(self) -> None:
         """Load the day's instrument dump, pick the chains around spot, and subscribe the Kite ticker to them."""
         assert self.kite is not None
@@ -158,8 +169,9 @@ class App:
                                     instrument_token=spec.spot_token, tick_size=spec.tick_size_paise)
             self.instruments.add_index(index)
             key = f"{spec.spot_exchange}:{spec.spot_symbol}"
-            quote = (await self.kite.ltp([key])).get(key, {})
+            quote = (await self.kite.quote([key])).get(key, {})
             spot = round(float(quote.get("last_price", 0)) * 100)
+            self._observe_exchange_time(quote.get("timestamp"))
             expiries = [e for e in self.instruments.expiries(spec.name) if e >= ist_date(self.clock.now_ns())]
             if not expiries or spot <= 0:
                 raise ConfigError([f"config error: symbols: no listed {spec.name} options or no index price from "
@@ -259,7 +271,11 @@ class App:
                 loop.add_signal_handler(sig, self.request_stop, sig.name)
         settings = self.settings
         if self.kite_market:
-            await self._connect_kite_market()
+            try:
+                await self._connect_kite_market()
+            except BaseException:
+                await self._close_resources()
+                raise
         log.info("daemon_started", mode=settings.mode, symbols=settings.symbols, strategies=settings.strategies,
                  auto_execution=settings.effective_auto_execution,
                  speed=self.clock.speed if isinstance(self.clock, SimClock) else 1.0,
@@ -282,6 +298,13 @@ class App:
                     loop.remove_signal_handler(sig)
         return result
 
+    async def _close_resources(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+        if self.kite is not None:
+            await self.kite.close()
+
     async def _shutdown(self) -> RunResult:
         """No new intents, stop the feeds, let in-flight orders finish, log the summary."""
         self.bus.publish(Command(ts_ns=self.clock.now_ns(), kind=CommandKind.STOP_ENTRIES, source="daemon",
@@ -295,10 +318,7 @@ class App:
             log.error("shutdown_drain_timeout", pending={i.name: len(i) for i in self.bus.inboxes})
         await self.execution.close()
         await self.supervisor.stop()
-        if self.journal is not None:
-            self.journal.close()
-        if self.kite is not None:
-            await self.kite.close()
+        await self._close_resources()
         self._heartbeat()
         summary = self.portfolio.summary()
         counters = self.counters()

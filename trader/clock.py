@@ -90,24 +90,27 @@ class SimClock:
 
 
 class ExchangeClock:
-    """Wall time, moved forward to the exchange's timestamps whenever they run ahead of it.
+    """Wall time, set to the exchange's clock by its first timestamp and moved forward whenever it runs ahead.
 
-    Against the real exchange the two agree (the offset stays at zero, since an exchange timestamp a little behind
-    wall time never moves the clock back). Against the simulator, whose session may run at another hour and N×
-    faster, event time follows the simulated session, so a rehearsal works at any hour. Never goes backwards.
+    Against the real exchange the two agree to within a second. Against the simulator, whose session may run on
+    another day, at another hour and N× faster, event time follows the simulated session, so a rehearsal works at
+    any hour. After the first timestamp it never goes backwards.
     """
 
     def __init__(self) -> None:
         self._offset_ns = 0
+        self._synced = False
 
     def observe(self, exchange_ts_ns: int) -> bool:
-        """Take an exchange timestamp into account; True if it moved the clock forward."""
+        """Take an exchange timestamp into account; True if it moved the clock."""
         if exchange_ts_ns <= 0:
             return False
         ahead = exchange_ts_ns - time.time_ns()
-        if ahead > self._offset_ns:
+        if not self._synced or ahead > self._offset_ns:
+            moved = ahead != self._offset_ns
             self._offset_ns = ahead
-            return True
+            self._synced = True
+            return moved
         return False
 
     def now_ns(self) -> int:

@@ -141,6 +141,7 @@ class Settings(BaseSettings):
     kite_api_root: str = "https://api.kite.trade"
     kite_ws_root: str = "wss://ws.kite.trade"
     kite_product: Literal["MIS", "NRML"] = "MIS"
+    kite_timeout_seconds: float = Field(7.0, gt=0, le=60, description="per REST request, as the official client")
 
     @field_validator("kite_api_root", "kite_ws_root")
     @classmethod

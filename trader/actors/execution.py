@@ -92,6 +92,7 @@ class ExecutionActor(Actor):
         self.orders_placed = 0
         self.orders_rejected = 0
         self.retries = 0
+        self.recovered_by_tag = 0
         self.slippage = SlippageStats()
         broker.attach(bus.publish)
 
@@ -273,6 +274,7 @@ class ExecutionActor(Actor):
 
     def _adopt(self, request: OrderRequest, found: BrokerOrder, attempt: int) -> None:
         self.orders_placed += 1
+        self.recovered_by_tag += 1
         if not found.status.is_terminal:
             self._track(request, found.order_id)
         log.warning("order_recovered_by_tag", intent_id=request.intent.intent_id, tag=request.tag,
