@@ -81,8 +81,13 @@ async def test_live_mode_trades_through_the_kite_wire_with_one_order_per_intent(
     assert sum(f.quantity for f in fills) == sum(int(t["quantity"]) for t in sim.trades)
 
 
-async def test_one_order_per_intent_under_5xx_and_accepted_then_lost_answers(tmp_path: Path) -> None:
-    faults = Faults(error_rate=0.2, timeout_after_accept=0.3, timeout_mode="drop")
+@pytest.mark.parametrize("lost_answer", ["drop", "delay"])
+async def test_one_order_per_intent_under_5xx_and_accepted_then_lost_answers(tmp_path: Path,
+                                                                            lost_answer: str) -> None:
+    # "drop": the connection dies after the order was accepted; "delay": the answer comes after the client's
+    # 2 s timeout. Either way the order exists and the daemon must find it by its tag instead of sending it again.
+    faults = Faults(error_rate=0.2, timeout_after_accept=0.3, timeout_mode=lost_answer,  # type: ignore[arg-type]
+                    timeout_delay_s=3.0)
     app, sim, events = await run_live_session(tmp_path, faults, wall_seconds=15)
     requests = [e for e in events if type(e) is OrderRequest]
     assert requests, "the strategy never traded"
