@@ -627,3 +627,41 @@ async def test_the_inbox_counts_as_busy_until_placements_finish() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class ResyncingBroker(FakeBroker):
+    def __init__(self, clock: SimClock) -> None:
+        super().__init__(clock)
+        self.resyncs = 0
+
+    async def resync(self) -> None:
+        self.resyncs += 1
+
+
+async def test_an_order_recovered_by_tag_and_a_reconnected_order_channel_trigger_a_resync() -> None:
+    """Progress of an order whose reply was lost (or sent while the channel was down) is read back, not lost."""
+    from trader.events import FeedStatus  # noqa: PLC0415
+
+    h = Harness()
+    h.broker = ResyncingBroker(h.clock)
+    h.actor = ExecutionActor(h.bus, h.broker, h.clock, retry=RETRY)
+    await h.handle(h.request(TIMEOUT_AFTER))
+    assert h.actor.recovered_by_tag == 1
+    await h.poke()
+    assert h.broker.resyncs == 1
+    await h.handle(FeedStatus(ts_ns=h.clock.now_ns(), status="connected"))
+    assert h.broker.resyncs == 2
+
+
+async def test_heartbeats_drive_the_reconcile_timer_without_any_order_traffic() -> None:
+    from trader.events import Heartbeat  # noqa: PLC0415
+
+    h = Harness()
+    h.broker.lookup_down = True
+    request = h.request(TIMEOUT_BEFORE)
+    await h.handle(request)
+    assert h.actor.unresolved == 1
+    h.broker.lookup_down = False
+    h.clock.jump_to(h.clock.now_ns() + int((RETRY.reconcile_every_s + 1) * NS_PER_SECOND))
+    await h.handle(Heartbeat(ts_ns=h.clock.now_ns()))
+    assert h.actor.unresolved == 0 and len(h.broker.orders_for(request.tag)) == 1

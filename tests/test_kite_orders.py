@@ -74,3 +74,14 @@ def test_a_report_without_tag_is_tied_by_its_order_id_once_known() -> None:
     t.on_postback(postback(status="OPEN", filled_quantity=0, average_price=0))
     events = t.on_postback(postback(tag=None, status="COMPLETE", filled_quantity=130, average_price=99.95))
     assert [type(e) for e in events] == [Fill, OrderUpdate] and events[0].price == 9_995  # type: ignore[union-attr]
+
+
+def test_implausible_reports_are_refused_and_never_crash() -> None:
+    t = tracker()
+    assert t.on_postback(postback(status="COMPLETE", filled_quantity=260, average_price=100.0)) == []  # > ordered
+    assert t.on_postback(postback(status="OPEN", filled_quantity=65, average_price=0)) == []  # a fill at no price
+    t.on_postback(postback(status="OPEN", filled_quantity=65, average_price=100.0))
+    # A cumulative average that would make the next execution free (or negative) is refused, not booked.
+    assert t.on_postback(postback(status="COMPLETE", filled_quantity=130, average_price=40.0)) == []
+    done = t.on_postback(postback(status="COMPLETE", filled_quantity=130, average_price=100.0))
+    assert [type(e) for e in done] == [Fill, OrderUpdate]

@@ -171,3 +171,10 @@ async def test_ticks_are_stamped_in_exchange_time_when_it_runs_ahead() -> None:
         [tick] = await asyncio.wait_for(take(t, 1), timeout=10)
     # The fixture's exchange timestamp (years ago) set the event time: the tick is stamped in exchange time.
     assert abs(tick.ts_ns - tick.exchange_ts_ns) < 60 * 1_000_000_000
+
+
+def test_the_access_token_is_redacted_from_logged_errors() -> None:
+    from trader.adapters.kite.ticker import _redacted  # noqa: PLC0415
+
+    text = repr(ValueError("bad uri ws://x?api_key=key&access_token=s3cr3tTOKEN'"))
+    assert "s3cr3tTOKEN" not in _redacted(text) and "access_token=***" in _redacted(text)

@@ -306,14 +306,28 @@ class App:
             await self.kite.close()
 
     async def _shutdown(self) -> RunResult:
-        """No new intents, stop the feeds, let in-flight orders finish, log the summary."""
+        """No new intents, let in-flight orders finish, stop the feeds, log the summary.
+
+        Orders settle before the feeds stop: with Kite the ticker is also the order channel, and a fill of an order
+        still being placed would otherwise never reach the portfolio. Whatever it missed is read back from the
+        broker's order book before the feeds go.
+        """
+        budget = self.settings.shutdown_timeout_seconds
         self.bus.publish(Command(ts_ns=self.clock.now_ns(), kind=CommandKind.STOP_ENTRIES, source="daemon",
                                  reason="shutting down"))
+        try:
+            await asyncio.wait_for(self.execution.settle(), timeout=budget / 2)
+        except TimeoutError:
+            log.error("shutdown_orders_still_in_flight", placements=len(self.execution.placements))
+        try:
+            await asyncio.wait_for(self.broker.resync(), timeout=budget / 4)
+        except Exception as exc:
+            log.warning("shutdown_resync_failed", error=repr(exc))
         await self.supervisor.stop([feed.name for feed in self.feeds])
         for feed in self.feeds:
             await feed.market.close()
         try:
-            await asyncio.wait_for(self.bus.wait_idle(), timeout=self.settings.shutdown_timeout_seconds)
+            await asyncio.wait_for(self.bus.wait_idle(), timeout=budget / 4)
         except TimeoutError:
             log.error("shutdown_drain_timeout", pending={i.name: len(i) for i in self.bus.inboxes})
         await self.execution.close()

@@ -17,7 +17,7 @@ from trader.actors.base import Actor
 from trader.adapters.ports import Broker, BrokerOrder, BrokerUnavailable, OrderRejected, RateLimited
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, Clock
-from trader.events import Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Tick
+from trader.events import FeedStatus, Fill, Heartbeat, OrderRequest, OrderStatus, OrderType, OrderUpdate, Tick
 from trader.logging import get_logger
 
 log = get_logger("trader.execution")
@@ -53,6 +53,7 @@ class RetryPolicy:
     backoff_s: float = 0.5
     reconcile_every_s: float = 5.0
     reprice_after_s: float = 30.0  # a MARKET order still resting after this is cancelled (see _cancel_stale)
+    settle_s: float = 1.0  # wait after an ambiguous failure before looking the tag up
 
 
 @dataclass(slots=True)
@@ -93,11 +94,14 @@ class ExecutionActor(Actor):
         self.orders_rejected = 0
         self.retries = 0
         self.recovered_by_tag = 0
+        self._resync_pending = False
         self.slippage = SlippageStats()
         broker.attach(bus.publish)
 
     def subscriptions(self) -> Iterable[type]:
-        kinds: list[type] = [OrderRequest, OrderUpdate, Fill]
+        # Heartbeats drive the timers (reconcile, cancel of resting orders) even when no tick reaches this actor;
+        # FeedStatus says when the order channel reconnected, after which missed updates are fetched.
+        kinds: list[type] = [OrderRequest, OrderUpdate, Fill, Heartbeat, FeedStatus]
         if self.broker.wants_ticks:
             kinds.append(Tick)
         return kinds
@@ -126,6 +130,9 @@ class ExecutionActor(Actor):
             log.info("order_update", intent_id=event.intent_id, order_id=event.order_id,
                      status=event.status.value, filled=event.filled_quantity, pending=event.pending_quantity,
                      average_price=event.average_price, reason=event.reason, event_ts_ns=event.ts_ns)
+        elif kind is FeedStatus:
+            if event.status == "connected":
+                await self._resync("order channel (re)connected")
         elif kind is Fill:
             self.slippage.add(event)
             log.info("fill", fill_id=event.fill_id, intent_id=event.intent_id, order_id=event.order_id,
@@ -133,6 +140,9 @@ class ExecutionActor(Actor):
                      price=event.price, expected_price=event.expected_price,
                      slippage_paise=event.slippage_paise, slippage_bps=round(event.slippage_bps, 2),
                      charges=event.charges, event_ts_ns=event.ts_ns)
+        if self._resync_pending:
+            self._resync_pending = False
+            await self._resync("an order was recovered by its tag")
         if self._unresolved and self.clock.now_ns() >= self._next_reconcile_ns:
             await self._reconcile()
         if self._cancel_at and self.clock.now_ns() >= min(self._cancel_at.values()):
@@ -189,6 +199,10 @@ class ExecutionActor(Actor):
         finally:
             self.inbox.task_done()
 
+    @property
+    def placements(self) -> set[asyncio.Task[None]]:
+        return set(self._placements)
+
     async def settle(self) -> None:
         """Wait until every placement under way has finished."""
         while self._placements:
@@ -217,6 +231,9 @@ class ExecutionActor(Actor):
                               else f"unexpected error: {exc!r}")
                 if not isinstance(exc, BrokerUnavailable):
                     log.exception("order_place_unexpected_error", tag=tag)
+                # An order accepted a moment ago may not be in the order book yet: let it settle before looking,
+                # or "absent" could be wrong and the re-send a duplicate.
+                await self._pause(self.retry.settle_s)
                 found = await self._lookup(tag)
                 if found is None:
                     self._park(request, last_error)  # cannot tell whether it exists: never re-send blindly
@@ -272,9 +289,16 @@ class ExecutionActor(Actor):
                  side=request.intent.side.value, quantity=request.intent.quantity,
                  order_type=request.intent.order_type.value)
 
+    async def _resync(self, why: str) -> None:
+        try:
+            await self.broker.resync()
+        except Exception as exc:  # the next reconnect or adoption tries again
+            log.warning("broker_resync_failed", why=why, error=repr(exc))
+
     def _adopt(self, request: OrderRequest, found: BrokerOrder, attempt: int) -> None:
         self.orders_placed += 1
         self.recovered_by_tag += 1
+        self._resync_pending = True  # its progress so far was never reported to us
         if not found.status.is_terminal:
             self._track(request, found.order_id)
         log.warning("order_recovered_by_tag", intent_id=request.intent.intent_id, tag=request.tag,

@@ -139,6 +139,9 @@ class PaperBroker:
         used, available = modelled_account_margin(self._book, self._capital)
         return MarginView(available=available, used=used)
 
+    async def resync(self) -> None:
+        """Nothing is ever missed: the paper broker publishes every update as it happens."""
+
     async def positions(self) -> dict[int, int]:
         return {p.contract.instrument_token: p.quantity for p in self._book.open_positions()}
 

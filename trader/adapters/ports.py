@@ -80,6 +80,11 @@ class Broker(Protocol):
 
     async def margins(self) -> MarginView: ...
 
+    async def resync(self) -> None:
+        """Re-read the broker's order book and publish the updates and fills that were missed (a lost reply, a
+        postback sent while the order channel was reconnecting). Already-seen progress is never published twice."""
+        ...
+
     async def positions(self) -> dict[int, int]:
         """Net quantity per instrument token as the broker holds it: the truth on a restart."""
         ...

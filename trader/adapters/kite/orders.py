@@ -64,7 +64,9 @@ class OrderTracker:
             return self._translate(data)
         except PostbackError as exc:
             log.error("postback_rejected", problem=str(exc), order_id=str(data.get("order_id", "")))
-            return []
+        except Exception:  # a broker message must never take the market-data feed down with it
+            log.exception("postback_failed", order_id=str(data.get("order_id", "")))
+        return []
 
     def _translate(self, data: Mapping[str, Any]) -> list[OrderUpdate | Fill]:
         order_id = str(data.get("order_id") or "")
@@ -83,13 +85,19 @@ class OrderTracker:
         filled = data.get("filled_quantity", 0)
         if not isinstance(filled, int) or filled < 0:
             raise PostbackError(f"filled_quantity is {filled!r}")
+        if filled > reported.intent.quantity:
+            raise PostbackError(f"filled_quantity {filled} exceeds the order's {reported.intent.quantity}")
         average = _paise(data.get("average_price", 0), "average_price")
+        if filled and average <= 0:
+            raise PostbackError(f"average_price {data.get('average_price')!r} for {filled} filled units")
         now = self._clock.now_ns()
         events: list[OrderUpdate | Fill] = []
         if filled > reported.filled:
             value = average * filled
             quantity = filled - reported.filled
             price = round((value - reported.filled_value) / quantity)
+            if price <= 0:
+                raise PostbackError(f"the reports imply a fill at {price} paise (average {average}, filled {filled})")
             reported.fills += 1
             intent = reported.intent
             charges = option_charges(exchange=intent.contract.exchange, side=intent.side, quantity=quantity,

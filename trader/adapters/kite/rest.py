@@ -521,6 +521,13 @@ class KiteBroker:
             params["market_protection"] = _protection(intent.market_protection)
         return params
 
+    async def resync(self) -> None:
+        """Feed today's order book through the tracker: it publishes only what postbacks did not already report."""
+        if self.tracker is None:
+            return
+        for row in await self._orders():
+            self.on_postback(row)
+
     def on_postback(self, data: dict[str, Any]) -> None:
         """An order message from the ticker: publish what it adds (fills first, then the status)."""
         if self.tracker is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Literal
 
@@ -94,7 +95,8 @@ class KiteTicker:
                 log.error("ticker_refused", status=exc.response.status_code,
                           hint="403 means the api_key or access_token is wrong or expired: run `trader login`")
             except (OSError, WebSocketException, TimeoutError) as exc:
-                log.warning("ticker_disconnected", error=repr(exc))
+                # The connection URL carries the access token: never log an exception's text unredacted.
+                log.warning("ticker_disconnected", error=_redacted(repr(exc)))
             finally:
                 self._connection = None
             if self._closed:
@@ -164,7 +166,10 @@ class KiteTicker:
         kind, data = message.get("type"), message.get("data")
         if kind == "order" and isinstance(data, dict) and data:
             if self._on_order is not None:
-                self._on_order(data)
+                try:
+                    self._on_order(data)
+                except Exception:  # an order message must never take the market-data feed down with it
+                    log.exception("ticker_order_handler_failed")
         elif kind == "error":
             log.error("ticker_error_message", message=str(data))
         elif kind == "message":
@@ -178,3 +183,7 @@ class KiteTicker:
         log_fn = log.warning if status != "connected" else log.info
         log_fn("feed_status", status=status, detail=detail, reconnects=self.reconnects)
         self._publish(FeedStatus(ts_ns=self._clock.now_ns(), status=status, detail=detail))
+
+
+def _redacted(text: str) -> str:
+    return re.sub(r"(access_token=|api_key=)[^&\s'\"]*", r"\1***", text)
