@@ -85,3 +85,11 @@ def test_implausible_reports_are_refused_and_never_crash() -> None:
     assert t.on_postback(postback(status="COMPLETE", filled_quantity=130, average_price=40.0)) == []
     done = t.on_postback(postback(status="COMPLETE", filled_quantity=130, average_price=100.0))
     assert [type(e) for e in done] == [Fill, OrderUpdate]
+
+
+def test_two_orders_under_one_tag_are_tracked_apart_so_no_fill_is_lost() -> None:
+    t = tracker()
+    first = t.on_postback(postback(order_id="O1", status="COMPLETE", filled_quantity=130, average_price=100.0))
+    second = t.on_postback(postback(order_id="O2", status="OPEN", filled_quantity=65, average_price=101.0))
+    fills = [e for e in first + second if isinstance(e, Fill)]
+    assert [(f.order_id, f.quantity) for f in fills] == [("O1", 130), ("O2", 65)]

@@ -51,13 +51,14 @@ def _paise(value: Any, field: str) -> int:
 class OrderTracker:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._by_tag: dict[str, _Reported] = {}
+        self._intents: dict[str, OrderIntent] = {}  # tag → intent
+        self._by_order: dict[str, _Reported] = {}  # progress per broker order: a tag may (wrongly) have two
         self._tag_of_order: dict[str, str] = {}
         self._terminal: set[str] = set()
 
     def expect(self, intent: OrderIntent, tag: str) -> None:
         """Register an order we are about to place, so its reports can be tied to the intent."""
-        self._by_tag.setdefault(tag, _Reported(intent))
+        self._intents.setdefault(tag, intent)
 
     def on_postback(self, data: Mapping[str, Any]) -> list[OrderUpdate | Fill]:
         try:
@@ -73,11 +74,12 @@ class OrderTracker:
         if not order_id:
             raise PostbackError("order_id is missing")
         tag = str(data.get("tag") or self._tag_of_order.get(order_id, ""))
-        reported = self._by_tag.get(tag)
-        if reported is None:
+        intent = self._intents.get(tag)
+        if intent is None:
             log.info("postback_for_unknown_order", order_id=order_id, tag=tag, status=data.get("status"))
             return []  # placed outside this daemon (web, app): not ours to trade on
         self._tag_of_order[order_id] = tag
+        reported = self._by_order.setdefault(order_id, _Reported(intent))
         if order_id in self._terminal:
             return []
         raw_status = str(data.get("status") or "")
