@@ -336,7 +336,7 @@ class App:
         self._heartbeat()
         summary = self.portfolio.summary()
         counters = self.counters()
-        log.info("summary", **_summary_fields(summary), slippage_avg_bps=round(self.execution.slippage.average_bps, 2),
+        log.info("summary", **_summary_fields(summary),
                  state=self.risk.state.value, **{f"count_{k}": v for k, v in counters.items()})
         return RunResult(summary=summary, counters=counters)
 
