@@ -31,7 +31,7 @@ class LiveClock:
         return time.time_ns()
 
     async def sleep_until(self, ts_ns: int) -> None:
-        delay = ts_ns - time.time_ns()
+        delay = ts_ns - self.now_ns()
         await asyncio.sleep(max(delay, 0) / NS_PER_SECOND)
 
     @property
@@ -89,7 +89,7 @@ class SimClock:
             await asyncio.sleep(0)
 
 
-class ExchangeClock:
+class ExchangeClock(LiveClock):
     """Wall time, set to the exchange's clock by its first timestamp and moved forward whenever it runs ahead.
 
     Against the real exchange the two agree to within a second. Against the simulator, whose session may run on
@@ -115,11 +115,3 @@ class ExchangeClock:
 
     def now_ns(self) -> int:
         return time.time_ns() + self._offset_ns
-
-    async def sleep_until(self, ts_ns: int) -> None:
-        delay = ts_ns - self.now_ns()
-        await asyncio.sleep(max(delay, 0) / NS_PER_SECOND)
-
-    @property
-    def paced(self) -> bool:
-        return True
