@@ -10,7 +10,8 @@ from trader.clock import SimClock
 from trader.events import FeedEnded, Tick
 from trader.market.instruments import IndexInstrument, InstrumentMaster
 
-T0 = 1_795_151_700 * 1_000_000_000
+from helpers import T0
+
 TOKEN = 256265
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -20,8 +19,8 @@ from trader.market.instruments import (
     resolve_underlying,
 )
 
-# CI clones the repo with the read-only shared/ folder beside it.
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kite"
+from helpers import FIXTURES
+
 CALENDAR = MarketCalendar()
 KITE_HEADER = (
     "instrument_token,exchange_token,tradingsymbol,name,last_price,expiry,strike,tick_size,lot_size,"

@@ -14,7 +14,6 @@ import math
 import struct
 from datetime import datetime
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +24,7 @@ from kiteconnect import KiteTicker
 from trader.adapters.kite.decoder import DecodedFrame, MarketDepth, decode_frame, decode_to_dicts
 from trader.events import Tick
 
-# CI clones the repo with the read-only shared/ folder beside it.
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kite"
+from helpers import FIXTURES
 
 NS = 1_000_000_000
 RECEIVED = 1_795_151_700_123_456_789

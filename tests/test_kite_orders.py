@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,10 +12,10 @@ from trader.clock import SimClock
 from trader.events import Fill, IntentPurpose, OrderIntent, OrderStatus, OrderType, OrderUpdate, Side
 from trader.market.instruments import OptionContract
 
+from helpers import FIXTURES, T0
+
 pytestmark = pytest.mark.usefixtures("quiet_logs")
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kite"
-T0 = 1_795_151_700 * 1_000_000_000
 CE = OptionContract.parse("NIFTY26NOV26000CE", instrument_token=101)
 INTENT = OrderIntent(ts_ns=T0, intent_id="I1", strategy_id="s", contract=CE, side=Side.BUY, quantity=130,
                      order_type=OrderType.MARKET, purpose=IntentPurpose.ENTRY, expected_price=10_000)

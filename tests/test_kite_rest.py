@@ -9,7 +9,6 @@ import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -33,7 +32,8 @@ from trader.clock import NS_PER_SECOND, SimClock
 from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderStatus, OrderType, Side
 from trader.market.instruments import OptionContract, OptionType
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kite"
+from helpers import FIXTURES
+
 API_KEY = "key1"
 TOKEN = "tok123"
 START_NS = 1_000 * NS_PER_SECOND

@@ -7,7 +7,6 @@ import base64
 import contextlib
 import struct
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import orjson
 import pytest
@@ -19,11 +18,11 @@ from trader.adapters.kite.ticker import KiteTicker
 from trader.clock import SimClock
 from trader.events import FeedStatus, Tick
 
+from helpers import FIXTURES, T0
+
 pytestmark = pytest.mark.usefixtures("quiet_logs")
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kite"
 FULL_PACKET = base64.b64decode((FIXTURES / "ticker_full.packet").read_text())  # base64 of one packet
-T0 = 1_795_151_700 * 1_000_000_000
 
 
 def frame(*packets: bytes) -> bytes:

@@ -26,6 +26,8 @@ from trader.market.calendar import IST
 from trader.market.instruments import OptionContract, OptionType
 from trader.sim import ExchangeSimulator, Faults
 
+from helpers import atm
+
 pytestmark = pytest.mark.usefixtures("quiet_logs")
 
 OPEN = int(datetime(2026, 11, 20, 9, 15, tzinfo=IST).timestamp()) * NS_PER_SECOND  # Fri; expiry Mon 23 Nov
@@ -101,12 +103,6 @@ async def close(rig: Harness) -> None:
     await rig.sim.stop()
     await rig.session.close()
 
-
-def atm(sim: ExchangeSimulator, option_type: OptionType = OptionType.CE) -> OptionContract:
-    expiry = sim.instruments.expiries("NIFTY")[0]
-    contract = sim.instruments.nearest_strike("NIFTY", expiry, round(sim.market.spot * 100), option_type)
-    assert contract is not None
-    return contract
 
 
 def on_tick(paise: float, tick: int = 5) -> int:

@@ -14,9 +14,10 @@ from trader.cli import main
 from trader.login import request_token_from
 from trader.sim import ExchangeSimulator
 
+from helpers import T0
+
 pytestmark = pytest.mark.usefixtures("quiet_logs")
 
-T0 = 1_795_151_700 * 1_000_000_000  # Fri 20 Nov 2026, during the session
 
 
 def test_request_token_from_token_or_redirect_url() -> None:

@@ -23,6 +23,8 @@ from trader.market.calendar import MarketCalendar
 from trader.market.instruments import OptionContract, OptionType
 from trader.sim import ExchangeSimulator, Faults
 
+from helpers import atm
+
 SESSION_DAY = date(2026, 12, 2)  # a Wednesday; the nearest NIFTY weekly expires on Tuesday 8 Dec
 T0 = MarketCalendar().session_bounds(SESSION_DAY)[0]
 
@@ -66,12 +68,6 @@ async def login(sim: ExchangeSimulator, **client_kwargs: Any) -> KiteConnect:
     await call(kite.generate_session, query["request_token"][0], sim.api_secret)
     return kite
 
-
-def atm(sim: ExchangeSimulator, option_type: OptionType = OptionType.CE) -> OptionContract:
-    expiry = sim.instruments.expiries("NIFTY")[0]
-    contract = sim.instruments.nearest_strike("NIFTY", expiry, round(sim.market.spot * 100), option_type)
-    assert contract is not None
-    return contract
 
 
 def order_args(contract: OptionContract, **overrides: Any) -> dict[str, Any]:

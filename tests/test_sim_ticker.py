@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -16,6 +16,8 @@ from trader.adapters.kite.ticker import KiteTicker
 from trader.clock import SimClock
 from trader.events import Tick
 from trader.sim.ticker import TickerServer
+
+from helpers import wait_for
 
 pytestmark = pytest.mark.usefixtures("quiet_logs")
 
@@ -39,12 +41,6 @@ async def server(**kwargs: float) -> AsyncIterator[tuple[TickerServer, str]]:
     finally:
         await sim.stop()
 
-
-async def wait_for(condition: Callable[[], bool], within_s: float = 5.0) -> None:
-    """Poll state that lives in another task (the server's, the client's); fail after ``within_s``."""
-    async with asyncio.timeout(within_s):
-        while not condition():  # noqa: ASYNC110 - no event to wait on: the state belongs to the code under test
-            await asyncio.sleep(0.01)
 
 
 async def test_modes_are_per_token_and_idempotent_and_quote_is_the_default() -> None:

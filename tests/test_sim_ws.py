@@ -14,7 +14,6 @@ import json
 import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import date
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -24,14 +23,16 @@ import pytest
 from trader.adapters.kite.ticker import KiteTicker
 from trader.events import Tick
 from trader.market.calendar import MarketCalendar
-from trader.market.instruments import OptionContract, OptionType
+from trader.market.instruments import OptionType
 from trader.sim import ExchangeSimulator
+
+from helpers import FIXTURES, atm, wait_for
 
 pytestmark = pytest.mark.usefixtures("quiet_logs")
 
 SESSION_DAY = date(2026, 12, 2)  # a Wednesday
 T0 = MarketCalendar().session_bounds(SESSION_DAY)[0]
-POSTBACK_FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kite" / "postback.json"
+POSTBACK_FIXTURE = FIXTURES / "postback.json"
 POSTBACK_KEYS = {
     "user_id", "app_id", "checksum", "placed_by", "order_id", "exchange_order_id", "parent_order_id", "status",
     "status_message", "status_message_raw", "order_timestamp", "exchange_update_timestamp", "exchange_timestamp",
@@ -62,17 +63,6 @@ async def access_token(sim: ExchangeSimulator, http: aiohttp.ClientSession) -> s
     return token
 
 
-def atm(sim: ExchangeSimulator, option_type: OptionType = OptionType.CE) -> OptionContract:
-    expiry = sim.instruments.expiries("NIFTY")[0]
-    contract = sim.instruments.nearest_strike("NIFTY", expiry, round(sim.market.spot * 100), option_type)
-    assert contract is not None
-    return contract
-
-
-async def wait_for(condition: Callable[[], bool], within_s: float = 5.0) -> None:
-    async with asyncio.timeout(within_s):
-        while not condition():  # noqa: ASYNC110 - the state lives in another task or process
-            await asyncio.sleep(0.01)
 
 
 async def test_our_client_gets_the_books_ticks_and_postbacks_for_a_rest_order(sim: ExchangeSimulator) -> None:
