@@ -30,6 +30,7 @@ from trader.ids import IdFactory
 from trader.logging import get_logger
 from trader.market.calendar import IST, MarketCalendar, ist_date
 from trader.market.instruments import IndexInstrument, InstrumentMaster, UnderlyingSpec, resolve_underlying
+from trader.money import to_paise, to_paise_or_zero
 from trader.risk.core import RiskManager
 from trader.store.journal import Journal, JournalError
 from trader.strategies.base import Strategy, StrategyContext
@@ -42,10 +43,6 @@ _SYNTHETIC_SPOT = {"NIFTY": 26_000.0, "BANKNIFTY": 59_000.0, "SENSEX": 85_000.0,
                    "MIDCPNIFTY": 13_500.0, "NIFTYNXT50": 70_000.0}
 
 
-def rupees_to_paise(value: float) -> int:
-    return round(value * 100)
-
-
 def build_strategy(name: str, settings: Settings, underlying: UnderlyingSpec, strategy_id: str) -> Strategy:
     if name == "ema_crossover_enhanced":
         s = settings.strategy
@@ -53,7 +50,7 @@ def build_strategy(name: str, settings: Settings, underlying: UnderlyingSpec, st
             underlying=underlying.name, fast=s.fast, slow=s.slow, bar_seconds=s.bar_seconds,
             confirm_bars=s.confirm_bars, confidence_cutoff=s.confidence_cutoff, lots=s.lots,
             stop_loss_pct=s.stop_loss_pct, target_pct=s.target_pct, market_protection=s.market_protection,
-            max_premium_at_risk=rupees_to_paise(settings.risk.initial_capital * settings.risk.max_risk_per_trade_pct),
+            max_premium_at_risk=to_paise(settings.risk.initial_capital * settings.risk.max_risk_per_trade_pct),
             max_strikes_otm=s.max_strikes_otm,
             first_entry_time=s.first_entry_time, last_entry_time=s.last_entry_time, exit_time=s.exit_time)
         return EmaCrossoverEnhanced(params, strategy_id=strategy_id)
@@ -96,7 +93,7 @@ class App:
         else:
             self.broker = PaperBroker(self.clock, PaperBrokerConfig(latency_ms=settings.paper.latency_ms,
                                                                     slippage_ticks=settings.paper.slippage_ticks),
-                                      self.calendar, capital=rupees_to_paise(settings.risk.initial_capital))
+                                      self.calendar, capital=to_paise(settings.risk.initial_capital))
         underlyings = [resolve_underlying(symbol) for symbol in settings.symbols]
         self.underlyings = underlyings
         strategies = [
@@ -107,7 +104,7 @@ class App:
         # fall behind get the newest tick per instrument instead.
         lossless = not self.clock.paced
         self.lossless = lossless
-        self.portfolio = PortfolioActor(self.bus, rupees_to_paise(settings.risk.initial_capital),
+        self.portfolio = PortfolioActor(self.bus, to_paise(settings.risk.initial_capital),
                                         conflate_ticks=not lossless)
         self.journal = self._open_journal()
         self.risk = RiskGateActor(self.bus, self._risk_manager(), self.clock, self.ids, broker=self.broker,
@@ -170,7 +167,7 @@ class App:
             self.instruments.add_index(index)
             key = f"{spec.spot_exchange}:{spec.spot_symbol}"
             quote = (await self.kite.quote([key])).get(key, {})
-            spot = round(float(quote.get("last_price", 0)) * 100)
+            spot = to_paise_or_zero(quote.get("last_price"))
             self._observe_exchange_time(quote.get("timestamp"))
             expiries = [e for e in self.instruments.expiries(spec.name) if e >= ist_date(self.clock.now_ns())]
             if not expiries or spot <= 0:

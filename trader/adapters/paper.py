@@ -27,6 +27,7 @@ from trader.clock import Clock
 from trader.events import Fill, OrderIntent, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side, Tick
 from trader.market.calendar import MarketCalendar, ist_date
 from trader.market.charges import option_charges
+from trader.money import rupee_text
 from trader.risk.core import modelled_account_margin, modelled_order_margin
 
 # Kite's automatic market protection (market_protection = -1) picks a band itself; users report about 3 % for
@@ -273,8 +274,8 @@ class PaperBroker:
             self._check_price("trigger_price", intent.trigger_price, contract.tick_size)
         if intent.order_type is OrderType.SL and intent.side.sign * (intent.limit_price - intent.trigger_price) < 0:
             raise OrderRejected(
-                f"{intent.side.value} SL price {intent.limit_price / 100:.2f} is on the wrong side of the trigger "
-                f"{intent.trigger_price / 100:.2f}: a buy stop's limit must be at or above its trigger, a sell's at "
+                f"{intent.side.value} SL price {rupee_text(intent.limit_price)} is on the wrong side of the trigger "
+                f"{rupee_text(intent.trigger_price)}: a buy stop's limit must be at or above its trigger, a sell's at "
                 "or below")
 
     def _session_close(self, now_ns: int) -> int:
@@ -286,8 +287,8 @@ class PaperBroker:
     @staticmethod
     def _check_price(name: str, price: int, tick_size: int) -> None:
         if price <= 0 or price % tick_size:
-            raise OrderRejected(f"{name} {price / 100:.2f} must be positive and a multiple of the tick size "
-                                f"{tick_size / 100:.2f}")
+            raise OrderRejected(f"{name} {rupee_text(price)} must be positive and a multiple of the tick size "
+                                f"{rupee_text(tick_size)}")
 
     def _retire(self, order: _PaperOrder) -> None:
         working = self._working.get(order.request.intent.contract.instrument_token)

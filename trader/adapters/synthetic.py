@@ -185,7 +185,7 @@ class SyntheticMarket:
                 if self._instruments is not None:
                     self._instruments.add(contract)
         self._chain.sort(key=lambda c: (c.strike, c.option_type.value))
-        self._strikes_rupees = np.array([c.strike / 100 for c in self._chain])
+        self._strikes_rupees = np.array([c.strike_rupees for c in self._chain])
         self._is_call = np.array([c.option_type is OptionType.CE for c in self._chain])
 
     def _token_for(self, strike: int, option_type: OptionType) -> int:

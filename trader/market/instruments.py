@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from trader.market.calendar import MarketCalendar
+from trader.money import MoneyError, to_paise, to_rupees
 
 
 class OptionType(StrEnum):
@@ -200,7 +200,7 @@ class OptionContract:
     @property
     def strike_rupees(self) -> float:
         """For display and option pricing only; money stays in paise."""
-        return self.strike / 100
+        return to_rupees(self.strike)
 
     @property
     def is_call(self) -> bool:
@@ -492,14 +492,12 @@ def _int_column(row: Mapping[str, str], column: str) -> int:
 
 
 def _paise_column(row: Mapping[str, str], column: str) -> int:
-    """A rupee amount as paise; Kite's dump has rupee floats, so round(x * 100) as at every edge."""
+    """A rupee amount from Kite's dump (decimal text) as paise."""
     try:
-        rupees = float(row[column])
-    except ValueError:
-        raise _column_error(row, column, "a number") from None
-    if not math.isfinite(rupees):
-        raise _column_error(row, column, "a finite number")
-    return round(rupees * 100)
+        return to_paise(row[column])
+    except MoneyError:
+        finite = row[column].strip().lower() not in {"nan", "inf", "+inf", "-inf", "infinity", "-infinity"}
+        raise _column_error(row, column, "a number" if finite else "a finite number") from None
 
 
 def _date_column(row: Mapping[str, str], column: str) -> date:

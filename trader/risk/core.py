@@ -35,6 +35,7 @@ from trader.events import IntentPurpose, OrderIntent, OrderType, RiskEvent, Risk
 from trader.ids import is_valid_tag
 from trader.market.calendar import IST, MarketCalendar, ist_date
 from trader.market.instruments import InstrumentMaster, OptionContract, OptionType, freeze_quantity
+from trader.money import format_inr, to_paise, to_rupees
 from trader.risk.config import RiskConfig
 
 # SPAN + exposure on a short index option is roughly 12 % of the notional (india-fno-facts.md §4); a model, not the
@@ -51,16 +52,6 @@ _ONE_DAY = timedelta(days=1)
 
 
 # -- money and time helpers ------------------------------------------------------------------------------------------
-
-def to_paise(rupees: float) -> int:
-    """The edge conversion of the whole project: rupee floats → integer paise."""
-    return round(rupees * 100)
-
-
-def _rupees(paise: int) -> str:
-    sign = "-" if paise < 0 else ""
-    return f"{sign}₹{abs(paise) / 100:,.2f}"
-
 
 def _pct(fraction: float) -> str:
     return f"{fraction * 100:g}%"
@@ -170,17 +161,17 @@ class RiskMetrics:
         """Plain JSON-able values; money in rupees (floats), shares as fractions, ``ts_ns`` as is."""
         return {
             "ts_ns": self.ts_ns,
-            "equity": self.equity / 100,
-            "daily_pnl": self.daily_pnl / 100,
-            "weekly_pnl": self.weekly_pnl / 100,
-            "monthly_pnl": self.monthly_pnl / 100,
-            "drawdown": self.drawdown / 100,
+            "equity": to_rupees(self.equity),
+            "daily_pnl": to_rupees(self.daily_pnl),
+            "weekly_pnl": to_rupees(self.weekly_pnl),
+            "monthly_pnl": to_rupees(self.monthly_pnl),
+            "drawdown": to_rupees(self.drawdown),
             "drawdown_pct": self.drawdown_pct,
-            "margin_used": self.margin_used / 100,
-            "margin_available": self.margin_available / 100,
+            "margin_used": to_rupees(self.margin_used),
+            "margin_available": to_rupees(self.margin_available),
             "margin_utilisation": self.margin_utilisation,
             "margin_source": self.margin_source,
-            "exposure": self.exposure / 100,
+            "exposure": to_rupees(self.exposure),
             "open_positions": self.open_positions,
             "risk_level": self.risk_level.value,
             "trading_state": self.trading_state.value,
@@ -657,12 +648,12 @@ class RiskManager:
         """How much of one limit is used, for people."""
         if name == DRAWDOWN:
             drawdown = self._peak - equity
-            return (f"drawdown {_rupees(drawdown)} from the peak {_rupees(self._peak)} is {share:.0%} of "
+            return (f"drawdown {format_inr(drawdown)} from the peak {format_inr(self._peak)} is {share:.0%} of "
                     f"max_drawdown_pct={self.config.max_drawdown_pct:g}")
         window = next(w for w in self._windows if w.name == name)
         loss = max(0, window.base - equity)
-        return (f"{name} loss {_rupees(loss)} is {share:.0%} of the {_rupees(window.limit)} limit "
-                f"({window.limit_field}={window.fraction:g} of capital {_rupees(self.capital)})")
+        return (f"{name} loss {format_inr(loss)} is {share:.0%} of the {format_inr(window.limit)} limit "
+                f"({window.limit_field}={window.fraction:g} of capital {format_inr(self.capital)})")
 
     def _clears(self, name: str) -> str:
         if name == DRAWDOWN:
@@ -812,7 +803,7 @@ class RiskManager:
 
     def _check_price(self, order: _Order) -> str:
         if order.price <= 0:
-            return (f"no price to check the order against (got {_rupees(order.price)}): give a limit price or "
+            return (f"no price to check the order against (got {format_inr(order.price)}): give a limit price or "
                     "the expected price")
         return ""
 
@@ -822,8 +813,8 @@ class RiskManager:
             lot = order.contract.lot_size
             lots = self.max_order_value // (lot * order.price)
             fix = f"at most {lots} lot(s) at this price" if lots else "not even one lot fits at this price"
-            return (f"order value {_rupees(value)} ({order.quantity} × {_rupees(order.price)}) exceeds "
-                    f"max_order_value {_rupees(self.max_order_value)}: {fix}")
+            return (f"order value {format_inr(value)} ({order.quantity} × {format_inr(order.price)}) exceeds "
+                    f"max_order_value {format_inr(self.max_order_value)}: {fix}")
         return ""
 
     def _check_risk_per_trade(self, order: _Order) -> str:
@@ -837,10 +828,10 @@ class RiskManager:
             wrong_side = stop >= price if order.side is Side.BUY else stop <= price
             if stop <= 0 or wrong_side:
                 where = "below" if order.side is Side.BUY else "above"
-                return (f"stop-loss {_rupees(stop)} must be {where} the {order.side.value} price "
-                        f"{_rupees(price)} (and positive)")
+                return (f"stop-loss {format_inr(stop)} must be {where} the {order.side.value} price "
+                        f"{format_inr(price)} (and positive)")
             per_unit = abs(price - stop)
-            how = f"to the stop-loss {_rupees(stop)}"
+            how = f"to the stop-loss {format_inr(stop)}"
         at_risk = round(quantity * per_unit)
         limit = self.risk_per_trade_limit
         if at_risk <= limit:
@@ -849,17 +840,17 @@ class RiskManager:
         lots = int(limit // (per_unit * lot)) if per_unit > 0 else 0
         fix = (f"at most {lots} lot(s) with this stop" if lots
                else "not even one lot fits: give a closer stop-loss or choose a cheaper strike")
-        return (f"premium at risk {_rupees(at_risk)} ({how}) exceeds max_risk_per_trade_pct="
-                f"{self.config.max_risk_per_trade_pct:g} of capital = {_rupees(limit)}: {fix}")
+        return (f"premium at risk {format_inr(at_risk)} ({how}) exceeds max_risk_per_trade_pct="
+                f"{self.config.max_risk_per_trade_pct:g} of capital = {format_inr(limit)}: {fix}")
 
     def _check_margin_buffer(self, order: _Order) -> str:
         margins = self._margins(order)
         left = margins.available - margins.required
         if left < self.min_margin_buffer:
             source = " (modelled: premium for buys, an estimate for sells)" if margins.modelled else ""
-            return (f"margin left after the order {_rupees(left)} would be below min_margin_buffer "
-                    f"{_rupees(self.min_margin_buffer)} (available {_rupees(margins.available)}, this order needs "
-                    f"{_rupees(margins.required)}){source}")
+            return (f"margin left after the order {format_inr(left)} would be below min_margin_buffer "
+                    f"{format_inr(self.min_margin_buffer)} (available {format_inr(margins.available)}, "
+                    f"this order needs {format_inr(margins.required)}){source}")
         return ""
 
     def _check_margin_utilisation(self, order: _Order) -> str:
@@ -869,8 +860,8 @@ class RiskManager:
         most = self.config.max_margin_utilisation_pct
         if after > most:
             return (f"margin utilisation after the order would be {after:.1%}, above max_margin_utilisation_pct="
-                    f"{most:g} (used {_rupees(margins.used)} + this order {_rupees(margins.required)} of "
-                    f"{_rupees(capacity)})")
+                    f"{most:g} (used {format_inr(margins.used)} + this order {format_inr(margins.required)} of "
+                    f"{format_inr(capacity)})")
         return ""
 
     def _check_order_rate(self, order: _Order) -> str:
@@ -885,8 +876,8 @@ class RiskManager:
             return ""
         low, high = order.price_band
         if not low <= order.price <= high:
-            return (f"price {_rupees(order.price)} is outside the day's price band {_rupees(low)}-{_rupees(high)}: "
-                    "the exchange would reject it")
+            return (f"price {format_inr(order.price)} is outside the day's price band "
+                    f"{format_inr(low)}-{format_inr(high)}: the exchange would reject it")
         return ""
 
 

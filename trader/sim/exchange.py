@@ -61,6 +61,8 @@ from trader.logging import get_logger
 from trader.market.calendar import MarketCalendar, ist_date
 from trader.market.charges import option_charges
 from trader.market.instruments import FALLBACK_UNDERLYINGS, InstrumentMaster, OptionContract
+from trader.money import rupee_text, to_rupees
+from trader.money import to_paise as money_to_paise
 from trader.sim.encode import DayStats
 from trader.sim.ticker import TickerServer
 from trader.sim.wire import (
@@ -72,7 +74,6 @@ from trader.sim.wire import (
     kite_time,
     order_error,
     rate_limited,
-    rupees,
     success,
     to_int,
     to_paise,
@@ -126,7 +127,7 @@ class SimOrder:
 
     @property
     def average_price(self) -> float:
-        return round(self.fill_value / self.filled / 100, 2) if self.filled else 0.0
+        return round(to_rupees(self.fill_value) / self.filled, 2) if self.filled else 0.0
 
     @property
     def is_final(self) -> bool:
@@ -144,7 +145,7 @@ class SimOrder:
             "tradingsymbol": self.contract.tradingsymbol, "instrument_token": self.contract.instrument_token,
             "order_type": self.order_type.value, "transaction_type": self.side.value, "validity": self.validity,
             "validity_ttl": 0, "product": self.product, "quantity": self.quantity, "disclosed_quantity": 0,
-            "price": rupees(self.price), "trigger_price": rupees(self.trigger_price),
+            "price": to_rupees(self.price), "trigger_price": to_rupees(self.trigger_price),
             "average_price": self.average_price, "filled_quantity": self.filled, "pending_quantity": pending,
             "cancelled_quantity": self.cancelled, "market_protection": self.market_protection, "meta": {},
             "tag": self.tag, "tags": [self.tag] if self.tag else [], "guid": f"{self.order_id}-{len(self.history)}",
@@ -194,9 +195,9 @@ class ExchangeSimulator:
         self.market = SyntheticMarket(self.clock, self.calendar, self.spec, config)
         self._step_ns = config.tick_interval_ms * 1_000_000
         self.broker = PaperBroker(self.clock, PaperBrokerConfig(latency_ms=0, slippage_ticks=0), self.calendar,
-                                  capital=capital_rupees * 100)
+                                  capital=money_to_paise(capital_rupees))
         self.broker.attach(self._on_broker_event)
-        self._capital = capital_rupees * 100
+        self._capital = money_to_paise(capital_rupees)
         self._rng = random.Random(seed)
         self._wall_ns = wall_ns
         self._request_tokens: set[str] = set()
@@ -401,7 +402,7 @@ class ExchangeSimulator:
         for trade in self.trades:
             token = trade["instrument_token"]
             row = rows.setdefault(token, {"trade": trade, "bq": 0, "bv": 0, "sq": 0, "sv": 0})
-            value = round(trade["average_price"] * 100) * trade["quantity"]
+            value = money_to_paise(trade["average_price"]) * trade["quantity"]
             if trade["transaction_type"] == "BUY":
                 row["bq"] += trade["quantity"]
                 row["bv"] += value
@@ -415,20 +416,20 @@ class ExchangeSimulator:
             quantity = bq - sq
             last = self.last_price(token)
             pnl = sv - bv + quantity * last
-            buy_price = round(bv / bq / 100, 2) if bq else 0.0
-            sell_price = round(sv / sq / 100, 2) if sq else 0.0
+            buy_price = round(to_rupees(bv) / bq, 2) if bq else 0.0
+            sell_price = round(to_rupees(sv) / sq, 2) if sq else 0.0
             quote = self._quotes.get(token)
             out.append({
                 "tradingsymbol": first["tradingsymbol"], "exchange": first["exchange"], "instrument_token": token,
                 "product": first["product"], "quantity": quantity, "overnight_quantity": 0, "multiplier": 1,
                 "average_price": buy_price if quantity > 0 else sell_price if quantity < 0 else 0,
-                "close_price": rupees(quote.close) if quote else 0, "last_price": rupees(last),
-                "value": rupees(sv - bv), "pnl": rupees(pnl), "m2m": rupees(pnl), "unrealised": rupees(pnl),
-                "realised": 0, "buy_quantity": bq, "buy_price": buy_price, "buy_value": rupees(bv),
-                "buy_m2m": rupees(bv), "sell_quantity": sq, "sell_price": sell_price, "sell_value": rupees(sv),
-                "sell_m2m": rupees(sv), "day_buy_quantity": bq, "day_buy_price": buy_price,
-                "day_buy_value": rupees(bv), "day_sell_quantity": sq, "day_sell_price": sell_price,
-                "day_sell_value": rupees(sv),
+                "close_price": to_rupees(quote.close) if quote else 0, "last_price": to_rupees(last),
+                "value": to_rupees(sv - bv), "pnl": to_rupees(pnl), "m2m": to_rupees(pnl), "unrealised": to_rupees(pnl),
+                "realised": 0, "buy_quantity": bq, "buy_price": buy_price, "buy_value": to_rupees(bv),
+                "buy_m2m": to_rupees(bv), "sell_quantity": sq, "sell_price": sell_price, "sell_value": to_rupees(sv),
+                "sell_m2m": to_rupees(sv), "day_buy_quantity": bq, "day_buy_price": buy_price,
+                "day_buy_value": to_rupees(bv), "day_sell_quantity": sq, "day_sell_price": sell_price,
+                "day_sell_value": to_rupees(sv),
             })
         return {"net": out, "day": [dict(r) for r in out]}
 
@@ -445,7 +446,7 @@ class ExchangeSimulator:
                 "trade_id": f"{self._trade_seq:08d}", "order_id": order.order_id,
                 "exchange_order_id": order.exchange_order_id, "exchange": order.contract.exchange,
                 "tradingsymbol": order.contract.tradingsymbol, "instrument_token": order.contract.instrument_token,
-                "product": order.product, "average_price": rupees(event.price), "quantity": event.quantity,
+                "product": order.product, "average_price": to_rupees(event.price), "quantity": event.quantity,
                 "transaction_type": order.side.value, "fill_timestamp": kite_time(event.ts_ns),
                 "order_timestamp": kite_clock_time(order.placed_ns), "exchange_timestamp": kite_time(event.ts_ns),
             })
@@ -584,13 +585,13 @@ class ExchangeSimulator:
     async def _margins(self, request: web.Request) -> web.StreamResponse:
         view = await self.broker.margins()
         available: dict[str, float] = {
-            "adhoc_margin": 0, "cash": rupees(self._capital), "opening_balance": rupees(self._capital),
-            "live_balance": rupees(view.available), "collateral": 0, "intraday_payin": 0}
+            "adhoc_margin": 0, "cash": to_rupees(self._capital), "opening_balance": to_rupees(self._capital),
+            "live_balance": to_rupees(view.available), "collateral": 0, "intraday_payin": 0}
         utilised: dict[str, float] = {
-            "debits": rupees(view.used), "exposure": 0, "m2m_realised": 0, "m2m_unrealised": 0,
-            "option_premium": rupees(view.used), "payout": 0, "span": 0, "holding_sales": 0, "turnover": 0,
+            "debits": to_rupees(view.used), "exposure": 0, "m2m_realised": 0, "m2m_unrealised": 0,
+            "option_premium": to_rupees(view.used), "payout": 0, "span": 0, "holding_sales": 0, "turnover": 0,
             "liquid_collateral": 0, "stock_collateral": 0, "delivery": 0}
-        equity = {"enabled": True, "net": rupees(view.available), "available": available, "utilised": utilised}
+        equity = {"enabled": True, "net": to_rupees(view.available), "available": available, "utilised": utilised}
         commodity = {"enabled": False, "net": 0, "available": dict.fromkeys(available, 0),
                      "utilised": dict.fromkeys(utilised, 0)}
         segments = {"equity": equity, "commodity": commodity}
@@ -625,16 +626,16 @@ class ExchangeSimulator:
                                trade_date=today)
             out.append({
                 "type": "equity", "tradingsymbol": contract.tradingsymbol, "exchange": contract.exchange,
-                "span": 0 if side is Side.BUY else rupees(total), "exposure": 0,
-                "option_premium": rupees(total) if side is Side.BUY else 0, "additional": 0, "bo": 0, "cash": 0,
+                "span": 0 if side is Side.BUY else to_rupees(total), "exposure": 0,
+                "option_premium": to_rupees(total) if side is Side.BUY else 0, "additional": 0, "bo": 0, "cash": 0,
                 "var": 0, "pnl": {"realised": 0, "unrealised": 0}, "leverage": 1,
-                "charges": {"transaction_tax": rupees(c.stt), "transaction_tax_type": "stt",
-                            "exchange_turnover_charge": rupees(c.exchange_txn),
-                            "sebi_turnover_charge": rupees(c.sebi_fee), "brokerage": rupees(c.brokerage),
-                            "stamp_duty": rupees(c.stamp_duty),
-                            "gst": {"igst": rupees(c.gst), "cgst": 0, "sgst": 0, "total": rupees(c.gst)},
-                            "total": rupees(c.total)},
-                "total": rupees(total),
+                "charges": {"transaction_tax": to_rupees(c.stt), "transaction_tax_type": "stt",
+                            "exchange_turnover_charge": to_rupees(c.exchange_txn),
+                            "sebi_turnover_charge": to_rupees(c.sebi_fee), "brokerage": to_rupees(c.brokerage),
+                            "stamp_duty": to_rupees(c.stamp_duty),
+                            "gst": {"igst": to_rupees(c.gst), "cgst": 0, "sgst": 0, "total": to_rupees(c.gst)},
+                            "total": to_rupees(c.total)},
+                "total": to_rupees(total),
             })
         return success(out)
 
@@ -688,7 +689,7 @@ class ExchangeSimulator:
             if needed and value <= 0:
                 raise input_error(f"`{name}` is required for {order_type.value} orders.")
             if value % tick:
-                raise input_error(f"Tick size for this script is {tick / 100:.2f}. Kindly enter the {name} in the "
+                raise input_error(f"Tick size for this script is {rupee_text(tick)}. Kindly enter the {name} in the "
                                   "multiple of tick size for this script.")
         protection = 0.0
         if order_type in (OrderType.MARKET, OrderType.SL_M):
@@ -706,8 +707,8 @@ class ExchangeSimulator:
                 low, high = max(reference - band, tick), reference + band
                 if not low <= price <= high:
                     raise order_error(
-                        f"Your order price {price / 100:.2f} is outside the exchange's price band (LPP) "
-                        f"{low / 100:.2f} - {high / 100:.2f} for {contract.tradingsymbol}. Try placing an order "
+                        f"Your order price {rupee_text(price)} is outside the exchange's price band (LPP) "
+                        f"{rupee_text(low)} - {rupee_text(high)} for {contract.tradingsymbol}. Try placing an order "
                         "within the circuit limits.")
         return protection
 
@@ -717,8 +718,8 @@ class ExchangeSimulator:
         available = (await self.broker.margins()).available - self._open_order_margin()
         if required > available:
             raise KiteError(400, "MarginException",
-                            f"Insufficient funds. Required margin is {required / 100:.2f} but available margin is "
-                            f"{available / 100:.2f}. Check the orderbook for open orders.")
+                            f"Insufficient funds. Required margin is {rupee_text(required)} but available margin is "
+                            f"{rupee_text(available)}. Check the orderbook for open orders.")
 
     def _protected_price(self, intent: OrderIntent) -> int:
         last = self.last_price(intent.contract.instrument_token)
@@ -886,7 +887,7 @@ class ExchangeSimulator:
         for key in request.query.getall("i", []):
             resolved = self._resolve(key)
             if resolved is not None:
-                out[key] = {"instrument_token": resolved[0], "last_price": rupees(self.last_price(resolved[0]))}
+                out[key] = {"instrument_token": resolved[0], "last_price": to_rupees(self.last_price(resolved[0]))}
         return success(out)
 
     async def _quote(self, request: web.Request) -> web.StreamResponse:
@@ -900,17 +901,19 @@ class ExchangeSimulator:
             t = q.tick
             band = t.last_price * LPP_PCT // 100 if t.last_price > LPP_PCT_THRESHOLD_PAISE else LPP_ABSOLUTE_PAISE
             empty = {"price": 0, "quantity": 0, "orders": 0}
-            buy = [{"price": rupees(t.bid), "quantity": t.bid_qty, "orders": max(1, t.bid_qty // lot) if lot else 0}]
-            sell = [{"price": rupees(t.ask), "quantity": t.ask_qty, "orders": max(1, t.ask_qty // lot) if lot else 0}]
+            buy = [{"price": to_rupees(t.bid), "quantity": t.bid_qty,
+                    "orders": max(1, t.bid_qty // lot) if lot else 0}]
+            sell = [{"price": to_rupees(t.ask), "quantity": t.ask_qty,
+                     "orders": max(1, t.ask_qty // lot) if lot else 0}]
             out[key] = {
                 "instrument_token": token, "timestamp": kite_time(t.ts_ns), "last_trade_time": kite_time(t.ts_ns),
-                "last_price": rupees(t.last_price), "last_quantity": lot, "buy_quantity": t.bid_qty,
-                "sell_quantity": t.ask_qty, "volume": t.volume, "average_price": rupees(t.last_price), "oi": t.oi,
-                "oi_day_high": 0, "oi_day_low": 0, "net_change": rupees(t.last_price - q.close),
-                "lower_circuit_limit": rupees(max(t.last_price - band, 5)) if lot else 0,
-                "upper_circuit_limit": rupees(t.last_price + band) if lot else 0,
-                "ohlc": {"open": rupees(q.open), "high": rupees(q.high), "low": rupees(q.low),
-                         "close": rupees(q.close)},
+                "last_price": to_rupees(t.last_price), "last_quantity": lot, "buy_quantity": t.bid_qty,
+                "sell_quantity": t.ask_qty, "volume": t.volume, "average_price": to_rupees(t.last_price), "oi": t.oi,
+                "oi_day_high": 0, "oi_day_low": 0, "net_change": to_rupees(t.last_price - q.close),
+                "lower_circuit_limit": to_rupees(max(t.last_price - band, 5)) if lot else 0,
+                "upper_circuit_limit": to_rupees(t.last_price + band) if lot else 0,
+                "ohlc": {"open": to_rupees(q.open), "high": to_rupees(q.high), "low": to_rupees(q.low),
+                         "close": to_rupees(q.close)},
                 "depth": {"buy": (buy if lot else [empty]) + [dict(empty) for _ in range(4)],
                           "sell": (sell if lot else [empty]) + [dict(empty) for _ in range(4)]},
             }
@@ -924,13 +927,13 @@ class ExchangeSimulator:
         index = self.market.index
         if exchange in (None, index.exchange):
             writer.writerow([index.instrument_token, index.instrument_token >> 8, index.tradingsymbol, index.name,
-                             rupees(self.last_price(index.instrument_token)), "", 0.0, 0.0, 0, "EQ", "INDICES",
+                             to_rupees(self.last_price(index.instrument_token)), "", 0.0, 0.0, 0, "EQ", "INDICES",
                              index.exchange])
         for c in self.listed_contracts():
             if exchange in (None, c.exchange):
                 writer.writerow([c.instrument_token, c.instrument_token >> 8, c.tradingsymbol, c.underlying,
-                                 rupees(self.last_price(c.instrument_token)), c.expiry.isoformat(),
-                                 rupees(c.strike), rupees(c.tick_size), c.lot_size, c.option_type.value,
+                                 to_rupees(self.last_price(c.instrument_token)), c.expiry.isoformat(),
+                                 to_rupees(c.strike), to_rupees(c.tick_size), c.lot_size, c.option_type.value,
                                  f"{c.exchange}-OPT", c.exchange])
         return web.Response(body=buffer.getvalue().encode(), content_type="text/csv")
 

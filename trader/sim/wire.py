@@ -7,13 +7,13 @@ NetworkException body as §5 recommends).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from aiohttp import web
 
+from trader import money
 from trader.market.calendar import IST
 
 NS_PER_SECOND = 1_000_000_000
@@ -82,10 +82,6 @@ def failure(error: KiteError) -> web.Response:
                               "data": None}, status=error.status)
 
 
-def rupees(paise: int) -> float:
-    return paise / 100
-
-
 def kite_time(ts_ns: int) -> str:
     """``yyyy-mm-dd hh:mm:ss`` in IST without a zone, as Kite writes timestamps (19 characters)."""
     return datetime.fromtimestamp(ts_ns / NS_PER_SECOND, tz=IST).strftime("%Y-%m-%d %H:%M:%S")
@@ -101,12 +97,9 @@ def to_paise(name: str, text: str | None) -> int:
     if text is None or text == "":
         return 0
     try:
-        value = float(text)
-    except ValueError:
+        return money.to_paise(text)
+    except money.MoneyError:
         raise input_error(f"Invalid `{name}`: {text!r} is not a number.") from None
-    if not math.isfinite(value):
-        raise input_error(f"Invalid `{name}`: {text!r}.")
-    return round(value * 100)
 
 
 def to_int(name: str, text: str | None) -> int:

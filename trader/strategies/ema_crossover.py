@@ -45,6 +45,7 @@ from trader.events import (
 )
 from trader.market.calendar import IST
 from trader.market.instruments import OptionContract, OptionType
+from trader.money import format_inr, to_rupees
 from trader.strategies.base import StrategyContext
 
 STRATEGY_NAME = "ema_crossover_enhanced"
@@ -202,7 +203,7 @@ class EmaCrossoverEnhanced:
             self._close_bar(tick, ctx, out)
             self._bar_start_ns = bar_start
             self._bar_volume = 0
-        self._bar_close = tick.last_price / 100
+        self._bar_close = to_rupees(tick.last_price)
         if tick.volume > 0:
             if self._last_cum_volume >= 0:
                 self._bar_volume += max(tick.volume - self._last_cum_volume, 0)
@@ -307,7 +308,7 @@ class EmaCrossoverEnhanced:
         if picked is None:
             budget = self.params.max_premium_at_risk
             return None, (f"no quoted strike within {self.params.max_strikes_otm} of the money fits the risk budget "
-                          f"of {budget / 100:.2f} rupees" if budget is not None else "no quoted strike")
+                          f"of {format_inr(budget)}" if budget is not None else "no quoted strike")
         contract, quote = picked
         intent = OrderIntent(
             ts_ns=tick.ts_ns, intent_id=ctx.ids.next("I"), strategy_id=self.strategy_id, contract=contract,

@@ -17,6 +17,7 @@ from trader.events import Fill, OrderIntent, OrderStatus, OrderUpdate
 from trader.logging import get_logger
 from trader.market.calendar import ist_date
 from trader.market.charges import option_charges
+from trader.money import MoneyError, to_paise
 
 log = get_logger("trader.kite.orders")
 
@@ -43,9 +44,12 @@ class PostbackError(ValueError):
 
 
 def _paise(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not isinstance(value, int | float):
         raise PostbackError(f"{field} is {value!r}, not a number")
-    return round(value * 100)
+    try:
+        return to_paise(value)
+    except MoneyError as error:
+        raise PostbackError(f"{field}: {error}") from None
 
 
 class OrderTracker:

@@ -48,6 +48,7 @@ from trader.clock import NS_PER_SECOND, Clock, LiveClock
 from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderStatus, OrderType, Tick
 from trader.ids import is_valid_tag
 from trader.market.instruments import InstrumentMaster
+from trader.money import rupee_text, to_paise_or_zero, to_rupees
 
 KiteException: type[Exception] = kite_exceptions.KiteException
 GeneralException: type[Exception] = kite_exceptions.GeneralException
@@ -438,18 +439,6 @@ def order_status(kite_status: str | None) -> OrderStatus:
     return _STATUS_MAP.get(kite_status or "", OrderStatus.PENDING)
 
 
-def paise(rupees: Any) -> int:
-    """Rupee float from the wire → integer paise (``round(x * 100)``); ``None`` → 0."""
-    return 0 if rupees is None else round(float(rupees) * 100)
-
-
-def rupees(paise_value: int) -> str:
-    """Integer paise → an exact rupee string for the wire (``12345`` → ``"123.45"``)."""
-    sign = "-" if paise_value < 0 else ""
-    whole, fraction = divmod(abs(paise_value), 100)
-    return f"{sign}{whole}.{fraction:02d}"
-
-
 def _protection(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
@@ -461,7 +450,7 @@ def _broker_order(order: Mapping[str, Any]) -> BrokerOrder:
         status=order_status(order.get("status")),
         quantity=int(order.get("quantity") or 0),
         filled_quantity=int(order.get("filled_quantity") or 0),
-        average_price=paise(order.get("average_price")),
+        average_price=to_paise_or_zero(order.get("average_price")),
     )
 
 
@@ -514,9 +503,9 @@ class KiteBroker:
             "tag": request.tag,
         }
         if intent.order_type in (OrderType.LIMIT, OrderType.SL):
-            params["price"] = rupees(intent.limit_price)
+            params["price"] = rupee_text(intent.limit_price)
         if intent.order_type in (OrderType.SL, OrderType.SL_M):
-            params["trigger_price"] = rupees(intent.trigger_price)
+            params["trigger_price"] = rupee_text(intent.trigger_price)
         if intent.order_type in (OrderType.MARKET, OrderType.SL_M):
             params["market_protection"] = _protection(intent.market_protection)
         return params
@@ -575,7 +564,8 @@ class KiteBroker:
         available = equity.get("net")
         if available is None:
             available = (equity.get("available") or {}).get("live_balance")
-        return MarginView(available=paise(available), used=paise((equity.get("utilised") or {}).get("debits")))
+        used = (equity.get("utilised") or {}).get("debits")
+        return MarginView(available=to_paise_or_zero(available), used=to_paise_or_zero(used))
 
     async def positions(self) -> dict[int, int]:
         """Net quantity per token from ``positions.net``, summed over products; flat instruments left out."""
@@ -603,8 +593,8 @@ class KiteBroker:
             "product": self.product,
             "order_type": intent.order_type.value,
             "quantity": intent.quantity,
-            "price": (intent.limit_price or intent.expected_price) / 100,
-            "trigger_price": intent.trigger_price / 100,
+            "price": to_rupees(intent.limit_price or intent.expected_price),
+            "trigger_price": to_rupees(intent.trigger_price),
         }
         try:
             data = await self.client.order_margins([order])
@@ -612,4 +602,4 @@ class KiteBroker:
             raise to_broker_error(exc) from exc
         if not data:
             raise BrokerUnavailable("empty /margins/orders response")
-        return paise(data[0].get("total"))
+        return to_paise_or_zero(data[0].get("total"))

@@ -1,0 +1,68 @@
+"""Money: the one place where rupees become integer paise and back.
+
+Inside the domain every price and amount is an ``int`` of paise (tick size 0.05 = 5 paise), so sums, P&L and charges
+are exact. Rupees exist only at the edges — config, the seed's risk API, Kite REST and the instrument dump (rupee
+floats or decimal text), the simulator's wire, log and report fields — and every one of them converts here.
+
+``to_paise`` takes a float, int or decimal text and refuses what is not a finite number (``bool`` too, which Python
+would otherwise take as 0 or 1), so a malformed broker reply or config value can never become a price silently.
+Floats are converted with ``round(x * 100)``: for any amount that is a whole number of paise this is exact (the float
+nearest k/100, times 100, rounds back to k); text is parsed as a decimal, so ``"0.105"`` is 10.5 paise → 10 (half
+to even), not a float artefact.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal, InvalidOperation
+
+PAISE_PER_RUPEE = 100
+
+
+class MoneyError(ValueError):
+    """A value that should be an amount of rupees is not a finite number."""
+
+
+def to_paise(rupees: float | int | str | Decimal) -> int:
+    """Rupees (float, int, decimal text) → integer paise; ``MoneyError`` if it is not a finite number."""
+    if isinstance(rupees, bool):
+        raise MoneyError(f"{rupees!r} is a boolean, not an amount of rupees")
+    if isinstance(rupees, int):
+        return rupees * PAISE_PER_RUPEE
+    if isinstance(rupees, float):
+        if not math.isfinite(rupees):
+            raise MoneyError(f"{rupees!r} is not a finite amount of rupees")
+        return round(rupees * PAISE_PER_RUPEE)
+    if isinstance(rupees, str | Decimal):
+        try:
+            value = Decimal(rupees.strip() if isinstance(rupees, str) else rupees)
+        except InvalidOperation:
+            raise MoneyError(f"{rupees!r} is not a number of rupees") from None
+        if not value.is_finite():
+            raise MoneyError(f"{rupees!r} is not a finite amount of rupees")
+        return round(value * PAISE_PER_RUPEE)
+    raise MoneyError(f"{rupees!r} ({type(rupees).__name__}) is not an amount of rupees")
+
+
+def to_paise_or_zero(rupees: float | int | str | Decimal | None) -> int:
+    """As ``to_paise``, with ``None`` (an absent optional field on the wire) as 0."""
+    return 0 if rupees is None else to_paise(rupees)
+
+
+def to_rupees(paise: int) -> float:
+    """Integer paise → rupees as a float (JSON answers, logs, plots); never fed back into arithmetic."""
+    return paise / PAISE_PER_RUPEE
+
+
+def rupee_text(paise: int) -> str:
+    """Integer paise → an exact decimal rupee string (``12345`` → ``"123.45"``), as a wire form field wants it."""
+    sign = "-" if paise < 0 else ""
+    whole, fraction = divmod(abs(paise), PAISE_PER_RUPEE)
+    return f"{sign}{whole}.{fraction:02d}"
+
+
+def format_inr(paise: int) -> str:
+    """Integer paise → a human-readable amount for messages (``-123456`` → ``"-₹1,234.56"``)."""
+    sign = "-" if paise < 0 else ""
+    whole, fraction = divmod(abs(paise), PAISE_PER_RUPEE)
+    return f"{sign}₹{whole:,}.{fraction:02d}"
