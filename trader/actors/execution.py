@@ -19,32 +19,9 @@ from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, Clock
 from trader.events import FeedStatus, Fill, Heartbeat, OrderRequest, OrderStatus, OrderType, OrderUpdate, Tick
 from trader.logging import get_logger
+from trader.ratelimit import RateLimiter
 
 log = get_logger("trader.execution")
-
-
-class CalendarSecondLimiter:
-    """At most ``limit`` acquisitions per calendar second of the clock (Kite counts per calendar second)."""
-
-    def __init__(self, clock: Clock, limit: int) -> None:
-        if limit <= 0:
-            raise ValueError(f"order rate limit must be positive, got {limit}")
-        self._clock = clock
-        self._limit = limit
-        self._second = -1
-        self._used = 0
-        self.waits = 0
-
-    async def acquire(self) -> None:
-        while True:
-            second = self._clock.now_ns() // NS_PER_SECOND
-            if second != self._second:
-                self._second, self._used = second, 0
-            if self._used < self._limit:
-                self._used += 1
-                return
-            self.waits += 1
-            await self._clock.sleep_until((second + 1) * NS_PER_SECOND)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +59,7 @@ class ExecutionActor(Actor):
         self.broker = broker
         super().__init__(bus, conflate_ticks=conflate_ticks)
         self.clock = clock
-        self.limiter = CalendarSecondLimiter(clock, max_orders_per_second)
+        self.limiter = RateLimiter(max_orders_per_second, clock=clock)
         self.retry = retry or RetryPolicy()
         self._seen_tags: set[str] = set()
         self._open: dict[str, str] = {}  # order id → intent id, until terminal

@@ -36,6 +36,7 @@ from trader.ids import is_valid_tag
 from trader.market.calendar import IST, MarketCalendar, ist_date
 from trader.market.instruments import InstrumentMaster, OptionContract, OptionType, freeze_quantity
 from trader.money import format_inr, to_paise, to_rupees
+from trader.ratelimit import RateLimiter
 from trader.risk.config import RiskConfig
 
 # SPAN + exposure on a short index option is roughly 12 % of the notional (india-fno-facts.md §4); a model, not the
@@ -286,8 +287,7 @@ class RiskManager:
         self._events: list[RiskEvent] = []
         self._flatten_pending = False
         self._pending: dict[str, _Pending] = {}
-        self._rate_second = -1
-        self._rate_count = 0
+        self._order_rate = RateLimiter(config.max_orders_per_second)
         self._local_tokens: dict[str, int] = {}
         self._library_intents = 0
         self._broker_margin: tuple[int, int] | None = None  # (used, available) last passed by the actor
@@ -413,11 +413,7 @@ class RiskManager:
 
     def note_order_sent(self, ts_ns: int) -> None:
         """Count one order request (place, modify or cancel) towards the per-second rate limit."""
-        second = ts_ns // NS_PER_SECOND
-        if second == self._rate_second:
-            self._rate_count += 1
-        elif second > self._rate_second:
-            self._rate_second, self._rate_count = second, 1
+        self._order_rate.record(ts_ns)
 
     def on_fill(self, contract: OptionContract, side: Side, quantity: int,  # noqa: PLR0917 (the fill's fields, in order)
                 price_paise: int, charges_paise: int, ts_ns: int, *, intent_id: str = "") -> None:
@@ -714,7 +710,7 @@ class RiskManager:
         return "; ".join(b.reason for b in self._breaches.values())
 
     def _orders_in_second(self, ts_ns: int) -> int:
-        return self._rate_count if ts_ns // NS_PER_SECOND == self._rate_second else 0
+        return self._order_rate.used(ts_ns)
 
     def _occupied_tokens(self) -> dict[int, str]:
         """Instrument token → underlying of every open position and every pending approved intent."""
@@ -867,7 +863,7 @@ class RiskManager:
     def _check_order_rate(self, order: _Order) -> str:
         sent, most = self._orders_in_second(order.ts_ns), self.config.max_orders_per_second
         if sent >= most:
-            return (f"{sent} orders already sent in this second, max_orders_per_second={most} (Kite allows 10/s): "
+            return (f"{sent} orders sent in the last second, max_orders_per_second={most} (Kite allows 10/s): "
                     "retry in the next second")
         return ""
 

@@ -49,6 +49,7 @@ from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderStatus,
 from trader.ids import is_valid_tag
 from trader.market.instruments import InstrumentMaster
 from trader.money import rupee_text, to_paise_or_zero, to_rupees
+from trader.ratelimit import RateLimiter
 
 KiteException: type[Exception] = kite_exceptions.KiteException
 GeneralException: type[Exception] = kite_exceptions.GeneralException
@@ -158,36 +159,6 @@ def parse_response(status: int, content_type: str, body: bytes) -> Any:
 # --- pacing -------------------------------------------------------------------------------------------------
 
 
-class TokenBucket:
-    """GCRA token bucket: at most ``rate`` requests per second, bursts of ``burst``, on an injected clock.
-
-    With the default ``burst=1`` requests are spaced ``1/rate`` apart, which can never exceed Kite's
-    per-calendar-second limits. Reservation is synchronous, so concurrent callers queue in call order.
-    """
-
-    def __init__(self, rate: float, clock: Clock, burst: int = 1) -> None:
-        if rate <= 0:
-            raise ValueError(f"rate must be > 0 requests/s, got {rate}")
-        if burst < 1:
-            raise ValueError(f"burst must be >= 1, got {burst}")
-        self._clock = clock
-        self._interval_ns = round(NS_PER_SECOND / rate)
-        self._tolerance_ns = (burst - 1) * self._interval_ns
-        self._tat_ns: int | None = None  # theoretical arrival time of the next request
-
-    def reserve(self) -> int:
-        """Book the next slot; returns the event time at which the caller may send."""
-        now = self._clock.now_ns()
-        tat = now if self._tat_ns is None else max(self._tat_ns, now)
-        self._tat_ns = tat + self._interval_ns
-        return max(tat - self._tolerance_ns, now)
-
-    async def acquire(self) -> None:
-        at = self.reserve()
-        if at > self._clock.now_ns():
-            await self._clock.sleep_until(at)
-
-
 def endpoint_family(method: str, path: str) -> str:
     if path.startswith("/orders/") and method in ("POST", "PUT", "DELETE"):
         return "orders"
@@ -233,7 +204,7 @@ class KiteRestClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._clock: Clock = clock or LiveClock()
         limits = {**DEFAULT_RATE_LIMITS, **(rate_limits or {})}
-        self._buckets = {family: TokenBucket(rate, self._clock) for family, rate in limits.items()}
+        self._limiters = {family: RateLimiter.per_second(rate, clock=self._clock) for family, rate in limits.items()}
         self._get_attempts = get_attempts
         self._backoff_ns = round(backoff_s * NS_PER_SECOND)
         self._max_backoff_ns = round(max_backoff_s * NS_PER_SECOND)
@@ -287,10 +258,10 @@ class KiteRestClient:
             query_params.extend(_clean(params).items())
         elif json_body is None:
             form = _clean(params)
-        bucket = self._buckets.get(endpoint_family(method, path), self._buckets["default"])
+        limiter = self._limiters.get(endpoint_family(method, path), self._limiters["default"])
         attempts = self._get_attempts if method == "GET" else 1
         for attempt in range(1, attempts + 1):
-            await bucket.acquire()
+            await limiter.acquire()
             try:
                 return await self._send_once(method, url, query=query_params or None, form=form,
                                              json_body=json_body)
