@@ -18,14 +18,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from kiteconnect import exceptions as kex
 
-from trader.adapters.kite.rest import (
-    KiteBroker,
-    KiteRestClient,
-    KiteSessionExpired,
-    checksum,
-    classify,
-    order_status,
-)
+from trader.adapters.kite.broker import KiteBroker, order_status
+from trader.adapters.kite.errors import KiteSessionExpired, classify
+from trader.adapters.kite.rest import KiteRestClient, checksum
 from trader.adapters.ports import BrokerOrder, BrokerUnavailable, MarginView, OrderRejected, RateLimited
 from trader.clock import NS_PER_SECOND, SimClock
 from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderStatus, OrderType, Side

@@ -18,7 +18,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from trader.adapters.kite.rest import KiteBroker, KiteRestClient
+from trader.adapters.kite.broker import KiteBroker
+from trader.adapters.kite.rest import KiteRestClient
 from trader.adapters.ports import BrokerUnavailable, MarginView, OrderRejected, RateLimited
 from trader.clock import NS_PER_SECOND, SimClock
 from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderStatus, OrderType, Side

@@ -16,8 +16,9 @@ from trader.actors.portfolio import PerformanceSummary, PortfolioActor
 from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
 from trader.actors.risk import RiskGateActor
 from trader.actors.strategy import StrategyActor
+from trader.adapters.kite.broker import KiteBroker
 from trader.adapters.kite.orders import OrderTracker
-from trader.adapters.kite.rest import KiteBroker, KiteRestClient
+from trader.adapters.kite.rest import KiteRestClient
 from trader.adapters.kite.ticker import KiteTicker
 from trader.adapters.paper import PaperBroker, PaperBrokerConfig
 from trader.adapters.ports import Broker

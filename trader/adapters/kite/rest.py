@@ -1,24 +1,21 @@
-"""Async Kite Connect v3 REST client (aiohttp) and the ``Broker`` port on top of it.
+"""Async Kite Connect v3 REST client (aiohttp); the ``Broker`` port on top of it is ``broker.py``.
 
 ``KiteRestClient`` speaks the wire protocol exactly as the official ``kiteconnect`` client does
-(``shared/docs/kite-protocol.md`` §1-§3, §5):
+(Kite Connect v3 docs, https://kite.trade/docs/connect/v3/, and the official client's ``connect.py``):
 
 * headers: ``X-Kite-Version: 3`` always, ``Authorization: token <api_key>:<access_token>`` when both are known,
   a ``User-Agent`` naming trader;
 * GET/DELETE parameters in the query string, POST/PUT form-encoded (``None`` values omitted), a JSON array body for
   ``/margins/orders`` and ``/margins/basket``;
-* responses: JSON envelopes return their ``data``; errors raise the **official** ``kiteconnect.exceptions`` class named
-  by ``error_type`` (unknown names → ``GeneralException``) with ``.code`` = the HTTP status; an unparsable JSON body
-  or a content type that is neither JSON nor CSV raises ``DataException`` (class default code 502, as the official
-  client does). Every exception raised from a response also carries ``http_status``. Transport failures (connection
-  errors, timeouts) propagate as ``aiohttp.ClientError`` / ``TimeoutError``, as the official client lets
-  ``requests`` exceptions through; ``classify`` maps all of these onto the daemon's ``BrokerError`` classes.
+* responses: JSON envelopes return their ``data``; errors raise the official ``kiteconnect.exceptions`` classes
+  (``errors.py``); transport failures propagate as ``aiohttp.ClientError`` / ``TimeoutError``, as the official client
+  lets ``requests`` exceptions through.
 
 The client returns Kite's payloads **raw** (rupee floats, timestamp strings, exactly as on the wire); conversion to
-paise happens in ``KiteBroker``, the port adapter, with ``round(x * 100)``. ``instruments()`` is the exception: it
+paise happens in ``KiteBroker``, the port adapter, through ``trader.money``. ``instruments()`` is the exception: it
 returns an ``InstrumentMaster`` built from the CSV dump.
 
-Pacing: one GCRA token bucket per endpoint family (orders, quote, historical, everything else) on the injected clock.
+Pacing: one ``RateLimiter`` per endpoint family (orders, quote, historical, everything else) on the injected clock.
 Retries: only GET requests are retried (timeout, connection error, 5xx, 429) with bounded exponential backoff;
 POST/PUT/DELETE are sent exactly once — an ambiguous write is resolved by the execution actor looking the ``tag`` up.
 """
@@ -26,36 +23,18 @@ POST/PUT/DELETE are sent exactly once — an ambiguous write is resolved by the 
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import urljoin
 
 import aiohttp
-from kiteconnect import exceptions as kite_exceptions
 
 from trader import __version__
-from trader.adapters.kite.orders import OrderTracker
-from trader.adapters.ports import (
-    BrokerError,
-    BrokerOrder,
-    BrokerUnavailable,
-    MarginView,
-    OrderRejected,
-    RateLimited,
-)
+from trader.adapters.kite.errors import KiteException, data_exception, http_status, parse_response
 from trader.clock import NS_PER_SECOND, Clock, LiveClock
-from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderStatus, OrderType, Tick
 from trader.ids import is_valid_tag
 from trader.market.instruments import InstrumentMaster
-from trader.money import rupee_text, to_paise_or_zero, to_rupees
 from trader.ratelimit import RateLimiter
-
-KiteException: type[Exception] = kite_exceptions.KiteException
-GeneralException: type[Exception] = kite_exceptions.GeneralException
-DataException: type[Exception] = kite_exceptions.DataException
-NetworkException: type[Exception] = kite_exceptions.NetworkException
-TokenException: type[Exception] = kite_exceptions.TokenException
 
 DEFAULT_ROOT = "https://api.kite.trade"
 KITE_VERSION = "3"
@@ -65,96 +44,6 @@ USER_AGENT = f"trader/{__version__} (aiohttp/{aiohttp.__version__}; Kite Connect
 DEFAULT_RATE_LIMITS: Mapping[str, float] = {"orders": 8.0, "quote": 1.0, "historical": 3.0, "default": 10.0}
 
 _MARKET_PROTECTED = frozenset({"MARKET", "SL-M"})
-
-
-# --- errors -------------------------------------------------------------------------------------------------
-
-
-class KiteSessionExpired(OrderRejected):
-    """TokenException: the request was refused because the access token is invalid or expired; log in again."""
-
-
-def _http_status(exc: BaseException) -> int | None:
-    status = getattr(exc, "http_status", None)
-    if isinstance(status, int):
-        return status
-    code = getattr(exc, "code", None)
-    return code if isinstance(code, int) else None
-
-
-def classify(exc: BaseException) -> type[BrokerError]:
-    """The daemon's view of a client failure.
-
-    429 → ``RateLimited`` (not accepted; may be re-sent later). 5xx, ``NetworkException``, ``DataException``,
-    timeouts and connection errors → ``BrokerUnavailable`` (a write may or may not have happened). Any other 4xx
-    (InputException, OrderException, MarginException→GeneralException, …) → ``OrderRejected``; TokenException →
-    ``KiteSessionExpired`` (an ``OrderRejected``). A ``ValueError`` from client-side validation → ``OrderRejected``
-    (nothing was sent). Anything else → ``BrokerUnavailable``: when in doubt, look the tag up.
-    """
-    if isinstance(exc, BrokerError):
-        return type(exc)
-    if isinstance(exc, (aiohttp.ClientError, TimeoutError)):
-        return BrokerUnavailable
-    if isinstance(exc, KiteException):
-        status = _http_status(exc)
-        if status == 429:
-            return RateLimited
-        if isinstance(exc, (NetworkException, DataException)) or status is None or status >= 500:
-            return BrokerUnavailable
-        if isinstance(exc, TokenException):
-            return KiteSessionExpired
-        return OrderRejected
-    if isinstance(exc, ValueError):
-        return OrderRejected
-    return BrokerUnavailable
-
-
-def to_broker_error(exc: BaseException) -> BrokerError:
-    kind = classify(exc)
-    if isinstance(exc, BrokerError):
-        return exc
-    status = _http_status(exc)
-    detail = f"{type(exc).__name__}" + (f" (HTTP {status})" if status is not None else "") + f": {exc}"
-    error = kind(detail)
-    error.__cause__ = exc
-    return error
-
-
-def _kite_error(status: int, envelope: Mapping[str, Any]) -> Exception:
-    """The official exception class named by ``error_type``, exactly as ``KiteConnect._request`` picks it."""
-    name = envelope.get("error_type")
-    candidate = getattr(kite_exceptions, name, None) if isinstance(name, str) and name else None
-    cls: Any = candidate if isinstance(candidate, type) and issubclass(candidate, KiteException) else GeneralException
-    exc: Exception = cls(str(envelope.get("message", "")), code=status)
-    exc.http_status = status  # type: ignore[attr-defined]
-    return exc
-
-
-def _data_exception(status: int, message: str) -> Exception:
-    exc = DataException(message)  # class default code (502), as the official client
-    exc.http_status = status  # type: ignore[attr-defined]
-    return exc
-
-
-def parse_response(status: int, content_type: str, body: bytes) -> Any:
-    """Kite envelope → ``data`` (JSON) or raw bytes (CSV); raises the official exception classes."""
-    if "json" in content_type:
-        try:
-            envelope = json.loads(body)
-        except ValueError:
-            raise _data_exception(
-                status, f"Couldn't parse the JSON response received from the server: {body[:200]!r}") from None
-        if not isinstance(envelope, dict):
-            raise _data_exception(status, f"JSON response is not an envelope object: {body[:200]!r}")
-        if envelope.get("status") == "error" or envelope.get("error_type"):
-            raise _kite_error(status, envelope)
-        if "data" not in envelope:
-            raise _data_exception(status, f"JSON envelope without 'data': {body[:200]!r}")
-        return envelope["data"]
-    if "csv" in content_type:
-        return body
-    raise _data_exception(status, f"Unknown Content-Type ({content_type}) with response: ({body[:200]!r})")
-
 
 # --- pacing -------------------------------------------------------------------------------------------------
 
@@ -269,7 +158,7 @@ class KiteRestClient:
                 if attempt == attempts:
                     raise
             except KiteException as exc:
-                status = _http_status(exc) or 0
+                status = http_status(exc) or 0
                 if attempt == attempts or not (status == 429 or status >= 500):
                     raise
             delay = min(self._backoff_ns << (attempt - 1), self._max_backoff_ns)
@@ -358,7 +247,7 @@ class KiteRestClient:
         path = f"/instruments/{exchange}" if exchange else "/instruments"
         data = await self.request("GET", path)
         if not isinstance(data, bytes):
-            raise _data_exception(200, f"expected a CSV instrument dump from {path}, got JSON")
+            raise data_exception(200, f"expected a CSV instrument dump from {path}, got JSON")
         return data.decode("utf-8")
 
     async def instruments(self, exchange: str | None = None) -> InstrumentMaster:
@@ -388,189 +277,3 @@ def validate_order_params(params: Mapping[str, Any]) -> None:
         if not (value == -1 or 0 < value <= 100):
             raise ValueError(f"market_protection must be -1 (automatic) or in (0, 100], got {protection!r}")
 
-
-# --- the Broker port ----------------------------------------------------------------------------------------
-
-_STATUS_MAP: Mapping[str, OrderStatus] = {
-    "OPEN": OrderStatus.OPEN,
-    "TRIGGER PENDING": OrderStatus.TRIGGER_PENDING,
-    "COMPLETE": OrderStatus.COMPLETE,
-    "CANCELLED": OrderStatus.CANCELLED,
-    "REJECTED": OrderStatus.REJECTED,
-    # On the exchange book, being changed: still working.
-    "MODIFY VALIDATION PENDING": OrderStatus.OPEN,
-    "MODIFY PENDING": OrderStatus.OPEN,
-    "MODIFIED": OrderStatus.OPEN,
-    "CANCEL PENDING": OrderStatus.OPEN,
-}
-
-
-def order_status(kite_status: str | None) -> OrderStatus:
-    """Kite's status string as ours; pre-exchange and unknown interim states are PENDING (never terminal)."""
-    return _STATUS_MAP.get(kite_status or "", OrderStatus.PENDING)
-
-
-def _protection(value: float) -> int | float:
-    return int(value) if float(value).is_integer() else value
-
-
-def _broker_order(order: Mapping[str, Any]) -> BrokerOrder:
-    return BrokerOrder(
-        order_id=str(order.get("order_id", "")),
-        tag=str(order.get("tag") or ""),
-        status=order_status(order.get("status")),
-        quantity=int(order.get("quantity") or 0),
-        filled_quantity=int(order.get("filled_quantity") or 0),
-        average_price=to_paise_or_zero(order.get("average_price")),
-    )
-
-
-def _has_tag(order: Mapping[str, Any], tag: str) -> bool:
-    tags = order.get("tags") or ()
-    return order.get("tag") == tag or (isinstance(tags, list) and tag in tags)
-
-
-def _drop(_event: object) -> None:
-    pass
-
-
-class KiteBroker:
-    """The ``Broker`` port over ``KiteRestClient``. Every failure leaves as a ``BrokerError`` (see ``classify``).
-
-    Conversions (rupee floats → paise, ``round(x * 100)``) happen here. ``margins()`` reads the equity segment:
-    ``available`` = ``net`` (Kite's usable figure for pre-trade checks; ``available.live_balance`` if ``net`` is
-    absent), ``used`` = ``utilised.debits``. Order updates arrive from the ticker, not from here.
-    """
-
-    def __init__(self, client: KiteRestClient, *, product: str = "MIS", variety: str = "regular",
-                 validity: str = "DAY", tracker: OrderTracker | None = None) -> None:
-        self.client = client
-        self.product = product
-        self.variety = variety
-        self.validity = validity
-        self.tracker = tracker
-        self._publish: Callable[[object], None] = _drop
-
-    def attach(self, publish: Callable[[object], None]) -> None:
-        self._publish = publish
-
-    @property
-    def wants_ticks(self) -> bool:
-        return False
-
-    def on_tick(self, tick: Tick) -> None:
-        pass
-
-    def order_params(self, request: OrderRequest) -> dict[str, Any]:
-        intent = request.intent
-        params: dict[str, Any] = {
-            "exchange": intent.contract.exchange,
-            "tradingsymbol": intent.contract.tradingsymbol,
-            "transaction_type": intent.side.value,
-            "quantity": intent.quantity,
-            "product": self.product,
-            "order_type": intent.order_type.value,
-            "validity": self.validity,
-            "tag": request.tag,
-        }
-        if intent.order_type in (OrderType.LIMIT, OrderType.SL):
-            params["price"] = rupee_text(intent.limit_price)
-        if intent.order_type in (OrderType.SL, OrderType.SL_M):
-            params["trigger_price"] = rupee_text(intent.trigger_price)
-        if intent.order_type in (OrderType.MARKET, OrderType.SL_M):
-            params["market_protection"] = _protection(intent.market_protection)
-        return params
-
-    async def resync(self) -> None:
-        """Feed today's order book through the tracker: it publishes only what postbacks did not already report."""
-        if self.tracker is None:
-            return
-        for row in await self._orders():
-            self.on_postback(row)
-
-    def on_postback(self, data: dict[str, Any]) -> None:
-        """An order message from the ticker: publish what it adds (fills first, then the status)."""
-        if self.tracker is None:
-            return
-        for event in self.tracker.on_postback(data):
-            self._publish(event)
-
-    async def place_order(self, request: OrderRequest) -> str:
-        if self.tracker is not None:
-            self.tracker.expect(request.intent, request.tag)  # before sending: a postback may beat the reply
-        try:
-            return await self.client.place_order(self.variety, **self.order_params(request))
-        except Exception as exc:
-            raise to_broker_error(exc) from exc
-
-    async def cancel_order(self, order_id: str) -> None:
-        try:
-            await self.client.cancel_order(self.variety, order_id)
-        except Exception as exc:
-            raise to_broker_error(exc) from exc
-
-    async def _orders(self) -> list[dict[str, Any]]:
-        try:
-            return await self.client.orders()
-        except Exception as exc:
-            raise to_broker_error(exc) from exc
-
-    async def find_order_by_tag(self, tag: str) -> BrokerOrder | None:
-        """The newest of today's orders carrying ``tag`` (by ``order_timestamp``, then position in the list)."""
-        matches = [(str(o.get("order_timestamp") or ""), i, o) for i, o in enumerate(await self._orders())
-                   if _has_tag(o, tag)]
-        if not matches:
-            return None
-        return _broker_order(max(matches, key=lambda m: (m[0], m[1]))[2])
-
-    async def open_orders(self) -> list[BrokerOrder]:
-        views = [_broker_order(o) for o in await self._orders()]
-        return [v for v in views if not v.status.is_terminal]
-
-    async def margins(self) -> MarginView:
-        try:
-            equity = await self.client.margins("equity")
-        except Exception as exc:
-            raise to_broker_error(exc) from exc
-        available = equity.get("net")
-        if available is None:
-            available = (equity.get("available") or {}).get("live_balance")
-        used = (equity.get("utilised") or {}).get("debits")
-        return MarginView(available=to_paise_or_zero(available), used=to_paise_or_zero(used))
-
-    async def positions(self) -> dict[int, int]:
-        """Net quantity per token from ``positions.net``, summed over products; flat instruments left out."""
-        try:
-            data = await self.client.positions()
-        except Exception as exc:
-            raise to_broker_error(exc) from exc
-        held: dict[int, int] = {}
-        for row in data.get("net") or ():
-            token = int(row["instrument_token"])
-            held[token] = held.get(token, 0) + int(row.get("quantity") or 0)
-        return {token: qty for token, qty in held.items() if qty}
-
-    async def order_margin(self, intent: OrderIntent) -> int:
-        """``POST /margins/orders`` ``total`` in paise; an EXIT intent only reduces a position, so 0 without asking.
-
-        The price sent is the limit price, else the expected price (Kite needs one to value a premium)."""
-        if intent.purpose is IntentPurpose.EXIT:
-            return 0
-        order: dict[str, Any] = {
-            "exchange": intent.contract.exchange,
-            "tradingsymbol": intent.contract.tradingsymbol,
-            "transaction_type": intent.side.value,
-            "variety": self.variety,
-            "product": self.product,
-            "order_type": intent.order_type.value,
-            "quantity": intent.quantity,
-            "price": to_rupees(intent.limit_price or intent.expected_price),
-            "trigger_price": to_rupees(intent.trigger_price),
-        }
-        try:
-            data = await self.client.order_margins([order])
-        except Exception as exc:
-            raise to_broker_error(exc) from exc
-        if not data:
-            raise BrokerUnavailable("empty /margins/orders response")
-        return to_paise_or_zero(data[0].get("total"))

@@ -1,0 +1,202 @@
+"""``KiteBroker``: the daemon's ``Broker`` port over the Kite REST client; rupee floats become paise here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from trader.adapters.kite.errors import to_broker_error
+from trader.adapters.kite.orders import OrderTracker
+from trader.adapters.kite.rest import KiteRestClient
+from trader.adapters.ports import (
+    BrokerOrder,
+    BrokerUnavailable,
+    MarginView,
+)
+from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderStatus, OrderType, Tick
+from trader.money import rupee_text, to_paise_or_zero, to_rupees
+
+_STATUS_MAP: Mapping[str, OrderStatus] = {
+    "OPEN": OrderStatus.OPEN,
+    "TRIGGER PENDING": OrderStatus.TRIGGER_PENDING,
+    "COMPLETE": OrderStatus.COMPLETE,
+    "CANCELLED": OrderStatus.CANCELLED,
+    "REJECTED": OrderStatus.REJECTED,
+    # On the exchange book, being changed: still working.
+    "MODIFY VALIDATION PENDING": OrderStatus.OPEN,
+    "MODIFY PENDING": OrderStatus.OPEN,
+    "MODIFIED": OrderStatus.OPEN,
+    "CANCEL PENDING": OrderStatus.OPEN,
+}
+
+
+def order_status(kite_status: str | None) -> OrderStatus:
+    """Kite's status string as ours; pre-exchange and unknown interim states are PENDING (never terminal)."""
+    return _STATUS_MAP.get(kite_status or "", OrderStatus.PENDING)
+
+
+def _protection(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+def _broker_order(order: Mapping[str, Any]) -> BrokerOrder:
+    return BrokerOrder(
+        order_id=str(order.get("order_id", "")),
+        tag=str(order.get("tag") or ""),
+        status=order_status(order.get("status")),
+        quantity=int(order.get("quantity") or 0),
+        filled_quantity=int(order.get("filled_quantity") or 0),
+        average_price=to_paise_or_zero(order.get("average_price")),
+    )
+
+
+def _has_tag(order: Mapping[str, Any], tag: str) -> bool:
+    tags = order.get("tags") or ()
+    return order.get("tag") == tag or (isinstance(tags, list) and tag in tags)
+
+
+def _drop(_event: object) -> None:
+    pass
+
+
+class KiteBroker:
+    """The ``Broker`` port over ``KiteRestClient``. Every failure leaves as a ``BrokerError`` (see ``classify``).
+
+    Conversions (rupee floats → paise, ``round(x * 100)``) happen here. ``margins()`` reads the equity segment:
+    ``available`` = ``net`` (Kite's usable figure for pre-trade checks; ``available.live_balance`` if ``net`` is
+    absent), ``used`` = ``utilised.debits``. Order updates arrive from the ticker, not from here.
+    """
+
+    def __init__(self, client: KiteRestClient, *, product: str = "MIS", variety: str = "regular",
+                 validity: str = "DAY", tracker: OrderTracker | None = None) -> None:
+        self.client = client
+        self.product = product
+        self.variety = variety
+        self.validity = validity
+        self.tracker = tracker
+        self._publish: Callable[[object], None] = _drop
+
+    def attach(self, publish: Callable[[object], None]) -> None:
+        self._publish = publish
+
+    @property
+    def wants_ticks(self) -> bool:
+        return False
+
+    def on_tick(self, tick: Tick) -> None:
+        pass
+
+    def order_params(self, request: OrderRequest) -> dict[str, Any]:
+        intent = request.intent
+        params: dict[str, Any] = {
+            "exchange": intent.contract.exchange,
+            "tradingsymbol": intent.contract.tradingsymbol,
+            "transaction_type": intent.side.value,
+            "quantity": intent.quantity,
+            "product": self.product,
+            "order_type": intent.order_type.value,
+            "validity": self.validity,
+            "tag": request.tag,
+        }
+        if intent.order_type in (OrderType.LIMIT, OrderType.SL):
+            params["price"] = rupee_text(intent.limit_price)
+        if intent.order_type in (OrderType.SL, OrderType.SL_M):
+            params["trigger_price"] = rupee_text(intent.trigger_price)
+        if intent.order_type in (OrderType.MARKET, OrderType.SL_M):
+            params["market_protection"] = _protection(intent.market_protection)
+        return params
+
+    async def resync(self) -> None:
+        """Feed today's order book through the tracker: it publishes only what postbacks did not already report."""
+        if self.tracker is None:
+            return
+        for row in await self._orders():
+            self.on_postback(row)
+
+    def on_postback(self, data: dict[str, Any]) -> None:
+        """An order message from the ticker: publish what it adds (fills first, then the status)."""
+        if self.tracker is None:
+            return
+        for event in self.tracker.on_postback(data):
+            self._publish(event)
+
+    async def place_order(self, request: OrderRequest) -> str:
+        if self.tracker is not None:
+            self.tracker.expect(request.intent, request.tag)  # before sending: a postback may beat the reply
+        try:
+            return await self.client.place_order(self.variety, **self.order_params(request))
+        except Exception as exc:
+            raise to_broker_error(exc) from exc
+
+    async def cancel_order(self, order_id: str) -> None:
+        try:
+            await self.client.cancel_order(self.variety, order_id)
+        except Exception as exc:
+            raise to_broker_error(exc) from exc
+
+    async def _orders(self) -> list[dict[str, Any]]:
+        try:
+            return await self.client.orders()
+        except Exception as exc:
+            raise to_broker_error(exc) from exc
+
+    async def find_order_by_tag(self, tag: str) -> BrokerOrder | None:
+        """The newest of today's orders carrying ``tag`` (by ``order_timestamp``, then position in the list)."""
+        matches = [(str(o.get("order_timestamp") or ""), i, o) for i, o in enumerate(await self._orders())
+                   if _has_tag(o, tag)]
+        if not matches:
+            return None
+        return _broker_order(max(matches, key=lambda m: (m[0], m[1]))[2])
+
+    async def open_orders(self) -> list[BrokerOrder]:
+        views = [_broker_order(o) for o in await self._orders()]
+        return [v for v in views if not v.status.is_terminal]
+
+    async def margins(self) -> MarginView:
+        try:
+            equity = await self.client.margins("equity")
+        except Exception as exc:
+            raise to_broker_error(exc) from exc
+        available = equity.get("net")
+        if available is None:
+            available = (equity.get("available") or {}).get("live_balance")
+        used = (equity.get("utilised") or {}).get("debits")
+        return MarginView(available=to_paise_or_zero(available), used=to_paise_or_zero(used))
+
+    async def positions(self) -> dict[int, int]:
+        """Net quantity per token from ``positions.net``, summed over products; flat instruments left out."""
+        try:
+            data = await self.client.positions()
+        except Exception as exc:
+            raise to_broker_error(exc) from exc
+        held: dict[int, int] = {}
+        for row in data.get("net") or ():
+            token = int(row["instrument_token"])
+            held[token] = held.get(token, 0) + int(row.get("quantity") or 0)
+        return {token: qty for token, qty in held.items() if qty}
+
+    async def order_margin(self, intent: OrderIntent) -> int:
+        """``POST /margins/orders`` ``total`` in paise; an EXIT intent only reduces a position, so 0 without asking.
+
+        The price sent is the limit price, else the expected price (Kite needs one to value a premium)."""
+        if intent.purpose is IntentPurpose.EXIT:
+            return 0
+        order: dict[str, Any] = {
+            "exchange": intent.contract.exchange,
+            "tradingsymbol": intent.contract.tradingsymbol,
+            "transaction_type": intent.side.value,
+            "variety": self.variety,
+            "product": self.product,
+            "order_type": intent.order_type.value,
+            "quantity": intent.quantity,
+            "price": to_rupees(intent.limit_price or intent.expected_price),
+            "trigger_price": to_rupees(intent.trigger_price),
+        }
+        try:
+            data = await self.client.order_margins([order])
+        except Exception as exc:
+            raise to_broker_error(exc) from exc
+        if not data:
+            raise BrokerUnavailable("empty /margins/orders response")
+        return to_paise_or_zero(data[0].get("total"))
+
