@@ -1,0 +1,141 @@
+"""Mode wiring in small builders: what ``App`` assembles for backtest, paper and live, one concern each.
+
+Every builder reads the validated ``Settings`` and returns one part; ``App`` only joins them on the bus. Problems a
+user can fix (live mode unconfirmed, a data dir that cannot be opened, a saved state that cannot be used) leave as a
+``ConfigError`` naming the setting and the fix.
+"""
+
+from __future__ import annotations
+
+from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
+from trader.adapters.kite.broker import KiteBroker
+from trader.adapters.kite.orders import OrderTracker
+from trader.adapters.kite.rest import KiteRestClient
+from trader.adapters.paper import PaperBroker, PaperBrokerConfig
+from trader.adapters.ports import Broker
+from trader.adapters.synthetic import SyntheticConfig
+from trader.clock import NS_PER_SECOND, Clock, ExchangeClock, SimClock
+from trader.config import ConfigError, Settings
+from trader.logging import get_logger
+from trader.market.calendar import MarketCalendar
+from trader.market.instruments import UnderlyingSpec
+from trader.money import to_paise
+from trader.risk.core import RiskManager
+from trader.store.journal import Journal, JournalError
+from trader.strategies.base import Strategy
+from trader.strategies.ema_crossover import EmaCrossoverEnhanced, EmaCrossoverParams
+
+log = get_logger("trader.app")
+
+# Typical index levels, only to start the built-in market somewhere realistic.
+_SYNTHETIC_SPOT = {"NIFTY": 26_000.0, "BANKNIFTY": 59_000.0, "SENSEX": 85_000.0, "FINNIFTY": 27_500.0,
+                   "MIDCPNIFTY": 13_500.0, "NIFTYNXT50": 70_000.0}
+
+
+def check_mode(settings: Settings) -> None:
+    """Live mode places real orders: it needs an explicit confirmation and credentials."""
+    if settings.mode != "live":
+        return
+    problems = []
+    if settings.live_confirm.strip().lower() != "yes":
+        problems.append("config error: live_confirm: live mode places real orders with real money; set "
+                        "TRADER_LIVE_CONFIRM=yes to confirm")
+    if not settings.has_kite_credentials:
+        problems.append("config error: kite: live mode needs TRADER_KITE__API_KEY and an access token "
+                        "(TRADER_KITE__ACCESS_TOKEN, or run `trader login` to store today's)")
+    if problems:
+        raise ConfigError(problems)
+
+
+def uses_kite_market(settings: Settings) -> bool:
+    """Kite market data: always in live mode, and in paper mode when credentials are set."""
+    return settings.mode == "live" or (settings.mode == "paper" and settings.has_kite_credentials)
+
+
+def build_clock(settings: Settings, start_ns: int) -> Clock:
+    """Kite market data runs on exchange time; the built-in market on its own simulated clock (unpaced in backtest)."""
+    if uses_kite_market(settings):
+        return ExchangeClock()
+    return SimClock(start_ns, speed=0.0 if settings.mode == "backtest" else settings.sim.speed)
+
+
+def build_kite_client(settings: Settings) -> KiteRestClient | None:
+    if not uses_kite_market(settings):
+        return None
+    return KiteRestClient(settings.kite.api_key, settings.kite_access_token(), root=settings.kite_api_root,
+                          timeout_s=settings.kite_timeout_seconds)
+
+
+def build_broker(settings: Settings, clock: Clock, calendar: MarketCalendar, kite: KiteRestClient | None) -> Broker:
+    """Kite in live mode; the paper broker (simulated fills) otherwise."""
+    if settings.mode == "live":
+        assert kite is not None, "live mode builds its Kite client first"
+        return KiteBroker(kite, product=settings.kite_product, tracker=OrderTracker(clock))
+    return PaperBroker(clock, PaperBrokerConfig(latency_ms=settings.paper.latency_ms,
+                                                slippage_ticks=settings.paper.slippage_ticks),
+                       calendar, capital=to_paise(settings.risk.initial_capital))
+
+
+def build_strategy(name: str, settings: Settings, underlying: UnderlyingSpec, strategy_id: str) -> Strategy:
+    if name == "ema_crossover_enhanced":
+        s = settings.strategy
+        params = EmaCrossoverParams(
+            underlying=underlying.name, fast=s.fast, slow=s.slow, bar_seconds=s.bar_seconds,
+            confirm_bars=s.confirm_bars, confidence_cutoff=s.confidence_cutoff, lots=s.lots,
+            stop_loss_pct=s.stop_loss_pct, target_pct=s.target_pct, market_protection=s.market_protection,
+            max_premium_at_risk=to_paise(settings.risk.initial_capital * settings.risk.max_risk_per_trade_pct),
+            max_strikes_otm=s.max_strikes_otm,
+            first_entry_time=s.first_entry_time, last_entry_time=s.last_entry_time, exit_time=s.exit_time)
+        return EmaCrossoverEnhanced(params, strategy_id=strategy_id)
+    raise ConfigError([f"config error: strategies: unknown strategy {name!r}"])
+
+
+def build_strategies(settings: Settings, underlyings: list[UnderlyingSpec]) -> list[Strategy]:
+    """One instance per strategy and underlying; ids carry the underlying when there are several."""
+    return [build_strategy(name, settings, spec, name if len(underlyings) == 1 else f"{name}:{spec.name}")
+            for spec in underlyings for name in settings.strategies]
+
+
+def open_journal(settings: Settings) -> Journal | None:
+    """Paper and live keep their state across restarts (one file each); a backtest always starts fresh."""
+    if settings.mode == "backtest":
+        return None
+    path = settings.data_dir / f"{settings.mode}.sqlite3"
+    try:
+        return Journal(path)
+    except JournalError as exc:
+        raise ConfigError([f"config error: data_dir: {exc}"]) from None
+
+
+def build_risk_manager(settings: Settings, journal: Journal | None, calendar: MarketCalendar,
+                       clock: Clock) -> RiskManager:
+    """A fresh risk manager, or the one saved in the journal (a breached day stays breached across a restart)."""
+    config = settings.risk
+    saved = journal.load_state(RISK_STATE_NAME) if journal is not None else None
+    if saved is None:
+        return RiskManager(config, calendar=calendar, now_ns=clock.now_ns)
+    try:
+        manager = RiskManager.from_state(config, saved, calendar=calendar, now_ns=clock.now_ns)
+    except ValueError as exc:
+        raise ConfigError([f"config error: data_dir: the saved risk state cannot be used ({exc}); move "
+                           f"{settings.data_dir} aside to start fresh"]) from None
+    log.warning("risk_state_restored", state=manager.state.value, level=manager.level.value,
+                open_positions=len(manager.open_positions()))
+    return manager
+
+
+def synthetic_config(settings: Settings, spec: UnderlyingSpec) -> SyntheticConfig:
+    sim = settings.sim
+    spot = sim.spot if spec.name == "NIFTY" else _SYNTHETIC_SPOT.get(spec.name, sim.spot)
+    return SyntheticConfig(seed=sim.seed, spot=spot, annual_vol=sim.annual_vol, atm_iv=sim.atm_iv,
+                           strikes_each_side=sim.strikes_each_side, tick_interval_ms=sim.tick_interval_ms,
+                           chain_interval_ms=sim.chain_interval_ms, days=sim.days)
+
+
+def start_ns(settings: Settings, wall_now_ns: int, override_ns: int | None = None) -> int:
+    """Where the simulated clock starts: the caller's override, ``sim.start``, or now."""
+    if override_ns is not None:
+        return override_ns
+    if settings.sim.start is not None:
+        return int(settings.sim.start.timestamp() * NS_PER_SECOND)
+    return wall_now_ns
