@@ -133,7 +133,7 @@ async def test_login_profile_and_margins_match_the_simulator() -> None:
         h.client.access_token = None
         session = await login(h.sim, h.client)
         assert h.client.access_token == session["access_token"]
-        assert session["access_token"] in h.sim._access_tokens
+        assert session["access_token"] in h.sim.auth.access_tokens
         profile = await h.client.profile()
         assert profile["user_id"] == session["user_id"] == "SIM001"
 
@@ -241,7 +241,7 @@ async def test_place_market_limit_sl_with_tags_then_fills_orders_trades_position
 
     assert await h.broker.positions() == {call.instrument_token: call.lot_size}
     raw = await h.client.positions()
-    assert raw == h.sim.positions_view()
+    assert raw == h.sim.portfolio.positions_view()
     view = await h.broker.margins()
     paper = await h.sim.broker.margins()
     assert (view.available, view.used) == (paper.available, paper.used) and view.used > 0

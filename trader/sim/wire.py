@@ -14,6 +14,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from trader import money
+from trader.events import OrderType
 from trader.market.calendar import IST
 
 NS_PER_SECOND = 1_000_000_000
@@ -107,3 +108,11 @@ def to_int(name: str, text: str | None) -> int:
         return int(str(text))
     except ValueError:
         raise input_error(f"Invalid `{name}`: {text!r} is not a whole number.") from None
+
+# Shared by the simulator's route groups.
+USER_ID = "SIM001"
+PRODUCTS = frozenset({"NRML", "MIS"})
+ORDER_TYPES = {t.value: t for t in OrderType}
+LPP_PCT = 40  # NSE's limit price protection: ±40 % of the reference for premiums above ₹50 ...
+LPP_ABSOLUTE_PAISE = 2_000  # ... else ±₹20
+LPP_PCT_THRESHOLD_PAISE = 5_000
