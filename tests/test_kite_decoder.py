@@ -104,7 +104,7 @@ def fixture_json(name: str) -> dict[str, Any]:
     return data
 
 
-def decode(frame: bytes, **kwargs: Any) -> DecodedFrame:
+def decode(frame: bytes | bytearray | memoryview, **kwargs: Any) -> DecodedFrame:
     return decode_frame(frame, received_ns=RECEIVED, **kwargs)
 
 

@@ -245,7 +245,7 @@ async def test_rejections_have_kites_shapes(sim: ExchangeSimulator) -> None:
     last = sim.last_price(contract.instrument_token)
     assert last > 5_000  # premium above ₹50: the LPP band is ±40 %
     fair = rupees_on_tick(last)
-    cases: list[tuple[dict[str, Any], type[Exception], str]] = [
+    cases: list[tuple[dict[str, Any], type[kex.KiteException], str]] = [
         (order_args(contract, price=fair + 0.03), kex.InputException, "multiple of tick size"),
         (order_args(contract, price=fair, quantity=contract.lot_size + 1), kex.InputException, "lot size"),
         (order_args(contract, price=fair, quantity=28 * contract.lot_size), kex.InputException, "freeze"),
