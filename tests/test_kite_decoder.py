@@ -326,7 +326,7 @@ def test_decoded_ticks_are_real_ticks() -> None:
     assert hash(tick) == hash(built)
     assert repr(tick) == repr(built)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        tick.last_price = 1  # type: ignore[misc]
+        tick.last_price = 1  # type: ignore[misc]  # frozen: the assignment must fail
     assert dataclasses.replace(tick, tick_id=5).tick_id == 5
 
 

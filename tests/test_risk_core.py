@@ -701,7 +701,7 @@ def test_config_defaults_and_immutability() -> None:
                                                                                              time(15, 0))
     assert config.kill_switch_file is None
     with pytest.raises(ValidationError):
-        config.max_daily_loss_pct = 0.5  # type: ignore[misc]
+        config.max_daily_loss_pct = 0.5  # type: ignore[misc]  # frozen: the assignment must fail
     assert RiskConfig.model_validate({"no_entry_before": "09:30"}).no_entry_before == time(9, 30)
 
 
