@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/trader run $(ARGS)
 
+# mypy checks trader, tests and bench, all --strict: the list is [tool.mypy] files in pyproject.toml.
 lint: $(STAMP)
 	$(BIN)/ruff check trader tests bench
-	$(BIN)/mypy trader
+	$(BIN)/mypy
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest

@@ -91,7 +91,7 @@ def test_invalid_arguments_are_refused(changes: dict[str, object], problem: str)
         "exchange": "NFO", "side": "BUY", "quantity": 65, "price": 100_00, "trade_date": AFTER_APRIL_2026,
     }
     with pytest.raises(ValueError, match=problem):
-        option_charges(**(arguments | changes))  # type: ignore[arg-type]
+        option_charges(**(arguments | changes))  # type: ignore[arg-type]  # invalid on purpose
 
 
 def test_rates_table_is_effective_dated() -> None:

@@ -38,6 +38,8 @@ from trader.events import (
 from trader.logging import configure_logging
 from trader.market.instruments import OptionContract
 
+import helpers
+
 IST = ZoneInfo("Asia/Kolkata")
 T0 = int(datetime(2025, 12, 1, 10, 0, tzinfo=IST).timestamp()) * NS_PER_SECOND  # a whole second
 TOKEN = 123
@@ -57,10 +59,11 @@ _ids = itertools.count(1)
 pytestmark = pytest.mark.usefixtures("quiet_logs")
 
 
-class FakeBroker:
+class FakeBroker(helpers.FakeBroker):
     """Implements the Broker port; ``plan[tag]`` scripts the outcome of each place attempt for that tag."""
 
     def __init__(self, clock: SimClock, *, wants_ticks: bool = False) -> None:
+        super().__init__(clock, wants_ticks=wants_ticks)
         self.clock = clock
         self._wants_ticks = wants_ticks
         self.publish: Callable[[object], None] | None = None

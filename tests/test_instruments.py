@@ -208,7 +208,7 @@ def test_contract_validation(changes: dict[str, object], problem: str) -> None:
         "tick_size": 5,
     }
     with pytest.raises(ValueError, match=problem):
-        OptionContract(**(fields | changes))  # type: ignore[arg-type]
+        OptionContract(**(fields | changes))  # type: ignore[arg-type]  # invalid on purpose
 
 
 def test_build_formats_monthly_and_weekly_symbols() -> None:

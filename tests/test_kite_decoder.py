@@ -104,7 +104,7 @@ def fixture_json(name: str) -> dict[str, Any]:
     return data
 
 
-def decode(frame: bytes, **kwargs: Any) -> DecodedFrame:
+def decode(frame: bytes | bytearray | memoryview, **kwargs: Any) -> DecodedFrame:
     return decode_frame(frame, received_ns=RECEIVED, **kwargs)
 
 
@@ -326,7 +326,7 @@ def test_decoded_ticks_are_real_ticks() -> None:
     assert hash(tick) == hash(built)
     assert repr(tick) == repr(built)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        tick.last_price = 1  # type: ignore[misc]
+        tick.last_price = 1  # type: ignore[misc]  # frozen: the assignment must fail
     assert dataclasses.replace(tick, tick_id=5).tick_id == 5
 
 

@@ -22,7 +22,7 @@ INTENT = OrderIntent(ts_ns=T0, intent_id="I1", strategy_id="s", contract=CE, sid
 
 
 def postback(**changes: Any) -> dict[str, Any]:
-    data = json.loads((FIXTURES / "postback.json").read_text())  # the real payload shape
+    data: dict[str, Any] = json.loads((FIXTURES / "postback.json").read_text())  # the real payload shape
     data.update({"tag": "I1", "order_id": "O1", "exchange": "NFO", "tradingsymbol": CE.tradingsymbol,
                  "quantity": 130}, **changes)
     return data
@@ -62,6 +62,7 @@ def test_rejection_and_strangers_and_garbage() -> None:
     t = tracker()
     [update] = t.on_postback(postback(status="REJECTED", filled_quantity=0, average_price=0,
                                       status_message="Insufficient funds"))
+    assert isinstance(update, OrderUpdate)
     assert update.status is OrderStatus.REJECTED and update.reason == "Insufficient funds"
     assert tracker().on_postback(postback(tag="SOMEONEELSE", order_id="O9")) == []  # placed from the web: ignored
     assert tracker().on_postback(postback(order_id="")) == []
@@ -72,7 +73,9 @@ def test_a_report_without_tag_is_tied_by_its_order_id_once_known() -> None:
     t = tracker()
     t.on_postback(postback(status="OPEN", filled_quantity=0, average_price=0))
     events = t.on_postback(postback(tag=None, status="COMPLETE", filled_quantity=130, average_price=99.95))
-    assert [type(e) for e in events] == [Fill, OrderUpdate] and events[0].price == 9_995  # type: ignore[union-attr]
+    fill, update = events
+    assert isinstance(fill, Fill) and isinstance(update, OrderUpdate)
+    assert fill.price == 9_995
 
 
 def test_implausible_reports_are_refused_and_never_crash() -> None:

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import itertools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -282,7 +282,8 @@ ERROR_CASES = [
 
 
 @pytest.mark.parametrize(("error_type", "status", "cls"), ERROR_CASES)
-async def test_error_type_maps_to_official_class(env: Env, error_type: str, status: int, cls: type) -> None:
+async def test_error_type_maps_to_official_class(env: Env, error_type: str, status: int,
+                                                 cls: type[kex.KiteException]) -> None:
     env.kite.queue_error("POST", "/orders/regular", status, error_type, "custom message")
     with pytest.raises(kex.KiteException) as info:
         await env.client.place_order("regular", order_type="LIMIT", tag="t1")
@@ -353,7 +354,7 @@ async def test_get_not_retried_on_4xx(env: Env) -> None:
 ])
 async def test_writes_never_retried(env: Env, method: str, path: str) -> None:
     env.kite.queue_error(method, path, 503, "NetworkException")
-    calls = {
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
         "POST /orders/regular": lambda: env.client.place_order("regular", order_type="LIMIT", tag="t1"),
         "PUT /orders/regular/151220000000000": lambda: env.client.modify_order("regular", "151220000000000",
                                                                                price=1),

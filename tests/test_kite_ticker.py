@@ -6,7 +6,8 @@ import asyncio
 import base64
 import contextlib
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypedDict, Unpack
 
 import orjson
 import pytest
@@ -14,7 +15,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from trader.adapters.kite.ticker import KiteTicker
+from trader.adapters.kite.ticker import KiteTicker, Mode
 from trader.clock import SimClock
 from trader.events import FeedStatus, Tick
 
@@ -69,9 +70,15 @@ async def running(fake: FakeKite) -> AsyncIterator[str]:
         yield f"ws://127.0.0.1:{port}"
 
 
-def ticker(root: str, token: str = "good", **kwargs: object) -> KiteTicker:
+class TickerOptions(TypedDict, total=False):
+    mode: Mode
+    on_order: Callable[[dict[str, Any]], None]
+    silence_timeout_s: float
+
+
+def ticker(root: str, token: str = "good", **options: Unpack[TickerOptions]) -> KiteTicker:
     return KiteTicker("key", token, [408065], clock=SimClock(T0), root=root, initial_backoff_s=0.01,
-                      max_backoff_s=0.05, **kwargs)  # type: ignore[arg-type]
+                      max_backoff_s=0.05, **options)
 
 
 async def take(t: KiteTicker, n: int) -> list[Tick]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import pytest
@@ -351,8 +351,8 @@ async def test_the_eleventh_order_request_in_one_second_is_rate_limited(h: Harne
 
 
 @pytest.mark.parametrize("mode", ["drop", "delay"])
-async def test_accepted_placement_whose_answer_is_lost_is_found_by_its_tag(mode: str) -> None:
-    faults = Faults(timeout_after_accept=1.0, timeout_mode=mode, timeout_delay_s=2.0)  # type: ignore[arg-type]
+async def test_accepted_placement_whose_answer_is_lost_is_found_by_its_tag(mode: Literal["drop", "delay"]) -> None:
+    faults = Faults(timeout_after_accept=1.0, timeout_mode=mode, timeout_delay_s=2.0)
     h = await harness(faults, timeout_s=0.5)
     try:
         with pytest.raises(BrokerUnavailable):

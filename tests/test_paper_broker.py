@@ -10,6 +10,7 @@ import asyncio
 import itertools
 from collections import Counter
 from datetime import date, datetime
+from typing import TypedDict
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -385,6 +386,15 @@ async def test_sell_at_the_minimum_price_still_fills() -> None:
 # -- rejections ----------------------------------------------------------------------------------------------
 
 
+class Placement(TypedDict, total=False):
+    """Keyword arguments of ``Harness.place``."""
+
+    quantity: int
+    limit: int
+    trigger: int
+    protection: float
+
+
 @pytest.mark.parametrize(("order_type", "kwargs", "words"), [
     (OrderType.MARKET, {"quantity": 100}, ("quantity", "lot size")),
     (OrderType.MARKET, {"quantity": 0}, ("quantity", "lot size")),
@@ -400,12 +410,11 @@ async def test_sell_at_the_minimum_price_still_fills() -> None:
     (OrderType.SL, {"limit": 9_900, "trigger": 10_000}, ("wrong side", "trigger")),
 ])
 async def test_invalid_orders_are_rejected_with_the_reason_and_publish_nothing(
-        order_type: OrderType, kwargs: dict[str, float], words: tuple[str, ...]) -> None:
+        order_type: OrderType, kwargs: Placement, words: tuple[str, ...]) -> None:
     h = Harness()
-    kwargs = dict(kwargs)
-    quantity = int(kwargs.pop("quantity", LOT))
+    placement: Placement = {"quantity": LOT, **kwargs}
     with pytest.raises(OrderRejected) as info:
-        await h.place(Side.BUY, quantity, order_type, **kwargs)  # type: ignore[arg-type]
+        await h.place(Side.BUY, order_type=order_type, **placement)
     message = str(info.value)
     for word in words:
         assert word in message

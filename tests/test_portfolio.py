@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from trader.actors.portfolio import PortfolioActor
 from trader.bus import EventBus
-from trader.events import Fill, IntentPurpose, PositionSnapshot, Side, Tick
+from trader.events import Fill, IntentPurpose, PositionSnapshot, PositionView, Side, Tick
 from trader.market.charges import option_charges
 from trader.market.instruments import OptionContract
 
@@ -53,7 +53,7 @@ def make() -> tuple[PortfolioActor, list[PositionSnapshot]]:
     return PortfolioActor(bus, CAPITAL), snapshots
 
 
-def view(snapshot: PositionSnapshot, contract: OptionContract):
+def view(snapshot: PositionSnapshot, contract: OptionContract) -> PositionView:
     return next(p for p in snapshot.positions if p.contract.instrument_token == contract.instrument_token)
 
 
@@ -113,7 +113,8 @@ _FILL = st.tuples(st.integers(0, 2), st.sampled_from([Side.BUY, Side.SELL]), st.
 
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(fills=st.lists(_FILL, max_size=40), closing_prices=st.lists(st.integers(1, 100_000), min_size=3, max_size=3))
-def test_realized_pnl_is_exact_over_any_sequence_that_ends_flat(fills, closing_prices) -> None:
+def test_realized_pnl_is_exact_over_any_sequence_that_ends_flat(fills: list[tuple[int, Side, int, int, int]],
+                                                                closing_prices: list[int]) -> None:
     p, _ = make()
     buys = sells = charges = 0
     net: dict[int, int] = {}

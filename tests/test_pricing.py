@@ -386,7 +386,7 @@ def test_bad_inputs_raise_pricing_error_naming_argument(name: str, bad: float) -
 
 def test_unknown_kind_raises() -> None:
     with pytest.raises(PricingError, match="kind"):
-        black_scholes_price("XX", 100.0, 100.0, 0.5, 0.05, 0.2)  # type: ignore[arg-type]
+        black_scholes_price("XX", 100.0, 100.0, 0.5, 0.05, 0.2)  # type: ignore[arg-type]  # invalid on purpose
 
 
 def test_chain_pricing_matches_the_scalar_formula() -> None:

@@ -7,6 +7,8 @@ import io
 import re
 from pathlib import Path
 
+from trader.risk import RiskMetrics
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -23,4 +25,6 @@ def test_the_library_snippet_runs_as_written() -> None:
     assert isinstance(ok, bool) and isinstance(reason, str) and reason
     printed = out.getvalue().splitlines()
     assert printed[0].startswith(str(ok))
-    assert namespace["metrics"].risk_level.value in printed[1]  # type: ignore[attr-defined]
+    metrics = namespace["metrics"]
+    assert isinstance(metrics, RiskMetrics)
+    assert metrics.risk_level.value in printed[1]

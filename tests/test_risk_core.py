@@ -87,6 +87,12 @@ def approved(decision: RiskDecision) -> None:
     assert decision.check == ""
 
 
+def state_of(rm: RiskManager) -> TradingState:
+    """The manager's state, read through a call: mypy keeps the narrowing of an earlier ``assert rm.state is X``
+    across the calls that change the state (python/mypy#17537) and would call the next assertion impossible."""
+    return rm.state
+
+
 # -- the seed's library API ------------------------------------------------------------------------------------------
 
 def test_the_seed_snippet_runs_as_written() -> None:
@@ -179,7 +185,7 @@ def test_halted_refuses_everything_but_a_flatten_exit() -> None:
     rm = manager()
     fill(rm, NIFTY_CE, OrderSide.BUY, 65)
     rm.halt("operator: kill switch", MON)
-    assert rm.state is TradingState.HALTED
+    assert state_of(rm) is TradingState.HALTED
     refused(rm.check(intent(NIFTY_PE, OrderSide.BUY, 65), MON), "state", "HALTED", "operator: kill switch")
     exit_intent = intent(NIFTY_CE, OrderSide.SELL, 65)
     refused(rm.check(exit_intent, MON), "state", "HALTED")
@@ -187,7 +193,7 @@ def test_halted_refuses_everything_but_a_flatten_exit() -> None:
     # The flatten flag cannot open anything: a sell beyond the position is not an exit.
     refused(rm.check(intent(NIFTY_CE, OrderSide.SELL, 130), MON, flatten=True), "state", "HALTED")
     rm.resume(MON)
-    assert rm.state is TradingState.ACTIVE
+    assert state_of(rm) is TradingState.ACTIVE
     approved(rm.check(intent(NIFTY_PE, OrderSide.BUY, 65), MON))
     assert [(e.state, e.limit) for e in rm.drain_events()] == [(TradingState.HALTED, "halt"),
                                                                 (TradingState.ACTIVE, "resume")]
@@ -419,15 +425,15 @@ def test_checks_run_in_the_documented_order() -> None:
 def test_a_daily_loss_breach_allows_exits_only() -> None:
     rm = manager()
     lose(rm, 1_999, MON)
-    assert rm.state is TradingState.ACTIVE
+    assert state_of(rm) is TradingState.ACTIVE
     rm.mark(NIFTY_CE.instrument_token, 10_000 - 2_000, MON)  # ₹2,000 = 2 % of ₹1,00,000
-    assert rm.state is TradingState.REDUCING_ONLY
+    assert state_of(rm) is TradingState.REDUCING_ONLY
     refused(rm.check(intent(BANK_CE, OrderSide.BUY, 30), MON), "state", "REDUCING_ONLY",
             "daily loss ₹2,000.00", "max_daily_loss_pct=0.02", "the next IST day or reset_daily")
     assert rm.check(intent(NIFTY_CE, OrderSide.SELL, 65), MON).approved
     # A recovery within the day does not clear the breach.
     rm.mark(NIFTY_CE.instrument_token, 10_000, MON + NS)
-    assert rm.state is TradingState.REDUCING_ONLY
+    assert state_of(rm) is TradingState.REDUCING_ONLY
     assert rm.metrics(MON + NS).breached_limits == ("daily",)
 
 
@@ -465,9 +471,9 @@ def test_weekly_monthly_and_drawdown_limits_breach_too() -> None:
                 "max_drawdown_pct": 0.9, field: 0.03}
         rm = manager(**wide)
         lose(rm, loss - 1, MON)
-        assert rm.state is TradingState.ACTIVE, limit
+        assert state_of(rm) is TradingState.ACTIVE, limit
         rm.mark(NIFTY_CE.instrument_token, 10_000 - loss, MON)
-        assert rm.state is TradingState.REDUCING_ONLY, limit
+        assert state_of(rm) is TradingState.REDUCING_ONLY, limit
         assert rm.metrics(MON).breached_limits == (limit,)
         assert rm.drain_events()[-1].limit == field
 
@@ -477,15 +483,15 @@ def test_drawdown_is_measured_from_the_peak_equity() -> None:
     fill(rm, NIFTY_CE, OrderSide.BUY, 100, 10_000)
     rm.mark(NIFTY_CE.instrument_token, 20_000, MON)  # +₹10,000: peak ₹1,10,000
     rm.mark(NIFTY_CE.instrument_token, 14_501, MON)  # -₹5,499 from the peak: just under 5 %
-    assert rm.state is TradingState.ACTIVE
+    assert state_of(rm) is TradingState.ACTIVE
     rm.mark(NIFTY_CE.instrument_token, 14_500, MON)  # -₹5,500 from the peak = 5 %
     metrics = rm.metrics(MON)
-    assert (metrics.drawdown, metrics.drawdown_pct) == (550_000, pytest.approx(0.05))
-    assert rm.state is TradingState.REDUCING_ONLY
+    assert metrics.drawdown == 550_000 and metrics.drawdown_pct == pytest.approx(0.05)
+    assert state_of(rm) is TradingState.REDUCING_ONLY
     rm.mark(NIFTY_CE.instrument_token, 10_000, at(2026, 2, 2))  # no window roll-over clears a drawdown
-    assert rm.state is TradingState.REDUCING_ONLY
+    assert state_of(rm) is TradingState.REDUCING_ONLY
     rm.reset_drawdown(at(2026, 2, 2))
-    assert rm.state is TradingState.ACTIVE
+    assert state_of(rm) is TradingState.ACTIVE
 
 
 def test_charges_count_against_the_loss_limit() -> None:
@@ -494,21 +500,21 @@ def test_charges_count_against_the_loss_limit() -> None:
     assert rm.metrics(MON).daily_pnl == -150_000
     fill(rm, NIFTY_CE, OrderSide.SELL, 100, 10_500, charges=100_000)  # +₹500 gross, ₹2,500 charges
     assert rm.metrics(MON).daily_pnl == -200_000
-    assert rm.state is TradingState.REDUCING_ONLY
+    assert state_of(rm) is TradingState.REDUCING_ONLY
 
 
 def test_the_day_rolls_over_at_ist_midnight_even_when_utc_is_still_on_the_previous_day() -> None:
     rm = manager()
     lose(rm, 2_000, at(2026, 1, 12, 14))
-    assert rm.state is TradingState.REDUCING_ONLY
+    assert state_of(rm) is TradingState.REDUCING_ONLY
     # 18:29 UTC on 12 Jan is 23:59 IST: same IST day.
     rm.mark(NIFTY_CE.instrument_token, 8_000, int(datetime(2026, 1, 12, 18, 29, tzinfo=UTC).timestamp()) * NS)
-    assert rm.state is TradingState.REDUCING_ONLY
+    assert state_of(rm) is TradingState.REDUCING_ONLY
     # 18:31 UTC on 12 Jan is 00:01 IST on 13 Jan: a new IST day although UTC is still on the 12th.
     late_utc = int(datetime(2026, 1, 12, 18, 31, tzinfo=UTC).timestamp()) * NS
     approved(rm.check(intent(BANK_CE, OrderSide.BUY, 30), at(2026, 1, 13, 9, 30)))
     assert rm.metrics(late_utc).daily_pnl == 0
-    assert rm.state is TradingState.ACTIVE
+    assert state_of(rm) is TradingState.ACTIVE
     assert rm.drain_events()[-1].reason.startswith("new IST day 2026-01-13: the daily loss limit breach is cleared")
 
 
@@ -518,11 +524,11 @@ def test_a_new_iso_week_starts_on_monday_ist() -> None:
     assert rm.metrics(at(2026, 1, 10, 12)).breached_limits == ("weekly",)
     sunday_late = at(2026, 1, 11, 23, 59)
     assert rm.metrics(sunday_late).daily_pnl == 0  # a new day …
-    assert rm.state is TradingState.REDUCING_ONLY  # … but the same ISO week
+    assert state_of(rm) is TradingState.REDUCING_ONLY  # … but the same ISO week
     monday_early = at(2026, 1, 12, 0, 1)
     metrics = rm.metrics(monday_early)
     assert (metrics.weekly_pnl, metrics.monthly_pnl) == (0, -500_000)
-    assert rm.state is TradingState.ACTIVE
+    assert state_of(rm) is TradingState.ACTIVE
 
 
 def test_the_month_rolls_over_on_the_first_and_the_iso_week_can_span_the_new_year() -> None:
@@ -532,9 +538,9 @@ def test_the_month_rolls_over_on_the_first_and_the_iso_week_can_span_the_new_yea
     new_year = rm.metrics(at(2026, 1, 1, 0, 1))
     assert new_year.breached_limits == ("weekly",)  # the month rolled, the ISO week did not
     assert (new_year.monthly_pnl, new_year.weekly_pnl) == (0, -500_000)
-    assert rm.state is TradingState.REDUCING_ONLY
+    assert state_of(rm) is TradingState.REDUCING_ONLY
     assert rm.metrics(at(2026, 1, 5, 0, 1)).breached_limits == ()  # Monday: ISO week 2026-W02
-    assert rm.state is TradingState.ACTIVE
+    assert state_of(rm) is TradingState.ACTIVE
 
 
 def test_only_the_breached_window_clears_on_roll_over_and_each_limit_hit_is_an_event() -> None:
@@ -548,7 +554,7 @@ def test_only_the_breached_window_clears_on_roll_over_and_each_limit_hit_is_an_e
     assert events[0].reason.startswith("weekly loss ₹3,000.00 is 100% of the ₹3,000.00 limit")
     assert rm.metrics(MON).breached_limits == ("daily", "weekly")
     assert rm.metrics(at(2026, 1, 13)).breached_limits == ("weekly",)
-    assert rm.state is TradingState.REDUCING_ONLY
+    assert state_of(rm) is TradingState.REDUCING_ONLY
     assert [e.reason for e in rm.drain_events()] == ["new IST day 2026-01-13: the daily loss limit breach is cleared"]
 
 
@@ -562,18 +568,18 @@ def test_an_event_from_an_earlier_day_never_rolls_the_windows_back() -> None:
 def test_reset_daily_rebases_the_day_and_clears_only_a_daily_breach() -> None:
     rm = manager(max_weekly_loss_pct=0.05)
     lose(rm, 2_500, MON)
-    assert rm.state is TradingState.REDUCING_ONLY
+    assert state_of(rm) is TradingState.REDUCING_ONLY
     rm.reset_daily(MON + NS)
     metrics = rm.metrics(MON + NS)
     assert (metrics.daily_pnl, metrics.weekly_pnl) == (0, -250_000)
-    assert rm.state is TradingState.ACTIVE
+    assert state_of(rm) is TradingState.ACTIVE
     approved(rm.check(intent(BANK_CE, OrderSide.BUY, 30), MON + NS))
     assert rm.drain_events()[-1].limit == "reset_daily"
     # A weekly breach is not cleared by reset_daily.
     rm.mark(NIFTY_CE.instrument_token, 10_000 - 5_000, MON + 2 * NS)
     rm.reset_daily(MON + 3 * NS)
     assert rm.metrics(MON + 3 * NS).breached_limits == ("weekly",)
-    assert rm.state is TradingState.REDUCING_ONLY
+    assert state_of(rm) is TradingState.REDUCING_ONLY
 
 
 def test_a_breach_while_halted_keeps_halted_and_resume_goes_to_reducing_only() -> None:
@@ -581,9 +587,9 @@ def test_a_breach_while_halted_keeps_halted_and_resume_goes_to_reducing_only() -
     fill(rm, NIFTY_CE, OrderSide.BUY, 100, 10_000)
     rm.halt("maintenance", MON)
     rm.mark(NIFTY_CE.instrument_token, 7_000, MON)
-    assert rm.state is TradingState.HALTED
+    assert state_of(rm) is TradingState.HALTED
     rm.resume(MON)
-    assert rm.state is TradingState.REDUCING_ONLY
+    assert state_of(rm) is TradingState.REDUCING_ONLY
     assert "still breached" in rm.drain_events()[-1].reason
 
 
@@ -598,7 +604,7 @@ def test_flatten_is_requested_once_per_breach_when_configured() -> None:
 
     plain = manager()
     lose(plain, 2_000, MON)
-    assert plain.state is TradingState.REDUCING_ONLY
+    assert state_of(plain) is TradingState.REDUCING_ONLY
     assert not plain.flatten_requested()
 
 
@@ -611,11 +617,11 @@ def test_a_breached_state_survives_a_restart() -> None:
     fill(rm, BANK_CE, OrderSide.SELL, 30, 20_000)
     fill(rm, OptionContract.parse("NIFTY26DEC24000PE"), OrderSide.BUY, 65, 3_000)  # a local token
     rm.mark(NIFTY_CE.instrument_token, 8_000, MON)
-    assert rm.state is TradingState.REDUCING_ONLY
+    assert state_of(rm) is TradingState.REDUCING_ONLY
     before = rm.metrics(MON)
 
     restored = RiskManager.from_state(config, json.loads(json.dumps(rm.to_state())), now_ns=no_wall_clock)
-    assert restored.state is TradingState.REDUCING_ONLY
+    assert state_of(restored) is TradingState.REDUCING_ONLY
     assert restored.level is rm.level
     assert restored.drain_events() == []  # a restart is not a change
     assert restored.metrics(MON) == before
@@ -635,7 +641,7 @@ def test_halted_survives_a_restart_and_a_new_capital_keeps_the_window_pnl() -> N
     rm.halt("kill switch file", MON)
     state = json.loads(json.dumps(rm.to_state()))
     restored = RiskManager.from_state(RiskConfig(initial_capital=200_000.0), state, now_ns=no_wall_clock)
-    assert restored.state is TradingState.HALTED
+    assert state_of(restored) is TradingState.HALTED
     refused(restored.check(intent(NIFTY_CE, OrderSide.SELL, 65), MON), "state", "kill switch file")
     metrics = restored.metrics(MON)
     assert (metrics.equity, metrics.daily_pnl, metrics.drawdown) == (19_950_000, -50_000, 50_000)
@@ -695,7 +701,7 @@ def test_config_defaults_and_immutability() -> None:
                                                                                              time(15, 0))
     assert config.kill_switch_file is None
     with pytest.raises(ValidationError):
-        config.max_daily_loss_pct = 0.5  # type: ignore[misc]
+        config.max_daily_loss_pct = 0.5  # type: ignore[misc]  # frozen: the assignment must fail
     assert RiskConfig.model_validate({"no_entry_before": "09:30"}).no_entry_before == time(9, 30)
 
 
@@ -847,7 +853,7 @@ def run_random_session(data: st.DataObject) -> Model:
             assert "daily" in metrics.breached_limits
         expected_state = (TradingState.HALTED if model.halted else
                           TradingState.REDUCING_ONLY if model.daily_breached else TradingState.ACTIVE)
-        assert rm.state is expected_state
+        assert state_of(rm) is expected_state
     return model
 
 

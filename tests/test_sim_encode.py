@@ -8,7 +8,7 @@ from kiteconnect import KiteTicker as OfficialTicker
 
 from trader.adapters.kite.decoder import decode_frame
 from trader.events import Tick
-from trader.sim.encode import HEARTBEAT, DayStats, encode_frame, encode_packet
+from trader.sim.encode import HEARTBEAT, DayStats, Mode, encode_frame, encode_packet
 
 T = 1_795_151_700 * 1_000_000_000
 NFO_TOKEN = 12_345 << 8 | 2  # low byte 2 = NFO segment (divisor 100)
@@ -21,11 +21,11 @@ qty = st.integers(0, 100_000)
 @given(last=paise, bid=paise, ask=paise, bid_qty=qty, ask_qty=qty, volume=qty, oi=qty,
        mode=st.sampled_from(["ltp", "quote", "full"]))
 def test_tradeable_packets_round_trip(last: int, bid: int, ask: int, bid_qty: int, ask_qty: int, volume: int,
-                                      oi: int, mode: str) -> None:
+                                      oi: int, mode: Mode) -> None:
     tick = Tick(ts_ns=T, instrument_token=NFO_TOKEN, last_price=last, volume=volume, oi=oi, bid=bid,
                 bid_qty=bid_qty, ask=ask, ask_qty=ask_qty, exchange_ts_ns=T)
     day = DayStats(open=last, high=last + 100, low=max(last - 100, 5), close=last, average_price=last)
-    frame = encode_frame([encode_packet(tick, mode, day=day)])  # type: ignore[arg-type]
+    frame = encode_frame([encode_packet(tick, mode, day=day)])
     [decoded] = decode_frame(frame, received_ns=T).ticks
     [official] = OfficialTicker("k", "t")._parse_binary(frame)
     assert decoded.instrument_token == NFO_TOKEN and decoded.last_price == last

@@ -10,7 +10,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -245,7 +245,7 @@ async def test_rejections_have_kites_shapes(sim: ExchangeSimulator) -> None:
     last = sim.last_price(contract.instrument_token)
     assert last > 5_000  # premium above ₹50: the LPP band is ±40 %
     fair = rupees_on_tick(last)
-    cases: list[tuple[dict[str, Any], type[Exception], str]] = [
+    cases: list[tuple[dict[str, Any], type[kex.KiteException], str]] = [
         (order_args(contract, price=fair + 0.03), kex.InputException, "multiple of tick size"),
         (order_args(contract, price=fair, quantity=contract.lot_size + 1), kex.InputException, "lot size"),
         (order_args(contract, price=fair, quantity=28 * contract.lot_size), kex.InputException, "freeze"),
@@ -354,8 +354,8 @@ async def test_5xx_share_forced_429_and_latency(sim: ExchangeSimulator) -> None:
 
 
 @pytest.mark.parametrize("mode", ["delay", "drop"])
-async def test_timeout_after_accept_leaves_the_order_on_the_book(mode: str) -> None:
-    sim = await make_sim(faults=Faults(timeout_after_accept=1.0, timeout_mode=mode,  # type: ignore[arg-type]
+async def test_timeout_after_accept_leaves_the_order_on_the_book(mode: Literal["delay", "drop"]) -> None:
+    sim = await make_sim(faults=Faults(timeout_after_accept=1.0, timeout_mode=mode,
                                        timeout_delay_s=5.0))
     try:
         kite = await login(sim, timeout=0.5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from datetime import date, datetime, time
 
 import pytest
@@ -66,8 +67,9 @@ class Driver:
         self.out: list[Signal | OrderIntent] = []
         self.tick_id = 0
         self.index_at: dict[int, int] = {}
+        self.quote_all: Callable[[int], None] = self.quote_flat  # how ``run_path`` quotes the options; replaceable
 
-    def quote_all(self, ts_ns: int, premium: int = 10_000) -> None:
+    def quote_flat(self, ts_ns: int, premium: int = 10_000) -> None:
         for contract in self.contracts.values():
             self.ctx.quotes[contract.instrument_token] = Tick(
                 ts_ns=ts_ns, instrument_token=contract.instrument_token, last_price=premium,
@@ -234,7 +236,7 @@ def test_no_entry_while_entries_are_stopped_or_without_a_quote() -> None:
     assert stopped.intents() == [] and stopped.signals()
 
     blind = Driver()
-    blind.quote_all = lambda ts_ns, premium=0: None  # type: ignore[method-assign]
+    blind.quote_all = lambda ts_ns: None  # no quotes at all
     blind.run_path(at(9, 30), RALLY)
     assert blind.intents() == []
 
@@ -273,7 +275,7 @@ def test_the_strike_walks_out_of_the_money_until_the_premium_at_risk_fits_the_bu
     # ₹1,000 at risk per trade, 30 % stop, one lot of 65: the ask may be at most ₹51.28.
     driver = Driver(EmaCrossoverParams(confirm_bars=3, max_premium_at_risk=100_000))
 
-    def quote_by_distance(ts_ns: int, premium: int = 0) -> None:
+    def quote_by_distance(ts_ns: int) -> None:
         spot = driver.ctx.quotes[NIFTY.spot_token].last_price if NIFTY.spot_token in driver.ctx.quotes else 2_600_000
         for (strike, _), contract in driver.contracts.items():
             steps = abs(strike * 100 - spot) // 5_000
@@ -282,7 +284,7 @@ def test_the_strike_walks_out_of_the_money_until_the_premium_at_risk_fits_the_bu
                 ts_ns=ts_ns, instrument_token=contract.instrument_token, last_price=price, bid=price - 5,
                 bid_qty=650, ask=price + 5, ask_qty=650)
 
-    driver.quote_all = quote_by_distance  # type: ignore[method-assign]
+    driver.quote_all = quote_by_distance
     driver.run_path(at(9, 30), RALLY)
     [intent] = driver.intents()
     assert intent.contract.option_type is OptionType.CE
