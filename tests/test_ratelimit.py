@@ -18,7 +18,7 @@ START = 1_795_151_700 * S
 
 def test_a_burst_of_limit_goes_at_once_then_each_waits_for_the_window() -> None:
     limiter = RateLimiter(3)
-    slots = []
+    slots: list[int] = []
     for _ in range(7):
         slot = limiter.next_free_ns(START)
         limiter.record(slot)
@@ -52,7 +52,7 @@ def test_used_and_record_for_a_check_that_refuses_instead_of_waiting() -> None:
 def test_no_window_ever_holds_more_than_the_limit(limit: int, arrivals: list[int]) -> None:
     """Whatever the arrival times, the booked slots keep the rule for every window — so for the broker's too."""
     limiter = RateLimiter(limit)
-    slots = []
+    slots: list[int] = []
     for at in sorted(arrivals):
         slot = limiter.next_free_ns(max(START + at, slots[-1] if slots else 0))  # one after the other, in order
         limiter.record(slot)
