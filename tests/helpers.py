@@ -12,7 +12,7 @@ from trader.adapters.ports import Broker, BrokerOrder, MarginView, OrderRejected
 from trader.clock import Clock, SimClock
 from trader.events import OrderIntent, OrderRequest, OrderStatus, OrderUpdate, Side, Tick
 from trader.market.instruments import OptionContract, OptionType
-from trader.risk.core import short_option_margin
+from trader.risk.margin import short_option_margin
 from trader.sim import ExchangeSimulator
 
 # Real Kite sample data copied into the repo with its licence note (tests/fixtures/kite/README.md).

@@ -32,8 +32,9 @@ from trader.events import (
 )
 from trader.ids import IdFactory
 from trader.logging import get_logger
-from trader.risk.core import RiskDecision, RiskManager
+from trader.risk.core import RiskManager
 from trader.risk.kill_switch import KillSwitchFile
+from trader.risk.results import RiskDecision
 from trader.store.journal import Journal
 
 log = get_logger("trader.risk")

@@ -28,7 +28,7 @@ from trader.events import Fill, OrderIntent, OrderRequest, OrderStatus, OrderTyp
 from trader.market.calendar import MarketCalendar, ist_date
 from trader.market.charges import option_charges
 from trader.money import rupee_text
-from trader.risk.core import modelled_account_margin, modelled_order_margin
+from trader.risk.margin import modelled_account_margin, modelled_order_margin
 
 # Kite's automatic market protection (market_protection = -1) picks a band itself; users report about 3 % for
 # options priced ₹10–100 (india-fno-facts.md §5.2). We model it as 3 %.

@@ -8,6 +8,7 @@
 from trader.events import RiskLevel, TradingState
 from trader.events import Side as OrderSide
 from trader.risk.config import RiskConfig
-from trader.risk.core import RiskDecision, RiskManager, RiskMetrics
+from trader.risk.core import RiskManager
+from trader.risk.results import RiskDecision, RiskMetrics
 
 __all__ = ["OrderSide", "RiskConfig", "RiskDecision", "RiskLevel", "RiskManager", "RiskMetrics", "TradingState"]

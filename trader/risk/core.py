@@ -2,7 +2,7 @@
 
 Time always comes in as ``ts_ns`` (integer ns UTC) and money is integer paise. The risk gate actor wraps this core
 and does the I/O (bus, logs, broker margin calls, the kill-switch file, persistence); the seed's library API
-(``check_can_place_order`` & co.) takes rupee floats and converts them at the edge with ``round(x * 100)``.
+(``check_can_place_order`` & co., ``seed_api.py``) takes rupee floats and converts them through ``trader.money``.
 
 What it decides:
 
@@ -18,30 +18,45 @@ State and level changes are queued as ``RiskEvent``s (``drain_events``); nothing
 
 Margin: the actor passes the broker's figures (Kite's order-margin and funds calls in live mode). Any figure not
 given is *modelled* from the position book by ``modelled_order_margin``/``modelled_account_margin``: premium for
-buys (paid up front) and a flat share of the strike notional for shorts (india-fno-facts.md §4).
+buys (paid up front) and a flat share of the strike notional for shorts (``margin.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from typing import TypeVar
+from datetime import date, timedelta
 
 from trader.book import BookPosition, PositionBook
-from trader.clock import NS_PER_SECOND, LiveClock
-from trader.events import IntentPurpose, OrderIntent, OrderType, RiskEvent, RiskLevel, Side, TradingState
+from trader.clock import LiveClock
+from trader.events import OrderIntent, RiskEvent, RiskLevel, Side, TradingState
 from trader.ids import is_valid_tag
-from trader.market.calendar import IST, MarketCalendar, ist_date
-from trader.market.instruments import InstrumentMaster, OptionContract, OptionType, freeze_quantity
-from trader.money import format_inr, to_paise, to_rupees
+from trader.market.calendar import MarketCalendar, ist_date
+from trader.market.instruments import InstrumentMaster, OptionContract
+from trader.money import format_inr, to_paise
 from trader.ratelimit import RateLimiter
+from trader.risk.checks import ENTRY_CHECKS, EntryChecks, EntryOrder, Pending, symbol_key, whole_lots_problem
 from trader.risk.config import RiskConfig
+from trader.risk.margin import (
+    modelled_account_margin,
+)
+from trader.risk.results import RiskDecision, RiskMetrics
+from trader.risk.seed_api import SeedApi
+from trader.risk.windows import (
+    Breach,
+    LossWindow,
+    day_key,
+    int_field,
+    iso_week_key,
+    ist_day_start_ns,
+    ist_wall_time,
+    mapping_field,
+    month_key,
+    position_from_state,
+    position_state,
+    typed_field,
+)
 
-# SPAN + exposure on a short index option is roughly 12 % of the notional (india-fno-facts.md §4); a model, not the
-# exchange's number: live mode passes Kite's order-margin figure instead.
-SHORT_OPTION_MARGIN_PCT = 12
 LEVEL_HYSTERESIS = 0.05  # share of a limit
 _LEVEL_RANK = {RiskLevel.LOW: 0, RiskLevel.MEDIUM: 1, RiskLevel.HIGH: 2, RiskLevel.CRITICAL: 3}
 
@@ -52,200 +67,9 @@ _STATE_VERSION = 1
 _ONE_DAY = timedelta(days=1)
 
 
-# -- money and time helpers ------------------------------------------------------------------------------------------
-
-def _pct(fraction: float) -> str:
-    return f"{fraction * 100:g}%"
-
-
-def _ist_day_start_ns(day: date) -> int:
-    # IST has no daylight saving and a whole-minute offset, so its midnight is a whole second.
-    return int(datetime.combine(day, time(0), tzinfo=IST).timestamp()) * NS_PER_SECOND
-
-
-def _ist_wall_time(ts_ns: int) -> datetime:
-    return datetime.fromtimestamp(ts_ns // NS_PER_SECOND, tz=IST)
-
-
-def _day_key(day: date) -> tuple[int, ...]:
-    return (day.toordinal(),)
-
-
-def _iso_week_key(day: date) -> tuple[int, ...]:
-    iso = day.isocalendar()
-    return (iso.year, iso.week)
-
-
-def _month_key(day: date) -> tuple[int, ...]:
-    return (day.year, day.month)
-
-
-def as_side(side: Side | str) -> Side:
-    """``Side.BUY``/``Side.SELL`` or the strings "BUY"/"SELL" (any case)."""
-    if isinstance(side, Side):
-        return side
-    try:
-        return Side(str(side).strip().upper())
-    except ValueError:
-        raise ValueError(f"side must be BUY or SELL, got {side!r}") from None
-
-
-# -- the margin model (paper mode and the library API) -------------------------------------------------------------
-
-def short_option_margin(strike: int, quantity: int) -> int:
-    """Modelled SPAN + exposure for ``quantity`` short units at ``strike`` (paise)."""
-    return quantity * strike * SHORT_OPTION_MARGIN_PCT // 100
-
-
-def modelled_account_margin(book: PositionBook, capital: int) -> tuple[int, int]:
-    """(used, available) paise: longs block their premium, shorts an estimate of SPAN + exposure."""
-    open_positions = book.open_positions()
-    open_cost = sum(p.cost for p in open_positions)
-    cash = capital + book.realized - book.charges - open_cost
-    short_margin = sum(short_option_margin(p.contract.strike, -p.quantity) for p in open_positions if p.quantity < 0)
-    long_premium = sum(p.cost for p in open_positions if p.quantity > 0)
-    return long_premium + short_margin, cash - short_margin
-
-
-def modelled_order_margin(book: PositionBook, contract: OptionContract, side: Side, quantity: int, price: int) -> int:
-    """Paise the order would block; 0 for the part that only reduces a held position."""
-    held = book.quantity(contract.instrument_token)
-    opening = quantity if held * side.sign >= 0 else max(quantity - abs(held), 0)
-    if opening == 0:
-        return 0
-    if side is Side.BUY:
-        return opening * price
-    return short_option_margin(contract.strike, opening)
-
-
-# -- results -------------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class RiskDecision:
-    """The answer for one intent.
-
-    ``check`` names the check that refused ("" when approved): state, level, tag, quantity, tradable, window, lots,
-    freeze, symbol_positions, total_positions, price, order_value, risk_per_trade, margin_buffer,
-    margin_utilisation, order_rate, price_band.
-    """
-
-    approved: bool
-    reason: str
-    is_exit: bool
-    check: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RiskMetrics:
-    """A snapshot of the risk picture. Money in paise; ``as_dict`` gives rupees for people."""
-
-    ts_ns: int
-    equity: int
-    daily_pnl: int  # realized + unrealized − charges since the window start
-    weekly_pnl: int
-    monthly_pnl: int
-    drawdown: int  # from the peak equity
-    drawdown_pct: float
-    margin_used: int
-    margin_available: int
-    margin_utilisation: float  # used / (used + available), 0..1
-    margin_source: str  # "broker" (the last figures the actor passed) or "model"
-    exposure: int  # Σ |qty| × mark of open positions + pending approved entries at their price
-    open_positions: int
-    risk_level: RiskLevel
-    trading_state: TradingState
-    limits_used: dict[str, float]  # share of each limit used: daily, weekly, monthly, drawdown
-    breached_limits: tuple[str, ...]
-    orders_last_second: int
-
-    def as_dict(self) -> dict[str, object]:
-        """Plain JSON-able values; money in rupees (floats), shares as fractions, ``ts_ns`` as is."""
-        return {
-            "ts_ns": self.ts_ns,
-            "equity": to_rupees(self.equity),
-            "daily_pnl": to_rupees(self.daily_pnl),
-            "weekly_pnl": to_rupees(self.weekly_pnl),
-            "monthly_pnl": to_rupees(self.monthly_pnl),
-            "drawdown": to_rupees(self.drawdown),
-            "drawdown_pct": self.drawdown_pct,
-            "margin_used": to_rupees(self.margin_used),
-            "margin_available": to_rupees(self.margin_available),
-            "margin_utilisation": self.margin_utilisation,
-            "margin_source": self.margin_source,
-            "exposure": to_rupees(self.exposure),
-            "open_positions": self.open_positions,
-            "risk_level": self.risk_level.value,
-            "trading_state": self.trading_state.value,
-            "limits_used": dict(self.limits_used),
-            "breached_limits": list(self.breached_limits),
-            "orders_last_second": self.orders_last_second,
-        }
-
-
-# -- internal records ----------------------------------------------------------------------------------------------
-
-@dataclass(slots=True)
-class _LossWindow:
-    name: str  # DAILY / WEEKLY / MONTHLY
-    limit_field: str  # the RiskConfig field that sets the limit
-    fraction: float
-    limit: int  # paise
-    key_of: Callable[[date], tuple[int, ...]]
-    clears: str  # when a breach of this window clears, for reason strings
-    key: tuple[int, ...] = ()  # () sorts before every real key: the first event opens the window
-    base: int = 0  # equity at the window start
-
-
-@dataclass(frozen=True, slots=True)
-class _Breach:
-    limit: str  # the RiskConfig field
-    ts_ns: int
-    reason: str
-
-
-@dataclass(slots=True)
-class _Pending:
-    """An approved intent not yet done; it holds a position slot (and, as an entry, exposure) meanwhile."""
-
-    token: int
-    underlying: str
-    side: Side
-    remaining: int
-    price: int
-    reduces: bool  # it was an exit when approved
-
-
-@dataclass(frozen=True, slots=True)
-class _Order:
-    """One entry intent being checked, with everything the checks need."""
-
-    contract: OptionContract  # with a non-zero instrument token (see RiskManager._keyed)
-    side: Side
-    quantity: int
-    price: int
-    local: datetime  # IST wall time of the intent
-    ts_ns: int
-    stop_loss_price: int | None
-    margin_required: int | None
-    margin_available: int | None
-    margin_used: int | None
-    price_band: tuple[int, int] | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Margins:
-    required: int
-    available: int
-    used: int
-    modelled: bool
-
-
-_T = TypeVar("_T")
-
-
 # -- the manager ---------------------------------------------------------------------------------------------------
 
-class RiskManager:
+class RiskManager(SeedApi, EntryChecks):
     """Pre-trade checks, loss limits, risk levels and trading state; see the module docstring.
 
     ``now_ns`` serves only the seed's library API when no ``ts_ns`` is passed; the paise API always takes the time
@@ -265,11 +89,11 @@ class RiskManager:
         self.min_margin_buffer = to_paise(config.min_margin_buffer)
         self.book = PositionBook()
         self._windows = (
-            self._window(DAILY, "max_daily_loss_pct", config.max_daily_loss_pct, _day_key,
+            self._window(DAILY, "max_daily_loss_pct", config.max_daily_loss_pct, day_key,
                          "the next IST day or reset_daily"),
-            self._window(WEEKLY, "max_weekly_loss_pct", config.max_weekly_loss_pct, _iso_week_key,
+            self._window(WEEKLY, "max_weekly_loss_pct", config.max_weekly_loss_pct, iso_week_key,
                          "the next ISO week (Monday IST)"),
-            self._window(MONTHLY, "max_monthly_loss_pct", config.max_monthly_loss_pct, _month_key,
+            self._window(MONTHLY, "max_monthly_loss_pct", config.max_monthly_loss_pct, month_key,
                          "the next calendar month (IST)"),
         )
         self._peak = self.capital
@@ -279,59 +103,24 @@ class RiskManager:
         self._last_reset_ns = 0
         self._halted = False
         self._halt_reason = ""
-        self._breaches: dict[str, _Breach] = {}
+        self._breaches: dict[str, Breach] = {}
         self._level = RiskLevel.LOW
         self._level_reason = "no limit used"
         self._published_state = TradingState.ACTIVE
         self._published_breaches: frozenset[str] = frozenset()
         self._events: list[RiskEvent] = []
         self._flatten_pending = False
-        self._pending: dict[str, _Pending] = {}
+        self._pending: dict[str, Pending] = {}
         self._order_rate = RateLimiter(config.max_orders_per_second)
         self._local_tokens: dict[str, int] = {}
         self._library_intents = 0
         self._broker_margin: tuple[int, int] | None = None  # (used, available) last passed by the actor
 
     def _window(self, name: str, limit_field: str, fraction: float, key_of: Callable[[date], tuple[int, ...]],
-                clears: str) -> _LossWindow:
+                clears: str) -> LossWindow:
         # A limit of at least one paisa, so that a tiny capital cannot divide by zero.
         limit = max(1, round(self.capital * fraction))
-        return _LossWindow(name, limit_field, fraction, limit, key_of, clears, base=self.capital)
-
-    # -- the seed's library API (rupees) -------------------------------------------------------------------------
-    def check_can_place_order(self, contract: OptionContract, quantity: int, side: Side | str, price: float, *,
-                              stop_loss_price: float | None = None, ts_ns: int | None = None) -> tuple[bool, str]:
-        """(approved, reason) for an order of ``quantity`` units at ``price`` rupees. Nothing is recorded."""
-        ts = self._ts(ts_ns)
-        self._library_intents += 1
-        paise = to_paise(price)
-        # The purpose is required by OrderIntent but never read: the core decides "exit" from the book alone.
-        intent = OrderIntent(ts_ns=ts, intent_id=f"LIB{self._library_intents}", strategy_id="library",
-                             contract=contract, side=as_side(side), quantity=quantity, order_type=OrderType.LIMIT,
-                             purpose=IntentPurpose.ENTRY, expected_price=paise, limit_price=paise)
-        stop = None if stop_loss_price is None else to_paise(stop_loss_price)
-        decision = self.check(intent, ts, stop_loss_price=stop)
-        return decision.approved, decision.reason
-
-    def record_trade(self, contract: OptionContract, quantity: int, side: Side | str, price: float, *,
-                     charges: float = 0.0, ts_ns: int | None = None) -> None:
-        """Book an executed trade: ``quantity`` units at ``price`` rupees; it also counts as one order sent."""
-        ts = self._ts(ts_ns)
-        self.note_order_sent(ts)
-        self.on_fill(contract, as_side(side), quantity, to_paise(price), to_paise(charges), ts)
-
-    def update_market_price(self, contract: OptionContract, price: float, *, ts_ns: int | None = None) -> bool:
-        """Mark an open position at ``price`` rupees; True if its unrealized P&L changed."""
-        return self.mark(self._keyed(contract).instrument_token, to_paise(price), self._ts(ts_ns))
-
-    def get_risk_metrics(self, *, ts_ns: int | None = None) -> RiskMetrics:
-        return self.metrics(self._ts(ts_ns))
-
-    def reset_daily_metrics(self, *, ts_ns: int | None = None) -> None:
-        self.reset_daily(self._ts(ts_ns))
-
-    def _ts(self, ts_ns: int | None) -> int:
-        return self._now_ns() if ts_ns is None else ts_ns
+        return LossWindow(name, limit_field, fraction, limit, key_of, clears, base=self.capital)
 
     # -- the paise API (the risk gate actor) ---------------------------------------------------------------------
     @property
@@ -379,7 +168,7 @@ class RiskManager:
         if not is_valid_tag(intent.intent_id):
             return _refuse("tag", f"intent id {intent.intent_id!r} cannot serve as a broker tag "
                            "(1-20 letters and digits)", is_exit)
-        quantity_problem = _whole_lots_problem(contract, intent.quantity)
+        quantity_problem = whole_lots_problem(contract, intent.quantity)
         if quantity_problem:
             return _refuse("quantity", quantity_problem, is_exit)
         if is_exit:
@@ -387,11 +176,11 @@ class RiskManager:
             return RiskDecision(True, f"approved: exit of {intent.quantity} units reduces the filled position",
                                 True)
 
-        order = _Order(contract=contract, side=intent.side, quantity=intent.quantity,
-                       price=intent.limit_price or intent.expected_price, local=_ist_wall_time(ts_ns), ts_ns=ts_ns,
+        order = EntryOrder(contract=contract, side=intent.side, quantity=intent.quantity,
+                       price=intent.limit_price or intent.expected_price, local=ist_wall_time(ts_ns), ts_ns=ts_ns,
                        stop_loss_price=stop_loss_price, margin_required=margin_required,
                        margin_available=margin_available, margin_used=margin_used, price_band=price_band)
-        for check_id, entry_check in _ENTRY_CHECKS:
+        for check_id, entry_check in ENTRY_CHECKS:
             reason = entry_check(self, order)
             if reason:
                 return _refuse(check_id, reason, is_exit)
@@ -401,7 +190,7 @@ class RiskManager:
         """An approved intent is on its way: until ``on_order_done`` it holds a position slot (and exposure)."""
         contract = self._keyed(intent.contract)
         token = contract.instrument_token
-        self._pending[intent.intent_id] = _Pending(
+        self._pending[intent.intent_id] = Pending(
             token=token, underlying=contract.underlying, side=intent.side, remaining=intent.quantity,
             price=intent.limit_price or intent.expected_price,
             reduces=self._reduces_filled_position(token, intent.side, intent.quantity),
@@ -527,7 +316,7 @@ class RiskManager:
             "flatten_pending": self._flatten_pending,
             "realized": self.book.realized,
             "charges": self.book.charges,
-            "positions": [_position_state(p) for p in self.book.open_positions()],
+            "positions": [position_state(p) for p in self.book.open_positions()],
         }
 
     @classmethod
@@ -539,43 +328,44 @@ class RiskManager:
         If ``initial_capital`` changed since the state was written, the equity baselines move by the difference,
         so the P&L in each window is kept rather than turned into a spurious gain or loss.
         """
-        version = _field(state, "version", int)
+        version = typed_field(state, "version", int)
         if version != _STATE_VERSION:
             raise ValueError(f"risk state version {version} is not supported (expected {_STATE_VERSION})")
         manager = cls(config, calendar=calendar, instruments=instruments, now_ns=now_ns)
-        shift = manager.capital - _field(state, "initial_capital", int)
+        shift = manager.capital - typed_field(state, "initial_capital", int)
         book = manager.book
-        book.realized = _field(state, "realized", int)
-        book.charges = _field(state, "charges", int)
-        for raw in _field(state, "positions", list):
-            position = _position_from_state(_mapping(raw, "positions[]"))
+        book.realized = typed_field(state, "realized", int)
+        book.charges = typed_field(state, "charges", int)
+        for raw in typed_field(state, "positions", list):
+            position = position_from_state(mapping_field(raw, "positions[]"))
             book.positions[position.contract.instrument_token] = position
             if position.contract.instrument_token < 0:
-                manager._local_tokens[_symbol_key(position.contract)] = position.contract.instrument_token
+                manager._local_tokens[symbol_key(position.contract)] = position.contract.instrument_token
         day = state.get("day")
         if day is not None:
             if not isinstance(day, str):
                 raise ValueError(f"risk state: 'day' must be an ISO date or null, got {day!r}")
             manager._day = date.fromisoformat(day)
-            manager._next_day_ns = _ist_day_start_ns(manager._day + _ONE_DAY)
-        manager._day_started_ns = _field(state, "day_started_ns", int)
-        manager._last_reset_ns = _field(state, "last_reset_ns", int)
-        windows = _field(state, "windows", dict)
+            manager._next_day_ns = ist_day_start_ns(manager._day + _ONE_DAY)
+        manager._day_started_ns = typed_field(state, "day_started_ns", int)
+        manager._last_reset_ns = typed_field(state, "last_reset_ns", int)
+        windows = typed_field(state, "windows", dict)
         for window in manager._windows:
-            saved = _mapping(windows.get(window.name), f"windows.{window.name}")
-            window.key = tuple(_int(part, f"windows.{window.name}.key") for part in _field(saved, "key", list))
-            window.base = _field(saved, "base", int) + shift
-        manager._peak = _field(state, "peak_equity", int) + shift
-        manager._halted = _field(state, "halted", bool)
-        manager._halt_reason = _field(state, "halt_reason", str)
-        for raw in _field(state, "breaches", list):
-            breach = _mapping(raw, "breaches[]")
-            manager._breaches[_field(breach, "window", str)] = _Breach(
-                limit=_field(breach, "limit", str), ts_ns=_field(breach, "ts_ns", int),
-                reason=_field(breach, "reason", str))
-        manager._level = RiskLevel(_field(state, "level", str))
-        manager._level_reason = _field(state, "level_reason", str)
-        manager._flatten_pending = _field(state, "flatten_pending", bool)
+            saved = mapping_field(windows.get(window.name), f"windows.{window.name}")
+            key = typed_field(saved, "key", list)
+            window.key = tuple(int_field(part, f"windows.{window.name}.key") for part in key)
+            window.base = typed_field(saved, "base", int) + shift
+        manager._peak = typed_field(state, "peak_equity", int) + shift
+        manager._halted = typed_field(state, "halted", bool)
+        manager._halt_reason = typed_field(state, "halt_reason", str)
+        for raw in typed_field(state, "breaches", list):
+            breach = mapping_field(raw, "breaches[]")
+            manager._breaches[typed_field(breach, "window", str)] = Breach(
+                limit=typed_field(breach, "limit", str), ts_ns=typed_field(breach, "ts_ns", int),
+                reason=typed_field(breach, "reason", str))
+        manager._level = RiskLevel(typed_field(state, "level", str))
+        manager._level_reason = typed_field(state, "level_reason", str)
+        manager._flatten_pending = typed_field(state, "flatten_pending", bool)
         # A restart is not a change: no event.
         manager._published_state, manager._published_breaches = manager.state, frozenset(manager._breaches)
         return manager
@@ -589,7 +379,7 @@ class RiskManager:
         """
         if contract.instrument_token:
             return contract
-        key = _symbol_key(contract)
+        key = symbol_key(contract)
         token = self._local_tokens.get(key)
         if token is None:
             listed = self._instruments.contract(key) if self._instruments is not None else None
@@ -616,7 +406,7 @@ class RiskManager:
         if ts_ns < self._next_day_ns:
             return  # the hot path: same IST day (an event from an earlier day never rolls anything back)
         day = ist_date(ts_ns)
-        self._next_day_ns = _ist_day_start_ns(day + _ONE_DAY)
+        self._next_day_ns = ist_day_start_ns(day + _ONE_DAY)
         if self._day is not None and day <= self._day:
             return
         first_event = self._day is None
@@ -670,7 +460,7 @@ class RiskManager:
             if shares[name] >= 1 and name not in self._breaches:
                 breach_reason = (f"{self._usage(name, equity, shares[name])}: limit reached, new entries refused "
                                  f"until {self._clears(name)}")
-                self._breaches[name] = _Breach(self._limit_field(name), ts_ns, breach_reason)
+                self._breaches[name] = Breach(self._limit_field(name), ts_ns, breach_reason)
                 reason, limit = breach_reason, self._limit_field(name)
                 if self.config.flatten_on_breach:
                     self._flatten_pending = True
@@ -709,258 +499,7 @@ class RiskManager:
     def _breach_summary(self) -> str:
         return "; ".join(b.reason for b in self._breaches.values())
 
-    def _orders_in_second(self, ts_ns: int) -> int:
-        return self._order_rate.used(ts_ns)
-
-    def _occupied_tokens(self) -> dict[int, str]:
-        """Instrument token → underlying of every open position and every pending approved intent."""
-        occupied = {p.contract.instrument_token: p.contract.underlying for p in self.book.open_positions()}
-        occupied.update((p.token, p.underlying) for p in self._pending.values())
-        return occupied
-
-    def _margins(self, order: _Order) -> _Margins:
-        modelled = order.margin_required is None or order.margin_available is None
-        used, available = (modelled_account_margin(self.book, self.capital) if modelled else (0, 0))
-        required = order.margin_required
-        if required is None:
-            required = modelled_order_margin(self.book, order.contract, order.side, order.quantity, order.price)
-        if order.margin_available is not None:
-            available = order.margin_available
-            used = order.margin_used if order.margin_used is not None else 0
-        return _Margins(required=required, available=available, used=used, modelled=modelled)
-
-    # -- the entry checks, in order (each returns "" to pass, else the reason) --------------------------------
-    def _check_tradable(self, order: _Order) -> str:
-        contract, today = order.contract, order.local.date()
-        if contract.expiry < today:
-            return (f"{contract.tradingsymbol} expired on {contract.expiry.isoformat()} (today is "
-                    f"{today.isoformat()} IST): it is not tradable")
-        if self._instruments is None:
-            return ""
-        listed = self._instruments.contract(_symbol_key(contract))
-        if listed is None:
-            return (f"{contract.exchange}:{contract.tradingsymbol} is not in the instrument master (today's "
-                    "instrument dump): it is not tradable")
-        if listed.lot_size != contract.lot_size:
-            return (f"{contract.tradingsymbol} has lot size {contract.lot_size} but the instrument master says "
-                    f"{listed.lot_size}: build the contract from the instrument dump")
-        return ""
-
-    def _check_window(self, order: _Order) -> str:
-        config, local = self.config, order.local
-        if self._calendar is not None:
-            try:
-                trading_day = self._calendar.is_trading_day(local.date())
-            except ValueError as exc:
-                return f"cannot tell whether {local.date().isoformat()} is a trading day: {exc}"
-            if not trading_day:
-                return f"{local:%A %Y-%m-%d} is not an NSE/BSE trading day: no new entries"
-        now = local.time()
-        if now < config.no_entry_before or now > config.no_entry_after:
-            return (f"new entries are allowed only {config.no_entry_before:%H:%M}-{config.no_entry_after:%H:%M} "
-                    f"IST (no_entry_before/no_entry_after); it is {now:%H:%M:%S} IST")
-        return ""
-
-    def _check_lots(self, order: _Order) -> str:
-        lot, most = order.contract.lot_size, self.config.max_lots_per_trade
-        lots = order.quantity // lot
-        if lots > most:
-            return (f"{lots} lots exceeds max_lots_per_trade={most}: order at most {most} lot(s) "
-                    f"({most * lot} units) of {order.contract.tradingsymbol}")
-        return ""
-
-    def _check_freeze(self, order: _Order) -> str:
-        contract = order.contract
-        freeze = freeze_quantity(contract.underlying)
-        if order.quantity > freeze:
-            lots = freeze // contract.lot_size
-            return (f"quantity {order.quantity} exceeds the {contract.underlying} freeze quantity of {freeze} units "
-                    f"per order: at most {lots} lots ({lots * contract.lot_size} units) per order")
-        return ""
-
-    def _check_symbol_positions(self, order: _Order) -> str:
-        occupied = self._occupied_tokens()
-        underlying, most = order.contract.underlying, self.config.max_positions_per_symbol
-        if order.contract.instrument_token in occupied:
-            return ""  # adding to a position (or to a pending order) opens no new one
-        count = sum(1 for name in occupied.values() if name == underlying)
-        if count >= most:
-            return (f"{count} {underlying} positions are open or pending, max_positions_per_symbol={most}: "
-                    "close one before opening another")
-        return ""
-
-    def _check_total_positions(self, order: _Order) -> str:
-        occupied = self._occupied_tokens()
-        most = self.config.max_total_positions
-        if order.contract.instrument_token not in occupied and len(occupied) >= most:
-            return (f"{len(occupied)} positions are open or pending, max_total_positions={most}: "
-                    "close one before opening another")
-        return ""
-
-    def _check_price(self, order: _Order) -> str:
-        if order.price <= 0:
-            return (f"no price to check the order against (got {format_inr(order.price)}): give a limit price or "
-                    "the expected price")
-        return ""
-
-    def _check_order_value(self, order: _Order) -> str:
-        value = order.quantity * order.price
-        if value > self.max_order_value:
-            lot = order.contract.lot_size
-            lots = self.max_order_value // (lot * order.price)
-            fix = f"at most {lots} lot(s) at this price" if lots else "not even one lot fits at this price"
-            return (f"order value {format_inr(value)} ({order.quantity} × {format_inr(order.price)}) exceeds "
-                    f"max_order_value {format_inr(self.max_order_value)}: {fix}")
-        return ""
-
-    def _check_risk_per_trade(self, order: _Order) -> str:
-        """Premium at risk to the stop: a long loses down to the stop, a short up to it; no stop → the default."""
-        stop, price, quantity = order.stop_loss_price, order.price, order.quantity
-        if stop is None:
-            fraction = self.config.default_stop_loss_pct
-            per_unit = price * fraction
-            how = f"default stop {_pct(fraction)} of the premium, as no stop-loss was given"
-        else:
-            wrong_side = stop >= price if order.side is Side.BUY else stop <= price
-            if stop <= 0 or wrong_side:
-                where = "below" if order.side is Side.BUY else "above"
-                return (f"stop-loss {format_inr(stop)} must be {where} the {order.side.value} price "
-                        f"{format_inr(price)} (and positive)")
-            per_unit = abs(price - stop)
-            how = f"to the stop-loss {format_inr(stop)}"
-        at_risk = round(quantity * per_unit)
-        limit = self.risk_per_trade_limit
-        if at_risk <= limit:
-            return ""
-        lot = order.contract.lot_size
-        lots = int(limit // (per_unit * lot)) if per_unit > 0 else 0
-        fix = (f"at most {lots} lot(s) with this stop" if lots
-               else "not even one lot fits: give a closer stop-loss or choose a cheaper strike")
-        return (f"premium at risk {format_inr(at_risk)} ({how}) exceeds max_risk_per_trade_pct="
-                f"{self.config.max_risk_per_trade_pct:g} of capital = {format_inr(limit)}: {fix}")
-
-    def _check_margin_buffer(self, order: _Order) -> str:
-        margins = self._margins(order)
-        left = margins.available - margins.required
-        if left < self.min_margin_buffer:
-            source = " (modelled: premium for buys, an estimate for sells)" if margins.modelled else ""
-            return (f"margin left after the order {format_inr(left)} would be below min_margin_buffer "
-                    f"{format_inr(self.min_margin_buffer)} (available {format_inr(margins.available)}, "
-                    f"this order needs {format_inr(margins.required)}){source}")
-        return ""
-
-    def _check_margin_utilisation(self, order: _Order) -> str:
-        margins = self._margins(order)
-        capacity = margins.used + margins.available
-        after = (margins.used + margins.required) / capacity if capacity > 0 else 1.0
-        most = self.config.max_margin_utilisation_pct
-        if after > most:
-            return (f"margin utilisation after the order would be {after:.1%}, above max_margin_utilisation_pct="
-                    f"{most:g} (used {format_inr(margins.used)} + this order {format_inr(margins.required)} of "
-                    f"{format_inr(capacity)})")
-        return ""
-
-    def _check_order_rate(self, order: _Order) -> str:
-        sent, most = self._orders_in_second(order.ts_ns), self.config.max_orders_per_second
-        if sent >= most:
-            return (f"{sent} orders sent in the last second, max_orders_per_second={most} (Kite allows 10/s): "
-                    "retry in the next second")
-        return ""
-
-    def _check_price_band(self, order: _Order) -> str:
-        if order.price_band is None:
-            return ""
-        low, high = order.price_band
-        if not low <= order.price <= high:
-            return (f"price {format_inr(order.price)} is outside the day's price band "
-                    f"{format_inr(low)}-{format_inr(high)}: the exchange would reject it")
-        return ""
-
-
-_ENTRY_CHECKS: tuple[tuple[str, Callable[[RiskManager, _Order], str]], ...] = (
-    ("tradable", RiskManager._check_tradable),
-    ("window", RiskManager._check_window),
-    ("lots", RiskManager._check_lots),
-    ("freeze", RiskManager._check_freeze),
-    ("symbol_positions", RiskManager._check_symbol_positions),
-    ("total_positions", RiskManager._check_total_positions),
-    ("price", RiskManager._check_price),
-    ("order_value", RiskManager._check_order_value),
-    ("risk_per_trade", RiskManager._check_risk_per_trade),
-    ("margin_buffer", RiskManager._check_margin_buffer),
-    ("margin_utilisation", RiskManager._check_margin_utilisation),
-    ("order_rate", RiskManager._check_order_rate),
-    ("price_band", RiskManager._check_price_band),
-)
-
-
 def _refuse(check: str, reason: str, is_exit: bool) -> RiskDecision:
     return RiskDecision(False, reason, is_exit, check)
 
 
-def _whole_lots_problem(contract: OptionContract, quantity: int) -> str:
-    lot = contract.lot_size
-    if quantity <= 0:
-        return f"quantity {quantity} must be a positive whole number of lots (lot size {lot})"
-    if quantity % lot:
-        below = quantity // lot * lot
-        options = f"{below} or {below + lot}" if below else f"{lot}"
-        return (f"quantity {quantity} is not a whole number of lots (lot size {lot} for "
-                f"{contract.tradingsymbol}): use {options}")
-    return ""
-
-
-def _symbol_key(contract: OptionContract) -> str:
-    return f"{contract.exchange}:{contract.tradingsymbol}"
-
-
-# -- state (de)serialisation -----------------------------------------------------------------------------------------
-
-def _position_state(position: BookPosition) -> dict[str, object]:
-    contract = position.contract
-    return {
-        "contract": {
-            "exchange": contract.exchange, "tradingsymbol": contract.tradingsymbol,
-            "underlying": contract.underlying, "expiry": contract.expiry.isoformat(), "strike": contract.strike,
-            "option_type": contract.option_type.value, "lot_size": contract.lot_size,
-            "tick_size": contract.tick_size, "instrument_token": contract.instrument_token,
-        },
-        "quantity": position.quantity, "cost": position.cost, "realized": position.realized,
-        "last_price": position.last_price, "trade_realized": position.trade_realized,
-        "trade_charges": position.trade_charges,
-    }
-
-
-def _position_from_state(data: Mapping[str, object]) -> BookPosition:
-    raw = _mapping(data.get("contract"), "positions[].contract")
-    contract = OptionContract(
-        exchange=_field(raw, "exchange", str), tradingsymbol=_field(raw, "tradingsymbol", str),
-        underlying=_field(raw, "underlying", str), expiry=date.fromisoformat(_field(raw, "expiry", str)),
-        strike=_field(raw, "strike", int), option_type=OptionType(_field(raw, "option_type", str)),
-        lot_size=_field(raw, "lot_size", int), tick_size=_field(raw, "tick_size", int),
-        instrument_token=_field(raw, "instrument_token", int),
-    )
-    return BookPosition(contract, quantity=_field(data, "quantity", int), cost=_field(data, "cost", int),
-                        realized=_field(data, "realized", int), last_price=_field(data, "last_price", int),
-                        trade_realized=_field(data, "trade_realized", int),
-                        trade_charges=_field(data, "trade_charges", int))
-
-
-def _field(data: Mapping[str, object], key: str, kind: type[_T]) -> _T:
-    value = data.get(key)
-    # bool is an int subclass: a flag must not pass for a number, nor a number for a flag.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ValueError(f"risk state: {key!r} must be {kind.__name__}, got {value!r}")
-    return value
-
-
-def _int(value: object, where: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"risk state: {where} must be int, got {value!r}")
-    return value
-
-
-def _mapping(value: object, where: str) -> Mapping[str, object]:
-    if not isinstance(value, dict):
-        raise ValueError(f"risk state: {where} must be an object, got {value!r}")
-    return value
