@@ -167,10 +167,14 @@ def test_sigterm_stops_the_daemon_gracefully(tmp_path: Path) -> None:
     assert process.returncode == 0, err
     lines.extend(json.loads(raw) for raw in rest.splitlines())
     events = [line["event"] for line in lines]
-    assert events[0] == "daemon_started"
+    # Started at 09:14:30, before the open: the first screen says the clock jumped, and to where.
+    assert events[:2] == ["market_closed_jump", "daemon_started"]
+    assert lines[0]["to_time"] == "2026-11-20T09:15:00+05:30"
+    assert str(lines[1]["session_time"]).startswith("2026-11-20T09:1")  # at 600x the clock runs on meanwhile
+    assert "strategy_warming_up" in events
     assert "stop_requested" in events and events[-1] == "summary"
     summary = lines[-1]
-    for key in ("trades", "win_rate", "profit_factor", "net_pnl", "max_drawdown"):
+    for key in ("trades", "win_rate", "profit_factor", "net_pnl_inr", "max_drawdown_inr"):
         assert key in summary
 
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import signal
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from typing import Any
 
 from trader import builders
@@ -22,14 +21,14 @@ from trader.adapters.kite.ticker import KiteTicker
 from trader.adapters.ports import Broker
 from trader.adapters.synthetic import SyntheticMarket
 from trader.bus import EventBus
-from trader.clock import NS_PER_SECOND, Clock, LiveClock, SimClock
+from trader.clock import Clock, LiveClock, SimClock
 from trader.config import ConfigError, Settings
 from trader.events import Command, CommandKind, FeedEnded, Heartbeat
 from trader.ids import IdFactory
 from trader.logging import get_logger
-from trader.market.calendar import IST, MarketCalendar
+from trader.market.calendar import MarketCalendar
 from trader.market.instruments import InstrumentMaster, resolve_underlying
-from trader.money import to_paise
+from trader.money import to_paise, to_rupees
 from trader.strategies.base import StrategyContext
 
 log = get_logger("trader.app")
@@ -47,12 +46,13 @@ class App:
         builders.check_mode(settings)
         wall_now = LiveClock().now_ns()
         self.kite_market = builders.uses_kite_market(settings)
-        self.clock: Clock = builders.build_clock(settings, builders.start_ns(settings, wall_now, start_ns))
-        self.bus = EventBus()
-        self.instruments = InstrumentMaster()
         # The built-in market must run in any year, also one the holiday table does not cover yet; real markets
         # must not guess holidays.
         self.calendar = MarketCalendar(weekdays_when_unknown=not self.kite_market)
+        self.journal = builders.open_journal(settings)
+        self.clock: Clock = builders.build_clock(settings, self._market_start(wall_now, start_ns))
+        self.bus = EventBus()
+        self.instruments = InstrumentMaster()
         self.ids = IdFactory(wall_now)
         self.supervisor = Supervisor()
         self.kite = builders.build_kite_client(settings)
@@ -65,7 +65,6 @@ class App:
         self.lossless = lossless
         self.portfolio = PortfolioActor(self.bus, to_paise(settings.risk.initial_capital),
                                         conflate_ticks=not lossless)
-        self.journal = builders.open_journal(settings)
         risk_manager = builders.build_risk_manager(settings, self.journal, self.calendar, self.clock)
         self.risk = RiskGateActor(self.bus, risk_manager, self.clock, self.ids, broker=self.broker,
                                   journal=self.journal, conflate_ticks=not lossless)
@@ -89,6 +88,22 @@ class App:
         self._stop = asyncio.Event()
         self._feeds_ended = 0
         self.bus.tap(self._watch)
+
+    def _market_start(self, wall_now: int, override_ns: int | None) -> int:
+        """Event time at start: the built-in market starts inside a session, and says when it had to jump there."""
+        settings = self.settings
+        start = builders.start_ns(settings, wall_now, override_ns)
+        if self.kite_market:
+            return start
+        if settings.mode == "paper" and override_ns is None and settings.sim.start is None:
+            start = builders.built_in_market_start(settings, self.journal, self.calendar, start)
+        session_open = self.calendar.next_session_open(start)
+        if session_open > start:
+            log.info("market_closed_jump", from_time=builders.ist_text(start), to_time=builders.ist_text(session_open),
+                     why="the built-in market trades only in NSE session hours, so its clock starts at the next "
+                         "session open; pass --start to pick another time")
+            start = session_open
+        return start
 
     async def _connect_kite_market(self) -> None:
         """Load the day's instrument dump, pick the chains around spot, and subscribe the Kite ticker to them."""
@@ -143,9 +158,15 @@ class App:
         now = self.clock.now_ns()
         lag_ms = max(now - self.strategy.last_tick_ts_ns, 0) // 1_000_000 if self.strategy.last_tick_ts_ns else 0
         log.info("heartbeat", **counters, lag_ms=lag_ms, state=self.risk.state.value, risk_level=self.risk.level.value,
-                 equity=self.portfolio.equity, day_pnl=self.portfolio.day_pnl,
-                 sim_time=datetime.fromtimestamp(now / NS_PER_SECOND, tz=IST).isoformat(timespec="seconds"))
+                 equity_inr=to_rupees(self.portfolio.equity), day_pnl_inr=to_rupees(self.portfolio.day_pnl),
+                 sim_time=builders.ist_text(now))
+        self._save_market_time(now)
         self.bus.publish(Heartbeat(ts_ns=now, counters=counters))
+
+    def _save_market_time(self, now: int) -> None:
+        """Paper on the built-in market: remember the simulated time, so the next run starts on a later session."""
+        if self.journal is not None and not self.kite_market and self.settings.mode == "paper":
+            self.journal.save_state(builders.PAPER_MARKET_STATE, {"last_event_ns": now}, now)
 
     async def _heartbeats(self) -> None:
         while True:
@@ -167,8 +188,9 @@ class App:
         log.info("daemon_started", mode=settings.mode, symbols=settings.symbols, strategies=settings.strategies,
                  auto_execution=settings.effective_auto_execution,
                  speed=self.clock.speed if isinstance(self.clock, SimClock) else 1.0,
-                 sim_start=datetime.fromtimestamp(self.clock.now_ns() / NS_PER_SECOND, tz=IST).isoformat(),
-                 capital=settings.risk.initial_capital, confidence_cutoff=settings.strategy.confidence_cutoff)
+                 session_time=builders.ist_text(self.clock.now_ns()),
+                 wall_time=builders.ist_text(LiveClock().now_ns()),
+                 capital_inr=settings.risk.initial_capital, confidence_cutoff=settings.strategy.confidence_cutoff)
         for actor in self.consumers:
             self.supervisor.start(actor)
         for feed in self.feeds:
@@ -220,8 +242,8 @@ class App:
             log.error("shutdown_drain_timeout", pending={i.name: len(i) for i in self.bus.inboxes})
         await self.execution.close()
         await self.supervisor.stop()
+        self._heartbeat()  # the last counters, and the simulated time saved before the journal closes
         await self._close_resources()
-        self._heartbeat()
         summary = self.portfolio.summary()
         counters = self.counters()
         log.info("summary", **_summary_fields(summary),
@@ -231,6 +253,8 @@ class App:
 
 def _summary_fields(summary: PerformanceSummary) -> dict[str, Any]:
     fields = asdict(summary)
+    for name in ("gross_pnl", "charges", "net_pnl", "max_drawdown"):
+        fields[f"{name}_inr"] = to_rupees(fields.pop(name))
     fields["win_rate"] = round(summary.win_rate, 4)
     fields["max_drawdown_pct"] = round(summary.max_drawdown_pct, 6)
     fields["average_slippage_bps"] = round(summary.average_slippage_bps, 2)

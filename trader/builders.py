@@ -7,6 +7,8 @@ user can fix (live mode unconfirmed, a data dir that cannot be opened, a saved s
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
 from trader.adapters.kite.broker import KiteBroker
 from trader.adapters.kite.orders import OrderTracker
@@ -16,8 +18,9 @@ from trader.adapters.ports import Broker
 from trader.adapters.synthetic import SyntheticConfig
 from trader.clock import NS_PER_SECOND, Clock, ExchangeClock, SimClock
 from trader.config import ConfigError, Settings
+from trader.events import TradingState
 from trader.logging import get_logger
-from trader.market.calendar import MarketCalendar
+from trader.market.calendar import IST, MarketCalendar, ist_date
 from trader.market.instruments import UnderlyingSpec
 from trader.money import to_paise
 from trader.risk.core import RiskManager
@@ -119,8 +122,14 @@ def build_risk_manager(settings: Settings, journal: Journal | None, calendar: Ma
     except ValueError as exc:
         raise ConfigError([f"config error: data_dir: the saved risk state cannot be used ({exc}); move "
                            f"{settings.data_dir} aside to start fresh"]) from None
+    path = journal.path if journal is not None else settings.data_dir
     log.warning("risk_state_restored", state=manager.state.value, level=manager.level.value,
-                open_positions=len(manager.open_positions()))
+                open_positions=len(manager.open_positions()), journal=str(path))
+    if manager.state is not TradingState.ACTIVE:
+        clear = (f"stop the daemon and delete {path} to start a fresh paper account" if settings.mode == "paper" else
+                 f"the state is kept in {path}; a resume/reset-daily command comes with the control API (#9)")
+        log.error("risk_state_refuses_entries", state=manager.state.value, reason=manager.state_reason,
+                  journal=str(path), how_to_clear=clear)
     return manager
 
 
@@ -130,6 +139,37 @@ def synthetic_config(settings: Settings, spec: UnderlyingSpec) -> SyntheticConfi
     return SyntheticConfig(seed=sim.seed, spot=spot, annual_vol=sim.annual_vol, atm_iv=sim.atm_iv,
                            strikes_each_side=sim.strikes_each_side, tick_interval_ms=sim.tick_interval_ms,
                            chain_interval_ms=sim.chain_interval_ms, days=sim.days)
+
+
+PAPER_MARKET_STATE = "paper_market"
+
+
+def built_in_market_start(settings: Settings, journal: Journal | None, calendar: MarketCalendar,
+                          start: int) -> int:
+    """Where the built-in market starts in paper mode: never on a simulated day an earlier run already traded.
+
+    Every paper run replays a fresh synthetic day, but the risk state (the day's losses, a breached limit) is kept in
+    the journal. Had the new run started on the same simulated day, yesterday's run's losses would block today's
+    entries, silently. So a run starts at the next session after the last one's simulated day (or now, if later):
+    the old P&L stays on its own day, the weekly and monthly limits still see it.
+    """
+    saved = journal.load_state(PAPER_MARKET_STATE) if journal is not None else None
+    last = saved.get("last_event_ns") if saved is not None else None
+    if not isinstance(last, int) or isinstance(last, bool) or last <= 0:
+        return start
+    last_day = ist_date(last)
+    next_open = calendar.session_bounds(calendar.next_trading_day(last_day))[0]
+    if next_open <= start:
+        return start
+    log.info("paper_market_continues", last_run_day=last_day.isoformat(), starts_at=ist_text(next_open),
+             journal=str(journal.path if journal is not None else ""),
+             why="each paper run trades a new simulated session, so the last run's day P&L and limits stay on "
+                 "its own day; pass --start to choose the day")
+    return next_open
+
+
+def ist_text(ts_ns: int) -> str:
+    return datetime.fromtimestamp(ts_ns // NS_PER_SECOND, tz=IST).isoformat(timespec="seconds")
 
 
 def start_ns(settings: Settings, wall_now_ns: int, override_ns: int | None = None) -> int:

@@ -19,6 +19,7 @@ from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, Clock
 from trader.events import FeedStatus, Fill, Heartbeat, OrderRequest, OrderStatus, OrderType, OrderUpdate, Tick
 from trader.logging import get_logger
+from trader.money import to_rupees
 from trader.ratelimit import RateLimiter
 
 log = get_logger("trader.execution")
@@ -106,7 +107,7 @@ class ExecutionActor(Actor):
                     self._open[event.order_id] = event.intent_id
             log.info("order_update", intent_id=event.intent_id, order_id=event.order_id,
                      status=event.status.value, filled=event.filled_quantity, pending=event.pending_quantity,
-                     average_price=event.average_price, reason=event.reason, event_ts_ns=event.ts_ns)
+                     average_price_inr=to_rupees(event.average_price), reason=event.reason, event_ts_ns=event.ts_ns)
         elif kind is FeedStatus:
             if event.status == "connected":
                 await self._resync("order channel (re)connected")
@@ -114,9 +115,9 @@ class ExecutionActor(Actor):
             self.slippage.add(event)
             log.info("fill", fill_id=event.fill_id, intent_id=event.intent_id, order_id=event.order_id,
                      tradingsymbol=event.contract.tradingsymbol, side=event.side.value, quantity=event.quantity,
-                     price=event.price, expected_price=event.expected_price,
-                     slippage_paise=event.slippage_paise, slippage_bps=round(event.slippage_bps, 2),
-                     charges=event.charges, event_ts_ns=event.ts_ns)
+                     price_inr=to_rupees(event.price), expected_price_inr=to_rupees(event.expected_price),
+                     slippage_inr=to_rupees(event.slippage_paise), slippage_bps=round(event.slippage_bps, 2),
+                     charges_inr=to_rupees(event.charges), event_ts_ns=event.ts_ns)
         if self._resync_pending:
             self._resync_pending = False
             await self._resync("an order was recovered by its tag")

@@ -15,6 +15,7 @@ from trader.clock import NS_PER_SECOND
 from trader.events import Fill, PositionSnapshot, PositionView, Tick
 from trader.logging import get_logger
 from trader.market.calendar import IST
+from trader.money import to_rupees
 
 log = get_logger("trader.portfolio")
 
@@ -124,8 +125,9 @@ class PortfolioActor(Actor):
         closed = self.book.apply(fill.contract, fill.side, fill.quantity, fill.price, fill.charges)
         if closed is not None:
             self._book.trade_pnls.append(closed.net)
-            log.info("trade_closed", tradingsymbol=fill.contract.tradingsymbol, gross=closed.gross,
-                     charges=closed.charges, net=closed.net, intent_id=fill.intent_id, event_ts_ns=fill.ts_ns)
+            log.info("trade_closed", tradingsymbol=fill.contract.tradingsymbol, gross_inr=to_rupees(closed.gross),
+                     charges_inr=to_rupees(closed.charges), net_inr=to_rupees(closed.net), intent_id=fill.intent_id,
+                     event_ts_ns=fill.ts_ns)
         self._seen_fills.add(fill.fill_id)
         self._dirty = True
 
@@ -138,7 +140,8 @@ class PortfolioActor(Actor):
         day = today.toordinal()
         if day != self._session_day:
             if self._session_day:
-                log.info("session_rolled", day_pnl=self.day_pnl, equity=self.equity, event_ts_ns=ts_ns)
+                log.info("session_rolled", day_pnl_inr=to_rupees(self.day_pnl), equity_inr=to_rupees(self.equity),
+                         event_ts_ns=ts_ns)
             self._session_day = day
             self._day_start_equity = self.equity
             self._dirty = True

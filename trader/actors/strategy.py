@@ -19,6 +19,7 @@ from trader.events import (
     Tick,
 )
 from trader.logging import get_logger
+from trader.money import to_rupees
 from trader.strategies.base import Strategy, StrategyContext
 
 log = get_logger("trader.strategy")
@@ -79,5 +80,5 @@ class StrategyActor(Actor):
                 log.info("intent", intent_id=item.intent_id, signal_id=item.signal_id, strategy=item.strategy_id,
                          tradingsymbol=item.contract.tradingsymbol, side=item.side.value, quantity=item.quantity,
                          order_type=item.order_type.value, purpose=item.purpose.value,
-                         expected_price=item.expected_price, reason=item.reason, event_ts_ns=item.ts_ns)
+                         expected_price_inr=to_rupees(item.expected_price), reason=item.reason, event_ts_ns=item.ts_ns)
                 self.bus.publish(item)

@@ -130,6 +130,13 @@ class RiskManager(SeedApi, EntryChecks):
         return TradingState.REDUCING_ONLY if self._breaches else TradingState.ACTIVE
 
     @property
+    def state_reason(self) -> str:
+        """Why the state is what it is: the halt reason, the breached limits, or "" when ACTIVE."""
+        if self._halted:
+            return self._halt_reason
+        return self._breach_summary()
+
+    @property
     def level(self) -> RiskLevel:
         return self._level
 

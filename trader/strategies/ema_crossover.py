@@ -43,6 +43,7 @@ from trader.events import (
     Signal,
     Tick,
 )
+from trader.logging import get_logger
 from trader.market.calendar import IST
 from trader.market.instruments import OptionContract, OptionType
 from trader.money import format_inr, to_rupees
@@ -51,6 +52,12 @@ from trader.strategies.base import StrategyContext
 STRATEGY_NAME = "ema_crossover_enhanced"
 _NS = 1_000_000_000
 _EXIT_RETRY_NS = 5 * _NS
+
+log = get_logger("trader.strategy")
+
+
+def _ist_text(ts_ns: int) -> str:
+    return datetime.fromtimestamp(ts_ns // _NS, tz=IST).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +206,10 @@ class EmaCrossoverEnhanced:
         bar_start = tick.ts_ns - tick.ts_ns % bar_ns
         if self._bar_start_ns < 0:
             self._bar_start_ns = bar_start
+            ready_ns = bar_start + self.params.slow * bar_ns
+            log.info("strategy_warming_up", strategy=self.strategy_id, underlying=self.params.underlying,
+                     bars_needed=self.params.slow, bar_seconds=self.params.bar_seconds,
+                     ready_at=_ist_text(ready_ns), event_ts_ns=tick.ts_ns)
         elif bar_start != self._bar_start_ns:
             self._close_bar(tick, ctx, out)
             self._bar_start_ns = bar_start
@@ -223,6 +234,9 @@ class EmaCrossoverEnhanced:
         self._slow_history.append(self._slow_ema)
         if self._bars < self.params.slow or previous_gap is None:
             return  # the slow EMA is not warmed up yet
+        if self._bars == self.params.slow:
+            log.info("strategy_ready", strategy=self.strategy_id, underlying=self.params.underlying,
+                     bars=self._bars, event_ts_ns=tick.ts_ns)
         gap = self._fast_ema - self._slow_ema
         if previous_gap <= 0 < gap or previous_gap >= 0 > gap:
             direction = Direction.BULLISH if gap > 0 else Direction.BEARISH
