@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import io
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import orjson
+import structlog
+
+from trader.logging import configure_logging
 from trader.market.instruments import OptionContract, OptionType
 from trader.sim import ExchangeSimulator
 
@@ -29,3 +36,17 @@ def atm(sim: ExchangeSimulator, option_type: OptionType = OptionType.CE) -> Opti
     contract = sim.instruments.nearest_strike("NIFTY", expiry, round(sim.market.spot * 100), option_type)
     assert contract is not None
     return contract
+
+
+@contextlib.contextmanager
+def captured_logs(level: str = "INFO") -> Iterator[list[dict[str, Any]]]:
+    """The JSON log lines written inside the block, parsed into the yielded list when the block ends."""
+    stream = io.StringIO()
+    saved = structlog.get_config()
+    configure_logging(level, stream)
+    lines: list[dict[str, Any]] = []
+    try:
+        yield lines
+    finally:
+        structlog.configure(**saved)
+        lines.extend(orjson.loads(line) for line in stream.getvalue().splitlines() if line.strip())

@@ -28,7 +28,7 @@ from trader.config import ConfigError, Settings
 from trader.events import Command, CommandKind, FeedEnded, Heartbeat
 from trader.ids import IdFactory
 from trader.logging import get_logger
-from trader.market.calendar import IST, MarketCalendar, ist_date
+from trader.market.calendar import IST, ist_date
 from trader.market.instruments import IndexInstrument, InstrumentMaster, UnderlyingSpec, resolve_underlying
 from trader.risk.core import RiskManager
 from trader.store.journal import Journal, JournalError
@@ -80,9 +80,8 @@ class App:
         self.clock: Clock = ExchangeClock() if self.kite_market else SimClock(start, speed=speed)
         self.bus = EventBus()
         self.instruments = InstrumentMaster()
-        # The built-in market must run in any year, also one the holiday table does not cover yet; real markets
-        # must not guess holidays.
-        self.calendar = MarketCalendar(weekdays_when_unknown=not self.kite_market)
+        # In a year without holiday data every weekday trades; on a real market that warns once a day.
+        self.calendar = settings.market_calendar(warn_clock=self.clock.now_ns if self.kite_market else None)
         self.ids = IdFactory(wall_now)
         self.supervisor = Supervisor()
         self.kite: KiteRestClient | None = None
