@@ -26,7 +26,8 @@ from trader.market.instruments import resolve_underlying
 from trader.risk.config import RiskConfig, require_fraction
 
 ENV_PREFIX = "TRADER_"
-# Zerodha starts squaring off intraday (MIS) F&O positions at 15:25 IST (india-fno-facts.md §1.2).
+# Zerodha starts squaring off intraday (MIS) F&O positions at 15:25 IST (support.zerodha.com, "Intraday auto
+# square-off timings").
 ZERODHA_FO_SQUARE_OFF = time(15, 25)
 KNOWN_STRATEGIES = ("ema_crossover_enhanced",)
 
