@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -298,8 +299,7 @@ class _Reader:
         return days
 
 
-def _read_file(file: Any, *, require_format: bool) -> _Parsed:
-    """``file`` is a Path or an importlib Traversable."""
+def _read_file(file: Path | Traversable, *, require_format: bool) -> _Parsed:
     name = str(file)
     try:
         text = file.read_text(encoding="utf-8")
