@@ -149,6 +149,8 @@ def test_parse_normalises_case_and_whitespace_and_takes_overrides() -> None:
 def test_parse_uses_the_given_calendar_for_monthlies() -> None:
     closed_on_30_dec = MarketCalendar(extra_holidays=[date(2025, 12, 30)])
     assert OptionContract.parse("NIFTY25DEC24000CE", calendar=closed_on_30_dec).expiry == date(2025, 12, 29)
+    # A year without holiday data: the weekday rule alone (last Tuesday), until the year's holidays are added.
+    assert OptionContract.parse("NIFTY27JAN24000CE").expiry == date(2027, 1, 26)
 
 
 @pytest.mark.parametrize(
@@ -175,7 +177,7 @@ def test_parse_uses_the_given_calendar_for_monthlies() -> None:
         ("BFO:SENSEX26SEPFUT", "futures symbol, not an option"),
         ("BFO:NIFTY25DEC24000CE", "NIFTY options trade on NFO, not BFO"),
         ("NSE:NIFTY25DEC24000CE", "exchange prefix 'NSE' is not NFO or BFO"),
-        ("NIFTY27JAN24000CE", "no NSE/BSE holiday data for 2027"),
+        ("NIFTY24DEC24000CE", "no expiry rule for NIFTY before 2025-01-01"),
     ],
 )
 def test_parse_rejects_malformed_symbols_with_a_precise_message(symbol: str, problem: str) -> None:

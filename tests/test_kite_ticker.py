@@ -7,6 +7,7 @@ import base64
 import contextlib
 import struct
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
 import orjson
@@ -18,6 +19,7 @@ from websockets.http11 import Request, Response
 from trader.adapters.kite.ticker import KiteTicker, Mode
 from trader.clock import SimClock
 from trader.events import FeedStatus, Tick
+from trader.market.calendar import IST, MarketCalendar
 
 from helpers import FIXTURES, T0
 
@@ -184,3 +186,18 @@ def test_the_access_token_is_redacted_from_logged_errors() -> None:
 
     text = repr(ValueError("bad uri ws://x?api_key=key&access_token=s3cr3tTOKEN'"))
     assert "s3cr3tTOKEN" not in _redacted(text) and "access_token=***" in _redacted(text)
+
+
+async def test_the_silence_check_runs_in_a_year_without_holiday_data() -> None:
+    # Tue 5 Jan 2027 10:05 IST: the shipped calendar has no 2027 holidays. The check used to raise there, which ended
+    # the feed; now the market counts as open on a weekday, so a silent connection is still noticed.
+    clock = SimClock(int(datetime(2027, 1, 5, 10, 5, tzinfo=IST).timestamp()) * 1_000_000_000)
+    fake = FakeKite([[0.5], [frame(FULL_PACKET)]])
+    statuses: list[FeedStatus] = []
+    async with running(fake) as root:
+        calendar = MarketCalendar(warn_clock=clock.now_ns)
+        t = KiteTicker("key", "good", [408065], clock=clock, root=root, calendar=calendar, silence_timeout_s=0.2,
+                       initial_backoff_s=0.01, max_backoff_s=0.05)
+        t.attach(lambda e: statuses.append(e) if isinstance(e, FeedStatus) else None)
+        await asyncio.wait_for(take(t, 1), timeout=10)
+    assert "silent" in [s.status for s in statuses]

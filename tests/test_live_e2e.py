@@ -11,30 +11,19 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from trader.adapters.kite.rest import checksum
 from trader.app import App
 from trader.config import load_settings
 from trader.events import Fill, OrderRequest, OrderUpdate
 from trader.market.calendar import IST
 from trader.sim import ExchangeSimulator, Faults
 
+from helpers import sim_access_token as access_token
+
 pytestmark = pytest.mark.usefixtures("quiet_logs")
 
 OPEN = int(datetime(2026, 11, 20, 9, 15, tzinfo=IST).timestamp()) * 1_000_000_000  # Fri; expiry Mon 23 Nov
-
-
-async def access_token(base: str) -> str:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{base}/connect/login", params={"api_key": "sim_api_key", "v": "3"},
-                            allow_redirects=False) as response:
-            request_token = response.headers["Location"].split("request_token=")[1].split("&")[0]
-        form = {"api_key": "sim_api_key", "request_token": request_token,
-                "checksum": checksum("sim_api_key", request_token, "sim_api_secret")}
-        async with http.post(f"{base}/session/token", data=form, headers={"X-Kite-Version": "3"}) as response:
-            return str((await response.json())["data"]["access_token"])
 
 
 async def run_live_session(tmp_path: Path, faults: Faults, wall_seconds: float) -> tuple[App, ExchangeSimulator,

@@ -26,7 +26,6 @@ from trader.config import ConfigError, Settings
 from trader.events import Command, CommandKind, FeedEnded, Heartbeat
 from trader.ids import IdFactory
 from trader.logging import get_logger
-from trader.market.calendar import MarketCalendar
 from trader.market.instruments import InstrumentMaster, resolve_underlying
 from trader.money import to_paise, to_rupees
 from trader.strategies.base import StrategyContext
@@ -46,9 +45,8 @@ class App:
         builders.check_mode(settings)
         wall_now = LiveClock().now_ns()
         self.kite_market = builders.uses_kite_market(settings)
-        # The built-in market must run in any year, also one the holiday table does not cover yet; real markets
-        # must not guess holidays.
-        self.calendar = MarketCalendar(weekdays_when_unknown=not self.kite_market)
+        # In a year without holiday data every weekday trades; on a real market that warns once a day.
+        self.calendar = settings.market_calendar(warn_clock=self._now_ns if self.kite_market else None)
         self.journal = builders.open_journal(settings)
         self.clock: Clock = builders.build_clock(settings, self._market_start(wall_now, start_ns))
         self.bus = EventBus()
@@ -88,6 +86,9 @@ class App:
         self._stop = asyncio.Event()
         self._feeds_ended = 0
         self.bus.tap(self._watch)
+
+    def _now_ns(self) -> int:
+        return self.clock.now_ns()
 
     def _market_start(self, wall_now: int, override_ns: int | None) -> int:
         """Event time at start: the built-in market starts inside a session, and says when it had to jump there."""

@@ -11,6 +11,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import orjson
 from trader import __version__
 from trader.config import ConfigError, Settings, load_settings, masked_dump
 from trader.logging import configure_logging, get_logger
+from trader.market.calendar import IST
 
 EXIT_CONFIG = 2
 
@@ -38,6 +40,8 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--days", type=int, help="built-in market sessions to run (0 = until stopped)")
     parser.add_argument("--start", help="built-in market start, ISO date-time (IST unless a zone is given)")
     parser.add_argument("--log-level", help="DEBUG | INFO | WARNING | ERROR")
+    parser.add_argument("--calendar-file", type=Path, help="TOML file extending the shipped NSE calendar "
+                        "(next year's holidays; format: trader/market/data/nse_calendar.toml)")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -48,6 +52,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "strategies": _join(args.strategies),
         "auto_execution": args.auto_execution,
         "log_level": args.log_level.upper() if args.log_level else None,
+        "calendar_file": args.calendar_file,
     }
     nested: dict[str, dict[str, Any]] = {
         "risk": {"initial_capital": args.capital, "max_daily_loss_pct": args.max_daily_loss},
@@ -84,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=7, help="random seed of the simulated market")
     sim.add_argument("--follow-calendar", action="store_true",
                      help="follow the real NSE calendar and hours instead of a session open from the start")
+    sim.add_argument("--start", metavar="DATETIME",
+                     help="simulated start, ISO date-time, IST unless a zone is given (e.g. 2027-01-05T09:15); "
+                          "default: the open of the current or next session")
     sim.add_argument("--log-level", default="INFO")
     login = sub.add_parser("login", help="exchange the day's Kite request token for an access token (stored 0600)")
     _settings_flags(login)
@@ -135,6 +143,11 @@ def _sim(args: argparse.Namespace) -> int:
         problems.append(f"--speed {args.speed}: must be above 0, e.g. --speed 60 for an hour a minute")
     if args.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append(f"--log-level {args.log_level}: use DEBUG, INFO, WARNING or ERROR")
+    start = None
+    if args.start is not None:
+        start, problem = _sim_start(args.start, args.follow_calendar)
+        if problem:
+            problems.append(problem)
     if problems:
         for line in problems:
             print(f"config error: {line}", file=sys.stderr)
@@ -145,7 +158,7 @@ def _sim(args: argparse.Namespace) -> int:
     async def until_signalled() -> None:
         task = asyncio.create_task(serve(host=args.host, port=args.port, api_key=args.api_key,
                                          api_secret=args.api_secret, speed=args.speed, seed=args.seed,
-                                         follow_calendar=args.follow_calendar))
+                                         start=start, follow_calendar=args.follow_calendar))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
@@ -158,6 +171,22 @@ def _sim(args: argparse.Namespace) -> int:
         print(f"sim failed: {exc} (is the port in use? try --port 0 for a free one)", file=sys.stderr)
         return 1
     return 0
+
+
+def _sim_start(text: str, follow_calendar: bool) -> tuple[datetime | None, str]:
+    """``trader sim --start``: an ISO date-time, IST unless it names a zone; (value, "") or (None, problem)."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None, (f"--start {text!r}: not an ISO date-time; write it like 2027-01-05T09:15 (IST) or "
+                      "2027-01-05T03:45+00:00")
+    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=IST)
+    if follow_calendar:
+        return None, "--start: --follow-calendar runs on the wall clock; give one of --start and --follow-calendar"
+    if moment.year < 2025:
+        return None, (f"--start {text}: the simulated market follows the expiry rules in force since 2025; "
+                      "start in 2025 or later")
+    return moment, ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

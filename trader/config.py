@@ -7,6 +7,7 @@ here (what a human types) and converted to paise where the domain takes over.
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Callable
 from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,12 +21,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from trader.market.calendar import IST
+from trader.market.calendar import IST, CalendarError, MarketCalendar, load_calendar_data
 from trader.market.instruments import resolve_underlying
 from trader.risk.config import RiskConfig, require_fraction
 
 ENV_PREFIX = "TRADER_"
-# Zerodha starts squaring off intraday (MIS) F&O positions at 15:25 IST (india-fno-facts.md §1.2).
+# Zerodha starts squaring off intraday (MIS) F&O positions at 15:25 IST (support.zerodha.com, "Intraday auto
+# square-off timings").
 ZERODHA_FO_SQUARE_OFF = time(15, 25)
 KNOWN_STRATEGIES = ("ema_crossover_enhanced",)
 
@@ -142,6 +144,9 @@ class Settings(BaseSettings):
     kite_ws_root: str = "wss://ws.kite.trade"
     kite_product: Literal["MIS", "NRML"] = "MIS"
     kite_timeout_seconds: float = Field(7.0, gt=0, le=60, description="per REST request, as the official client")
+    # TRADER_CALENDAR_FILE: NSE holidays, special sessions and session hours that extend or override the shipped
+    # trader/market/data/nse_calendar.toml (same format, documented at its top), e.g. next year's holiday list.
+    calendar_file: Path | None = None
 
     @field_validator("kite_api_root", "kite_ws_root")
     @classmethod
@@ -150,6 +155,22 @@ class Settings(BaseSettings):
         if not value.startswith(schemes):
             raise ValueError(f"must start with {' or '.join(schemes)}, e.g. {schemes[-1]}127.0.0.1:8000")
         return value.rstrip("/")
+
+    @field_validator("calendar_file")
+    @classmethod
+    def _calendar_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            load_calendar_data(value)  # a CalendarError names the file, the field in it and the fix
+        return value
+
+    def market_calendar(self, *, warn_clock: Callable[[], int] | None = None) -> MarketCalendar:
+        """The shipped calendar with ``calendar_file`` over it; ``warn_clock`` as in ``MarketCalendar``."""
+        try:
+            data = load_calendar_data(self.calendar_file)
+        except CalendarError as exc:
+            raise ConfigError([f"config error: calendar_file: {exc}; set it with TRADER_CALENDAR_FILE or "
+                               "--calendar-file"]) from None
+        return MarketCalendar(data, warn_clock=warn_clock)
 
     @property
     def kite_token_file(self) -> Path:
@@ -253,6 +274,7 @@ CLI_FLAGS: dict[str, str] = {
     "sim.seed": "--seed",
     "sim.days": "--days",
     "sim.start": "--start",
+    "calendar_file": "--calendar-file",
 }
 
 

@@ -1,77 +1,67 @@
 """NSE/BSE F&O trading calendar: sessions, holidays and option expiries.
 
-Source: the project fact sheet (``/work/shared/docs/india-fno-facts.md``, compiled 24 Nov 2026):
-§1.1 session times, §1.3 holidays and special sessions, §2.2 expiry days. Times come in as IST
-wall-clock times and leave as integer nanoseconds UTC, the domain's time unit.
+Times come in as IST wall-clock times and leave as integer nanoseconds UTC, the domain's time unit.
 
-Holiday data exists only for the years in ``HOLIDAY_DATA_YEARS``. Any question about another year
-raises ``ValueError`` instead of guessing: an unknown holiday silently treated as a trading day would
-put a wrong session or a wrong expiry into the daemon. Each December, add the next year from the NSE
-holiday circular.
+The data live in a TOML file shipped with the package, ``trader/market/data/nse_calendar.toml`` (see
+``SHIPPED_CALENDAR_FILE``), whose header documents the format:
+
+* ``format = 1``, and ``weekly_underlyings``: the underlyings with weekly options (NIFTY, SENSEX);
+* ``[[session_hours]]`` rows ``from`` / ``open`` / ``close`` (IST): the F&O normal market, effective-dated
+  (09:15-15:30, and 09:15-15:40 from 3 Aug 2026);
+* ``[[expiry_weekdays]]`` rows ``from`` / ``weekday`` / ``underlyings``: the expiry weekday by unadjusted expiry
+  date (NSE Thursday, then Tuesday from 1 Sep 2025; SENSEX Tuesday, then Thursday from 1 Sep 2025);
+* ``[years.YYYY]`` tables, one per year whose holiday list is complete, with ``holidays`` (weekday closures,
+  ``YYYY-MM-DD = "description"``) and ``special_sessions`` (weekend days with a normal session, such as the
+  Union Budget days Sat 1 Feb 2025 and Sun 1 Feb 2026). Every row may carry a ``source``.
+
+A user file in the same layout (``calendar_file`` setting, ``TRADER_CALENDAR_FILE``) extends and overrides the
+shipped one, so next year's NSE list or an ad-hoc closure needs no code change: see ``load_calendar_data``.
+A malformed file raises ``CalendarError`` naming the file, the field and the fix.
+
+A year without holiday data never raises: every weekday counts as a trading day (known extra closures still
+apply). That is right for the built-in market and backtests; in live trading the exchange itself refuses orders
+on a holiday, and a calendar built with ``warn_clock`` logs one ``calendar_unknown_year`` warning per day naming
+the year and where to add it.
+
+Sources, also named next to each row of the data file: NSE trading-holiday circulars (2026: NSE/FAOP/71777 and
+NSE/CMTR/71775, 12 Dec 2025; the ad-hoc 15 Jan 2026 closure: NSE circulars of 9-12 Jan 2026; list at
+https://www.nseindia.com/resources/exchange-communication-holidays); the Budget-day session NSE/CMTR/72349
+(16 Jan 2026); the 15:40 close NSE/FAOP/74467 (29 May 2026) and BSE notice 20260801-2; the expiry days from
+NSE's equity-derivatives contract specifications (NSE/FAOP/68747) and SEBI circular
+SEBI/HO/MRD/TPD-1/P/CIR/2024/132 (1 Oct 2024, one benchmark weekly per exchange). An expiry that falls on a
+holiday moves to the previous trading day.
 """
 
 from __future__ import annotations
 
 import calendar as gregorian
-from calendar import SATURDAY, THURSDAY, TUESDAY
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import re
+import tomllib
+from calendar import SATURDAY
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from trader.logging import get_logger
+
 IST = ZoneInfo("Asia/Kolkata")
+
+log = get_logger("trader.calendar")
 
 _NS_PER_MICROSECOND = 1_000
 _NS_PER_SECOND = 1_000_000_000
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_DAY = timedelta(days=1)
 
-HOLIDAY_DATA_YEARS = frozenset({2025, 2026})
-
-# NSE trading holidays on weekdays (fact sheet §1.3: 2025 from exchange_calendars and
-# pandas_market_calendars, which agree; 2026 from NSE/FAOP/71777 plus the ad-hoc 15 Jan 2026 closure).
-# BSE closes on the same days for our purposes, so one list serves both exchanges. Weekend holidays need
-# no entry. The Diwali Muhurat sessions (21 Oct 2025; 8 Nov 2026, timing never captured) are one-hour
-# special sessions we do not trade, so those days count as closed.
-TRADING_HOLIDAYS: frozenset[date] = frozenset({
-    date(2025, 2, 26),   # Mahashivratri
-    date(2025, 3, 14),   # Holi
-    date(2025, 3, 31),   # Id-Ul-Fitr
-    date(2025, 4, 10),   # Mahavir Jayanti
-    date(2025, 4, 14),   # Ambedkar Jayanti
-    date(2025, 4, 18),   # Good Friday
-    date(2025, 5, 1),    # Maharashtra Day
-    date(2025, 8, 15),   # Independence Day
-    date(2025, 8, 27),   # Ganesh Chaturthi
-    date(2025, 10, 2),   # Gandhi Jayanti / Dussehra
-    date(2025, 10, 21),  # Diwali Laxmi Pujan (Muhurat session only)
-    date(2025, 10, 22),  # Balipratipada
-    date(2025, 11, 5),   # Guru Nanak Jayanti
-    date(2025, 12, 25),  # Christmas
-    date(2026, 1, 15),   # Maharashtra municipal elections (added 9-12 Jan 2026)
-    date(2026, 1, 26),   # Republic Day
-    date(2026, 3, 3),    # Holi
-    date(2026, 3, 26),   # Ram Navami
-    date(2026, 3, 31),   # Mahavir Jayanti
-    date(2026, 4, 3),    # Good Friday
-    date(2026, 4, 14),   # Ambedkar Jayanti
-    date(2026, 5, 1),    # Maharashtra Day
-    date(2026, 5, 28),   # Bakri Id
-    date(2026, 6, 26),   # Muharram
-    date(2026, 9, 14),   # Ganesh Chaturthi
-    date(2026, 10, 2),   # Gandhi Jayanti
-    date(2026, 10, 20),  # Dussehra
-    date(2026, 11, 10),  # Diwali Balipratipada
-    date(2026, 11, 24),  # Guru Nanak Jayanti
-    date(2026, 12, 25),  # Christmas
-})
-
-# Weekend days with a full normal-hours session (Union Budget days, fact sheet §1.3).
-SPECIAL_SESSIONS: frozenset[date] = frozenset({
-    date(2025, 2, 1),  # Saturday
-    date(2026, 2, 1),  # Sunday
-})
+SHIPPED_CALENDAR_FILE = resources.files("trader.market").joinpath("data", "nse_calendar.toml")
+CALENDAR_FORMAT = 1
+NSE_HOLIDAYS_PAGE = "https://www.nseindia.com/resources/exchange-communication-holidays"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,48 +73,331 @@ class SessionHours:
     close: time
 
 
-# Fact sheet §1.1: 09:15-15:30 for many years; 15:40 from 3 Aug 2026 because of the cash market's
-# closing auction (NSE/FAOP/74467, BSE notice 20260801-2). Read session times from here only: the
-# close moved once and may move again.
-FO_SESSION_HOURS: tuple[SessionHours, ...] = (
-    SessionHours(effective_from=date.min, open=time(9, 15), close=time(15, 30)),
-    SessionHours(effective_from=date(2026, 8, 3), open=time(9, 15), close=time(15, 40)),
-)
-
-
 @dataclass(frozen=True, slots=True)
 class ExpiryWeekday:
     """The expiry weekday for contracts whose unadjusted expiry date is on or after ``effective_from``.
 
-    Weeklies expire on ``weekday``; monthlies on the last such weekday of the month. The rows start in
-    2025, where the holiday data starts; older dates are out of scope.
+    Weeklies expire on ``weekday``; monthlies on the last such weekday of the month.
     """
 
     effective_from: date
     weekday: int
 
 
-_SEPTEMBER_2025_REFORM = date(2025, 9, 1)  # NSE moved to Tuesday, BSE to Thursday (fact sheet §2.2)
-_NSE_EXPIRY_WEEKDAYS = (
-    ExpiryWeekday(date(2025, 1, 1), THURSDAY),
-    ExpiryWeekday(_SEPTEMBER_2025_REFORM, TUESDAY),
-)
-_EXPIRY_WEEKDAYS: Mapping[str, tuple[ExpiryWeekday, ...]] = MappingProxyType({
-    "NIFTY": _NSE_EXPIRY_WEEKDAYS,
-    "BANKNIFTY": _NSE_EXPIRY_WEEKDAYS,
-    "FINNIFTY": _NSE_EXPIRY_WEEKDAYS,
-    "MIDCPNIFTY": _NSE_EXPIRY_WEEKDAYS,
-    "NIFTYNXT50": _NSE_EXPIRY_WEEKDAYS,
-    # Friday until Dec 2024, Tuesday from Jan 2025 (fact sheet [S]; we assume from 1 Jan 2025),
-    # Thursday from 1 Sep 2025 [S].
-    "SENSEX": (
-        ExpiryWeekday(date(2025, 1, 1), TUESDAY),
-        ExpiryWeekday(_SEPTEMBER_2025_REFORM, THURSDAY),
-    ),
-})
+@dataclass(frozen=True, slots=True)
+class CalendarData:
+    """The merged calendar data: what ``MarketCalendar`` answers from.
 
-# SEBI allows one benchmark weekly per exchange since 20 Nov 2024 (fact sheet §2.2).
-WEEKLY_UNDERLYINGS = frozenset({"NIFTY", "SENSEX"})
+    ``years`` are the years whose holiday list is complete; ``files`` the files it was read from (shipped first).
+    """
+
+    years: frozenset[int]
+    holidays: frozenset[date]
+    special_sessions: frozenset[date]
+    session_hours: tuple[SessionHours, ...]  # by effective_from
+    expiry_weekdays: Mapping[str, tuple[ExpiryWeekday, ...]]  # by effective_from
+    weekly_underlyings: frozenset[str]
+    files: tuple[str, ...]
+    descriptions: Mapping[date, str] = field(default_factory=dict)
+
+    @property
+    def user_file(self) -> str | None:
+        return self.files[1] if len(self.files) > 1 else None
+
+
+class CalendarError(ValueError):
+    """A calendar file that cannot be used: one entry in ``problems`` per field, each saying how to fix it."""
+
+    def __init__(self, file: str, problems: list[str]) -> None:
+        super().__init__(f"calendar file {file}: " + "; ".join(problems))
+        self.file = file
+        self.problems = problems
+
+
+# --- reading the data file -------------------------------------------------------------------------------
+
+_WEEKDAYS = {name.lower(): number for number, name in enumerate(gregorian.day_name)}
+_TOP_KEYS = ("format", "weekly_underlyings", "session_hours", "expiry_weekdays", "years")
+_HOURS_KEYS = ("from", "open", "close", "source")
+_EXPIRY_KEYS = ("from", "weekday", "underlyings", "source")
+_YEAR_KEYS = ("source", "holidays", "special_sessions")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_UNDERLYING = re.compile(r"[A-Z][A-Z0-9]*")
+_FORMAT_HINT = f"see the format at the top of {SHIPPED_CALENDAR_FILE}"
+
+
+@dataclass(slots=True)
+class _Parsed:
+    """One file's content, before merging; dicts so a user file can override entries of the shipped one."""
+
+    years: set[int] = field(default_factory=set)
+    holidays: dict[date, str] = field(default_factory=dict)
+    special_sessions: dict[date, str] = field(default_factory=dict)
+    session_hours: dict[date, SessionHours] = field(default_factory=dict)
+    expiry_weekdays: dict[str, dict[date, int]] = field(default_factory=dict)
+    weekly_underlyings: frozenset[str] | None = None
+
+
+class _Reader:
+    """Turns one TOML document into ``_Parsed``, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, *, require_format: bool) -> None:
+        self.require_format = require_format
+        self.problems: list[str] = []
+        self.parsed = _Parsed()
+
+    def problem(self, where: str, message: str) -> None:
+        self.problems.append(f"{where}: {message}")
+
+    def read(self, doc: Mapping[str, Any]) -> _Parsed:
+        self._unknown_keys("the top level", doc, _TOP_KEYS)
+        self._format(doc.get("format"))
+        if "weekly_underlyings" in doc:
+            names = self._underlyings("weekly_underlyings", doc["weekly_underlyings"])
+            if names is not None:
+                self.parsed.weekly_underlyings = frozenset(names)
+        for index, row in enumerate(self._rows("session_hours", doc.get("session_hours", []))):
+            self._session_hours(f"session_hours[{index}]", row)
+        for index, row in enumerate(self._rows("expiry_weekdays", doc.get("expiry_weekdays", []))):
+            self._expiry_weekday(f"expiry_weekdays[{index}]", row)
+        years = doc.get("years", {})
+        if not isinstance(years, dict):
+            self.problem("years", "must be a table of [years.YYYY] tables")
+            years = {}
+        for key, table in years.items():
+            self._year(key, table)
+        return self.parsed
+
+    def _unknown_keys(self, where: str, table: Mapping[str, Any], known: tuple[str, ...]) -> None:
+        for key in table:
+            if key not in known:
+                self.problem(where, f"unknown key {key!r} (known: {', '.join(known)}); check the spelling, "
+                                    f"{_FORMAT_HINT}")
+
+    def _format(self, value: object) -> None:
+        if value is None:
+            if self.require_format:
+                self.problem("format", f"missing; the first line must be `format = {CALENDAR_FORMAT}`")
+        elif type(value) is not int or value != CALENDAR_FORMAT:
+            self.problem("format", f"{value!r} is not supported; this version reads `format = {CALENDAR_FORMAT}`")
+
+    def _rows(self, where: str, value: object) -> list[dict[str, Any]]:
+        if not isinstance(value, list) or not all(isinstance(row, dict) for row in value):
+            self.problem(where, f"must be an array of tables, written [[{where}]]; {_FORMAT_HINT}")
+            return []
+        return value
+
+    def _date(self, where: str, value: object) -> date | None:
+        if isinstance(value, datetime) or not isinstance(value, date):
+            self.problem(where, f"{value!r} is not a date; write a TOML date such as 2027-01-05 (no quotes, no time)")
+            return None
+        return value
+
+    def _time(self, where: str, value: object) -> time | None:
+        if not isinstance(value, time) or value.tzinfo is not None:
+            self.problem(where, f"{value!r} is not a time of day; write an IST time such as 09:15:00 (no quotes)")
+            return None
+        return value
+
+    def _source(self, where: str, row: Mapping[str, Any]) -> None:
+        if "source" in row and not isinstance(row["source"], str):
+            self.problem(f"{where}.source", "must be a string, e.g. \"NSE/FAOP/71777 (12 Dec 2025)\"")
+
+    def _underlyings(self, where: str, value: object) -> list[str] | None:
+        if not isinstance(value, list) or not value:
+            self.problem(where, 'must be a non-empty list of underlying names, e.g. ["NIFTY", "SENSEX"]')
+            return None
+        names = []
+        for name in value:
+            if not isinstance(name, str) or not _UNDERLYING.fullmatch(name):
+                self.problem(where, f"{name!r} is not an underlying name; use Kite's upper-case name, e.g. NIFTY")
+            else:
+                names.append(name)
+        return names
+
+    def _session_hours(self, where: str, row: dict[str, Any]) -> None:
+        self._unknown_keys(where, row, _HOURS_KEYS)
+        self._source(where, row)
+        missing = [key for key in ("from", "open", "close") if key not in row]
+        if missing:
+            self.problem(where, f"missing {', '.join(missing)}; a row is from = 2026-08-03, open = 09:15:00, "
+                                "close = 15:40:00")
+            return
+        start = self._date(f"{where}.from", row["from"])
+        opens = self._time(f"{where}.open", row["open"])
+        closes = self._time(f"{where}.close", row["close"])
+        if start is None or opens is None or closes is None:
+            return
+        if opens >= closes:
+            self.problem(where, f"open {opens:%H:%M} is not before close {closes:%H:%M}")
+        elif start in self.parsed.session_hours:
+            self.problem(where, f"a second row from {start.isoformat()}; keep one row per date")
+        else:
+            self.parsed.session_hours[start] = SessionHours(start, opens, closes)
+
+    def _expiry_weekday(self, where: str, row: dict[str, Any]) -> None:
+        self._unknown_keys(where, row, _EXPIRY_KEYS)
+        self._source(where, row)
+        missing = [key for key in ("from", "weekday", "underlyings") if key not in row]
+        if missing:
+            self.problem(where, f"missing {', '.join(missing)}; a row is from = 2025-09-01, weekday = \"Tuesday\", "
+                                'underlyings = ["NIFTY"]')
+            return
+        start = self._date(f"{where}.from", row["from"])
+        weekday = _WEEKDAYS.get(row["weekday"].lower()) if isinstance(row["weekday"], str) else None
+        if weekday is None or weekday >= SATURDAY:
+            self.problem(f"{where}.weekday", f"{row['weekday']!r} is not a weekday; write Monday ... Friday")
+        names = self._underlyings(f"{where}.underlyings", row["underlyings"])
+        if start is None or weekday is None or weekday >= SATURDAY or names is None:
+            return
+        for name in names:
+            rules = self.parsed.expiry_weekdays.setdefault(name, {})
+            if start in rules:
+                self.problem(where, f"{name} has a second row from {start.isoformat()}; keep one row per date")
+            rules[start] = weekday
+
+    def _year(self, key: str, table: object) -> None:
+        where = f"years.{key}"
+        if not (key.isdigit() and len(key) == 4):
+            self.problem(where, f"{key!r} is not a year; name the table [years.YYYY], e.g. [years.2027]")
+            return
+        if not isinstance(table, dict):
+            self.problem(where, "must be a table with holidays and special_sessions sub-tables")
+            return
+        year = int(key)
+        self._unknown_keys(where, table, _YEAR_KEYS)
+        self._source(where, table)
+        self.parsed.years.add(year)
+        holidays = self._days(f"{where}.holidays", year, table.get("holidays", {}))
+        sessions = self._days(f"{where}.special_sessions", year, table.get("special_sessions", {}))
+        for day in sorted(holidays.keys() & sessions.keys()):
+            self.problem(where, f"{day.isoformat()} is both a holiday and a special session; keep it in one")
+        self.parsed.holidays.update(holidays)
+        self.parsed.special_sessions.update(sessions)
+
+    def _days(self, where: str, year: int, table: object) -> dict[date, str]:
+        if not isinstance(table, dict):
+            self.problem(where, 'must be a table of YYYY-MM-DD = "description" lines')
+            return {}
+        days: dict[date, str] = {}
+        for key, description in table.items():
+            try:
+                day = date.fromisoformat(key) if _ISO_DATE.fullmatch(key) else None
+            except ValueError:
+                day = None
+            if day is None:
+                self.problem(where, f"{key!r} is not a date; write YYYY-MM-DD = \"description\", "
+                                    f"e.g. {year}-01-26 = \"Republic Day\"")
+                continue
+            if day.year != year:
+                self.problem(where, f"{key} is not in {year}; move it to [{where.replace(str(year), str(day.year))}]")
+                continue
+            if not isinstance(description, str):
+                self.problem(f"{where}.{key}", f"{description!r} must be a quoted description, e.g. \"Holi\"")
+                continue
+            days[day] = description
+        return days
+
+
+def _read_file(file: Path | Traversable, *, require_format: bool) -> _Parsed:
+    name = str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CalendarError(name, [f"cannot be read ({exc}); point calendar_file (TRADER_CALENDAR_FILE) at a "
+                                   f"readable UTF-8 TOML file, {_FORMAT_HINT}"]) from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CalendarError(name, [f"is not valid TOML ({exc}); dates are written 2027-01-26 without quotes as "
+                                   f"values and as keys of holidays tables, {_FORMAT_HINT}"]) from None
+    reader = _Reader(require_format=require_format)
+    parsed = reader.read(doc)
+    if reader.problems:
+        raise CalendarError(name, reader.problems)
+    return parsed
+
+
+def _merge(base: _Parsed, user: _Parsed, name: str) -> _Parsed:
+    """``user`` over ``base``: see ``load_calendar_data``. Checks the rules that need both files."""
+    problems = []
+    for day in sorted(user.holidays):
+        if day.weekday() >= SATURDAY and day not in base.special_sessions:
+            problems.append(f"years.{day.year}.holidays: {day.isoformat()} is a {day:%A}; list weekday closures only "
+                            "(weekends need no entry unless they cancel a special session): check the date")
+    for day in sorted(user.special_sessions):
+        if day.weekday() < SATURDAY and day not in base.holidays:
+            problems.append(f"years.{day.year}.special_sessions: {day.isoformat()} is a {day:%A} and no holiday; "
+                            "special sessions are weekend sessions or reopen a listed holiday: check the date")
+    if problems:
+        raise CalendarError(name, problems)
+    expiry = {underlying: dict(rules) for underlying, rules in base.expiry_weekdays.items()}
+    for underlying, rules in user.expiry_weekdays.items():
+        expiry.setdefault(underlying, {}).update(rules)
+    return _Parsed(
+        years=base.years | user.years,
+        holidays={**{d: s for d, s in base.holidays.items() if d not in user.special_sessions}, **user.holidays},
+        special_sessions={**{d: s for d, s in base.special_sessions.items() if d not in user.holidays},
+                          **user.special_sessions},
+        session_hours={**base.session_hours, **user.session_hours},
+        expiry_weekdays=expiry,
+        weekly_underlyings=user.weekly_underlyings if user.weekly_underlyings is not None else base.weekly_underlyings,
+    )
+
+
+def _freeze(parsed: _Parsed, files: tuple[str, ...]) -> CalendarData:
+    problems = []
+    if not parsed.session_hours:
+        problems.append("session_hours: no rows; the shipped file must have them (reinstall the package)")
+    weekly = parsed.weekly_underlyings or frozenset()
+    for name in sorted(weekly - parsed.expiry_weekdays.keys()):
+        problems.append(f"weekly_underlyings: {name} has no expiry_weekdays row; add one or drop it from the list")
+    if problems:
+        raise CalendarError(files[-1], problems)
+    return CalendarData(
+        years=frozenset(parsed.years),
+        holidays=frozenset(parsed.holidays),
+        special_sessions=frozenset(parsed.special_sessions),
+        session_hours=tuple(parsed.session_hours[d] for d in sorted(parsed.session_hours)),
+        expiry_weekdays=MappingProxyType({
+            name: tuple(ExpiryWeekday(d, rules[d]) for d in sorted(rules))
+            for name, rules in parsed.expiry_weekdays.items()
+        }),
+        weekly_underlyings=weekly,
+        files=files,
+        descriptions=MappingProxyType({**parsed.holidays, **parsed.special_sessions}),
+    )
+
+
+_shipped: CalendarData | None = None
+
+
+def shipped_calendar_data() -> CalendarData:
+    """The data of the shipped file alone (read once)."""
+    global _shipped  # noqa: PLW0603 - a read-once cache of an immutable value
+    if _shipped is None:
+        _shipped = _freeze(_read_file(SHIPPED_CALENDAR_FILE, require_format=True), (str(SHIPPED_CALENDAR_FILE),))
+    return _shipped
+
+
+def load_calendar_data(user_file: Path | None = None) -> CalendarData:
+    """The shipped data, extended and overridden by ``user_file`` if given.
+
+    The user file has the shipped file's layout; every part is optional. Its years are added to the known ones;
+    in a year both have, its holidays and special sessions are added, a holiday of the user file cancels a
+    shipped special session and a special session of the user file reopens a shipped holiday. A session_hours row
+    with the same ``from`` date as a shipped one replaces it (others are added); likewise an expiry_weekdays row
+    for each underlying it lists. ``weekly_underlyings`` replaces the shipped list. Raises ``CalendarError``.
+    """
+    if user_file is None:
+        return shipped_calendar_data()
+    name = str(user_file)
+    shipped = _read_file(SHIPPED_CALENDAR_FILE, require_format=True)
+    merged = _merge(shipped, _read_file(user_file, require_format=False), name)
+    return _freeze(merged, (str(SHIPPED_CALENDAR_FILE), name))
+
+
+# --- the calendar ----------------------------------------------------------------------------------------
 
 
 def ist_date(ts_ns: int) -> date:
@@ -140,37 +413,62 @@ def _ist_to_ns(day: date, wall_time: time) -> int:
 class MarketCalendar:
     """Trading days, session bounds and expiries of the NSE/BSE F&O segments.
 
-    ``extra_holidays`` and ``extra_sessions`` let configuration add ad-hoc closures (like 15 Jan 2026,
-    announced a week ahead) or special sessions. An extra holiday cancels a built-in special session and
-    an extra session overrides a built-in holiday; a date may not be in both extras. Special sessions
-    keep the normal hours.
+    ``data`` defaults to the shipped file's (``load_calendar_data`` adds a user file). ``extra_holidays`` and
+    ``extra_sessions`` add closures or special sessions in code: an extra holiday cancels a special session of the
+    data and an extra session reopens a holiday; a date may not be in both extras. Special sessions keep the
+    normal hours.
 
-    ``weekdays_when_unknown`` is for the built-in simulated market only: in a year without holiday data it
-    treats every weekday as a trading day instead of refusing. Real trading must never set it.
+    In a year the data do not cover, every weekday is a trading day. ``warn_clock`` (live trading: the clock's
+    ``now_ns``) makes such an answer log one ``calendar_unknown_year`` warning per IST day of that clock and year.
     """
 
-    def __init__(self, extra_holidays: Iterable[date] = (), extra_sessions: Iterable[date] = (),
-                 *, weekdays_when_unknown: bool = False) -> None:
-        self._weekdays_when_unknown = weekdays_when_unknown
+    def __init__(self, data: CalendarData | None = None, *, extra_holidays: Iterable[date] = (),
+                 extra_sessions: Iterable[date] = (), warn_clock: Callable[[], int] | None = None) -> None:
+        self.data = data if data is not None else shipped_calendar_data()
         added_holidays = frozenset(extra_holidays)
         added_sessions = frozenset(extra_sessions)
         conflicting = added_holidays & added_sessions
         if conflicting:
             raise ValueError(f"dates both in extra_holidays and extra_sessions: {sorted(conflicting)}")
-        for day in added_holidays | added_sessions:
-            _require_holiday_data(day)
-        self._holidays = (TRADING_HOLIDAYS - added_sessions) | added_holidays
-        self._special_sessions = (SPECIAL_SESSIONS - added_holidays) | added_sessions
+        self._years = self.data.years
+        self._holidays = (self.data.holidays - added_sessions) | added_holidays
+        self._special_sessions = (self.data.special_sessions - added_holidays) | added_sessions
+        self._warn_clock = warn_clock
+        self._warned_day: date | None = None
+        self._warned_years: set[int] = set()
+
+    @property
+    def holiday_years(self) -> frozenset[int]:
+        """The years whose holidays are known."""
+        return self._years
 
     # --- trading days and sessions ---------------------------------------------------------------
 
     def is_trading_day(self, d: date) -> bool:
-        if self._weekdays_when_unknown and d.year not in HOLIDAY_DATA_YEARS:
-            return d.weekday() < SATURDAY
-        _require_holiday_data(d)
+        if d.year not in self._years:
+            self._unknown_year(d)
         if d in self._holidays:
             return False
         return d.weekday() < SATURDAY or d in self._special_sessions
+
+    def _unknown_year(self, d: date) -> None:
+        if self._warn_clock is None:
+            return
+        today = ist_date(self._warn_clock())
+        if today != self._warned_day:
+            self._warned_day, self._warned_years = today, set()
+        if d.year in self._warned_years:
+            return
+        self._warned_years.add(d.year)
+        user_file = self.data.user_file
+        target = user_file if user_file is not None else "a file of your own named by TRADER_CALENDAR_FILE"
+        known = ", ".join(str(year) for year in sorted(self._years)) or "none"
+        log.warning("calendar_unknown_year", year=d.year, asked_about=d.isoformat(), today=today.isoformat(),
+                    known_years=known, calendar_files=list(self.data.files),
+                    effect="every weekday counts as a trading day; on an exchange holiday the exchange rejects the "
+                           "orders",
+                    fix=f"add a [years.{d.year}] table with NSE's {d.year} trading holidays ({NSE_HOLIDAYS_PAGE}) "
+                        f"to {target}; the format is at the top of {SHIPPED_CALENDAR_FILE}")
 
     def previous_trading_day(self, d: date) -> date:
         """The last trading day strictly before ``d``."""
@@ -186,14 +484,22 @@ class MarketCalendar:
             day += _ONE_DAY
         return day
 
+    def session_hours(self, d: date) -> SessionHours:
+        """The F&O session hours row in force on ``d`` (the first row also covers earlier dates)."""
+        rows = self.data.session_hours
+        in_force = [hours for hours in rows if hours.effective_from <= d]
+        return in_force[-1] if in_force else rows[0]
+
     def session_bounds(self, d: date) -> tuple[int, int]:
         """(open, close) of the F&O normal market on ``d`` in ns UTC.
 
         Raises ValueError if ``d`` is not a trading day.
         """
         if not self.is_trading_day(d):
-            raise ValueError(f"{d.isoformat()} ({d:%A}) is not an NSE/BSE trading day")
-        hours = _session_hours_on(d)
+            reason = self.data.descriptions.get(d) if d in self._holidays else None
+            raise ValueError(f"{d.isoformat()} ({d:%A}{f', {reason}' if reason else ''}) is not an NSE/BSE "
+                             "trading day")
+        hours = self.session_hours(d)
         return _ist_to_ns(d, hours.open), _ist_to_ns(d, hours.close)
 
     def is_open(self, ts_ns: int) -> bool:
@@ -219,6 +525,8 @@ class MarketCalendar:
         return self.session_bounds(self.next_trading_day(day))[0]
 
     # --- expiries -------------------------------------------------------------------------------------
+    # The computed rule: what the built-in market, paper trading and backtests use. In live trading expiries,
+    # lot and tick sizes come from the day's instrument dump, never from here.
 
     def weekly_expiry(self, underlying: str, on_or_after: date) -> date:
         """The first weekly expiry on or after ``on_or_after`` (holiday expiries already moved earlier).
@@ -227,11 +535,11 @@ class MarketCalendar:
         date in an expiry's week can be the following week: NIFTY on Tue 24 Nov 2026 (a holiday) gives
         1 Dec 2026, and on Mon 23 Nov 2026 gives 23 Nov 2026.
         """
-        rules = _expiry_weekdays(underlying)
-        if underlying not in WEEKLY_UNDERLYINGS:
+        rules = self._expiry_weekdays(underlying)
+        weekly = self.data.weekly_underlyings
+        if underlying not in weekly:
             raise ValueError(
-                f"{underlying} has no weekly options (only {', '.join(sorted(WEEKLY_UNDERLYINGS))} do); "
-                "use monthly_expiry"
+                f"{underlying} has no weekly options (only {', '.join(sorted(weekly))} do); use monthly_expiry"
             )
         # The unadjusted expiry is never before the adjusted one, so the search can start at on_or_after.
         candidate = on_or_after
@@ -244,7 +552,7 @@ class MarketCalendar:
 
     def monthly_expiry(self, underlying: str, year: int, month: int) -> date:
         """The monthly expiry: the month's last expiry weekday, moved back over holidays."""
-        rules = _expiry_weekdays(underlying)
+        rules = self._expiry_weekdays(underlying)
         month_end = date(year, month, gregorian.monthrange(year, month)[1])
         weekday = _weekday_in_force(underlying, rules, month_end)
         last_expiry_weekday = month_end - timedelta(days=(month_end.weekday() - weekday) % 7)
@@ -262,7 +570,7 @@ class MarketCalendar:
         return expiry
 
     def _first_expiry_on_or_after(self, underlying: str, day: date) -> date:
-        if underlying in WEEKLY_UNDERLYINGS:
+        if underlying in self.data.weekly_underlyings:
             return self.weekly_expiry(underlying, day)
         expiry = self.monthly_expiry(underlying, day.year, day.month)
         if expiry >= day:
@@ -271,30 +579,15 @@ class MarketCalendar:
         return self.monthly_expiry(underlying, next_month.year, next_month.month)
 
     def _on_or_before_trading_day(self, d: date) -> date:
-        # Fact sheet §2.2: an expiry that falls on a holiday moves to the previous trading day.
+        # An expiry that falls on a holiday moves to the previous trading day.
         return d if self.is_trading_day(d) else self.previous_trading_day(d)
 
-
-def _require_holiday_data(d: date) -> None:
-    if d.year not in HOLIDAY_DATA_YEARS:
-        years = ", ".join(str(year) for year in sorted(HOLIDAY_DATA_YEARS))
-        raise ValueError(
-            f"no NSE/BSE holiday data for {d.year} (have {years}); add that year's holidays from the NSE "
-            "circular to trader/market/calendar.py"
-        )
-
-
-def _session_hours_on(d: date) -> SessionHours:
-    in_force = [hours for hours in FO_SESSION_HOURS if hours.effective_from <= d]
-    return in_force[-1]
-
-
-def _expiry_weekdays(underlying: str) -> tuple[ExpiryWeekday, ...]:
-    try:
-        return _EXPIRY_WEEKDAYS[underlying]
-    except KeyError:
-        known = ", ".join(_EXPIRY_WEEKDAYS)
-        raise ValueError(f"unknown underlying {underlying!r}; known underlyings: {known}") from None
+    def _expiry_weekdays(self, underlying: str) -> tuple[ExpiryWeekday, ...]:
+        try:
+            return self.data.expiry_weekdays[underlying]
+        except KeyError:
+            known = ", ".join(self.data.expiry_weekdays)
+            raise ValueError(f"unknown underlying {underlying!r}; known underlyings: {known}") from None
 
 
 def _weekday_in_force(underlying: str, rules: tuple[ExpiryWeekday, ...], d: date) -> int:

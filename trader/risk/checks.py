@@ -105,11 +105,7 @@ class EntryChecks:
     def _check_window(self, order: EntryOrder) -> str:
         config, local = self.config, order.local
         if self._calendar is not None:
-            try:
-                trading_day = self._calendar.is_trading_day(local.date())
-            except ValueError as exc:
-                return f"cannot tell whether {local.date().isoformat()} is a trading day: {exc}"
-            if not trading_day:
+            if not self._calendar.is_trading_day(local.date()):
                 return f"{local:%A %Y-%m-%d} is not an NSE/BSE trading day: no new entries"
         now = local.time()
         if now < config.no_entry_before or now > config.no_entry_after:

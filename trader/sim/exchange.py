@@ -104,7 +104,7 @@ class ExchangeSimulator:
         self.api_secret = api_secret
         self.redirect_url = redirect_url
         self.faults = faults or Faults()
-        self.calendar = MarketCalendar(weekdays_when_unknown=True)
+        self.calendar = MarketCalendar()
         wall = wall_ns()
         self._follow_wall = follow_wall
         if follow_wall:

@@ -1,8 +1,9 @@
 """Run the exchange simulator as a server until cancelled (what ``trader sim`` calls).
 
 By default the simulated session is open from the moment the simulator starts (its clock starts at the open of the
-session the wall clock is in or waiting for) and runs at ``speed`` × real time. ``follow_calendar=True`` runs it on
-the wall clock instead: speed 1, the real NSE calendar and hours, so outside market hours the market is closed.
+session the wall clock is in or waiting for) and runs at ``speed`` × real time; ``start`` (``trader sim --start``)
+puts the simulated clock at any date and time instead, e.g. Tue 5 Jan 2027 09:15 IST. ``follow_calendar=True`` runs
+it on the wall clock instead: speed 1, the real NSE calendar and hours, so outside market hours the market is closed.
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ async def serve(*, host: str = "127.0.0.1", port: int = 8765, api_key: str = DEF
     websocket_port = ws_port if ws_port is not None else (port + 1 if port else 0)
     base_url = await sim.start(host, rest_port, ws_port=websocket_port)
     try:
+        now_ns = sim.clock.now_ns()
         log.info("sim_listening", rest_url=base_url, ws_url=sim.ws_url, api_key=api_key, speed=sim.clock.speed,
-                 follow_calendar=follow_calendar, market_open=sim.calendar.is_open(sim.clock.now_ns()),
+                 sim_time=datetime.fromtimestamp(now_ns / NS_PER_SECOND, tz=IST).isoformat(timespec="seconds"),
+                 follow_calendar=follow_calendar, market_open=sim.calendar.is_open(now_ns),
                  daemon_env=f"TRADER_KITE_API_ROOT={base_url} TRADER_KITE_WS_ROOT={sim.ws_url} "
                             f"TRADER_KITE__API_KEY={api_key}",
                  hint="log in with `trader login` against this API root (the simulator's secret is the one passed "
