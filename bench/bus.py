@@ -407,8 +407,7 @@ async def run_latency_baseline(ticks: list[Tick], rate: float, k: int,
     assert received == len(ticks), f"paced baseline lost ticks: {received} != {len(ticks)}"
     return Latency(name="baseline", rate=rate, ticks=received, seconds=market.seconds, batches=market.batches,
                    sleeps=market.sleeps, every_kth=k, sampled_ticks=len(stamps.published),
-                   stats_us=latency_stats(stamps, len(ticks)), intents=len(stamps.intent), approved=len(stamps.order),
-                   orders=len(stamps.order))
+                   stats_us=latency_stats(stamps, len(ticks)), intents=len(stamps.intent), orders=len(stamps.order))
 
 
 class IntentEveryKth:
