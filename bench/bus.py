@@ -21,6 +21,11 @@ One run measures, on one event loop (uvloop if importable, as ``trader.cli`` doe
 (c') baseline for (c): the pipeline of (a), paced the same way, where the second coroutine turns every Kth tick into
     an "intent" that the third turns into a "request" and the fourth takes as the "order".
 
+Each figure and its baseline are measured alternately, so a change in the machine's load hits both alike: (a) and
+(b') take turns (two each in a full run) and the best of each counts; (c) and (c') take turns of 5 paced seconds on
+successive slices of the recording (each turn starts afresh at 10:00 IST event time, its first 10 % not counted) and
+their samples are pooled. ``--quick`` runs the last 20 minutes of the day, one turn of each, 2 paced seconds.
+
 Standard output is one line per figure, each with the baseline measured in this run and the ratio (see
 ``bench/benchlib.py``); progress and context go to standard error, the detail tables too with ``--verbose``.
 Logging is configured at WARNING into an in-memory stream so log I/O does not distort the timings.
@@ -97,6 +102,8 @@ LATENCY_RATE = 5_000  # ticks/s
 LATENCY_EVERY_KTH = 1_000
 LATENCY_SECONDS = 30.0
 LATENCY_SECONDS_QUICK = 2.0
+LATENCY_TURN_SECONDS = 5.0  # (c) and (c') take turns of this many paced seconds
+THROUGHPUT_REPEAT = 2  # (a) and (b') take this many turns in a full run; the best of each counts
 LATENCY_EVENT_START = wall_time(10, 0)  # IST: event time of the paced run, inside no_entry_before..no_entry_after
 LATENCY_CAPITAL_RUPEES = 1_000_000.0  # one lot of an ATM NIFTY option fits max_risk_per_trade_pct (1 %) of it
 MIN_APPROVED_SHARE = 0.5  # the run fails unless the risk gate approves more than this share of the intents
@@ -229,6 +236,10 @@ async def run_baseline(ticks: list[Tick], queue_size: int = BASELINE_QUEUE_SIZE)
     return Throughput("baseline", len(ticks), seconds, published=4 * len(ticks), deliveries=4 * len(ticks))
 
 
+def best(current: Throughput | None, new: Throughput) -> Throughput:
+    return new if current is None or new.per_second > current.per_second else current
+
+
 # -- (b) the real App ---------------------------------------------------------------------------------------------
 async def run_app(settings: Settings, recording: Recording | None = None) -> Throughput:
     """The App as built for backtest; with ``recording`` its feed replays it instead of running the market."""
@@ -317,15 +328,17 @@ class Stamps:
 
 @dataclass(slots=True)
 class Latency:
+    """One paced run, or the sum of several (``add``): counts, and the latency samples after each run's warm-up."""
+
     name: str
     rate: float
-    ticks: int
-    seconds: float
-    batches: int
-    sleeps: int
     every_kth: int
-    sampled_ticks: int
-    stats_us: dict[str, dict[str, float]]
+    runs: int = 1
+    ticks: int = 0
+    seconds: float = 0.0
+    batches: int = 0
+    sleeps: int = 0
+    sampled_ticks: int = 0
     intents: int = 0
     approved: int = 0
     refused: int = 0
@@ -333,6 +346,24 @@ class Latency:
     fills: int = 0
     conflated: int = 0
     refusals: dict[str, int] = field(default_factory=dict)  # risk gate's reason → how many intents it refused
+    samples_ns: dict[str, list[int]] = field(default_factory=dict)  # "tick→intent"/"tick→order" → latencies
+
+    def add(self, other: Latency) -> None:
+        for name in ("runs", "ticks", "seconds", "batches", "sleeps", "sampled_ticks", "intents", "approved",
+                     "refused", "orders", "fills", "conflated"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for reason, count in other.refusals.items():
+            self.refusals[reason] = self.refusals.get(reason, 0) + count
+        for path, values in other.samples_ns.items():
+            self.samples_ns.setdefault(path, []).extend(values)
+
+    @property
+    def stats_us(self) -> dict[str, dict[str, float]]:
+        return {path: percentiles_us(values) for path, values in self.samples_ns.items()}
+
+    def as_dict(self) -> dict[str, Any]:
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "samples_ns"}
+        return {**fields, "stats_us": self.stats_us, "warmup_fraction": WARMUP_FRACTION}
 
 
 def percentiles_us(values_ns: list[int]) -> dict[str, float]:
@@ -346,8 +377,8 @@ def percentiles_us(values_ns: list[int]) -> dict[str, float]:
     return {"n": len(ordered), "p50": rank(50), "p90": rank(90), "p99": rank(99), "max": ordered[-1] / 1_000}
 
 
-def latency_stats(stamps: Stamps, ticks: int) -> dict[str, dict[str, float]]:
-    return {path: percentiles_us(values) for path, values in stamps.latencies_ns(ticks * WARMUP_FRACTION).items()}
+def empty_latency(name: str, rate: float, k: int) -> Latency:
+    return Latency(name=name, rate=rate, every_kth=k, runs=0, samples_ns={"tick→intent": [], "tick→order": []})
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,9 +436,10 @@ async def run_latency_baseline(ticks: list[Tick], rate: float, k: int,
     *_, received = await asyncio.gather(feed(queues[0]), strategy(queues[0], queues[1]), risk(queues[1], queues[2]),
                                         execution(queues[2], queues[3]), portfolio(queues[3]))
     assert received == len(ticks), f"paced baseline lost ticks: {received} != {len(ticks)}"
-    return Latency(name="baseline", rate=rate, ticks=received, seconds=market.seconds, batches=market.batches,
-                   sleeps=market.sleeps, every_kth=k, sampled_ticks=len(stamps.published),
-                   stats_us=latency_stats(stamps, len(ticks)), intents=len(stamps.intent), orders=len(stamps.order))
+    return Latency(name="baseline", rate=rate, every_kth=k, ticks=received, seconds=market.seconds,
+                   batches=market.batches, sleeps=market.sleeps, sampled_ticks=len(stamps.published),
+                   intents=len(stamps.intent), orders=len(stamps.order),
+                   samples_ns=stamps.latencies_ns(len(ticks) * WARMUP_FRACTION))
 
 
 class IntentEveryKth:
@@ -534,11 +566,10 @@ async def run_latency(ticks: list[Tick], instruments: InstrumentMaster, settings
         if placed is not None:
             stamps.order[tick_id] = placed
     return Latency(
-        name="bus + 5 actors", rate=rate, ticks=feed.ticks_in, seconds=market.seconds, batches=market.batches,
-        sleeps=market.sleeps, every_kth=k, sampled_ticks=len(stamps.published),
-        stats_us=latency_stats(stamps, len(ticks)), intents=strategy.intents, approved=risk.approved,
-        refused=risk.rejected, orders=execution.orders_placed, fills=portfolio.fills, conflated=bus.conflated,
-        refusals=dict(refusals))
+        name="bus + 5 actors", rate=rate, every_kth=k, ticks=feed.ticks_in, seconds=market.seconds,
+        batches=market.batches, sleeps=market.sleeps, sampled_ticks=len(stamps.published), intents=strategy.intents,
+        approved=risk.approved, refused=risk.rejected, orders=execution.orders_placed, fills=portfolio.fills,
+        conflated=bus.conflated, refusals=dict(refusals), samples_ns=stamps.latencies_ns(len(ticks) * WARMUP_FRACTION))
 
 
 # -- driver ---------------------------------------------------------------------------------------------------------
@@ -633,9 +664,9 @@ def detail_report(recording: Recording, baseline: Throughput, real: Throughput, 
          f"(untimed generation took {recording.seconds:.2f} s)")
     for run in (latency, latency_baseline):
         note()
-        note(f"{run.name}: {run.ticks:,} ticks paced at {run.rate:,.0f}/s in {run.seconds:.2f} s, "
+        note(f"{run.name}: {run.ticks:,} ticks paced at {run.rate:,.0f}/s in {run.runs} run(s), {run.seconds:.2f} s, "
              f"{run.batches:,} batches ({run.sleeps:,} feed sleeps); {run.sampled_ticks:,} sampled ticks "
-             f"(every {run.every_kth:,}th), first {WARMUP_FRACTION:.0%} not counted")
+             f"(every {run.every_kth:,}th), the first {WARMUP_FRACTION:.0%} of each run not counted")
         note(f"{'µs':<44}{'n':>7}{'p50':>9}{'p90':>9}{'p99':>9}{'max':>9}")
         for label, s in run.stats_us.items():
             if s.get("n"):
@@ -664,8 +695,8 @@ def results_json(loop: str, start: str, recording: Recording, baseline: Throughp
         "app_replay": {**throughput(replay), "counters": replay.counters},
         "ratio_app_to_baseline": round(real.per_second / baseline.per_second, 4),
         "ratio_replay_to_baseline": round(replay.per_second / baseline.per_second, 4),
-        "latency": {**dataclasses.asdict(latency), "warmup_fraction": WARMUP_FRACTION},
-        "latency_baseline": {**dataclasses.asdict(latency_baseline), "warmup_fraction": WARMUP_FRACTION},
+        "latency": latency.as_dict(),
+        "latency_baseline": latency_baseline.as_dict(),
     }
 
 
@@ -687,18 +718,39 @@ async def bench(args: argparse.Namespace) -> tuple[list[Figure], dict[str, Any]]
          f"(sim start {start}) in {recording.seconds:.2f} s = {len(ticks) / recording.seconds:,.0f} ticks/s "
          "(market alone, untimed below)")
 
-    baseline = await run_baseline(ticks)
-    note(f"(a) baseline done: {baseline.per_second:,.0f} events/s")
+    # A figure and its baseline are measured alternately, so that a change in the machine's load hits both alike:
+    # (a) and (b') in turns, the best of each counting (the least disturbed); (c) and (c') in turns of a few seconds,
+    # their samples pooled.
+    repeat = args.repeat or (1 if args.quick else THROUGHPUT_REPEAT)
+    baseline: Throughput | None = None
+    replay: Throughput | None = None
+    for turn in range(1, repeat + 1):
+        gc.collect()
+        baseline = best(baseline, await run_baseline(ticks))
+        note(f"(a) baseline, turn {turn}/{repeat}: best {baseline.per_second:,.0f} events/s")
+        gc.collect()
+        replay = best(replay, await run_app(settings, recording))
+        note(f"(b') App on replayed ticks, turn {turn}/{repeat}: best {replay.per_second:,.0f} events/s")
+    assert baseline is not None and replay is not None
+    gc.collect()
     real = await run_app(settings)
-    note(f"(b) App done: {real.per_second:,.0f} events/s")
-    replay = await run_app(settings, recording)
-    note(f"(b') App on replayed ticks done: {replay.per_second:,.0f} events/s")
+    note(f"(b) App on the synthetic market: {real.per_second:,.0f} events/s")
 
-    paced = paced_ticks(ticks, round(LATENCY_RATE * latency_seconds), LATENCY_RATE)
-    latency_baseline = await run_latency_baseline(paced, LATENCY_RATE, k)
-    note(f"(c') paced baseline done: {latency_baseline.ticks:,} ticks in {latency_baseline.seconds:.2f} s")
-    latency = await run_latency(paced, recording_instruments(recording), settings, LATENCY_RATE, k)
-    note(f"(c) paced bus + 5 actors done: {latency.ticks:,} ticks in {latency.seconds:.2f} s, one intent per "
+    turn_seconds = min(LATENCY_TURN_SECONDS, latency_seconds)
+    turns = max(1, round(latency_seconds / turn_seconds))
+    per_turn = round(LATENCY_RATE * turn_seconds)
+    instruments = recording_instruments(recording)
+    latency = empty_latency("bus + 5 actors", LATENCY_RATE, k)
+    latency_baseline = empty_latency("baseline", LATENCY_RATE, k)
+    for turn in range(turns):  # each turn paces the next slice of the recording, from 10:00 IST event time
+        paced = paced_ticks(ticks[turn * per_turn:(turn + 1) * per_turn], per_turn, LATENCY_RATE)
+        gc.collect()
+        latency_baseline.add(await run_latency_baseline(paced, LATENCY_RATE, k))
+        gc.collect()
+        latency.add(await run_latency(paced, instruments, settings, LATENCY_RATE, k))
+        note(f"(c) and (c') paced at {LATENCY_RATE:,}/s, turn {turn + 1}/{turns}: {latency.ticks:,} ticks in "
+             f"{latency.seconds:.1f} s so far")
+    note(f"(c) paced bus + 5 actors: {latency.ticks:,} ticks in {latency.seconds:.2f} s, one intent per "
          f"{k:,} ticks: {latency.intents:,} intents, risk gate approved {latency.approved:,} and refused "
          f"{latency.refused:,}; {latency.orders:,} orders placed, {latency.fills:,} fills, "
          f"{latency.conflated:,} ticks conflated")
@@ -720,6 +772,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="then print the results as one JSON object (last line)")
     parser.add_argument("--verbose", action="store_true", help="detail tables on standard error")
     parser.add_argument("--profile", action="store_true", help="then cProfile (b) and (b'): top 10 by tottime")
+    parser.add_argument("--repeat", type=int, default=0, metavar="N",
+                        help=f"turns of (a) and (b'), best counts (default {THROUGHPUT_REPEAT}, --quick 1)")
     parser.add_argument("--every-kth", type=int, default=LATENCY_EVERY_KTH, metavar="K",
                         help=f"(c): one intent per K ticks (default {LATENCY_EVERY_KTH})")
     parser.add_argument("--latency-seconds", type=float, default=0.0, metavar="S",
@@ -727,6 +781,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.every_kth < 1:
         parser.error("--every-kth must be at least 1")
+    if args.repeat < 0 or args.latency_seconds < 0:
+        parser.error("--repeat and --latency-seconds must not be negative")
     configure_logging("WARNING", io.StringIO())
     coro = bench(args)
     rows, results = _uvloop.run(coro) if _uvloop is not None else asyncio.run(coro)
