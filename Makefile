@@ -26,9 +26,10 @@ unit: $(STAMP)
 
 test: lint unit
 
+# Standard output is the figures, one line each: figure | baseline measured in the same run | ratio.
 bench: $(STAMP)
-	$(BIN)/python bench/bus.py
-	$(BIN)/python bench/decode.py
+	@$(BIN)/python bench/bus.py
+	@$(BIN)/python bench/decode.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

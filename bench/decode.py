@@ -1,6 +1,7 @@
-"""Kite binary decoder benchmark, run as ``.venv/bin/python bench/decode.py [--quick]``.
+"""Kite binary decoder benchmark, run by ``make bench`` as ``.venv/bin/python bench/decode.py [--quick] [--json]``.
 
-Options: ``--frames N`` (per mode), ``--packets N`` (per frame), ``--repeat N`` (passes per parser).
+Options: ``--frames N`` (per mode), ``--packets N`` (per frame), ``--repeat N`` (passes per parser), ``--verbose``
+(detail tables on standard error).
 
 One run builds the same frames for both parsers (fixed seed, outside every timing) and measures, interleaved so that
 drift in machine speed hits both alike:
@@ -13,6 +14,9 @@ Frames are full mode (184-byte packets, the case the ≥ 5x goal is about) and, 
 NFO option tokens, prices on the 0.05-rupee grid, depth around the last price, plausible volumes, OI and times. The
 rate is packets per second of the best repetition (the least disturbed one); the ratio is ours / official. Before
 timing, the frames are checked to decode to the same values in both parsers.
+
+Standard output is one line per figure (ours) with its baseline (the official parser, same run) and the ratio (see
+``bench/benchlib.py``); the header and the ≥ 5x verdict go to standard error.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from benchlib import Figure, emit, note
 from kiteconnect import KiteTicker
 
 from trader.adapters.kite.decoder import decode_frame, decode_to_dicts
@@ -113,14 +118,18 @@ def check_same_values(official: Callable[[bytes], Any], frames: list[bytes]) -> 
             sys.exit("decode_frame disagrees with the official parser on the benchmark frames")
 
 
-def print_table(title: str, results: list[Result]) -> float:
+def print_table(title: str, results: list[Result]) -> None:
     base = results[0].rate
-    print(title)
-    print(f"  {'parser':<44}{'packets/s':>14}{'µs/packet':>12}{'vs official':>14}")
+    note(title)
+    note(f"  {'parser':<44}{'packets/s':>14}{'µs/packet':>12}{'vs official':>14}")
     for r in results:
-        print(f"  {r.name:<44}{r.rate:>14,.0f}{r.us_per_packet:>12.2f}{r.rate / base:>13.2f}x")
-    print()
-    return results[1].rate / base
+        note(f"  {r.name:<44}{r.rate:>14,.0f}{r.us_per_packet:>12.2f}{r.rate / base:>13.2f}x")
+    note()
+
+
+def figures(mode: str, results: list[Result]) -> list[Figure]:
+    official, *ours = results
+    return [Figure(f"{r.name}, {mode}", r.rate, "packets/s", official.name, official.rate) for r in ours]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, help="frames per mode (default 150, quick 20)")
     parser.add_argument("--packets", type=int, default=200, help="packets per frame (default 200)")
     parser.add_argument("--repeat", type=int, help="passes per parser; the best counts (default 5, quick 3)")
+    parser.add_argument("--json", action="store_true", help="then print the results as one JSON object (last line)")
+    parser.add_argument("--verbose", action="store_true", help="detail tables on standard error")
     args = parser.parse_args(argv)
     frames_n = args.frames or (20 if args.quick else 150)
     repeat = args.repeat or (3 if args.quick else 5)
@@ -142,27 +153,35 @@ def main(argv: list[str] | None = None) -> int:
         "ours decode_to_dicts (official shape)": decode_to_dicts,
     }
 
-    print(
-        f"Kite binary decoder benchmark: {frames_n} frames x {packets} packets per mode, best of {repeat} passes, "
-        f"seed {SEED}"
-    )
-    print(
-        f"{platform.python_implementation()} {platform.python_version()} on {platform.machine()}, "
-        f"kiteconnect {importlib.metadata.version('kiteconnect')}\n"
-    )
+    note(f"bench/decode.py — Kite binary decoder: {frames_n} frames x {packets} packets per mode, best of {repeat} "
+         f"passes, seed {SEED}; {platform.python_implementation()} {platform.python_version()} on "
+         f"{platform.machine()}, kiteconnect {importlib.metadata.version('kiteconnect')}")
     started = time.perf_counter()
     full_frames = build_frames(frames_n, packets, full=True)
     quote_frames = build_frames(frames_n, packets, full=False)
     check_same_values(official, full_frames)
     check_same_values(official, quote_frames)
 
-    ratio = print_table(
-        "Full mode (184-byte packets with depth):", measure(parsers, full_frames, packets, repeat)
-    )
-    print_table("Quote mode (44-byte packets), for information:", measure(parsers, quote_frames, packets, repeat))
+    full = measure(parsers, full_frames, packets, repeat)
+    quote = measure(parsers, quote_frames, packets, repeat)
+    if args.verbose:
+        print_table("Full mode (184-byte packets with depth):", full)
+        print_table("Quote mode (44-byte packets), for information:", quote)
+    ratio = full[1].rate / full[0].rate
     verdict = "met" if ratio >= GOAL else "NOT met"
-    print(f"Full-mode ratio decode_frame / official: {ratio:.1f}x (goal >= {GOAL:.0f}x: {verdict})")
-    print(f"Total run time {time.perf_counter() - started:.1f} s")
+    note(f"full-mode ratio decode_frame / official: {ratio:.1f}x (goal >= {GOAL:.0f}x: {verdict}); "
+         f"run time {time.perf_counter() - started:.1f} s")
+    rows = figures("full mode (184-byte packets)", full) + figures("quote mode (44-byte packets)", quote)
+    results = {
+        "python": platform.python_version(),
+        "kiteconnect": importlib.metadata.version("kiteconnect"),
+        "frames": frames_n, "packets_per_frame": packets, "repeat": repeat, "seed": SEED, "goal": GOAL,
+        "full_mode_ratio": round(ratio, 4),
+        "results": {mode: [{"parser": r.name, "packets": r.packets, "best_s": round(r.best_s, 6),
+                            "packets_per_s": round(r.rate, 1)} for r in rows_]
+                    for mode, rows_ in (("full", full), ("quote", quote))},
+    }
+    emit(rows, results if args.json else None)
     return 0
 
 
