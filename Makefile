@@ -7,14 +7,16 @@ ARGS ?=
 
 .PHONY: run test lint typecheck unit bench clean
 
+# Set-up output goes to stderr and recipes are not echoed, so `make run | jq` sees only the daemon's JSON lines.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	@echo "creating $(VENV) and installing trader with its test tools (first run only)" >&2
+	@$(PYTHON) -m venv $(VENV) >&2
+	@$(BIN)/python -m pip install --quiet --upgrade pip >&2
+	@$(BIN)/python -m pip install --quiet -e '.[test]' >&2
+	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/trader run $(ARGS)
+	@$(BIN)/trader run $(ARGS)
 
 # mypy checks trader, tests and bench, all --strict: the list is [tool.mypy] files in pyproject.toml.
 lint: $(STAMP)

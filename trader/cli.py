@@ -19,7 +19,7 @@ import orjson
 
 from trader import __version__
 from trader.config import ConfigError, Settings, load_settings, masked_dump
-from trader.logging import configure_logging, get_logger
+from trader.logging import configure_logging, get_logger, on_output_closed
 from trader.market.calendar import IST
 
 EXIT_CONFIG = 2
@@ -213,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in exc.lines:
             print(line, file=sys.stderr)
         return EXIT_CONFIG
+    # Whoever read the logs went away (`trader run | jq`, then Ctrl-C or q): stop gracefully, quietly.
+    on_output_closed(lambda: app.request_stop("the log's reader closed stdout"))
     try:
         _run_loop(app.run())
     except Exception:

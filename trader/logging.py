@@ -5,13 +5,16 @@ Event-time fields (``event_ts_ns``) come from the Clock and are added by the cal
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
 import re
 import sys
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import orjson
 import structlog
@@ -59,14 +62,68 @@ def _dumps(obj: Any, **_: Any) -> bytes:
     return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS)
 
 
+class ClosedOutputGuard:
+    """The log's byte stream, made safe against a reader that goes away (``trader run | head``, a dead ``jq``).
+
+    The first ``BrokenPipeError`` points the file descriptor at ``/dev/null`` (so nothing later, not even the
+    interpreter's final flush, writes to the dead pipe and prints a traceback) and calls ``on_closed`` once: the
+    daemon stops gracefully, since nobody can see what it does any more.
+    """
+
+    def __init__(self, binary: BinaryIO) -> None:
+        self._binary = binary
+        self.closed_output = False
+        self.on_closed: Callable[[], None] | None = None
+
+    def write(self, data: bytes) -> int:
+        if self.closed_output:
+            return len(data)
+        try:
+            return self._binary.write(data)
+        except BrokenPipeError:
+            self._closed()
+            return len(data)
+
+    def flush(self) -> None:
+        if self.closed_output:
+            return
+        try:
+            self._binary.flush()
+        except BrokenPipeError:
+            self._closed()
+
+    def _closed(self) -> None:
+        self.closed_output = True
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._binary.fileno())
+            os.close(devnull)
+        if self.on_closed is not None:
+            # Not from here: we are inside the logger's write (it holds its lock), and the callback logs.
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing to stop
+                asyncio.get_running_loop().call_soon(self.on_closed)
+
+
+_guard: ClosedOutputGuard | None = None
+
+
+def on_output_closed(callback: Callable[[], None]) -> None:
+    """Call ``callback`` (once) when the log's reader goes away; a no-op for non-pipe streams in tests."""
+    if _guard is not None:
+        _guard.on_closed = callback
+
+
 def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
     """Idempotent; ``stream`` defaults to stdout (one JSON object per line)."""
+    global _guard  # noqa: PLW0603 - one process, one log output
     out = stream if stream is not None else sys.stdout
     binary = getattr(out, "buffer", None)
     factory: Any
+    _guard = None
     if binary is not None:
         renderer = structlog.processors.JSONRenderer(serializer=_dumps)
-        factory = structlog.BytesLoggerFactory(file=binary)
+        _guard = ClosedOutputGuard(binary)
+        factory = structlog.BytesLoggerFactory(file=_guard)  # type: ignore[arg-type]  # a write/flush byte sink
     else:  # a text stream without a byte buffer (tests use io.StringIO)
         renderer = structlog.processors.JSONRenderer(serializer=lambda o, **_: _dumps(o).decode())
         factory = structlog.PrintLoggerFactory(file=out)

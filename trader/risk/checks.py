@@ -104,9 +104,8 @@ class EntryChecks:
 
     def _check_window(self, order: EntryOrder) -> str:
         config, local = self.config, order.local
-        if self._calendar is not None:
-            if not self._calendar.is_trading_day(local.date()):
-                return f"{local:%A %Y-%m-%d} is not an NSE/BSE trading day: no new entries"
+        if self._calendar is not None and not self._calendar.is_trading_day(local.date()):
+            return f"{local:%A %Y-%m-%d} is not an NSE/BSE trading day: no new entries"
         now = local.time()
         if now < config.no_entry_before or now > config.no_entry_after:
             return (f"new entries are allowed only {config.no_entry_before:%H:%M}-{config.no_entry_after:%H:%M} "
