@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from trader.actors.execution import ExecutionActor, RetryPolicy
 from trader.adapters.paper import PaperBroker
-from trader.adapters.ports import BrokerOrder, BrokerUnavailable, OrderRejected, RateLimited
+from trader.adapters.ports import BrokerOrder, BrokerUnavailable, MarginView, OrderRejected, RateLimited
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, SimClock
 from trader.events import (
@@ -116,6 +116,18 @@ class FakeBroker:
 
     async def open_orders(self) -> list[BrokerOrder]:
         return [o for o in self.orders if not o.status.is_terminal]
+
+    async def margins(self) -> MarginView:
+        return MarginView(available=10**12, used=0)
+
+    async def resync(self) -> None:
+        pass
+
+    async def positions(self) -> dict[int, int]:
+        return {}
+
+    async def order_margin(self, intent: OrderIntent) -> int:
+        return 0
 
     # -- test helpers
     def orders_for(self, tag: str) -> list[BrokerOrder]:
