@@ -434,17 +434,35 @@ class Sink(Actor):
                                        reason="cascade"))
 
 
+class GatedSink(Sink):
+    """Takes an event, then handles it only once ``gate`` opens."""
+
+    def __init__(self, bus: EventBus, name: str, types: tuple[type, ...]) -> None:
+        self.gate = asyncio.Event()
+        self.inside = asyncio.Event()
+        super().__init__(bus, name, types)
+
+    async def handle(self, event: object) -> None:
+        self.inside.set()
+        await self.gate.wait()
+        self.handled.append(event)
+
+
 async def test_wait_idle_waits_until_events_are_handled_not_merely_taken() -> None:
     bus = EventBus()
-    sink = Sink(bus, "sink", (OrderUpdate,))
+    sink = GatedSink(bus, "sink", (OrderUpdate,))
     task = asyncio.create_task(sink.run())
     try:
         events = [non_tick(5 * i + 1) for i in range(5)]
         for e in events:
             bus.publish(e)
-        await asyncio.sleep(0.001)  # the sink has taken the first event and is inside handle
-        assert len(sink.handled) < len(events)
-        await asyncio.wait_for(bus.wait_idle(), 2)
+        await asyncio.wait_for(sink.inside.wait(), 5)  # the sink has taken the first event and is inside handle
+        idle = asyncio.create_task(bus.wait_idle())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert not idle.done() and sink.handled == []  # taken, not handled: not idle
+        sink.gate.set()
+        await asyncio.wait_for(idle, 5)
         assert sink.handled == events
         assert all(inbox.idle for inbox in bus.inboxes)
     finally:

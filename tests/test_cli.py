@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +19,10 @@ from trader.config import ConfigError, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_CONFIG = REPO / "configs" / "paper.toml"
+
+# ``main`` configures logging onto the test's captured stdout, which pytest closes afterwards: restore the set-up,
+# or a later module that logs without configuring first writes to a closed file.
+pytestmark = pytest.mark.usefixtures("quiet_logs")
 
 
 @pytest.fixture
@@ -143,29 +149,49 @@ def test_sigterm_stops_the_daemon_gracefully(tmp_path: Path) -> None:
                "--strategies", "ema_crossover_enhanced", "--capital", "100000", "--max-daily-loss", "0.02",
                "--confidence-cutoff", "50.0", "--auto-execution", "--speed", "600",
                "--start", "2026-11-20T09:14:30"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path,
-                               text=True)
-    lines: list[dict[str, object]] = []
-    try:
+    stderr_path = tmp_path / "stderr.txt"
+    with stderr_path.open("w") as stderr:  # a file, not a pipe: a chatty stderr can never block the daemon
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, env=env, cwd=tmp_path, text=True)
+    # A thread reads stdout, so that waiting for a line can time out instead of blocking forever.
+    received: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
         assert process.stdout is not None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            raw = process.stdout.readline()
-            if not raw:
-                break
-            lines.append(json.loads(raw))  # every line is one JSON object
-            if sum(1 for line in lines if line["event"] == "heartbeat") >= 2:
-                break
-        assert any(line["event"] == "heartbeat" and int(str(line["ticks_in"])) > 0 for line in lines)
+        for raw in process.stdout:
+            received.put(raw)
+        received.put(None)
+
+    reader = threading.Thread(target=pump, name="daemon-stdout", daemon=True)
+    reader.start()
+    lines: list[dict[str, object]] = []
+
+    def next_line(deadline: float) -> dict[str, object] | None:
+        try:
+            raw = received.get(timeout=max(deadline - time.monotonic(), 0.0))
+        except queue.Empty:
+            pytest.fail(f"no output from the daemon in time; stderr: {stderr_path.read_text()[-2000:]}")
+        return None if raw is None else dict(json.loads(raw))  # every line is one JSON object
+
+    try:
+        # The condition, not a time: a heartbeat that counted ticks (the daemon is up and the market flows).
+        deadline = time.monotonic() + 60
+        while not any(line["event"] == "heartbeat" and int(str(line["ticks_in"])) > 0 for line in lines):
+            line = next_line(deadline)
+            assert line is not None, f"the daemon exited early; stderr: {stderr_path.read_text()[-2000:]}"
+            lines.append(line)
         process.send_signal(signal.SIGTERM)
         sent = time.monotonic()
-        rest, err = process.communicate(timeout=10)
+        while (line := next_line(sent + 10)) is not None:
+            lines.append(line)
+        assert process.wait(timeout=10) == 0, stderr_path.read_text()
         assert time.monotonic() - sent < 10
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 0, err
-    lines.extend(json.loads(raw) for raw in rest.splitlines())
+            process.wait()
+        reader.join(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
     events = [line["event"] for line in lines]
     # Started at 09:14:30, before the open: the first screen says the clock jumped, and to where.
     assert events[:2] == ["market_closed_jump", "daemon_started"]

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from trader.actors.execution import ExecutionActor, RetryPolicy
 from trader.adapters.paper import PaperBroker
-from trader.adapters.ports import BrokerOrder, BrokerUnavailable, OrderRejected, RateLimited
+from trader.adapters.ports import BrokerOrder, BrokerUnavailable, MarginView, OrderRejected, RateLimited
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, SimClock
 from trader.events import (
@@ -39,6 +39,7 @@ from trader.logging import configure_logging
 from trader.market.instruments import OptionContract
 
 import helpers
+from helpers import wait_for
 
 IST = ZoneInfo("Asia/Kolkata")
 T0 = int(datetime(2025, 12, 1, 10, 0, tzinfo=IST).timestamp()) * NS_PER_SECOND  # a whole second
@@ -117,6 +118,18 @@ class FakeBroker(helpers.FakeBroker):
 
     async def open_orders(self) -> list[BrokerOrder]:
         return [o for o in self.orders if not o.status.is_terminal]
+
+    async def margins(self) -> MarginView:
+        return MarginView(available=10**12, used=0)
+
+    async def resync(self) -> None:
+        pass
+
+    async def positions(self) -> dict[int, int]:
+        return {}
+
+    async def order_margin(self, intent: OrderIntent) -> int:
+        return 0
 
     # -- test helpers
     def orders_for(self, tag: str) -> list[BrokerOrder]:
@@ -668,3 +681,124 @@ async def test_heartbeats_drive_the_reconcile_timer_without_any_order_traffic() 
     h.clock.jump_to(h.clock.now_ns() + int((RETRY.reconcile_every_s + 1) * NS_PER_SECOND))
     await h.handle(Heartbeat(ts_ns=h.clock.now_ns()))
     assert h.actor.unresolved == 0 and len(h.broker.orders_for(request.tag)) == 1
+
+
+# -- shutdown: no request vanishes ---------------------------------------------------------------------------
+# Every request ends either as one order on the broker's book under its tag, or with one terminal update that says
+# why it was never sent; at shutdown too, when placements are stopped, look-ups are due and requests are queued.
+
+
+class StallingBroker(FakeBroker):
+    """``place_order`` never answers (a stalled connection), after the broker accepted the order or before."""
+
+    def __init__(self, clock: SimClock, *, accept_first: bool) -> None:
+        super().__init__(clock)
+        self.accept_first = accept_first
+        self.called = asyncio.Event()
+
+    async def place_order(self, request: OrderRequest) -> str:
+        if self.accept_first:
+            await super().place_order(request)
+        else:
+            self.place_calls.append((self.clock.now_ns(), request.tag))
+        self.called.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize("accepted", [True, False])
+async def test_a_placement_stopped_at_shutdown_ends_on_the_book_or_with_one_terminal_update(accepted: bool) -> None:
+    h = Harness()
+    h.broker = StallingBroker(h.clock, accept_first=accepted)
+    h.actor = ExecutionActor(h.bus, h.broker, h.clock, retry=RETRY)
+    request = h.request()
+    await h.actor.handle(request)
+    await asyncio.wait_for(h.broker.called.wait(), timeout=5)
+    await h.actor.close()
+    assert h.actor.placements == set()
+    assert h.actor.unresolved == 0
+    assert h.broker.calls_for(request.tag) == 1  # never sent again while stopping
+    assert h.broker.lookups == [request.tag]
+    _check_outcomes(h, [request])
+    if accepted:
+        assert (h.actor.recovered_by_tag, h.actor.open_orders) == (1, 1)
+        assert h.updates(request) == []
+    else:
+        [update] = h.updates(request)
+        assert "stopp" in update.reason
+
+
+async def test_an_order_parked_at_shutdown_is_looked_up_once_more_and_ends() -> None:
+    h = Harness()
+    h.broker.lookup_down = True
+    accepted = h.request(TIMEOUT_AFTER)
+    absent = h.request(TIMEOUT_BEFORE)
+    await h.handle(accepted)
+    await h.handle(absent)
+    assert h.actor.unresolved == 2
+    h.broker.lookup_down = False  # the broker answers again, before the reconcile interval is over
+    await h.actor.close()
+    assert h.actor.unresolved == 0
+    assert (h.broker.calls_for(accepted.tag), h.broker.calls_for(absent.tag)) == (1, 1)  # nothing re-sent
+    _check_outcomes(h, [accepted, absent])
+    assert h.updates(accepted) == []
+    [update] = h.updates(absent)
+    assert update.status is OrderStatus.REJECTED and "stopp" in update.reason
+
+
+async def test_requests_still_queued_at_shutdown_are_never_sent_and_end_with_one_terminal_update() -> None:
+    h = Harness()
+    placed = h.request()
+    await h.handle(placed)
+    queued = [h.request(), h.request()]
+    for request in queued:
+        h.bus.publish(request)  # in the inbox; the actor stops before it gets to them
+    await h.actor.close()
+    assert h.actor.inbox.idle
+    late = h.request()
+    await h.handle(late)  # reaches the actor after it closed: refused at once
+    await h.handle(placed)  # a redelivery of a placed request is still a duplicate, not a refusal
+    assert [tag for _, tag in h.broker.place_calls] == [placed.tag]
+    _check_outcomes(h, [placed, *queued, late])
+    for request in [*queued, late]:
+        [update] = h.updates(request)
+        assert (update.status, update.order_id) == (OrderStatus.REJECTED, "")
+        assert "stopp" in update.reason
+    assert h.updates(placed) == []
+
+
+async def test_an_order_the_broker_cannot_answer_for_at_shutdown_is_reported_unknown_never_rejected() -> None:
+    h = Harness()
+    h.broker.lookup_down = True
+    request = h.request(TIMEOUT_BEFORE)
+    await h.handle(request)
+    stream = capture_logs()
+    try:
+        await h.actor.close()
+    finally:
+        configure_logging("ERROR", io.StringIO())
+    assert h.updates(request) == []  # it may exist at the broker: calling it rejected could be a lie
+    assert h.actor.unresolved == 1
+    assert h.broker.calls_for(request.tag) == 1
+    unknown = [line for line in log_lines(stream) if line.get("event") == "order_state_unknown_at_shutdown"]
+    assert [line["tag"] for line in unknown] == [request.tag]
+
+
+class StalledLookupBroker(FakeBroker):
+    async def find_order_by_tag(self, tag: str) -> BrokerOrder | None:
+        self.lookups.append(tag)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_closing_is_bounded_when_the_order_book_never_answers() -> None:
+    h = Harness()
+    h.broker = StalledLookupBroker(h.clock)
+    h.actor = ExecutionActor(h.bus, h.broker, h.clock, retry=RETRY)
+    request = h.request(TIMEOUT_BEFORE)
+    await h.actor.handle(request)
+    await wait_for(lambda: bool(h.broker.lookups))
+    await asyncio.wait_for(h.actor.close(budget_s=0.05), timeout=5)
+    assert h.actor.placements == set()
+    assert h.actor.unresolved == 1  # still unknown, and said so
+    assert h.updates(request) == []

@@ -26,7 +26,7 @@ from trader.clock import NS_PER_SECOND, SimClock
 from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderStatus, OrderType, Side
 from trader.market.instruments import OptionContract, OptionType
 
-from helpers import FIXTURES
+from helpers import FIXTURES, wait_for
 
 API_KEY = "key1"
 TOKEN = "tok123"
@@ -80,8 +80,10 @@ class FakeKite:
     calls: list[Call] = field(default_factory=list)
     # (method, path) → queued canned answers (status, content type, body); consumed before the fixture is served
     queued: dict[tuple[str, str], list[tuple[int, str, bytes]]] = field(default_factory=dict)
-    # (method, path) → real-time delays (s) before answering, one per call, to provoke client timeouts
-    delays: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    # (method, path) → how many of the next calls get no answer until ``release`` is set (client timeouts)
+    stalls: dict[tuple[str, str], int] = field(default_factory=dict)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    stalled_ended: int = 0  # stalled calls that are over (answered late, or dropped with the connection)
 
     def queue(self, method: str, path: str, status: int, body: Any, content_type: str = "application/json") -> None:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -102,8 +104,12 @@ class FakeKite:
         key = (request.method, request.path)
         self.calls.append(Call(request.method, request.path, list(request.query.items()), dict(request.headers),
                                body, request.headers.get("Content-Type", ""), self.clock.now_ns()))
-        if self.delays.get(key):
-            await asyncio.sleep(self.delays[key].pop(0))
+        if self.stalls.get(key):
+            self.stalls[key] -= 1
+            try:
+                await self.release.wait()
+            finally:
+                self.stalled_ended += 1
         if self.queued.get(key):
             status, content_type, raw = self.queued[key].pop(0)
             return web.Response(status=status, body=raw, headers={"Content-Type": content_type})
@@ -384,16 +390,18 @@ async def test_connection_error_is_retried_for_get_only() -> None:
 
 
 async def test_timeout_retried_for_get_but_not_for_post(env: Env) -> None:
-    client = env.make_client(timeout_s=0.05)
-    env.kite.delays[("GET", "/orders")] = [0.2]
+    # The stalled calls never answer in time, whatever the load; the others have the whole timeout to answer.
+    client = env.make_client(timeout_s=0.5)
+    env.kite.stalls[("GET", "/orders")] = 1
     assert await client.orders() == fixture_data("orders.json")
     assert env.kite.count("GET", "/orders") == 2
     # Accepted by the server, answer too late: the client must not send it again.
-    env.kite.delays[("POST", "/orders/regular")] = [0.2]
+    env.kite.stalls[("POST", "/orders/regular")] = 1
     with pytest.raises(TimeoutError) as info:
         await client.place_order("regular", order_type="LIMIT", tag="late1")
     assert classify(info.value) is BrokerUnavailable
-    await asyncio.sleep(0.2)  # let the slow handler finish
+    env.kite.release.set()  # the stalled handlers answer now, to nobody
+    await wait_for(lambda: env.kite.stalled_ended == 2)
     assert env.kite.count("POST", "/orders/regular") == 1
 
 

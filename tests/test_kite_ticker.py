@@ -21,7 +21,7 @@ from trader.clock import SimClock
 from trader.events import FeedStatus, Tick
 from trader.market.calendar import IST, MarketCalendar
 
-from helpers import FIXTURES, T0
+from helpers import FIXTURES, T0, wait_for
 
 pytestmark = pytest.mark.usefixtures("quiet_logs")
 
@@ -140,8 +140,8 @@ async def test_bad_credentials_are_refused_and_retried_not_fatal() -> None:
     async with running(fake) as root:
         t = ticker(root, token="expired")
         task = asyncio.create_task(take(t, 1))
-        await asyncio.sleep(0.3)
-        assert not task.done() and t.reconnects >= 2 and fake.connections == 0
+        await wait_for(lambda: t.reconnects >= 2)  # refused, backed off and tried again, twice
+        assert not task.done() and fake.connections == 0
         await t.close()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -352,8 +352,9 @@ async def test_the_eleventh_order_request_in_one_second_is_rate_limited(h: Harne
 
 @pytest.mark.parametrize("mode", ["drop", "delay"])
 async def test_accepted_placement_whose_answer_is_lost_is_found_by_its_tag(mode: Literal["drop", "delay"]) -> None:
-    faults = Faults(timeout_after_accept=1.0, timeout_mode=mode, timeout_delay_s=2.0)
-    h = await harness(faults, timeout_s=0.5)
+    # The late answer comes long after the client's timeout; every other answer has that whole timeout to arrive.
+    faults = Faults(timeout_after_accept=1.0, timeout_mode=mode, timeout_delay_s=30.0)
+    h = await harness(faults, timeout_s=2.0)
     try:
         with pytest.raises(BrokerUnavailable):
             await h.broker.place_order(resting_limit(h, atm(h.sim), "lost1"))

@@ -1,13 +1,15 @@
 """The daemon in live mode against the exchange simulator: real Kite wire protocol both ways, on 127.0.0.1.
 
-Every intent must end as at most one order on the simulator's book — counted by tag — also while a share of the
-requests fail with 5xx and a share of placements are accepted and then lose their answer.
+Every order request must end either as exactly one order on the simulator's book under its tag, or, never sent, with
+exactly one terminal update (REJECTED or CANCELLED, with a reason) in the daemon; also at shutdown, and while a share
+of the requests fail with 5xx and a share of placements are accepted and then lose their answer.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 
 from trader.app import App
 from trader.config import load_settings
-from trader.events import Fill, OrderRequest, OrderUpdate
+from trader.events import Fill, OrderRequest, OrderStatus, OrderUpdate, Tick
 from trader.market.calendar import IST
 from trader.sim import ExchangeSimulator, Faults
 
@@ -28,7 +30,9 @@ OPEN = int(datetime(2026, 11, 20, 9, 15, tzinfo=IST).timestamp()) * 1_000_000_00
 
 async def run_live_session(tmp_path: Path, faults: Faults, wall_seconds: float) -> tuple[App, ExchangeSimulator,
                                                                                           list[object]]:
-    sim = ExchangeSimulator(start_ns=OPEN, speed=120.0, faults=Faults(), wall_ns=lambda: OPEN)
+    # The simulator counts Kite's 10 order requests per calendar second on its own wall clock, which must therefore
+    # run (the default): frozen, the whole session is one second and every order request after the tenth gets a 429.
+    sim = ExchangeSimulator(start_ns=OPEN, speed=120.0, faults=Faults())
     base = await sim.start()
     try:
         token = await access_token(base)
@@ -42,12 +46,22 @@ async def run_live_session(tmp_path: Path, faults: Faults, wall_seconds: float) 
         })
         app = App(settings)
         events: list[object] = []
-        app.bus.tap(lambda e: events.append(e) if type(e) in (OrderRequest, OrderUpdate, Fill) else None)
+        first_tick: list[Tick] = []
         loop = asyncio.get_running_loop()
-        # Faults start once the daemon is up: start-up itself fails loudly on a broker that keeps failing.
-        loop.call_later(1.0, setattr, sim, "faults", faults)
-        loop.call_later(wall_seconds, app.request_stop, "test over")
-        await app.run(install_signal_handlers=False)
+
+        def record(event: object) -> None:
+            if type(event) in (OrderRequest, OrderUpdate, Fill):
+                events.append(event)
+            elif type(event) is Tick and not first_tick:
+                # The daemon is up (instruments loaded, actors running, ticks flowing): start-up itself fails
+                # loudly on a broker that keeps failing, so the faults begin now, and the session runs from here.
+                first_tick.append(event)
+                sim.faults = faults
+                loop.call_later(wall_seconds, app.request_stop, "test over")
+
+        app.bus.tap(record)
+        async with asyncio.timeout(wall_seconds + 60):  # a daemon that never starts fails the test, not the run
+            await app.run(install_signal_handlers=False)
         return app, sim, events
     finally:
         await sim.stop()
@@ -57,15 +71,49 @@ def orders_by_tag(sim: ExchangeSimulator) -> Counter[str]:
     return Counter(order.tag for order in sim.orders.values() if order.tag)
 
 
+def never_sent(requests: Sequence[OrderRequest], events: Sequence[object], sim: ExchangeSimulator) -> dict[str, str]:
+    """Assert the invariant for every request; return the tags of those that ended unsent, with their reasons.
+
+    Each request ends either as exactly one order under its tag on the simulator's book (and no "never sent"
+    update), or with no order there and exactly one terminal update without an order id, REJECTED or CANCELLED,
+    with a reason. No order on the book lacks a request, and no intent gets two terminal updates.
+    """
+    by_tag = orders_by_tag(sim)
+    terminal: defaultdict[str, list[OrderUpdate]] = defaultdict(list)
+    for event in events:
+        if type(event) is OrderUpdate and event.status.is_terminal:
+            terminal[event.intent_id].append(event)
+    problems: list[str] = []
+    unsent: dict[str, str] = {}
+    for request in requests:
+        tag, ends = request.tag, terminal[request.intent.intent_id]
+        orders = by_tag.get(tag, 0)
+        if len(ends) > 1:
+            problems.append(f"{tag}: {len(ends)} terminal updates {ends}")
+        if orders == 1:
+            if any(not end.order_id for end in ends):
+                problems.append(f"{tag}: on the book, yet reported as never placed: {ends}")
+        elif orders > 1:
+            problems.append(f"{tag}: {orders} orders on the book")
+        elif len(ends) != 1 or ends[0].order_id or not ends[0].reason or \
+                ends[0].status not in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
+            problems.append(f"{tag}: no order on the book and no single terminal reason for it: {ends}")
+        else:
+            unsent[tag] = ends[0].reason
+    if orphans := set(by_tag) - {r.tag for r in requests}:
+        problems.append(f"orders on the book with no request: {sorted(orphans)}")
+    assert not problems, "\n".join(problems)
+    return unsent
+
+
 async def test_live_mode_trades_through_the_kite_wire_with_one_order_per_intent(tmp_path: Path) -> None:
     _, sim, events = await run_live_session(tmp_path, Faults(), wall_seconds=12)
     requests = [e for e in events if type(e) is OrderRequest]
     fills = [e for e in events if type(e) is Fill]
     assert requests, "the strategy never traded"
     assert fills, "no postback became a fill"
-    by_tag = orders_by_tag(sim)
-    assert {r.tag for r in requests} == set(by_tag)
-    assert set(by_tag.values()) == {1}
+    # No fault was injected, and the daemon keeps within the order rate: every request reaches the book.
+    assert never_sent(requests, events, sim) == {}
     # Fills from postbacks match the simulator's own trades.
     assert sum(f.quantity for f in fills) == sum(int(t["quantity"]) for t in sim.trades)
 
@@ -80,10 +128,8 @@ async def test_one_order_per_intent_under_5xx_and_accepted_then_lost_answers(tmp
     app, sim, events = await run_live_session(tmp_path, faults, wall_seconds=15)
     requests = [e for e in events if type(e) is OrderRequest]
     assert requests, "the strategy never traded"
-    by_tag = orders_by_tag(sim)
-    assert all(count == 1 for count in by_tag.values()), by_tag
-    assert set(by_tag) <= {r.tag for r in requests}
+    never_sent(requests, events, sim)
     terminal = Counter(u.intent_id for u in events if type(u) is OrderUpdate and u.status.is_terminal)
-    assert all(count == 1 for count in terminal.values())
+    assert all(count == 1 for count in terminal.values()), terminal
     # The faults really were in the way: some placements failed or lost their answer and were resolved by tag.
     assert app.execution.retries + app.execution.recovered_by_tag + app.execution.unresolved > 0

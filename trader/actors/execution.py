@@ -4,6 +4,10 @@ Exactly once: the broker ``tag`` is derived from the intent id. A rejection is f
 sent again after a pause; a timeout or 5xx is ambiguous, so the tag is looked up in the broker's order book first
 and the order is sent again only if it is not there. If even the look-up keeps failing, the order is never re-sent:
 it is parked as unresolved and looked up again later.
+
+No request vanishes: each ends as one order on the broker's book under its tag, or with one terminal update that
+says why it was never sent; at shutdown too (see ``close``). The one exception is a broker that cannot answer for an
+order at shutdown: that request is logged as ``order_state_unknown_at_shutdown`` with its tag, never called rejected.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class ExecutionActor(Actor):
         self.retries = 0
         self.recovered_by_tag = 0
         self._resync_pending = False
+        self._closing = False
         self.slippage = SlippageStats()
         broker.attach(bus.publish)
 
@@ -96,9 +101,24 @@ class ExecutionActor(Actor):
         kind = type(event)
         if kind is Tick:
             self.broker.on_tick(event)
-        elif kind is OrderRequest:
+        elif kind is FeedStatus:
+            if event.status == "connected":
+                await self._resync("order channel (re)connected")
+        else:
+            self._record(event)
+        if self._resync_pending:
+            self._resync_pending = False
+            await self._resync("an order was recovered by its tag")
+        if self._unresolved and self.clock.now_ns() >= self._next_reconcile_ns:
+            await self._reconcile()
+        if self._cancel_at and self.clock.now_ns() >= min(self._cancel_at.values()):
+            await self._cancel_stale()
+
+    def _record(self, event: object) -> None:
+        """What needs no broker call: a request starts its placement; updates and fills are tracked and logged."""
+        if type(event) is OrderRequest:
             self._start_placement(event)
-        elif kind is OrderUpdate:
+        elif type(event) is OrderUpdate:
             if event.order_id:
                 if event.status.is_terminal:
                     self._open.pop(event.order_id, None)
@@ -108,23 +128,13 @@ class ExecutionActor(Actor):
             log.info("order_update", intent_id=event.intent_id, order_id=event.order_id,
                      status=event.status.value, filled=event.filled_quantity, pending=event.pending_quantity,
                      average_price_inr=to_rupees(event.average_price), reason=event.reason, event_ts_ns=event.ts_ns)
-        elif kind is FeedStatus:
-            if event.status == "connected":
-                await self._resync("order channel (re)connected")
-        elif kind is Fill:
+        elif type(event) is Fill:
             self.slippage.add(event)
             log.info("fill", fill_id=event.fill_id, intent_id=event.intent_id, order_id=event.order_id,
                      tradingsymbol=event.contract.tradingsymbol, side=event.side.value, quantity=event.quantity,
                      price_inr=to_rupees(event.price), expected_price_inr=to_rupees(event.expected_price),
                      slippage_inr=to_rupees(event.slippage_paise), slippage_bps=round(event.slippage_bps, 2),
                      charges_inr=to_rupees(event.charges), event_ts_ns=event.ts_ns)
-        if self._resync_pending:
-            self._resync_pending = False
-            await self._resync("an order was recovered by its tag")
-        if self._unresolved and self.clock.now_ns() >= self._next_reconcile_ns:
-            await self._reconcile()
-        if self._cancel_at and self.clock.now_ns() >= min(self._cancel_at.values()):
-            await self._cancel_stale()
 
     async def _cancel_stale(self) -> None:
         """Cancel MARKET orders that Kite's market protection left resting: the strategy re-prices them.
@@ -160,6 +170,9 @@ class ExecutionActor(Actor):
             log.warning("duplicate_request_ignored", tag=tag, intent_id=request.intent.intent_id)
             return
         self._seen_tags.add(tag)
+        if self._closing:
+            self._reject(request, "not sent: the daemon is stopping")
+            return
         self.inbox.hold()
         task = asyncio.create_task(self._place_guarded(request), name=f"place:{tag}")
         self._placements.add(task)
@@ -186,11 +199,52 @@ class ExecutionActor(Actor):
         while self._placements:
             await asyncio.gather(*self._placements, return_exceptions=True)
 
-    async def close(self) -> None:
-        """Stop placements still under way (after the shutdown drain timed out); they are parked, not lost."""
-        for task in list(self._placements):
+    async def close(self, *, budget_s: float = 2.0) -> None:
+        """At shutdown, after the drain: every request this actor was handed gets its end, as far as the broker tells.
+
+        Placements still under way are stopped and, like orders parked earlier, looked up by their tag once more
+        (after the settle pause, as for any ambiguous failure): one found is adopted, it is on the book; one the
+        broker confirms absent gets one terminal REJECTED update and is never sent again. Requests still queued,
+        or arriving later, were never sent: each gets one terminal update too. A look-up that fails, or does not
+        answer within ``budget_s`` (wall time), leaves its request unknown: it may exist at the broker, so it is
+        logged as ``order_state_unknown_at_shutdown`` with its tag for the operator, never called rejected.
+        """
+        self._closing = True
+        stopped = list(self._placements)
+        for task in stopped:
             task.cancel()
-        await asyncio.gather(*self._placements, return_exceptions=True)
+        await asyncio.gather(*stopped, return_exceptions=True)  # each one parked itself
+        if self._unresolved:
+            try:
+                async with asyncio.timeout(budget_s):
+                    await self._resolve_parked(settle_first=bool(stopped))
+            except TimeoutError:
+                log.error("shutdown_lookup_timeout", budget_s=budget_s, unresolved=len(self._unresolved))
+        self._refuse_queued()  # last, and without an await after it: nothing can slip in behind it
+        for tag, request in self._unresolved.items():
+            log.error("order_state_unknown_at_shutdown", intent_id=request.intent.intent_id, tag=tag,
+                      hint="check the broker's order book for this tag")
+
+    async def _resolve_parked(self, *, settle_first: bool) -> None:
+        if settle_first:
+            await self._pause(self.retry.settle_s)  # a stopped placement may have been accepted a moment ago
+        for tag, request in list(self._unresolved.items()):
+            found = await self._lookup(tag)
+            if found is None or self._unresolved.pop(tag, None) is None:
+                continue  # still unknown, or the actor's own reconcile resolved it meanwhile
+            if isinstance(found, BrokerOrder):
+                self._adopt(request, found, 0)
+            else:
+                self._reject(request, "not sent: the daemon stopped before the broker had it")
+        if self._resync_pending:
+            self._resync_pending = False
+            await self._resync("orders adopted at shutdown")
+
+    def _refuse_queued(self) -> None:
+        """Take what is still in the inbox: requests there were never sent, and are refused with a reason."""
+        while (event := self.inbox.get_nowait()) is not None:
+            self._record(event)
+            self.inbox.task_done()
 
     async def _place(self, request: OrderRequest) -> None:
         tag = request.tag
@@ -246,11 +300,12 @@ class ExecutionActor(Actor):
                 found = await self.broker.find_order_by_tag(tag)
             except Exception:  # still unknown; try again at the next reconcile
                 continue
-            del self._unresolved[tag]
+            if self._unresolved.pop(tag, None) is None:
+                continue  # resolved meanwhile (at shutdown, ``close`` looks parked orders up too)
             if found is not None:
                 self._adopt(request, found, 0)
             else:
-                # Confirmed absent: now it is safe to send it once more.
+                # Confirmed absent: now it is safe to send it once more (or, once stopping, to say it was not sent).
                 self._seen_tags.discard(tag)
                 self._start_placement(request)
 
