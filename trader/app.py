@@ -216,6 +216,12 @@ class App:
         if self.kite is not None:
             await self.kite.close()
 
+    async def _drain(self, timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(self.bus.wait_idle(), timeout=timeout_s)
+        except TimeoutError:
+            log.error("shutdown_drain_timeout", pending={i.name: len(i) for i in self.bus.inboxes})
+
     async def _shutdown(self) -> RunResult:
         """No new intents, let in-flight orders finish, stop the feeds, log the summary.
 
@@ -223,25 +229,26 @@ class App:
         still being placed would otherwise never reach the portfolio. Whatever it missed is read back from the
         broker's order book before the feeds go.
         """
+        # Shares of the shutdown budget (they add up to less than the whole: the rest is the summary and slack).
         budget = self.settings.shutdown_timeout_seconds
         self.bus.publish(Command(ts_ns=self.clock.now_ns(), kind=CommandKind.STOP_ENTRIES, source="daemon",
                                  reason="shutting down"))
         try:
-            await asyncio.wait_for(self.execution.settle(), timeout=budget / 2)
+            await asyncio.wait_for(self.execution.settle(), timeout=budget * 0.4)
         except TimeoutError:
             log.error("shutdown_orders_still_in_flight", placements=len(self.execution.placements))
         try:
-            await asyncio.wait_for(self.broker.resync(), timeout=budget / 4)
+            await asyncio.wait_for(self.broker.resync(), timeout=budget * 0.15)
         except Exception as exc:
             log.warning("shutdown_resync_failed", error=repr(exc))
         await self.supervisor.stop([feed.name for feed in self.feeds])
         for feed in self.feeds:
             await feed.market.close()
-        try:
-            await asyncio.wait_for(self.bus.wait_idle(), timeout=budget / 4)
-        except TimeoutError:
-            log.error("shutdown_drain_timeout", pending={i.name: len(i) for i in self.bus.inboxes})
-        await self.execution.close()
+        await self._drain(budget * 0.1)
+        await self.execution.close(budget_s=budget * 0.2)
+        # Orders adopted or refused at close publish their updates and fills: let the portfolio and the risk gate
+        # (and its journal) see them before the actors stop.
+        await self._drain(budget * 0.1)
         await self.supervisor.stop()
         self._heartbeat()  # the last counters, and the simulated time saved before the journal closes
         await self._close_resources()
