@@ -31,7 +31,7 @@ from trader.money import rupee_text
 from trader.risk.margin import modelled_account_margin, modelled_order_margin
 
 # Kite's automatic market protection (market_protection = -1) picks a band itself; users report about 3 % for
-# options priced ₹10–100 (india-fno-facts.md §5.2). We model it as 3 %.
+# options priced ₹10–100 (docs/reference/india-fno-facts.md §5.2). We model it as 3 %.
 AUTO_MARKET_PROTECTION_PCT = 3.0
 _NEVER = 2**63 - 1
 

@@ -1,6 +1,7 @@
 """Zerodha charges on index-option orders, in exact integer paise.
 
-Rates come from the fact sheet §3 (compiled 24 Nov 2026) and are kept as ``Fraction``s so nothing is lost
+Rates come from the fact sheet (docs/reference/india-fno-facts.md) §3 (compiled 24 Nov 2026) and are kept as
+``Fraction``s so nothing is lost
 to binary floating point; each component is computed per order (or per fill) and rounded half-up to the
 paisa. Contract notes round STT and stamp duty to the rupee on the day's aggregate, so a day's total here
 can differ from the note by a rupee or two.

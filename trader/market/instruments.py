@@ -1,8 +1,8 @@
 """Option contracts, Kite tradingsymbols, the instrument master and the fallback contract table.
 
 The instrument master is filled from Kite's daily instrument dump, whose ``lot_size``, ``tick_size``,
-``expiry`` and ``strike`` are authoritative (fact sheet §2.1, §2.4c). Symbol parsing and
-``FALLBACK_UNDERLYINGS`` exist for the places that have no dump: the CLI, tests and replays.
+``expiry`` and ``strike`` are authoritative (fact sheet (docs/reference/india-fno-facts.md) §2.1, §2.4c). Symbol
+parsing and ``FALLBACK_UNDERLYINGS`` exist for the places that have no dump: the CLI, tests and replays.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ class UnderlyingSpec:
 
 
 # FALLBACK ONLY: the one place where contract sizes are written down. The Kite instrument dump, read
-# every day, overrides them (InstrumentMaster). Values from the fact sheet compiled 24 Nov 2026, which
-# covers circulars up to 22 Aug 2026:
+# every day, overrides them (InstrumentMaster). Values from the fact sheet (docs/reference/india-fno-facts.md)
+# compiled 24 Nov 2026, which covers circulars up to 22 Aug 2026:
 # * lot sizes: §2.1 [V], in force since the Jan 2026 expiries (SENSEX 20 since Nov 2024 [V/S]);
 # * freeze quantities: §2.3, NSE revision effective 3 Aug 2026 [V], SENSEX [S]; NSE revises them monthly;
 # * strike steps: §2.3 practitioner values [U]; NIFTYNXT50 is not in the fact sheet (100 is assumed [U]);

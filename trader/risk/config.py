@@ -51,7 +51,8 @@ class RiskConfig(BaseModel):
     max_lots_per_trade: int = Field(1, ge=1)
     min_margin_buffer: float = Field(50_000.0, ge=0, description="rupees that must stay free after an order")
     max_margin_utilisation_pct: float = 0.80
-    # Kite allows 10 orders/s per account for an unregistered retail algo (india-fno-facts.md §5.2); stay below it.
+    # Kite allows 10 orders/s per account for an unregistered retail algo (docs/reference/india-fno-facts.md §5.2);
+    # stay below it.
     max_orders_per_second: int = Field(8, ge=1, le=10)
     max_order_value: float = Field(500_000.0, gt=0, description="rupees: quantity × price of one order")
     no_entry_before: time = Field(time(9, 20), description="IST: no new entries before this time")

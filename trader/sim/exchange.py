@@ -4,7 +4,8 @@ the paper broker.
 One simulated account. The ``SyntheticMarket`` produces index and option-chain ticks on the simulator's own
 ``SimClock``; every tick is fed to a ``PaperBroker``, whose fill rules (MARKET / LIMIT / SL / SL-M, partial fills,
 DAY expiry) decide what trades. The simulator adds what Kite adds on top: the REST routes, the login flow, the
-order-entry rules of ``india-fno-facts.md`` (tick, lot, freeze quantity, market protection, LPP band, 10 order
+order-entry rules of ``docs/reference/india-fno-facts.md`` (tick, lot, freeze quantity, market protection, LPP band,
+10 order
 requests per calendar second, tag length) and Kite's JSON shapes for orders, history, trades, positions and funds.
 
 Time: with ``speed == 0`` (the default, for tests) the market moves only when ``advance(seconds)`` is awaited, so a
@@ -19,7 +20,8 @@ published in each client's modes with per-token day statistics: the day's open/h
 and as "previous close" the last price of the previous simulated session (the first session's close is its first
 price, since there is no earlier one). Every change of an order's status or filled quantity (the paper broker follows
 each fill with a status update) is published as an order postback text message shaped like Kite's
-(``kite-protocol.md`` §3.2). ``advance`` awaits the publishing, so a test sees the messages deterministically.
+(``docs/reference/kite-protocol.md`` §3.2). ``advance`` awaits the publishing, so a test sees the messages
+deterministically.
 Fault knobs: ``await drop_websockets()`` and ``ws_drop_every_s`` (simulated seconds between forced drops; 0 = off).
 """
 

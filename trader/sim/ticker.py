@@ -1,7 +1,7 @@
 """The simulator's Kite WebSocket: binary ticks in the modes each client asked for, order postbacks as text.
 
-Speaks what the official ``KiteTicker`` and our own client expect (kite-protocol.md §4.10): credentials in the
-query on the root path (403 otherwise), idempotent ``subscribe``/``unsubscribe``/``mode`` commands with ``quote``
+Speaks what the official ``KiteTicker`` and our own client expect (docs/reference/kite-protocol.md §4.10): credentials
+in the query on the root path (403 otherwise), idempotent ``subscribe``/``unsubscribe``/``mode`` commands with ``quote``
 as the default mode, at most 3000 tokens a connection, a 1-byte heartbeat when idle, no unsolicited pongs.
 """
 

@@ -1,6 +1,7 @@
 """Kite Connect v3 wire details shared by the simulator's handlers: envelopes, errors, fault knobs, formatting.
 
-Error status/type pairs follow ``kite-protocol.md`` §1.5 (TokenException 403, InputException 400, OrderException
+Error status/type pairs follow ``docs/reference/kite-protocol.md`` §1.5 (TokenException 403, InputException 400,
+OrderException
 400, MarginException 400, NetworkException 503, DataException 502, GeneralException 500, rate limit 429 with a
 NetworkException body as §5 recommends).
 """

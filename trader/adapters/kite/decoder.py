@@ -1,4 +1,4 @@
-"""Decoder for Kite Connect WebSocket binary frames (``../shared/docs/kite-protocol.md`` §4.3–4.7).
+"""Decoder for Kite Connect WebSocket binary frames (``docs/reference/kite-protocol.md`` §4.3–4.7).
 
 A binary frame is ``[u16 N]`` followed by N times ``[u16 L][L bytes of packet]``, big-endian throughout. What a packet
 holds is decided by its length alone, exactly as in the official client:
