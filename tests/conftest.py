@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -23,3 +24,12 @@ def quiet_logs() -> Iterator[None]:
     configure_logging("ERROR", io.StringIO())
     yield
     structlog.configure(**saved)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No TRADER_* variable from the developer's shell leaks into the settings under test."""
+    for key in list(os.environ):
+        if key.startswith("TRADER_"):
+            monkeypatch.delenv(key)
+    return monkeypatch

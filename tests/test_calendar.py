@@ -3,7 +3,6 @@ a user's file over it, malformed files, and years without holiday data."""
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -514,14 +513,6 @@ def test_unreadable_calendar_files(tmp_path: Path) -> None:
 
 
 # --- configuration ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for key in list(os.environ):
-        if key.startswith("TRADER_"):
-            monkeypatch.delenv(key)
-    return monkeypatch
 
 
 def test_calendar_file_from_the_environment(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -25,14 +25,6 @@ EXAMPLE_CONFIG = REPO / "configs" / "paper.toml"
 pytestmark = pytest.mark.usefixtures("quiet_logs")
 
 
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for key in list(os.environ):
-        if key.startswith("TRADER_"):
-            monkeypatch.delenv(key)
-    return monkeypatch
-
-
 def write_toml(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "trader.toml"
     path.write_text(text)

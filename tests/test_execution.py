@@ -10,7 +10,7 @@ import asyncio
 import io
 import itertools
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from trader.actors.execution import ExecutionActor, RetryPolicy
 from trader.adapters.paper import PaperBroker
-from trader.adapters.ports import BrokerOrder, BrokerUnavailable, MarginView, OrderRejected, RateLimited
+from trader.adapters.ports import BrokerOrder, BrokerUnavailable, OrderRejected, RateLimited
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, SimClock
 from trader.events import (
@@ -64,28 +64,12 @@ class FakeBroker(helpers.FakeBroker):
     """Implements the Broker port; ``plan[tag]`` scripts the outcome of each place attempt for that tag."""
 
     def __init__(self, clock: SimClock, *, wants_ticks: bool = False) -> None:
-        super().__init__(clock, wants_ticks=wants_ticks)
-        self.clock = clock
-        self._wants_ticks = wants_ticks
-        self.publish: Callable[[object], None] | None = None
+        super().__init__(clock, wants_ticks=wants_ticks, available=10**12)
         self.plan: dict[str, deque[str]] = {}
         self.lookup_plan: deque[bool] = deque()  # True = this look-up fails; empty = look-ups work
         self.lookup_down = False
-        self.orders: list[BrokerOrder] = []
         self.place_calls: list[tuple[int, str]] = []  # (clock time, tag) of every place_order call
         self.lookups: list[str] = []
-        self.ticks: list[Tick] = []
-
-    # -- Broker port
-    def attach(self, publish: Callable[[object], None]) -> None:
-        self.publish = publish
-
-    @property
-    def wants_ticks(self) -> bool:
-        return self._wants_ticks
-
-    def on_tick(self, tick: Tick) -> None:
-        self.ticks.append(tick)
 
     async def place_order(self, request: OrderRequest) -> str:
         tag = request.tag
@@ -116,25 +100,7 @@ class FakeBroker(helpers.FakeBroker):
         matching = [o for o in self.orders if o.tag == tag]
         return matching[-1] if matching else None
 
-    async def open_orders(self) -> list[BrokerOrder]:
-        return [o for o in self.orders if not o.status.is_terminal]
-
-    async def margins(self) -> MarginView:
-        return MarginView(available=10**12, used=0)
-
-    async def resync(self) -> None:
-        pass
-
-    async def positions(self) -> dict[int, int]:
-        return {}
-
-    async def order_margin(self, intent: OrderIntent) -> int:
-        return 0
-
     # -- test helpers
-    def orders_for(self, tag: str) -> list[BrokerOrder]:
-        return [o for o in self.orders if o.tag == tag]
-
     def calls_for(self, tag: str) -> int:
         return sum(1 for _, t in self.place_calls if t == tag)
 
