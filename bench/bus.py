@@ -524,7 +524,7 @@ async def run_latency(ticks: list[Tick], instruments: InstrumentMaster, settings
             refusals[event.reason] += 1
 
     clock = SimClock(ticks[0].ts_ns, speed=1.0)  # paced: the actors see live-like time; ticks may conflate
-    calendar = MarketCalendar(weekdays_when_unknown=True)  # as App builds it for the built-in market
+    calendar = settings.market_calendar()  # as App builds it for the built-in market
     config = latency_risk_config(settings)
     end = datetime.fromtimestamp(ticks[-1].ts_ns / NS_PER_SECOND, tz=IST).time()
     if end > config.no_entry_after:

@@ -12,15 +12,8 @@ from hypothesis import strategies as st
 
 from trader.cli import main
 from trader.config import ConfigError, load_settings
-from trader.market.calendar import (
-    IST,
-    SHIPPED_CALENDAR_FILE,
-    CalendarError,
-    MarketCalendar,
-    ist_date,
-    load_calendar_data,
-    shipped_calendar_data,
-)
+from trader.market.calendar import IST, MarketCalendar, ist_date
+from trader.market.calendar_data import SHIPPED_CALENDAR_FILE, CalendarError, load_calendar_data, shipped_calendar_data
 from trader.market.instruments import FALLBACK_UNDERLYINGS
 
 from helpers import captured_logs

@@ -21,7 +21,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from trader.market.calendar import IST, CalendarError, MarketCalendar, load_calendar_data
+from trader.market.calendar import IST, MarketCalendar
+from trader.market.calendar_data import CalendarError, load_calendar_data
 from trader.market.instruments import resolve_underlying
 from trader.risk.config import RiskConfig, require_fraction
 
