@@ -177,3 +177,27 @@ def live_sim_settings(base: str, ws_url: str, token: str, data_dir: Path) -> Set
         "strategy": {"bar_seconds": 10, "confidence_cutoff": 0, "first_entry_time": "09:15:00"},
         "risk": {"no_entry_before": "09:15:00", "max_daily_loss_pct": 0.5},
     })
+
+
+class ManualClock:
+    """Time moves only when the test moves it, so a sleeper really waits while others queue up."""
+
+    def __init__(self, start_ns: int) -> None:
+        self.t = start_ns
+        self._moved = asyncio.Event()
+
+    def now_ns(self) -> int:
+        return self.t
+
+    async def sleep_until(self, ts_ns: int) -> None:
+        while self.t < ts_ns:
+            await self._moved.wait()
+
+    @property
+    def paced(self) -> bool:
+        return True
+
+    def move_to(self, ts_ns: int) -> None:
+        self.t = ts_ns
+        self._moved.set()
+        self._moved = asyncio.Event()

@@ -23,7 +23,7 @@ from trader.actors.execution import ExecutionActor, RetryPolicy
 from trader.adapters.paper import PaperBroker
 from trader.adapters.ports import BrokerOrder, BrokerUnavailable, OrderRejected, RateLimited
 from trader.bus import EventBus
-from trader.clock import NS_PER_SECOND, SimClock
+from trader.clock import NS_PER_SECOND, Clock, SimClock
 from trader.events import (
     Fill,
     IntentPurpose,
@@ -63,7 +63,7 @@ pytestmark = pytest.mark.usefixtures("quiet_logs")
 class FakeBroker(helpers.FakeBroker):
     """Implements the Broker port; ``plan[tag]`` scripts the outcome of each place attempt for that tag."""
 
-    def __init__(self, clock: SimClock, *, wants_ticks: bool = False) -> None:
+    def __init__(self, clock: Clock, *, wants_ticks: bool = False) -> None:
         super().__init__(clock, wants_ticks=wants_ticks, available=10**12)
         self.plan: dict[str, deque[str]] = {}
         self.lookup_plan: deque[bool] = deque()  # True = this look-up fails; empty = look-ups work
@@ -748,6 +748,26 @@ async def test_an_order_the_broker_cannot_answer_for_at_shutdown_is_reported_unk
     assert h.broker.calls_for(request.tag) == 1
     unknown = [line for line in log_lines(stream) if line.get("event") == "order_state_unknown_at_shutdown"]
     assert [line["tag"] for line in unknown] == [request.tag]
+
+
+async def test_a_request_still_waiting_for_a_rate_slot_at_shutdown_is_rejected_at_once_never_looked_up() -> None:
+    h = Harness()
+    clock = helpers.ManualClock(T0)  # time stands still: the second request waits for its slot until the close
+    h.broker = FakeBroker(clock)
+    h.actor = ExecutionActor(h.bus, h.broker, clock, max_orders_per_second=1, retry=RETRY)
+    first, second = h.request(), h.request()
+    await h.actor.handle(first)
+    await h.actor.handle(second)
+    await wait_for(lambda: h.broker.calls_for(first.tag) == 1 and h.actor.limiter.waits == 1)
+    await h.actor.close()
+    assert h.broker.calls_for(second.tag) == 0
+    assert h.broker.lookups == []  # certainly never sent: nothing to look up
+    assert h.actor.unresolved == 0
+    _check_outcomes(h, [first, second])
+    [update] = h.updates(second)
+    assert (update.status, update.order_id) == (OrderStatus.REJECTED, "")
+    assert "stopped before it was sent" in update.reason
+    assert h.updates(first) == []
 
 
 class StalledLookupBroker(FakeBroker):

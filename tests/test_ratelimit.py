@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from trader.clock import NS_PER_SECOND, SimClock
 from trader.ratelimit import RateLimiter
 
+import helpers
+
 S = NS_PER_SECOND
 START = 1_795_151_700 * S
 
@@ -81,3 +83,39 @@ async def test_acquire_waits_on_the_injected_clock() -> None:
 async def test_acquire_without_a_clock_is_a_programming_error() -> None:
     with pytest.raises(RuntimeError, match="needs a clock"):
         await RateLimiter(1).acquire()
+
+
+async def test_urgent_waiters_go_before_every_non_urgent_one_still_waiting() -> None:
+    """An exit queued behind a burst of entries takes the next free slot, not the one after all of them."""
+    clock = helpers.ManualClock(START)
+    limiter = RateLimiter(2, clock=clock)
+    order: list[str] = []
+
+    async def take(name: str, *, urgent: bool = False) -> None:
+        await limiter.acquire(urgent=urgent)
+        order.append(name)
+
+    entries = [asyncio.create_task(take(f"entry{i}")) for i in range(6)]
+    await helpers.wait_for(lambda: order == ["entry0", "entry1"] and limiter.waits == 1)  # entry2 sleeps for S
+    exit_order = asyncio.create_task(take("exit", urgent=True))
+    await helpers.wait_for(lambda: limiter.waits == 2)  # the exit is first in line now, sleeping for the same slot
+    clock.move_to(START + S)
+    await helpers.wait_for(lambda: len(order) == 4)
+    assert order[2:] == ["exit", "entry2"]
+    clock.move_to(START + 2 * S)
+    await helpers.wait_for(lambda: len(order) == 6)
+    clock.move_to(START + 3 * S)
+    await asyncio.gather(*entries, exit_order)
+    assert order[4:] == ["entry3", "entry4", "entry5"]
+
+
+async def test_a_cancelled_waiter_leaves_the_queue() -> None:
+    clock = SimClock(START, speed=0)
+    limiter = RateLimiter(1, clock=clock)
+    await limiter.acquire()
+    blocked = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    blocked.cancel()
+    await asyncio.gather(blocked, return_exceptions=True)
+    await limiter.acquire()  # not stuck behind the cancelled ticket
+    assert limiter.used(clock.now_ns()) == 1

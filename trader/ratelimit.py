@@ -9,13 +9,15 @@ one of our seconds and ``limit`` more at the start of the next, and the broker m
 seconds. "At most ``limit`` in any window" holds for every window, so also for whichever one the broker counts, while
 still letting ``limit`` requests go at once (an exit is never spaced out behind a fixed interval).
 
-Concurrent callers of ``acquire`` are served first come, first served (an asyncio lock, which wakes in order).
+Concurrent callers of ``acquire`` are served first come, first served, urgent ones (exits, cancels) first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import heapq
+import itertools
 from collections import deque
 
 from trader.clock import NS_PER_SECOND, Clock
@@ -32,7 +34,9 @@ class RateLimiter:
         self._clock = clock
         self._times: deque[int] = deque()  # booked/recorded event times, ascending
         self.waits = 0  # how many times an acquisition had to wait for a slot
-        self._queue = asyncio.Lock()
+        self._queue: list[tuple[int, int]] = []  # waiting tickets: (0 urgent / 1 not, call order)
+        self._tickets = itertools.count()
+        self._turn_changed = asyncio.Event()
 
     @classmethod
     def per_second(cls, rate: float, *, clock: Clock | None = None) -> RateLimiter:
@@ -65,23 +69,35 @@ class RateLimiter:
         return now_ns
 
     # -- the clocked half ----------------------------------------------------------------------------------------
-    async def acquire(self) -> None:
-        """Wait (on the clock) for a slot and take it; waiters are served in call order.
+    async def acquire(self, *, urgent: bool = False) -> None:
+        """Wait (on the clock) for a slot and take it.
 
-        The time recorded is the clock's when the slot is taken, not when it was due: a waiter woken late (a busy
-        loop, or an unpaced clock that another task moved on) still counts where it really went out.
+        Waiters are served in call order, except that ``urgent`` ones (exits, cancels: what takes risk off) go
+        before every non-urgent one still waiting. The time recorded is the clock's when the slot is taken, not when
+        it was due: a waiter woken late (a busy loop, or an unpaced clock another task moved on) still counts where
+        it really went out.
         """
         if self._clock is None:
             raise RuntimeError("RateLimiter.acquire needs a clock: build it with clock=...")
-        async with self._queue:
+        ticket = (0 if urgent else 1, next(self._tickets))
+        heapq.heappush(self._queue, ticket)
+        try:
             while True:
+                if self._queue[0] != ticket:
+                    await self._turn_changed.wait()  # someone ahead took a slot or left
+                    continue
                 now = self._clock.now_ns()
                 at = self.next_free_ns(now)
                 if at <= now:
                     self.record(now)
                     return
                 self.waits += 1
-                await self._clock.sleep_until(at)
+                await self._clock.sleep_until(at)  # then look again: an urgent waiter may have come first
+        finally:
+            self._queue.remove(ticket)
+            heapq.heapify(self._queue)
+            self._turn_changed.set()
+            self._turn_changed = asyncio.Event()
 
     def _forget_before(self, ts_ns: int) -> None:
         # Keep what the window ending at ts_ns can still see, and always the last `limit` (reserve needs them).

@@ -21,7 +21,17 @@ from trader.actors.base import Actor
 from trader.adapters.ports import Broker, BrokerOrder, BrokerUnavailable, OrderRejected, RateLimited
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, Clock
-from trader.events import FeedStatus, Fill, Heartbeat, OrderRequest, OrderStatus, OrderType, OrderUpdate, Tick
+from trader.events import (
+    FeedStatus,
+    Fill,
+    Heartbeat,
+    IntentPurpose,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    Tick,
+)
 from trader.logging import get_logger
 from trader.money import to_rupees
 from trader.ratelimit import RateLimiter
@@ -71,6 +81,7 @@ class ExecutionActor(Actor):
         self._unresolved: dict[str, OrderRequest] = {}
         self._cancel_at: dict[str, int] = {}  # order id → when a still-resting MARKET order gets cancelled
         self._placements: set[asyncio.Task[None]] = set()
+        self._maybe_at_broker: set[str] = set()  # tags whose place call is under way or ended ambiguously
         self._next_reconcile_ns = 0
         self.orders_placed = 0
         self.orders_rejected = 0
@@ -182,12 +193,16 @@ class ExecutionActor(Actor):
         try:
             await self._place(request)
         except asyncio.CancelledError:
-            self._park(request, "placement cancelled during shutdown")
+            if request.tag in self._maybe_at_broker:
+                self._park(request, "placement cancelled during shutdown")  # looked up by its tag in close()
+            else:  # still waiting for a rate-limit slot or a backoff after a clear refusal: certainly not sent
+                self._reject(request, "not sent: the daemon stopped before it was sent")
             raise
         except Exception:
             log.exception("order_placement_failed", tag=request.tag)
             self._park(request, "placement failed unexpectedly")  # the order may exist: never forget it
         finally:
+            self._maybe_at_broker.discard(request.tag)
             self.inbox.task_done()
 
     @property
@@ -250,13 +265,15 @@ class ExecutionActor(Actor):
         tag = request.tag
         last_error = ""
         for attempt in range(1, self.retry.max_attempts + 1):
-            await self.limiter.acquire()
+            await self.limiter.acquire(urgent=request.intent.purpose is not IntentPurpose.ENTRY)
+            self._maybe_at_broker.add(tag)  # from here until a clear answer, the broker may hold it
             try:
                 order_id = await self.broker.place_order(request)
             except OrderRejected as exc:
                 self._reject(request, f"broker: {exc}")
                 return
             except RateLimited as exc:
+                self._maybe_at_broker.discard(tag)  # a 429 is a refusal before acceptance
                 last_error = f"rate limited: {exc}"
             except Exception as exc:  # anything else is as ambiguous as a timeout
                 last_error = (f"broker unavailable: {exc}" if isinstance(exc, BrokerUnavailable)
