@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from pathlib import Path
 
+import pytest
+
 from trader import builders
 from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
 from trader.app import App
@@ -28,6 +30,8 @@ def ist(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
 
 LAST_RUN = ist(2030, 1, 1, 12, 0)  # Tue 1 Jan 2030 (no holiday data: every weekday trades)
 NEXT_OPEN = ist(2030, 1, 2, 9, 15)
+
+pytestmark = pytest.mark.usefixtures("clean_env")  # no TRADER_KITE__* from the shell turns on the Kite market
 
 
 def test_the_next_run_starts_on_the_session_after_the_last_runs_day(tmp_path: Path) -> None:
@@ -72,11 +76,29 @@ def test_a_breached_day_of_the_last_run_does_not_block_the_next_one(tmp_path: Pa
         start = app.clock.now_ns()
         assert NEXT_OPEN <= start < NEXT_OPEN + 60 * NS_PER_SECOND  # paced at speed 1 from there
         events = [line["event"] for line in lines]
-        assert "paper_market_continues" in events and "risk_state_refuses_entries" in events
-        refusal = next(line for line in lines if line["event"] == "risk_state_refuses_entries")
-        assert refusal["journal"] == str(tmp_path / "paper.sqlite3") and "delete" in refusal["how_to_clear"]
-        # On the new session the old day's breach has rolled off: entries are allowed again.
+        assert "paper_market_continues" in events
+        # On the new session the old day's breach has rolled off: entries are allowed, and nothing says otherwise.
+        assert "risk_state_refuses_entries" not in events
+        assert next(line for line in lines if line["event"] == "risk_state_restored")["state"] == "ACTIVE"
         assert app.risk.manager.metrics(start).trading_state is TradingState.ACTIVE
+    finally:
+        assert app.journal is not None
+        app.journal.close()
+
+
+def test_a_restored_halt_names_the_state_the_file_and_the_way_out(tmp_path: Path) -> None:
+    settings = load_settings({"mode": "paper", "data_dir": str(tmp_path)})
+    manager = RiskManager(settings.risk, now_ns=lambda: LAST_RUN)
+    manager.halt("kill-switch file /tmp/KILL exists", LAST_RUN)
+    journal = Journal(tmp_path / "paper.sqlite3")
+    journal.save_state(RISK_STATE_NAME, manager.to_state(), LAST_RUN)
+    journal.close()
+    with captured_logs() as lines:
+        app = App(settings, start_ns=NEXT_OPEN)
+    try:
+        [refusal] = [line for line in lines if line["event"] == "risk_state_refuses_entries"]
+        assert refusal["state"] == "HALTED" and "kill-switch" in refusal["reason"]
+        assert refusal["journal"] == str(tmp_path / "paper.sqlite3") and "delete" in refusal["how_to_clear"]
     finally:
         assert app.journal is not None
         app.journal.close()

@@ -123,12 +123,14 @@ def build_risk_manager(settings: Settings, journal: Journal | None, calendar: Ma
         raise ConfigError([f"config error: data_dir: the saved risk state cannot be used ({exc}); move "
                            f"{settings.data_dir} aside to start fresh"]) from None
     path = journal.path if journal is not None else settings.data_dir
-    log.warning("risk_state_restored", state=manager.state.value, level=manager.level.value,
+    # Judge the state at the start time: a breach of a day (week, month) that has passed has rolled off by now.
+    state = manager.metrics(clock.now_ns()).trading_state
+    log.warning("risk_state_restored", state=state.value, level=manager.level.value,
                 open_positions=len(manager.open_positions()), journal=str(path))
-    if manager.state is not TradingState.ACTIVE:
+    if state is not TradingState.ACTIVE:
         clear = (f"stop the daemon and delete {path} to start a fresh paper account" if settings.mode == "paper" else
                  f"the state is kept in {path}; a resume/reset-daily command comes with the control API (#9)")
-        log.error("risk_state_refuses_entries", state=manager.state.value, reason=manager.state_reason,
+        log.error("risk_state_refuses_entries", state=state.value, reason=manager.state_reason,
                   journal=str(path), how_to_clear=clear)
     return manager
 

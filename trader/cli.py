@@ -189,6 +189,13 @@ def _sim_start(text: str, follow_calendar: bool) -> tuple[datetime | None, str]:
     return moment, ""
 
 
+def _log_to_stderr(level: str) -> None:
+    configure_logging(level, sys.stderr)
+    get_logger("trader.cli").error("log_output_closed", logging_to="stderr",
+                                   why="stdout was closed; live trading goes on, stopping would leave positions "
+                                       "unmanaged")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "sim":
@@ -213,8 +220,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in exc.lines:
             print(line, file=sys.stderr)
         return EXIT_CONFIG
-    # Whoever read the logs went away (`trader run | jq`, then Ctrl-C or q): stop gracefully, quietly.
-    on_output_closed(lambda: app.request_stop("the log's reader closed stdout"))
+    if settings.mode == "live":
+        # Stopping would leave open positions unmanaged (and exit 0, so systemd would not restart it): go on,
+        # logging to stderr.
+        on_output_closed(lambda: _log_to_stderr(settings.log_level))
+    else:
+        # Whoever read the logs went away (`trader run | jq`, then Ctrl-C or q): stop gracefully, quietly.
+        on_output_closed(lambda: app.request_stop("the log's reader closed stdout"))
     try:
         _run_loop(app.run())
     except Exception:

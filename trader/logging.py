@@ -74,6 +74,7 @@ class ClosedOutputGuard:
         self._binary = binary
         self.closed_output = False
         self.on_closed: Callable[[], None] | None = None
+        self.notified = False
 
     def write(self, data: bytes) -> int:
         if self.closed_output:
@@ -98,19 +99,32 @@ class ClosedOutputGuard:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, self._binary.fileno())
             os.close(devnull)
-        if self.on_closed is not None:
-            # Not from here: we are inside the logger's write (it holds its lock), and the callback logs.
-            with contextlib.suppress(RuntimeError):  # no running loop: nothing to stop
-                asyncio.get_running_loop().call_soon(self.on_closed)
+        if self.on_closed is None or self.notified:
+            return  # not registered yet: ``on_output_closed`` calls it when it is
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (start-up, or after the run): nothing is running that could be told
+        self.notified = True
+        # Not from here: we are inside the logger's write (it holds its lock), and the callback logs.
+        loop.call_soon(self.on_closed)
 
 
 _guard: ClosedOutputGuard | None = None
 
 
 def on_output_closed(callback: Callable[[], None]) -> None:
-    """Call ``callback`` (once) when the log's reader goes away; a no-op for non-pipe streams in tests."""
-    if _guard is not None:
-        _guard.on_closed = callback
+    """Call ``callback`` (once) when the log's reader goes away — at once if it already has (during start-up).
+
+    Call it outside the event loop's logging (from the CLI, before the run); a no-op for streams without a byte
+    buffer (tests' ``io.StringIO``).
+    """
+    if _guard is None:
+        return
+    _guard.on_closed = callback
+    if _guard.closed_output and not _guard.notified:
+        _guard.notified = True
+        callback()
 
 
 def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
