@@ -19,7 +19,8 @@ def test_to_paise_converts_floats_ints_and_decimal_text(rupees: float | int | st
     assert to_paise(rupees) == paise
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "-inf", "NaN", "abc", "", True, None, [1]])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "-inf", "NaN", "abc", "", True, None, [1], "1_000",
+                                 "\u0661\u0662", "1e1000000", "1e300000", Decimal("1e20"), 1e300, "12.3.4", "0x10"])
 def test_to_paise_refuses_what_is_not_a_finite_number(bad: object) -> None:
     with pytest.raises(MoneyError):
         to_paise(bad)  # type: ignore[arg-type]  # the point is a wrong type from the outside world

@@ -26,6 +26,7 @@ from trader.config import ConfigError, Settings
 from trader.events import Command, CommandKind, FeedEnded, Heartbeat
 from trader.ids import IdFactory
 from trader.logging import get_logger
+from trader.market.calendar import ist_text
 from trader.market.instruments import InstrumentMaster, resolve_underlying
 from trader.money import to_paise, to_rupees
 from trader.strategies.base import StrategyContext
@@ -100,7 +101,7 @@ class App:
             start = builders.built_in_market_start(settings, self.journal, self.calendar, start)
         session_open = self.calendar.next_session_open(start)
         if session_open > start:
-            log.info("market_closed_jump", from_time=builders.ist_text(start), to_time=builders.ist_text(session_open),
+            log.info("market_closed_jump", from_time=ist_text(start), to_time=ist_text(session_open),
                      why="the built-in market trades only in NSE session hours, so its clock starts at the next "
                          "session open; pass --start to pick another time")
             start = session_open
@@ -160,7 +161,7 @@ class App:
         lag_ms = max(now - self.strategy.last_tick_ts_ns, 0) // 1_000_000 if self.strategy.last_tick_ts_ns else 0
         log.info("heartbeat", **counters, lag_ms=lag_ms, state=self.risk.state.value, risk_level=self.risk.level.value,
                  equity_inr=to_rupees(self.portfolio.equity), day_pnl_inr=to_rupees(self.portfolio.day_pnl),
-                 sim_time=builders.ist_text(now))
+                 sim_time=ist_text(now))
         self._save_market_time(now)
         self.bus.publish(Heartbeat(ts_ns=now, counters=counters))
 
@@ -189,8 +190,8 @@ class App:
         log.info("daemon_started", mode=settings.mode, symbols=settings.symbols, strategies=settings.strategies,
                  auto_execution=settings.effective_auto_execution,
                  speed=self.clock.speed if isinstance(self.clock, SimClock) else 1.0,
-                 session_time=builders.ist_text(self.clock.now_ns()),
-                 wall_time=builders.ist_text(LiveClock().now_ns()),
+                 session_time=ist_text(self.clock.now_ns()),
+                 wall_time=ist_text(LiveClock().now_ns()),
                  capital_inr=settings.risk.initial_capital, confidence_cutoff=settings.strategy.confidence_cutoff)
         for actor in self.consumers:
             self.supervisor.start(actor)

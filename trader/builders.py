@@ -7,8 +7,6 @@ user can fix (live mode unconfirmed, a data dir that cannot be opened, a saved s
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
 from trader.adapters.kite.broker import KiteBroker
 from trader.adapters.kite.orders import OrderTracker
@@ -20,7 +18,7 @@ from trader.clock import NS_PER_SECOND, Clock, ExchangeClock, SimClock
 from trader.config import ConfigError, Settings
 from trader.events import TradingState
 from trader.logging import get_logger
-from trader.market.calendar import IST, MarketCalendar, ist_date
+from trader.market.calendar import MarketCalendar, ist_date, ist_text
 from trader.market.instruments import UnderlyingSpec
 from trader.money import to_paise
 from trader.risk.core import RiskManager
@@ -168,10 +166,6 @@ def built_in_market_start(settings: Settings, journal: Journal | None, calendar:
              why="each paper run trades a new simulated session, so the last run's day P&L and limits stay on "
                  "its own day; pass --start to choose the day")
     return next_open
-
-
-def ist_text(ts_ns: int) -> str:
-    return datetime.fromtimestamp(ts_ns // NS_PER_SECOND, tz=IST).isoformat(timespec="seconds")
 
 
 def start_ns(settings: Settings, wall_now_ns: int, override_ns: int | None = None) -> int:

@@ -14,9 +14,12 @@ to even), not a float artefact.
 from __future__ import annotations
 
 import math
+import re
 from decimal import Decimal, InvalidOperation
 
 PAISE_PER_RUPEE = 100
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_MAX_RUPEE_DIGITS = 15  # a thousand lakh crore: anything larger in a price or a balance is garbage
 
 
 class MoneyError(ValueError):
@@ -32,15 +35,22 @@ def to_paise(rupees: float | int | str | Decimal) -> int:
     if isinstance(rupees, float):
         if not math.isfinite(rupees):
             raise MoneyError(f"{rupees!r} is not a finite amount of rupees")
+        if abs(rupees) >= 10.0 ** (_MAX_RUPEE_DIGITS + 1):
+            raise MoneyError(f"{rupees!r} is not a plausible amount of rupees")
         return round(rupees * PAISE_PER_RUPEE)
-    if isinstance(rupees, str | Decimal):
+    if isinstance(rupees, str):
+        if not _DECIMAL_TEXT.fullmatch(rupees.strip()):  # ASCII digits only: no "1_000", no other scripts' digits
+            raise MoneyError(f"{rupees!r} is not a number of rupees")
         try:
-            value = Decimal(rupees.strip() if isinstance(rupees, str) else rupees)
+            rupees = Decimal(rupees.strip())
         except InvalidOperation:
             raise MoneyError(f"{rupees!r} is not a number of rupees") from None
-        if not value.is_finite():
+    if isinstance(rupees, Decimal):
+        if not rupees.is_finite():
             raise MoneyError(f"{rupees!r} is not a finite amount of rupees")
-        return round(value * PAISE_PER_RUPEE)
+        if rupees.adjusted() > _MAX_RUPEE_DIGITS:  # "1e1000000" would overflow, or take seconds to round
+            raise MoneyError(f"{rupees!r} is not a plausible amount of rupees")
+        return round(rupees * PAISE_PER_RUPEE)
     raise MoneyError(f"{rupees!r} ({type(rupees).__name__}) is not an amount of rupees")
 
 

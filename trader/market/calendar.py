@@ -68,9 +68,15 @@ def ist_date(ts_ns: int) -> date:
     return datetime.fromtimestamp(ts_ns // _NS_PER_SECOND, tz=IST).date()
 
 
-def _ist_to_ns(day: date, wall_time: time) -> int:
+def ist_ns(day: date, wall_time: time) -> int:
+    """An IST wall-clock moment as integer ns UTC (exact: no float on the way)."""
     local = datetime.combine(day, wall_time, tzinfo=IST)
     return (local - _UNIX_EPOCH) // timedelta(microseconds=1) * _NS_PER_MICROSECOND
+
+
+def ist_text(ts_ns: int) -> str:
+    """ns UTC as an ISO IST time to the second, for logs (``2026-11-20T09:15:00+05:30``)."""
+    return datetime.fromtimestamp(ts_ns // _NS_PER_SECOND, tz=IST).isoformat(timespec="seconds")
 
 
 class MarketCalendar:
@@ -163,7 +169,7 @@ class MarketCalendar:
             raise ValueError(f"{d.isoformat()} ({d:%A}{f', {reason}' if reason else ''}) is not an NSE/BSE "
                              "trading day")
         hours = self.session_hours(d)
-        return _ist_to_ns(d, hours.open), _ist_to_ns(d, hours.close)
+        return ist_ns(d, hours.open), ist_ns(d, hours.close)
 
     def is_open(self, ts_ns: int) -> bool:
         """Whether the F&O normal market is open at ``ts_ns``: open <= ts < close."""

@@ -10,15 +10,14 @@ from typing import TypeVar
 
 from trader.book import BookPosition
 from trader.clock import NS_PER_SECOND
-from trader.market.calendar import IST
+from trader.market.calendar import IST, ist_ns
 from trader.market.instruments import OptionContract, OptionType
 
 _T = TypeVar("_T")
 
 
 def ist_day_start_ns(day: date) -> int:
-    # IST has no daylight saving and a whole-minute offset, so its midnight is a whole second.
-    return int(datetime.combine(day, time(0), tzinfo=IST).timestamp()) * NS_PER_SECOND
+    return ist_ns(day, time(0))
 
 
 def ist_wall_time(ts_ns: int) -> datetime:

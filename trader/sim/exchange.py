@@ -51,8 +51,7 @@ from trader.events import (
 from trader.logging import get_logger
 from trader.market.calendar import MarketCalendar, ist_date
 from trader.market.instruments import FALLBACK_UNDERLYINGS, InstrumentMaster, OptionContract
-from trader.money import to_paise as money_to_paise
-from trader.money import to_rupees
+from trader.money import to_paise, to_rupees
 from trader.sim.auth import AuthRoutes
 from trader.sim.encode import DayStats
 from trader.sim.market_data import MarketDataRoutes
@@ -119,9 +118,9 @@ class ExchangeSimulator:
         self.market = SyntheticMarket(self.clock, self.calendar, self.spec, config)
         self._step_ns = config.tick_interval_ms * 1_000_000
         self.broker = PaperBroker(self.clock, PaperBrokerConfig(latency_ms=0, slippage_ticks=0), self.calendar,
-                                  capital=money_to_paise(capital_rupees))
+                                  capital=to_paise(capital_rupees))
         self.broker.attach(self._on_broker_event)
-        self.capital_paise = money_to_paise(capital_rupees)
+        self.capital_paise = to_paise(capital_rupees)
         self.rng = random.Random(seed)
         self.wall_ns = wall_ns
         self.orders: dict[str, SimOrder] = {}

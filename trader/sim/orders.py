@@ -27,12 +27,12 @@ from trader.sim.wire import (
     ORDER_TYPES,
     PRODUCTS,
     KiteError,
+    form_paise,
     input_error,
     order_error,
     rate_limited,
     success,
     to_int,
-    to_paise,
 )
 
 _log = get_logger("trader.sim")
@@ -164,8 +164,8 @@ class OrderRoutes:
         if validity != "DAY":
             raise input_error(f"Validity `{validity}` is not supported by the simulator; use DAY.")
         quantity = to_int("quantity", form.get("quantity"))
-        price = to_paise("price", form.get("price")) if order_type in (OrderType.LIMIT, OrderType.SL) else 0
-        trigger = to_paise("trigger_price", form.get("trigger_price")) \
+        price = form_paise("price", form.get("price")) if order_type in (OrderType.LIMIT, OrderType.SL) else 0
+        trigger = form_paise("trigger_price", form.get("trigger_price")) \
             if order_type in (OrderType.SL, OrderType.SL_M) else 0
         protection = self._check_order(contract, order_type, quantity, price=price, trigger=trigger,
                                        protection_text=form.get("market_protection"))
@@ -228,9 +228,9 @@ class OrderRoutes:
         if order_type is None:
             raise input_error(f"Invalid `order_type`: {form.get('order_type')!r}.")
         quantity = to_int("quantity", form["quantity"]) if form.get("quantity") else order.quantity
-        price = (to_paise("price", form["price"]) if form.get("price") else order.price) \
+        price = (form_paise("price", form["price"]) if form.get("price") else order.price) \
             if order_type in (OrderType.LIMIT, OrderType.SL) else 0
-        trigger = (to_paise("trigger_price", form["trigger_price"]) if form.get("trigger_price")
+        trigger = (form_paise("trigger_price", form["trigger_price"]) if form.get("trigger_price")
                    else order.trigger_price) if order_type in (OrderType.SL, OrderType.SL_M) else 0
         protection_text = form.get("market_protection") or (str(order.market_protection)
                                                             if order.market_protection else None)
@@ -293,7 +293,7 @@ class OrderRoutes:
             contract = self._contract_or_error(fields)
             side = self._side(fields)
             quantity = to_int("quantity", fields.get("quantity"))
-            price = to_paise("price", fields.get("price")) or self.sim.last_price(contract.instrument_token)
+            price = form_paise("price", fields.get("price")) or self.sim.last_price(contract.instrument_token)
             intent = self._intent(contract, side, quantity, OrderType.LIMIT, price=price, trigger=0, protection=-1.0,
                                   intent_id="margin")
             total = await self.sim.broker.order_margin(intent)

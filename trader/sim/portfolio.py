@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from trader.money import to_paise as money_to_paise
-from trader.money import to_rupees
+from trader.money import to_paise, to_rupees
 from trader.sim.wire import (
     input_error,
     success,
@@ -51,7 +50,7 @@ class PortfolioRoutes:
         for trade in self.sim.trades:
             token = trade["instrument_token"]
             row = rows.setdefault(token, {"trade": trade, "bq": 0, "bv": 0, "sq": 0, "sv": 0})
-            value = money_to_paise(trade["average_price"]) * trade["quantity"]
+            value = to_paise(trade["average_price"]) * trade["quantity"]
             if trade["transaction_type"] == "BUY":
                 row["bq"] += trade["quantity"]
                 row["bv"] += value

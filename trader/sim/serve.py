@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from trader.clock import NS_PER_SECOND
 from trader.logging import get_logger
-from trader.market.calendar import IST
+from trader.market.calendar import IST, ist_text
 from trader.sim.exchange import ExchangeSimulator
 
 log = get_logger("trader.sim")
@@ -54,7 +54,7 @@ async def serve(*, host: str = "127.0.0.1", port: int = 8765, api_key: str = DEF
     try:
         now_ns = sim.clock.now_ns()
         log.info("sim_listening", rest_url=base_url, ws_url=sim.ws_url, api_key=api_key, speed=sim.clock.speed,
-                 sim_time=datetime.fromtimestamp(now_ns / NS_PER_SECOND, tz=IST).isoformat(timespec="seconds"),
+                 sim_time=ist_text(now_ns),
                  follow_calendar=follow_calendar, market_open=sim.calendar.is_open(now_ns),
                  daemon_env=f"TRADER_KITE_API_ROOT={base_url} TRADER_KITE_WS_ROOT={sim.ws_url} "
                             f"TRADER_KITE__API_KEY={api_key}",

@@ -94,7 +94,7 @@ def kite_clock_time(ts_ns: int) -> str:
     return datetime.fromtimestamp(ts_ns / NS_PER_SECOND, tz=IST).strftime("%H:%M:%S")
 
 
-def to_paise(name: str, text: str | None) -> int:
+def form_paise(name: str, text: str | None) -> int:
     """A rupee amount from a form field, as integer paise; raises InputException if it is not a number."""
     if text is None or text == "":
         return 0

@@ -44,7 +44,7 @@ from trader.events import (
     Tick,
 )
 from trader.logging import get_logger
-from trader.market.calendar import IST
+from trader.market.calendar import IST, ist_text
 from trader.market.instruments import OptionContract, OptionType
 from trader.money import format_inr, to_rupees
 from trader.strategies.base import StrategyContext
@@ -54,10 +54,6 @@ _NS = 1_000_000_000
 _EXIT_RETRY_NS = 5 * _NS
 
 log = get_logger("trader.strategy")
-
-
-def _ist_text(ts_ns: int) -> str:
-    return datetime.fromtimestamp(ts_ns // _NS, tz=IST).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +205,7 @@ class EmaCrossoverEnhanced:
             ready_ns = bar_start + self.params.slow * bar_ns
             log.info("strategy_warming_up", strategy=self.strategy_id, underlying=self.params.underlying,
                      bars_needed=self.params.slow, bar_seconds=self.params.bar_seconds,
-                     ready_at=_ist_text(ready_ns), event_ts_ns=tick.ts_ns)
+                     ready_at=ist_text(ready_ns), event_ts_ns=tick.ts_ns)
         elif bar_start != self._bar_start_ns:
             self._close_bar(tick, ctx, out)
             self._bar_start_ns = bar_start
