@@ -84,7 +84,8 @@ class KiteTicker:
             try:
                 async with connect(self._url, additional_headers={"X-Kite-Version": "3"},
                                    user_agent_header="trader-kite-ticker", open_timeout=10,
-                                   ping_interval=None, max_size=2**22) as connection:
+                                   ping_interval=None, max_size=2**22,
+                                   close_timeout=2) as connection:  # a dead server cannot hold up a shutdown
                     self._connection = connection
                     attempt = 0
                     await self._subscribe(connection)
