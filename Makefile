@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
+# No "Entering directory" lines on stdout either, when make runs inside another make (CI, a user's own Makefile).
+MAKEFLAGS += --no-print-directory
 
 .PHONY: run test lint typecheck unit bench clean
 
