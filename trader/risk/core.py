@@ -40,21 +40,17 @@ from trader.risk.config import RiskConfig
 from trader.risk.margin import (
     modelled_account_margin,
 )
+from trader.risk.persistence import check_state_version, manager_state, restore_manager
 from trader.risk.results import RiskDecision, RiskMetrics
 from trader.risk.seed_api import SeedApi
 from trader.risk.windows import (
     Breach,
     LossWindow,
     day_key,
-    int_field,
     iso_week_key,
     ist_day_start_ns,
     ist_wall_time,
-    mapping_field,
     month_key,
-    position_from_state,
-    position_state,
-    typed_field,
 )
 
 LEVEL_HYSTERESIS = 0.05  # share of a limit
@@ -63,7 +59,6 @@ _LEVEL_RANK = {RiskLevel.LOW: 0, RiskLevel.MEDIUM: 1, RiskLevel.HIGH: 2, RiskLev
 DAILY, WEEKLY, MONTHLY, DRAWDOWN = "daily", "weekly", "monthly", "drawdown"
 LIMIT_NAMES = (DAILY, WEEKLY, MONTHLY, DRAWDOWN)
 
-_STATE_VERSION = 1
 _ONE_DAY = timedelta(days=1)
 
 
@@ -301,30 +296,11 @@ class RiskManager(SeedApi, EntryChecks):
             breached_limits=tuple(self._breaches), orders_last_second=self._orders_in_second(ts_ns),
         )
 
-    # -- persistence ---------------------------------------------------------------------------------------------
+    # -- persistence (persistence.py) ------------------------------------------------------------------------------
     def to_state(self) -> dict[str, object]:
         """Everything a restart needs, as JSON-able data (paise, ns, ISO dates). Pending intents are not kept:
         the daemon reconciles open orders with the broker on start."""
-        return {
-            "version": _STATE_VERSION,
-            "initial_capital": self.capital,
-            "day": self._day.isoformat() if self._day is not None else None,
-            "day_started_ns": self._day_started_ns,
-            "last_reset_ns": self._last_reset_ns,
-            "windows": {w.name: {"key": list(w.key), "base": w.base} for w in self._windows},
-            "peak_equity": self._peak,
-            "state": self.state.value,  # derived from halted + breaches; written for people reading the file
-            "level": self._level.value,
-            "level_reason": self._level_reason,
-            "halted": self._halted,
-            "halt_reason": self._halt_reason,
-            "breaches": [{"window": name, "limit": b.limit, "ts_ns": b.ts_ns, "reason": b.reason}
-                         for name, b in self._breaches.items()],
-            "flatten_pending": self._flatten_pending,
-            "realized": self.book.realized,
-            "charges": self.book.charges,
-            "positions": [position_state(p) for p in self.book.open_positions()],
-        }
+        return manager_state(self)
 
     @classmethod
     def from_state(cls, config: RiskConfig, state: Mapping[str, object], *,
@@ -335,46 +311,9 @@ class RiskManager(SeedApi, EntryChecks):
         If ``initial_capital`` changed since the state was written, the equity baselines move by the difference,
         so the P&L in each window is kept rather than turned into a spurious gain or loss.
         """
-        version = typed_field(state, "version", int)
-        if version != _STATE_VERSION:
-            raise ValueError(f"risk state version {version} is not supported (expected {_STATE_VERSION})")
+        check_state_version(state)
         manager = cls(config, calendar=calendar, instruments=instruments, now_ns=now_ns)
-        shift = manager.capital - typed_field(state, "initial_capital", int)
-        book = manager.book
-        book.realized = typed_field(state, "realized", int)
-        book.charges = typed_field(state, "charges", int)
-        for raw in typed_field(state, "positions", list):
-            position = position_from_state(mapping_field(raw, "positions[]"))
-            book.positions[position.contract.instrument_token] = position
-            if position.contract.instrument_token < 0:
-                manager._local_tokens[symbol_key(position.contract)] = position.contract.instrument_token
-        day = state.get("day")
-        if day is not None:
-            if not isinstance(day, str):
-                raise ValueError(f"risk state: 'day' must be an ISO date or null, got {day!r}")
-            manager._day = date.fromisoformat(day)
-            manager._next_day_ns = ist_day_start_ns(manager._day + _ONE_DAY)
-        manager._day_started_ns = typed_field(state, "day_started_ns", int)
-        manager._last_reset_ns = typed_field(state, "last_reset_ns", int)
-        windows = typed_field(state, "windows", dict)
-        for window in manager._windows:
-            saved = mapping_field(windows.get(window.name), f"windows.{window.name}")
-            key = typed_field(saved, "key", list)
-            window.key = tuple(int_field(part, f"windows.{window.name}.key") for part in key)
-            window.base = typed_field(saved, "base", int) + shift
-        manager._peak = typed_field(state, "peak_equity", int) + shift
-        manager._halted = typed_field(state, "halted", bool)
-        manager._halt_reason = typed_field(state, "halt_reason", str)
-        for raw in typed_field(state, "breaches", list):
-            breach = mapping_field(raw, "breaches[]")
-            manager._breaches[typed_field(breach, "window", str)] = Breach(
-                limit=typed_field(breach, "limit", str), ts_ns=typed_field(breach, "ts_ns", int),
-                reason=typed_field(breach, "reason", str))
-        manager._level = RiskLevel(typed_field(state, "level", str))
-        manager._level_reason = typed_field(state, "level_reason", str)
-        manager._flatten_pending = typed_field(state, "flatten_pending", bool)
-        # A restart is not a change: no event.
-        manager._published_state, manager._published_breaches = manager.state, frozenset(manager._breaches)
+        restore_manager(manager, state)
         return manager
 
     # -- internals -------------------------------------------------------------------------------------------------
