@@ -79,7 +79,8 @@ from trader.events import (
 from trader.ids import IdFactory
 from trader.logging import configure_logging
 from trader.market.calendar import IST, MarketCalendar
-from trader.market.instruments import IndexInstrument, InstrumentMaster, OptionContract, OptionType
+from trader.market.instrument_master import InstrumentMaster
+from trader.market.instruments import IndexInstrument, OptionContract, OptionType
 from trader.risk.config import RiskConfig
 from trader.risk.core import RiskManager
 from trader.strategies.base import StrategyContext

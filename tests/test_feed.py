@@ -8,7 +8,8 @@ from trader.actors.feed import FeedActor
 from trader.bus import EventBus
 from trader.clock import SimClock
 from trader.events import FeedEnded, Tick
-from trader.market.instruments import IndexInstrument, InstrumentMaster
+from trader.market.instrument_master import InstrumentMaster
+from trader.market.instruments import IndexInstrument
 
 from helpers import T0
 

@@ -9,10 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trader.market.calendar import MarketCalendar
+from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import (
     FALLBACK_UNDERLYINGS,
     IndexInstrument,
-    InstrumentMaster,
     OptionContract,
     OptionType,
     UnderlyingSpec,

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 
 from trader.events import IntentPurpose, OrderIntent, OrderType, RiskEvent
 from trader.market.calendar import IST, MarketCalendar
-from trader.market.instruments import InstrumentMaster, OptionContract
+from trader.market.instrument_master import InstrumentMaster
+from trader.market.instruments import OptionContract
 from trader.risk import (
     OrderSide,
     RiskConfig,

@@ -22,13 +22,8 @@ from trader.events import (
 )
 from trader.ids import IdFactory
 from trader.market.calendar import IST
-from trader.market.instruments import (
-    FALLBACK_UNDERLYINGS,
-    IndexInstrument,
-    InstrumentMaster,
-    OptionContract,
-    OptionType,
-)
+from trader.market.instrument_master import InstrumentMaster
+from trader.market.instruments import FALLBACK_UNDERLYINGS, IndexInstrument, OptionContract, OptionType
 from trader.strategies.base import StrategyContext
 from trader.strategies.ema_crossover import EmaCrossoverEnhanced, EmaCrossoverParams
 

@@ -9,7 +9,8 @@ from trader.adapters.synthetic import SyntheticConfig, SyntheticMarket
 from trader.clock import SimClock
 from trader.events import Tick
 from trader.market.calendar import IST, MarketCalendar, ist_date
-from trader.market.instruments import FALLBACK_UNDERLYINGS, InstrumentMaster, OptionContract, OptionType
+from trader.market.instrument_master import InstrumentMaster
+from trader.market.instruments import FALLBACK_UNDERLYINGS, OptionContract, OptionType
 from trader.market.pricing import OptionKind, black_scholes_price
 
 NIFTY = FALLBACK_UNDERLYINGS["NIFTY"]

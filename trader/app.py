@@ -27,7 +27,8 @@ from trader.events import Command, CommandKind, FeedEnded, Heartbeat
 from trader.ids import IdFactory
 from trader.logging import get_logger
 from trader.market.calendar import ist_text
-from trader.market.instruments import InstrumentMaster, resolve_underlying
+from trader.market.instrument_master import InstrumentMaster
+from trader.market.instruments import resolve_underlying
 from trader.money import to_paise, to_rupees
 from trader.strategies.base import StrategyContext
 

@@ -14,7 +14,7 @@ from trader.bus import EventBus
 from trader.clock import Clock
 from trader.events import FeedEnded, Tick
 from trader.logging import get_logger
-from trader.market.instruments import InstrumentMaster
+from trader.market.instrument_master import InstrumentMaster
 
 log = get_logger("trader.feed")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from trader.events import OrderIntent, OrderRequest, OrderStatus, Tick
-from trader.market.instruments import InstrumentMaster
+from trader.market.instrument_master import InstrumentMaster
 
 
 class MarketData(Protocol):

@@ -21,14 +21,8 @@ import numpy.typing as npt
 from trader.clock import NS_PER_SECOND, SimClock
 from trader.events import Tick
 from trader.market.calendar import MarketCalendar, ist_date
-from trader.market.instruments import (
-    FALLBACK_UNDERLYINGS,
-    IndexInstrument,
-    InstrumentMaster,
-    OptionContract,
-    OptionType,
-    UnderlyingSpec,
-)
+from trader.market.instrument_master import InstrumentMaster
+from trader.market.instruments import FALLBACK_UNDERLYINGS, IndexInstrument, OptionContract, OptionType, UnderlyingSpec
 from trader.market.pricing import black_scholes_chain
 
 _TRADING_SECONDS_PER_YEAR = 252 * 6.4 * 3600

@@ -14,7 +14,8 @@ from datetime import datetime
 from trader.book import PositionBook
 from trader.events import Side
 from trader.market.calendar import MarketCalendar
-from trader.market.instruments import InstrumentMaster, OptionContract, freeze_quantity
+from trader.market.instrument_master import InstrumentMaster
+from trader.market.instruments import OptionContract, freeze_quantity
 from trader.money import format_inr
 from trader.ratelimit import RateLimiter
 from trader.risk.config import RiskConfig

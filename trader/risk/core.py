@@ -32,7 +32,8 @@ from trader.clock import LiveClock
 from trader.events import OrderIntent, RiskEvent, RiskLevel, Side, TradingState
 from trader.ids import is_valid_tag
 from trader.market.calendar import MarketCalendar, ist_date
-from trader.market.instruments import InstrumentMaster, OptionContract
+from trader.market.instrument_master import InstrumentMaster
+from trader.market.instruments import OptionContract
 from trader.money import format_inr, to_paise
 from trader.ratelimit import RateLimiter
 from trader.risk.checks import ENTRY_CHECKS, EntryChecks, EntryOrder, Pending, symbol_key, whole_lots_problem

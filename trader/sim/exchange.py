@@ -50,7 +50,8 @@ from trader.events import (
 )
 from trader.logging import get_logger
 from trader.market.calendar import MarketCalendar, ist_date
-from trader.market.instruments import FALLBACK_UNDERLYINGS, InstrumentMaster, OptionContract
+from trader.market.instrument_master import InstrumentMaster
+from trader.market.instruments import FALLBACK_UNDERLYINGS, OptionContract
 from trader.money import to_paise, to_rupees
 from trader.sim.auth import AuthRoutes
 from trader.sim.encode import DayStats

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from trader.events import Fill, OrderIntent, OrderUpdate, Signal, Tick
 from trader.ids import IdFactory
-from trader.market.instruments import InstrumentMaster
+from trader.market.instrument_master import InstrumentMaster
 
 
 @dataclass(slots=True)

@@ -14,7 +14,8 @@ from trader.adapters.kite.rest import KiteRestClient
 from trader.clock import NS_PER_SECOND, Clock, ExchangeClock
 from trader.logging import get_logger
 from trader.market.calendar import IST, ist_date
-from trader.market.instruments import IndexInstrument, InstrumentMaster, UnderlyingSpec
+from trader.market.instrument_master import InstrumentMaster
+from trader.market.instruments import IndexInstrument, UnderlyingSpec
 from trader.money import MoneyError, to_paise_or_zero
 
 log = get_logger("trader.kite.provision")

@@ -33,7 +33,7 @@ from trader import __version__
 from trader.adapters.kite.errors import KiteException, data_exception, http_status, parse_response
 from trader.clock import NS_PER_SECOND, Clock, LiveClock
 from trader.ids import is_valid_tag
-from trader.market.instruments import InstrumentMaster
+from trader.market.instrument_master import InstrumentMaster
 from trader.ratelimit import RateLimiter
 
 DEFAULT_ROOT = "https://api.kite.trade"

@@ -25,7 +25,7 @@ from trader.clock import Clock
 from trader.events import FeedStatus, Tick
 from trader.logging import get_logger
 from trader.market.calendar import MarketCalendar
-from trader.market.instruments import InstrumentMaster
+from trader.market.instrument_master import InstrumentMaster
 
 log = get_logger("trader.kite.ticker")
 
