@@ -32,7 +32,7 @@ class RateLimiter:
         self.limit = limit
         self.window_ns = window_ns
         self._clock = clock
-        self._times: deque[int] = deque()  # booked/recorded event times, ascending
+        self._times: deque[int] = deque()  # recorded event times, ascending
         self.waits = 0  # how many times an acquisition had to wait for a slot
         self._queue: list[tuple[int, int]] = []  # waiting tickets: (0 urgent / 1 not, call order)
         self._tickets = itertools.count()
@@ -49,8 +49,8 @@ class RateLimiter:
 
     # -- the pure half: time passed in --------------------------------------------------------------------------
     def used(self, ts_ns: int) -> int:
-        """Events counted in the window that ends at ``ts_ns``: ``(ts_ns - window, ts_ns]``."""
-        self._forget_before(ts_ns)
+        """Events counted in the window that ends at ``ts_ns``: ``(ts_ns - window, ts_ns]`` (a query: nothing is
+        forgotten here, so asking about an earlier moment afterwards still counts right)."""
         return bisect.bisect_right(self._times, ts_ns) - bisect.bisect_right(self._times, ts_ns - self.window_ns)
 
     def record(self, ts_ns: int) -> None:
@@ -100,7 +100,7 @@ class RateLimiter:
             self._turn_changed = asyncio.Event()
 
     def _forget_before(self, ts_ns: int) -> None:
-        # Keep what the window ending at ts_ns can still see, and always the last `limit` (reserve needs them).
+        # Keep what the window ending at ts_ns can still see, and always the last `limit` (next_free_ns needs them).
         horizon = ts_ns - self.window_ns
         times = self._times
         while len(times) > self.limit and times[0] <= horizon:
