@@ -7,11 +7,14 @@ user can fix (live mode unconfirmed, a data dir that cannot be opened, a saved s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
 from trader.adapters.kite.broker import KiteBroker
 from trader.adapters.kite.orders import OrderTracker
 from trader.adapters.kite.rest import KiteRestClient
 from trader.adapters.paper import PaperBroker, PaperBrokerConfig
+from trader.adapters.paper_state import paper_state, restore_paper
 from trader.adapters.ports import Broker
 from trader.adapters.synthetic import SyntheticConfig
 from trader.clock import NS_PER_SECOND, Clock, ExchangeClock, SimClock
@@ -22,7 +25,7 @@ from trader.market.calendar import MarketCalendar, ist_date, ist_text
 from trader.market.instruments import UnderlyingSpec
 from trader.money import to_paise
 from trader.risk.core import RiskManager
-from trader.store.journal import Journal, JournalError
+from trader.store.journal import Journal, JournalError, JournalWriteError
 from trader.strategies.base import Strategy
 from trader.strategies.ema_crossover import EmaCrossoverEnhanced, EmaCrossoverParams
 
@@ -157,6 +160,12 @@ def built_in_market_start(settings: Settings, journal: Journal | None, calendar:
     last = saved.get("last_event_ns") if saved is not None else None
     if not isinstance(last, int) or isinstance(last, bool) or last <= 0:
         return start
+    if saved is not None and saved.get("clean_stop") is False and calendar.is_open(last):
+        # The last run was killed inside its session: this one goes on with that session where it stopped, so a
+        # crash keeps the day (its positions, its P&L, its limits), as a restart against a real broker does.
+        log.info("paper_market_resumes", at=ist_text(last), journal=str(journal.path if journal else ""),
+                 why="the last run stopped without a clean shutdown inside its session")
+        return last
     last_day = ist_date(last)
     next_open = calendar.session_bounds(calendar.next_trading_day(last_day))[0]
     if next_open <= start:
@@ -166,6 +175,30 @@ def built_in_market_start(settings: Settings, journal: Journal | None, calendar:
              why="each paper run trades a new simulated session, so the last run's day P&L and limits stay on "
                  "its own day; pass --start to choose the day")
     return next_open
+
+
+PAPER_BOOK_STATE = "paper_broker"
+
+
+def restore_paper_book(broker: PaperBroker, journal: Journal,
+                       on_failure: Callable[[str, Exception], None]) -> None:
+    """The paper account survives restarts like a real one: restored from the journal, saved after every change."""
+    saved = journal.load_state(PAPER_BOOK_STATE)
+    if saved is not None:
+        try:
+            restore_paper(broker, saved)
+        except ValueError as exc:
+            raise ConfigError([f"config error: data_dir: the paper broker's saved book in {journal.path} cannot be "
+                               f"used ({exc}); move the file aside to start a fresh paper account"]) from None
+
+    def save() -> None:
+        now = broker.clock_now()
+        try:
+            journal.save_state(PAPER_BOOK_STATE, paper_state(broker), now)
+        except JournalWriteError as exc:
+            on_failure("paper broker book", exc)
+
+    broker.persist_with(save)
 
 
 def start_ns(settings: Settings, wall_now_ns: int, override_ns: int | None = None) -> int:

@@ -76,33 +76,8 @@ class RiskGateActor(Actor):
         return self.manager.level
 
     async def on_start(self) -> None:
-        await self._reconcile_positions()
+        # The positions were reconciled with the broker by the start-up gate (trader/gate.py) before this ran.
         self._publish_changes()  # a state restored from the journal is announced once at start
-
-    async def _reconcile_positions(self) -> None:
-        """The broker's positions are the truth: a restored position the broker does not hold is dropped.
-
-        Flattening a position that does not exist would open the opposite one. A position the broker holds
-        and the journal does not know is reported; it gets managed once the order journal can rebuild it.
-        """
-        if self.broker is None:
-            return
-        try:
-            held = await self.broker.positions()
-        except Exception as exc:
-            log.error("position_reconcile_failed", error=repr(exc))
-            return
-        book = self.manager.book
-        for position in book.open_positions():
-            token = position.contract.instrument_token
-            if held.get(token, 0) != position.quantity:
-                log.error("position_mismatch_dropped", tradingsymbol=position.contract.tradingsymbol,
-                          journal_quantity=position.quantity, broker_quantity=held.get(token, 0))
-                del book.positions[token]
-        known = {p.contract.instrument_token for p in book.open_positions()}
-        for token, quantity in held.items():
-            if token not in known and quantity:
-                log.error("position_unknown_to_risk", instrument_token=token, broker_quantity=quantity)
 
     async def handle(self, event: Any) -> None:
         kind = type(event)

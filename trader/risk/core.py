@@ -189,12 +189,13 @@ class RiskManager(SeedApi, EntryChecks):
                 return _refuse(check_id, reason, is_exit)
         return RiskDecision(True, "approved", False)
 
-    def note_approved(self, intent: OrderIntent) -> None:
-        """An approved intent is on its way: until ``on_order_done`` it holds a position slot (and exposure)."""
+    def note_approved(self, intent: OrderIntent, filled: int = 0) -> None:
+        """An approved intent is on its way: until ``on_order_done`` it holds a position slot (and exposure).
+        ``filled`` units of it are booked already (an order adopted at a restart)."""
         contract = self._keyed(intent.contract)
         token = contract.instrument_token
         self._pending[intent.intent_id] = Pending(
-            token=token, underlying=contract.underlying, side=intent.side, remaining=intent.quantity,
+            token=token, underlying=contract.underlying, side=intent.side, remaining=intent.quantity - filled,
             price=intent.limit_price or intent.expected_price,
             reduces=self._reduces_filled_position(token, intent.side, intent.quantity),
         )

@@ -9,6 +9,18 @@ from typing import Protocol
 from trader.events import Fill, OrderIntent, OrderUpdate, Signal, Tick
 from trader.ids import IdFactory
 from trader.market.instrument_master import InstrumentMaster
+from trader.market.instruments import OptionContract
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredPosition:
+    """A position held at a restart, handed to the strategy that owns it ("" = ours, owner unknown)."""
+
+    contract: OptionContract
+    quantity: int  # signed units
+    average_price: int  # paise
+    strategy_id: str
+    opened_ns: int
 
 
 @dataclass(slots=True)
