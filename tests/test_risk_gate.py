@@ -182,16 +182,3 @@ async def test_a_breached_day_survives_a_restart(tmp_path: Path) -> None:
     assert restarted.state() is TradingState.REDUCING_ONLY
     assert "REDUCING_ONLY" in restarted.refusal(await restarted.intent(PE, Side.BUY, LOT))
     assert restarted.approved(await restarted.intent(CE, Side.SELL, LOT))  # the restored position can be exited
-
-
-async def test_a_restored_position_the_broker_does_not_hold_is_dropped(tmp_path: Path) -> None:
-    g = Gate()
-    entry = await g.intent(CE, Side.BUY, LOT)
-    await g.fill(entry)
-    state = g.manager.to_state()
-    restarted = Gate(manager=RiskManager.from_state(RiskConfig(), state, now_ns=lambda: T0))
-    assert restarted.manager.open_positions()
-    await restarted.actor.on_start()
-    assert restarted.manager.open_positions() == []  # flattening it would have opened a short
-    await restarted.command(CommandKind.FLATTEN)
-    assert [i for i in restarted.of(OrderIntent) if i.strategy_id == FLATTEN_STRATEGY_ID] == []
