@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from datetime import time
 from typing import Any
 
 import pytest
 from test_strategy import RALLY, Driver, at, entered_driver
 
-from trader.events import IntentPurpose, OrderIntent, OrderStatus, OrderUpdate, Side
+from trader.actors.strategy import StrategyActor
+from trader.bus import EventBus
+from trader.events import Fill, IntentPurpose, OrderIntent, OrderStatus, OrderUpdate, Side, Tick
 from trader.market.instruments import OptionContract, OptionType
+from trader.strategies.adopted import AdoptedPolicy, AdoptedPositionKeeper
 from trader.strategies.base import RestoredPosition
 from trader.strategies.ema_crossover import STRATEGY_NAME, EmaCrossoverParams
+
+from helpers import captured_logs
 
 
 def saved_doc(driver: Driver) -> dict[str, Any]:
@@ -213,3 +220,128 @@ def test_inconsistent_documents_are_refused() -> None:
         after.strategy.restore_state({**doc, "phase": "exiting"}, [])
     with pytest.raises(ValueError, match="document: expected an object"):
         after.strategy.restore_state([], [])  # type: ignore[arg-type]
+
+
+# -- the host actor: routing restored positions, saving documents --------------------------------------------------
+
+class Host:
+    """A StrategyActor with one ema strategy, a recording ``save_state`` and a tap on the bus (no event loop)."""
+
+    def __init__(self, *, fail_saves: bool = False) -> None:
+        self.driver = Driver()
+        self.bus = EventBus()
+        self.trail: list[tuple[str, str, str]] = []  # ("save", name, phase) / ("publish", type, "")
+        self.docs: dict[str, dict[str, object]] = {}
+        self.fail_saves = fail_saves
+        self.bus.tap(lambda event: self.trail.append(("publish", type(event).__name__, "")))
+        self.actor = StrategyActor(self.bus, [self.driver.strategy], self.driver.ctx, save_state=self.save,
+                                   keeper=AdoptedPositionKeeper(AdoptedPolicy(exit_time=time(15, 10))))
+
+    def save(self, name: str, doc: dict[str, object]) -> None:
+        if self.fail_saves:
+            raise OSError("disk full")
+        self.docs[name] = json.loads(json.dumps(doc))
+        self.trail.append(("save", name, str(doc.get("phase", ""))))
+
+    async def option(self, contract: OptionContract, ts_ns: int, price: int) -> None:
+        await self.actor.handle(Tick(ts_ns=ts_ns, instrument_token=contract.instrument_token, last_price=price,
+                                     bid=price - 5, bid_qty=650, ask=price + 5, ask_qty=650))
+
+
+def test_restore_routes_owned_positions_and_gives_the_rest_to_the_keeper() -> None:
+    driver, entry = entered_driver()
+    doc = saved_doc(driver)
+    host = Host()
+    orphan = held(host.driver.contracts[(25_900, OptionType.PE)], quantity=130, price=8_000, strategy_id="")
+    retired = held(host.driver.contracts[(26_100, OptionType.CE)], price=5_000, strategy_id="old_strategy")
+    with captured_logs() as lines:
+        host.actor.restore({STRATEGY_NAME: doc}, [held(entry.contract), orphan, retired])
+    assert (host.actor.restored_positions, host.actor.adopted_positions) == (3, 2)
+    assert host.actor.keeper in host.actor.strategies
+    restored = {line["tradingsymbol"]: line for line in lines if line["event"] == "strategy_position_restored"}
+    assert restored[entry.contract.tradingsymbol]["strategy"] == STRATEGY_NAME
+    assert restored[entry.contract.tradingsymbol]["stop_inr"] == doc["stop_price"] / 100  # type: ignore[operator]
+    assert restored[orphan.contract.tradingsymbol]["strategy"] == "adopted"
+    assert restored[orphan.contract.tradingsymbol]["stop_inr"] == 56.0
+    assert {line["tradingsymbol"] for line in lines if line["event"] == "position_adopted"} == {
+        orphan.contract.tradingsymbol, retired.contract.tradingsymbol}
+    # Their ticks must reach the strategies, and each document is on disk after the restore.
+    assert set(host.driver.ctx.held) == {entry.contract.instrument_token, orphan.contract.instrument_token,
+                                         retired.contract.instrument_token}
+    assert set(host.docs) == {f"strategy:{STRATEGY_NAME}", "strategy:adopted"}
+    assert host.actor.state_names() == {STRATEGY_NAME: f"strategy:{STRATEGY_NAME}", "adopted": "strategy:adopted"}
+
+
+def test_a_refused_document_leaves_the_strategy_flat_and_the_position_to_the_keeper() -> None:
+    driver, entry = entered_driver()
+    host = Host()
+    with captured_logs("ERROR") as lines:
+        host.actor.restore({STRATEGY_NAME: {**saved_doc(driver), "stop_price": "x"}}, [held(entry.contract)])
+    [refused] = [line for line in lines if line["event"] == "strategy_state_refused"]
+    assert "stop_price" in refused["error"] and refused["strategy"] == STRATEGY_NAME
+    assert host.driver.strategy.holdings() == []
+    assert [(h.strategy_id, h.quantity) for h in host.actor.holdings()] == [("adopted", 65)]
+
+
+async def test_an_exit_is_saved_before_it_is_published_and_fills_are_saved_once() -> None:
+    driver, entry = entered_driver()
+    host = Host()
+    host.actor.restore({STRATEGY_NAME: saved_doc(driver)}, [held(entry.contract)], booked_fill_ids=["old-fill"])
+    host.trail.clear()
+    await host.option(entry.contract, at(10, 31), 7_500)  # a tick that changes nothing writes nothing
+    assert [t for t in host.trail if t[0] == "save"] == []
+    await host.option(entry.contract, at(10, 32), 6_900)
+    saves_then_intent = [t for t in host.trail if t[0] == "save" or t[1] == "OrderIntent"]
+    assert saves_then_intent == [("save", f"strategy:{STRATEGY_NAME}", "exiting"), ("publish", "OrderIntent", "")]
+    [exit_intent] = [e for e in host.driver.strategy.pending_intents()]
+    fill = Fill(ts_ns=at(10, 32), fill_id="O9F65", intent_id=exit_intent, order_id="O9", contract=entry.contract,
+                side=Side.SELL, quantity=65, price=6_900, expected_price=6_895, charges=0,
+                purpose=IntentPurpose.EXIT)
+    await host.actor.handle(fill)
+    await host.actor.handle(fill)  # redelivered: not counted twice
+    await host.actor.handle(dataclasses.replace(fill, fill_id="old-fill"))  # already in the restored position
+    assert host.actor.duplicate_fills == 2
+    assert host.docs[f"strategy:{STRATEGY_NAME}"]["quantity"] == 0
+    await host.actor.handle(OrderUpdate(ts_ns=at(10, 32), intent_id=exit_intent, order_id="O9",
+                                        status=OrderStatus.COMPLETE, filled_quantity=65, average_price=6_900))
+    assert host.docs[f"strategy:{STRATEGY_NAME}"]["phase"] == "flat"
+    assert host.actor.open_positions == 0 and host.driver.ctx.held == {}
+
+
+async def test_the_keeper_exit_fill_reaches_the_keeper() -> None:
+    host = Host()
+    orphan = held(host.driver.contracts[(25_900, OptionType.PE)], quantity=130, price=8_000, strategy_id="")
+    host.actor.restore({}, [orphan])
+    await host.option(orphan.contract, at(10, 0), 5_000)
+    [intent_id] = host.actor.keeper.pending_intents()
+    await host.actor.handle(Fill(ts_ns=at(10, 0), fill_id="K1F130", intent_id=intent_id, order_id="K1",
+                                 contract=orphan.contract, side=Side.SELL, quantity=130, price=5_000,
+                                 expected_price=4_995, charges=0, purpose=IntentPurpose.EXIT))
+    await host.actor.handle(OrderUpdate(ts_ns=at(10, 0), intent_id=intent_id, order_id="K1",
+                                        status=OrderStatus.COMPLETE, filled_quantity=130, average_price=5_000))
+    assert host.actor.open_positions == 0
+    assert host.docs["strategy:adopted"]["positions"] == []
+
+
+def test_an_intent_that_ended_while_down_is_ended_for_its_strategy() -> None:
+    driver, entry = entered_driver()
+    [lost] = exits(driver.option(entry.contract, at(10, 32), 6_900))
+    host = Host()
+    host.actor.restore({STRATEGY_NAME: saved_doc(driver)}, [held(entry.contract)], open_intent_ids=set())
+    assert host.driver.strategy.pending_intents() == []
+    [retry] = exits(host.driver.option(entry.contract, at(10, 33), 6_800))  # the stop is acted on again
+    assert retry.intent_id != lost.intent_id and retry.quantity == 65
+    kept = Host()
+    kept.actor.restore({STRATEGY_NAME: saved_doc(driver)}, [held(entry.contract)], open_intent_ids={lost.intent_id})
+    assert kept.driver.strategy.pending_intents() == [lost.intent_id]
+
+
+async def test_a_state_that_cannot_be_saved_stops_entries_but_not_exits() -> None:
+    driver, entry = entered_driver()
+    host = Host(fail_saves=True)
+    with captured_logs("ERROR") as lines:
+        host.actor.restore({STRATEGY_NAME: saved_doc(driver)}, [held(entry.contract)])
+    assert [line["event"] for line in lines] == ["strategy_state_save_failed"]
+    assert host.driver.ctx.entries_allowed is False
+    await host.option(entry.contract, at(10, 32), 6_900)
+    assert [t[1] for t in host.trail if t[1] in ("OrderIntent", "OrderUpdate")] == ["OrderIntent"]  # the exit goes
