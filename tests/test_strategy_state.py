@@ -260,7 +260,7 @@ def test_restore_routes_owned_positions_and_gives_the_rest_to_the_keeper() -> No
     assert host.actor.keeper in host.actor.strategies
     restored = {line["tradingsymbol"]: line for line in lines if line["event"] == "strategy_position_restored"}
     assert restored[entry.contract.tradingsymbol]["strategy"] == STRATEGY_NAME
-    assert restored[entry.contract.tradingsymbol]["stop_inr"] == doc["stop_price"] / 100  # type: ignore[operator]
+    assert restored[entry.contract.tradingsymbol]["stop_inr"] == doc["stop_price"] / 100
     assert restored[orphan.contract.tradingsymbol]["strategy"] == "adopted"
     assert restored[orphan.contract.tradingsymbol]["stop_inr"] == 56.0
     assert {line["tradingsymbol"] for line in lines if line["event"] == "position_adopted"} == {
