@@ -26,6 +26,7 @@ from trader.market.instruments import UnderlyingSpec
 from trader.money import to_paise
 from trader.risk.core import RiskManager
 from trader.store.journal import Journal, JournalError, JournalWriteError
+from trader.strategies.adopted import AdoptedPolicy, AdoptedPositionKeeper
 from trader.strategies.base import Strategy
 from trader.strategies.ema_crossover import EmaCrossoverEnhanced, EmaCrossoverParams
 
@@ -208,3 +209,15 @@ def start_ns(settings: Settings, wall_now_ns: int, override_ns: int | None = Non
     if settings.sim.start is not None:
         return int(settings.sim.start.timestamp() * NS_PER_SECOND)
     return wall_now_ns
+
+
+def build_adopted_keeper(settings: Settings) -> AdoptedPositionKeeper:
+    """The keeper of positions no strategy claims after a restart; ``[adopted]`` falls back to the strategy's stop and
+    exit time."""
+    adopted, strategy = settings.adopted, settings.strategy
+    policy = AdoptedPolicy(
+        policy=adopted.policy,
+        stop_loss_pct=adopted.stop_loss_pct if adopted.stop_loss_pct is not None else strategy.stop_loss_pct,
+        exit_time=adopted.exit_time if adopted.exit_time is not None else strategy.exit_time,
+        market_protection=strategy.market_protection)
+    return AdoptedPositionKeeper(policy)
