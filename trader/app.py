@@ -81,8 +81,11 @@ class App:
                                         max_orders_per_second=settings.risk.max_orders_per_second,
                                         conflate_ticks=not lossless, journal=self.orders)
         self.strategy = StrategyActor(self.bus, strategies, StrategyContext(self.instruments, self.ids),
-                                      auto_execution=settings.effective_auto_execution, conflate_ticks=not lossless)
+                                      auto_execution=settings.effective_auto_execution, conflate_ticks=not lossless,
+                                      save_state=self._save_strategy_state if self.journal is not None else None,
+                                      keeper=builders.build_adopted_keeper(settings))
         self.feeds: list[FeedActor] = []
+        self.ticker: KiteTicker | None = None
         if not self.kite_market:
             assert isinstance(self.clock, SimClock)
             sim_clock = self.clock
@@ -118,6 +121,17 @@ class App:
             raise ConfigError([f"config error: data_dir: {exc}"]) from None
         restore_from_gate(result, self.portfolio, self.risk, self.execution, broker=self.broker,
                           now_ns=self.clock.now_ns(), replay_windows=not self._risk_state_saved)
+        journal = self.orders.journal
+        saved = {sid: journal.load_state(name) for sid, name in self.strategy.state_names().items()}
+        self.strategy.restore(saved, result.positions,
+                              open_intent_ids={request.intent.intent_id for request, *_ in result.adopted},
+                              booked_fill_ids={fill.fill_id for fill in result.fills})
+        if self.ticker is not None:
+            self.ticker.add_tokens(p.contract.instrument_token for p in result.positions)
+
+    def _save_strategy_state(self, name: str, document: dict[str, object]) -> None:
+        if self.journal is not None:
+            self.journal.save_state(name, document, self.clock.now_ns())
 
     def _market_start(self, wall_now: int, override_ns: int | None) -> int:
         """Event time at start: the built-in market starts inside a session, and says when it had to jump there."""
@@ -149,6 +163,7 @@ class App:
                             root=settings.kite_ws_root, mode="full", calendar=self.calendar,
                             on_order=broker.on_postback if isinstance(broker, KiteBroker) else None)
         ticker.attach(self.bus.publish)
+        self.ticker = ticker
         self.feeds = [FeedActor(self.bus, ticker, self.instruments, self.clock, lossless=False)]
         log.info("kite_market_connected", api_root=settings.kite_api_root, ws_root=settings.kite_ws_root,
                  instruments=len(tokens))
