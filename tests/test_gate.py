@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import T0, FakeBroker
 from trader.actors.execution import ExecutionActor
 from trader.adapters.ports import BrokerOrder, BrokerTrade
 from trader.bus import EventBus
@@ -31,6 +30,8 @@ from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import OptionContract
 from trader.store.journal import SCHEMA_VERSION, Journal, JournalError
 from trader.store.orders import OrderJournal
+
+from helpers import T0, FakeBroker
 
 CE = OptionContract.parse("NIFTY26DEC26000CE", instrument_token=101)
 PE = OptionContract.parse("NIFTY26DEC26000PE", instrument_token=102)
