@@ -51,6 +51,7 @@ class App:
         self.settings = settings
         builders.check_mode(settings)
         wall_now = LiveClock().now_ns()
+        self._wall_started = wall_now
         self.kite_market = builders.uses_kite_market(settings)
         # In a year without holiday data every weekday trades; on a real market that warns once a day.
         self.calendar = settings.market_calendar(warn_clock=self._now_ns if self.kite_market else None)
@@ -229,6 +230,7 @@ class App:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.request_stop, sig.name)
         settings = self.settings
+        wall_started = self._wall_started
         try:
             if self.kite_market:
                 await self._connect_kite_market()
@@ -240,6 +242,8 @@ class App:
                      capital_inr=settings.risk.initial_capital,
                      confidence_cutoff=settings.strategy.confidence_cutoff)
             await self._pass_gate()
+            log.info("trading_ready", state=self.risk.state.value, reason=self.risk.manager.state_reason,
+                     elapsed_ms=(LiveClock().now_ns() - wall_started) // 1_000_000)
         except BaseException:
             await self._close_resources()
             raise
