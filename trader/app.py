@@ -141,6 +141,7 @@ class App:
         return {
             "ticks_in": sum(f.ticks_in for f in self.feeds),
             "ticks_invalid": sum(f.invalid for f in self.feeds),
+            "ticks_stale": sum(f.stale for f in self.feeds),
             "conflated": self.bus.conflated,
             "signals": self.strategy.signals,
             "intents": self.strategy.intents,

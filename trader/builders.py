@@ -56,7 +56,7 @@ def uses_kite_market(settings: Settings) -> bool:
 def build_clock(settings: Settings, start_ns: int) -> Clock:
     """Kite market data runs on exchange time; the built-in market on its own simulated clock (unpaced in backtest)."""
     if uses_kite_market(settings):
-        return ExchangeClock()
+        return ExchangeClock(tolerance_ns=int(settings.exchange_time_tolerance_seconds * NS_PER_SECOND))
     return SimClock(start_ns, speed=0.0 if settings.mode == "backtest" else settings.sim.speed)
 
 
