@@ -16,7 +16,7 @@ from trader.actors.portfolio import PerformanceSummary, PortfolioActor
 from trader.actors.risk import RiskGateActor
 from trader.actors.strategy import StrategyActor
 from trader.adapters.kite.broker import KiteBroker
-from trader.adapters.kite.provision import ProvisioningError, provision_market
+from trader.adapters.kite.provision import BrokerUnreachableError, ProvisioningError, provision_market
 from trader.adapters.kite.ticker import KiteTicker
 from trader.adapters.ports import Broker
 from trader.adapters.synthetic import SyntheticMarket
@@ -115,6 +115,8 @@ class App:
         try:
             tokens = await provision_market(self.kite, self.underlyings, self.instruments, self.clock,
                                             strikes_each_side=settings.sim.strikes_each_side)
+        except BrokerUnreachableError as exc:
+            raise ConfigError([f"start-up error: {exc}"]) from None
         except ProvisioningError as exc:
             raise ConfigError([f"config error: symbols: {exc}"]) from None
         broker = self.broker

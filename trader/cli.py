@@ -1,6 +1,7 @@
 """Command line: ``trader run`` (the daemon) and ``trader check-config``.
 
-Exit codes: 0 success, 2 bad configuration or arguments (argparse uses 2 as well), 1 unexpected failure.
+Exit codes: 0 success, 2 bad configuration or arguments (argparse uses 2 as well) or a start-up problem the message
+explains (an unreachable broker, a saved state that cannot be used), 1 unexpected failure.
 """
 
 from __future__ import annotations
@@ -229,6 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         on_output_closed(lambda: app.request_stop("the log's reader closed stdout"))
     try:
         _run_loop(app.run())
+    except ConfigError as exc:  # found at start-up (an unreachable broker, a saved state that cannot be used)
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return EXIT_CONFIG
     except Exception:
         get_logger("trader.cli").exception("daemon_failed")
         return 1
