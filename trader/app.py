@@ -17,7 +17,7 @@ from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
 from trader.actors.risk import RiskGateActor
 from trader.actors.strategy import StrategyActor
 from trader.adapters.kite.broker import KiteBroker
-from trader.adapters.kite.provision import ProvisioningError, provision_market
+from trader.adapters.kite.provision import BrokerUnreachableError, ProvisioningError, provision_market
 from trader.adapters.kite.ticker import KiteTicker
 from trader.adapters.paper import PaperBroker
 from trader.adapters.ports import Broker
@@ -157,6 +157,8 @@ class App:
         try:
             tokens = await provision_market(self.kite, self.underlyings, self.instruments, self.clock,
                                             strikes_each_side=settings.sim.strikes_each_side)
+        except BrokerUnreachableError as exc:
+            raise ConfigError([f"start-up error: {exc}"]) from None
         except ProvisioningError as exc:
             raise ConfigError([f"config error: symbols: {exc}"]) from None
         broker = self.broker
@@ -184,6 +186,7 @@ class App:
         return {
             "ticks_in": sum(f.ticks_in for f in self.feeds),
             "ticks_invalid": sum(f.invalid for f in self.feeds),
+            "ticks_stale": sum(f.stale for f in self.feeds),
             "conflated": self.bus.conflated,
             "signals": self.strategy.signals,
             "intents": self.strategy.intents,
