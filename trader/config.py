@@ -145,6 +145,10 @@ class Settings(BaseSettings):
     kite_ws_root: str = "wss://ws.kite.trade"
     kite_product: Literal["MIS", "NRML"] = "MIS"
     kite_timeout_seconds: float = Field(7.0, gt=0, le=60, description="per REST request, as the official client")
+    kite_token_poll_seconds: float = Field(5.0, gt=0, le=300, description="how often the token file is read again "
+                                           "once Kite refused the access token")
+    broker_unreachable_halt_seconds: float = Field(60.0, gt=0, le=3600, description="entries stop once the broker's "
+                                                   "WebSocket has been down this long")
     # TRADER_CALENDAR_FILE: NSE holidays, special sessions and session hours that extend or override the shipped
     # trader/market/data/nse_calendar.toml (same format, documented at its top), e.g. next year's holiday list.
     calendar_file: Path | None = None
