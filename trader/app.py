@@ -222,6 +222,8 @@ class App:
     async def _close_resources(self) -> None:
         if self.token_watcher is not None:
             await self.token_watcher.close()
+        if isinstance(self.broker, KiteBroker):
+            await self.broker.close()
         if self.journal is not None:
             self.journal.close()
             self.journal = None
