@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 import pytest
 
 from trader.adapters.kite.broker import KiteBroker
@@ -131,3 +132,28 @@ async def test_a_postback_that_beats_the_reply_is_booked_as_the_brokers_record_s
     assert fill.order_id == order_id and fill.quantity == contract.lot_size and fill.price == true_price != 100
     assert [u.status for u in rig.updates("OURS4")] == [OrderStatus.COMPLETE]
     assert rig.tracker.is_known(order_id) and rig.broker.unconfirmed == 0
+
+
+async def test_a_broker_that_cannot_answer_is_asked_again_before_anything_is_decided(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    contract = atm(rig.sim)
+    ours = request(contract, "OURS5")
+    rig.tracker.expect(ours.intent, "OURS5")
+    order_id = await rig.client.place_order("regular", **rig.broker.order_params(ours))
+    await rig.sim.advance(2)
+    asked: list[str] = []
+    real = rig.client.order_history
+
+    async def flaky(asked_for: str) -> list[dict[str, Any]]:
+        asked.append(asked_for)
+        if len(asked) == 1:
+            raise aiohttp.ClientConnectionError("connection reset")  # after the client's own retries
+        return await real(asked_for)
+
+    monkeypatch.setattr(rig.client, "order_history", flaky)
+    rig.broker.confirm_pause_s = 0.01
+    rig.broker.on_postback(forged(order_id, "OURS5", contract))
+    await wait_for(lambda: rig.broker.pending_confirmations == 0)
+    assert asked == [order_id, order_id]
+    [fill] = rig.fills("OURS5")
+    assert fill.price == rig.sim.orders[order_id].fill_value // contract.lot_size and rig.broker.unconfirmed == 0

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from trader.adapters.kite.errors import to_broker_error
+from trader.adapters.kite.errors import KiteSessionExpired, to_broker_error
 from trader.adapters.kite.orders import OrderTracker
 from trader.adapters.kite.rest import KiteRestClient
 from trader.adapters.ports import (
@@ -89,6 +89,8 @@ class KiteBroker:
         self._confirming: dict[str, list[dict[str, Any]]] = {}  # order id → postbacks held until confirmed
         self._confirmations: set[asyncio.Task[None]] = set()
         self.unconfirmed = 0  # postbacks dropped because the broker did not confirm their order
+        self.confirm_rounds = 3  # asks of the order history (each with the client's own GET retries)
+        self.confirm_pause_s = 1.0  # between rounds, doubling
 
     def attach(self, publish: Callable[[object], None]) -> None:
         self._publish = publish
@@ -156,15 +158,24 @@ class KiteBroker:
     async def _confirm(self, order_id: str, tag: str) -> None:
         """Ask the broker's order history about an order id first seen in a postback; book only its record."""
         record: Mapping[str, Any] = {}
-        try:
-            history = await self.client.order_history(order_id)
-        except Exception as exc:
-            error = to_broker_error(exc)
-            problem = ("the broker does not know this order id" if isinstance(error, OrderRejected)
-                       else f"the broker could not be asked ({error})")
-        else:
+        problem = ""
+        for round_ in range(self.confirm_rounds):
+            if round_:
+                await asyncio.sleep(self.confirm_pause_s * 2 ** (round_ - 1))
+                if self.tracker is not None and self.tracker.is_known(order_id):
+                    break  # our own reply named it meanwhile: the held postbacks are booked below
+            try:
+                history = await self.client.order_history(order_id)
+            except Exception as exc:
+                error = to_broker_error(exc)
+                if isinstance(error, OrderRejected) and not isinstance(error, KiteSessionExpired):
+                    problem = "the broker does not know this order id"
+                    break
+                problem = f"the broker could not be asked ({error})"
+                continue
             record = history[-1] if history and isinstance(history[-1], dict) else {}
             problem = self._mismatch(record, order_id, tag)
+            break
         held = self._confirming.pop(order_id, [])
         if not problem:
             log.info("postback_confirmed", order_id=order_id, tag=tag, status=record.get("status"),
