@@ -18,6 +18,7 @@ from trader.actors.risk import RiskGateActor
 from trader.actors.strategy import StrategyActor
 from trader.adapters.kite.broker import KiteBroker
 from trader.adapters.kite.provision import BrokerUnreachableError, ProvisioningError, provision_market
+from trader.adapters.kite.session import TokenWatcher
 from trader.adapters.kite.ticker import KiteTicker
 from trader.adapters.paper import PaperBroker
 from trader.adapters.ports import Broker
@@ -62,6 +63,7 @@ class App:
         self.ids = IdFactory(wall_now)
         self.supervisor = Supervisor()
         self.kite = builders.build_kite_client(settings)
+        self.token_watcher: TokenWatcher | None = None
         self.broker: Broker = builders.build_broker(settings, self.clock, self.calendar, self.kite)
         self.underlyings = [resolve_underlying(symbol) for symbol in settings.symbols]
         strategies = builders.build_strategies(settings, self.underlyings)
@@ -162,9 +164,15 @@ class App:
         except ProvisioningError as exc:
             raise ConfigError([f"config error: symbols: {exc}"]) from None
         broker = self.broker
+        # A token Kite refuses stops entries until `trader login` writes a new one: no restart.
+        watcher = self.token_watcher = TokenWatcher(self.kite, token_file=settings.kite_token_file, clock=self.clock,
+                                                    publish=self.bus.publish, poll_s=settings.kite_token_poll_seconds)
         ticker = KiteTicker(settings.kite.api_key, settings.kite_access_token(), tokens, clock=self.clock,
                             root=settings.kite_ws_root, mode="full", calendar=self.calendar,
-                            on_order=broker.on_postback if isinstance(broker, KiteBroker) else None)
+                            on_order=broker.on_postback if isinstance(broker, KiteBroker) else None,
+                            on_token_rejected=watcher.report_rejected,
+                            unreachable_after_s=settings.broker_unreachable_halt_seconds)
+        watcher.add_ticker(ticker)
         ticker.attach(self.bus.publish)
         self.ticker = ticker
         self.feeds = [FeedActor(self.bus, ticker, self.instruments, self.clock, lossless=False)]
@@ -268,6 +276,10 @@ class App:
         return result
 
     async def _close_resources(self) -> None:
+        if self.token_watcher is not None:
+            await self.token_watcher.close()
+        if isinstance(self.broker, KiteBroker):
+            await self.broker.close()
         if self.journal is not None:
             self.journal.close()
             self.journal = None
