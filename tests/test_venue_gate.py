@@ -47,7 +47,8 @@ class Gate:
         self.published: list[object] = []
         self.bus.tap(self.published.append)
         self.manager = RiskManager(RiskConfig(), now_ns=self.clock.now_ns)
-        self.actor = RiskGateActor(self.bus, self.manager, self.clock, IdFactory(T0), broker=FakeBroker(self.clock))
+        self.broker = FakeBroker(self.clock)
+        self.actor = RiskGateActor(self.bus, self.manager, self.clock, IdFactory(T0), broker=self.broker)
 
     async def intent(self, side: Side, purpose: IntentPurpose) -> OrderIntent:
         intent = OrderIntent(ts_ns=self.clock.now_ns(), intent_id=f"V{next(_ids)}", strategy_id="test", contract=CE,
@@ -67,6 +68,8 @@ class Gate:
         await self.actor.handle(VenueStatus(ts_ns=self.clock.now_ns(), ok=ok, problem=problem, detail=detail))
 
     async def fill(self, intent: OrderIntent) -> None:
+        held = self.broker.held  # the broker holds what it filled (an exit is confirmed against it)
+        held[CE.instrument_token] = held.get(CE.instrument_token, 0) + intent.side.sign * intent.quantity
         await self.actor.handle(Fill(ts_ns=self.clock.now_ns(), fill_id=f"F{next(_ids)}", intent_id=intent.intent_id,
                                      order_id="O", contract=CE, side=intent.side, quantity=intent.quantity,
                                      price=4_000, expected_price=4_000, charges=0))
