@@ -15,7 +15,16 @@ import orjson
 import structlog
 
 from trader.adapters.kite.rest import checksum
-from trader.adapters.ports import Broker, BrokerOrder, MarginView, OrderRejected
+from trader.adapters.ports import (
+    Broker,
+    BrokerBook,
+    BrokerOrder,
+    BrokerPosition,
+    BrokerTrade,
+    BrokerUnavailable,
+    MarginView,
+    OrderRejected,
+)
 from trader.clock import Clock, SimClock
 from trader.config import Settings, load_settings
 from trader.events import OrderIntent, OrderRequest, OrderStatus, OrderUpdate, Side, Tick
@@ -67,6 +76,9 @@ class FakeBroker:
         self.held: dict[int, int] = {}  # instrument token -> net quantity
         self.margins_down = False
         self.resyncs = 0
+        self.trades: list[BrokerTrade] = []
+        self.adopted: list[tuple[str, str, int, int]] = []  # (tag, order id, filled, filled value)
+        self.book_down = False
 
     # -- Broker port
     def attach(self, publish: Callable[[object], None]) -> None:
@@ -121,6 +133,16 @@ class FakeBroker:
         if intent.side is Side.BUY:
             return opening * (intent.limit_price or intent.expected_price)
         return short_option_margin(intent.contract.strike, opening)
+
+    async def book(self) -> BrokerBook:
+        if self.book_down:
+            raise BrokerUnavailable("the order book endpoint timed out")
+        return BrokerBook(orders=tuple(self.orders), trades=tuple(self.trades),
+                          positions=tuple(BrokerPosition(instrument_token=token, tradingsymbol=str(token), quantity=q)
+                                          for token, q in self.held.items() if q))
+
+    def adopt(self, request: OrderRequest, order_id: str, filled: int, filled_value: int) -> None:
+        self.adopted.append((request.tag, order_id, filled, filled_value))
 
     # -- test helpers
     def orders_for(self, tag: str) -> list[BrokerOrder]:

@@ -34,3 +34,11 @@ class IdFactory:
             raise ValueError(f"id kind must be 1-3 alphanumerics, got {kind!r}")
         self._counter += 1
         return f"{kind}{self._run}{self._counter:08d}"
+
+
+_OWN_ID = re.compile(r"^[A-Za-z0-9]{1,3}[0-9A-Z]{7}[0-9]{8}$")
+
+
+def is_own_id(tag: str) -> bool:
+    """True if ``tag`` has the shape of an id this daemon makes (a hand-placed order has no tag, or another)."""
+    return bool(_OWN_ID.match(tag))

@@ -13,7 +13,7 @@ order at shutdown: that request is logged as ``order_state_unknown_at_shutdown``
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,8 @@ from trader.adapters.ports import Broker, BrokerOrder, BrokerUnavailable, OrderR
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, Clock
 from trader.events import (
+    Command,
+    CommandKind,
     FeedStatus,
     Fill,
     Heartbeat,
@@ -32,9 +34,12 @@ from trader.events import (
     OrderUpdate,
     Tick,
 )
+from trader.faults import crash_point
 from trader.logging import get_logger
 from trader.money import to_rupees
 from trader.ratelimit import RateLimiter
+from trader.store.journal import JournalWriteError
+from trader.store.orders import OrderJournal
 
 log = get_logger("trader.execution")
 
@@ -70,8 +75,11 @@ class ExecutionActor(Actor):
     name = "execution"
 
     def __init__(self, bus: EventBus, broker: Broker, clock: Clock, *, max_orders_per_second: int = 8,
-                 retry: RetryPolicy | None = None, conflate_ticks: bool = True) -> None:
+                 retry: RetryPolicy | None = None, conflate_ticks: bool = True,
+                 journal: OrderJournal | None = None) -> None:
         self.broker = broker
+        self.journal = journal
+        self.journal_failed = False
         super().__init__(bus, conflate_ticks=conflate_ticks)
         self.clock = clock
         self.limiter = RateLimiter(max_orders_per_second, clock=clock)
@@ -125,11 +133,33 @@ class ExecutionActor(Actor):
         if self._cancel_at and self.clock.now_ns() >= min(self._cancel_at.values()):
             await self._cancel_stale()
 
+    def adopt_open(self, request: OrderRequest, order_id: str) -> None:
+        """Before start: keep managing an order placed before a restart (its timers, its updates)."""
+        self._seen_tags.add(request.tag)
+        self._track(request, order_id)
+
+    def _write(self, what: str, action: Callable[[OrderJournal], object]) -> None:
+        """One journal write; a failure halts entries at once (never trade with a journal that cannot be written)."""
+        if self.journal is None:
+            return
+        try:
+            action(self.journal)
+        except JournalWriteError as exc:
+            if not self.journal_failed:
+                self.journal_failed = True
+                log.error("journal_write_failed", what=what, journal=self.journal.path, error=str(exc),
+                          fix="free disk space or make the data dir writable, then restart the daemon")
+                self.bus.publish(Command(ts_ns=self.clock.now_ns(), kind=CommandKind.HALT, source="journal",
+                                         reason=f"the journal {self.journal.path} cannot be written: {exc}"))
+
     def _record(self, event: object) -> None:
         """What needs no broker call: a request starts its placement; updates and fills are tracked and logged."""
         if type(event) is OrderRequest:
             self._start_placement(event)
         elif type(event) is OrderUpdate:
+            self._write("order_update", lambda j: j.record_update(event))
+            if event.order_id and self._unresolved:
+                self._resolved_by_update(event)
             if event.order_id:
                 if event.status.is_terminal:
                     self._open.pop(event.order_id, None)
@@ -140,6 +170,8 @@ class ExecutionActor(Actor):
                      status=event.status.value, filled=event.filled_quantity, pending=event.pending_quantity,
                      average_price_inr=to_rupees(event.average_price), reason=event.reason, event_ts_ns=event.ts_ns)
         elif type(event) is Fill:
+            crash_point("fill_received")
+            self._write("fill", lambda j: j.record_fill(event))
             self.slippage.add(event)
             log.info("fill", fill_id=event.fill_id, intent_id=event.intent_id, order_id=event.order_id,
                      tradingsymbol=event.contract.tradingsymbol, side=event.side.value, quantity=event.quantity,
@@ -184,6 +216,13 @@ class ExecutionActor(Actor):
         if self._closing:
             self._reject(request, "not sent: the daemon is stopping")
             return
+        if self.journal is not None:
+            # Write-ahead: the intent is on disk before its order can exist, so a restart always knows the tag.
+            self._write("intent", lambda j: j.record_intent(request, self.clock.now_ns()))
+            if self.journal_failed:
+                self._reject(request, f"not sent: the journal {self.journal.path} cannot be written")
+                return
+            crash_point("intent_written")
         self.inbox.hold()
         task = asyncio.create_task(self._place_guarded(request), name=f"place:{tag}")
         self._placements.add(task)
@@ -331,7 +370,19 @@ class ExecutionActor(Actor):
         if request.intent.order_type is OrderType.MARKET:
             self._cancel_at[order_id] = self.clock.now_ns() + int(self.retry.reprice_after_s * NS_PER_SECOND)
 
+    def _resolved_by_update(self, update: OrderUpdate) -> None:
+        """A parked request whose order reports in: it is on the broker's book, no look-up needed any more."""
+        tag = next((t for t, r in self._unresolved.items() if r.intent.intent_id == update.intent_id), None)
+        if tag is not None:
+            del self._unresolved[tag]
+            self.orders_placed += 1
+            self._write("order_sent", lambda j: j.record_sent(tag, update.order_id, self.clock.now_ns()))
+            log.warning("order_recovered_by_update", intent_id=update.intent_id, tag=tag, order_id=update.order_id,
+                        status=update.status.value)
+
     def _accepted(self, request: OrderRequest, order_id: str, attempt: int) -> None:
+        crash_point("order_sent")
+        self._write("order_sent", lambda j: j.record_sent(request.tag, order_id, self.clock.now_ns()))
         self.orders_placed += 1
         self._track(request, order_id)
         log.info("order_placed", intent_id=request.intent.intent_id, tag=request.tag, order_id=order_id,
@@ -346,6 +397,7 @@ class ExecutionActor(Actor):
             log.warning("broker_resync_failed", why=why, error=repr(exc))
 
     def _adopt(self, request: OrderRequest, found: BrokerOrder, attempt: int) -> None:
+        self._write("order_sent", lambda j: j.record_sent(request.tag, found.order_id, self.clock.now_ns()))
         self.orders_placed += 1
         self.recovered_by_tag += 1
         self._resync_pending = True  # its progress so far was never reported to us

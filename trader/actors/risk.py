@@ -35,7 +35,7 @@ from trader.logging import get_logger
 from trader.risk.core import RiskManager
 from trader.risk.kill_switch import KillSwitchFile
 from trader.risk.results import RiskDecision
-from trader.store.journal import Journal
+from trader.store.journal import Journal, JournalWriteError
 
 log = get_logger("trader.risk")
 
@@ -57,6 +57,8 @@ class RiskGateActor(Actor):
         self.journal = journal
         self.kill_switch = KillSwitchFile(manager.config.kill_switch_file)
         self._seen_intents: set[str] = set()
+        self._seen_fills: set[str] = set()
+        self.journal_failed = False
         self._flatten_intents: set[str] = set()
         self._stopping = False
         self.approved = 0
@@ -111,9 +113,13 @@ class RiskGateActor(Actor):
         elif kind is OrderIntent:
             await self._on_intent(event)
         elif kind is Fill:
-            self.manager.on_fill(event.contract, event.side, event.quantity, event.price, event.charges,
-                                 event.ts_ns, intent_id=event.intent_id)
-            self._save(event.ts_ns)
+            if event.fill_id in self._seen_fills:  # a redelivery (after a crash in this handler) or a repeat
+                log.warning("duplicate_fill_ignored", fill_id=event.fill_id, actor=self.name)
+            else:
+                self._seen_fills.add(event.fill_id)
+                self.manager.on_fill(event.contract, event.side, event.quantity, event.price, event.charges,
+                                     event.ts_ns, intent_id=event.intent_id)
+                self._save(event.ts_ns)
         elif kind is OrderUpdate:
             if event.status.is_terminal:
                 self.manager.on_order_done(event.intent_id)
@@ -207,6 +213,20 @@ class RiskGateActor(Actor):
         if events:
             self._save(events[-1].ts_ns)
 
+    def seen_fills(self, fill_ids: Iterable[str]) -> None:
+        """Before start: fills already in the restored book, never to be booked again."""
+        self._seen_fills.update(fill_ids)
+
     def _save(self, ts_ns: int) -> None:
-        if self.journal is not None:
+        if self.journal is None:
+            return
+        try:
             self.journal.save_state(STATE_NAME, self.manager.to_state(), ts_ns)
+        except JournalWriteError as exc:
+            # Never raise here: a crash would deliver the event again. Halt entries instead, once, and say why.
+            if not self.journal_failed:
+                self.journal_failed = True
+                log.error("journal_write_failed", what="risk state", journal=str(self.journal.path),
+                          error=str(exc), fix="free disk space or make the data dir writable, then restart")
+                self.manager.halt(f"the journal {self.journal.path} cannot be written", ts_ns)
+                self._publish_changes()

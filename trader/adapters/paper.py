@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from trader.adapters.ports import BrokerOrder, MarginView, OrderRejected
+from trader.adapters.ports import BrokerBook, BrokerOrder, BrokerPosition, BrokerTrade, MarginView, OrderRejected
 from trader.book import PositionBook
 from trader.clock import Clock
 from trader.events import Fill, OrderIntent, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side, Tick
@@ -87,10 +87,21 @@ class PaperBroker:
         self._working: dict[int, list[_PaperOrder]] = {}  # instrument token → orders not yet terminal
         self._taken: dict[int, tuple[int, int]] = {}  # token → (bid qty taken, ask qty taken) on the current quote
         self._next_order = 0
+        self._trades: list[BrokerTrade] = []
+        self._persist: Callable[[], None] | None = None
 
     # -- Broker port ---------------------------------------------------------------------------------------
     def attach(self, publish: Callable[[object], None]) -> None:
         self._publish = publish
+
+    def persist_with(self, save: Callable[[], None]) -> None:
+        """``save`` is called after every change of the book (orders, trades, positions), before the change is
+        published: paper survives a restart the way a real broker's account does (see ``paper_state.py``)."""
+        self._persist = save
+
+    def _save(self) -> None:
+        if self._persist is not None:
+            self._persist()
 
     @property
     def wants_ticks(self) -> bool:
@@ -115,6 +126,7 @@ class PaperBroker:
         self._orders[order_id] = order
         self._by_tag.setdefault(request.tag, []).append(order_id)
         self._working.setdefault(intent.contract.instrument_token, []).append(order)
+        self._save()
         self._update(order, now)
         return order_id
 
@@ -126,6 +138,7 @@ class PaperBroker:
             raise OrderRejected(f"order {order_id} is already {order.status.value}")
         order.status = OrderStatus.CANCELLED
         self._retire(order)
+        self._save()
         self._update(order, self._clock.now_ns(), reason="cancelled by user")
 
     async def find_order_by_tag(self, tag: str) -> BrokerOrder | None:
@@ -146,6 +159,16 @@ class PaperBroker:
     async def positions(self) -> dict[int, int]:
         return {p.contract.instrument_token: p.quantity for p in self._book.open_positions()}
 
+    async def book(self) -> BrokerBook:
+        return BrokerBook(
+            orders=tuple(self._view(o) for o in self._orders.values()), trades=tuple(self._trades),
+            positions=tuple(BrokerPosition(instrument_token=p.contract.instrument_token,
+                                           tradingsymbol=p.contract.tradingsymbol, quantity=p.quantity,
+                                           average_price=p.average_price) for p in self._book.open_positions()))
+
+    def adopt(self, request: OrderRequest, order_id: str, filled: int, filled_value: int) -> None:
+        """Nothing to do: the restored book already ties every order to its request."""
+
     async def order_margin(self, intent: OrderIntent) -> int:
         return modelled_order_margin(self._book, intent.contract, intent.side, intent.quantity,
                                      intent.limit_price or intent.expected_price)
@@ -163,6 +186,7 @@ class PaperBroker:
             if tick.ts_ns >= order.expires_at_ns:
                 order.status = OrderStatus.CANCELLED
                 self._retire(order)
+                self._save()
                 self._update(order, tick.ts_ns, reason="DAY order expired at the session close")
             elif tick.ts_ns >= order.active_at_ns:
                 self._match(order, tick)
@@ -236,9 +260,18 @@ class PaperBroker:
             include_brokerage=order.fills == 1,  # Zerodha charges ₹20 once per executed order
         )
         self._book.apply(intent.contract, intent.side, quantity, price, charges.total)
+        self._trades.append(BrokerTrade(trade_id=f"{order.order_id}T{order.fills}", order_id=order.order_id,
+                                        instrument_token=intent.contract.instrument_token,
+                                        tradingsymbol=intent.contract.tradingsymbol, side=intent.side,
+                                        quantity=quantity, price=price))
+        if order.remaining == 0:
+            order.status = OrderStatus.COMPLETE
+            self._retire(order)
+        self._save()  # the broker's record first: a kill after this is a fill the restart finds at the broker
         self._publish(Fill(
             ts_ns=ts_ns,
-            fill_id=f"{order.order_id}F{order.fills}",
+            # The order's cumulative filled quantity, as for Kite: the same execution always has the same id.
+            fill_id=f"{order.order_id}F{order.filled}",
             intent_id=intent.intent_id,
             order_id=order.order_id,
             contract=intent.contract,
@@ -249,9 +282,6 @@ class PaperBroker:
             charges=charges.total,
             purpose=intent.purpose,
         ))
-        if order.remaining == 0:
-            order.status = OrderStatus.COMPLETE
-            self._retire(order)
         self._update(order, ts_ns)
 
     # -- helpers -------------------------------------------------------------------------------------------
@@ -309,9 +339,11 @@ class PaperBroker:
 
     @staticmethod
     def _view(order: _PaperOrder) -> BrokerOrder:
+        intent = order.request.intent
         return BrokerOrder(order_id=order.order_id, tag=order.request.tag, status=order.status,
-                           quantity=order.request.intent.quantity, filled_quantity=order.filled,
-                           average_price=order.average_price)
+                           quantity=intent.quantity, filled_quantity=order.filled,
+                           average_price=order.average_price, instrument_token=intent.contract.instrument_token,
+                           tradingsymbol=intent.contract.tradingsymbol, side=intent.side)
 
 
 def _drop(_: object) -> None:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from trader.events import OrderIntent, OrderRequest, OrderStatus, Tick
+from trader.events import OrderIntent, OrderRequest, OrderStatus, Side, Tick
 from trader.market.instrument_master import InstrumentMaster
 
 
@@ -46,6 +46,43 @@ class BrokerOrder:
     quantity: int
     filled_quantity: int
     average_price: int
+    instrument_token: int = 0
+    tradingsymbol: str = ""
+    side: Side | None = None
+    status_message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerTrade:
+    """One execution in the broker's trade book (Kite ``/trades``)."""
+
+    trade_id: str
+    order_id: str
+    instrument_token: int
+    tradingsymbol: str
+    side: Side
+    quantity: int
+    price: int  # paise
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerPosition:
+    """One row of the broker's net positions: ``overnight_quantity`` is what the day started with."""
+
+    instrument_token: int
+    tradingsymbol: str
+    quantity: int
+    overnight_quantity: int = 0
+    average_price: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerBook:
+    """Everything the broker says about today at one moment: the truth a restart reconciles against."""
+
+    orders: tuple[BrokerOrder, ...]
+    trades: tuple[BrokerTrade, ...]
+    positions: tuple[BrokerPosition, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +124,15 @@ class Broker(Protocol):
 
     async def positions(self) -> dict[int, int]:
         """Net quantity per instrument token as the broker holds it: the truth on a restart."""
+        ...
+
+    async def book(self) -> BrokerBook:
+        """Today's orders, trades and positions, as the broker holds them (the reconciliation gate's input)."""
+        ...
+
+    def adopt(self, request: OrderRequest, order_id: str, filled: int, filled_value: int) -> None:
+        """Manage an order placed before a restart: later reports of it are tied to ``request``; ``filled`` units
+        (worth ``filled_value`` paise) are already booked and are never reported again."""
         ...
 
     async def order_margin(self, intent: OrderIntent) -> int:

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, TypeVar
 
 from trader.book import BookPosition
 from trader.events import RiskLevel
-from trader.market.instruments import OptionContract, OptionType
 from trader.risk.checks import symbol_key
 from trader.risk.windows import Breach, ist_day_start_ns
+from trader.store.codec import contract_from_dict, contract_to_dict
 
 if TYPE_CHECKING:
     from trader.risk.core import RiskManager
@@ -95,14 +95,8 @@ def restore_manager(manager: RiskManager, state: Mapping[str, object]) -> None:
 
 
 def position_state(position: BookPosition) -> dict[str, object]:
-    contract = position.contract
     return {
-        "contract": {
-            "exchange": contract.exchange, "tradingsymbol": contract.tradingsymbol,
-            "underlying": contract.underlying, "expiry": contract.expiry.isoformat(), "strike": contract.strike,
-            "option_type": contract.option_type.value, "lot_size": contract.lot_size,
-            "tick_size": contract.tick_size, "instrument_token": contract.instrument_token,
-        },
+        "contract": contract_to_dict(position.contract),
         "quantity": position.quantity, "cost": position.cost, "realized": position.realized,
         "last_price": position.last_price, "trade_realized": position.trade_realized,
         "trade_charges": position.trade_charges,
@@ -110,14 +104,7 @@ def position_state(position: BookPosition) -> dict[str, object]:
 
 
 def position_from_state(data: Mapping[str, object]) -> BookPosition:
-    raw = mapping_field(data.get("contract"), "positions[].contract")
-    contract = OptionContract(
-        exchange=typed_field(raw, "exchange", str), tradingsymbol=typed_field(raw, "tradingsymbol", str),
-        underlying=typed_field(raw, "underlying", str), expiry=date.fromisoformat(typed_field(raw, "expiry", str)),
-        strike=typed_field(raw, "strike", int), option_type=OptionType(typed_field(raw, "option_type", str)),
-        lot_size=typed_field(raw, "lot_size", int), tick_size=typed_field(raw, "tick_size", int),
-        instrument_token=typed_field(raw, "instrument_token", int),
-    )
+    contract = contract_from_dict(data.get("contract"), "risk state: positions[].contract")
     return BookPosition(contract, quantity=typed_field(data, "quantity", int), cost=typed_field(data, "cost", int),
                         realized=typed_field(data, "realized", int), last_price=typed_field(data, "last_price", int),
                         trade_realized=typed_field(data, "trade_realized", int),

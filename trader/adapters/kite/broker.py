@@ -9,11 +9,14 @@ from trader.adapters.kite.errors import to_broker_error
 from trader.adapters.kite.orders import OrderTracker
 from trader.adapters.kite.rest import KiteRestClient
 from trader.adapters.ports import (
+    BrokerBook,
     BrokerOrder,
+    BrokerPosition,
+    BrokerTrade,
     BrokerUnavailable,
     MarginView,
 )
-from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderStatus, OrderType, Tick
+from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderStatus, OrderType, Side, Tick
 from trader.money import rupee_text, to_paise_or_zero, to_rupees
 
 _STATUS_MAP: Mapping[str, OrderStatus] = {
@@ -39,6 +42,10 @@ def _protection(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
+def _side(value: object) -> Side | None:
+    return Side(value) if value in ("BUY", "SELL") else None
+
+
 def _broker_order(order: Mapping[str, Any]) -> BrokerOrder:
     return BrokerOrder(
         order_id=str(order.get("order_id", "")),
@@ -47,7 +54,22 @@ def _broker_order(order: Mapping[str, Any]) -> BrokerOrder:
         quantity=int(order.get("quantity") or 0),
         filled_quantity=int(order.get("filled_quantity") or 0),
         average_price=to_paise_or_zero(order.get("average_price")),
+        instrument_token=int(order.get("instrument_token") or 0),
+        tradingsymbol=str(order.get("tradingsymbol") or ""),
+        side=_side(order.get("transaction_type")),
+        status_message=str(order.get("status_message") or ""),
     )
+
+
+def _broker_trade(trade: Mapping[str, Any]) -> BrokerTrade:
+    side = _side(trade.get("transaction_type"))
+    quantity = int(trade.get("quantity") or trade.get("filled") or 0)
+    price = to_paise_or_zero(trade.get("average_price"))
+    if side is None or quantity <= 0 or price <= 0 or not trade.get("order_id"):
+        raise BrokerUnavailable(f"a /trades row the daemon cannot read: {dict(trade)!r}")
+    return BrokerTrade(trade_id=str(trade.get("trade_id") or ""), order_id=str(trade["order_id"]),
+                       instrument_token=int(trade.get("instrument_token") or 0),
+                       tradingsymbol=str(trade.get("tradingsymbol") or ""), side=side, quantity=quantity, price=price)
 
 
 def _has_tag(order: Mapping[str, Any], tag: str) -> bool:
@@ -200,3 +222,26 @@ class KiteBroker:
             raise BrokerUnavailable("empty /margins/orders response")
         return to_paise_or_zero(data[0].get("total"))
 
+    async def book(self) -> BrokerBook:
+        """``/orders``, ``/trades`` and ``/portfolio/positions`` (net, summed over products) read once each."""
+        try:
+            orders = await self.client.orders()
+            trades = await self.client.trades()
+            positions = await self.client.positions()
+        except Exception as exc:
+            raise to_broker_error(exc) from exc
+        rows: dict[int, BrokerPosition] = {}
+        for row in positions.get("net") or ():
+            token = int(row["instrument_token"])
+            known = rows.get(token)
+            quantity = int(row.get("quantity") or 0) + (known.quantity if known else 0)
+            overnight = int(row.get("overnight_quantity") or 0) + (known.overnight_quantity if known else 0)
+            rows[token] = BrokerPosition(instrument_token=token, tradingsymbol=str(row.get("tradingsymbol") or ""),
+                                         quantity=quantity, overnight_quantity=overnight,
+                                         average_price=to_paise_or_zero(row.get("average_price")))
+        return BrokerBook(orders=tuple(_broker_order(o) for o in orders),
+                          trades=tuple(_broker_trade(t) for t in trades), positions=tuple(rows.values()))
+
+    def adopt(self, request: OrderRequest, order_id: str, filled: int, filled_value: int) -> None:
+        if self.tracker is not None:
+            self.tracker.adopt(request.intent, request.tag, order_id, filled, filled_value)

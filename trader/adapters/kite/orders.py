@@ -64,6 +64,15 @@ class OrderTracker:
         """Register an order we are about to place, so its reports can be tied to the intent."""
         self._intents.setdefault(tag, intent)
 
+    def adopt(self, intent: OrderIntent, tag: str, order_id: str, filled: int, filled_value: int) -> None:
+        """An order placed before a restart: ``filled`` units worth ``filled_value`` paise are already booked."""
+        self._intents.setdefault(tag, intent)
+        self._tag_of_order[order_id] = tag
+        reported = self._by_order.setdefault(order_id, _Reported(intent))
+        if filled > reported.filled:
+            reported.filled, reported.filled_value = filled, filled_value
+            reported.fills = max(reported.fills, 1)  # the brokerage of its first execution is booked already
+
     def on_postback(self, data: Mapping[str, Any]) -> list[OrderUpdate | Fill]:
         try:
             return self._translate(data)
