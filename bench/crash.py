@@ -363,6 +363,10 @@ class Report:
             count = self.count(kind)
             lines.append(f"{kind}: {count}" if count is not None else
                          f"{kind}: not available ({self.unavailable[kind]})")
+        extras = Counter(kind for kind, _ in self.findings if kind not in INVARIANTS)
+        lines += [f"{kind}: {count}" for kind, count in sorted(extras.items())]
+        lines += [f"start-up failures: {len(self.start_failures)}", f"started HALTED: {len(self.halted_starts)}",
+                  f"crash points not reached: {self.crash_points_missed}"]
         for q, label in ((50, "p50"), (99, "p99")):
             value = percentile(self.restart_ready_ms, q)
             if value and self.first_ready_ms:
@@ -609,7 +613,9 @@ class Harness:
         """One terminal state that agrees with the simulator, or still open with its order open there."""
         orders = book.by_tag().get(intent.tag, [])
         if intent.status == "terminal":
-            return not orders or str(orders[0]["status"]) == intent.terminal_status
+            if not orders:
+                return intent.terminal_status in ("REJECTED", "CANCELLED")  # never sent, and says so
+            return str(orders[0]["status"]) == intent.terminal_status
         return len(orders) == 1 and str(orders[0]["status"]) not in TERMINAL
 
     def check_after_restart(self, daemon: Process, ready: dict[str, Any]) -> None:
@@ -670,14 +676,20 @@ class Harness:
         report.orders, report.trades = len(book.orders), len(book.trades)
         journal = journal if journal is not None else read_journal(self.data_dir / "live.sqlite3")
         by_tag = book.by_tag()
+        journal_tags = {i.tag for i in journal.values()} if isinstance(journal, dict) else set()
         # Duplicates: by tag, and by intent (its tag and the order id the journal holds).
         for tag, orders in by_tag.items():
             for extra in sorted(orders, key=lambda o: str(o["order_id"]))[1:]:
                 report.add(Finding("duplicate orders", str(extra["order_id"]),
                                    f"tag {tag} has {len(orders)} orders at the simulator: "
                                    f"{[(o['order_id'], o['status']) for o in orders]}", self.evidence(tag)))
-            if tag not in self.exit_flags and (not isinstance(journal, dict) or
-                                               not any(i.tag == tag for i in journal.values())):
+            if isinstance(journal, dict):
+                # Write-ahead: the journal (read after the book) holds the intent of every order at the broker.
+                if tag not in journal_tags:
+                    report.add(Finding("lost intents", tag,
+                                       f"order {orders[0]['order_id']} ({orders[0]['status']}) under tag {tag} at the "
+                                       f"simulator, but no intent with that tag in the journal", self.evidence(tag)))
+            elif tag not in self.exit_flags:
                 self.collect_running()
                 if tag not in self.exit_flags:
                     report.add(Finding("orders without an intent", tag,
@@ -788,6 +800,37 @@ class Harness:
                         self.evidence(intent.intent_id)))
         self.check_book(book, journal)
         self.report.final_positions = book.positions
+        summary = daemon.first("summary")
+        if summary is not None and int(summary.get("open_positions", 0)) != len(book.positions):
+            self.report.add(Finding(
+                "unmanaged positions at the end", "summary",
+                f"the last run's summary says open_positions={summary.get('open_positions')} while the simulator "
+                f"holds {book.positions}", [json.dumps(_public(summary))]))
+        if not isinstance(journal, dict):
+            self.vanished_from_logs(book)
+
+    def vanished_from_logs(self, book: Book) -> None:
+        """Without a journal to read: intents the daemon approved (its logs say) that never reached the simulator
+        and were never reported as rejected or cancelled — forgotten by a kill."""
+        by_tag = book.by_tag()
+        for path in sorted(self.work_dir.glob("daemon-*.log")):
+            approved: dict[str, str] = {}
+            ended: set[str] = set()
+            for text in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                with contextlib.suppress(ValueError):
+                    line = json.loads(text)
+                    if not isinstance(line, dict):
+                        continue
+                    if line.get("event") == "intent_approved":
+                        approved[str(line.get("tag"))] = text
+                    elif line.get("event") in ("order_rejected", "order_cancelled_unfilled",
+                                               "order_state_unknown_at_shutdown"):
+                        ended.add(str(line.get("tag", "")))
+            for tag, text in approved.items():
+                if tag not in by_tag and tag not in ended:
+                    self.report.add(Finding("intents forgotten by a kill (from the logs)", tag,
+                                            f"{path.stem} approved {tag}; no order at the simulator and no end "
+                                            f"logged for it", [f"{path.stem}: {text}"]))
 
     def run(self) -> Report:
         self.data_dir.mkdir(parents=True, exist_ok=True)
