@@ -337,6 +337,7 @@ class Report:
     intents: int = 0
     final_positions: dict[str, int] = field(default_factory=dict)
     aborted: str = ""
+    leftover_pids: list[int] = field(default_factory=list)  # processes still running after the run (must be none)
     gate: bool = False
     crash_point_support: bool = False
 
@@ -466,6 +467,8 @@ class Harness:
         for process in (self.daemon, self.sim):
             if process is not None:
                 process.stop(15)
+                if process.popen.poll() is None:
+                    self.report.leftover_pids.append(process.pid)
 
     def daemon_env(self, crash_point: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
@@ -484,6 +487,8 @@ class Harness:
         return env
 
     def spawn(self, plan: Plan) -> Process:
+        if self.daemon is not None:
+            self.daemon.kill()  # never two daemons on one data dir
         self.incarnations += 1
         crash_point = f"{plan.crash_point}:{plan.nth}" if plan.kind == "crash_point" else ""
         self.daemon = Process(f"daemon-{self.incarnations}",
