@@ -8,6 +8,7 @@ returns, also when it fails. ``bench/crash.py --kills 200`` is the full run.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -55,3 +56,6 @@ def test_figure_lines(report: crash.Report) -> None:
     timing = re.compile(r"^restart → ready (p50|p99): [\d,.]+ ms \| baseline first start → ready [\d,.]+ ms \| "
                         r"[\d,.]+x$")
     assert sum(1 for line in lines if timing.match(line)) == 2, lines
+    as_json = json.loads(json.dumps(report.as_dict(), default=str))  # what --json prints as its last line
+    assert as_json["kills_total"] == KILLS
+    assert set(as_json["counts"]) == set(crash.INVARIANTS)
