@@ -440,6 +440,16 @@ class Harness:
         self.lot_sizes: dict[str, int] = {}
         self.pending: dict[str, JournalIntent] = {}  # intents unsettled when the daemon died: followed up after start
         self.trades_at_kill = 0
+        self.orders_seen: dict[str, dict[str, Any]] = {}  # /orders lists only today's: every order ever read
+
+    def book(self) -> Book:
+        """The simulator's book now, with the orders of earlier simulated days (Kite's /orders lists only today's)
+        kept from earlier reads."""
+        book = read_book(self.kite)
+        for order in book.orders:
+            self.orders_seen[str(order["order_id"])] = order
+        book.orders = list(self.orders_seen.values())
+        return book
 
     # -- set-up and tear-down --------------------------------------------------------------------------------------
     def start_sim(self) -> None:
@@ -548,13 +558,17 @@ class Harness:
             self.on_ready(daemon, ready)
             self.check_after_restart(daemon, ready)
         if plan.kind == "crash_point":
-            if not daemon.wait_exit(self.o.event_wait_s):
-                self.report.crash_points_missed += 1
-                note(f"crash: {daemon.name} did not reach {plan.crash_point}:{plan.nth} within "
-                     f"{self.o.event_wait_s:g} s: killed instead")
+            if daemon.wait_exit(self.o.event_wait_s):
+                daemon.kill()  # reap it
+                died = daemon.popen.returncode
+                self.after_kill(daemon, f"crash_point:{plan.crash_point}" if died == -signal.SIGKILL
+                                else f"exited_{died}")
+                return
+            self.report.crash_points_missed += 1
+            note(f"crash: {daemon.name} did not reach {plan.crash_point}:{plan.nth} within "
+                 f"{self.o.event_wait_s:g} s: killed instead")
             daemon.kill()
-            died = daemon.popen.returncode
-            self.after_kill(daemon, f"crash_point:{plan.crash_point}" if died == -signal.SIGKILL else "random")
+            self.after_kill(daemon, "crash_point_not_reached")
             return
         if plan.kind == "event":
             seen = [0]
@@ -591,7 +605,11 @@ class Harness:
     def after_kill(self, daemon: Process, how: str) -> None:
         self.report.kills[how] += 1
         self.collect(daemon)
-        book = read_book(self.kite)
+        if daemon.popen.returncode != -signal.SIGKILL:
+            self.report.add(Finding("daemon exits on its own", daemon.name,
+                                    f"{daemon.name} exited {daemon.popen.returncode} before it was killed",
+                                    [f"{daemon.name}: {line}" for line in list(daemon.tail)[-8:]]))
+        book = self.book()
         self.trades_at_kill = len(book.trades)
         journal = read_journal(self.data_dir / "live.sqlite3")
         if isinstance(journal, dict):
@@ -626,7 +644,7 @@ class Harness:
     def check_after_restart(self, daemon: Process, ready: dict[str, Any]) -> None:
         self.check_positions(daemon)
         self.follow_pending(daemon)
-        self.check_book(read_book(self.kite))
+        self.check_book(self.book())
 
     def check_positions(self, daemon: Process) -> None:
         if not self.report.gate:
@@ -636,7 +654,7 @@ class Harness:
         if passed is None:
             return  # started HALTED: counted in halted_starts
         theirs = {str(s): int(q) for s, q in dict(passed.get("positions") or {}).items() if int(q)}
-        book = read_book(self.kite)
+        book = self.book()
         moments = list(positions_after(book.trades))
         if theirs in moments[min(self.trades_at_kill, len(moments) - 1):]:
             return
@@ -656,7 +674,7 @@ class Harness:
             journal = read_journal(path)
             if not isinstance(journal, dict):
                 return
-            book = read_book(self.kite)
+            book = self.book()
             for intent_id in list(self.pending):
                 now = journal.get(intent_id)
                 if now is not None and self.settled(now, book):
@@ -792,7 +810,7 @@ class Harness:
         self.collect(daemon)
         if code != 0:
             note(f"crash: the last run exited {code} after SIGTERM; last lines:\n  " + "\n  ".join(daemon.tail))
-        book = read_book(self.kite)
+        book = self.book()
         journal = read_journal(self.data_dir / "live.sqlite3")
         if isinstance(journal, dict):
             for intent in journal.values():
