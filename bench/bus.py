@@ -46,7 +46,7 @@ import platform
 import pstats
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import time as wall_time
@@ -83,7 +83,7 @@ from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import IndexInstrument, OptionContract, OptionType
 from trader.risk.config import RiskConfig
 from trader.risk.core import RiskManager
-from trader.strategies.base import StrategyContext
+from trader.strategies.base import Holding, RestoredPosition, StrategyContext
 
 try:
     import uvloop as _uvloop
@@ -474,6 +474,19 @@ class IntentEveryKth:
 
     def on_order_update(self, update: OrderUpdate) -> None:
         pass
+
+    def snapshot_state(self) -> dict[str, object]:
+        return {"version": 1, "strategy_id": self.strategy_id}
+
+    def restore_state(self, state: Mapping[str, object] | None,
+                      held: Sequence[RestoredPosition]) -> list[RestoredPosition]:
+        return list(held)  # holds nothing across runs
+
+    def holdings(self) -> list[Holding]:
+        return []
+
+    def pending_intents(self) -> list[str]:
+        return []
 
 
 class StampingBroker(PaperBroker):

@@ -505,10 +505,13 @@ async def test_find_order_by_tag(env: Env) -> None:
     broker = KiteBroker(env.client)
     assert await broker.find_order_by_tag("icebergord") == BrokerOrder(
         order_id="220524001859672", tag="icebergord", status=OrderStatus.REJECTED, quantity=200,
-        filled_quantity=0, average_price=0)
+        filled_quantity=0, average_price=0, instrument_token=779521, tradingsymbol="SBIN", side=Side.BUY,
+        status_message="Insufficient funds. Required margin is 95417.84 but available margin is 74251.80. Check the "
+                       "orderbook for open orders.")
     found = await broker.find_order_by_tag("connect test order1")
     assert found == BrokerOrder(order_id="700000000000000", tag="connect test order1",
-                                status=OrderStatus.COMPLETE, quantity=1, filled_quantity=1, average_price=485_200)
+                                status=OrderStatus.COMPLETE, quantity=1, filled_quantity=1, average_price=485_200,
+                                instrument_token=58424839, tradingsymbol="GOLDPETAL21JUNFUT", side=Side.BUY)
     assert await broker.find_order_by_tag("NOSUCHTAG") is None
 
 

@@ -80,6 +80,8 @@ class Gate:
         return next((u.reason for u in self.of(OrderUpdate) if u.intent_id == intent.intent_id), "")
 
     async def fill(self, intent: OrderIntent, price: int | None = None) -> None:
+        token = intent.contract.instrument_token  # the broker holds what it filled
+        self.broker.held[token] = self.broker.held.get(token, 0) + intent.side.sign * intent.quantity
         await self.actor.handle(Fill(ts_ns=self.clock.now_ns(), fill_id=f"F{next(_ids)}", intent_id=intent.intent_id,
                                      order_id="O", contract=intent.contract, side=intent.side,
                                      quantity=intent.quantity, price=price or intent.expected_price, charges=0,
@@ -184,14 +186,28 @@ async def test_a_breached_day_survives_a_restart(tmp_path: Path) -> None:
     assert restarted.approved(await restarted.intent(CE, Side.SELL, LOT))  # the restored position can be exited
 
 
-async def test_a_restored_position_the_broker_does_not_hold_is_dropped(tmp_path: Path) -> None:
+async def test_an_exit_of_a_position_closed_by_hand_is_refused_not_sold_short() -> None:
+    """Fault injection found this 3 times in 3: the trader sells in the broker's app, then the strategy's stop
+    fires; the exit must not sell again (the account would be short one uncovered option)."""
     g = Gate()
     entry = await g.intent(CE, Side.BUY, LOT)
     await g.fill(entry)
-    state = g.manager.to_state()
-    restarted = Gate(manager=RiskManager.from_state(RiskConfig(), state, now_ns=lambda: T0))
-    assert restarted.manager.open_positions()
-    await restarted.actor.on_start()
-    assert restarted.manager.open_positions() == []  # flattening it would have opened a short
-    await restarted.command(CommandKind.FLATTEN)
-    assert [i for i in restarted.of(OrderIntent) if i.strategy_id == FLATTEN_STRATEGY_ID] == []
+    g.broker.held = {}  # sold by hand
+    exit_ = await g.intent(CE, Side.SELL, LOT)
+    assert not g.approved(exit_)
+    assert "net short" in g.refusal(exit_)
+    assert g.manager.book.quantity(CE.instrument_token) == 0
+    [outside] = [f for f in g.of(Fill) if f.intent_id == ""]
+    assert (outside.side, outside.quantity) == (Side.SELL, LOT)  # every actor learns the position is gone
+    g.broker.held = {CE.instrument_token: LOT}
+    again = await g.intent(CE, Side.BUY, LOT)
+    await g.fill(again)
+    assert g.approved(await g.intent(CE, Side.SELL, LOT))  # a real exit still passes
+
+
+async def test_a_sell_that_opens_a_short_is_refused_unless_allowed() -> None:
+    g = Gate()
+    refused = await g.intent(CE, Side.SELL, LOT)
+    assert "net short" in g.refusal(refused)
+    allowed = Gate(RiskConfig(allow_short_options=True))
+    assert "net short" not in allowed.refusal(await allowed.intent(CE, Side.SELL, LOT))

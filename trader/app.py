@@ -13,23 +13,28 @@ from trader.actors.base import Actor, Supervisor
 from trader.actors.execution import ExecutionActor
 from trader.actors.feed import FeedActor
 from trader.actors.portfolio import PerformanceSummary, PortfolioActor
+from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
 from trader.actors.risk import RiskGateActor
 from trader.actors.strategy import StrategyActor
 from trader.adapters.kite.broker import KiteBroker
 from trader.adapters.kite.provision import ProvisioningError, provision_market
 from trader.adapters.kite.ticker import KiteTicker
+from trader.adapters.paper import PaperBroker
 from trader.adapters.ports import Broker
 from trader.adapters.synthetic import SyntheticMarket
 from trader.bus import EventBus
 from trader.clock import Clock, LiveClock, SimClock
 from trader.config import ConfigError, Settings
 from trader.events import Command, CommandKind, FeedEnded, Heartbeat
+from trader.gate import restore_from_gate, run_gate
 from trader.ids import IdFactory
 from trader.logging import get_logger
 from trader.market.calendar import ist_text
 from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import resolve_underlying
 from trader.money import to_paise, to_rupees
+from trader.store.journal import JournalError, JournalWriteError
+from trader.store.orders import OrderJournal
 from trader.strategies.base import StrategyContext
 
 log = get_logger("trader.app")
@@ -68,12 +73,19 @@ class App:
         risk_manager = builders.build_risk_manager(settings, self.journal, self.calendar, self.clock)
         self.risk = RiskGateActor(self.bus, risk_manager, self.clock, self.ids, broker=self.broker,
                                   journal=self.journal, conflate_ticks=not lossless)
+        self.orders = OrderJournal(self.journal) if self.journal is not None else None
+        self._risk_state_saved = self.journal is not None and self.journal.load_state(RISK_STATE_NAME) is not None
+        if isinstance(self.broker, PaperBroker) and self.journal is not None:
+            builders.restore_paper_book(self.broker, self.journal, self._journal_failed)
         self.execution = ExecutionActor(self.bus, self.broker, self.clock,
                                         max_orders_per_second=settings.risk.max_orders_per_second,
-                                        conflate_ticks=not lossless)
+                                        conflate_ticks=not lossless, journal=self.orders)
         self.strategy = StrategyActor(self.bus, strategies, StrategyContext(self.instruments, self.ids),
-                                      auto_execution=settings.effective_auto_execution, conflate_ticks=not lossless)
+                                      auto_execution=settings.effective_auto_execution, conflate_ticks=not lossless,
+                                      save_state=self._save_strategy_state if self.journal is not None else None,
+                                      keeper=builders.build_adopted_keeper(settings))
         self.feeds: list[FeedActor] = []
+        self.ticker: KiteTicker | None = None
         if not self.kite_market:
             assert isinstance(self.clock, SimClock)
             sim_clock = self.clock
@@ -91,6 +103,35 @@ class App:
 
     def _now_ns(self) -> int:
         return self.clock.now_ns()
+
+    def _journal_failed(self, what: str, error: Exception) -> None:
+        """A journal write failed outside an actor (the paper broker's book): halt entries, say which file."""
+        log.error("journal_write_failed", what=what, error=str(error),
+                  fix="free disk space or make the data dir writable, then restart the daemon")
+        self.bus.publish(Command(ts_ns=self.clock.now_ns(), kind=CommandKind.HALT, source="journal",
+                                 reason=f"the journal cannot be written: {error}"))
+
+    async def _pass_gate(self) -> None:
+        """Reconcile the journal with the broker before any actor starts; restore the books from what it found."""
+        if self.orders is None:
+            return  # a backtest starts fresh every time
+        try:
+            result = await run_gate(self.broker, self.orders, self.instruments, self.clock.now_ns())
+        except JournalError as exc:
+            raise ConfigError([f"config error: data_dir: {exc}"]) from None
+        restore_from_gate(result, self.portfolio, self.risk, self.execution, broker=self.broker,
+                          now_ns=self.clock.now_ns(), replay_windows=not self._risk_state_saved)
+        journal = self.orders.journal
+        saved = {sid: journal.load_state(name) for sid, name in self.strategy.state_names().items()}
+        self.strategy.restore(saved, result.positions,
+                              open_intent_ids={request.intent.intent_id for request, *_ in result.adopted},
+                              booked_fill_ids={fill.fill_id for fill in result.fills})
+        if self.ticker is not None:
+            self.ticker.add_tokens(p.contract.instrument_token for p in result.positions)
+
+    def _save_strategy_state(self, name: str, document: dict[str, object]) -> None:
+        if self.journal is not None:
+            self.journal.save_state(name, document, self.clock.now_ns())
 
     def _market_start(self, wall_now: int, override_ns: int | None) -> int:
         """Event time at start: the built-in market starts inside a session, and says when it had to jump there."""
@@ -122,6 +163,7 @@ class App:
                             root=settings.kite_ws_root, mode="full", calendar=self.calendar,
                             on_order=broker.on_postback if isinstance(broker, KiteBroker) else None)
         ticker.attach(self.bus.publish)
+        self.ticker = ticker
         self.feeds = [FeedActor(self.bus, ticker, self.instruments, self.clock, lossless=False)]
         log.info("kite_market_connected", api_root=settings.kite_api_root, ws_root=settings.kite_ws_root,
                  instruments=len(tokens))
@@ -156,20 +198,25 @@ class App:
             "max_queue": max((len(i) for i in self.bus.inboxes), default=0),
         }
 
-    def _heartbeat(self) -> None:
+    def _heartbeat(self, *, final: bool = False) -> None:
         counters = self.counters()
         now = self.clock.now_ns()
         lag_ms = max(now - self.strategy.last_tick_ts_ns, 0) // 1_000_000 if self.strategy.last_tick_ts_ns else 0
         log.info("heartbeat", **counters, lag_ms=lag_ms, state=self.risk.state.value, risk_level=self.risk.level.value,
                  equity_inr=to_rupees(self.portfolio.equity), day_pnl_inr=to_rupees(self.portfolio.day_pnl),
                  sim_time=ist_text(now))
-        self._save_market_time(now)
+        self._save_market_time(now, clean=final)
         self.bus.publish(Heartbeat(ts_ns=now, counters=counters))
 
-    def _save_market_time(self, now: int) -> None:
-        """Paper on the built-in market: remember the simulated time, so the next run starts on a later session."""
+    def _save_market_time(self, now: int, *, clean: bool) -> None:
+        """Paper on the built-in market: remember the simulated time, so the next run starts on a later session
+        after a clean stop, and goes on with the same session after a crash."""
         if self.journal is not None and not self.kite_market and self.settings.mode == "paper":
-            self.journal.save_state(builders.PAPER_MARKET_STATE, {"last_event_ns": now}, now)
+            try:
+                self.journal.save_state(builders.PAPER_MARKET_STATE, {"last_event_ns": now, "clean_stop": clean},
+                                        now)
+            except JournalWriteError as exc:
+                self._journal_failed("paper market time", exc)
 
     async def _heartbeats(self) -> None:
         while True:
@@ -182,18 +229,20 @@ class App:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.request_stop, sig.name)
         settings = self.settings
-        if self.kite_market:
-            try:
+        try:
+            if self.kite_market:
                 await self._connect_kite_market()
-            except BaseException:
-                await self._close_resources()
-                raise
-        log.info("daemon_started", mode=settings.mode, symbols=settings.symbols, strategies=settings.strategies,
-                 auto_execution=settings.effective_auto_execution,
-                 speed=self.clock.speed if isinstance(self.clock, SimClock) else 1.0,
-                 session_time=ist_text(self.clock.now_ns()),
-                 wall_time=ist_text(LiveClock().now_ns()),
-                 capital_inr=settings.risk.initial_capital, confidence_cutoff=settings.strategy.confidence_cutoff)
+            log.info("daemon_started", mode=settings.mode, symbols=settings.symbols,
+                     strategies=settings.strategies, auto_execution=settings.effective_auto_execution,
+                     speed=self.clock.speed if isinstance(self.clock, SimClock) else 1.0,
+                     session_time=ist_text(self.clock.now_ns()),
+                     wall_time=ist_text(LiveClock().now_ns()),
+                     capital_inr=settings.risk.initial_capital,
+                     confidence_cutoff=settings.strategy.confidence_cutoff)
+            await self._pass_gate()
+        except BaseException:
+            await self._close_resources()
+            raise
         for actor in self.consumers:
             self.supervisor.start(actor)
         for feed in self.feeds:
@@ -252,7 +301,7 @@ class App:
         # (and its journal) see them before the actors stop.
         await self._drain(budget * 0.1)
         await self.supervisor.stop()
-        self._heartbeat()  # the last counters, and the simulated time saved before the journal closes
+        self._heartbeat(final=True)  # the last counters, and the simulated time saved before the journal closes
         await self._close_resources()
         summary = self.portfolio.summary()
         counters = self.counters()

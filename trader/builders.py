@@ -7,11 +7,14 @@ user can fix (live mode unconfirmed, a data dir that cannot be opened, a saved s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
 from trader.adapters.kite.broker import KiteBroker
 from trader.adapters.kite.orders import OrderTracker
 from trader.adapters.kite.rest import KiteRestClient
 from trader.adapters.paper import PaperBroker, PaperBrokerConfig
+from trader.adapters.paper_state import paper_state, restore_paper
 from trader.adapters.ports import Broker
 from trader.adapters.synthetic import SyntheticConfig
 from trader.clock import NS_PER_SECOND, Clock, ExchangeClock, SimClock
@@ -22,7 +25,8 @@ from trader.market.calendar import MarketCalendar, ist_date, ist_text
 from trader.market.instruments import UnderlyingSpec
 from trader.money import to_paise
 from trader.risk.core import RiskManager
-from trader.store.journal import Journal, JournalError
+from trader.store.journal import Journal, JournalError, JournalWriteError
+from trader.strategies.adopted import AdoptedPolicy, AdoptedPositionKeeper
 from trader.strategies.base import Strategy
 from trader.strategies.ema_crossover import EmaCrossoverEnhanced, EmaCrossoverParams
 
@@ -157,6 +161,12 @@ def built_in_market_start(settings: Settings, journal: Journal | None, calendar:
     last = saved.get("last_event_ns") if saved is not None else None
     if not isinstance(last, int) or isinstance(last, bool) or last <= 0:
         return start
+    if saved is not None and saved.get("clean_stop") is False and calendar.is_open(last):
+        # The last run was killed inside its session: this one goes on with that session where it stopped, so a
+        # crash keeps the day (its positions, its P&L, its limits), as a restart against a real broker does.
+        log.info("paper_market_resumes", at=ist_text(last), journal=str(journal.path if journal else ""),
+                 why="the last run stopped without a clean shutdown inside its session")
+        return last
     last_day = ist_date(last)
     next_open = calendar.session_bounds(calendar.next_trading_day(last_day))[0]
     if next_open <= start:
@@ -168,6 +178,30 @@ def built_in_market_start(settings: Settings, journal: Journal | None, calendar:
     return next_open
 
 
+PAPER_BOOK_STATE = "paper_broker"
+
+
+def restore_paper_book(broker: PaperBroker, journal: Journal,
+                       on_failure: Callable[[str, Exception], None]) -> None:
+    """The paper account survives restarts like a real one: restored from the journal, saved after every change."""
+    saved = journal.load_state(PAPER_BOOK_STATE)
+    if saved is not None:
+        try:
+            restore_paper(broker, saved)
+        except ValueError as exc:
+            raise ConfigError([f"config error: data_dir: the paper broker's saved book in {journal.path} cannot be "
+                               f"used ({exc}); move the file aside to start a fresh paper account"]) from None
+
+    def save() -> None:
+        now = broker.clock_now()
+        try:
+            journal.save_state(PAPER_BOOK_STATE, paper_state(broker), now)
+        except JournalWriteError as exc:
+            on_failure("paper broker book", exc)
+
+    broker.persist_with(save)
+
+
 def start_ns(settings: Settings, wall_now_ns: int, override_ns: int | None = None) -> int:
     """Where the simulated clock starts: the caller's override, ``sim.start``, or now."""
     if override_ns is not None:
@@ -175,3 +209,15 @@ def start_ns(settings: Settings, wall_now_ns: int, override_ns: int | None = Non
     if settings.sim.start is not None:
         return int(settings.sim.start.timestamp() * NS_PER_SECOND)
     return wall_now_ns
+
+
+def build_adopted_keeper(settings: Settings) -> AdoptedPositionKeeper:
+    """The keeper of positions no strategy claims after a restart; ``[adopted]`` falls back to the strategy's stop and
+    exit time."""
+    adopted, strategy = settings.adopted, settings.strategy
+    policy = AdoptedPolicy(
+        policy=adopted.policy,
+        stop_loss_pct=adopted.stop_loss_pct if adopted.stop_loss_pct is not None else strategy.stop_loss_pct,
+        exit_time=adopted.exit_time if adopted.exit_time is not None else strategy.exit_time,
+        market_protection=strategy.market_protection)
+    return AdoptedPositionKeeper(policy)

@@ -80,6 +80,28 @@ class StrategySettings(_Section):
         return self
 
 
+class AdoptedSettings(_Section):
+    """Positions that are ours at the broker after a restart but that no strategy claims (trader/strategies/adopted.py):
+    ``protect`` keeps a protective stop and a time exit on them, ``hold`` only reports them."""
+
+    policy: Literal["protect", "hold"] = "protect"
+    stop_loss_pct: float | None = Field(None, description="of the average price; default: strategy.stop_loss_pct")
+    exit_time: time | None = Field(None, description="IST; default: strategy.exit_time")
+
+    @field_validator("stop_loss_pct")
+    @classmethod
+    def _stop_is_fraction(cls, value: float | None) -> float | None:
+        return None if value is None else require_fraction("stop_loss_pct", value)
+
+    @field_validator("exit_time")
+    @classmethod
+    def _before_square_off(cls, value: time | None) -> time | None:
+        if value is not None and value >= ZERODHA_FO_SQUARE_OFF:
+            raise ValueError(f"exit_time {value} must be before Zerodha's intraday auto square-off at "
+                             f"{ZERODHA_FO_SQUARE_OFF} IST (e.g. 15:10)")
+        return value
+
+
 class PaperSettings(_Section):
     latency_ms: int = Field(150, ge=0, le=60_000)
     slippage_ticks: int = Field(1, ge=0, le=100)
@@ -137,6 +159,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     risk: RiskConfig = RiskConfig()
     strategy: StrategySettings = StrategySettings()
+    adopted: AdoptedSettings = AdoptedSettings()
     paper: PaperSettings = PaperSettings()
     sim: SimSettings = SimSettings()
     kite: KiteSettings = KiteSettings()

@@ -9,7 +9,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from trader.actors.base import Actor
-from trader.book import PositionBook
+from trader.book import ClosedTrade, PositionBook
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND
 from trader.events import Fill, PositionSnapshot, PositionView, Tick
@@ -115,21 +115,35 @@ class PortfolioActor(Actor):
             self.apply_fill(event)
             self._publish_snapshot(event.ts_ns)
 
+    def restore(self, fills: list[Fill]) -> None:
+        """Before start: the account as the start-up gate rebuilt it (every journaled fill, the missed ones, the
+        broker's outside trades); none of them is ever booked again."""
+        for fill in fills:
+            if fill.fill_id not in self._seen_fills:
+                self._book_fill(fill)
+        self._peak_equity = max(self._peak_equity, self.equity)
+        self._dirty = True
+
     def apply_fill(self, fill: Fill) -> None:
         if fill.fill_id in self._seen_fills:
             log.warning("duplicate_fill_ignored", fill_id=fill.fill_id, intent_id=fill.intent_id)
             return
+        closed = self._book_fill(fill)
+        if closed is not None:
+            log.info("trade_closed", tradingsymbol=fill.contract.tradingsymbol, gross_inr=to_rupees(closed.gross),
+                     charges_inr=to_rupees(closed.charges), net_inr=to_rupees(closed.net), intent_id=fill.intent_id,
+                     event_ts_ns=fill.ts_ns)
+        self._dirty = True
+
+    def _book_fill(self, fill: Fill) -> ClosedTrade | None:
         self.fills += 1
         self._filled_units += fill.quantity
         self._slippage_bps_units += fill.slippage_bps * fill.quantity
         closed = self.book.apply(fill.contract, fill.side, fill.quantity, fill.price, fill.charges)
         if closed is not None:
             self._book.trade_pnls.append(closed.net)
-            log.info("trade_closed", tradingsymbol=fill.contract.tradingsymbol, gross_inr=to_rupees(closed.gross),
-                     charges_inr=to_rupees(closed.charges), net_inr=to_rupees(closed.net), intent_id=fill.intent_id,
-                     event_ts_ns=fill.ts_ns)
         self._seen_fills.add(fill.fill_id)
-        self._dirty = True
+        return closed
 
     def _roll_session(self, ts_ns: int) -> None:
         if ts_ns < self._session_end_ns:

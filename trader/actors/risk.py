@@ -76,33 +76,8 @@ class RiskGateActor(Actor):
         return self.manager.level
 
     async def on_start(self) -> None:
-        await self._reconcile_positions()
+        # The positions were reconciled with the broker by the start-up gate (trader/gate.py) before this ran.
         self._publish_changes()  # a state restored from the journal is announced once at start
-
-    async def _reconcile_positions(self) -> None:
-        """The broker's positions are the truth: a restored position the broker does not hold is dropped.
-
-        Flattening a position that does not exist would open the opposite one. A position the broker holds
-        and the journal does not know is reported; it gets managed once the order journal can rebuild it.
-        """
-        if self.broker is None:
-            return
-        try:
-            held = await self.broker.positions()
-        except Exception as exc:
-            log.error("position_reconcile_failed", error=repr(exc))
-            return
-        book = self.manager.book
-        for position in book.open_positions():
-            token = position.contract.instrument_token
-            if held.get(token, 0) != position.quantity:
-                log.error("position_mismatch_dropped", tradingsymbol=position.contract.tradingsymbol,
-                          journal_quantity=position.quantity, broker_quantity=held.get(token, 0))
-                del book.positions[token]
-        known = {p.contract.instrument_token for p in book.open_positions()}
-        for token, quantity in held.items():
-            if token not in known and quantity:
-                log.error("position_unknown_to_risk", instrument_token=token, broker_quantity=quantity)
 
     async def handle(self, event: Any) -> None:
         kind = type(event)
@@ -135,6 +110,7 @@ class RiskGateActor(Actor):
         if intent.intent_id in self._seen_intents:
             log.warning("duplicate_intent_ignored", intent_id=intent.intent_id)
             return
+        await self._confirm_position(intent)
         decision = await self._decide(intent)
         # Marked as seen only once decided: if deciding crashed, the redelivered intent gets its decision.
         self._seen_intents.add(intent.intent_id)
@@ -152,6 +128,39 @@ class RiskGateActor(Actor):
         log.info("intent_approved", intent_id=intent.intent_id, tag=intent.intent_id, exit=decision.is_exit,
                  tradingsymbol=intent.contract.tradingsymbol, side=intent.side.value, quantity=intent.quantity)
         self.bus.publish(OrderRequest(ts_ns=intent.ts_ns, intent=intent, tag=intent.intent_id))
+
+    async def _confirm_position(self, intent: OrderIntent) -> None:
+        """Before an order that would reduce a position, ask the broker whether it still holds it.
+
+        A position closed outside the daemon (sold by hand in the broker's app, squared off by the broker) would
+        otherwise be "exited" again from our own book: a naked short. Only a reduction is taken over, and only while
+        none of our own orders for the contract is in flight (its fill may not show at the broker yet): the book
+        is brought down to the broker's quantity by an outside fill that every actor books, and the intent is then
+        decided against the truth (refused if it would go short)."""
+        token = intent.contract.instrument_token
+        held = self.manager.book.quantity(token)
+        if self.broker is None or held == 0 or intent.side.sign * held > 0 or self.manager.has_pending(token):
+            return
+        try:
+            broker_held = (await self.broker.positions()).get(token, 0)
+        except Exception as exc:  # cannot confirm: the book stands (an exit must not wait on a flaky read)
+            log.warning("position_confirm_failed", intent_id=intent.intent_id, error=repr(exc))
+            return
+        if broker_held == held or (broker_held * held > 0 and abs(broker_held) > abs(held)):
+            return  # agrees, or holds more (a fill of ours not yet reported): nothing was closed outside
+        gone = held - broker_held
+        position = self.manager.book.positions[token]
+        fill = Fill(ts_ns=intent.ts_ns, fill_id=f"OUTSIDE{token}T{intent.ts_ns}", intent_id="", order_id="",
+                    contract=position.contract, side=Side.SELL if gone > 0 else Side.BUY, quantity=abs(gone),
+                    price=position.last_price or position.average_price, expected_price=0, charges=0,
+                    purpose=IntentPurpose.EXIT)
+        log.error("position_changed_outside", tradingsymbol=intent.contract.tradingsymbol, book_quantity=held,
+                  broker_quantity=broker_held, intent_id=intent.intent_id,
+                  action="the books take the broker's quantity; the exit is decided against it")
+        self._seen_fills.add(fill.fill_id)
+        self.manager.on_fill(fill.contract, fill.side, fill.quantity, fill.price, 0, fill.ts_ns)
+        self._save(fill.ts_ns)
+        self.bus.publish(fill)  # the portfolio, the strategy and the journal book it too; this gate has already
 
     async def _decide(self, intent: OrderIntent) -> RiskDecision:
         flatten = intent.intent_id in self._flatten_intents

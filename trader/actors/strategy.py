@@ -1,8 +1,15 @@
-"""Strategy actor: hosts the strategy plugins, feeds them events, publishes their signals and intents."""
+"""Strategy actor: hosts the strategy plugins, feeds them events, publishes their signals and intents.
+
+Across restarts: ``restore`` (called by the app before the actor starts) hands each strategy its saved document and
+the positions the broker says it holds, and gives every position no strategy claims to the adopted-position keeper.
+While running, each strategy's document is saved through ``save_state`` after every fill and order update it sees
+and before any intent it emits is published (so a pending entry or exit is on disk before the order can exist);
+never per tick, and an unchanged document is not written again.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from trader.actors.base import Actor
@@ -19,24 +26,42 @@ from trader.events import (
     Tick,
 )
 from trader.logging import get_logger
+from trader.market.calendar import ist_text
 from trader.money import to_rupees
-from trader.strategies.base import Strategy, StrategyContext
+from trader.strategies.adopted import AdoptedPositionKeeper
+from trader.strategies.base import Holding, RestoredPosition, Strategy, StrategyContext
+from trader.strategies.state import state_name
 
 log = get_logger("trader.strategy")
+
+# ``save_state(name, document)``: persist one strategy's document under ``name`` ("strategy:<strategy_id>"), e.g.
+# ``lambda name, doc: journal.save_state(name, doc, clock.now_ns())``. It may raise: entries stop (exits still go).
+SaveState = Callable[[str, dict[str, object]], None]
 
 
 class StrategyActor(Actor):
     name = "strategy"
 
     def __init__(self, bus: EventBus, strategies: Sequence[Strategy], context: StrategyContext,
-                 *, auto_execution: bool = True, conflate_ticks: bool = True) -> None:
+                 *, auto_execution: bool = True, conflate_ticks: bool = True, save_state: SaveState | None = None,
+                 keeper: AdoptedPositionKeeper | None = None) -> None:
         super().__init__(bus, conflate_ticks=conflate_ticks)
-        self.strategies = list(strategies)
+        self.strategies: list[Strategy] = list(strategies)
         self.context = context
         self.auto_execution = auto_execution
+        self.save_state = save_state
+        # Positions no strategy claims after a restart; it joins ``strategies`` once it holds something.
+        self.keeper = keeper or AdoptedPositionKeeper()
         self.signals = 0
         self.intents = 0
         self.last_tick_ts_ns = 0
+        self.restored_positions = 0  # non-zero positions managed after restore (by strategies and the keeper)
+        self.adopted_positions = 0  # of which the keeper took
+        self.duplicate_fills = 0
+        self._saved: dict[str, dict[str, object]] = {}  # the last document written, per strategy id
+        self._intent_owner: dict[str, Strategy] = {}
+        self._fill_ids: set[str] = set()
+        self._save_failed = False
 
     def subscriptions(self) -> Iterable[type]:
         return (Tick, Fill, OrderUpdate, Command)
@@ -47,18 +72,153 @@ class StrategyActor(Actor):
             self.context.quotes[event.instrument_token] = event
             self.last_tick_ts_ns = event.ts_ns
             for strategy in self.strategies:
-                self._emit(strategy.on_tick(event, self.context))
+                outputs = strategy.on_tick(event, self.context)
+                if outputs:
+                    self._emit(strategy, outputs)
         elif kind is Fill:
-            for strategy in self.strategies:
-                strategy.on_fill(event)
+            self._on_fill(event)
         elif kind is OrderUpdate:
             for strategy in self.strategies:
                 strategy.on_order_update(event)
+            self._after_change()
         elif kind is Command and event.kind is CommandKind.STOP_ENTRIES:
             self.context.entries_allowed = False
             log.info("entries_stopped", reason=event.reason)
 
-    def _emit(self, outputs: Sequence[Signal | OrderIntent]) -> None:
+    def _on_fill(self, fill: Fill) -> None:
+        if fill.fill_id in self._fill_ids:
+            self.duplicate_fills += 1  # a redelivery, or a fill the restored positions already include
+            log.info("fill_already_booked", fill_id=fill.fill_id, intent_id=fill.intent_id, actor=self.name)
+            return
+        self._fill_ids.add(fill.fill_id)
+        owner = self._intent_owner.get(fill.intent_id)
+        # A fill of a strategy's own intent is its alone; others (a flatten, an order from before the restart)
+        # go to everyone, and each strategy decides whether it concerns what it holds.
+        for strategy in (owner,) if owner is not None else self.strategies:
+            strategy.on_fill(fill)
+        self._after_change()
+
+    def _after_change(self) -> None:
+        for strategy in self.strategies:
+            self._save(strategy)
+        self._refresh_held()
+
+    # -- state across restarts ----------------------------------------------------------------------------
+    def state_names(self) -> dict[str, str]:
+        """The journal name of each strategy's document (the keeper's included), by strategy id."""
+        ids = [s.strategy_id for s in self.strategies if s is not self.keeper] + [self.keeper.strategy_id]
+        return {strategy_id: state_name(strategy_id) for strategy_id in ids}
+
+    def restore(self, saved: Mapping[str, Mapping[str, object] | None], positions: Sequence[RestoredPosition],
+                *, open_intent_ids: Collection[str] | None = None, booked_fill_ids: Iterable[str] = ()) -> None:
+        """Give the strategies back their memory and the positions the broker holds; call once, before start.
+
+        ``saved``: each strategy's saved document by strategy id (None or absent: none); ``positions``: the
+        positions reconciliation found that are ours (not the hand-placed ones). A position goes to the strategy
+        whose id it carries; the rest (owner unknown, a strategy not configured any more, or refused by its
+        strategy) go to the adopted-position keeper. A document that cannot be used is refused with one error
+        line; that strategy starts flat and its positions go to the keeper.
+        ``open_intent_ids``: intents whose orders are still working at the broker. When given, an intent a saved
+        document waits on that is not among them ended while the daemon was down: the strategy is told so (a
+        terminal update), and the restored position stands for what it filled. When None, saved pending intents
+        stay pending until their terminal ``OrderUpdate`` arrives on the bus.
+        ``booked_fill_ids``: fills the restored positions already include; if they are published again they are
+        not counted twice.
+        """
+        self._fill_ids.update(booked_fill_ids)
+        keeper = self.keeper
+        by_owner: dict[str, list[RestoredPosition]] = {}
+        for position in positions:
+            if position.quantity != 0:
+                by_owner.setdefault(position.strategy_id, []).append(position)
+        unclaimed: list[RestoredPosition] = []
+        for strategy in [s for s in self.strategies if s is not keeper]:
+            held = by_owner.pop(strategy.strategy_id, [])
+            try:
+                unclaimed.extend(strategy.restore_state(saved.get(strategy.strategy_id), held))
+            except ValueError as exc:
+                self._refuse(strategy, exc, "the strategy starts flat; its positions go to the adopted keeper")
+                strategy.restore_state(None, [])
+                unclaimed.extend(held)
+        for rest in by_owner.values():  # owner unknown (""), the keeper's own, or a strategy not configured
+            unclaimed.extend(rest)
+        try:
+            keeper.restore_state(saved.get(keeper.strategy_id), unclaimed)
+        except ValueError as exc:
+            self._refuse(keeper, exc, "the positions are adopted afresh")
+            keeper.restore_state(None, unclaimed)
+        if keeper.holdings() and keeper not in self.strategies:
+            self.strategies.append(keeper)
+        self._end_lost_intents(open_intent_ids)
+        holdings = self.holdings()
+        for holding in holdings:
+            if holding.quantity:
+                log.info("strategy_position_restored", strategy=holding.strategy_id,
+                         tradingsymbol=holding.contract.tradingsymbol, quantity=holding.quantity,
+                         average_inr=to_rupees(holding.average_price), stop_inr=to_rupees(holding.stop_price),
+                         target_inr=to_rupees(holding.target_price),
+                         time_exit=ist_text(holding.time_exit_ns) if holding.time_exit_ns else "",
+                         pending_intent=holding.pending_intent)
+        self.restored_positions = sum(1 for h in holdings if h.quantity)
+        self.adopted_positions = sum(1 for h in keeper.holdings() if h.quantity)
+        for strategy in self.strategies:
+            self._save(strategy)
+        if keeper not in self.strategies:
+            self._save(keeper)
+        self._refresh_held()
+
+    def _refuse(self, strategy: Strategy, exc: ValueError, effect: str) -> None:
+        log.error("strategy_state_refused", strategy=strategy.strategy_id, state=state_name(strategy.strategy_id),
+                  error=str(exc), effect=effect)
+
+    def _end_lost_intents(self, open_intent_ids: Collection[str] | None) -> None:
+        for strategy in self.strategies:
+            for intent_id in strategy.pending_intents():
+                self._intent_owner[intent_id] = strategy
+                if open_intent_ids is not None and intent_id not in open_intent_ids:
+                    log.info("strategy_intent_ended_while_down", strategy=strategy.strategy_id, intent_id=intent_id)
+                    strategy.on_order_update(OrderUpdate(ts_ns=0, intent_id=intent_id, order_id="",
+                                                         status=OrderStatus.CANCELLED,
+                                                         reason="ended while the daemon was down"))
+
+    def holdings(self) -> list[Holding]:
+        """What every strategy (and the keeper, once it holds something) manages now."""
+        return [holding for strategy in self.strategies for holding in strategy.holdings()]
+
+    @property
+    def open_positions(self) -> int:
+        return sum(1 for holding in self.holdings() if holding.quantity)
+
+    def _refresh_held(self) -> None:
+        held = self.context.held
+        held.clear()
+        for holding in self.holdings():
+            if holding.contract.instrument_token:
+                held[holding.contract.instrument_token] = holding.contract
+
+    def _save(self, strategy: Strategy) -> bool:
+        """Write the strategy's document if it changed; False if it could not be written (entries stop)."""
+        if self.save_state is None:
+            return True
+        document = strategy.snapshot_state()
+        if self._saved.get(strategy.strategy_id) == document:
+            return True
+        try:
+            self.save_state(state_name(strategy.strategy_id), document)
+        except Exception as exc:  # any failure to persist: never trade on memory that a restart would lose
+            if not self._save_failed:
+                log.error("strategy_state_save_failed", strategy=strategy.strategy_id, error=str(exc),
+                          effect="entries stop; exits still go")
+            self._save_failed = True
+            self.context.entries_allowed = False
+            return False
+        self._saved[strategy.strategy_id] = document
+        return True
+
+    def _emit(self, strategy: Strategy, outputs: Sequence[Signal | OrderIntent]) -> None:
+        saved = True
+        if any(type(item) is OrderIntent for item in outputs):
+            saved = self._save(strategy)  # the pending order is on disk before the order can exist
         for item in outputs:
             if type(item) is Signal:
                 self.signals += 1
@@ -67,14 +227,19 @@ class StrategyActor(Actor):
                          confidence=item.confidence, reason=item.reason, event_ts_ns=item.ts_ns)
                 self.bus.publish(item)
             elif type(item) is OrderIntent:
+                self._intent_owner[item.intent_id] = strategy
+                refusal = ""
                 if not self.auto_execution and item.purpose is IntentPurpose.ENTRY:
-                    # Semi-live: the signal is logged, a human places the order. The intent still ends in one
-                    # terminal state, so the strategy does not wait for a fill that will never come.
-                    log.info("intent_not_sent", intent_id=item.intent_id, reason="auto_execution is off",
+                    refusal = "auto_execution is off: signal only"
+                elif not saved and item.purpose is IntentPurpose.ENTRY:
+                    refusal = "the strategy state cannot be saved: entries are stopped"
+                if refusal:
+                    # Semi-live (a human places the order) or no journal: the intent still ends in one terminal
+                    # state, so the strategy does not wait for a fill that will never come.
+                    log.info("intent_not_sent", intent_id=item.intent_id, reason=refusal,
                              tradingsymbol=item.contract.tradingsymbol)
                     self.bus.publish(OrderUpdate(ts_ns=item.ts_ns, intent_id=item.intent_id, order_id="",
-                                                 status=OrderStatus.REJECTED,
-                                                 reason="auto_execution is off: signal only"))
+                                                 status=OrderStatus.REJECTED, reason=refusal))
                     continue
                 self.intents += 1
                 log.info("intent", intent_id=item.intent_id, signal_id=item.signal_id, strategy=item.strategy_id,

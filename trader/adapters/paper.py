@@ -99,6 +99,9 @@ class PaperBroker:
         published: paper survives a restart the way a real broker's account does (see ``paper_state.py``)."""
         self._persist = save
 
+    def clock_now(self) -> int:
+        return self._clock.now_ns()
+
     def _save(self) -> None:
         if self._persist is not None:
             self._persist()

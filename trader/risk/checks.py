@@ -270,3 +270,12 @@ def whole_lots_problem(contract: OptionContract, quantity: int) -> str:
 
 def symbol_key(contract: OptionContract) -> str:
     return f"{contract.exchange}:{contract.tradingsymbol}"
+
+
+def naked_short_problem(held: int, selling: int, quantity: int, tradingsymbol: str) -> str:
+    """Why a sell would leave the account net short an option ("" if it would not)."""
+    if held - selling - quantity >= 0:
+        return ""
+    return (f"selling {quantity} of {tradingsymbol} would leave the account net short (held {held}, sells in flight "
+            f"{selling}): a naked short option is refused (risk.allow_short_options=false); if the position was "
+            "closed outside the daemon, there is nothing left to exit")

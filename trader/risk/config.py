@@ -58,6 +58,8 @@ class RiskConfig(BaseModel):
     no_entry_before: time = Field(time(9, 20), description="IST: no new entries before this time")
     no_entry_after: time = Field(time(15, 0), description="IST: no new entries after this time")
     flatten_on_breach: bool = False
+    allow_short_options: bool = Field(False, description="a sell may leave the account net short an option (naked "
+                                                         "short: unlimited risk); off, such a sell is refused")
     default_stop_loss_pct: float = Field(0.30, description="premium at risk when an entry carries no stop-loss")
     kill_switch_file: Path | None = Field(None, description="the daemon halts while this file exists (the actor looks)")
     # Risk level from the largest share of any loss limit used: LOW below medium_at, then MEDIUM, HIGH, CRITICAL.

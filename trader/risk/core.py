@@ -36,7 +36,15 @@ from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import OptionContract
 from trader.money import format_inr, to_paise
 from trader.ratelimit import RateLimiter
-from trader.risk.checks import ENTRY_CHECKS, EntryChecks, EntryOrder, Pending, symbol_key, whole_lots_problem
+from trader.risk.checks import (
+    ENTRY_CHECKS,
+    EntryChecks,
+    EntryOrder,
+    Pending,
+    naked_short_problem,
+    symbol_key,
+    whole_lots_problem,
+)
 from trader.risk.config import RiskConfig
 from trader.risk.margin import (
     modelled_account_margin,
@@ -168,6 +176,13 @@ class RiskManager(SeedApi, EntryChecks):
         if not is_exit and self._level is RiskLevel.CRITICAL:
             return _refuse("level", f"risk level is CRITICAL — {self._level_reason}: new entries are refused until "
                            f"the limit use falls below critical_at={self.config.critical_at:g}", is_exit)
+        if not is_exit and intent.side is Side.SELL and not self.config.allow_short_options:
+            selling = sum(p.remaining for p in self._pending.values()
+                          if p.token == contract.instrument_token and p.side is Side.SELL)
+            short = naked_short_problem(self.book.quantity(contract.instrument_token), selling, intent.quantity,
+                                        contract.tradingsymbol)
+            if short:
+                return _refuse("short", short, is_exit)
         if not is_valid_tag(intent.intent_id):
             return _refuse("tag", f"intent id {intent.intent_id!r} cannot serve as a broker tag "
                            "(1-20 letters and digits)", is_exit)
@@ -189,15 +204,20 @@ class RiskManager(SeedApi, EntryChecks):
                 return _refuse(check_id, reason, is_exit)
         return RiskDecision(True, "approved", False)
 
-    def note_approved(self, intent: OrderIntent) -> None:
-        """An approved intent is on its way: until ``on_order_done`` it holds a position slot (and exposure)."""
+    def note_approved(self, intent: OrderIntent, filled: int = 0) -> None:
+        """An approved intent is on its way: until ``on_order_done`` it holds a position slot (and exposure).
+        ``filled`` units of it are booked already (an order adopted at a restart)."""
         contract = self._keyed(intent.contract)
         token = contract.instrument_token
         self._pending[intent.intent_id] = Pending(
-            token=token, underlying=contract.underlying, side=intent.side, remaining=intent.quantity,
+            token=token, underlying=contract.underlying, side=intent.side, remaining=intent.quantity - filled,
             price=intent.limit_price or intent.expected_price,
             reduces=self._reduces_filled_position(token, intent.side, intent.quantity),
         )
+
+    def has_pending(self, instrument_token: int) -> bool:
+        """True while an approved order for this contract is not done."""
+        return any(p.token == instrument_token for p in self._pending.values())
 
     def on_order_done(self, intent_id: str) -> None:
         """The intent's order reached a terminal state (or was never sent)."""

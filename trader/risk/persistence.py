@@ -7,12 +7,12 @@ machine's file.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
-from trader.book import BookPosition
-from trader.events import RiskLevel
+from trader.book import BookPosition, PositionBook
+from trader.events import Fill, RiskLevel
 from trader.risk.checks import symbol_key
 from trader.risk.windows import Breach, ist_day_start_ns
 from trader.store.codec import contract_from_dict, contract_to_dict
@@ -92,6 +92,25 @@ def restore_manager(manager: RiskManager, state: Mapping[str, object]) -> None:
     manager._flatten_pending = typed_field(state, "flatten_pending", bool)
     # A restart is not a change: no event.
     manager._published_state, manager._published_breaches = manager.state, frozenset(manager._breaches)
+
+
+def rebuild_book(manager: RiskManager, fills: Sequence[Fill], *, replay: bool) -> None:
+    """Positions, realized P&L and charges from the fills the start-up gate vouches for (the journal's, the missed
+    ones, the broker's outside trades), never from the saved copy alone: a fill saved by one actor and not the
+    other is counted once. ``replay=True`` (no saved state) books them through the windows as they happened, so a
+    day the broker knows was a loss stays a loss even when the state file was lost."""
+    if replay:
+        for fill in fills:
+            manager.on_fill(fill.contract, fill.side, fill.quantity, fill.price, fill.charges, fill.ts_ns)
+        return
+    marks = {token: p.last_price for token, p in manager.book.positions.items()}
+    book = PositionBook()
+    for fill in fills:
+        book.apply(manager._keyed(fill.contract), fill.side, fill.quantity, fill.price, fill.charges)
+    for token, position in book.positions.items():
+        if position.quantity and marks.get(token):
+            position.last_price = marks[token]
+    manager.book = book
 
 
 def position_state(position: BookPosition) -> dict[str, object]:

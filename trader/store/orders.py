@@ -135,6 +135,10 @@ class OrderJournal:
         rows = self.journal.read("SELECT order_id, SUM(quantity), SUM(quantity * price) FROM fills GROUP BY order_id")
         return {order_id: (int(units), int(value)) for order_id, units, value in rows}
 
+    def strategy_of_intents(self) -> dict[str, str]:
+        return {intent_id: strategy_id for intent_id, strategy_id
+                in self.journal.read("SELECT intent_id, strategy_id FROM intents")}
+
     def terminal_status(self, intent_id: str) -> OrderStatus | None:
         rows = self.journal.read("SELECT terminal_status FROM intents WHERE intent_id = ?", (intent_id,))
         return OrderStatus(rows[0][0]) if rows and rows[0][0] else None

@@ -20,6 +20,21 @@ The strike is the one nearest the money whose premium at risk to the stop (lots 
 fits the risk budget, walking out of the money up to ``max_strikes_otm`` strikes; no fitting strike, no entry.
 Exits: the opposite crossover, a stop-loss and a target on the option premium, and a time exit before the intraday
 square-off. Long options only, one position at a time.
+
+State across restarts (``snapshot_state`` / ``restore_state``): what it holds (contract, units, cost), the stop and
+target fixed when the entry filled, the time exit, the order it waits on and the phase. The bars and EMAs are not
+saved: they warm up again from ticks, and while it holds a position the strategy does not enter, so a restart never
+re-enters or double counts. The document (version 1), money in paise and times in ns:
+
+    {"version": 1, "strategy_id": "ema_crossover_enhanced", "phase": "flat" | "entering" | "open" | "exiting",
+     "contract": null | {exchange, tradingsymbol, underlying, expiry: "YYYY-MM-DD", strike, option_type, lot_size,
+                         tick_size, instrument_token},
+     "quantity": 65, "cost": 650000, "stop_price": 7000, "target_price": 16000, "time_exit_ns": ..., "opened_ns": ...,
+     "pending_intent": "" | "<intent id>", "exit_reason": "", "retry_exit_at_ns": 0}
+
+``quantity`` is units held, ``cost`` their total cost; ``stop_price``/``target_price`` are the premium levels (an
+exit when the bid is at or below the stop, at or above the target); ``time_exit_ns`` is when the position must go
+(0 = the day's ``exit_time``).
 """
 
 from __future__ import annotations
@@ -27,7 +42,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import Enum
@@ -47,11 +62,13 @@ from trader.logging import get_logger
 from trader.market.calendar import IST, ist_text
 from trader.market.instruments import OptionContract, OptionType
 from trader.money import format_inr, to_rupees
-from trader.strategies.base import StrategyContext
+from trader.strategies.base import Holding, RestoredPosition, StrategyContext
+from trader.strategies.state import DocReader, contract_doc, same_contract
 
 STRATEGY_NAME = "ema_crossover_enhanced"
 _NS = 1_000_000_000
 _EXIT_RETRY_NS = 5 * _NS
+STATE_VERSION = 1
 
 log = get_logger("trader.strategy")
 
@@ -95,6 +112,23 @@ class _Phase(Enum):
     EXITING = "exiting"
 
 
+@dataclass(frozen=True, slots=True)
+class _Saved:
+    """A checked state document (see the module docstring)."""
+
+    phase: _Phase
+    contract: OptionContract | None
+    quantity: int
+    cost: int
+    stop_price: int
+    target_price: int
+    time_exit_ns: int
+    opened_ns: int
+    pending_intent: str
+    exit_reason: str
+    retry_exit_at_ns: int
+
+
 @dataclass(slots=True)
 class _Armed:
     direction: Direction
@@ -115,12 +149,17 @@ class EmaCrossoverEnhanced:
         self._alpha_slow = 2 / (self.params.slow + 1)
         self._day_end_ns = 0
         self._day = date.min
+        self._first_entry_ns = self._last_entry_ns = self._exit_ns = 0
         self._reset_day_state()
         # position
         self._phase = _Phase.FLAT
         self._contract: OptionContract | None = None
         self._held = 0
         self._cost = 0
+        self._stop_price = 0  # paise, fixed from the average cost when an entry fills
+        self._target_price = 0
+        self._time_exit_ns = 0  # 0 = the day's exit_time
+        self._opened_ns = 0
         self._pending_intent = ""
         self._exit_reason = ""
         self._retry_exit_at_ns = 0
@@ -171,16 +210,19 @@ class EmaCrossoverEnhanced:
             return
         # Fills of other intents on the contract held (the risk gate flattening it) change the position too.
         if fill.side is Side.BUY:
+            if self._held == 0:
+                self._opened_ns = fill.ts_ns
+                self._time_exit_ns = self._exit_ns
             self._held += fill.quantity
             self._cost += fill.quantity * fill.price
+            self._set_levels()
         else:
             if self._held:
                 self._cost -= self._cost * min(fill.quantity, self._held) // self._held
             self._held = max(self._held - fill.quantity, 0)
             if self._held == 0 and not ours and self._phase is _Phase.OPEN:
                 self._phase = _Phase.FLAT  # closed from outside (a flatten): nothing left to manage
-                self._contract = None
-                self._cost = 0
+                self._clear_position()
 
     def on_order_update(self, update: OrderUpdate) -> None:
         if update.intent_id != self._pending_intent or not update.status.is_terminal:
@@ -193,8 +235,104 @@ class EmaCrossoverEnhanced:
             self._phase = _Phase.OPEN
         else:
             self._phase = _Phase.FLAT
-            self._contract = None
-            self._cost = 0
+            self._clear_position()
+
+    def _clear_position(self) -> None:
+        self._contract = None
+        self._held = self._cost = 0
+        self._stop_price = self._target_price = self._time_exit_ns = self._opened_ns = 0
+
+    def _set_levels(self) -> None:
+        """Stop and target from the average cost. For a whole-paise mark, ``mark <= floor(x)`` is ``mark <= x``."""
+        entry = self._cost / self._held
+        self._stop_price = math.floor(entry * (1 - self.params.stop_loss_pct))
+        self._target_price = math.ceil(entry * (1 + self.params.target_pct))
+
+    # -- state across restarts ----------------------------------------------------------------------------
+    def snapshot_state(self) -> dict[str, object]:
+        return {
+            "version": STATE_VERSION, "strategy_id": self.strategy_id, "phase": self._phase.value,
+            "contract": contract_doc(self._contract) if self._contract is not None else None,
+            "quantity": self._held, "cost": self._cost, "stop_price": self._stop_price,
+            "target_price": self._target_price, "time_exit_ns": self._time_exit_ns, "opened_ns": self._opened_ns,
+            "pending_intent": self._pending_intent, "exit_reason": self._exit_reason,
+            "retry_exit_at_ns": self._retry_exit_at_ns,
+        }
+
+    def _read_state(self, state: Mapping[str, object]) -> _Saved:
+        doc = DocReader(state)
+        doc.header(self.strategy_id, STATE_VERSION)
+        phase = _Phase(doc.text("phase", choices=tuple(p.value for p in _Phase)))
+        saved = _Saved(
+            phase=phase, contract=doc.contract("contract") if doc.raw("contract") is not None else None,
+            quantity=doc.integer("quantity", minimum=0), cost=doc.integer("cost", minimum=0),
+            stop_price=doc.integer("stop_price", minimum=0), target_price=doc.integer("target_price", minimum=0),
+            time_exit_ns=doc.integer("time_exit_ns", minimum=0), opened_ns=doc.integer("opened_ns", minimum=0),
+            pending_intent=doc.text("pending_intent"), exit_reason=doc.text("exit_reason"),
+            retry_exit_at_ns=doc.integer("retry_exit_at_ns", minimum=0))
+        if saved.contract is None and (phase is not _Phase.FLAT or saved.quantity):
+            raise ValueError(f"contract: missing for phase {phase.value} with quantity {saved.quantity}")
+        if phase is _Phase.FLAT and (saved.quantity or saved.pending_intent):
+            raise ValueError("phase: flat, but quantity or pending_intent is set")
+        if phase is _Phase.OPEN and saved.quantity == 0:
+            raise ValueError("quantity: phase open needs a position, got 0")
+        if phase in (_Phase.ENTERING, _Phase.EXITING) and not saved.pending_intent:
+            raise ValueError(f"pending_intent: phase {phase.value} needs the intent it waits on")
+        if saved.quantity == 0 and saved.cost:
+            raise ValueError(f"cost: {saved.cost} for no units")
+        return saved
+
+    def restore_state(self, state: Mapping[str, object] | None,
+                      held: Sequence[RestoredPosition]) -> list[RestoredPosition]:
+        """Take back the saved position if the broker still holds it; the broker's quantity and price win.
+
+        With a document: the position on the document's contract is taken (stop and target kept; computed from the
+        broker's average if the entry had not filled yet); positions on other contracts are returned. Without one
+        (first run with the journal, or the document lost): the first long position is taken, with stop and target
+        from the parameters and the broker's average price. Short positions are never taken (long options only).
+        An order the document waits on stays pending: its terminal update ends it, as before the restart.
+        """
+        saved = self._read_state(state) if state is not None else None  # validate before changing anything
+        longs = [p for p in held if p.quantity > 0]
+        taken: RestoredPosition | None = None
+        if saved is None:
+            taken = longs[0] if longs else None
+        elif saved.contract is not None:
+            taken = next((p for p in longs if same_contract(p.contract, saved.contract)), None)
+        self._phase = _Phase.FLAT
+        self._clear_position()
+        self._pending_intent = self._exit_reason = ""
+        self._retry_exit_at_ns = 0
+        if taken is not None:
+            self._contract = taken.contract
+            self._held = taken.quantity
+            self._cost = taken.quantity * taken.average_price
+            self._opened_ns = taken.opened_ns
+            self._phase = _Phase.OPEN
+            self._set_levels()
+            if saved is not None:
+                if saved.quantity > 0:  # the entry had filled: its stop and target stand
+                    self._stop_price, self._target_price = saved.stop_price, saved.target_price
+                self._time_exit_ns = saved.time_exit_ns
+                self._opened_ns = taken.opened_ns or saved.opened_ns
+                self._exit_reason = saved.exit_reason
+                self._retry_exit_at_ns = saved.retry_exit_at_ns
+                if saved.pending_intent:
+                    self._phase, self._pending_intent = saved.phase, saved.pending_intent
+        elif saved is not None and saved.phase is _Phase.ENTERING:
+            # The entry order may still fill: wait for it, as before the restart.
+            self._phase, self._contract, self._pending_intent = _Phase.ENTERING, saved.contract, saved.pending_intent
+        return [p for p in held if p is not taken]
+
+    def holdings(self) -> list[Holding]:
+        if self._contract is None:
+            return []
+        return [Holding(self.strategy_id, self._contract, self._held,
+                        self._cost // self._held if self._held else 0, self._stop_price, self._target_price,
+                        self._time_exit_ns, self._pending_intent)]
+
+    def pending_intents(self) -> list[str]:
+        return [self._pending_intent] if self._pending_intent else []
 
     # -- signal generation --------------------------------------------------------------------------------
     def _on_underlying(self, tick: Tick, ctx: StrategyContext, out: list[Signal | OrderIntent]) -> None:
@@ -365,16 +503,15 @@ class EmaCrossoverEnhanced:
     def _check_exits(self, tick: Tick, ctx: StrategyContext, out: list[Signal | OrderIntent]) -> None:
         contract = self._contract
         assert contract is not None
-        if tick.ts_ns >= self._exit_ns:
+        if tick.ts_ns >= (self._time_exit_ns or self._exit_ns):
             self._exit(tick, ctx, out, "time_exit")
             return
         if tick.instrument_token != contract.instrument_token or self._held <= 0:
             return
-        entry = self._cost / self._held
         mark = tick.bid or tick.last_price
-        if mark <= entry * (1 - self.params.stop_loss_pct):
+        if mark <= self._stop_price:
             self._exit(tick, ctx, out, "stop_loss")
-        elif mark >= entry * (1 + self.params.target_pct):
+        elif mark >= self._target_price:
             self._exit(tick, ctx, out, "target")
 
     def _exit(self, tick: Tick, ctx: StrategyContext, out: list[Signal | OrderIntent], reason: str) -> None:

@@ -68,6 +68,13 @@ class KiteTicker:
         """Where ``FeedStatus`` events go (the bus)."""
         self._publish = publish
 
+    def add_tokens(self, tokens: Iterable[int]) -> None:
+        """Before ``start``: subscribe these too (contracts held from before a restart, outside the chain picked)."""
+        merged = sorted(set(self._tokens) | set(tokens))
+        if len(merged) > MAX_TOKENS_PER_CONNECTION:
+            raise ValueError(f"{len(merged)} tokens exceed Kite's {MAX_TOKENS_PER_CONNECTION} per connection")
+        self._tokens = merged
+
     async def start(self, instruments: InstrumentMaster) -> None:
         unknown = [t for t in self._tokens if instruments.by_token(t) is None]
         if unknown:

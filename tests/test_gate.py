@@ -1,0 +1,243 @@
+"""The start-up reconciliation gate: the journal (our intents) against the broker's books (orders, trades,
+positions). Each case is a restart after a crash at one step, or a book the journal cannot explain."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from trader.actors.execution import ExecutionActor
+from trader.adapters.ports import BrokerOrder, BrokerTrade
+from trader.bus import EventBus
+from trader.clock import SimClock
+from trader.events import (
+    Command,
+    CommandKind,
+    Fill,
+    IntentPurpose,
+    OrderIntent,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    Side,
+)
+from trader.gate import run_gate
+from trader.market.instrument_master import InstrumentMaster
+from trader.market.instruments import OptionContract
+from trader.store.journal import SCHEMA_VERSION, Journal, JournalError
+from trader.store.orders import OrderJournal
+
+from helpers import T0, FakeBroker
+
+CE = OptionContract.parse("NIFTY26DEC26000CE", instrument_token=101)
+PE = OptionContract.parse("NIFTY26DEC26000PE", instrument_token=102)
+LOT = CE.lot_size
+
+
+async def no_sleep(_seconds: float) -> None:
+    return None
+
+
+def request(tag: str, side: Side = Side.BUY, quantity: int = LOT, contract: OptionContract = CE,
+            purpose: IntentPurpose = IntentPurpose.ENTRY) -> OrderRequest:
+    intent = OrderIntent(ts_ns=T0, intent_id=tag, strategy_id="ema", contract=contract, side=side, quantity=quantity,
+                         order_type=OrderType.MARKET, purpose=purpose, expected_price=10_000)
+    return OrderRequest(ts_ns=T0, intent=intent, tag=tag)
+
+
+def fill(req: OrderRequest, order_id: str, quantity: int, price: int, cumulative: int) -> Fill:
+    intent = req.intent
+    return Fill(ts_ns=T0, fill_id=f"{order_id}F{cumulative}", intent_id=intent.intent_id, order_id=order_id,
+                contract=intent.contract, side=intent.side, quantity=quantity, price=price,
+                expected_price=intent.expected_price, charges=2_000, purpose=intent.purpose)
+
+
+def order(req: OrderRequest, order_id: str, status: OrderStatus, filled: int, average: int) -> BrokerOrder:
+    return BrokerOrder(order_id=order_id, tag=req.tag, status=status, quantity=req.intent.quantity,
+                       filled_quantity=filled, average_price=average,
+                       instrument_token=req.intent.contract.instrument_token,
+                       tradingsymbol=req.intent.contract.tradingsymbol, side=req.intent.side)
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> OrderJournal:
+    return OrderJournal(Journal(tmp_path / "live.sqlite3"))
+
+
+@pytest.fixture
+def broker() -> FakeBroker:
+    return FakeBroker(SimClock(T0))
+
+
+async def gate(broker: FakeBroker, journal: OrderJournal) -> object:
+    return await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep)
+
+
+async def test_killed_after_the_intent_was_written_it_ends_not_sent_and_is_never_resent(
+        broker: FakeBroker, journal: OrderJournal) -> None:
+    req = request("E1")
+    assert journal.record_intent(req, T0)
+    result = await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep)
+    assert result.halt_reason == ""
+    assert result.adopted == [] and broker.orders == []
+    assert journal.open_intents() == []
+    assert journal.terminal_status("E1") is OrderStatus.REJECTED
+
+
+async def test_killed_after_sending_the_order_is_adopted_and_its_fills_booked_once(
+        broker: FakeBroker, journal: OrderJournal) -> None:
+    req = request("E2", quantity=2 * LOT)
+    journal.record_intent(req, T0)  # the kill came before the reply was journaled
+    broker.orders.append(order(req, "O2", OrderStatus.OPEN, LOT, 10_500))
+    broker.trades.append(BrokerTrade("T1", "O2", CE.instrument_token, CE.tradingsymbol, Side.BUY, LOT, 10_500))
+    broker.held = {CE.instrument_token: LOT}
+    result = await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep)
+    assert result.halt_reason == ""
+    assert [(r.tag, order_id, filled, value) for r, order_id, filled, value in result.adopted] == \
+        [("E2", "O2", LOT, LOT * 10_500)]
+    assert [(f.fill_id, f.quantity, f.price) for f in journal.fills()] == [(f"O2F{LOT}", LOT, 10_500)]
+    assert [(p.contract, p.quantity, p.strategy_id) for p in result.positions] == [(CE, LOT, "ema")]
+    again = await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep)  # a second restart
+    assert len(journal.fills()) == 1 and again.halt_reason == ""
+
+
+async def test_killed_between_fill_and_journal_write_books_the_fill_exactly_once(
+        broker: FakeBroker, journal: OrderJournal) -> None:
+    req = request("E3")
+    journal.record_intent(req, T0)
+    journal.record_sent("E3", "O3", T0)
+    broker.orders.append(order(req, "O3", OrderStatus.COMPLETE, LOT, 10_000))
+    broker.held = {CE.instrument_token: LOT}
+    result = await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep)
+    assert result.halt_reason == "" and result.adopted == []
+    assert journal.terminal_status("E3") is OrderStatus.COMPLETE
+    assert [f.fill_id for f in result.fills] == [f"O3F{LOT}"]
+    journal.record_fill(fill(req, "O3", LOT, 10_000, LOT))  # the postback arriving late is a no-op
+    assert len(journal.fills()) == 1
+
+
+async def test_a_sent_order_the_broker_does_not_have_halts(broker: FakeBroker, journal: OrderJournal) -> None:
+    req = request("E4")
+    journal.record_intent(req, T0)
+    journal.record_sent("E4", "O4", T0)
+    result = await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep)
+    assert "order O4 (tag E4) was sent today" in result.halt_reason
+
+
+async def test_two_orders_under_one_tag_halt(broker: FakeBroker, journal: OrderJournal) -> None:
+    req = request("E5")
+    journal.record_intent(req, T0)
+    broker.orders += [order(req, "O5", OrderStatus.OPEN, 0, 0), order(req, "O6", OrderStatus.OPEN, 0, 0)]
+    result = await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep)
+    assert "2 broker orders carry our tag E5" in result.halt_reason
+
+
+async def test_journal_fills_the_broker_does_not_report_halt(broker: FakeBroker, journal: OrderJournal) -> None:
+    """A forged or invented fill: the broker's order has nothing filled."""
+    req = request("E6")
+    journal.record_intent(req, T0)
+    journal.record_sent("E6", "O6", T0)
+    journal.record_fill(fill(req, "O6", LOT, 100, LOT))
+    broker.orders.append(order(req, "O6", OrderStatus.OPEN, 0, 0))
+    result = await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep)
+    assert "the broker reports 0" in result.halt_reason
+
+
+async def test_a_position_closed_by_hand_is_reported_not_sold_again(broker: FakeBroker,
+                                                                    journal: OrderJournal) -> None:
+    """Ours bought 1 lot; the trader sold it in the broker's app: the books agree once the outside sale counts."""
+    req = request("E7")
+    journal.record_intent(req, T0)
+    journal.record_sent("E7", "O7", T0)
+    journal.record_fill(fill(req, "O7", LOT, 10_000, LOT))
+    journal.record_update(OrderUpdate(T0, "E7", "O7", OrderStatus.COMPLETE, LOT, 0, 10_000))
+    broker.orders.append(order(req, "O7", OrderStatus.COMPLETE, LOT, 10_000))
+    hand = BrokerOrder(order_id="H1", tag="", status=OrderStatus.COMPLETE, quantity=LOT, filled_quantity=LOT,
+                       average_price=9_000, instrument_token=CE.instrument_token, tradingsymbol=CE.tradingsymbol,
+                       side=Side.SELL)
+    broker.orders.append(hand)
+    broker.trades += [BrokerTrade("T7", "O7", CE.instrument_token, CE.tradingsymbol, Side.BUY, LOT, 10_000),
+                      BrokerTrade("T8", "H1", CE.instrument_token, CE.tradingsymbol, Side.SELL, LOT, 9_000)]
+    broker.held = {}
+    master = InstrumentMaster()
+    master.add(CE)
+    result = await run_gate(broker, journal, master, T0, sleep=no_sleep)
+    assert result.halt_reason == ""
+    assert result.outside_tokens == {CE.instrument_token}
+    outside = [f for f in result.fills if f.intent_id == ""]
+    assert [(f.side, f.quantity, f.price) for f in outside] == [(Side.SELL, LOT, 9_000)]
+    net = sum(f.side.sign * f.quantity for f in result.fills)
+    assert net == 0  # the books hold nothing: an exit now would be a naked short
+
+
+async def test_a_position_no_trade_explains_halts(broker: FakeBroker, journal: OrderJournal) -> None:
+    broker.held = {PE.instrument_token: LOT}
+    result = await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep)
+    assert f"the broker holds {LOT} units" in result.halt_reason
+
+
+async def test_an_unreachable_broker_halts_with_what_was_unreachable(broker: FakeBroker,
+                                                                      journal: OrderJournal) -> None:
+    broker.book_down = True
+    result = await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep, attempts=3)
+    assert result.halt_reason.startswith("reconciliation: the broker's order, trade and position books could not "
+                                         "be read after 3 tries")
+
+
+# -- the journal file itself ------------------------------------------------------------------------------------
+def test_a_version_1_journal_is_migrated_and_keeps_its_state(tmp_path: Path) -> None:
+    path = tmp_path / "paper.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE state (name TEXT PRIMARY KEY, document BLOB NOT NULL, updated_ns INTEGER NOT NULL)")
+    db.execute("INSERT INTO state VALUES ('risk', '{\"halted\": true}', 5)")
+    db.commit()
+    db.close()
+    journal = Journal(path)
+    assert journal.schema_version == SCHEMA_VERSION
+    assert journal.load_state("risk") == {"halted": True}
+    assert OrderJournal(journal).open_intents() == []
+
+
+def test_a_journal_from_a_newer_version_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "live.sqlite3"
+    Journal(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(JournalError, match=r"newer trader .* upgrade trader, or move the file aside"):
+        Journal(path)
+
+
+def test_a_corrupt_file_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "live.sqlite3"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(JournalError, match=f"{path}.*move it aside"):
+        Journal(path)
+
+
+async def test_a_full_disk_halts_entries_and_the_order_is_never_sent(tmp_path: Path) -> None:
+    """SQLite's own limit stands in for a full disk (root ignores a read-only directory): the write-ahead fails, so
+    the order is not sent, its intent ends with the reason, and a HALT naming the file goes on the bus."""
+    raw = Journal(tmp_path / "live.sqlite3")
+    pages = raw._db.execute("PRAGMA page_count").fetchone()[0]
+    raw._db.execute(f"PRAGMA max_page_count = {pages}")
+    clock = SimClock(T0, speed=0)
+    bus = EventBus()
+    published: list[object] = []
+    bus.tap(published.append)
+    fake = FakeBroker(clock)
+    actor = ExecutionActor(bus, fake, clock, journal=OrderJournal(raw))
+    big = request("E9")
+    big = OrderRequest(ts_ns=T0, intent=dataclasses.replace(big.intent, reason="x" * 20_000), tag="E9")
+    await actor.handle(big)
+    await actor.settle()
+    assert fake.orders == []
+    [update] = [e for e in published if isinstance(e, OrderUpdate)]
+    assert update.status is OrderStatus.REJECTED and "journal" in update.reason
+    [halt] = [e for e in published if isinstance(e, Command)]
+    assert halt.kind is CommandKind.HALT and str(raw.path) in halt.reason
+    assert actor.journal_failed

@@ -1,0 +1,210 @@
+"""The start-up gate's I/O: read the broker's book (with retries), run the pure ``reconcile``, journal what it
+decided, and restore the actors' books from it. ``App`` runs it before any actor starts, so no strategy or
+feed-driven intent can reach the broker before it has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from trader.actors.execution import ExecutionActor
+from trader.actors.portfolio import PortfolioActor
+from trader.actors.risk import RiskGateActor
+from trader.adapters.ports import Broker, BrokerBook
+from trader.book import PositionBook
+from trader.events import Fill, IntentPurpose, OrderRequest, TradingState
+from trader.logging import get_logger
+from trader.market.calendar import ist_date
+from trader.market.charges import option_charges
+from trader.market.instrument_master import InstrumentMaster
+from trader.market.instruments import OptionContract
+from trader.reconcile import Reconciliation, reconcile
+from trader.risk.persistence import rebuild_book
+from trader.store.orders import JournaledIntent, OrderJournal
+from trader.strategies.base import RestoredPosition
+
+log = get_logger("trader.gate")
+
+HALT_PREFIX = "reconciliation"  # a halt the gate set; a later start whose books agree clears it
+
+
+@dataclass(slots=True)
+class GateResult:
+    halt_reason: str  # "" when the books agree
+    fills: list[Fill]  # every fill the books must hold: journaled (with the missed ones) and outside ones
+    positions: list[RestoredPosition]  # our open positions, with their owner strategy ("" = owner unknown)
+    adopted: list[tuple[OrderRequest, str, int, int]]  # (request, order id, units filled, value filled)
+    outside_tokens: set[int] = field(default_factory=set)
+    reconciliation: Reconciliation | None = None
+    elapsed_ms: int = 0
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+async def read_book(broker: Broker, *, attempts: int, backoff_s: float, sleep: Sleep) -> BrokerBook | str:
+    """The broker's book, or why it could not be read after ``attempts`` tries with growing pauses."""
+    error = ""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await broker.book()
+        except Exception as exc:  # any failure: try again, then say what was unreachable
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("broker_book_read_failed", attempt=attempt, attempts=attempts, error=error)
+            if attempt < attempts:
+                await sleep(backoff_s * attempt)
+    return f"the broker's order, trade and position books could not be read after {attempts} tries ({error})"
+
+
+async def run_gate(broker: Broker, orders: OrderJournal, instruments: InstrumentMaster, now_ns: int, *,
+                   attempts: int = 6, backoff_s: float = 0.5, settle_s: float = 1.0,
+                   sleep: Sleep = asyncio.sleep) -> GateResult:
+    started = time.monotonic()
+    open_intents = orders.open_intents()
+    book = await read_book(broker, attempts=attempts, backoff_s=backoff_s, sleep=sleep)
+    if not isinstance(book, str) and _any_unsent(open_intents, book):
+        # An order accepted a moment before the kill may not be in the book yet: look once more after a pause,
+        # or "absent" could be wrong.
+        await sleep(settle_s)
+        book = await read_book(broker, attempts=attempts, backoff_s=backoff_s, sleep=sleep)
+    journaled = orders.fills()
+    if isinstance(book, str):
+        result = GateResult(halt_reason=f"{HALT_PREFIX}: {book}", fills=journaled,
+                            positions=_our_positions(journaled, orders, set()), adopted=[])
+        result.elapsed_ms = int((time.monotonic() - started) * 1000)
+        return result
+    known = orders.intents_by_tag(sorted({o.tag for o in book.orders if o.tag}))
+    positions_all, positions_today = _positions(journaled, now_ns)
+    decided = reconcile(open_intents=open_intents, known=known, journal_filled=orders.filled_by_order(),
+                        journal_positions=positions_all, journal_positions_today=positions_today, book=book,
+                        now_ns=now_ns)
+    for update in decided.ended:
+        orders.record_update(update)
+    for fill in decided.missed_fills:
+        orders.record_fill(fill)
+    filled = orders.filled_by_order()
+    adopted = [(request, order.order_id, *filled.get(order.order_id, (0, 0))) for request, order in decided.adopted]
+    fills = orders.fills()
+    fills.extend(_outside_fills(decided, book, instruments, now_ns))
+    closed = set(decided.closed_before_today)
+    result = GateResult(
+        halt_reason=f"{HALT_PREFIX}: {'; '.join(decided.problems)}" if decided.problems else "",
+        fills=fills, positions=_our_positions(orders.fills(), orders, closed), adopted=adopted,
+        outside_tokens=set(decided.outside_quantity), reconciliation=decided)
+    result.elapsed_ms = int((time.monotonic() - started) * 1000)
+    return result
+
+
+def _any_unsent(open_intents: list[JournaledIntent], book: BrokerBook) -> bool:
+    tags = {o.tag for o in book.orders}
+    return any(j.request.tag not in tags for j in open_intents)
+
+
+def _positions(fills: list[Fill], now_ns: int) -> tuple[dict[int, int], dict[int, int]]:
+    today = ist_date(now_ns)
+    every: dict[int, int] = {}
+    today_only: dict[int, int] = {}
+    for fill in fills:
+        token = fill.contract.instrument_token
+        signed = fill.side.sign * fill.quantity
+        every[token] = every.get(token, 0) + signed
+        if ist_date(fill.ts_ns) >= today:
+            today_only[token] = today_only.get(token, 0) + signed
+    return every, today_only
+
+
+def _our_positions(fills: list[Fill], orders: OrderJournal, closed: set[int]) -> list[RestoredPosition]:
+    """Open positions our fills imply, each with the strategy whose entry opened it ("" when not known)."""
+    owners = orders.strategy_of_intents()
+    book = PositionBook()
+    owner_of: dict[int, str] = {}
+    opened: dict[int, int] = {}
+    for fill in fills:
+        token = fill.contract.instrument_token
+        before = book.quantity(token)
+        book.apply(fill.contract, fill.side, fill.quantity, fill.price)
+        if before == 0 or (before > 0) != (book.quantity(token) > 0):
+            owner_of[token] = owners.get(fill.intent_id, "") if fill.purpose is IntentPurpose.ENTRY else ""
+            opened[token] = fill.ts_ns
+    return [RestoredPosition(contract=p.contract, quantity=p.quantity, average_price=p.average_price,
+                             strategy_id=owner_of.get(token, ""), opened_ns=opened.get(token, 0))
+            for token, p in book.positions.items() if p.quantity and token not in closed]
+
+
+def _outside_fills(decided: Reconciliation, book: BrokerBook, instruments: InstrumentMaster,
+                   now_ns: int) -> list[Fill]:
+    """Today's trades of orders we did not place, as fills for the books (counted in P&L and risk limits)."""
+    outside_ids = {o.order_id for o in decided.outside_orders}
+    fills = []
+    for trade in book.trades:
+        if trade.order_id not in outside_ids or trade.instrument_token not in decided.outside_quantity:
+            continue
+        contract = instruments.by_token(trade.instrument_token)
+        if not isinstance(contract, OptionContract):
+            log.error("outside_position_unknown_instrument", instrument_token=trade.instrument_token,
+                      tradingsymbol=trade.tradingsymbol,
+                      why="not in today's instrument dump for the configured underlyings: not counted in the books")
+            continue
+        charges = option_charges(exchange=contract.exchange, side=trade.side, quantity=trade.quantity,
+                                 price=trade.price, trade_date=ist_date(now_ns))
+        fills.append(Fill(ts_ns=now_ns, fill_id=f"OUT{trade.order_id}T{trade.trade_id}", intent_id="",
+                          order_id=trade.order_id, contract=contract, side=trade.side, quantity=trade.quantity,
+                          price=trade.price, expected_price=trade.price, charges=charges.total))
+    return fills
+
+
+def restore_from_gate(result: GateResult, portfolio: PortfolioActor, risk: RiskGateActor, execution: ExecutionActor, *,
+                      broker: Broker, now_ns: int, replay_windows: bool) -> None:
+    """Wiring, before any actor runs: the books, the adopted orders and the trading state from the gate's result."""
+    portfolio.restore(result.fills)
+    manager = risk.manager
+    rebuild_book(manager, result.fills, replay=replay_windows)
+    risk.seen_fills(fill.fill_id for fill in result.fills)
+    for request, order_id, filled, value in result.adopted:
+        execution.adopt_open(request, order_id)
+        broker.adopt(request, order_id, filled, value)
+        manager.note_approved(request.intent, filled)
+        log.warning("order_adopted", intent_id=request.intent.intent_id, tag=request.tag, order_id=order_id,
+                    tradingsymbol=request.intent.contract.tradingsymbol, filled=filled,
+                    quantity=request.intent.quantity, why="placed before the restart and still working at the broker")
+    _report(result)
+    positions = {p.contract.tradingsymbol: p.quantity for p in portfolio.book.open_positions()}
+    if result.halt_reason:
+        manager.halt(result.halt_reason, now_ns)
+        log.error("reconciliation_failed_halted", reason=result.halt_reason, positions=positions,
+                  how_to_clear="check the broker's order book and positions against the reason; the daemon places "
+                               "nothing until resumed (a start whose books agree clears this halt)")
+        return
+    if manager.state is TradingState.HALTED and manager.state_reason.startswith(HALT_PREFIX):
+        manager.resume(now_ns)
+        log.warning("reconciliation_halt_cleared", why="the journal and the broker's books agree again")
+    log.info("reconciliation_passed", positions=positions, adopted_orders=len(result.adopted),
+             outside_positions=len(result.outside_tokens), fills=len(result.fills), elapsed_ms=result.elapsed_ms)
+
+
+def _report(result: GateResult) -> None:
+    decided = result.reconciliation
+    if decided is None:
+        return
+    for order in decided.outside_orders:
+        if order.status.is_terminal and not order.filled_quantity:
+            continue  # an outside order that never traded changes nothing
+        log.warning("outside_order", order_id=order.order_id, tag=order.tag, tradingsymbol=order.tradingsymbol,
+                    side=order.side.value if order.side else "", quantity=order.quantity,
+                    filled=order.filled_quantity, status=order.status.value,
+                    policy="placed outside this daemon: counted in the books and risk limits, never closed by it")
+    for token, quantity in decided.outside_quantity.items():
+        log.warning("outside_position_adopted", instrument_token=token, quantity=quantity,
+                    policy="counted in the books and risk limits; the daemon never closes it on its own")
+    for token, quantity in decided.closed_before_today.items():
+        log.warning("position_closed_outside", instrument_token=token, journal_quantity=quantity,
+                    why="the broker no longer holds it and reports no trade today: squared off or expired")
+    for update in decided.ended:
+        log.info("intent_ended_while_down", intent_id=update.intent_id, order_id=update.order_id,
+                 status=update.status.value, reason=update.reason)
+    for fill in decided.missed_fills:
+        log.warning("missed_fill_booked", fill_id=fill.fill_id, intent_id=fill.intent_id, quantity=fill.quantity,
+                    tradingsymbol=fill.contract.tradingsymbol)
