@@ -424,10 +424,12 @@ class Harness:
         self.work_dir = work_dir
         self.data_dir = work_dir / "data"
         self.rng = random.Random(options.seed)
-        self.report = Report(options, work_dir, gate=source_mentions('"trading_ready"'),
+        self.report = Report(options, work_dir, gate=source_mentions('"reconciliation_passed"'),
                              crash_point_support=source_mentions("TRADER_CRASH_POINT"))
-        self.ready_events = ("trading_ready", "reconciliation_failed_halted") if self.report.gate \
-            else ("daemon_started",)
+        # Ready: `trading_ready` once the daemon logs it; before, `daemon_started` and (with the gate) its verdict.
+        self.ready_groups: list[tuple[str, ...]] = [("trading_ready",)] if source_mentions('"trading_ready"') else \
+            [("daemon_started",)] + ([("reconciliation_passed", "reconciliation_failed_halted")]
+                                     if self.report.gate else [])
         self.sim: Process | None = None
         self.daemon: Process | None = None
         self.kite: Any = None
@@ -523,8 +525,15 @@ class Harness:
 
     # -- one cycle ---------------------------------------------------------------------------------------------------
     def wait_ready(self, daemon: Process, timeout_s: float) -> dict[str, Any] | None:
-        daemon.wait_for(lambda: daemon.exited or daemon.first(*self.ready_events) is not None, timeout_s)
-        return daemon.first(*self.ready_events)
+        daemon.wait_for(lambda: daemon.exited or self.ready_line(daemon) is not None, timeout_s)
+        return self.ready_line(daemon)
+
+    def ready_line(self, daemon: Process) -> dict[str, Any] | None:
+        """The line that made the daemon ready (the last of the lines it needs), None until it is."""
+        found = [daemon.first(*group) for group in self.ready_groups]
+        if any(line is None for line in found):
+            return None
+        return max((line for line in found if line is not None), key=lambda line: float(line["harness_at"]))
 
     def start_until_ready(self, plan: Plan) -> tuple[Process, dict[str, Any] | None]:
         """Start the daemon; on a start that dies or hangs before ready (not a kill of ours), record it and start
@@ -550,7 +559,7 @@ class Harness:
     def cycle(self, plan: Plan) -> None:
         daemon, ready = self.start_until_ready(plan)
         if plan.kind == "startup":
-            daemon.wait_for(lambda: daemon.exited or daemon.first(*self.ready_events) is not None, plan.delay_s)
+            daemon.wait_for(lambda: daemon.exited or self.ready_line(daemon) is not None, plan.delay_s)
             daemon.kill()
             self.after_kill(daemon, "startup")
             return
@@ -598,8 +607,9 @@ class Harness:
             self.report.first_ready_ms = elapsed
         else:
             self.report.restart_ready_ms.append(elapsed)
-        if ready.get("event") == "reconciliation_failed_halted" or ready.get("state") == "HALTED":
-            halted = daemon.first("reconciliation_failed_halted") or ready
+        halted = daemon.first("reconciliation_failed_halted")
+        if halted is not None or ready.get("state") == "HALTED":
+            halted = halted or ready
             self.report.halted_starts.append(f"{daemon.name}: {halted.get('reason', '')}")
 
     def after_kill(self, daemon: Process, how: str) -> None:
