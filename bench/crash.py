@@ -337,6 +337,8 @@ class Report:
     intents: int = 0
     final_positions: dict[str, int] = field(default_factory=dict)
     aborted: str = ""
+    position_checks: int = 0  # reconciliation_passed lines compared with the simulator's book
+    followed_intents: int = 0  # intents unsettled at a kill that were followed into the next run
     leftover_pids: list[int] = field(default_factory=list)  # processes still running after the run (must be none)
     gate: bool = False
     crash_point_support: bool = False
@@ -390,6 +392,7 @@ class Report:
             "start_failures": len(self.start_failures), "crash_points_missed": self.crash_points_missed,
             "halted_starts": self.halted_starts, "daemon_errors": dict(self.daemon_errors),
             "orders": self.orders, "trades": self.trades, "intents": self.intents,
+            "position_checks": self.position_checks, "followed_intents": self.followed_intents,
             "final_positions": self.final_positions, "aborted": self.aborted, "gate": self.gate,
             "crash_point_support": self.crash_point_support, "seed": self.options.seed,
             "faults": self.options.faults, "work_dir": str(self.work_dir),
@@ -664,6 +667,7 @@ class Harness:
         if passed is None:
             return  # started HALTED: counted in halted_starts
         theirs = {str(s): int(q) for s, q in dict(passed.get("positions") or {}).items() if int(q)}
+        self.report.position_checks += 1
         book = self.book()
         moments = list(positions_after(book.trades))
         if theirs in moments[min(self.trades_at_kill, len(moments) - 1):]:
@@ -678,6 +682,7 @@ class Harness:
         simulator's book) up to ``settle_s`` for each to have one terminal state or an open order."""
         if not self.pending:
             return
+        self.report.followed_intents += len(self.pending)
         path = self.data_dir / "live.sqlite3"
         deadline = time.monotonic() + self.o.settle_s
         while True:
@@ -908,7 +913,8 @@ def describe(report: Report) -> None:
         note(f"daemon error lines by event: {dict(report.daemon_errors.most_common())}")
     note(f"crash points missed: {report.crash_points_missed}; gate in the daemon: {report.gate}; crash points in "
          f"the daemon: {report.crash_point_support}; orders {report.orders}, trades {report.trades}, journaled "
-         f"intents {report.intents}; final positions at the simulator {report.final_positions}")
+         f"intents {report.intents}, position checks {report.position_checks}, intents followed across a kill "
+         f"{report.followed_intents}; final positions at the simulator {report.final_positions}")
     if report.aborted:
         note(f"ABORTED: {report.aborted}")
     if report.exit_code and report.work_dir.exists():

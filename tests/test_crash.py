@@ -42,6 +42,7 @@ def test_the_harness_killed_and_restarted_the_daemon_and_it_traded(report: crash
     assert sum(report.kills.values()) == KILLS
     assert len(report.restart_ready_ms) >= KILLS // 2, failure_message(report)  # start-up kills never get ready
     assert report.orders > 0, "the daemon never traded: nothing was tested"
+    assert report.intents > 0 and report.position_checks > 0, failure_message(report)  # the checks really ran
 
 
 def test_no_duplicate_order_no_lost_intent_no_mismatch_no_breach(report: crash.Report) -> None:
