@@ -31,6 +31,7 @@ def postback(**changes: Any) -> dict[str, Any]:
 def tracker() -> OrderTracker:
     t = OrderTracker(SimClock(T0))
     t.expect(INTENT, "I1")
+    t.placed("I1", "O1")  # the order id our place_order reply named
     return t
 
 
@@ -92,6 +93,24 @@ def test_implausible_reports_are_refused_and_never_crash() -> None:
 def test_two_orders_under_one_tag_are_tracked_apart_so_no_fill_is_lost() -> None:
     t = tracker()
     first = t.on_postback(postback(order_id="O1", status="COMPLETE", filled_quantity=130, average_price=100.0))
-    second = t.on_postback(postback(order_id="O2", status="OPEN", filled_quantity=65, average_price=101.0))
+    # A second order id under the tag is booked only as the broker's own record (order book, history).
+    assert t.on_postback(postback(order_id="O2", status="OPEN", filled_quantity=65, average_price=101.0)) == []
+    second = t.on_postback(postback(order_id="O2", status="OPEN", filled_quantity=65, average_price=101.0),
+                           confirmed=True)
     fills = [e for e in first + second if isinstance(e, Fill)]
     assert [(f.order_id, f.quantity) for f in fills] == [("O1", 130), ("O2", 65)]
+
+
+def test_an_order_id_never_seen_is_not_booked_until_confirmed_even_under_our_tag() -> None:
+    t = OrderTracker(SimClock(T0))
+    t.expect(INTENT, "I1")
+    forged = postback(order_id="F999", status="COMPLETE", filled_quantity=65, average_price=1.0)
+    assert t.needs_confirmation(forged)
+    assert t.on_postback(forged) == []  # held back: the broker must confirm the order first
+    assert not t.needs_confirmation(postback(tag="SOMEONEELSE", order_id="O9"))  # not ours: just ignored
+    t.placed("I1", "O1")
+    assert not t.needs_confirmation(postback())  # named by our own reply: trusted at once
+    assert [type(e) for e in t.on_postback(postback(status="OPEN", filled_quantity=65, average_price=100.0))] == \
+        [Fill, OrderUpdate]
+    t.placed("NOTOURS", "O7")  # a tag we never expected is not adopted by a reply
+    assert not t.is_known("O7")

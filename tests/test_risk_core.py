@@ -222,9 +222,9 @@ def test_a_partial_lot_exit_is_refused_too() -> None:
 
 def test_an_exit_is_judged_from_the_filled_position_net_of_exits_in_flight() -> None:
     rm = manager(max_lots_per_trade=1)
-    # Labelled EXIT but there is nothing to exit: it is an entry (here: two lots, above the limit).
+    # Labelled EXIT but there is nothing to exit: it is a sell that would open a naked short.
     label_only = rm.check(intent(NIFTY_CE, OrderSide.SELL, 130, purpose=IntentPurpose.EXIT), MON)
-    refused(label_only, "lots")
+    refused(label_only, "short")
     assert not label_only.is_exit
 
     fill(rm, NIFTY_CE, OrderSide.BUY, 130)
@@ -348,7 +348,7 @@ def test_order_value_above_the_limit_is_refused() -> None:
 
 
 def test_risk_per_trade_uses_the_stop_or_the_default_stop() -> None:
-    rm = manager()  # 1 % of ₹1,00,000 = ₹1,000 at risk per trade
+    rm = manager(allow_short_options=True)  # sells here open shorts; 1 % of ₹1,00,000 = ₹1,000 at risk per trade
     # No stop: 30 % of the premium. 65 × ₹50 × 0.3 = ₹975 passes; 65 × ₹60 × 0.3 = ₹1,170 does not.
     approved(rm.check(intent(NIFTY_CE, OrderSide.BUY, 65, price=5_000), MON))
     refused(rm.check(intent(NIFTY_CE, OrderSide.BUY, 65, price=6_000), MON), "risk_per_trade",
@@ -376,7 +376,7 @@ def test_margin_left_after_the_order_must_cover_the_buffer() -> None:
 
 
 def test_margin_is_modelled_when_the_broker_gives_no_figures() -> None:
-    rm = manager(min_margin_buffer=99_000.0, max_risk_per_trade_pct=0.5)
+    rm = manager(min_margin_buffer=99_000.0, max_risk_per_trade_pct=0.5, allow_short_options=True)
     # Modelled: a buy blocks its premium, ₹100,000 free: 65 × ₹15 = ₹975 leaves ₹99,025; 65 × ₹16 does not.
     approved(rm.check(intent(NIFTY_CE, OrderSide.BUY, 65, price=1_500), MON))
     refused(rm.check(intent(NIFTY_CE, OrderSide.BUY, 65, price=1_600), MON), "margin_buffer", "modelled")
@@ -711,7 +711,8 @@ def test_config_defaults_and_immutability() -> None:
 PROPERTY_CONTRACTS = (NIFTY_CE, NIFTY_PE, NIFTY_CE2, BANK_CE, BANK_PE)
 PROPERTY_CONFIG = RiskConfig(initial_capital=1_000_000.0, max_daily_loss_pct=0.01, max_weekly_loss_pct=0.9,
                              max_monthly_loss_pct=0.9, max_drawdown_pct=0.9, max_lots_per_trade=3,
-                             max_positions_per_symbol=2, max_total_positions=3, max_orders_per_second=10)
+                             max_positions_per_symbol=2, max_total_positions=3, max_orders_per_second=10,
+                             allow_short_options=True)  # random sells open shorts as well as exits
 CAPITAL = 100_000_000
 DAILY_LIMIT = 1_000_000  # 1 % of ₹10,00,000, paise
 ONE_DAY = 86_400 * NS

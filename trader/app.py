@@ -17,7 +17,8 @@ from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
 from trader.actors.risk import RiskGateActor
 from trader.actors.strategy import StrategyActor
 from trader.adapters.kite.broker import KiteBroker
-from trader.adapters.kite.provision import ProvisioningError, provision_market
+from trader.adapters.kite.provision import BrokerUnreachableError, ProvisioningError, provision_market
+from trader.adapters.kite.session import TokenWatcher
 from trader.adapters.kite.ticker import KiteTicker
 from trader.adapters.paper import PaperBroker
 from trader.adapters.ports import Broker
@@ -51,6 +52,7 @@ class App:
         self.settings = settings
         builders.check_mode(settings)
         wall_now = LiveClock().now_ns()
+        self._wall_started = wall_now
         self.kite_market = builders.uses_kite_market(settings)
         # In a year without holiday data every weekday trades; on a real market that warns once a day.
         self.calendar = settings.market_calendar(warn_clock=self._now_ns if self.kite_market else None)
@@ -61,6 +63,7 @@ class App:
         self.ids = IdFactory(wall_now)
         self.supervisor = Supervisor()
         self.kite = builders.build_kite_client(settings)
+        self.token_watcher: TokenWatcher | None = None
         self.broker: Broker = builders.build_broker(settings, self.clock, self.calendar, self.kite)
         self.underlyings = [resolve_underlying(symbol) for symbol in settings.symbols]
         strategies = builders.build_strategies(settings, self.underlyings)
@@ -156,12 +159,20 @@ class App:
         try:
             tokens = await provision_market(self.kite, self.underlyings, self.instruments, self.clock,
                                             strikes_each_side=settings.sim.strikes_each_side)
+        except BrokerUnreachableError as exc:
+            raise ConfigError([f"start-up error: {exc}"]) from None
         except ProvisioningError as exc:
             raise ConfigError([f"config error: symbols: {exc}"]) from None
         broker = self.broker
+        # A token Kite refuses stops entries until `trader login` writes a new one: no restart.
+        watcher = self.token_watcher = TokenWatcher(self.kite, token_file=settings.kite_token_file, clock=self.clock,
+                                                    publish=self.bus.publish, poll_s=settings.kite_token_poll_seconds)
         ticker = KiteTicker(settings.kite.api_key, settings.kite_access_token(), tokens, clock=self.clock,
                             root=settings.kite_ws_root, mode="full", calendar=self.calendar,
-                            on_order=broker.on_postback if isinstance(broker, KiteBroker) else None)
+                            on_order=broker.on_postback if isinstance(broker, KiteBroker) else None,
+                            on_token_rejected=watcher.report_rejected,
+                            unreachable_after_s=settings.broker_unreachable_halt_seconds)
+        watcher.add_ticker(ticker)
         ticker.attach(self.bus.publish)
         self.ticker = ticker
         self.feeds = [FeedActor(self.bus, ticker, self.instruments, self.clock, lossless=False)]
@@ -183,6 +194,7 @@ class App:
         return {
             "ticks_in": sum(f.ticks_in for f in self.feeds),
             "ticks_invalid": sum(f.invalid for f in self.feeds),
+            "ticks_stale": sum(f.stale for f in self.feeds),
             "conflated": self.bus.conflated,
             "signals": self.strategy.signals,
             "intents": self.strategy.intents,
@@ -229,6 +241,7 @@ class App:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.request_stop, sig.name)
         settings = self.settings
+        wall_started = self._wall_started
         try:
             if self.kite_market:
                 await self._connect_kite_market()
@@ -240,6 +253,8 @@ class App:
                      capital_inr=settings.risk.initial_capital,
                      confidence_cutoff=settings.strategy.confidence_cutoff)
             await self._pass_gate()
+            log.info("trading_ready", state=self.risk.state.value, reason=self.risk.manager.state_reason,
+                     elapsed_ms=(LiveClock().now_ns() - wall_started) // 1_000_000)
         except BaseException:
             await self._close_resources()
             raise
@@ -261,6 +276,10 @@ class App:
         return result
 
     async def _close_resources(self) -> None:
+        if self.token_watcher is not None:
+            await self.token_watcher.close()
+        if isinstance(self.broker, KiteBroker):
+            await self.broker.close()
         if self.journal is not None:
             self.journal.close()
             self.journal = None

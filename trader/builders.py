@@ -8,6 +8,8 @@ user can fix (live mode unconfirmed, a data dir that cannot be opened, a saved s
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
 from trader.adapters.kite.broker import KiteBroker
@@ -60,7 +62,7 @@ def uses_kite_market(settings: Settings) -> bool:
 def build_clock(settings: Settings, start_ns: int) -> Clock:
     """Kite market data runs on exchange time; the built-in market on its own simulated clock (unpaced in backtest)."""
     if uses_kite_market(settings):
-        return ExchangeClock()
+        return ExchangeClock(tolerance_ns=int(settings.exchange_time_tolerance_seconds * NS_PER_SECOND))
     return SimClock(start_ns, speed=0.0 if settings.mode == "backtest" else settings.sim.speed)
 
 
@@ -112,21 +114,38 @@ def open_journal(settings: Settings) -> Journal | None:
         raise ConfigError([f"config error: data_dir: {exc}"]) from None
 
 
+def unusable_state(settings: Settings, path: Path, name: str, problem: object) -> ConfigError:
+    """A saved state document that cannot be used: the file, the document, why, and how to start again."""
+    lose = ("a fresh paper account" if settings.mode == "paper" else
+            "fresh (its saved loss windows and breaches are lost: check today's P&L in the broker first)")
+    return ConfigError([f"config error: data_dir: the saved state {name!r} in {path} cannot be used ({problem}); "
+                        f"stop the daemon and restore the file from a backup, or move {path} (and its -wal and -shm "
+                        f"files) aside to start {lose}"])
+
+
+def load_saved_state(settings: Settings, journal: Journal, name: str) -> dict[str, Any] | None:
+    """``journal.load_state(name)``, or a ``ConfigError`` naming the file and the fix if it cannot be read."""
+    try:
+        return journal.load_state(name)
+    except JournalError as exc:
+        problem = str(exc).removeprefix(f"state {name!r} in {journal.path} ")  # said once, by unusable_state
+        raise unusable_state(settings, journal.path, name, problem) from None
+
+
 def build_risk_manager(settings: Settings, journal: Journal | None, calendar: MarketCalendar,
                        clock: Clock) -> RiskManager:
     """A fresh risk manager, or the one saved in the journal (a breached day stays breached across a restart)."""
     config = settings.risk
-    saved = journal.load_state(RISK_STATE_NAME) if journal is not None else None
-    if saved is None:
+    saved = load_saved_state(settings, journal, RISK_STATE_NAME) if journal is not None else None
+    if journal is None or saved is None:
         return RiskManager(config, calendar=calendar, now_ns=clock.now_ns)
+    path = journal.path
     try:
         manager = RiskManager.from_state(config, saved, calendar=calendar, now_ns=clock.now_ns)
-    except ValueError as exc:
-        raise ConfigError([f"config error: data_dir: the saved risk state cannot be used ({exc}); move "
-                           f"{settings.data_dir} aside to start fresh"]) from None
-    path = journal.path if journal is not None else settings.data_dir
-    # Judge the state at the start time: a breach of a day (week, month) that has passed has rolled off by now.
-    state = manager.metrics(clock.now_ns()).trading_state
+        # Judge the state at the start time: a breach of a day (week, month) that has passed has rolled off by now.
+        state = manager.metrics(clock.now_ns()).trading_state
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:  # a document of the wrong shape or range
+        raise unusable_state(settings, path, RISK_STATE_NAME, exc) from None
     log.warning("risk_state_restored", state=state.value, level=manager.level.value,
                 open_positions=len(manager.open_positions()), journal=str(path))
     if state is not TradingState.ACTIVE:
@@ -157,22 +176,26 @@ def built_in_market_start(settings: Settings, journal: Journal | None, calendar:
     entries, silently. So a run starts at the next session after the last one's simulated day (or now, if later):
     the old P&L stays on its own day, the weekly and monthly limits still see it.
     """
-    saved = journal.load_state(PAPER_MARKET_STATE) if journal is not None else None
+    saved = load_saved_state(settings, journal, PAPER_MARKET_STATE) if journal is not None else None
     last = saved.get("last_event_ns") if saved is not None else None
-    if not isinstance(last, int) or isinstance(last, bool) or last <= 0:
+    if journal is None or not isinstance(last, int) or isinstance(last, bool) or last <= 0:
         return start
-    if saved is not None and saved.get("clean_stop") is False and calendar.is_open(last):
+    try:
+        last_day = ist_date(last)
+        next_open = calendar.session_bounds(calendar.next_trading_day(last_day))[0]
+        crashed_in_session = saved is not None and saved.get("clean_stop") is False and calendar.is_open(last)
+    except (ValueError, OverflowError, OSError) as exc:  # a time no calendar holds (year 10000, ...)
+        raise unusable_state(settings, journal.path, PAPER_MARKET_STATE, f"last_event_ns {last}: {exc}") from None
+    if crashed_in_session:
         # The last run was killed inside its session: this one goes on with that session where it stopped, so a
         # crash keeps the day (its positions, its P&L, its limits), as a restart against a real broker does.
-        log.info("paper_market_resumes", at=ist_text(last), journal=str(journal.path if journal else ""),
+        log.info("paper_market_resumes", at=ist_text(last), journal=str(journal.path),
                  why="the last run stopped without a clean shutdown inside its session")
         return last
-    last_day = ist_date(last)
-    next_open = calendar.session_bounds(calendar.next_trading_day(last_day))[0]
     if next_open <= start:
         return start
     log.info("paper_market_continues", last_run_day=last_day.isoformat(), starts_at=ist_text(next_open),
-             journal=str(journal.path if journal is not None else ""),
+             journal=str(journal.path),
              why="each paper run trades a new simulated session, so the last run's day P&L and limits stay on "
                  "its own day; pass --start to choose the day")
     return next_open

@@ -1,6 +1,7 @@
 """Command line: ``trader run`` (the daemon) and ``trader check-config``.
 
-Exit codes: 0 success, 2 bad configuration or arguments (argparse uses 2 as well), 1 unexpected failure.
+Exit codes: 0 success, 2 bad configuration or arguments (argparse uses 2 as well) or a start-up problem the message
+explains (an unreachable broker, a saved state that cannot be used), 1 unexpected failure.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from trader import __version__
 from trader.config import ConfigError, Settings, load_settings, masked_dump
 from trader.logging import configure_logging, get_logger, on_output_closed
 from trader.market.calendar import IST
+from trader.store.journal import JournalError
 
 EXIT_CONFIG = 2
 
@@ -246,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in exc.lines:
             print(line, file=sys.stderr)
         return EXIT_CONFIG
+    except JournalError as exc:  # a journal problem not already put in words by the builders
+        print(f"journal error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if settings.mode == "live":
         # Stopping would leave open positions unmanaged (and exit 0, so systemd would not restart it): go on,
         # logging to stderr.
@@ -255,6 +260,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         on_output_closed(lambda: app.request_stop("the log's reader closed stdout"))
     try:
         _run_loop(app.run())
+    except ConfigError as exc:  # found at start-up (an unreachable broker, a saved state that cannot be used)
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return EXIT_CONFIG
+    except JournalError as exc:  # the message names the file and the fix
+        print(f"journal error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except Exception:
         get_logger("trader.cli").exception("daemon_failed")
         return 1

@@ -6,6 +6,10 @@ import asyncio
 import time
 from typing import Protocol
 
+from trader.logging import get_logger
+
+log = get_logger("trader.clock")
+
 NS_PER_SECOND = 1_000_000_000
 
 
@@ -89,29 +93,90 @@ class SimClock:
             await asyncio.sleep(0)
 
 
+# How far an exchange timestamp may lie from the exchange clock's time before it is refused (the default of the
+# `exchange_time_tolerance_seconds` setting). The real exchange agrees with wall time to within a second.
+DEFAULT_EXCHANGE_TOLERANCE_NS = 600 * NS_PER_SECOND
+# A jump beyond the tolerance is followed only when this many consecutive observations agree on it (a simulator
+# running N× faster than real time after a reconnect); a single corrupt stamp never moves the clock.
+EXCHANGE_JUMP_CONFIRMATIONS = 3
+
+
 class ExchangeClock(LiveClock):
     """Wall time, set to the exchange's clock by its first timestamp and moved forward whenever it runs ahead.
 
     Against the real exchange the two agree to within a second. Against the simulator, whose session may run on
     another day, at another hour and N× faster, event time follows the simulated session, so a rehearsal works at
     any hour. After the first timestamp it never goes backwards.
+
+    After the first timestamp, a stamp more than ``tolerance_ns`` away from the clock's time is refused: one packet
+    stamped 2106 must not move the clock there. One further ahead than that is followed only once
+    ``EXCHANGE_JUMP_CONFIRMATIONS`` consecutive stamps agree on it (each within the tolerance of the one before),
+    which a lone corrupt packet never achieves but a simulator that ran ahead during a reconnect does.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tolerance_ns: int = DEFAULT_EXCHANGE_TOLERANCE_NS) -> None:
+        if tolerance_ns <= 0:
+            raise ValueError(f"tolerance_ns must be positive, got {tolerance_ns}")
+        self.tolerance_ns = tolerance_ns
         self._offset_ns = 0
         self._synced = False
+        self._jump_ahead_ns = 0  # the offset a pending jump would set
+        self._jump_seen = 0
+        self.refused = 0
+        self.jumps = 0
+
+    def problem(self, exchange_ts_ns: int) -> str:
+        """Why ``exchange_ts_ns`` cannot be trusted now: "" if it can, else "stale" (too far behind the clock) or
+        "future" (too far ahead of it, or not a time at all). Before the first timestamp anything positive is fine."""
+        if exchange_ts_ns <= 0:
+            return "future"
+        if not self._synced:
+            return ""
+        delta = exchange_ts_ns - self.now_ns()
+        if delta > self.tolerance_ns:
+            return "future"
+        if delta < -self.tolerance_ns:
+            return "stale"
+        return ""
 
     def observe(self, exchange_ts_ns: int) -> bool:
         """Take an exchange timestamp into account; True if it moved the clock."""
         if exchange_ts_ns <= 0:
             return False
         ahead = exchange_ts_ns - time.time_ns()
-        if not self._synced or ahead > self._offset_ns:
-            moved = ahead != self._offset_ns
+        if not self._synced:
             self._offset_ns = ahead
             self._synced = True
-            return moved
+            return True
+        delta = ahead - self._offset_ns
+        if delta > self.tolerance_ns:
+            return self._confirm_jump(ahead)
+        self._jump_seen = 0
+        if delta < -self.tolerance_ns:
+            self.refused += 1
+            return False
+        if delta > 0:
+            self._offset_ns = ahead
+            return True
         return False
+
+    def _confirm_jump(self, ahead: int) -> bool:
+        if self._jump_seen and abs(ahead - self._jump_ahead_ns) <= self.tolerance_ns:
+            self._jump_seen += 1
+        else:
+            self._jump_seen = 1
+        self._jump_ahead_ns = ahead
+        if self._jump_seen < EXCHANGE_JUMP_CONFIRMATIONS:
+            self.refused += 1
+            return False
+        self._jump_seen = 0
+        log.warning("exchange_clock_jumped", by_seconds=(ahead - self._offset_ns) // NS_PER_SECOND,
+                    confirmations=EXCHANGE_JUMP_CONFIRMATIONS,
+                    detail="consecutive exchange timestamps agree on a time beyond the tolerance (a simulator running "
+                           "faster than real time); the real exchange never does this")
+        self._offset_ns = ahead
+        self.jumps += 1
+        return True
 
     def now_ns(self) -> int:
         return time.time_ns() + self._offset_ns

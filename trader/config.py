@@ -168,6 +168,13 @@ class Settings(BaseSettings):
     kite_ws_root: str = "wss://ws.kite.trade"
     kite_product: Literal["MIS", "NRML"] = "MIS"
     kite_timeout_seconds: float = Field(7.0, gt=0, le=60, description="per REST request, as the official client")
+    # Kite market data: an exchange timestamp further than this from the exchange clock is dropped (counted as
+    # ticks_stale or ticks_invalid) and never moves the clock. The real exchange agrees with wall time to a second.
+    exchange_time_tolerance_seconds: float = Field(600.0, ge=1, le=86_400)
+    kite_token_poll_seconds: float = Field(5.0, gt=0, le=300, description="how often the token file is read again "
+                                           "once Kite refused the access token")
+    broker_unreachable_halt_seconds: float = Field(60.0, gt=0, le=3600, description="entries stop once the broker's "
+                                                   "WebSocket has been down this long")
     # TRADER_CALENDAR_FILE: NSE holidays, special sessions and session hours that extend or override the shipped
     # trader/market/data/nse_calendar.toml (same format, documented at its top), e.g. next year's holiday list.
     calendar_file: Path | None = None

@@ -245,6 +245,18 @@ class FeedStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class VenueStatus:
+    """Whether the venue can be traded with: ``ok=False`` names a ``problem`` ("token_expired",
+    "broker_unreachable") that stops new entries until the same problem is reported ``ok=True`` (``problem == ""``
+    with ``ok=True`` clears every problem). ``detail`` says what happened and what fixes it."""
+
+    ts_ns: int
+    ok: bool
+    problem: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class FeedEnded:
     """The market-data source has no more data (end of a replay or a bounded simulation)."""
 
@@ -265,4 +277,5 @@ Event = (
     | Command
     | FeedStatus
     | FeedEnded
+    | VenueStatus
 )

@@ -29,6 +29,7 @@ from trader.events import (
     Side,
     Tick,
     TradingState,
+    VenueStatus,
 )
 from trader.ids import IdFactory
 from trader.logging import get_logger
@@ -61,11 +62,12 @@ class RiskGateActor(Actor):
         self.journal_failed = False
         self._flatten_intents: set[str] = set()
         self._stopping = False
+        self._venue_problems: dict[str, str] = {}  # problem → detail, while the venue cannot take entries
         self.approved = 0
         self.rejected = 0
 
     def subscriptions(self) -> Iterable[type]:
-        return (OrderIntent, Fill, OrderUpdate, Tick, Command)
+        return (OrderIntent, Fill, OrderUpdate, Tick, Command, VenueStatus)
 
     @property
     def state(self) -> TradingState:
@@ -101,6 +103,8 @@ class RiskGateActor(Actor):
                 self._flatten_intents.discard(event.intent_id)
         elif kind is Command:
             self._on_command(event)
+        elif kind is VenueStatus:
+            self._on_venue(event)
         self._publish_changes()
         if self.manager.flatten_requested():
             self._flatten(self.clock.now_ns(), "loss limit breached with flatten_on_breach=true")
@@ -163,6 +167,8 @@ class RiskGateActor(Actor):
         self.bus.publish(fill)  # the portfolio, the strategy and the journal book it too; this gate has already
 
     async def _decide(self, intent: OrderIntent) -> RiskDecision:
+        if self._venue_problems and intent.purpose is not IntentPurpose.EXIT:
+            return self._venue_refusal()
         flatten = intent.intent_id in self._flatten_intents
         if self._stopping and not flatten:
             decision = self.manager.check(intent, intent.ts_ns)
@@ -180,6 +186,27 @@ class RiskGateActor(Actor):
         return self.manager.check(intent, intent.ts_ns, margin_required=margin_required,
                                   margin_available=margin_available, margin_used=margin_used,
                                   stop_loss_price=intent.stop_loss_price or None, flatten=flatten)
+
+    # -- venue health -------------------------------------------------------------------------------------
+    def _on_venue(self, status: VenueStatus) -> None:
+        """Entries wait while the venue has a problem; exits still go. Separate from the manager's state, so the
+        venue coming back never clears an operator's or the kill switch's HALT."""
+        had = bool(self._venue_problems)
+        if not status.ok:
+            self._venue_problems[status.problem] = status.detail
+        elif status.problem:
+            self._venue_problems.pop(status.problem, None)
+        else:
+            self._venue_problems.clear()
+        if self._venue_problems and not had:
+            log.warning("venue_entries_refused", problems=sorted(self._venue_problems), detail=status.detail)
+        elif had and not self._venue_problems:
+            log.warning("venue_entries_allowed", cleared=status.problem, state=self.manager.state.value)
+
+    def _venue_refusal(self) -> RiskDecision:
+        problems = "; ".join(f"{problem}: {detail}" if detail else problem
+                             for problem, detail in sorted(self._venue_problems.items()))
+        return RiskDecision(False, f"entries are refused while the venue has a problem ({problems})", False, "venue")
 
     # -- commands -----------------------------------------------------------------------------------------
     def _on_command(self, command: Command) -> None:

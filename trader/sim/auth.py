@@ -59,6 +59,12 @@ class AuthRoutes:
                         "public_token": secrets.token_hex(8), "enctoken": "", "refresh_token": "", "silo": "",
                         "login_time": kite_time(self.sim.clock.now_ns())})
 
+    def expire_access_tokens(self) -> int:
+        """Every access token issued so far stops working (Kite's daily expiry); returns how many there were."""
+        count = len(self.access_tokens)
+        self.access_tokens.clear()
+        return count
+
     async def logout(self, request: web.Request) -> web.StreamResponse:
         token = request.query.get("access_token", "")
         if request.query.get("api_key") != self.sim.api_key or token not in self.access_tokens:

@@ -22,7 +22,10 @@ price, since there is no earlier one). Every change of an order's status or fill
 each fill with a status update) is published as an order postback text message shaped like Kite's
 (``docs/reference/kite-protocol.md`` §3.2). ``advance`` awaits the publishing, so a test sees the messages
 deterministically.
-Fault knobs: ``await drop_websockets()`` and ``ws_drop_every_s`` (simulated seconds between forced drops; 0 = off).
+Fault knobs: ``await drop_websockets()`` and ``ws_drop_every_s`` (simulated seconds between forced drops; 0 = off);
+``await expire_tokens()`` (every access token dies, as at Kite's daily expiry: REST answers 403 TokenException, the
+WebSocket refuses its handshake with 403; a new login works); ``await set_offline(True/False)`` (the broker is gone:
+the WebSocket stops listening and REST answers 503 until it comes back on the same ports).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import contextlib
 import hashlib
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -146,6 +149,9 @@ class ExchangeSimulator:
         self._app_id = int(hashlib.sha256(api_key.encode()).hexdigest()[:4], 16)
         self.ws_drop_every_s = 0.0  # fault knob: drop every WebSocket connection this often (simulated seconds)
         self._last_ws_drop_ns = 0
+        self.offline = False  # fault knob, see set_offline
+        self.token_refusals: Counter[str] = Counter()  # "METHOD /path" answered 403 for a bad access token
+        self.ws_token_refusals = 0  # WebSocket handshakes refused for a bad access token
         self.auth = AuthRoutes(self)
         self.portfolio = PortfolioRoutes(self)
         self.order_routes = OrderRoutes(self)
@@ -234,8 +240,34 @@ class ExchangeSimulator:
         _log.info("sim_ws_drop", clients=self.ticker.clients)
         await self.ticker.drop_connections()
 
+    async def expire_tokens(self, *, drop_websockets: bool = True) -> None:
+        """Fault knob: every access token issued so far dies, as at Kite's daily expiry (about 06:00 IST). REST
+        answers 403 TokenException and the WebSocket handshake is refused with 403; connections open now are dropped
+        (``drop_websockets=False`` keeps them). A new login issues a token that works."""
+        expired = self.auth.expire_access_tokens()
+        _log.info("sim_tokens_expired", tokens=expired)
+        if drop_websockets:
+            await self.drop_websockets()
+
+    async def set_offline(self, offline: bool) -> None:
+        """Fault knob: the broker is gone (``True``: the WebSocket server stops, so connections drop and new ones are
+        refused, and every REST request is answered 503 NetworkException) or back (``False``: the WebSocket listens
+        again on the same port)."""
+        if offline == self.offline:
+            return
+        self.offline = offline
+        _log.info("sim_offline" if offline else "sim_online", ws_url=self._ws_url)
+        if offline:
+            await self.ticker.stop()
+        else:
+            host, _, port = self._ws_url.removeprefix("ws://").rpartition(":")
+            await self.ticker.start(host, int(port))
+
     def _ws_authorized(self, api_key: str, access_token: str) -> bool:
-        return api_key == self.api_key and access_token in self.auth.access_tokens
+        if api_key == self.api_key and access_token in self.auth.access_tokens:
+            return True
+        self.ws_token_refusals += 1
+        return False
 
     def day_stats(self, tokens: Iterable[int]) -> dict[int, DayStats]:
         """What the WebSocket's quote/full packets carry besides the tick, per token (paise; same values as the REST
@@ -393,6 +425,8 @@ class ExchangeSimulator:
         if faults.latency_ms:
             await self.pause(faults.latency_ms / 1000)
         try:
+            if self.offline:
+                raise KiteError(503, "NetworkException", "Simulated outage: the broker cannot be reached.")
             public = (request.method, request.path) in _PUBLIC
             if not public:
                 self._authorise(request)
@@ -418,6 +452,7 @@ class ExchangeSimulator:
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         api_key, _, access_token = credentials.partition(":")
         if scheme != "token" or api_key != self.api_key or access_token not in self.auth.access_tokens:
+            self.token_refusals[f"{request.method} {request.path}"] += 1
             raise token_error()
 
     async def pause(self, seconds: float) -> None:

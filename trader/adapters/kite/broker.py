@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from trader.adapters.kite.errors import to_broker_error
+from trader.adapters.kite.errors import KiteSessionExpired, to_broker_error
 from trader.adapters.kite.orders import OrderTracker
 from trader.adapters.kite.rest import KiteRestClient
 from trader.adapters.ports import (
@@ -15,9 +17,13 @@ from trader.adapters.ports import (
     BrokerTrade,
     BrokerUnavailable,
     MarginView,
+    OrderRejected,
 )
 from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderStatus, OrderType, Side, Tick
+from trader.logging import get_logger
 from trader.money import rupee_text, to_paise_or_zero, to_rupees
+
+log = get_logger("trader.kite.broker")
 
 _STATUS_MAP: Mapping[str, OrderStatus] = {
     "OPEN": OrderStatus.OPEN,
@@ -87,6 +93,11 @@ class KiteBroker:
     Conversions (rupee floats → paise, ``round(x * 100)``) happen here. ``margins()`` reads the equity segment:
     ``available`` = ``net`` (Kite's usable figure for pre-trade checks; ``available.live_balance`` if ``net`` is
     absent), ``used`` = ``utilised.debits``. Order updates arrive from the ticker, not from here.
+
+    A postback for an order id the tracker has not seen (even under one of our tags) is booked only once the broker's
+    own order history confirms it, and then as that record says; the confirmation runs in a task, so the ticker
+    is never held up. An order id the broker does not know, or whose record does not match our order, is logged as
+    ``postback_unconfirmed`` and nothing is booked.
     """
 
     def __init__(self, client: KiteRestClient, *, product: str = "MIS", variety: str = "regular",
@@ -97,6 +108,11 @@ class KiteBroker:
         self.validity = validity
         self.tracker = tracker
         self._publish: Callable[[object], None] = _drop
+        self._confirming: dict[str, list[dict[str, Any]]] = {}  # order id → postbacks held until confirmed
+        self._confirmations: set[asyncio.Task[None]] = set()
+        self.unconfirmed = 0  # postbacks dropped because the broker did not confirm their order
+        self.confirm_rounds = 3  # asks of the order history (each with the client's own GET retries)
+        self.confirm_pause_s = 1.0  # between rounds, doubling
 
     def attach(self, publish: Callable[[object], None]) -> None:
         self._publish = publish
@@ -133,22 +149,105 @@ class KiteBroker:
         if self.tracker is None:
             return
         for row in await self._orders():
-            self.on_postback(row)
+            self._book(row, confirmed=True)  # the broker's own book
 
     def on_postback(self, data: dict[str, Any]) -> None:
         """An order message from the ticker: publish what it adds (fills first, then the status)."""
         if self.tracker is None:
             return
-        for event in self.tracker.on_postback(data):
+        order_id = str(data.get("order_id") or "")
+        held = self._confirming.get(order_id)
+        if held is not None:
+            held.append(data)  # its order is being confirmed: booked (or dropped) after that
+        elif self.tracker.needs_confirmation(data):
+            self._confirming[order_id] = [data]
+            task = asyncio.create_task(self._confirm(order_id, str(data.get("tag") or "")), name=f"confirm:{order_id}")
+            self._confirmations.add(task)
+            task.add_done_callback(self._confirmations.discard)
+        else:
+            self._book(data)
+
+    def _book(self, data: Mapping[str, Any], *, confirmed: bool = False) -> None:
+        if self.tracker is None:
+            return
+        for event in self.tracker.on_postback(data, confirmed=confirmed):
             self._publish(event)
+
+    @property
+    def pending_confirmations(self) -> int:
+        return len(self._confirming)
+
+    async def _confirm(self, order_id: str, tag: str) -> None:
+        """Ask the broker's order history about an order id first seen in a postback; book only its record."""
+        record: Mapping[str, Any] = {}
+        problem = ""
+        for round_ in range(self.confirm_rounds):
+            if round_:
+                await asyncio.sleep(self.confirm_pause_s * 2 ** (round_ - 1))
+                if self.tracker is not None and self.tracker.is_known(order_id):
+                    break  # our own reply named it meanwhile: the held postbacks are booked below
+            try:
+                history = await self.client.order_history(order_id)
+            except Exception as exc:
+                error = to_broker_error(exc)
+                if isinstance(error, OrderRejected) and not isinstance(error, KiteSessionExpired):
+                    problem = "the broker does not know this order id"
+                    break
+                problem = f"the broker could not be asked ({error})"
+                continue
+            record = history[-1] if history and isinstance(history[-1], dict) else {}
+            problem = self._mismatch(record, order_id, tag)
+            break
+        held = self._confirming.pop(order_id, [])
+        if not problem:
+            log.info("postback_confirmed", order_id=order_id, tag=tag, status=record.get("status"),
+                     filled=record.get("filled_quantity"))
+            self._book({**record, "order_id": order_id, "tag": tag}, confirmed=True)
+        elif self.tracker is None or not self.tracker.is_known(order_id):
+            self.unconfirmed += len(held)
+            claim = held[0] if held else {}
+            log.error("postback_unconfirmed", order_id=order_id, tag=tag, reason=problem, postbacks=len(held),
+                      claimed_status=claim.get("status"), claimed_filled=claim.get("filled_quantity"),
+                      claimed_average_price=claim.get("average_price"),
+                      effect="nothing booked: an update for an order the broker does not confirm is never trusted")
+            return
+        for data in held:  # a known order now: repeats and stale reports add nothing
+            self._book(data)
+
+    def _mismatch(self, record: Mapping[str, Any], order_id: str, tag: str) -> str:
+        """Why the broker's record does not confirm the postback ("" when it does)."""
+        if not record:
+            return "the broker has no history for this order id"
+        if str(record.get("order_id") or order_id) != order_id:
+            return f"the broker answered for order {record.get('order_id')}"
+        if not _has_tag(record, tag):
+            return f"the broker's order carries tag {record.get('tag')!r}, not {tag!r}"
+        intent = self.tracker.intent_for(tag) if self.tracker is not None else None
+        if intent is not None and (record.get("tradingsymbol") != intent.contract.tradingsymbol
+                                   or record.get("transaction_type") != intent.side.value):
+            return (f"the broker's order is {record.get('transaction_type')} {record.get('tradingsymbol')}, not our "
+                    f"{intent.side.value} {intent.contract.tradingsymbol}")
+        return ""
+
+    async def close(self) -> None:
+        """Stop confirmations still under way (at shutdown, after the last resync read the whole order book)."""
+        tasks = list(self._confirmations)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def place_order(self, request: OrderRequest) -> str:
         if self.tracker is not None:
             self.tracker.expect(request.intent, request.tag)  # before sending: a postback may beat the reply
         try:
-            return await self.client.place_order(self.variety, **self.order_params(request))
+            order_id = await self.client.place_order(self.variety, **self.order_params(request))
         except Exception as exc:
             raise to_broker_error(exc) from exc
+        if self.tracker is not None:
+            self.tracker.placed(request.tag, order_id)  # our own reply: its postbacks are booked at once
+        return order_id
 
     async def cancel_order(self, order_id: str) -> None:
         try:
@@ -168,7 +267,10 @@ class KiteBroker:
                    if _has_tag(o, tag)]
         if not matches:
             return None
-        return _broker_order(max(matches, key=lambda m: (m[0], m[1]))[2])
+        found = _broker_order(max(matches, key=lambda m: (m[0], m[1]))[2])
+        if self.tracker is not None:
+            self.tracker.placed(tag, found.order_id)  # the broker's own book names it
+        return found
 
     async def open_orders(self) -> list[BrokerOrder]:
         views = [_broker_order(o) for o in await self._orders()]

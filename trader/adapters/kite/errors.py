@@ -91,6 +91,14 @@ def data_exception(status: int, message: str) -> Exception:
     return exc
 
 
+def token_exception(message: str) -> Exception:
+    """A ``TokenException`` (HTTP 403) raised by the client itself: the token is known to be dead."""
+    cls: Any = TokenException
+    exc: Exception = cls(message, code=403)
+    exc.http_status = 403  # type: ignore[attr-defined]
+    return exc
+
+
 def parse_response(status: int, content_type: str, body: bytes) -> Any:
     """Kite envelope → ``data`` (JSON) or raw bytes (CSV); raises the official exception classes."""
     if "json" in content_type:

@@ -4,6 +4,11 @@ Kite reports cumulative ``filled_quantity`` and ``average_price``; one execution
 reports. Deliveries may repeat (reconnects, a poll after a postback) or arrive out of order, so the tracker keeps
 what each order has already reported and emits only what is new: a repeated or stale report adds nothing, and
 nothing follows a terminal state. Money arrives as rupee floats and leaves as integer paise.
+
+Trust: a report is booked only for an order id the tracker knows — named by our own ``place_order`` reply
+(``placed``), or confirmed from the broker's own record (``on_postback(..., confirmed=True)``). A report for an order
+id never seen, even under one of our tags, is held back (``needs_confirmation``): ``KiteBroker`` asks the broker's
+order history first, so a forged update never becomes a position the broker does not have.
 """
 
 from __future__ import annotations
@@ -73,16 +78,33 @@ class OrderTracker:
             reported.filled, reported.filled_value = filled, filled_value
             reported.fills = max(reported.fills, 1)  # the brokerage of its first execution is booked already
 
-    def on_postback(self, data: Mapping[str, Any]) -> list[OrderUpdate | Fill]:
+    def placed(self, tag: str, order_id: str) -> None:
+        """The broker named ``order_id`` for our order ``tag`` (its own reply or order book): trusted from now on."""
+        if order_id and tag in self._intents:
+            self._tag_of_order.setdefault(order_id, tag)
+
+    def is_known(self, order_id: str) -> bool:
+        return order_id in self._tag_of_order
+
+    def intent_for(self, tag: str) -> OrderIntent | None:
+        return self._intents.get(tag)
+
+    def needs_confirmation(self, data: Mapping[str, Any]) -> bool:
+        """A report under one of our tags for an order id we have not seen: the broker must confirm it first."""
+        order_id = str(data.get("order_id") or "")
+        return bool(order_id) and order_id not in self._tag_of_order and str(data.get("tag") or "") in self._intents
+
+    def on_postback(self, data: Mapping[str, Any], *, confirmed: bool = False) -> list[OrderUpdate | Fill]:
+        """The events a report adds. ``confirmed``: ``data`` is the broker's own record (order book or history)."""
         try:
-            return self._translate(data)
+            return self._translate(data, confirmed)
         except PostbackError as exc:
             log.error("postback_rejected", problem=str(exc), order_id=str(data.get("order_id", "")))
         except Exception:  # a broker message must never take the market-data feed down with it
             log.exception("postback_failed", order_id=str(data.get("order_id", "")))
         return []
 
-    def _translate(self, data: Mapping[str, Any]) -> list[OrderUpdate | Fill]:
+    def _translate(self, data: Mapping[str, Any], confirmed: bool) -> list[OrderUpdate | Fill]:
         order_id = str(data.get("order_id") or "")
         if not order_id:
             raise PostbackError("order_id is missing")
@@ -91,6 +113,9 @@ class OrderTracker:
         if intent is None:
             log.info("postback_for_unknown_order", order_id=order_id, tag=tag, status=data.get("status"))
             return []  # placed outside this daemon (web, app): not ours to trade on
+        if order_id not in self._tag_of_order and not confirmed:
+            log.warning("postback_not_booked_unconfirmed", order_id=order_id, tag=tag, status=data.get("status"))
+            return []
         self._tag_of_order[order_id] = tag
         reported = self._by_order.setdefault(order_id, _Reported(intent))
         if order_id in self._terminal:

@@ -3,14 +3,27 @@
 Lot sizes, tick sizes, strikes and expiries come from the day's dump (``/instruments/<exchange>``), never from our
 fallback tables; the index's last price (``/quote``) picks the strikes around spot, and its exchange timestamp sets
 the ``ExchangeClock`` (a simulator's session may run on another day or hour).
+
+The broker may be briefly unavailable at start (a 503, a timeout, a 429): each request is retried with exponential
+backoff for at most ``PROVISION_RETRY_SECONDS`` of waiting in all (on top of the REST client's own few quick
+retries), then start-up fails with ``BrokerUnreachableError``, one line naming what could not be read from where. A
+refused access token or another 4xx is not retried: it fails at once with the fix.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
+from typing import TypeVar
 
+import aiohttp
+
+from trader.adapters.kite.errors import KiteException, KiteSessionExpired, classify
 from trader.adapters.kite.rest import KiteRestClient
+from trader.adapters.ports import BrokerError, BrokerUnavailable, RateLimited
 from trader.clock import NS_PER_SECOND, Clock, ExchangeClock
 from trader.logging import get_logger
 from trader.market.calendar import IST, ist_date
@@ -20,9 +33,70 @@ from trader.money import MoneyError, to_paise_or_zero
 
 log = get_logger("trader.kite.provision")
 
+T = TypeVar("T")
+
+# Waiting between attempts at start-up, in all, before the daemon gives up on an unreachable broker.
+PROVISION_RETRY_SECONDS = 60.0
+PROVISION_FIRST_DELAY_SECONDS = 1.0
+PROVISION_MAX_DELAY_SECONDS = 10.0
+
 
 class ProvisioningError(RuntimeError):
     """The broker's data cannot start a trading day (no listed options, no index price); the message says which."""
+
+
+class BrokerUnreachableError(ProvisioningError):
+    """The broker could not be read at start-up (after the retries, or refused outright); the message says what,
+    from where, and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Backoff at start-up: ``first_delay_s``, doubling up to ``max_delay_s``, for at most ``total_s`` of waiting.
+    ``sleep`` is injected so tests do not wait real seconds."""
+
+    total_s: float = PROVISION_RETRY_SECONDS
+    first_delay_s: float = PROVISION_FIRST_DELAY_SECONDS
+    max_delay_s: float = PROVISION_MAX_DELAY_SECONDS
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+async def fetch_with_retry(what: str, call: Callable[[], Awaitable[T]], *, root: str,
+                           retry: RetryPolicy | None = None) -> T:
+    """``await call()``, retried while the broker is unavailable or rate-limits; else one clear error."""
+    policy = retry or DEFAULT_RETRY
+    waited = 0.0
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await call()
+        except (KiteException, BrokerError, aiohttp.ClientError, TimeoutError) as exc:
+            kind = classify(exc)
+            reason = _reason(exc)
+            if issubclass(kind, KiteSessionExpired):
+                raise BrokerUnreachableError(
+                    f"{what} from {root}: the broker refused the access token ({reason}); run `trader login` for "
+                    "today's token (or set TRADER_KITE__ACCESS_TOKEN) and start again") from None
+            if not issubclass(kind, BrokerUnavailable | RateLimited):
+                raise BrokerUnreachableError(f"{what} from {root}: the broker refused the request ({reason}); "
+                                             "check TRADER_KITE__API_KEY and TRADER_KITE_API_ROOT") from None
+            delay = min(policy.first_delay_s * 2 ** (attempt - 1), policy.max_delay_s, policy.total_s - waited)
+            if delay <= 0:
+                raise BrokerUnreachableError(
+                    f"{what} from {root}: the broker is unreachable ({reason}) after {attempt} attempts over "
+                    f"{waited:g}s; check the network and the broker's status, then start again") from None
+            log.warning("provisioning_retry", what=what, attempt=attempt, retry_in_s=round(delay, 3), error=reason)
+            await policy.sleep(delay)
+            waited += delay
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def observe_exchange_time(clock: Clock, stamp: object) -> None:
@@ -38,7 +112,8 @@ def observe_exchange_time(clock: Clock, stamp: object) -> None:
 
 
 async def provision_market(client: KiteRestClient, underlyings: Sequence[UnderlyingSpec],
-                           instruments: InstrumentMaster, clock: Clock, *, strikes_each_side: int) -> list[int]:
+                           instruments: InstrumentMaster, clock: Clock, *, strikes_each_side: int,
+                           retry: RetryPolicy | None = None) -> list[int]:
     """Merge each underlying's F&O dump into ``instruments``; return the index and near-the-money option tokens.
 
     The chain is the nearest listed expiry on or after today (exchange time) from the dump, so a holiday-moved
@@ -46,12 +121,16 @@ async def provision_market(client: KiteRestClient, underlyings: Sequence[Underly
     """
     tokens: list[int] = []
     for spec in underlyings:
-        instruments.merge(await client.instruments(spec.fo_exchange))
+        dump = await fetch_with_retry(f"the {spec.fo_exchange} instrument dump (/instruments/{spec.fo_exchange})",
+                                      partial(client.instruments, spec.fo_exchange),
+                                      root=client.root, retry=retry)
+        instruments.merge(dump)
         instruments.add_index(IndexInstrument(exchange=spec.spot_exchange, tradingsymbol=spec.spot_symbol,
                                               name=spec.name, instrument_token=spec.spot_token,
                                               tick_size=spec.tick_size_paise))
         key = f"{spec.spot_exchange}:{spec.spot_symbol}"
-        quote = (await client.quote([key])).get(key, {})
+        quote = (await fetch_with_retry(f"the {key} quote (/quote)", partial(client.quote, [key]),
+                                        root=client.root, retry=retry)).get(key, {})
         try:
             spot = to_paise_or_zero(quote.get("last_price"))
         except MoneyError as exc:

@@ -18,19 +18,30 @@ returns an ``InstrumentMaster`` built from the CSV dump.
 Pacing: one ``RateLimiter`` per endpoint family (orders, quote, historical, everything else) on the injected clock.
 Retries: only GET requests are retried (timeout, connection error, 5xx, 429) with bounded exponential backoff;
 POST/PUT/DELETE are sent exactly once — an ambiguous write is resolved by the execution actor looking the ``tag`` up.
+
+Token expiry: the first HTTP 403 ``TokenException`` for the client's own access token marks that token dead and calls
+``on_token_rejected(token, detail)``; from then on every request with the dead token is refused here, without being
+sent (a ``TokenException``, 403), until ``access_token`` is replaced — no order leaves with a token Kite has refused.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import urljoin
 
 import aiohttp
 
 from trader import __version__
-from trader.adapters.kite.errors import KiteException, data_exception, http_status, parse_response
+from trader.adapters.kite.errors import (
+    KiteException,
+    TokenException,
+    data_exception,
+    http_status,
+    parse_response,
+    token_exception,
+)
 from trader.clock import NS_PER_SECOND, Clock, LiveClock
 from trader.ids import is_valid_tag
 from trader.market.instrument_master import InstrumentMaster
@@ -97,12 +108,15 @@ class KiteRestClient:
         self._get_attempts = get_attempts
         self._backoff_ns = round(backoff_s * NS_PER_SECOND)
         self._max_backoff_ns = round(max_backoff_s * NS_PER_SECOND)
+        self.dead_token: str | None = None  # refused by Kite with 403 TokenException: never sent again
+        self.on_token_rejected: Callable[[str, str], None] | None = None
 
     # -- plumbing ----------------------------------------------------------------------------------------------
-    def headers(self) -> dict[str, str]:
+    def headers(self, access_token: str | None = None) -> dict[str, str]:
         headers = {"X-Kite-Version": KITE_VERSION, "User-Agent": USER_AGENT}
-        if self.api_key and self.access_token:
-            headers["Authorization"] = f"token {self.api_key}:{self.access_token}"
+        token = access_token or self.access_token
+        if self.api_key and token:
+            headers["Authorization"] = f"token {self.api_key}:{token}"
         return headers
 
     def _get_session(self) -> aiohttp.ClientSession:
@@ -123,18 +137,24 @@ class KiteRestClient:
         await self.close()
 
     async def _send_once(self, method: str, url: str, *, query: Any, form: dict[str, str] | None,
-                         json_body: Any) -> Any:
+                         json_body: Any, access_token: str | None) -> Any:
         session = self._get_session()
-        async with session.request(method, url, params=query, data=form, json=json_body, headers=self.headers(),
+        async with session.request(method, url, params=query, data=form, json=json_body,
+                                   headers=self.headers(access_token),
                                    timeout=self._timeout, allow_redirects=True) as response:
             body = await response.read()
             return parse_response(response.status, response.headers.get("Content-Type", ""), body)
 
     async def request(self, method: str, path: str, params: Mapping[str, object] | None = None, *,
                       query: Sequence[tuple[str, str]] | Mapping[str, object] | None = None,
-                      json_body: Any = None) -> Any:
+                      json_body: Any = None, access_token: str | None = None) -> Any:
         """Send one Kite request. ``params`` go to the query (GET/DELETE) or the form body (POST/PUT);
-        ``query`` adds explicit query parameters (repeated keys as pairs); ``json_body`` replaces the form."""
+        ``query`` adds explicit query parameters (repeated keys as pairs); ``json_body`` replaces the form;
+        ``access_token`` authenticates this request only (checking a new token before it is swapped in)."""
+        token = access_token or self.access_token
+        if token and token == self.dead_token:
+            raise token_exception("not sent: Kite already refused this access token (403 TokenException); "
+                                  "run `trader login` for a new one")
         method = method.upper()
         url = urljoin(self.root, path)  # as the official client: a path in ``root`` is discarded
         form: dict[str, str] | None = None
@@ -153,17 +173,26 @@ class KiteRestClient:
             await limiter.acquire()
             try:
                 return await self._send_once(method, url, query=query_params or None, form=form,
-                                             json_body=json_body)
+                                             json_body=json_body, access_token=access_token)
             except (aiohttp.ClientError, TimeoutError):
                 if attempt == attempts:
                     raise
             except KiteException as exc:
                 status = http_status(exc) or 0
+                if status == 403 and isinstance(exc, TokenException) and token:
+                    self._token_refused(token, f"{method} {path}: {exc}")
                 if attempt == attempts or not (status == 429 or status >= 500):
                     raise
             delay = min(self._backoff_ns << (attempt - 1), self._max_backoff_ns)
             await self._clock.sleep_until(self._clock.now_ns() + delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _token_refused(self, token: str, detail: str) -> None:
+        if token != self.access_token or token == self.dead_token:
+            return  # a candidate checked with ``access_token=``, or already known dead
+        self.dead_token = token
+        if self.on_token_rejected is not None:
+            self.on_token_rejected(token, detail)
 
     # -- session -----------------------------------------------------------------------------------------------
     async def generate_session(self, request_token: str, api_secret: str) -> dict[str, Any]:
@@ -185,8 +214,9 @@ class KiteRestClient:
             self.access_token = None
         return bool(data)
 
-    async def profile(self) -> dict[str, Any]:
-        return cast(dict[str, Any], await self.request("GET", "/user/profile"))
+    async def profile(self, *, access_token: str | None = None) -> dict[str, Any]:
+        """``GET /user/profile``: the cheapest authenticated call, also used to check a new token."""
+        return cast(dict[str, Any], await self.request("GET", "/user/profile", access_token=access_token))
 
     async def margins(self, segment: str | None = None) -> dict[str, Any]:
         path = f"/user/margins/{segment}" if segment else "/user/margins"
