@@ -7,7 +7,7 @@ ARGS ?=
 # No "Entering directory" lines on stdout either, when make runs inside another make (CI, a user's own Makefile).
 MAKEFLAGS += --no-print-directory
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit bench crash clean
 
 # Set-up output goes to stderr and recipes are not echoed, so `make run | jq` sees only the daemon's JSON lines.
 $(STAMP): pyproject.toml
@@ -34,6 +34,11 @@ test: lint unit
 bench: $(STAMP)
 	@$(BIN)/python bench/bus.py
 	@$(BIN)/python bench/decode.py
+
+# The kill -9 harness: 200 SIGKILLs of the live daemon against `trader sim`, fault knobs on (tens of minutes);
+# prints its counts one line each and exits non-zero unless all are 0. ARGS="--quick" for a handful of kills.
+crash: $(STAMP)
+	@$(BIN)/python bench/crash.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -95,6 +95,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="simulated start, ISO date-time, IST unless a zone is given (e.g. 2027-01-05T09:15); "
                           "default: the open of the current or next session")
     sim.add_argument("--log-level", default="INFO")
+    faults = sim.add_argument_group("fault knobs (all off by default)")
+    faults.add_argument("--error-rate", type=float, default=0.0, metavar="SHARE",
+                        help="share of authenticated requests answered 500/502/503 before they are handled")
+    faults.add_argument("--timeout-after-accept", type=float, default=0.0, metavar="SHARE",
+                        help="share of order placements accepted whose answer is then lost (see --timeout-mode)")
+    faults.add_argument("--timeout-mode", choices=("delay", "drop"), default="delay",
+                        help="a lost answer comes --timeout-delay seconds late (delay) or never (drop)")
+    faults.add_argument("--timeout-delay", type=float, default=30.0, metavar="SECONDS")
+    faults.add_argument("--rate-limit-rate", type=float, default=0.0, metavar="SHARE",
+                        help="share of authenticated requests answered 429")
+    faults.add_argument("--ws-drop-every", type=float, default=0.0, metavar="SIM_SECONDS",
+                        help="drop every WebSocket connection this often, in simulated seconds (0 = never)")
     login = sub.add_parser("login", help="exchange the day's Kite request token for an access token (stored 0600)")
     _settings_flags(login)
     login.add_argument("--request-token", help="the request_token (or the whole redirect URL); asked for if absent")
@@ -145,6 +157,19 @@ def _sim(args: argparse.Namespace) -> int:
         problems.append(f"--speed {args.speed}: must be above 0, e.g. --speed 60 for an hour a minute")
     if args.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append(f"--log-level {args.log_level}: use DEBUG, INFO, WARNING or ERROR")
+    from trader.sim.wire import Faults  # noqa: PLC0415 - aiohttp only for the simulator
+
+    faults = None
+    try:
+        if not 0 <= args.timeout_delay < 3600:
+            raise ValueError(f"--timeout-delay {args.timeout_delay}: must be 0-3600 seconds")
+        faults = Faults(error_rate=args.error_rate, timeout_after_accept=args.timeout_after_accept,
+                        timeout_mode=args.timeout_mode, timeout_delay_s=args.timeout_delay,
+                        rate_limit_rate=args.rate_limit_rate)
+    except ValueError as exc:
+        problems.append(str(exc))
+    if not 0 <= args.ws_drop_every < 86_400:
+        problems.append(f"--ws-drop-every {args.ws_drop_every}: must be 0 (never) up to a simulated day")
     start = None
     if args.start is not None:
         start, problem = _sim_start(args.start, args.follow_calendar)
@@ -160,7 +185,8 @@ def _sim(args: argparse.Namespace) -> int:
     async def until_signalled() -> None:
         task = asyncio.create_task(serve(host=args.host, port=args.port, api_key=args.api_key,
                                          api_secret=args.api_secret, speed=args.speed, seed=args.seed,
-                                         start=start, follow_calendar=args.follow_calendar))
+                                         start=start, follow_calendar=args.follow_calendar, faults=faults,
+                                         ws_drop_every_s=args.ws_drop_every))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)

@@ -15,6 +15,7 @@ from trader.clock import NS_PER_SECOND
 from trader.logging import get_logger
 from trader.market.calendar import IST, ist_text
 from trader.sim.exchange import ExchangeSimulator
+from trader.sim.wire import Faults
 
 log = get_logger("trader.sim")
 
@@ -31,12 +32,15 @@ def _epoch_ns(moment: datetime) -> int:
 
 async def serve(*, host: str = "127.0.0.1", port: int = 8765, api_key: str = DEFAULT_API_KEY,
                 api_secret: str = DEFAULT_API_SECRET, speed: float = 1.0, seed: int = 7,
-                start: datetime | None = None, follow_calendar: bool = False, ws_port: int | None = None) -> None:
+                start: datetime | None = None, follow_calendar: bool = False, ws_port: int | None = None,
+                faults: Faults | None = None, ws_drop_every_s: float = 0.0) -> None:
     """Serve Kite REST on ``host:port`` and the Kite WebSocket on ``host:ws_port`` (default ``port + 1``; any free
     port when ``port`` is 0) until the task is cancelled.
 
     ``speed`` (> 0) paces the simulated clock; ``start`` (a datetime, naive = IST) sets where the simulated clock
     starts instead of the next/current session open. ``follow_calendar`` ignores both and follows the wall clock.
+    ``faults`` and ``ws_drop_every_s`` are the simulator's fault knobs (``Faults``; forced WebSocket drops every so
+    many simulated seconds), on from the start.
     """
     if follow_calendar:
         if start is not None or speed != 1.0:
@@ -48,6 +52,8 @@ async def serve(*, host: str = "127.0.0.1", port: int = 8765, api_key: str = DEF
             raise ValueError(f"speed must be > 0 for a served simulator (it moves by itself), got {speed}")
         sim = ExchangeSimulator(api_key, api_secret, seed=seed, speed=speed,
                                 start_ns=_epoch_ns(start) if start is not None else None)
+    sim.faults = faults or Faults()
+    sim.ws_drop_every_s = ws_drop_every_s
     rest_port = port
     websocket_port = ws_port if ws_port is not None else (port + 1 if port else 0)
     base_url = await sim.start(host, rest_port, ws_port=websocket_port)
@@ -56,6 +62,7 @@ async def serve(*, host: str = "127.0.0.1", port: int = 8765, api_key: str = DEF
         log.info("sim_listening", rest_url=base_url, ws_url=sim.ws_url, api_key=api_key, speed=sim.clock.speed,
                  sim_time=ist_text(now_ns),
                  follow_calendar=follow_calendar, market_open=sim.calendar.is_open(now_ns),
+                 faults=repr(sim.faults), ws_drop_every_s=ws_drop_every_s,
                  daemon_env=f"TRADER_KITE_API_ROOT={base_url} TRADER_KITE_WS_ROOT={sim.ws_url} "
                             f"TRADER_KITE__API_KEY={api_key}",
                  hint="log in with `trader login` against this API root (the simulator's secret is the one passed "
