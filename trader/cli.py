@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from trader import __version__
-from trader.config import ConfigError, Settings, load_settings, masked_dump
+from trader.config import MAX_SPEED, ConfigError, Settings, load_settings, masked_dump
 from trader.logging import configure_logging, get_logger, on_output_closed
 from trader.market.calendar import IST
 from trader.store.journal import JournalError
@@ -153,8 +153,11 @@ def _sim(args: argparse.Namespace) -> int:
     problems = []
     if not 0 <= args.port <= 65534:
         problems.append(f"--port {args.port}: must be 0-65534 (the WebSocket takes port+1)")
-    if args.speed <= 0:
-        problems.append(f"--speed {args.speed}: must be above 0, e.g. --speed 60 for an hour a minute")
+    if not 0 < args.speed <= MAX_SPEED:  # also refuses nan
+        problems.append(f"--speed {args.speed}: must be above 0 and at most {MAX_SPEED:g}, e.g. --speed 60 for an "
+                        "hour a minute")
+    if not 0 <= args.seed <= 2**63 - 1:
+        problems.append(f"--seed {args.seed}: must be 0 or more (and below 2**63), e.g. --seed 7")
     if args.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         problems.append(f"--log-level {args.log_level}: use DEBUG, INFO, WARNING or ERROR")
     from trader.sim.wire import Faults  # noqa: PLC0415 - aiohttp only for the simulator

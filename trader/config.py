@@ -24,7 +24,7 @@ from pydantic_settings import (
 from trader.market.calendar import IST, MarketCalendar
 from trader.market.calendar_data import CalendarError, load_calendar_data
 from trader.market.instruments import resolve_underlying
-from trader.risk.config import RiskConfig, require_fraction
+from trader.risk.config import MAX_LOTS_PER_ORDER, RiskConfig, require_fraction
 
 ENV_PREFIX = "TRADER_"
 # Zerodha starts squaring off intraday (MIS) F&O positions at 15:25 IST (support.zerodha.com, "Intraday auto
@@ -32,22 +32,28 @@ ENV_PREFIX = "TRADER_"
 ZERODHA_FO_SQUARE_OFF = time(15, 25)
 KNOWN_STRATEGIES = ("ema_crossover_enhanced",)
 
+# The built-in market's and the simulator's speed: 10 000x shows a session in about two seconds.
+MAX_SPEED = 10_000.0
+# Words in a setting's name that mean its value is never shown in an error (nor is an unknown setting's value).
+SECRET_WORDS = ("token", "secret", "key", "password", "passwd", "credential")
+
 _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("trader_toml_path", default=None)
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are never a setting: they passed every bound and crashed later (OverflowError).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class StrategySettings(_Section):
     confidence_cutoff: float = Field(50.0, ge=0, le=100)
-    lots: int = Field(1, ge=1)
-    fast: int = Field(9, ge=1)
-    slow: int = Field(21, ge=2)
-    bar_seconds: int = Field(60, ge=1)
-    confirm_bars: int = Field(3, ge=1)
+    lots: int = Field(1, ge=1, le=MAX_LOTS_PER_ORDER)
+    fast: int = Field(9, ge=1, le=500)
+    slow: int = Field(21, ge=2, le=1_000)
+    bar_seconds: int = Field(60, ge=1, le=3_600)
+    confirm_bars: int = Field(3, ge=1, le=100)
     stop_loss_pct: float = 0.30
-    target_pct: float = Field(0.60, gt=0)
+    target_pct: float = Field(0.60, gt=0, le=100, description="premium gain that takes profit (0.6 = +60%)")
     market_protection: float = -1.0
     max_strikes_otm: int = Field(10, ge=0, le=30, description="how far out of the money an entry may go to fit "
                                  "the risk budget")
@@ -110,16 +116,16 @@ class PaperSettings(_Section):
 class SimSettings(_Section):
     """The built-in market (paper mode without Kite credentials, and backtest)."""
 
-    seed: int = 7
-    speed: float = Field(1.0, ge=0, description="× real time; 0 = as fast as possible")
+    seed: int = Field(7, ge=0, le=2**63 - 1)
+    speed: float = Field(1.0, ge=0, le=MAX_SPEED, description="× real time; 0 = as fast as possible")
     start: datetime | None = Field(None, description="simulated start, IST if no zone is given; default: now")
-    days: int = Field(0, ge=0, description="sessions to simulate; 0 = until stopped")
-    spot: float = Field(26_000.0, gt=0)
+    days: int = Field(0, ge=0, le=3_650, description="sessions to simulate; 0 = until stopped")
+    spot: float = Field(26_000.0, gt=0, le=10_000_000)
     annual_vol: float = Field(0.13, gt=0, lt=2)
     atm_iv: float = Field(0.13, gt=0, lt=3)
     strikes_each_side: int = Field(10, ge=1, le=50)
-    tick_interval_ms: int = Field(1_000, ge=10)
-    chain_interval_ms: int = Field(1_000, ge=10)
+    tick_interval_ms: int = Field(1_000, ge=10, le=60_000)
+    chain_interval_ms: int = Field(1_000, ge=10, le=3_600_000)
 
     @field_validator("start")
     @classmethod
@@ -145,7 +151,7 @@ class KiteSettings(_Section):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid",
-                                      frozen=True)
+                                      frozen=True, allow_inf_nan=False)
 
     mode: Literal["backtest", "paper", "live"] = "paper"
     symbols: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["NSE:NIFTY50-INDEX"])
@@ -313,6 +319,11 @@ def env_name(field_path: str) -> str:
     return ENV_PREFIX + field_path.replace(".", "__").upper()
 
 
+def looks_secret(path: str) -> bool:
+    """True for a setting whose name says its value is a secret (``kite.access_token``, ``...password``)."""
+    return any(word in path.lower() for word in SECRET_WORDS)
+
+
 def _describe(error: Any) -> str:
     path = ".".join(str(part) for part in error["loc"])
     message = str(error["msg"]).removeprefix("Value error, ")
@@ -321,6 +332,11 @@ def _describe(error: Any) -> str:
         where.insert(0, CLI_FLAGS[path])
     shown = error.get("input")
     given = f" (got {shown!r})" if shown is not None and not isinstance(shown, dict | SecretStr) else ""
+    if error["type"] == "extra_forbidden" or looks_secret(path):
+        # An unknown setting may be a misspelled secret whose name no longer says so: never show its value.
+        given = ""
+        if looks_secret(path) and isinstance(shown, str | int | float) and str(shown) and str(shown) in message:
+            message = message.replace(str(shown), "***")
     if error["type"] == "extra_forbidden":
         return f"config error: {path}: unknown setting{given}; check the spelling against configs/paper.toml"
     if not path:  # a rule across fields: the message names them

@@ -11,6 +11,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+# The largest amount of rupees any setting may name (₹1,000 crore): beyond it a value is a typo, not a plan.
+MAX_RUPEES = 10_000_000_000.0
+# Lots in one order: the exchange's quantity freeze allows at most 50 (SENSEX; NIFTY 27) at today's lot sizes
+# (docs/reference/india-fno-facts.md §2.3), so 100 already leaves room for a change of lot size.
+MAX_LOTS_PER_ORDER = 100
+
 # Every field that is a share of something; validated by ``require_fraction``.
 FRACTION_FIELDS = (
     "max_daily_loss_pct",
@@ -38,23 +44,26 @@ def require_fraction(name: str, value: float) -> float:
 class RiskConfig(BaseModel):
     """Risk limits. Money in rupees; ``*_pct`` and the level thresholds are fractions (0.02 = 2 %)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan are never a limit: they passed every bound and crashed later (OverflowError).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    initial_capital: float = Field(100_000.0, gt=0, description="rupees; loss limits and risk per trade are shares")
+    initial_capital: float = Field(100_000.0, gt=0, le=MAX_RUPEES,
+                                   description="rupees; loss limits and risk per trade are shares")
     max_daily_loss_pct: float = 0.02
     max_weekly_loss_pct: float = 0.05
     max_monthly_loss_pct: float = 0.10
     max_drawdown_pct: float = Field(0.15, description="share of the peak equity")
     max_risk_per_trade_pct: float = 0.01
-    max_positions_per_symbol: int = Field(3, ge=1, description="open or pending positions per underlying")
-    max_total_positions: int = Field(10, ge=1)
-    max_lots_per_trade: int = Field(1, ge=1)
-    min_margin_buffer: float = Field(50_000.0, ge=0, description="rupees that must stay free after an order")
+    max_positions_per_symbol: int = Field(3, ge=1, le=100, description="open or pending positions per underlying")
+    max_total_positions: int = Field(10, ge=1, le=500)
+    max_lots_per_trade: int = Field(1, ge=1, le=MAX_LOTS_PER_ORDER)
+    min_margin_buffer: float = Field(50_000.0, ge=0, le=MAX_RUPEES,
+                                     description="rupees that must stay free after an order")
     max_margin_utilisation_pct: float = 0.80
     # Kite allows 10 orders/s per account for an unregistered retail algo (docs/reference/india-fno-facts.md §5.2);
     # stay below it.
     max_orders_per_second: int = Field(8, ge=1, le=10)
-    max_order_value: float = Field(500_000.0, gt=0, description="rupees: quantity × price of one order")
+    max_order_value: float = Field(500_000.0, gt=0, le=MAX_RUPEES, description="rupees: quantity × price of one order")
     no_entry_before: time = Field(time(9, 20), description="IST: no new entries before this time")
     no_entry_after: time = Field(time(15, 0), description="IST: no new entries after this time")
     flatten_on_breach: bool = False
