@@ -788,3 +788,26 @@ async def test_closing_is_bounded_when_the_order_book_never_answers() -> None:
     assert h.actor.placements == set()
     assert h.actor.unresolved == 1  # still unknown, and said so
     assert h.updates(request) == []
+
+
+async def test_a_parked_order_that_reports_in_is_resolved_so_shutdown_raises_no_false_alarm() -> None:
+    """Fault injection item 11: an order parked as unknown whose fills then arrive was still called
+    ``order_state_unknown_at_shutdown``; its own update proves it is on the broker's book."""
+    h = Harness()
+    h.broker.lookup_down = True
+    request = h.request(TIMEOUT_AFTER, ACCEPT)
+    await h.handle(request)
+    assert h.actor.unresolved == 1
+    [order] = h.broker.orders_for(request.tag)
+    await h.handle(OrderUpdate(ts_ns=h.clock.now_ns(), intent_id=request.intent.intent_id, order_id=order.order_id,
+                               status=OrderStatus.COMPLETE, filled_quantity=request.intent.quantity,
+                               average_price=10_000))
+    assert h.actor.unresolved == 0
+    assert h.actor.orders_placed == 1
+    stream = capture_logs()
+    try:
+        await h.actor.close(budget_s=1.0)
+    finally:
+        configure_logging("ERROR", io.StringIO())
+    assert [line for line in log_lines(stream) if line.get("event") == "order_state_unknown_at_shutdown"] == []
+    assert h.broker.calls_for(request.tag) == 1
