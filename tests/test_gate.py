@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from trader.actors.execution import ExecutionActor
+from trader.actors.portfolio import PortfolioActor
+from trader.actors.risk import RiskGateActor
 from trader.adapters.ports import BrokerOrder, BrokerTrade
 from trader.bus import EventBus
-from trader.clock import SimClock
+from trader.clock import NS_PER_SECOND, SimClock
 from trader.events import (
     Command,
     CommandKind,
@@ -24,10 +26,14 @@ from trader.events import (
     OrderType,
     OrderUpdate,
     Side,
+    TradingState,
 )
-from trader.gate import run_gate
+from trader.gate import GateResult, restore_from_gate, run_gate
+from trader.ids import IdFactory
 from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import OptionContract
+from trader.risk.config import RiskConfig
+from trader.risk.core import RiskManager
 from trader.store.journal import SCHEMA_VERSION, Journal, JournalError
 from trader.store.orders import OrderJournal
 
@@ -241,3 +247,72 @@ async def test_a_full_disk_halts_entries_and_the_order_is_never_sent(tmp_path: P
     [halt] = [e for e in published if isinstance(e, Command)]
     assert halt.kind is CommandKind.HALT and str(raw.path) in halt.reason
     assert actor.journal_failed
+
+
+class Actors:
+    """The actors a restart restores, not running: the gate hands them their state before they start."""
+
+    def __init__(self, broker: FakeBroker, clock: SimClock) -> None:
+        self.bus = EventBus()
+        self.portfolio = PortfolioActor(self.bus, 10_000_000)
+        self.manager = RiskManager(RiskConfig(), now_ns=clock.now_ns)
+        self.risk = RiskGateActor(self.bus, self.manager, clock, IdFactory(T0), broker=broker)
+        self.execution = ExecutionActor(self.bus, broker, clock)
+
+    def restore(self, result: GateResult, broker: FakeBroker, *, replay: bool = False) -> None:
+        restore_from_gate(result, self.portfolio, self.risk, self.execution, broker=broker, now_ns=T0,
+                          replay_windows=replay)
+
+
+async def test_a_restart_restores_books_open_orders_with_their_timers_and_the_rate_window(
+        broker: FakeBroker, journal: OrderJournal) -> None:
+    clock = SimClock(T0, speed=0)
+    held = request("E10", quantity=LOT)
+    journal.record_intent(held, T0)
+    journal.record_sent("E10", "O10", T0)
+    journal.record_fill(fill(held, "O10", LOT, 10_000, LOT))
+    journal.record_update(OrderUpdate(T0, "E10", "O10", OrderStatus.COMPLETE, LOT, 0, 10_000))
+    working = OrderRequest(ts_ns=T0 - NS_PER_SECOND // 2, intent=dataclasses.replace(
+        request("X11", side=Side.SELL, purpose=IntentPurpose.EXIT).intent, ts_ns=T0 - NS_PER_SECOND // 2), tag="X11")
+    journal.record_intent(working, T0)
+    journal.record_sent("X11", "O11", T0)
+    broker.orders += [order(held, "O10", OrderStatus.COMPLETE, LOT, 10_000),
+                      order(working, "O11", OrderStatus.OPEN, 0, 0)]
+    broker.held = {CE.instrument_token: LOT}
+    result = await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep)
+    actors = Actors(broker, clock)
+    actors.restore(result, broker)
+    assert actors.portfolio.position(CE.instrument_token) == LOT
+    assert actors.portfolio.book.positions[CE.instrument_token].average_price == 10_000
+    assert actors.manager.book.quantity(CE.instrument_token) == LOT
+    assert actors.manager.book.charges == 2_000
+    assert actors.execution.open_orders == 1
+    assert broker.adopted == [("X11", "O11", 0, 0)]
+    # the re-price timer counts from when the order was sent, not from the restart
+    assert actors.execution._cancel_at["O11"] == working.ts_ns + int(30 * NS_PER_SECOND)
+    # both intents were sent within the last second: they still count against the order rate
+    assert actors.execution.limiter.used(T0) == 2
+    assert actors.manager.has_pending(CE.instrument_token)  # the working exit holds its place
+    assert actors.manager.state is TradingState.ACTIVE
+
+
+async def test_a_halt_from_an_earlier_start_is_cleared_only_when_the_books_agree(
+        broker: FakeBroker, journal: OrderJournal) -> None:
+    clock = SimClock(T0, speed=0)
+    broker.book_down = True
+    actors = Actors(broker, clock)
+    actors.restore(await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep, attempts=2), broker)
+    assert actors.manager.state is TradingState.HALTED
+    saved = actors.manager.to_state()
+    broker.book_down = False
+    again = Actors(broker, clock)
+    again.manager = RiskManager.from_state(RiskConfig(), saved, now_ns=clock.now_ns)
+    again.risk.manager = again.manager
+    again.restore(await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep), broker)
+    assert again.manager.state is TradingState.ACTIVE
+    operator = RiskManager(RiskConfig(), now_ns=clock.now_ns)
+    operator.halt("operator says stop", T0)
+    third = Actors(broker, clock)
+    third.manager = third.risk.manager = operator
+    third.restore(await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep), broker)
+    assert operator.state is TradingState.HALTED  # the gate never lifts a halt it did not set

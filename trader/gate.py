@@ -15,6 +15,7 @@ from trader.actors.portfolio import PortfolioActor
 from trader.actors.risk import RiskGateActor
 from trader.adapters.ports import Broker, BrokerBook
 from trader.book import PositionBook
+from trader.clock import NS_PER_SECOND
 from trader.events import Fill, IntentPurpose, OrderRequest, TradingState
 from trader.logging import get_logger
 from trader.market.calendar import ist_date
@@ -29,6 +30,7 @@ from trader.strategies.base import RestoredPosition
 log = get_logger("trader.gate")
 
 HALT_PREFIX = "reconciliation"  # a halt the gate set; a later start whose books agree clears it
+RATE_WINDOW_NS = NS_PER_SECOND  # Kite's order-rate limit counts per second
 
 
 @dataclass(slots=True)
@@ -38,6 +40,7 @@ class GateResult:
     positions: list[RestoredPosition]  # our open positions, with their owner strategy ("" = owner unknown)
     adopted: list[tuple[OrderRequest, str, int, int]]  # (request, order id, units filled, value filled)
     outside_tokens: set[int] = field(default_factory=set)
+    recent_sends: list[int] = field(default_factory=list)  # send times within the rate window before the start
     reconciliation: Reconciliation | None = None
     elapsed_ms: int = 0
 
@@ -94,6 +97,7 @@ async def run_gate(broker: Broker, orders: OrderJournal, instruments: Instrument
         halt_reason=f"{HALT_PREFIX}: {'; '.join(decided.problems)}" if decided.problems else "",
         fills=fills, positions=_our_positions(orders.fills(), orders, closed), adopted=adopted,
         outside_tokens=set(decided.outside_quantity), reconciliation=decided)
+    result.recent_sends = orders.sent_since(now_ns - RATE_WINDOW_NS)
     result.elapsed_ms = int((time.monotonic() - started) * 1000)
     return result
 
@@ -163,6 +167,9 @@ def restore_from_gate(result: GateResult, portfolio: PortfolioActor, risk: RiskG
     manager = risk.manager
     rebuild_book(manager, result.fills, replay=replay_windows)
     risk.seen_fills(fill.fill_id for fill in result.fills)
+    for sent_ns in result.recent_sends:  # orders sent just before a crash still count against the rate limit
+        execution.limiter.record(sent_ns)
+        manager.note_order_sent(sent_ns)
     for request, order_id, filled, value in result.adopted:
         execution.adopt_open(request, order_id)
         broker.adopt(request, order_id, filled, value)

@@ -134,9 +134,12 @@ class ExecutionActor(Actor):
             await self._cancel_stale()
 
     def adopt_open(self, request: OrderRequest, order_id: str) -> None:
-        """Before start: keep managing an order placed before a restart (its timers, its updates)."""
+        """Before start: keep managing an order placed before a restart: its updates, and its re-price timer,
+        counted from when it was sent, not from the restart."""
         self._seen_tags.add(request.tag)
-        self._track(request, order_id)
+        self._open.setdefault(order_id, request.intent.intent_id)
+        if request.intent.order_type is OrderType.MARKET:
+            self._cancel_at[order_id] = request.ts_ns + int(self.retry.reprice_after_s * NS_PER_SECOND)
 
     def _write(self, what: str, action: Callable[[OrderJournal], object]) -> None:
         """One journal write; a failure halts entries at once (never trade with a journal that cannot be written)."""

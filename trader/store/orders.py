@@ -135,6 +135,12 @@ class OrderJournal:
         rows = self.journal.read("SELECT order_id, SUM(quantity), SUM(quantity * price) FROM fills GROUP BY order_id")
         return {order_id: (int(units), int(value)) for order_id, units, value in rows}
 
+    def sent_since(self, since_ns: int) -> list[int]:
+        """When the intents of the last moments were sent (their write-ahead time): the order-rate window that a
+        restart must not forget."""
+        return [int(ts) for (ts,) in self.journal.read(
+            "SELECT ts_ns FROM intents WHERE ts_ns >= ? ORDER BY ts_ns", (since_ns,))]
+
     def strategy_of_intents(self) -> dict[str, str]:
         return {intent_id: strategy_id for intent_id, strategy_id
                 in self.journal.read("SELECT intent_id, strategy_id FROM intents")}
