@@ -45,11 +45,13 @@ import math
 import platform
 import pstats
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import time as wall_time
+from pathlib import Path
 from typing import Any, TypeVar
 
 from benchlib import Figure, emit, note
@@ -61,6 +63,7 @@ from trader.actors.portfolio import PortfolioActor
 from trader.actors.risk import RiskGateActor
 from trader.actors.strategy import StrategyActor
 from trader.adapters.paper import PaperBroker, PaperBrokerConfig
+from trader.adapters.paper_state import paper_state
 from trader.app import App
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, SimClock
@@ -83,6 +86,8 @@ from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import IndexInstrument, OptionContract, OptionType
 from trader.risk.config import RiskConfig
 from trader.risk.core import RiskManager
+from trader.store.journal import Journal
+from trader.store.orders import OrderJournal
 from trader.strategies.base import Holding, RestoredPosition, StrategyContext
 
 try:
@@ -518,8 +523,10 @@ def latency_risk_config(settings: Settings) -> RiskConfig:
 
 
 async def run_latency(ticks: list[Tick], instruments: InstrumentMaster, settings: Settings, rate: float,
-                      k: int) -> Latency:
-    """(c): the five real actors on the real bus, wired as ``App`` wires them for a paced paper run."""
+                      k: int, journal_dir: Path | None = None) -> Latency:
+    """(c): the five real actors on the real bus, wired as ``App`` wires them for a paced paper run; with
+    ``journal_dir``, with the journal as in paper mode (intents written before sending, updates, fills, the risk
+    and strategy states, the paper broker's book)."""
     contract = pick_contract(ticks, instruments)
     stamps = Stamps()
     origin: dict[str, int] = {}  # intent id → its tick's id
@@ -550,11 +557,17 @@ async def run_latency(ticks: list[Tick], instruments: InstrumentMaster, settings
     broker = StampingBroker(clock, PaperBrokerConfig(latency_ms=settings.paper.latency_ms,
                                                      slippage_ticks=settings.paper.slippage_ticks),
                             calendar, capital=manager.capital)
+    journal = Journal(journal_dir / "paper.sqlite3") if journal_dir is not None else None
     portfolio = PortfolioActor(bus, manager.capital)
-    risk = RiskGateActor(bus, manager, clock, ids, broker=broker)
-    execution = ExecutionActor(bus, broker, clock, max_orders_per_second=config.max_orders_per_second)
+    risk = RiskGateActor(bus, manager, clock, ids, broker=broker, journal=journal)
+    execution = ExecutionActor(bus, broker, clock, max_orders_per_second=config.max_orders_per_second,
+                               journal=OrderJournal(journal) if journal is not None else None)
     strategy = StrategyActor(bus, [IntentEveryKth(k, contract, origin)], StrategyContext(instruments, ids),
-                             auto_execution=True)
+                             auto_execution=True,
+                             save_state=(lambda name, doc: journal.save_state(name, doc, clock.now_ns()))
+                             if journal is not None else None)
+    if journal is not None:
+        broker.persist_with(lambda: journal.save_state("paper_broker", paper_state(broker), clock.now_ns()))
     market = PacedReplay(ticks, rate)
     feed = FeedActor(bus, market, instruments, clock, lossless=False, name="feed")
     bus.tap(tap)
@@ -574,13 +587,16 @@ async def run_latency(ticks: list[Tick], instruments: InstrumentMaster, settings
     finally:
         await execution.close()
         await supervisor.stop()
+        if journal is not None:
+            journal.close()
 
     for intent_id, tick_id in origin.items():
         placed = broker.placed_ns.get(intent_id)
         if placed is not None:
             stamps.order[tick_id] = placed
     return Latency(
-        name="bus + 5 actors", rate=rate, every_kth=k, ticks=feed.ticks_in, seconds=market.seconds,
+        name="bus + 5 actors" + (" + journal" if journal is not None else ""), rate=rate, every_kth=k,
+        ticks=feed.ticks_in, seconds=market.seconds,
         batches=market.batches, sleeps=market.sleeps, sampled_ticks=len(stamps.published), intents=strategy.intents,
         approved=risk.approved, refused=risk.rejected, orders=execution.orders_placed, fills=portfolio.fills,
         conflated=bus.conflated, refusals=dict(refusals), samples_ns=stamps.latencies_ns(len(ticks) * WARMUP_FRACTION))
@@ -649,6 +665,15 @@ def figures(baseline: Throughput, real: Throughput, replay: Throughput, latency:
             rows.append(Figure(f"{path} {q} at a paced {latency.rate:,.0f} ticks/s", ours[q], "µs",
                                f"{BASELINE_LABEL} paced alike", base[q]))
     return rows
+
+
+def journal_figures(with_journal: Latency, without: Latency) -> list[Figure]:
+    """What the journal costs on the order path: the same paced run with it on against off, in the same run."""
+    ours, base = with_journal.stats_us["tick→order"], without.stats_us["tick→order"]
+    if not ours.get("n") or not base.get("n"):
+        raise SystemExit("bench/bus.py: no tick→order samples with the journal on; run longer (--latency-seconds)")
+    return [Figure(f"tick→order {q} with the journal on", ours[q], "µs", "the same run, journal off", base[q])
+            for q in ("p50", "p99")]
 
 
 def detail_report(recording: Recording, baseline: Throughput, real: Throughput, replay: Throughput,
@@ -756,12 +781,16 @@ async def bench(args: argparse.Namespace) -> tuple[list[Figure], dict[str, Any]]
     instruments = recording_instruments(recording)
     latency = empty_latency("bus + 5 actors", LATENCY_RATE, k)
     latency_baseline = empty_latency("baseline", LATENCY_RATE, k)
+    latency_journal = empty_latency("bus + 5 actors + journal", LATENCY_RATE, k)
     for turn in range(turns):  # each turn paces the next slice of the recording, from 10:00 IST event time
         paced = paced_ticks(ticks[turn * per_turn:(turn + 1) * per_turn], per_turn, LATENCY_RATE)
         gc.collect()
         latency_baseline.add(await run_latency_baseline(paced, LATENCY_RATE, k))
         gc.collect()
         latency.add(await run_latency(paced, instruments, settings, LATENCY_RATE, k))
+        gc.collect()
+        with tempfile.TemporaryDirectory(prefix="bench-journal-") as journal_dir:
+            latency_journal.add(await run_latency(paced, instruments, settings, LATENCY_RATE, k, Path(journal_dir)))
         note(f"(c) and (c') paced at {LATENCY_RATE:,}/s, turn {turn + 1}/{turns}: {latency.ticks:,} ticks in "
              f"{latency.seconds:.1f} s so far")
     note(f"(c) paced bus + 5 actors: {latency.ticks:,} ticks in {latency.seconds:.2f} s, one intent per "
@@ -772,6 +801,7 @@ async def bench(args: argparse.Namespace) -> tuple[list[Figure], dict[str, Any]]
         detail_report(recording, baseline, real, replay, latency, latency_baseline)
     check_approvals(latency)
     rows = figures(baseline, real, replay, latency, latency_baseline)
+    rows += journal_figures(latency_journal, latency)
     results = results_json(loop, start, recording, baseline, real, replay, latency, latency_baseline)
     if args.profile:
         await profiled("(b) App backtest, synthetic market", lambda: run_app(settings))
