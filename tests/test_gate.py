@@ -316,3 +316,20 @@ async def test_a_halt_from_an_earlier_start_is_cleared_only_when_the_books_agree
     third.manager = third.risk.manager = operator
     third.restore(await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep), broker)
     assert operator.state is TradingState.HALTED  # the gate never lifts a halt it did not set
+
+
+async def test_a_position_the_broker_closed_before_today_is_closed_in_the_books_not_halted(
+        broker: FakeBroker, journal: OrderJournal) -> None:
+    """Bought yesterday, squared off (or expired) while the daemon was away: today's books show nothing of it."""
+    yesterday = T0 - 86_400 * NS_PER_SECOND
+    req = OrderRequest(ts_ns=yesterday, intent=dataclasses.replace(request("E12").intent, ts_ns=yesterday), tag="E12")
+    journal.record_intent(req, yesterday)
+    journal.record_sent("E12", "O12", yesterday)
+    journal.record_fill(dataclasses.replace(fill(req, "O12", LOT, 10_000, LOT), ts_ns=yesterday))
+    journal.record_update(OrderUpdate(yesterday, "E12", "O12", OrderStatus.COMPLETE, LOT, 0, 10_000))
+    result = await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep)
+    assert result.halt_reason == ""
+    assert result.positions == []
+    assert sum(f.side.sign * f.quantity for f in result.fills) == 0
+    [closing] = [f for f in result.fills if f.fill_id.startswith("CLOSED")]
+    assert (closing.side, closing.quantity, closing.price) == (Side.SELL, LOT, 10_000)

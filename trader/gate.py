@@ -16,7 +16,7 @@ from trader.actors.risk import RiskGateActor
 from trader.adapters.ports import Broker, BrokerBook
 from trader.book import PositionBook
 from trader.clock import NS_PER_SECOND
-from trader.events import Fill, IntentPurpose, OrderRequest, TradingState
+from trader.events import Fill, IntentPurpose, OrderRequest, Side, TradingState
 from trader.logging import get_logger
 from trader.market.calendar import ist_date
 from trader.market.charges import option_charges
@@ -91,8 +91,9 @@ async def run_gate(broker: Broker, orders: OrderJournal, instruments: Instrument
     filled = orders.filled_by_order()
     adopted = [(request, order.order_id, *filled.get(order.order_id, (0, 0))) for request, order in decided.adopted]
     fills = orders.fills()
-    fills.extend(_outside_fills(decided, book, instruments, now_ns))
     closed = set(decided.closed_before_today)
+    fills.extend(_closing_fills(fills, closed, now_ns))
+    fills.extend(_outside_fills(decided, book, instruments, now_ns))
     result = GateResult(
         halt_reason=f"{HALT_PREFIX}: {'; '.join(decided.problems)}" if decided.problems else "",
         fills=fills, positions=_our_positions(orders.fills(), orders, closed), adopted=adopted,
@@ -136,6 +137,22 @@ def _our_positions(fills: list[Fill], orders: OrderJournal, closed: set[int]) ->
     return [RestoredPosition(contract=p.contract, quantity=p.quantity, average_price=p.average_price,
                              strategy_id=owner_of.get(token, ""), opened_ns=opened.get(token, 0))
             for token, p in book.positions.items() if p.quantity and token not in closed]
+
+
+def _closing_fills(fills: list[Fill], closed: set[int], now_ns: int) -> list[Fill]:
+    """Positions the broker closed before today (square-off, expiry): closed in the books too, at their average
+    price, because the price they closed at is not in today's books (the realized P&L of that close is unknown)."""
+    if not closed:
+        return []
+    book = PositionBook()
+    for fill in fills:
+        if fill.contract.instrument_token in closed:
+            book.apply(fill.contract, fill.side, fill.quantity, fill.price)
+    day = ist_date(now_ns).isoformat()
+    return [Fill(ts_ns=now_ns, fill_id=f"CLOSED{token}D{day}", intent_id="", order_id="", contract=p.contract,
+                 side=Side.SELL if p.quantity > 0 else Side.BUY, quantity=abs(p.quantity), price=p.average_price,
+                 expected_price=p.average_price, charges=0, purpose=IntentPurpose.EXIT)
+            for token, p in book.positions.items() if p.quantity]
 
 
 def _outside_fills(decided: Reconciliation, book: BrokerBook, instruments: InstrumentMaster,
@@ -208,7 +225,9 @@ def _report(result: GateResult) -> None:
                     policy="counted in the books and risk limits; the daemon never closes it on its own")
     for token, quantity in decided.closed_before_today.items():
         log.warning("position_closed_outside", instrument_token=token, journal_quantity=quantity,
-                    why="the broker no longer holds it and reports no trade today: squared off or expired")
+                    why="the broker no longer holds it and reports no trade today: squared off or expired",
+                    booked="closed in the books at its average price; the price it closed at is not in today's "
+                           "books, so that close's realized P&L is unknown")
     for update in decided.ended:
         log.info("intent_ended_while_down", intent_id=update.intent_id, order_id=update.order_id,
                  status=update.status.value, reason=update.reason)
