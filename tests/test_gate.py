@@ -333,3 +333,20 @@ async def test_a_position_the_broker_closed_before_today_is_closed_in_the_books_
     assert sum(f.side.sign * f.quantity for f in result.fills) == 0
     [closing] = [f for f in result.fills if f.fill_id.startswith("CLOSED")]
     assert (closing.side, closing.quantity, closing.price) == (Side.SELL, LOT, 10_000)
+
+
+async def test_a_lost_risk_state_cannot_reset_a_day_the_fills_say_was_a_loss(broker: FakeBroker,
+                                                                              journal: OrderJournal) -> None:
+    """Fault injection item 7: deleting the state (or its -wal) on a breached day started ACTIVE and traded on."""
+    clock = SimClock(T0, speed=0)
+    buy, sell = request("E20"), request("X21", side=Side.SELL, purpose=IntentPurpose.EXIT)
+    for req, order_id, price in ((buy, "O20", 10_000), (sell, "O21", 6_000)):  # ₹40 × 65 = ₹2,600 lost
+        journal.record_intent(req, T0)
+        journal.record_sent(req.tag, order_id, T0)
+        journal.record_fill(fill(req, order_id, LOT, price, LOT))
+        journal.record_update(OrderUpdate(T0, req.tag, order_id, OrderStatus.COMPLETE, LOT, 0, price))
+        broker.orders.append(order(req, order_id, OrderStatus.COMPLETE, LOT, price))
+    actors = Actors(broker, clock)
+    actors.restore(await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep), broker, replay=True)
+    assert actors.manager.state is TradingState.REDUCING_ONLY  # the daily limit (2 % of ₹1 lakh) is breached
+    assert actors.portfolio.summary().trades == 1
