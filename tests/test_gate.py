@@ -350,3 +350,22 @@ async def test_a_lost_risk_state_cannot_reset_a_day_the_fills_say_was_a_loss(bro
     actors.restore(await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep), broker, replay=True)
     assert actors.manager.state is TradingState.REDUCING_ONLY  # the daily limit (2 % of ₹1 lakh) is breached
     assert actors.portfolio.summary().trades == 1
+
+
+async def test_a_lost_journal_hands_our_own_positions_to_the_keeper_and_only_counts_hand_placed_ones(
+        broker: FakeBroker, journal: OrderJournal) -> None:
+    ours = request("E0ABCDEF00000001")  # the shape of our ids; the journal that knew it is gone
+    hand = BrokerOrder(order_id="H2", tag="", status=OrderStatus.COMPLETE, quantity=LOT, filled_quantity=LOT,
+                       average_price=5_000, instrument_token=PE.instrument_token, tradingsymbol=PE.tradingsymbol,
+                       side=Side.BUY)
+    broker.orders += [order(ours, "O30", OrderStatus.COMPLETE, LOT, 10_000), hand]
+    broker.trades += [BrokerTrade("T30", "O30", CE.instrument_token, CE.tradingsymbol, Side.BUY, LOT, 10_000),
+                      BrokerTrade("T31", "H2", PE.instrument_token, PE.tradingsymbol, Side.BUY, LOT, 5_000)]
+    broker.held = {CE.instrument_token: LOT, PE.instrument_token: LOT}
+    master = InstrumentMaster()
+    master.add(CE)
+    master.add(PE)
+    result = await run_gate(broker, journal, master, T0, sleep=no_sleep)
+    assert result.halt_reason == ""
+    assert [(p.contract, p.quantity, p.strategy_id) for p in result.positions] == [(CE, LOT, "")]
+    assert sorted(f.contract.instrument_token for f in result.fills) == [CE.instrument_token, PE.instrument_token]

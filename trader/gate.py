@@ -93,10 +93,15 @@ async def run_gate(broker: Broker, orders: OrderJournal, instruments: Instrument
     fills = orders.fills()
     closed = set(decided.closed_before_today)
     fills.extend(_closing_fills(fills, closed, now_ns))
-    fills.extend(_outside_fills(decided, book, instruments, now_ns))
+    outside = _outside_fills(decided, book, instruments, now_ns)
+    fills.extend(outside)
+    # Orders with our id format that the journal does not know (its file was lost): ours, owner unknown, so the
+    # adopted-position keeper protects them; a hand-placed order's position is only counted, never managed.
+    orphan_orders = {o.order_id for o in decided.outside_orders if o.tag in set(decided.orphan_tags)}
+    orphan_fills = [f for f in outside if f.order_id in orphan_orders]
     result = GateResult(
         halt_reason=f"{HALT_PREFIX}: {'; '.join(decided.problems)}" if decided.problems else "",
-        fills=fills, positions=_our_positions(orders.fills(), orders, closed), adopted=adopted,
+        fills=fills, positions=_our_positions([*orders.fills(), *orphan_fills], orders, closed), adopted=adopted,
         outside_tokens=set(decided.outside_quantity), reconciliation=decided)
     result.recent_sends = orders.sent_since(now_ns - RATE_WINDOW_NS)
     result.elapsed_ms = int((time.monotonic() - started) * 1000)
