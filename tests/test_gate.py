@@ -16,8 +16,6 @@ from trader.adapters.ports import BrokerOrder, BrokerTrade
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, SimClock
 from trader.events import (
-    Command,
-    CommandKind,
     Fill,
     IntentPurpose,
     OrderIntent,
@@ -27,6 +25,7 @@ from trader.events import (
     OrderUpdate,
     Side,
     TradingState,
+    VenueStatus,
 )
 from trader.gate import GateResult, restore_from_gate, run_gate
 from trader.ids import IdFactory
@@ -244,9 +243,13 @@ async def test_a_full_disk_halts_entries_and_the_order_is_never_sent(tmp_path: P
     assert fake.orders == []
     [update] = [e for e in published if isinstance(e, OrderUpdate)]
     assert update.status is OrderStatus.REJECTED and "journal" in update.reason
-    [halt] = [e for e in published if isinstance(e, Command)]
-    assert halt.kind is CommandKind.HALT and str(raw.path) in halt.reason
+    [stop] = [e for e in published if isinstance(e, VenueStatus)]
+    assert not stop.ok and stop.problem == "journal_unwritable" and str(raw.path) in stop.detail
     assert actor.journal_failed
+    exit_ = request("X9", side=Side.SELL, purpose=IntentPurpose.EXIT)
+    await actor.handle(exit_)  # an exit still goes: it only takes risk off
+    await actor.settle()
+    assert [o.tag for o in fake.orders] == ["X9"]
 
 
 class Actors:

@@ -10,7 +10,7 @@ from typing import Any
 
 from trader import builders
 from trader.actors.base import Actor, Supervisor
-from trader.actors.execution import ExecutionActor
+from trader.actors.execution import JOURNAL_PROBLEM, ExecutionActor
 from trader.actors.feed import FeedActor
 from trader.actors.portfolio import PerformanceSummary, PortfolioActor
 from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
@@ -26,7 +26,7 @@ from trader.adapters.synthetic import SyntheticMarket
 from trader.bus import EventBus
 from trader.clock import Clock, LiveClock, SimClock
 from trader.config import ConfigError, Settings
-from trader.events import Command, CommandKind, FeedEnded, Heartbeat
+from trader.events import Command, CommandKind, FeedEnded, Heartbeat, VenueStatus
 from trader.gate import restore_from_gate, run_gate
 from trader.ids import IdFactory
 from trader.logging import get_logger
@@ -111,8 +111,8 @@ class App:
         """A journal write failed outside an actor (the paper broker's book): halt entries, say which file."""
         log.error("journal_write_failed", what=what, error=str(error),
                   fix="free disk space or make the data dir writable, then restart the daemon")
-        self.bus.publish(Command(ts_ns=self.clock.now_ns(), kind=CommandKind.HALT, source="journal",
-                                 reason=f"the journal cannot be written: {error}"))
+        self.bus.publish(VenueStatus(ts_ns=self.clock.now_ns(), ok=False, problem=JOURNAL_PROBLEM,
+                                     detail=f"the journal cannot be written: {error}"))
 
     async def _pass_gate(self) -> None:
         """Reconcile the journal with the broker before any actor starts; restore the books from what it found."""

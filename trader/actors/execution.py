@@ -22,8 +22,6 @@ from trader.adapters.ports import Broker, BrokerOrder, BrokerUnavailable, OrderR
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, Clock
 from trader.events import (
-    Command,
-    CommandKind,
     FeedStatus,
     Fill,
     Heartbeat,
@@ -33,6 +31,7 @@ from trader.events import (
     OrderType,
     OrderUpdate,
     Tick,
+    VenueStatus,
 )
 from trader.faults import crash_point
 from trader.logging import get_logger
@@ -42,6 +41,8 @@ from trader.store.journal import JournalWriteError
 from trader.store.orders import OrderJournal
 
 log = get_logger("trader.execution")
+
+JOURNAL_PROBLEM = "journal_unwritable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +153,9 @@ class ExecutionActor(Actor):
                 self.journal_failed = True
                 log.error("journal_write_failed", what=what, journal=self.journal.path, error=str(exc),
                           fix="free disk space or make the data dir writable, then restart the daemon")
-                self.bus.publish(Command(ts_ns=self.clock.now_ns(), kind=CommandKind.HALT, source="journal",
-                                         reason=f"the journal {self.journal.path} cannot be written: {exc}"))
+                # Entries stop (the risk gate refuses them while the problem lasts); exits and stops still go.
+                self.bus.publish(VenueStatus(ts_ns=self.clock.now_ns(), ok=False, problem=JOURNAL_PROBLEM,
+                                             detail=f"the journal {self.journal.path} cannot be written: {exc}"))
 
     def _record(self, event: object) -> None:
         """What needs no broker call: a request starts its placement; updates and fills are tracked and logged."""
@@ -223,8 +225,12 @@ class ExecutionActor(Actor):
             # Write-ahead: the intent is on disk before its order can exist, so a restart always knows the tag.
             self._write("intent", lambda j: j.record_intent(request, self.clock.now_ns()))
             if self.journal_failed:
-                self._reject(request, f"not sent: the journal {self.journal.path} cannot be written")
-                return
+                if request.intent.purpose is IntentPurpose.ENTRY:
+                    self._reject(request, f"not sent: the journal {self.journal.path} cannot be written")
+                    return
+                # An exit still goes: it only takes risk off, and a restart finds it by its tag at the broker.
+                log.error("exit_sent_without_journal", intent_id=request.intent.intent_id, tag=tag,
+                          journal=self.journal.path)
             crash_point("intent_written")
         self.inbox.hold()
         task = asyncio.create_task(self._place_guarded(request), name=f"place:{tag}")

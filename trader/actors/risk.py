@@ -264,5 +264,6 @@ class RiskGateActor(Actor):
                 self.journal_failed = True
                 log.error("journal_write_failed", what="risk state", journal=str(self.journal.path),
                           error=str(exc), fix="free disk space or make the data dir writable, then restart")
-                self.manager.halt(f"the journal {self.journal.path} cannot be written", ts_ns)
-                self._publish_changes()
+                # Entries stop while it lasts; exits and stops still go (a HALT would refuse a stop-loss too).
+                self._on_venue(VenueStatus(ts_ns=ts_ns, ok=False, problem="journal_unwritable",
+                                           detail=f"the journal {self.journal.path} cannot be written"))
