@@ -79,6 +79,7 @@ class FakeBroker:
         self.trades: list[BrokerTrade] = []
         self.adopted: list[tuple[str, str, int, int]] = []  # (tag, order id, filled, filled value)
         self.book_down = False
+        self.positions_detail: dict[int, tuple[int, int, int]] = {}  # token → (net, overnight, average): wins
 
     # -- Broker port
     def attach(self, publish: Callable[[object], None]) -> None:
@@ -137,9 +138,12 @@ class FakeBroker:
     async def book(self) -> BrokerBook:
         if self.book_down:
             raise BrokerUnavailable("the order book endpoint timed out")
-        return BrokerBook(orders=tuple(self.orders), trades=tuple(self.trades),
-                          positions=tuple(BrokerPosition(instrument_token=token, tradingsymbol=str(token), quantity=q)
-                                          for token, q in self.held.items() if q))
+        rows = {token: BrokerPosition(instrument_token=token, tradingsymbol=str(token), quantity=q)
+                for token, q in self.held.items() if q}
+        for token, (quantity, overnight, average) in self.positions_detail.items():
+            rows[token] = BrokerPosition(instrument_token=token, tradingsymbol=str(token), quantity=quantity,
+                                         overnight_quantity=overnight, average_price=average)
+        return BrokerBook(orders=tuple(self.orders), trades=tuple(self.trades), positions=tuple(rows.values()))
 
     def adopt(self, request: OrderRequest, order_id: str, filled: int, filled_value: int) -> None:
         self.adopted.append((request.tag, order_id, filled, filled_value))

@@ -372,3 +372,117 @@ async def test_a_lost_journal_hands_our_own_positions_to_the_keeper_and_only_cou
     assert result.halt_reason == ""
     assert [(p.contract, p.quantity, p.strategy_id) for p in result.positions] == [(CE, LOT, "")]
     assert sorted(f.contract.instrument_token for f in result.fills) == [CE.instrument_token, PE.instrument_token]
+
+
+def hand_order(order_id: str, contract: OptionContract, side: Side, price: int, tag: str = "") -> BrokerOrder:
+    return BrokerOrder(order_id=order_id, tag=tag, status=OrderStatus.COMPLETE, quantity=LOT, filled_quantity=LOT,
+                       average_price=price, instrument_token=contract.instrument_token,
+                       tradingsymbol=contract.tradingsymbol, side=side)
+
+
+def trade(order_id: str, contract: OptionContract, side: Side, price: int, trade_id: str = "") -> BrokerTrade:
+    return BrokerTrade(trade_id or f"T{order_id}", order_id, contract.instrument_token, contract.tradingsymbol, side,
+                       LOT, price)
+
+
+def both() -> InstrumentMaster:
+    master = InstrumentMaster()
+    master.add(CE)
+    master.add(PE)
+    return master
+
+
+async def test_a_strategy_gets_back_only_what_the_broker_still_holds(broker: FakeBroker,
+                                                                     journal: OrderJournal) -> None:
+    """Review finding 2: we held 130, the trader sold 65 by hand; the strategy must manage 65, not try to sell 130."""
+    req = request("E40", quantity=2 * LOT)
+    journal.record_intent(req, T0)
+    journal.record_sent("E40", "O40", T0)
+    journal.record_fill(fill(req, "O40", 2 * LOT, 10_000, 2 * LOT))
+    journal.record_update(OrderUpdate(T0, "E40", "O40", OrderStatus.COMPLETE, 2 * LOT, 0, 10_000))
+    broker.orders += [order(req, "O40", OrderStatus.COMPLETE, 2 * LOT, 10_000),
+                      hand_order("H40", CE, Side.SELL, 12_000)]
+    broker.trades += [trade("H40", CE, Side.SELL, 12_000)]
+    broker.held = {CE.instrument_token: LOT}
+    result = await run_gate(broker, journal, both(), T0, sleep=no_sleep)
+    assert result.halt_reason == ""
+    assert [(p.quantity, p.strategy_id) for p in result.positions] == [(LOT, "ema")]
+    assert sum(f.side.sign * f.quantity for f in result.fills) == LOT  # the books hold what the broker holds
+    again = await run_gate(broker, journal, both(), T0, sleep=no_sleep)  # the hand fill was journaled once
+    assert len(again.fills) == len(result.fills) and again.halt_reason == ""
+
+
+async def test_a_lost_journal_file_still_counts_todays_closed_round_trips(broker: FakeBroker,
+                                                                          journal: OrderJournal) -> None:
+    """Review finding 5a: with the file gone, today's round trips net to zero; their loss must still count."""
+    own_buy, own_sell = "E0ABCDEF00000041", "X0ABCDEF00000042"
+    broker.orders += [hand_order("O41", CE, Side.BUY, 10_000, tag=own_buy),
+                      hand_order("O42", CE, Side.SELL, 6_000, tag=own_sell)]
+    broker.trades += [trade("O41", CE, Side.BUY, 10_000), trade("O42", CE, Side.SELL, 6_000)]
+    result = await run_gate(broker, journal, both(), T0, sleep=no_sleep)
+    assert result.halt_reason == ""
+    actors = Actors(broker, SimClock(T0, speed=0))
+    actors.restore(result, broker, replay=True)
+    assert actors.manager.book.realized == -LOT * 4_000
+    assert actors.manager.state is TradingState.REDUCING_ONLY
+
+
+async def test_a_hand_position_carried_from_yesterday_is_counted_not_a_halt(broker: FakeBroker,
+                                                                            journal: OrderJournal) -> None:
+    broker.positions_detail = {PE.instrument_token: (LOT, LOT, 5_000)}
+    result = await run_gate(broker, journal, both(), T0, sleep=no_sleep)
+    assert result.halt_reason == ""
+    assert result.positions == []  # counted in the books, never managed
+    [carry] = [f for f in result.fills if f.fill_id.startswith("CARRY")]
+    assert (carry.side, carry.quantity, carry.price) == (Side.BUY, LOT, 5_000)
+
+
+async def test_without_evidence_a_vanished_position_halts(broker: FakeBroker, journal: OrderJournal) -> None:
+    """Review finding 6: a carried NRML position missing from /positions is not assumed closed."""
+    yesterday = T0 - 86_400 * NS_PER_SECOND
+    req = OrderRequest(ts_ns=yesterday, intent=dataclasses.replace(request("E43").intent, ts_ns=yesterday), tag="E43")
+    journal.record_intent(req, yesterday)
+    journal.record_sent("E43", "O43", yesterday)
+    journal.record_fill(dataclasses.replace(fill(req, "O43", LOT, 10_000, LOT), ts_ns=yesterday))
+    journal.record_update(OrderUpdate(yesterday, "E43", "O43", OrderStatus.COMPLETE, LOT, 0, 10_000))
+    result = await run_gate(broker, journal, both(), T0, sleep=no_sleep, intraday=False)
+    assert "the broker holds 0 units" in result.halt_reason
+
+
+async def test_a_halt_the_gate_did_not_set_is_never_lifted_nor_overwritten(broker: FakeBroker,
+                                                                           journal: OrderJournal) -> None:
+    """Review finding 4: kill switch halts, a restart cannot read the book, the next one can: still halted."""
+    clock = SimClock(T0, speed=0)
+    actors = Actors(broker, clock)
+    actors.manager.halt("kill-switch file /tmp/stop exists", T0)
+    broker.book_down = True
+    actors.restore(await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep, attempts=1), broker)
+    assert actors.manager.state_reason.startswith("kill-switch")
+    broker.book_down = False
+    actors.restore(await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep), broker)
+    assert actors.manager.state is TradingState.HALTED
+    disagree = Actors(broker, clock)
+    broker.held = {PE.instrument_token: LOT}
+    disagree.restore(await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep), broker)
+    broker.held = {}
+    disagree.restore(await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep), broker)
+    assert disagree.manager.state is TradingState.HALTED  # a disagreement waits for an operator
+
+
+async def test_an_unreadable_book_keeps_open_intents_pending_and_never_sends_them_late(
+        broker: FakeBroker, journal: OrderJournal) -> None:
+    """Review finding 7: the intents stay open, are looked up by tag later, and are never re-sent."""
+    clock = SimClock(T0, speed=0)
+    req = request("E44")
+    journal.record_intent(req, T0)
+    broker.book_down = True
+    result = await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep, attempts=1)
+    actors = Actors(broker, clock)
+    actors.restore(result, broker)
+    assert journal.open_intents() != []  # nothing was decided on a guess
+    assert actors.execution.unresolved == 1
+    assert broker.adopted == [("E44", "", 0, 0)]
+    clock.jump_to(T0 + 10 * NS_PER_SECOND)
+    await actors.execution._reconcile()  # the broker answers: the tag is absent
+    assert broker.orders == []  # a stale intent is never sent late
+    assert actors.execution.unresolved == 0

@@ -119,7 +119,8 @@ class App:
         if self.orders is None:
             return  # a backtest starts fresh every time
         try:
-            result = await run_gate(self.broker, self.orders, self.instruments, self.clock.now_ns())
+            result = await run_gate(self.broker, self.orders, self.instruments, self.clock.now_ns(),
+                                    intraday=self.settings.mode == "live" and self.settings.kite_product == "MIS")
         except JournalError as exc:
             raise ConfigError([f"config error: data_dir: {exc}"]) from None
         restore_from_gate(result, self.portfolio, self.risk, self.execution, broker=self.broker,
@@ -127,7 +128,8 @@ class App:
         journal = self.orders.journal
         saved = {sid: journal.load_state(name) for sid, name in self.strategy.state_names().items()}
         self.strategy.restore(saved, result.positions,
-                              open_intent_ids={request.intent.intent_id for request, *_ in result.adopted},
+                              open_intent_ids={request.intent.intent_id
+                                               for request, *_ in [*result.adopted, *result.pending]},
                               booked_fill_ids={fill.fill_id for fill in result.fills})
         if self.ticker is not None:
             self.ticker.add_tokens(p.contract.instrument_token for p in result.positions)

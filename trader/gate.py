@@ -6,6 +6,7 @@ feed-driven intent can reach the broker before it has passed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,14 +23,19 @@ from trader.market.calendar import ist_date
 from trader.market.charges import option_charges
 from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import OptionContract
-from trader.reconcile import Reconciliation, reconcile
+from trader.reconcile import Reconciliation, outside_fill_id, reconcile
 from trader.risk.persistence import rebuild_book
 from trader.store.orders import JournaledIntent, OrderJournal
 from trader.strategies.base import RestoredPosition
 
 log = get_logger("trader.gate")
 
-HALT_PREFIX = "reconciliation"  # a halt the gate set; a later start whose books agree clears it
+HALT_PREFIX = "reconciliation"
+UNREADABLE = "the broker's order, trade and position books could not be read"
+# Only this halt clears by itself, at a later start whose books agree: the cause was the broker's silence. A
+# disagreement, or any other halt (an operator's, the kill switch's), waits for an operator.
+_SELF_CLEARING = f"{HALT_PREFIX}: {UNREADABLE}"
+_NOT_OURS = ("HAND", "CARRY")  # fill id prefixes of positions held outside the daemon
 RATE_WINDOW_NS = NS_PER_SECOND  # Kite's order-rate limit counts per second
 
 
@@ -41,6 +47,8 @@ class GateResult:
     adopted: list[tuple[OrderRequest, str, int, int]]  # (request, order id, units filled, value filled)
     outside_tokens: set[int] = field(default_factory=set)
     recent_sends: list[int] = field(default_factory=list)  # send times within the rate window before the start
+    # Open intents not reconciled because the book was unreadable: (request, order id or "", units, value filled).
+    pending: list[tuple[OrderRequest, str, int, int]] = field(default_factory=list)
     reconciliation: Reconciliation | None = None
     elapsed_ms: int = 0
 
@@ -59,53 +67,92 @@ async def read_book(broker: Broker, *, attempts: int, backoff_s: float, sleep: S
             log.warning("broker_book_read_failed", attempt=attempt, attempts=attempts, error=error)
             if attempt < attempts:
                 await sleep(backoff_s * attempt)
-    return f"the broker's order, trade and position books could not be read after {attempts} tries ({error})"
+    return f"{UNREADABLE} after {attempts} tries ({error})"
 
 
 async def run_gate(broker: Broker, orders: OrderJournal, instruments: InstrumentMaster, now_ns: int, *,
-                   attempts: int = 6, backoff_s: float = 0.5, settle_s: float = 1.0,
+                   intraday: bool = True, attempts: int = 6, backoff_s: float = 0.5, settle_s: float = 1.0,
                    sleep: Sleep = asyncio.sleep) -> GateResult:
+    """``intraday``: the broker squares every position off at the end of its day (Kite MIS; not paper)."""
     started = time.monotonic()
     open_intents = orders.open_intents()
-    book = await read_book(broker, attempts=attempts, backoff_s=backoff_s, sleep=sleep)
-    if not isinstance(book, str) and _any_unsent(open_intents, book):
-        # An order accepted a moment before the kill may not be in the book yet: look once more after a pause,
-        # or "absent" could be wrong.
-        await sleep(settle_s)
-        book = await read_book(broker, attempts=attempts, backoff_s=backoff_s, sleep=sleep)
     journaled = orders.fills()
-    if isinstance(book, str):
-        result = GateResult(halt_reason=f"{HALT_PREFIX}: {book}", fills=journaled,
-                            positions=_our_positions(journaled, orders, set()), adopted=[])
+    decided: Reconciliation | None = None
+    book: BrokerBook | str = ""
+    for look in range(2):
+        book = await read_book(broker, attempts=attempts, backoff_s=backoff_s, sleep=sleep)
+        if isinstance(book, str):
+            break
+        if look == 0 and _any_unsent(open_intents, book):
+            # An order accepted a moment before the kill may not be in the book yet: look once more after a
+            # pause, or "absent" could be wrong.
+            await sleep(settle_s)
+            continue
+        decided = _decide(orders, journaled, book, now_ns, intraday)
+        if not decided.problems or look == 1:
+            break
+        # The three books are read one after another: a fill between two reads looks like a disagreement.
+        log.warning("reconciliation_recheck", problems=decided.problems)
+        await sleep(settle_s)
+    if isinstance(book, str) or decided is None:
+        reason = book if isinstance(book, str) else UNREADABLE
+        result = GateResult(halt_reason=f"{HALT_PREFIX}: {reason}", fills=journaled,
+                            positions=_our_positions(journaled, orders), adopted=[],
+                            pending=_pending(open_intents, orders))
         result.elapsed_ms = int((time.monotonic() - started) * 1000)
         return result
-    known = orders.intents_by_tag(sorted({o.tag for o in book.orders if o.tag}))
-    positions_all, positions_today = _positions(journaled, now_ns)
-    decided = reconcile(open_intents=open_intents, known=known, journal_filled=orders.filled_by_order(),
-                        journal_positions=positions_all, journal_positions_today=positions_today, book=book,
-                        now_ns=now_ns)
     for update in decided.ended:
         orders.record_update(update)
-    for fill in decided.missed_fills:
-        orders.record_fill(fill)
+    for fill in [*decided.missed_fills, *_closing_fills(journaled, decided, now_ns),
+                 *_outside_fills(decided, book, instruments, now_ns)]:
+        orders.record_fill(fill)  # once: the ids are the same at every start
     filled = orders.filled_by_order()
     adopted = [(request, order.order_id, *filled.get(order.order_id, (0, 0))) for request, order in decided.adopted]
     fills = orders.fills()
-    closed = set(decided.closed_before_today)
-    fills.extend(_closing_fills(fills, closed, now_ns))
-    outside = _outside_fills(decided, book, instruments, now_ns)
-    fills.extend(outside)
-    # Orders with our id format that the journal does not know (its file was lost): ours, owner unknown, so the
-    # adopted-position keeper protects them; a hand-placed order's position is only counted, never managed.
-    orphan_orders = {o.order_id for o in decided.outside_orders if o.tag in set(decided.orphan_tags)}
-    orphan_fills = [f for f in outside if f.order_id in orphan_orders]
+    held = {p.instrument_token: p.quantity for p in book.positions}
     result = GateResult(
         halt_reason=f"{HALT_PREFIX}: {'; '.join(decided.problems)}" if decided.problems else "",
-        fills=fills, positions=_our_positions([*orders.fills(), *orphan_fills], orders, closed), adopted=adopted,
+        fills=fills, positions=_clipped(_our_positions(fills, orders), held), adopted=adopted,
         outside_tokens=set(decided.outside_quantity), reconciliation=decided)
     result.recent_sends = orders.sent_since(now_ns - RATE_WINDOW_NS)
     result.elapsed_ms = int((time.monotonic() - started) * 1000)
     return result
+
+
+def _pending(open_intents: list[JournaledIntent], orders: OrderJournal) -> list[tuple[OrderRequest, str, int, int]]:
+    filled = orders.filled_by_order()
+    return [(j.request, j.order_id, *filled.get(j.order_id, (0, 0))) for j in open_intents]
+
+
+def _decide(orders: OrderJournal, journaled: list[Fill], book: BrokerBook, now_ns: int,
+            intraday: bool) -> Reconciliation:
+    known = orders.intents_by_tag(sorted({o.tag for o in book.orders if o.tag}))
+    positions_all, positions_today = _positions(journaled, now_ns)
+    return reconcile(open_intents=orders.open_intents(), known=known, journal_filled=orders.filled_by_order(),
+                     journaled_ids={f.fill_id for f in journaled}, journal_positions=positions_all,
+                     journal_positions_today=positions_today,
+                     expiries={f.contract.instrument_token: f.contract.expiry for f in journaled},
+                     intraday=intraday, book=book, now_ns=now_ns)
+
+
+def _clipped(positions: list[RestoredPosition], held: dict[int, int]) -> list[RestoredPosition]:
+    """A strategy gets back no more than the broker holds: a position reduced by hand is managed as it is now."""
+    kept = []
+    for position in positions:
+        broker = held.get(position.contract.instrument_token, 0)
+        if broker * position.quantity <= 0:
+            log.warning("restored_position_dropped", tradingsymbol=position.contract.tradingsymbol,
+                        journal_quantity=position.quantity, broker_quantity=broker,
+                        why="the broker no longer holds it in that direction (closed outside the daemon)")
+            continue
+        if abs(broker) < abs(position.quantity):
+            log.warning("restored_position_reduced", tradingsymbol=position.contract.tradingsymbol,
+                        journal_quantity=position.quantity, broker_quantity=broker,
+                        why="reduced outside the daemon: the strategy manages what the broker holds")
+            kept.append(dataclasses.replace(position, quantity=broker))
+        else:
+            kept.append(position)
+    return kept
 
 
 def _any_unsent(open_intents: list[JournaledIntent], book: BrokerBook) -> bool:
@@ -126,13 +173,16 @@ def _positions(fills: list[Fill], now_ns: int) -> tuple[dict[int, int], dict[int
     return every, today_only
 
 
-def _our_positions(fills: list[Fill], orders: OrderJournal, closed: set[int]) -> list[RestoredPosition]:
-    """Open positions our fills imply, each with the strategy whose entry opened it ("" when not known)."""
+def _our_positions(fills: list[Fill], orders: OrderJournal) -> list[RestoredPosition]:
+    """Open positions our fills imply, each with the strategy whose entry opened it ("" when not known). Fills of
+    hand-placed orders are left out: those positions are counted, never managed."""
     owners = orders.strategy_of_intents()
     book = PositionBook()
     owner_of: dict[int, str] = {}
     opened: dict[int, int] = {}
     for fill in fills:
+        if fill.fill_id.startswith(_NOT_OURS):
+            continue
         token = fill.contract.instrument_token
         before = book.quantity(token)
         book.apply(fill.contract, fill.side, fill.quantity, fill.price)
@@ -141,45 +191,67 @@ def _our_positions(fills: list[Fill], orders: OrderJournal, closed: set[int]) ->
             opened[token] = fill.ts_ns
     return [RestoredPosition(contract=p.contract, quantity=p.quantity, average_price=p.average_price,
                              strategy_id=owner_of.get(token, ""), opened_ns=opened.get(token, 0))
-            for token, p in book.positions.items() if p.quantity and token not in closed]
+            for token, p in book.positions.items() if p.quantity]
 
 
-def _closing_fills(fills: list[Fill], closed: set[int], now_ns: int) -> list[Fill]:
-    """Positions the broker closed before today (square-off, expiry): closed in the books too, at their average
-    price, because the price they closed at is not in today's books (the realized P&L of that close is unknown)."""
+def _closing_fills(journaled: list[Fill], decided: Reconciliation, now_ns: int) -> list[Fill]:
+    """Positions the broker closed before today close in the books too: an expired one at 0 (its settlement price
+    is not in today's books; 0 is the worst case for a long), one squared off at its average price (its closing
+    price is not either, so that close's realized P&L is unknown). Journaled once: the ids are per day."""
+    closed = decided.closed_before_today
     if not closed:
         return []
     book = PositionBook()
-    for fill in fills:
+    for fill in journaled:
         if fill.contract.instrument_token in closed:
             book.apply(fill.contract, fill.side, fill.quantity, fill.price)
-    day = ist_date(now_ns).isoformat()
-    return [Fill(ts_ns=now_ns, fill_id=f"CLOSED{token}D{day}", intent_id="", order_id="", contract=p.contract,
-                 side=Side.SELL if p.quantity > 0 else Side.BUY, quantity=abs(p.quantity), price=p.average_price,
-                 expected_price=p.average_price, charges=0, purpose=IntentPurpose.EXIT)
-            for token, p in book.positions.items() if p.quantity]
+    today = ist_date(now_ns)
+    fills = []
+    for token, position in book.positions.items():
+        if not position.quantity:
+            continue
+        price = 0 if position.contract.expiry < today else position.average_price
+        fills.append(Fill(ts_ns=now_ns, fill_id=f"CLOSED{token}D{today.isoformat()}", intent_id="", order_id="",
+                          contract=position.contract, side=Side.SELL if position.quantity > 0 else Side.BUY,
+                          quantity=abs(position.quantity), price=price, expected_price=price, charges=0,
+                          purpose=IntentPurpose.EXIT))
+    return fills
 
 
 def _outside_fills(decided: Reconciliation, book: BrokerBook, instruments: InstrumentMaster,
                    now_ns: int) -> list[Fill]:
-    """Today's trades of orders we did not place, as fills for the books (counted in P&L and risk limits)."""
-    outside_ids = {o.order_id for o in decided.outside_orders}
+    """Trades of orders we did not place, and positions held outside the daemon since before today, as fills for
+    the books (counted in P&L and the risk limits). Journaled once: the ids come from the broker's trade ids."""
     fills = []
-    for trade in book.trades:
-        if trade.order_id not in outside_ids or trade.instrument_token not in decided.outside_quantity:
-            continue
-        contract = instruments.by_token(trade.instrument_token)
-        if not isinstance(contract, OptionContract):
-            log.error("outside_position_unknown_instrument", instrument_token=trade.instrument_token,
-                      tradingsymbol=trade.tradingsymbol,
-                      why="not in today's instrument dump for the configured underlyings: not counted in the books")
+    for trade, orphan in decided.outside_trades:
+        contract = _contract(instruments, trade.instrument_token, trade.tradingsymbol)
+        if contract is None:
             continue
         charges = option_charges(exchange=contract.exchange, side=trade.side, quantity=trade.quantity,
                                  price=trade.price, trade_date=ist_date(now_ns))
-        fills.append(Fill(ts_ns=now_ns, fill_id=f"OUT{trade.order_id}T{trade.trade_id}", intent_id="",
+        fills.append(Fill(ts_ns=now_ns, fill_id=outside_fill_id(trade, orphan=orphan), intent_id="",
                           order_id=trade.order_id, contract=contract, side=trade.side, quantity=trade.quantity,
                           price=trade.price, expected_price=trade.price, charges=charges.total))
+    rows = {p.instrument_token: p for p in book.positions}
+    day = ist_date(now_ns).isoformat()
+    for token, quantity in decided.carried.items():
+        row = rows[token]
+        contract = _contract(instruments, token, row.tradingsymbol)
+        if contract is None:
+            continue
+        fills.append(Fill(ts_ns=now_ns, fill_id=f"CARRY{token}D{day}", intent_id="", order_id="", contract=contract,
+                          side=Side.BUY if quantity > 0 else Side.SELL, quantity=abs(quantity),
+                          price=row.average_price, expected_price=row.average_price, charges=0))
     return fills
+
+
+def _contract(instruments: InstrumentMaster, token: int, tradingsymbol: str) -> OptionContract | None:
+    contract = instruments.by_token(token)
+    if isinstance(contract, OptionContract):
+        return contract
+    log.error("outside_position_unknown_instrument", instrument_token=token, tradingsymbol=tradingsymbol,
+              why="not an option in today's instrument dump for the configured underlyings: not counted in the books")
+    return None
 
 
 def restore_from_gate(result: GateResult, portfolio: PortfolioActor, risk: RiskGateActor, execution: ExecutionActor, *,
@@ -201,15 +273,25 @@ def restore_from_gate(result: GateResult, portfolio: PortfolioActor, risk: RiskG
                     quantity=request.intent.quantity, why="placed before the restart and still working at the broker")
     _report(result)
     positions = {p.contract.tradingsymbol: p.quantity for p in portfolio.book.open_positions()}
+    for request, order_id, filled, value in result.pending:
+        # The broker could not say: its reports are tied to the intent, and execution looks it up by tag once the
+        # broker answers; it is never re-sent.
+        execution.park_unresolved(request)
+        broker.adopt(request, order_id, filled, value)
     if result.halt_reason:
-        manager.halt(result.halt_reason, now_ns)
-        log.error("reconciliation_failed_halted", reason=result.halt_reason, positions=positions,
-                  how_to_clear="check the broker's order book and positions against the reason; the daemon places "
-                               "nothing until resumed (a start whose books agree clears this halt)")
+        if manager.state is TradingState.HALTED:
+            log.error("reconciliation_failed_already_halted", reason=result.halt_reason,
+                      halted_because=manager.state_reason, positions=positions)
+        else:
+            manager.halt(result.halt_reason, now_ns)
+            log.error("reconciliation_failed_halted", reason=result.halt_reason, positions=positions,
+                      how_to_clear="check the broker's order book and positions against the reason; the daemon "
+                                   "places nothing until an operator resumes it (a halt because the broker could "
+                                   "not be read clears at a later start whose books agree)")
         return
-    if manager.state is TradingState.HALTED and manager.state_reason.startswith(HALT_PREFIX):
+    if manager.state is TradingState.HALTED and manager.state_reason.startswith(_SELF_CLEARING):
         manager.resume(now_ns)
-        log.warning("reconciliation_halt_cleared", why="the journal and the broker's books agree again")
+        log.warning("reconciliation_halt_cleared", why="the broker answers again and its books agree with the journal")
     log.info("reconciliation_passed", positions=positions, adopted_orders=len(result.adopted),
              outside_positions=len(result.outside_tokens), fills=len(result.fills), elapsed_ms=result.elapsed_ms)
 
@@ -230,9 +312,12 @@ def _report(result: GateResult) -> None:
                     policy="counted in the books and risk limits; the daemon never closes it on its own")
     for token, quantity in decided.closed_before_today.items():
         log.warning("position_closed_outside", instrument_token=token, journal_quantity=quantity,
-                    why="the broker no longer holds it and reports no trade today: squared off or expired",
-                    booked="closed in the books at its average price; the price it closed at is not in today's "
-                           "books, so that close's realized P&L is unknown")
+                    why="the broker no longer holds it and reports no trade today: expired, or squared off (MIS)",
+                    booked="closed in the books at 0 if expired, else at its average price: the price it closed "
+                           "at is not in today's books")
+    for token, quantity in decided.carried.items():
+        log.warning("outside_position_carried", instrument_token=token, quantity=quantity,
+                    policy="held since before today, placed outside the daemon: counted, never closed by it")
     for update in decided.ended:
         log.info("intent_ended_while_down", intent_id=update.intent_id, order_id=update.order_id,
                  status=update.status.value, reason=update.reason)

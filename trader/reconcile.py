@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 
 from trader.adapters.ports import BrokerBook, BrokerOrder, BrokerTrade
 from trader.events import Fill, IntentPurpose, OrderRequest, OrderStatus, OrderUpdate
@@ -36,20 +37,21 @@ class Reconciliation:
     outside_orders: list[BrokerOrder] = field(default_factory=list)  # not placed by this daemon
     outside_quantity: dict[int, int] = field(default_factory=dict)  # token → units held that are not ours
     closed_before_today: dict[int, int] = field(default_factory=dict)  # token → our units the broker no longer has
+    carried: dict[int, int] = field(default_factory=dict)  # token → units held outside the daemon since before today
+    outside_trades: list[tuple[BrokerTrade, bool]] = field(default_factory=list)  # (trade, orphan) not journaled
     orphan_tags: list[str] = field(default_factory=list)  # orders with our id format the journal does not know
     problems: list[str] = field(default_factory=list)  # each one halts the daemon
 
-    @property
-    def halted(self) -> bool:
-        return bool(self.problems)
-
 
 def reconcile(*, open_intents: Sequence[JournaledIntent], known: dict[str, JournaledIntent],
-              journal_filled: dict[str, tuple[int, int]], journal_positions: dict[int, int],
-              journal_positions_today: dict[int, int], book: BrokerBook, now_ns: int) -> Reconciliation:
+              journal_filled: dict[str, tuple[int, int]], journaled_ids: set[str], journal_positions: dict[int, int],
+              journal_positions_today: dict[int, int], expiries: dict[int, date], intraday: bool, book: BrokerBook,
+              now_ns: int) -> Reconciliation:
     """Decide everything from one reading. ``known`` maps each broker order's tag that the journal knows to its
-    journaled intent; ``journal_filled`` is order id → (units, Σ price × units) journaled; the positions are the
-    journal's (all fills) and the part of it from today's fills."""
+    journaled intent; ``journal_filled`` is order id → (units, Σ price × units) journaled, ``journaled_ids`` every
+    journaled fill id; the positions are the journal's (all fills) and the part of it from today's fills;
+    ``expiries`` the expiry of each contract the journal knows; ``intraday`` says the broker squares positions off
+    at the end of each day (Kite MIS)."""
     result = Reconciliation()
     orders_by_tag: dict[str, list[BrokerOrder]] = defaultdict(list)
     for order in book.orders:
@@ -111,37 +113,56 @@ def reconcile(*, open_intents: Sequence[JournaledIntent], known: dict[str, Journ
             result.orphan_tags.append(order.tag)
         result.outside_orders.append(order)
 
-    # Positions: the broker's net quantity against what our fills imply.
-    outside_today: dict[int, int] = defaultdict(int)
+    # Trades of orders we did not place, not journaled yet: each becomes a fill in the books (counted in P&L and
+    # the risk limits), whatever the position nets to.
+    own = set(result.orphan_tags)
     for order in result.outside_orders:
-        if order.order_id in journal_filled:
-            continue  # its fills reached us while running (an outside order's postback): already in the journal
         for trade in trades_by_order.get(order.order_id, []):
-            outside_today[trade.instrument_token] += trade.side.sign * trade.quantity
+            if outside_fill_id(trade, orphan=order.tag in own) not in journaled_ids:
+                result.outside_trades.append((trade, order.tag in own))
+    outside_today: dict[int, int] = defaultdict(int)
+    for trade, _orphan in result.outside_trades:
+        outside_today[trade.instrument_token] += trade.side.sign * trade.quantity
+
+    # Positions: the broker's net quantity against what the journal's fills imply.
     expected = dict(journal_positions)
     for fill in result.missed_fills:
         token = fill.contract.instrument_token
         expected[token] = expected.get(token, 0) + fill.side.sign * fill.quantity
     held = {p.instrument_token: p for p in book.positions}
+    today = ist_date(now_ns)
     for token in set(expected) | set(held):
         broker_units = held[token].quantity if token in held else 0
+        overnight = held[token].overnight_quantity if token in held else 0
         delta = broker_units - expected.get(token, 0)
-        if delta == 0:
+        today_outside = outside_today.get(token, 0)
+        earlier = expected.get(token, 0) - journal_positions_today.get(token, 0)
+        if delta == today_outside:
+            if delta:
+                result.outside_quantity[token] = delta
             continue
-        symbol = held[token].tradingsymbol if token in held else str(token)
-        if delta == outside_today.get(token, 0):
+        if earlier == 0 and overnight and delta == today_outside + overnight:
+            result.carried[token] = overnight  # held since before today, placed outside the daemon
             result.outside_quantity[token] = delta
             continue
-        ours_from_earlier = expected.get(token, 0) - journal_positions_today.get(token, 0)
-        overnight = held[token].overnight_quantity if token in held else 0
-        if broker_units == 0 and overnight == 0 and ours_from_earlier == expected.get(token, 0) and \
-                token not in outside_today:
-            result.closed_before_today[token] = expected[token]  # squared off or expired while we were away
-            continue
-        result.problems.append(f"the broker holds {broker_units} units of {symbol}; our journal's fills explain "
-                               f"{expected.get(token, 0)} and orders placed outside the daemon "
-                               f"{outside_today.get(token, 0)}")
+        if earlier and overnight == 0 and delta == today_outside - earlier:
+            expiry = expiries.get(token)
+            if (expiry is not None and expiry < today) or intraday:
+                # Expired, or an intraday (MIS) position the broker squared off at the end of its day.
+                result.closed_before_today[token] = earlier
+                if today_outside:
+                    result.outside_quantity[token] = today_outside
+                continue
+        symbol = held[token].tradingsymbol if token in held else str(token)
+        result.problems.append(f"the broker holds {broker_units} units of {symbol} ({overnight} of them since before "
+                               f"today); the journal's fills explain {expected.get(token, 0)} ({earlier} from earlier "
+                               f"days) and today's orders placed outside the daemon {today_outside}")
     return result
+
+
+def outside_fill_id(trade: BrokerTrade, *, orphan: bool) -> str:
+    """The id of a fill booked from the broker's trade book: the same at every start and at run time."""
+    return f"{'ORPHAN' if orphan else 'HAND'}{trade.order_id}T{trade.trade_id}"
 
 
 def _broker_filled(order: BrokerOrder, trades: list[BrokerTrade]) -> tuple[int, int]:

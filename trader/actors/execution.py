@@ -88,6 +88,7 @@ class ExecutionActor(Actor):
         self._seen_tags: set[str] = set()
         self._open: dict[str, str] = {}  # order id → intent id, until terminal
         self._unresolved: dict[str, OrderRequest] = {}
+        self._never_resend: set[str] = set()  # parked at a restart: a stale intent is never sent late
         self._cancel_at: dict[str, int] = {}  # order id → when a still-resting MARKET order gets cancelled
         self._placements: set[asyncio.Task[None]] = set()
         self._maybe_at_broker: set[str] = set()  # tags whose place call is under way or ended ambiguously
@@ -141,6 +142,14 @@ class ExecutionActor(Actor):
         self._open.setdefault(order_id, request.intent.intent_id)
         if request.intent.order_type is OrderType.MARKET:
             self._cancel_at[order_id] = request.ts_ns + int(self.retry.reprice_after_s * NS_PER_SECOND)
+
+    def park_unresolved(self, request: OrderRequest) -> None:
+        """Before start: an intent from before a restart the broker could not be asked about. It is looked up by
+        its tag at every reconcile; found, it is adopted; confirmed absent, it ends as not sent, never re-sent (it
+        is stale by now)."""
+        self._seen_tags.add(request.tag)
+        self._unresolved[request.tag] = request
+        self._never_resend.add(request.tag)
 
     def _write(self, what: str, action: Callable[[OrderJournal], object]) -> None:
         """One journal write; a failure halts entries at once (never trade with a journal that cannot be written)."""
@@ -369,6 +378,8 @@ class ExecutionActor(Actor):
                 continue  # resolved meanwhile (at shutdown, ``close`` looks parked orders up too)
             if found is not None:
                 self._adopt(request, found, 0)
+            elif tag in self._never_resend:
+                self._reject(request, "not sent: the daemon stopped before the broker had it")
             else:
                 # Confirmed absent: now it is safe to send it once more (or, once stopping, to say it was not sent).
                 self._seen_tags.discard(tag)

@@ -72,6 +72,8 @@ class OrderTracker:
     def adopt(self, intent: OrderIntent, tag: str, order_id: str, filled: int, filled_value: int) -> None:
         """An order placed before a restart: ``filled`` units worth ``filled_value`` paise are already booked."""
         self._intents.setdefault(tag, intent)
+        if not order_id:
+            return  # its order id is not known yet: a report under its tag is confirmed with the broker first
         self._tag_of_order[order_id] = tag
         reported = self._by_order.setdefault(order_id, _Reported(intent))
         if filled > reported.filled:
