@@ -11,6 +11,7 @@ from typing import TypeVar
 import pytest
 
 from trader.actors.risk import FLATTEN_STRATEGY_ID, STATE_NAME, RiskGateActor
+from trader.adapters.ports import BrokerOrder, BrokerTrade
 from trader.bus import EventBus
 from trader.clock import SimClock
 from trader.events import (
@@ -192,14 +193,18 @@ async def test_an_exit_of_a_position_closed_by_hand_is_refused_not_sold_short() 
     g = Gate()
     entry = await g.intent(CE, Side.BUY, LOT)
     await g.fill(entry)
-    g.broker.held = {}  # sold by hand
+    g.broker.held = {}  # sold by hand: the broker's books show the order (no tag of ours) and its trade
+    g.broker.orders.append(BrokerOrder(order_id="H1", tag="", status=OrderStatus.COMPLETE, quantity=LOT,
+                                       filled_quantity=LOT, average_price=3_000,
+                                       instrument_token=CE.instrument_token, side=Side.SELL))
+    g.broker.trades.append(BrokerTrade("T1", "H1", CE.instrument_token, CE.tradingsymbol, Side.SELL, LOT, 3_000))
     exit_ = await g.intent(CE, Side.SELL, LOT)
     assert not g.approved(exit_)
     assert "net short" in g.refusal(exit_)
     assert g.manager.book.quantity(CE.instrument_token) == 0
     [outside] = [f for f in g.of(Fill) if f.intent_id == ""]
-    assert (outside.side, outside.quantity) == (Side.SELL, LOT)  # every actor learns the position is gone
-    g.broker.held = {CE.instrument_token: LOT}
+    assert (outside.fill_id, outside.side, outside.quantity, outside.price) == ("HANDH1TT1", Side.SELL, LOT, 3_000)
+    g.broker.held = {}
     again = await g.intent(CE, Side.BUY, LOT)
     await g.fill(again)
     assert g.approved(await g.intent(CE, Side.SELL, LOT))  # a real exit still passes
@@ -211,3 +216,13 @@ async def test_a_sell_that_opens_a_short_is_refused_unless_allowed() -> None:
     assert "net short" in g.refusal(refused)
     allowed = Gate(RiskConfig(allow_short_options=True))
     assert "net short" not in allowed.refusal(await allowed.intent(CE, Side.SELL, LOT))
+
+
+async def test_a_position_report_lagging_our_own_fill_changes_nothing() -> None:
+    """The broker's /positions may not show a fill yet; with no outside trade to explain it the book stands."""
+    g = Gate()
+    entry = await g.intent(CE, Side.BUY, LOT)
+    await g.fill(entry)
+    g.broker.held = {}  # lagging: no trade of anyone else on this contract
+    assert g.approved(await g.intent(CE, Side.SELL, LOT))
+    assert [f for f in g.of(Fill) if f.intent_id == ""] == []

@@ -8,6 +8,7 @@ state to the journal so a breached day stays breached across a restart.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,14 +32,17 @@ from trader.events import (
     TradingState,
     VenueStatus,
 )
-from trader.ids import IdFactory
+from trader.ids import IdFactory, is_own_id
 from trader.logging import get_logger
+from trader.reconcile import outside_fill_id
 from trader.risk.core import RiskManager
 from trader.risk.kill_switch import KillSwitchFile
 from trader.risk.results import RiskDecision
 from trader.store.journal import Journal, JournalWriteError
 
 log = get_logger("trader.risk")
+
+CONFIRM_TIMEOUT_S = 3.0  # the broker's position and trade books before an exit: an exit must not wait long
 
 STATE_NAME = "risk"
 FLATTEN_STRATEGY_ID = "risk-flatten"
@@ -137,34 +141,41 @@ class RiskGateActor(Actor):
         """Before an order that would reduce a position, ask the broker whether it still holds it.
 
         A position closed outside the daemon (sold by hand in the broker's app, squared off by the broker) would
-        otherwise be "exited" again from our own book: a naked short. Only a reduction is taken over, and only while
-        none of our own orders for the contract is in flight (its fill may not show at the broker yet): the book
-        is brought down to the broker's quantity by an outside fill that every actor books, and the intent is then
-        decided against the truth (refused if it would go short)."""
-        token = intent.contract.instrument_token
+        otherwise be "exited" again from our own book: a naked short. When the broker holds less, the trades that
+        explain it (orders without our tag on that contract, in today's trade book) are booked as fills every actor
+        books, with the ids the start-up gate gives them, so nothing is booked twice; the intent is then decided
+        against the truth (refused if it would go short). Without such a trade the difference is the broker's
+        position report lagging one of our own fills, and nothing is changed."""
+        token = self.manager.keyed(intent.contract).instrument_token
         held = self.manager.book.quantity(token)
         if self.broker is None or held == 0 or intent.side.sign * held > 0 or self.manager.has_pending(token):
             return
         try:
-            broker_held = (await self.broker.positions()).get(token, 0)
+            async with asyncio.timeout(CONFIRM_TIMEOUT_S):
+                broker_held = (await self.broker.positions()).get(token, 0)
+                if broker_held == held or (broker_held * held > 0 and abs(broker_held) > abs(held)):
+                    return  # agrees, or holds more (a fill of ours not yet reported): nothing was closed outside
+                book = await self.broker.book()
         except Exception as exc:  # cannot confirm: the book stands (an exit must not wait on a flaky read)
             log.warning("position_confirm_failed", intent_id=intent.intent_id, error=repr(exc))
             return
-        if broker_held == held or (broker_held * held > 0 and abs(broker_held) > abs(held)):
-            return  # agrees, or holds more (a fill of ours not yet reported): nothing was closed outside
-        gone = held - broker_held
+        outside = {o.order_id: o for o in book.orders if not is_own_id(o.tag)}
         position = self.manager.book.positions[token]
-        fill = Fill(ts_ns=intent.ts_ns, fill_id=f"OUTSIDE{token}T{intent.ts_ns}", intent_id="", order_id="",
-                    contract=position.contract, side=Side.SELL if gone > 0 else Side.BUY, quantity=abs(gone),
-                    price=position.last_price or position.average_price, expected_price=0, charges=0,
-                    purpose=IntentPurpose.EXIT)
+        fills = [Fill(ts_ns=intent.ts_ns, fill_id=outside_fill_id(t, orphan=False), intent_id="", order_id=t.order_id,
+                      contract=position.contract, side=t.side, quantity=t.quantity, price=t.price,
+                      expected_price=t.price, charges=0)
+                 for t in book.trades if t.instrument_token == token and t.order_id in outside
+                 and outside_fill_id(t, orphan=False) not in self._seen_fills]
         log.error("position_changed_outside", tradingsymbol=intent.contract.tradingsymbol, book_quantity=held,
-                  broker_quantity=broker_held, intent_id=intent.intent_id,
-                  action="the books take the broker's quantity; the exit is decided against it")
-        self._seen_fills.add(fill.fill_id)
-        self.manager.on_fill(fill.contract, fill.side, fill.quantity, fill.price, 0, fill.ts_ns)
-        self._save(fill.ts_ns)
-        self.bus.publish(fill)  # the portfolio, the strategy and the journal book it too; this gate has already
+                  broker_quantity=broker_held, intent_id=intent.intent_id, outside_trades=len(fills),
+                  action="the outside trades are booked; the exit is decided against them" if fills else
+                  "no outside trade explains it (the broker's report may lag a fill): the book stands")
+        for fill in fills:
+            self._seen_fills.add(fill.fill_id)
+            self.manager.on_fill(fill.contract, fill.side, fill.quantity, fill.price, 0, fill.ts_ns)
+            self.bus.publish(fill)  # the portfolio, the strategy and the journal book it too; this gate already has
+        if fills:
+            self._save(intent.ts_ns)
 
     async def _decide(self, intent: OrderIntent) -> RiskDecision:
         if self._venue_problems and intent.purpose is not IntentPurpose.EXIT:

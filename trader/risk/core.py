@@ -215,6 +215,10 @@ class RiskManager(SeedApi, EntryChecks):
             reduces=self._reduces_filled_position(token, intent.side, intent.quantity),
         )
 
+    def keyed(self, contract: OptionContract) -> OptionContract:
+        """The contract as the book keys it (a non-zero instrument token)."""
+        return self._keyed(contract)
+
     def has_pending(self, instrument_token: int) -> bool:
         """True while an approved order for this contract is not done."""
         return any(p.token == instrument_token for p in self._pending.values())
