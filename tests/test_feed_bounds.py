@@ -159,3 +159,11 @@ def test_the_tolerance_is_a_setting(tmp_path: Path, clean_env: pytest.MonkeyPatc
     clock = build_clock(settings, 0)
     assert isinstance(clock, ExchangeClock) and clock.tolerance_ns == 120 * NS_PER_SECOND
     assert ExchangeClock().tolerance_ns == 600 * NS_PER_SECOND
+
+
+def test_a_first_stamp_far_from_wall_time_is_refused() -> None:
+    """Review finding 8: the first stamp had nothing to be compared with; 2106 in the first packet set the clock."""
+    clock = ExchangeClock(tolerance_ns=10 * MINUTE)
+    assert not clock.observe(YEAR_2106)
+    assert clock.now_ns() < time.time_ns() + MINUTE
+    assert clock.observe(time.time_ns() - 30 * 86_400 * NS_PER_SECOND)  # a rehearsal a month back still works

@@ -101,6 +101,9 @@ DEFAULT_EXCHANGE_TOLERANCE_NS = 600 * NS_PER_SECOND
 EXCHANGE_JUMP_CONFIRMATIONS = 3
 
 
+FIRST_STAMP_BOUND_NS = 3_653 * 86_400 * NS_PER_SECOND  # ten years from wall time either way (recorded data)
+
+
 class ExchangeClock(LiveClock):
     """Wall time, set to the exchange's clock by its first timestamp and moved forward whenever it runs ahead.
 
@@ -145,6 +148,11 @@ class ExchangeClock(LiveClock):
             return False
         ahead = exchange_ts_ns - time.time_ns()
         if not self._synced:
+            if abs(ahead) > FIRST_STAMP_BOUND_NS:
+                # Nothing to compare the first stamp with but wall time: one corrupt first packet (2106) must not
+                # set the clock for the run. The bound is wide, so a rehearsal on another simulated day still works.
+                self.refused += 1
+                return False
             self._offset_ns = ahead
             self._synced = True
             return True
