@@ -226,3 +226,17 @@ async def test_a_position_report_lagging_our_own_fill_changes_nothing() -> None:
     g.broker.held = {}  # lagging: no trade of anyone else on this contract
     assert g.approved(await g.intent(CE, Side.SELL, LOT))
     assert [f for f in g.of(Fill) if f.intent_id == ""] == []
+
+
+async def test_a_flatten_leaves_a_hand_placed_position_alone() -> None:
+    """Review finding 9: positions placed outside the daemon are counted, never closed by it (not even a flatten)."""
+    g = Gate()
+    entry = await g.intent(CE, Side.BUY, LOT)
+    await g.fill(entry)
+    hand = Fill(ts_ns=T0, fill_id="HANDH9TT9", intent_id="", order_id="H9", contract=PE, side=Side.BUY,
+                quantity=LOT, price=3_000, expected_price=3_000, charges=0)
+    g.actor.seen_fills([hand])
+    g.manager.on_fill(PE, Side.BUY, LOT, 3_000, 0, T0)
+    await g.command(CommandKind.FLATTEN)
+    flattened = [i for i in g.of(OrderIntent) if i.strategy_id == FLATTEN_STRATEGY_ID]
+    assert [(i.contract, i.side, i.quantity) for i in flattened] == [(CE, Side.SELL, LOT)]

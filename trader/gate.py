@@ -23,7 +23,7 @@ from trader.market.calendar import ist_date
 from trader.market.charges import option_charges
 from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import OptionContract
-from trader.reconcile import Reconciliation, outside_fill_id, reconcile
+from trader.reconcile import OUTSIDE_FILL_PREFIXES, Reconciliation, outside_fill_id, reconcile
 from trader.risk.persistence import rebuild_book
 from trader.store.orders import JournaledIntent, OrderJournal
 from trader.strategies.base import RestoredPosition
@@ -35,7 +35,6 @@ UNREADABLE = "the broker's order, trade and position books could not be read"
 # Only this halt clears by itself, at a later start whose books agree: the cause was the broker's silence. A
 # disagreement, or any other halt (an operator's, the kill switch's), waits for an operator.
 _SELF_CLEARING = f"{HALT_PREFIX}: {UNREADABLE}"
-_NOT_OURS = ("HAND", "CARRY")  # fill id prefixes of positions held outside the daemon
 RATE_WINDOW_NS = NS_PER_SECOND  # Kite's order-rate limit counts per second
 
 
@@ -181,7 +180,7 @@ def _our_positions(fills: list[Fill], orders: OrderJournal) -> list[RestoredPosi
     owner_of: dict[int, str] = {}
     opened: dict[int, int] = {}
     for fill in fills:
-        if fill.fill_id.startswith(_NOT_OURS):
+        if fill.fill_id.startswith(OUTSIDE_FILL_PREFIXES):
             continue
         token = fill.contract.instrument_token
         before = book.quantity(token)
@@ -260,7 +259,7 @@ def restore_from_gate(result: GateResult, portfolio: PortfolioActor, risk: RiskG
     portfolio.restore(result.fills)
     manager = risk.manager
     rebuild_book(manager, result.fills, replay=replay_windows)
-    risk.seen_fills(fill.fill_id for fill in result.fills)
+    risk.seen_fills(result.fills)
     for sent_ns in result.recent_sends:  # orders sent just before a crash still count against the rate limit
         execution.limiter.record(sent_ns)
         manager.note_order_sent(sent_ns)

@@ -160,6 +160,9 @@ def reconcile(*, open_intents: Sequence[JournaledIntent], known: dict[str, Journ
     return result
 
 
+OUTSIDE_FILL_PREFIXES = ("HAND", "CARRY")  # fills of positions held outside the daemon: counted, never managed
+
+
 def outside_fill_id(trade: BrokerTrade, *, orphan: bool) -> str:
     """The id of a fill booked from the broker's trade book: the same at every start and at run time."""
     return f"{'ORPHAN' if orphan else 'HAND'}{trade.order_id}T{trade.trade_id}"

@@ -34,7 +34,7 @@ from trader.events import (
 )
 from trader.ids import IdFactory, is_own_id
 from trader.logging import get_logger
-from trader.reconcile import outside_fill_id
+from trader.reconcile import OUTSIDE_FILL_PREFIXES, outside_fill_id
 from trader.risk.core import RiskManager
 from trader.risk.kill_switch import KillSwitchFile
 from trader.risk.results import RiskDecision
@@ -63,6 +63,7 @@ class RiskGateActor(Actor):
         self.kill_switch = KillSwitchFile(manager.config.kill_switch_file)
         self._seen_intents: set[str] = set()
         self._seen_fills: set[str] = set()
+        self._outside: dict[int, int] = {}  # token → signed units placed outside the daemon (by hand)
         self.journal_failed = False
         self._flatten_intents: set[str] = set()
         self._stopping = False
@@ -172,6 +173,7 @@ class RiskGateActor(Actor):
                   "no outside trade explains it (the broker's report may lag a fill): the book stands")
         for fill in fills:
             self._seen_fills.add(fill.fill_id)
+            self._note_outside(fill)
             self.manager.on_fill(fill.contract, fill.side, fill.quantity, fill.price, 0, fill.ts_ns)
             self.bus.publish(fill)  # the portfolio, the strategy and the journal book it too; this gate already has
         if fills:
@@ -238,14 +240,22 @@ class RiskGateActor(Actor):
         self._save(ts)
 
     def _flatten(self, ts_ns: int, reason: str) -> None:
-        """Exit every open position at market (with market protection), even while HALTED."""
+        """Exit every open position at market (with market protection), even while HALTED; the part of a position
+        that was placed outside the daemon (by hand) is left alone: the daemon never closes that on its own."""
         positions = self.manager.open_positions()
         log.warning("flatten", reason=reason, positions=len(positions))
         for position in positions:
+            token = position.contract.instrument_token
+            ours = position.quantity - self._outside.get(token, 0)
+            if ours * position.quantity <= 0:
+                log.warning("flatten_leaves_outside_position", tradingsymbol=position.contract.tradingsymbol,
+                            quantity=position.quantity, why="placed outside the daemon: never closed by it")
+                continue
+            quantity = min(abs(ours), abs(position.quantity))
             intent = OrderIntent(
                 ts_ns=ts_ns, intent_id=self.ids.next("F"), strategy_id=FLATTEN_STRATEGY_ID,
                 contract=position.contract, side=Side.SELL if position.quantity > 0 else Side.BUY,
-                quantity=abs(position.quantity), order_type=OrderType.MARKET, purpose=IntentPurpose.EXIT,
+                quantity=quantity, order_type=OrderType.MARKET, purpose=IntentPurpose.EXIT,
                 expected_price=position.last_price, market_protection=-1.0, reason=f"flatten: {reason}")
             self._flatten_intents.add(intent.intent_id)
             self.bus.publish(intent)  # comes back through this gate like any intent, marked as a flatten
@@ -260,9 +270,17 @@ class RiskGateActor(Actor):
         if events:
             self._save(events[-1].ts_ns)
 
-    def seen_fills(self, fill_ids: Iterable[str]) -> None:
-        """Before start: fills already in the restored book, never to be booked again."""
-        self._seen_fills.update(fill_ids)
+    def seen_fills(self, fills: Iterable[Fill]) -> None:
+        """Before start: fills already in the restored book, never to be booked again; those of orders placed
+        outside the daemon are remembered, so that a flatten leaves them alone."""
+        for fill in fills:
+            self._seen_fills.add(fill.fill_id)
+            self._note_outside(fill)
+
+    def _note_outside(self, fill: Fill) -> None:
+        if fill.fill_id.startswith(OUTSIDE_FILL_PREFIXES):
+            token = fill.contract.instrument_token
+            self._outside[token] = self._outside.get(token, 0) + fill.side.sign * fill.quantity
 
     def _save(self, ts_ns: int) -> None:
         if self.journal is None:

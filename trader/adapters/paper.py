@@ -206,6 +206,7 @@ class PaperBroker:
             order.status = OrderStatus.OPEN
             order.triggered = True
             order.order_type = OrderType.MARKET if intent.order_type is OrderType.SL_M else OrderType.LIMIT
+            self._save()  # a restart must find the stop triggered, as a real broker's book would
             self._update(order, book.ts_ns, reason="triggered")
         if order.order_type is OrderType.MARKET and order.limit_price == 0:
             order.limit_price = self._protection_price(intent.market_protection, side, book,
