@@ -321,15 +321,20 @@ async def test_a_halt_from_an_earlier_start_is_cleared_only_when_the_books_agree
     assert operator.state is TradingState.HALTED  # the gate never lifts a halt it did not set
 
 
+def filled_yesterday(journal: OrderJournal, tag: str, order_id: str) -> None:
+    """One lot bought yesterday at ₹100, all of it journaled."""
+    yesterday = T0 - 86_400 * NS_PER_SECOND
+    req = OrderRequest(ts_ns=yesterday, intent=dataclasses.replace(request(tag).intent, ts_ns=yesterday), tag=tag)
+    journal.record_intent(req, yesterday)
+    journal.record_sent(tag, order_id, yesterday)
+    journal.record_fill(dataclasses.replace(fill(req, order_id, LOT, 10_000, LOT), ts_ns=yesterday))
+    journal.record_update(OrderUpdate(yesterday, tag, order_id, OrderStatus.COMPLETE, LOT, 0, 10_000))
+
+
 async def test_a_position_the_broker_closed_before_today_is_closed_in_the_books_not_halted(
         broker: FakeBroker, journal: OrderJournal) -> None:
     """Bought yesterday, squared off (or expired) while the daemon was away: today's books show nothing of it."""
-    yesterday = T0 - 86_400 * NS_PER_SECOND
-    req = OrderRequest(ts_ns=yesterday, intent=dataclasses.replace(request("E12").intent, ts_ns=yesterday), tag="E12")
-    journal.record_intent(req, yesterday)
-    journal.record_sent("E12", "O12", yesterday)
-    journal.record_fill(dataclasses.replace(fill(req, "O12", LOT, 10_000, LOT), ts_ns=yesterday))
-    journal.record_update(OrderUpdate(yesterday, "E12", "O12", OrderStatus.COMPLETE, LOT, 0, 10_000))
+    filled_yesterday(journal, "E12", "O12")
     result = await run_gate(broker, journal, InstrumentMaster(), T0, sleep=no_sleep)
     assert result.halt_reason == ""
     assert result.positions == []
@@ -439,12 +444,7 @@ async def test_a_hand_position_carried_from_yesterday_is_counted_not_a_halt(brok
 
 async def test_without_evidence_a_vanished_position_halts(broker: FakeBroker, journal: OrderJournal) -> None:
     """Review finding 6: a carried NRML position missing from /positions is not assumed closed."""
-    yesterday = T0 - 86_400 * NS_PER_SECOND
-    req = OrderRequest(ts_ns=yesterday, intent=dataclasses.replace(request("E43").intent, ts_ns=yesterday), tag="E43")
-    journal.record_intent(req, yesterday)
-    journal.record_sent("E43", "O43", yesterday)
-    journal.record_fill(dataclasses.replace(fill(req, "O43", LOT, 10_000, LOT), ts_ns=yesterday))
-    journal.record_update(OrderUpdate(yesterday, "E43", "O43", OrderStatus.COMPLETE, LOT, 0, 10_000))
+    filled_yesterday(journal, "E43", "O43")
     result = await run_gate(broker, journal, both(), T0, sleep=no_sleep, intraday=False)
     assert "the broker holds 0 units" in result.halt_reason
 
