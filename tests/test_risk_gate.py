@@ -240,3 +240,16 @@ async def test_a_flatten_leaves_a_hand_placed_position_alone() -> None:
     await g.command(CommandKind.FLATTEN)
     flattened = [i for i in g.of(OrderIntent) if i.strategy_id == FLATTEN_STRATEGY_ID]
     assert [(i.contract, i.side, i.quantity) for i in flattened] == [(CE, Side.SELL, LOT)]
+
+
+async def test_an_exit_the_broker_cannot_confirm_waits_rather_than_risk_a_naked_short() -> None:
+    """Fault injection, 3 of 8 trials: a hand close, then a failed position read, and the exit sold again."""
+    g = Gate()
+    entry = await g.intent(CE, Side.BUY, LOT)
+    await g.fill(entry)
+    g.broker.margins_down = True  # the positions endpoint times out too
+    waiting = await g.intent(CE, Side.SELL, LOT)
+    assert not g.approved(waiting)
+    assert "could not be confirmed" in g.refusal(waiting)
+    g.broker.margins_down = False
+    assert g.approved(await g.intent(CE, Side.SELL, LOT))  # the strategy's retry goes once the broker answers

@@ -119,8 +119,9 @@ class RiskGateActor(Actor):
         if intent.intent_id in self._seen_intents:
             log.warning("duplicate_intent_ignored", intent_id=intent.intent_id)
             return
-        await self._confirm_position(intent)
-        decision = await self._decide(intent)
+        unconfirmed = await self._confirm_position(intent)
+        decision = (RiskDecision(False, unconfirmed, True, "position_unconfirmed") if unconfirmed
+                    else await self._decide(intent))
         # Marked as seen only once decided: if deciding crashed, the redelivered intent gets its decision.
         self._seen_intents.add(intent.intent_id)
         if not decision.approved:
@@ -138,7 +139,7 @@ class RiskGateActor(Actor):
                  tradingsymbol=intent.contract.tradingsymbol, side=intent.side.value, quantity=intent.quantity)
         self.bus.publish(OrderRequest(ts_ns=intent.ts_ns, intent=intent, tag=intent.intent_id))
 
-    async def _confirm_position(self, intent: OrderIntent) -> None:
+    async def _confirm_position(self, intent: OrderIntent) -> str:
         """Before an order that would reduce a position, ask the broker whether it still holds it.
 
         A position closed outside the daemon (sold by hand in the broker's app, squared off by the broker) would
@@ -150,16 +151,19 @@ class RiskGateActor(Actor):
         token = self.manager.keyed(intent.contract).instrument_token
         held = self.manager.book.quantity(token)
         if self.broker is None or held == 0 or intent.side.sign * held > 0 or self.manager.has_pending(token):
-            return
+            return ""
         try:
             async with asyncio.timeout(CONFIRM_TIMEOUT_S):
                 broker_held = (await self.broker.positions()).get(token, 0)
                 if broker_held == held or (broker_held * held > 0 and abs(broker_held) > abs(held)):
-                    return  # agrees, or holds more (a fill of ours not yet reported): nothing was closed outside
+                    return ""  # agrees, or holds more (a fill of ours not yet reported): nothing was closed outside
                 book = await self.broker.book()
-        except Exception as exc:  # cannot confirm: the book stands (an exit must not wait on a flaky read)
+        except Exception as exc:
+            # Unconfirmed, the exit waits: sent on our book alone it could sell what a hand already sold (a naked
+            # short, unbounded loss); held back, the strategy sends it again shortly (a delayed stop, bounded).
             log.warning("position_confirm_failed", intent_id=intent.intent_id, error=repr(exc))
-            return
+            return (f"the broker's position in {intent.contract.tradingsymbol} could not be confirmed ({exc!r}); "
+                    "an exit is not sent on the daemon's book alone, in case it was closed by hand: retried shortly")
         outside = {o.order_id: o for o in book.orders if not is_own_id(o.tag)}
         position = self.manager.book.positions[token]
         fills = [Fill(ts_ns=intent.ts_ns, fill_id=outside_fill_id(t, orphan=False), intent_id="", order_id=t.order_id,
@@ -178,6 +182,7 @@ class RiskGateActor(Actor):
             self.bus.publish(fill)  # the portfolio, the strategy and the journal book it too; this gate already has
         if fills:
             self._save(intent.ts_ns)
+        return ""
 
     async def _decide(self, intent: OrderIntent) -> RiskDecision:
         if self._venue_problems and intent.purpose is not IntentPurpose.EXIT:
