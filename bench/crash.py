@@ -280,34 +280,46 @@ class JournalIntent:
 
 
 def read_journal(path: Path) -> dict[str, JournalIntent] | str:
-    """The ``intents`` table (and each intent's terminal order events), opened read-only; a reason when there is
-    none to read."""
+    """The ``intents`` table (and each intent's terminal order events) of a copy of the journal (the running daemon
+    holds its file locked for itself); a reason when there is none to read."""
     if not path.exists():
         return f"no journal at {path}"
     for attempt in range(50):
-        try:
-            connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        with tempfile.TemporaryDirectory(prefix="crash-journal-") as scratch:
             try:
-                tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-                if "intents" not in tables:
-                    return f"no intents table in {path.name} (tables: {', '.join(sorted(tables)) or 'none'})"
-                terminal: defaultdict[str, set[str]] = defaultdict(set)
-                if "order_events" in tables:
-                    for intent_id, status in connection.execute("SELECT intent_id, status FROM order_events"):
-                        if status in TERMINAL:
-                            terminal[str(intent_id)].add(str(status))
-                rows = connection.execute("SELECT intent_id, tag, purpose, status, terminal_status, order_id "
-                                          "FROM intents").fetchall()
-            finally:
-                connection.close()
-            return {str(r[0]): JournalIntent(str(r[0]), str(r[1] or ""), str(r[2] or ""), str(r[3] or ""),
-                                             str(r[4] or ""), str(r[5] or ""), frozenset(terminal[str(r[0])]))
-                    for r in rows}
-        except sqlite3.OperationalError as exc:  # busy or mid-checkpoint: read again
-            if attempt == 49:
-                return f"cannot read {path.name}: {exc}"
-            time.sleep(0.05)
+                found = _read_copy(path, Path(scratch))
+            except (sqlite3.DatabaseError, OSError) as exc:  # copied mid-write: copy and read again
+                if attempt == 49:
+                    return f"cannot read {path.name}: {exc}"
+                time.sleep(0.05)
+                continue
+        return found
     raise AssertionError("unreachable")
+
+
+def _read_copy(path: Path, scratch: Path) -> dict[str, JournalIntent] | str:
+    copy = scratch / path.name
+    shutil.copyfile(path, copy)
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists():
+        shutil.copyfile(wal, scratch / wal.name)
+    connection = sqlite3.connect(copy, timeout=5)
+    try:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "intents" not in tables:
+            return f"no intents table in {path.name} (tables: {', '.join(sorted(tables)) or 'none'})"
+        terminal: defaultdict[str, set[str]] = defaultdict(set)
+        if "order_events" in tables:
+            for intent_id, status in connection.execute("SELECT intent_id, status FROM order_events"):
+                if status in TERMINAL:
+                    terminal[str(intent_id)].add(str(status))
+        rows = connection.execute("SELECT intent_id, tag, purpose, status, terminal_status, order_id "
+                                  "FROM intents").fetchall()
+    finally:
+        connection.close()
+    return {str(r[0]): JournalIntent(str(r[0]), str(r[1] or ""), str(r[2] or ""), str(r[3] or ""),
+                                     str(r[4] or ""), str(r[5] or ""), frozenset(terminal[str(r[0])]))
+            for r in rows}
 
 
 # -- findings ------------------------------------------------------------------------------------------------------

@@ -19,6 +19,9 @@ def test_state_survives_a_reopen_and_is_replaced_not_duplicated(tmp_path: Path) 
     journal.close()
     reopened = Journal(path)
     assert reopened.load_state("risk") == {"state": "REDUCING_ONLY", "day_pnl": -3000}
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # one daemon owns its journal while it runs
+        sqlite3.connect(path, timeout=0.1).execute("SELECT COUNT(*) FROM state").fetchone()
+    reopened.close()
     rows = sqlite3.connect(path).execute("SELECT COUNT(*), MAX(updated_ns) FROM state").fetchone()
     assert rows == (1, 2)
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"

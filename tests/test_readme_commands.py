@@ -17,6 +17,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -145,16 +146,21 @@ def test_long_running_command_starts_reports_and_stops_on_ctrl_c(command: str, e
 
 
 def _heartbeat_saved(journal: Path) -> bool:
+    """The running daemon keeps its journal locked for itself: read a copy of the file and its WAL."""
     if not journal.exists():
         return False
-    try:
-        db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    with tempfile.TemporaryDirectory() as scratch:
         try:
-            return db.execute("SELECT 1 FROM state WHERE name = 'paper_market'").fetchone() is not None
-        finally:
-            db.close()
-    except sqlite3.Error:  # the daemon is still creating it
-        return False
+            for name in (journal.name, journal.name + "-wal"):
+                if (journal.parent / name).exists():
+                    shutil.copyfile(journal.parent / name, Path(scratch) / name)
+            db = sqlite3.connect(Path(scratch) / journal.name)
+            try:
+                return db.execute("SELECT 1 FROM state WHERE name = 'paper_market'").fetchone() is not None
+            finally:
+                db.close()
+        except (sqlite3.Error, OSError):  # the daemon is still creating it, or copied mid-write
+            return False
 
 
 @pytest.mark.parametrize("command", sorted(FINISHING))

@@ -27,8 +27,10 @@ def journal_with(data_dir: Path, name: str, document: bytes) -> Path:
     """A valid paper journal whose state row ``name`` holds ``document`` as written (bytes, not re-encoded)."""
     path = data_dir / "paper.sqlite3"
     Journal(path).close()
-    with sqlite3.connect(path) as db:
+    db = sqlite3.connect(path)
+    with db:
         db.execute("INSERT INTO state (name, document, updated_ns) VALUES (?, ?, 0)", (name, document))
+    db.close()  # the daemon takes its journal for itself
     return path
 
 

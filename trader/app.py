@@ -53,6 +53,7 @@ class App:
         builders.check_mode(settings)
         wall_now = LiveClock().now_ns()
         self._wall_started = wall_now
+        self._journal_failures: set[str] = set()
         self.kite_market = builders.uses_kite_market(settings)
         # In a year without holiday data every weekday trades; on a real market that warns once a day.
         self.calendar = settings.market_calendar(warn_clock=self._now_ns if self.kite_market else None)
@@ -108,11 +109,15 @@ class App:
         return self.clock.now_ns()
 
     def _journal_failed(self, what: str, error: Exception) -> None:
-        """A journal write failed outside an actor (the paper broker's book): halt entries, say which file."""
+        """A journal write failed outside an actor (the paper broker's book): halt entries, say which file (once for
+        each kind of write: a heartbeat a second must not bury the log)."""
+        if what in self._journal_failures:
+            return
+        self._journal_failures.add(what)
         log.error("journal_write_failed", what=what, error=str(error),
                   fix="free disk space or make the data dir writable, then restart the daemon")
         self.bus.publish(VenueStatus(ts_ns=self.clock.now_ns(), ok=False, problem=JOURNAL_PROBLEM,
-                                     detail=f"the journal cannot be written: {error}"))
+                                     detail=str(error)))
 
     async def _pass_gate(self) -> None:
         """Reconcile the journal with the broker before any actor starts; restore the books from what it found."""

@@ -164,7 +164,7 @@ class ExecutionActor(Actor):
                           fix="free disk space or make the data dir writable, then restart the daemon")
                 # Entries stop (the risk gate refuses them while the problem lasts); exits and stops still go.
                 self.bus.publish(VenueStatus(ts_ns=self.clock.now_ns(), ok=False, problem=JOURNAL_PROBLEM,
-                                             detail=f"the journal {self.journal.path} cannot be written: {exc}"))
+                                             detail=str(exc)))
 
     def _record(self, event: object) -> None:
         """What needs no broker call: a request starts its placement; updates and fills are tracked and logged."""

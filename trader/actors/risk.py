@@ -300,4 +300,4 @@ class RiskGateActor(Actor):
                           error=str(exc), fix="free disk space or make the data dir writable, then restart")
                 # Entries stop while it lasts; exits and stops still go (a HALT would refuse a stop-loss too).
                 self._on_venue(VenueStatus(ts_ns=ts_ns, ok=False, problem="journal_unwritable",
-                                           detail=f"the journal {self.journal.path} cannot be written"))
+                                           detail=str(exc)))

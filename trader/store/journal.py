@@ -91,6 +91,10 @@ class Journal:
             raise JournalError(f"cannot open the journal {path}: {exc}; check data_dir (TRADER_DATA_DIR) "
                                "points to a writable directory") from exc
         try:
+            # One writer, this daemon: the exclusive lock also keeps the WAL index in the process's own memory
+            # instead of a memory-mapped -shm file, so a data dir that turns read-only under it (remounted after
+            # disk errors) fails a write with an error the daemon handles, not a SIGBUS that kills it.
+            self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a power cut may lose the last commits but never corrupts the file; a kill -9
             # loses nothing that was committed.
@@ -105,13 +109,20 @@ class Journal:
             self._db.close()
             raise JournalError(self._unusable(exc)) from exc
 
-    def _unusable(self, exc: BaseException) -> str:
+    def _unusable(self, exc: BaseException, *, writing: bool = False) -> str:
         text = str(exc)
+        if "locked" in text or "busy" in text:
+            return (f"the journal {self.path} is in use by another process ({text}): one daemon per data dir; stop "
+                    "the other trader (or close the tool that has the file open) and start again")
         if "readonly" in text or "read-only" in text or "unable to open" in text:
             return (f"the journal {self.path} cannot be written ({text}): make data_dir (TRADER_DATA_DIR) "
                     "writable by the daemon's user")
         if "full" in text:
-            return f"the journal {self.path} cannot be written: the disk is full ({text}); free space and restart"
+            return (f"the journal {self.path} cannot be written ({text}): the disk is full or was made read-only; "
+                    "free space or make it writable, then restart")
+        if writing or "I/O" in text:
+            return (f"the journal {self.path} cannot be written ({text}): the disk failed or was made read-only; "
+                    "check it and keep the file (it holds the order journal)")
         return (f"the journal {self.path} is not a usable SQLite database ({text}): move it aside and restart; the "
                 "broker's order and trade books are the truth for today's positions, and the daemon rebuilds them "
                 "at start")
@@ -168,7 +179,7 @@ class Journal:
                 if self._db.in_transaction:  # the action or the commit failed: nothing of it stays
                     self._db.execute("ROLLBACK")
         except sqlite3.Error as exc:
-            raise JournalWriteError(self._unusable(exc)) from exc
+            raise JournalWriteError(self._unusable(exc, writing=True)) from exc
         return result
 
     def read(self, sql: str, parameters: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
