@@ -292,21 +292,40 @@ def restore_from_gate(result: GateResult, portfolio: PortfolioActor, risk: RiskG
         manager.resume(now_ns)
         log.warning("reconciliation_halt_cleared", why="the broker answers again and its books agree with the journal")
     log.info("reconciliation_passed", positions=positions, adopted_orders=len(result.adopted),
-             outside_positions=len(result.outside_tokens), fills=len(result.fills), elapsed_ms=result.elapsed_ms)
+             outside_positions=_outside_positions(result.fills), fills=len(result.fills), elapsed_ms=result.elapsed_ms)
+
+
+def _outside_positions(fills: list[Fill]) -> int:
+    """How many contracts hold units placed outside the daemon (counted in the books, never managed)."""
+    held: dict[int, int] = {}
+    for fill in fills:
+        if fill.fill_id.startswith(OUTSIDE_FILL_PREFIXES):
+            token = fill.contract.instrument_token
+            held[token] = held.get(token, 0) + fill.side.sign * fill.quantity
+    return sum(1 for quantity in held.values() if quantity)
 
 
 def _report(result: GateResult) -> None:
     decided = result.reconciliation
     if decided is None:
         return
+    orphans = set(decided.orphan_tags)
     for order in decided.outside_orders:
         if order.status.is_terminal and not order.filled_quantity:
             continue  # an outside order that never traded changes nothing
+        if order.tag in orphans:
+            log.warning("own_order_not_in_journal", order_id=order.order_id, tag=order.tag,
+                        tradingsymbol=order.tradingsymbol, quantity=order.quantity, filled=order.filled_quantity,
+                        status=order.status.value, policy="ours (our tag) but the journal does not know it (a lost "
+                        "journal file?): its position goes to the adopted-position keeper")
+            continue
         log.warning("outside_order", order_id=order.order_id, tag=order.tag, tradingsymbol=order.tradingsymbol,
                     side=order.side.value if order.side else "", quantity=order.quantity,
                     filled=order.filled_quantity, status=order.status.value,
                     policy="placed outside this daemon: counted in the books and risk limits, never closed by it")
     for token, quantity in decided.outside_quantity.items():
+        if any(trade.instrument_token == token and orphan for trade, orphan in decided.outside_trades):
+            continue  # ours with no known owner: the keeper's "position_adopted" line says it
         log.warning("outside_position_adopted", instrument_token=token, quantity=quantity,
                     policy="counted in the books and risk limits; the daemon never closes it on its own")
     for token, quantity in decided.closed_before_today.items():
