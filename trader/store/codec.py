@@ -46,19 +46,74 @@ def contract_to_dict(contract: OptionContract) -> dict[str, object]:
     }
 
 
-def contract_from_dict(data: object, where: str = "contract") -> OptionContract:
-    raw = mapping(data, where)
+def contract_from_dict(data: object, where: str = "contract", *, minimum_token: int | None = None) -> OptionContract:
+    """``minimum_token``: the risk book keys contracts unknown to the instrument master by negative local tokens;
+    other documents may require a real (or unknown, 0) token."""
+    reader = DocReader(data, where)
+    expiry_text = reader.text("expiry")
     try:
-        return OptionContract(
-            exchange=typed(raw, "exchange", str, where), tradingsymbol=typed(raw, "tradingsymbol", str, where),
-            underlying=typed(raw, "underlying", str, where),
-            expiry=date.fromisoformat(typed(raw, "expiry", str, where)),
-            strike=typed(raw, "strike", int, where), option_type=OptionType(typed(raw, "option_type", str, where)),
-            lot_size=typed(raw, "lot_size", int, where), tick_size=typed(raw, "tick_size", int, where),
-            instrument_token=typed(raw, "instrument_token", int, where),
-        )
-    except ValueError as exc:
+        expiry = date.fromisoformat(expiry_text)
+    except ValueError:
+        raise ValueError(f"{reader.name('expiry')}: expected an ISO date, got {expiry_text!r}") from None
+    option_type = OptionType(reader.text("option_type", choices=tuple(t.value for t in OptionType)))
+    exchange, tradingsymbol, underlying = (reader.text("exchange"), reader.text("tradingsymbol"),
+                                           reader.text("underlying"))
+    strike, lot_size, tick_size = reader.integer("strike"), reader.integer("lot_size"), reader.integer("tick_size")
+    token = reader.integer("instrument_token", minimum=minimum_token)
+    try:
+        return OptionContract(exchange, tradingsymbol, underlying, expiry, strike, option_type, lot_size,
+                              tick_size, token)
+    except ValueError as exc:  # the contract's own checks (exchange, strike, lot and tick sizes)
         raise ValueError(f"{where}: {exc}") from None
+
+
+class DocReader:
+    """Checked access to one mapping of a saved document; ``where`` prefixes the field names in errors."""
+
+    def __init__(self, doc: object, where: str = "") -> None:
+        if not isinstance(doc, Mapping):
+            raise ValueError(f"{where or 'document'}: expected an object, got {type(doc).__name__}")
+        self._doc = doc
+        self._where = where
+
+    def name(self, key: str) -> str:
+        return f"{self._where}.{key}" if self._where else key
+
+    def raw(self, key: str) -> object:
+        if key not in self._doc:
+            raise ValueError(f"{self.name(key)}: missing")
+        return self._doc[key]
+
+    def integer(self, key: str, *, minimum: int | None = None) -> int:
+        value = self.raw(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{self.name(key)}: expected an integer, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"{self.name(key)}: must be >= {minimum}, got {value}")
+        return value
+
+    def text(self, key: str, *, choices: tuple[str, ...] | None = None) -> str:
+        value = self.raw(key)
+        if not isinstance(value, str):
+            raise ValueError(f"{self.name(key)}: expected a string, got {value!r}")
+        if choices is not None and value not in choices:
+            raise ValueError(f"{self.name(key)}: expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def child(self, key: str) -> DocReader:
+        return DocReader(self.raw(key), self.name(key))
+
+    def optional_child(self, key: str) -> DocReader | None:
+        return None if self.raw(key) is None else self.child(key)
+
+    def items(self, key: str) -> list[DocReader]:
+        value = self.raw(key)
+        if not isinstance(value, list):
+            raise ValueError(f"{self.name(key)}: expected a list, got {type(value).__name__}")
+        return [DocReader(item, f"{self.name(key)}[{i}]") for i, item in enumerate(value)]
+
+    def contract(self, key: str) -> OptionContract:
+        return contract_from_dict(self.raw(key), self.name(key), minimum_token=0)
 
 
 def intent_to_dict(intent: OrderIntent) -> dict[str, object]:

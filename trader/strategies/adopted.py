@@ -30,8 +30,9 @@ from trader.logging import get_logger
 from trader.market.calendar import IST
 from trader.market.instruments import OptionContract
 from trader.money import to_rupees
+from trader.store.codec import DocReader, contract_to_dict
 from trader.strategies.base import Holding, RestoredPosition, StrategyContext
-from trader.strategies.state import DocReader, contract_doc
+from trader.strategies.state import check_header
 
 ADOPTED_STRATEGY_ID = "adopted"
 POLICIES = ("protect", "hold")
@@ -178,7 +179,7 @@ class AdoptedPositionKeeper:
         return {
             "version": STATE_VERSION, "strategy_id": self.strategy_id, "policy": self.policy.policy,
             "positions": [
-                {"contract": contract_doc(p.contract), "quantity": p.quantity, "average_price": p.average_price,
+                {"contract": contract_to_dict(p.contract), "quantity": p.quantity, "average_price": p.average_price,
                  "stop_price": p.stop_price, "opened_ns": p.opened_ns, "origin": p.origin,
                  "pending_intent": p.pending_intent, "exit_reason": p.exit_reason,
                  "retry_exit_at_ns": p.retry_exit_at_ns}
@@ -188,7 +189,7 @@ class AdoptedPositionKeeper:
 
     def _read_state(self, state: Mapping[str, object]) -> dict[str, _Adopted]:
         doc = DocReader(state)
-        doc.header(self.strategy_id, STATE_VERSION)
+        check_header(doc, self.strategy_id, STATE_VERSION)
         doc.text("policy", choices=POLICIES)
         saved: dict[str, _Adopted] = {}
         for item in doc.items("positions"):

@@ -62,8 +62,9 @@ from trader.logging import get_logger
 from trader.market.calendar import IST, ist_text
 from trader.market.instruments import OptionContract, OptionType
 from trader.money import format_inr, to_rupees
+from trader.store.codec import DocReader, contract_to_dict
 from trader.strategies.base import Holding, RestoredPosition, StrategyContext
-from trader.strategies.state import DocReader, contract_doc, same_contract
+from trader.strategies.state import check_header, same_contract
 
 STRATEGY_NAME = "ema_crossover_enhanced"
 _NS = 1_000_000_000
@@ -252,7 +253,7 @@ class EmaCrossoverEnhanced:
     def snapshot_state(self) -> dict[str, object]:
         return {
             "version": STATE_VERSION, "strategy_id": self.strategy_id, "phase": self._phase.value,
-            "contract": contract_doc(self._contract) if self._contract is not None else None,
+            "contract": contract_to_dict(self._contract) if self._contract is not None else None,
             "quantity": self._held, "cost": self._cost, "stop_price": self._stop_price,
             "target_price": self._target_price, "time_exit_ns": self._time_exit_ns, "opened_ns": self._opened_ns,
             "pending_intent": self._pending_intent, "exit_reason": self._exit_reason,
@@ -261,7 +262,7 @@ class EmaCrossoverEnhanced:
 
     def _read_state(self, state: Mapping[str, object]) -> _Saved:
         doc = DocReader(state)
-        doc.header(self.strategy_id, STATE_VERSION)
+        check_header(doc, self.strategy_id, STATE_VERSION)
         phase = _Phase(doc.text("phase", choices=tuple(p.value for p in _Phase)))
         saved = _Saved(
             phase=phase, contract=doc.contract("contract") if doc.raw("contract") is not None else None,
