@@ -21,20 +21,7 @@ fits the risk budget, walking out of the money up to ``max_strikes_otm`` strikes
 Exits: the opposite crossover, a stop-loss and a target on the option premium, and a time exit before the intraday
 square-off. Long options only, one position at a time.
 
-State across restarts (``snapshot_state`` / ``restore_state``): what it holds (contract, units, cost), the stop and
-target fixed when the entry filled, the time exit, the order it waits on and the phase. The bars and EMAs are not
-saved: they warm up again from ticks, and while it holds a position the strategy does not enter, so a restart never
-re-enters or double counts. The document (version 1), money in paise and times in ns:
-
-    {"version": 1, "strategy_id": "ema_crossover_enhanced", "phase": "flat" | "entering" | "open" | "exiting",
-     "contract": null | {exchange, tradingsymbol, underlying, expiry: "YYYY-MM-DD", strike, option_type, lot_size,
-                         tick_size, instrument_token},
-     "quantity": 65, "cost": 650000, "stop_price": 7000, "target_price": 16000, "time_exit_ns": ..., "opened_ns": ...,
-     "pending_intent": "" | "<intent id>", "exit_reason": "", "retry_exit_at_ns": 0}
-
-``quantity`` is units held, ``cost`` their total cost; ``stop_price``/``target_price`` are the premium levels (an
-exit when the bid is at or below the stop, at or above the target); ``time_exit_ns`` is when the position must go
-(0 = the day's ``exit_time``).
+State across restarts: ``snapshot_state`` / ``restore_state``, in the document ``ema_state.py`` describes.
 """
 
 from __future__ import annotations
@@ -45,7 +32,6 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from enum import Enum
 
 from trader.events import (
     Direction,
@@ -62,14 +48,14 @@ from trader.logging import get_logger
 from trader.market.calendar import IST, ist_text
 from trader.market.instruments import OptionContract, OptionType
 from trader.money import format_inr, to_rupees
-from trader.store.codec import DocReader, contract_to_dict
+from trader.store.codec import contract_to_dict
 from trader.strategies.base import Holding, RestoredPosition, StrategyContext
-from trader.strategies.state import check_header, same_contract
+from trader.strategies.ema_state import STATE_VERSION, Phase, read_state
+from trader.strategies.state import same_contract
 
 STRATEGY_NAME = "ema_crossover_enhanced"
 _NS = 1_000_000_000
 _EXIT_RETRY_NS = 5 * _NS
-STATE_VERSION = 1
 
 log = get_logger("trader.strategy")
 
@@ -106,30 +92,6 @@ class EmaCrossoverParams:
             raise ValueError("need first_entry_time <= last_entry_time <= exit_time")
 
 
-class _Phase(Enum):
-    FLAT = "flat"
-    ENTERING = "entering"
-    OPEN = "open"
-    EXITING = "exiting"
-
-
-@dataclass(frozen=True, slots=True)
-class _Saved:
-    """A checked state document (see the module docstring)."""
-
-    phase: _Phase
-    contract: OptionContract | None
-    quantity: int
-    cost: int
-    stop_price: int
-    target_price: int
-    time_exit_ns: int
-    opened_ns: int
-    pending_intent: str
-    exit_reason: str
-    retry_exit_at_ns: int
-
-
 @dataclass(slots=True)
 class _Armed:
     direction: Direction
@@ -153,7 +115,7 @@ class EmaCrossoverEnhanced:
         self._first_entry_ns = self._last_entry_ns = self._exit_ns = 0
         self._reset_day_state()
         # position
-        self._phase = _Phase.FLAT
+        self._phase = Phase.FLAT
         self._contract: OptionContract | None = None
         self._held = 0
         self._cost = 0
@@ -200,7 +162,7 @@ class EmaCrossoverEnhanced:
         index = ctx.instruments.index_for(self.params.underlying)
         if index is not None and tick.instrument_token == index.instrument_token:
             self._on_underlying(tick, ctx, out)
-        if self._phase is _Phase.OPEN and self._contract is not None:
+        if self._phase is Phase.OPEN and self._contract is not None:
             self._check_exits(tick, ctx, out)
         return out
 
@@ -221,8 +183,8 @@ class EmaCrossoverEnhanced:
             if self._held:
                 self._cost -= self._cost * min(fill.quantity, self._held) // self._held
             self._held = max(self._held - fill.quantity, 0)
-            if self._held == 0 and not ours and self._phase is _Phase.OPEN:
-                self._phase = _Phase.FLAT  # closed from outside (a flatten): nothing left to manage
+            if self._held == 0 and not ours and self._phase is Phase.OPEN:
+                self._phase = Phase.FLAT  # closed from outside (a flatten): nothing left to manage
                 self._clear_position()
 
     def on_order_update(self, update: OrderUpdate) -> None:
@@ -230,12 +192,12 @@ class EmaCrossoverEnhanced:
             return
         self._pending_intent = ""
         if self._held > 0:
-            if self._phase is _Phase.EXITING:
+            if self._phase is Phase.EXITING:
                 # An exit that did not complete: retry it, but not on every tick.
                 self._retry_exit_at_ns = update.ts_ns + _EXIT_RETRY_NS
-            self._phase = _Phase.OPEN
+            self._phase = Phase.OPEN
         else:
-            self._phase = _Phase.FLAT
+            self._phase = Phase.FLAT
             self._clear_position()
 
     def _clear_position(self) -> None:
@@ -260,29 +222,6 @@ class EmaCrossoverEnhanced:
             "retry_exit_at_ns": self._retry_exit_at_ns,
         }
 
-    def _read_state(self, state: Mapping[str, object]) -> _Saved:
-        doc = DocReader(state)
-        check_header(doc, self.strategy_id, STATE_VERSION)
-        phase = _Phase(doc.text("phase", choices=tuple(p.value for p in _Phase)))
-        saved = _Saved(
-            phase=phase, contract=doc.contract("contract") if doc.raw("contract") is not None else None,
-            quantity=doc.integer("quantity", minimum=0), cost=doc.integer("cost", minimum=0),
-            stop_price=doc.integer("stop_price", minimum=0), target_price=doc.integer("target_price", minimum=0),
-            time_exit_ns=doc.integer("time_exit_ns", minimum=0), opened_ns=doc.integer("opened_ns", minimum=0),
-            pending_intent=doc.text("pending_intent"), exit_reason=doc.text("exit_reason"),
-            retry_exit_at_ns=doc.integer("retry_exit_at_ns", minimum=0))
-        if saved.contract is None and (phase is not _Phase.FLAT or saved.quantity):
-            raise ValueError(f"contract: missing for phase {phase.value} with quantity {saved.quantity}")
-        if phase is _Phase.FLAT and (saved.quantity or saved.pending_intent):
-            raise ValueError("phase: flat, but quantity or pending_intent is set")
-        if phase is _Phase.OPEN and saved.quantity == 0:
-            raise ValueError("quantity: phase open needs a position, got 0")
-        if phase in (_Phase.ENTERING, _Phase.EXITING) and not saved.pending_intent:
-            raise ValueError(f"pending_intent: phase {phase.value} needs the intent it waits on")
-        if saved.quantity == 0 and saved.cost:
-            raise ValueError(f"cost: {saved.cost} for no units")
-        return saved
-
     def restore_state(self, state: Mapping[str, object] | None,
                       held: Sequence[RestoredPosition]) -> list[RestoredPosition]:
         """Take back the saved position if the broker still holds it; the broker's quantity and price win.
@@ -293,14 +232,14 @@ class EmaCrossoverEnhanced:
         from the parameters and the broker's average price. Short positions are never taken (long options only).
         An order the document waits on stays pending: its terminal update ends it, as before the restart.
         """
-        saved = self._read_state(state) if state is not None else None  # validate before changing anything
+        saved = read_state(state, self.strategy_id) if state is not None else None  # validate before changing anything
         longs = [p for p in held if p.quantity > 0]
         taken: RestoredPosition | None = None
         if saved is None:
             taken = longs[0] if longs else None
         elif saved.contract is not None:
             taken = next((p for p in longs if same_contract(p.contract, saved.contract)), None)
-        self._phase = _Phase.FLAT
+        self._phase = Phase.FLAT
         self._clear_position()
         self._pending_intent = self._exit_reason = ""
         self._retry_exit_at_ns = 0
@@ -309,7 +248,7 @@ class EmaCrossoverEnhanced:
             self._held = taken.quantity
             self._cost = taken.quantity * taken.average_price
             self._opened_ns = taken.opened_ns
-            self._phase = _Phase.OPEN
+            self._phase = Phase.OPEN
             self._set_levels()
             if saved is not None:
                 if saved.quantity > 0:  # the entry had filled: its stop and target stand
@@ -320,9 +259,9 @@ class EmaCrossoverEnhanced:
                 self._retry_exit_at_ns = saved.retry_exit_at_ns
                 if saved.pending_intent:
                     self._phase, self._pending_intent = saved.phase, saved.pending_intent
-        elif saved is not None and saved.phase is _Phase.ENTERING:
+        elif saved is not None and saved.phase is Phase.ENTERING:
             # The entry order may still fill: wait for it, as before the restart.
-            self._phase, self._contract, self._pending_intent = _Phase.ENTERING, saved.contract, saved.pending_intent
+            self._phase, self._contract, self._pending_intent = Phase.ENTERING, saved.contract, saved.pending_intent
         return [p for p in held if p is not taken]
 
     def holdings(self) -> list[Holding]:
@@ -378,7 +317,7 @@ class EmaCrossoverEnhanced:
             if self._armed is not None and self._armed.direction is not direction:
                 self._publish_unconfirmed(tick, ctx, out)
             self._armed = _Armed(direction, self.params.confirm_bars, -1.0, "")
-            if self._phase is _Phase.OPEN and self._contract is not None and self._held_direction() is not direction:
+            if self._phase is Phase.OPEN and self._contract is not None and self._held_direction() is not direction:
                 self._exit(tick, ctx, out, "opposite_signal")
         armed = self._armed
         if armed is None:
@@ -387,7 +326,7 @@ class EmaCrossoverEnhanced:
         if confidence > armed.best_confidence:
             armed.best_confidence, armed.best_reason = confidence, reason
         armed.bars_left -= 1
-        if confidence >= self.params.confidence_cutoff and self._phase is _Phase.FLAT:
+        if confidence >= self.params.confidence_cutoff and self._phase is Phase.FLAT:
             self._armed = None
             signal = self._signal(tick, ctx, armed.direction, confidence, reason)
             intent, not_traded = self._entry(tick, ctx, signal)
@@ -467,7 +406,7 @@ class EmaCrossoverEnhanced:
             market_protection=self.params.market_protection, signal_id=signal.signal_id,
             reason=f"{signal.direction.value} confidence {signal.confidence}",
         )
-        self._phase = _Phase.ENTERING
+        self._phase = Phase.ENTERING
         self._contract = contract
         self._pending_intent = intent.intent_id
         return intent, ""
@@ -526,7 +465,7 @@ class EmaCrossoverEnhanced:
             side=Side.SELL, quantity=self._held, order_type=OrderType.MARKET, purpose=IntentPurpose.EXIT,
             expected_price=expected, market_protection=self.params.market_protection, reason=reason,
         )
-        self._phase = _Phase.EXITING
+        self._phase = Phase.EXITING
         self._pending_intent = intent.intent_id
         self._exit_reason = reason
         out.append(intent)
