@@ -121,7 +121,7 @@ async def test_killed_between_fill_and_journal_write_books_the_fill_exactly_once
     assert result.halt_reason == "" and result.adopted == []
     assert journal.terminal_status("E3") is OrderStatus.COMPLETE
     assert [f.fill_id for f in result.fills] == [f"O3F{LOT}"]
-    journal.record_fill(fill(req, "O3", LOT, 10_000, LOT))  # the postback arriving late is a no-op
+    assert not journal.record_fill(fill(req, "O3", LOT, 10_000, LOT))  # the postback arriving late is a no-op
     assert len(journal.fills()) == 1
 
 
