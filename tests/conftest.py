@@ -26,10 +26,23 @@ def quiet_logs() -> Iterator[None]:
     structlog.configure(**saved)
 
 
+# A daemon under test (in process or a subprocess, which inherits the environment) never binds the control API's
+# fixed port 8780: two tests, or a developer's daemon, would collide. Port 0 takes a free port; tests that talk to the
+# API read the port it logged (``control_api_listening``) or the server object.
+CONTROL_PORT_ENV = {"TRADER_CONTROL__PORT": "0"}
+
+
+@pytest.fixture(autouse=True)
+def free_control_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in CONTROL_PORT_ENV.items():
+        monkeypatch.setenv(key, value)
+
+
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """No TRADER_* variable from the developer's shell leaks into the settings under test."""
+    """No TRADER_* variable from the developer's shell leaks into the settings under test (but the control API
+    still takes a free port)."""
     for key in list(os.environ):
-        if key.startswith("TRADER_"):
+        if key.startswith("TRADER_") and key not in CONTROL_PORT_ENV:
             monkeypatch.delenv(key)
     return monkeypatch

@@ -7,6 +7,7 @@ here (what a human types) and converted to paise where the domain takes over.
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 from collections.abc import Callable
 from datetime import datetime, time
 from pathlib import Path
@@ -143,6 +144,50 @@ class SimSettings(_Section):
         return self
 
 
+class ControlSettings(_Section):
+    """The control API (trader/control/): the operator's HTTP door into a running paper or live daemon, which the
+    ``trader status|order|halt|...`` CLI and the dashboard use. Never started in backtest."""
+
+    enabled: bool = True
+    host: str = Field("127.0.0.1", min_length=1, max_length=255)
+    port: int = Field(8780, ge=0, le=65535, description="0 = any free port (the daemon logs which)")
+    token: SecretStr = Field(SecretStr(""), description="bearer token; empty: generated on first start into "
+                             "<data_dir>/control_token (0600)")
+    allow_remote: bool = Field(False, description="required to bind an address other than loopback")
+    approval_expiry_seconds: float = Field(60.0, gt=0, le=86_400, description="event-time seconds a semi-live "
+                                           "entry waits for approval before it expires")
+    order_wait_seconds: float = Field(5.0, gt=0, le=60, description="how long POST /orders waits for the risk "
+                                      "gate's decision before answering 202 (still pending)")
+    max_body_bytes: int = Field(16_384, ge=1_024, le=1_048_576)
+
+    @field_validator("token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if secret and (len(secret) < 16 or not secret.isprintable() or " " in secret):
+            raise ValueError("must be at least 16 printable characters without spaces, or empty to have one "
+                             "generated (e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        return value
+
+    @model_validator(mode="after")
+    def _loopback_unless_allowed(self) -> ControlSettings:
+        if not self.allow_remote and not is_loopback(self.host):
+            raise ValueError(f"host {self.host!r} is not a loopback address: the control API can halt, flatten and "
+                             "place orders, so binding it elsewhere needs control.allow_remote = true "
+                             "(TRADER_CONTROL__ALLOW_REMOTE=true), behind a firewall or a TLS proxy")
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and "localhost" only (a name that resolves elsewhere is not loopback)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class KiteSettings(_Section):
     api_key: str = ""
     api_secret: SecretStr = SecretStr("")
@@ -169,6 +214,7 @@ class Settings(BaseSettings):
     paper: PaperSettings = PaperSettings()
     sim: SimSettings = SimSettings()
     kite: KiteSettings = KiteSettings()
+    control: ControlSettings = ControlSettings()
     # TRADER_KITE_API_ROOT / TRADER_KITE_WS_ROOT: point both at `trader sim` for a rehearsal without money.
     kite_api_root: str = "https://api.kite.trade"
     kite_ws_root: str = "wss://ws.kite.trade"
@@ -367,4 +413,7 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
     for key in ("api_secret", "access_token"):
         if kite.get(key):
             kite[key] = "**********"
+    control = data.get("control", {})
+    if control.get("token"):
+        control["token"] = "**********"
     return data

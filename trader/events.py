@@ -82,6 +82,18 @@ class CommandKind(StrEnum):
     FLATTEN = "flatten"
     RESET_DAILY = "reset-daily"
     STOP_ENTRIES = "stop-entries"  # graceful shutdown: no new intents from strategies
+    CANCEL = "cancel"  # target: the order id or the intent id of an open order (the execution actor cancels it)
+    APPROVE = "approve"  # target: a pending semi-live intent's id (or its signal's id); the strategy actor sends it
+    REJECT = "reject"  # target: as APPROVE; the pending intent ends unsent
+
+
+class ApprovalStatus(StrEnum):
+    """A semi-live entry's life: PENDING until the operator approves or rejects it, or it expires unanswered."""
+
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,9 +241,27 @@ class Heartbeat:
 
 @dataclass(frozen=True, slots=True)
 class Command:
+    """An operator's (or the daemon's own) instruction. ``target`` narrows it: FLATTEN an underlying ("" = all
+    positions), CANCEL an order id or intent id, APPROVE/REJECT a pending intent id or its signal id."""
+
     ts_ns: int
     kind: CommandKind
     source: str = "operator"
+    reason: str = ""
+    target: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalUpdate:
+    """A semi-live entry changed state. ``intent`` is the strategy's intent (re-priced at the current quote when
+    APPROVED: that is the intent sent to the risk gate); ``expires_ns`` is event time; ``by`` names who decided
+    (the command's source; "" for an expiry)."""
+
+    ts_ns: int
+    intent: OrderIntent
+    status: ApprovalStatus
+    expires_ns: int
+    by: str = ""
     reason: str = ""
 
 
@@ -278,4 +308,5 @@ Event = (
     | FeedStatus
     | FeedEnded
     | VenueStatus
+    | ApprovalUpdate
 )
