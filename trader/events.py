@@ -169,6 +169,7 @@ class OrderUpdate:
     pending_quantity: int = 0
     average_price: int = 0
     reason: str = ""
+    check: str = ""  # the risk check that refused the intent, when the risk gate did (``RiskDecision.check``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +250,19 @@ class Command:
     source: str = "operator"
     reason: str = ""
     target: str = ""
+    command_id: str = ""  # set by whoever waits for the ``CommandResult``
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """What the actor that carried out a ``Command`` (with a ``command_id``) did: ``ok`` False means it could not
+    (unknown target, nothing to do, refused) and ``detail`` says why in words an operator can act on."""
+
+    ts_ns: int
+    command_id: str
+    kind: CommandKind
+    ok: bool
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,4 +323,5 @@ Event = (
     | FeedEnded
     | VenueStatus
     | ApprovalUpdate
+    | CommandResult
 )

@@ -130,7 +130,8 @@ class RiskGateActor(Actor):
                      tradingsymbol=intent.contract.tradingsymbol, side=intent.side.value,
                      quantity=intent.quantity, state=self.manager.state.value)
             self.bus.publish(OrderUpdate(ts_ns=intent.ts_ns, intent_id=intent.intent_id, order_id="",
-                                         status=OrderStatus.REJECTED, reason=f"risk: {decision.reason}"))
+                                         status=OrderStatus.REJECTED, reason=f"risk: {decision.reason}",
+                                         check=decision.check))
             return
         self.approved += 1
         self.manager.note_approved(intent)
