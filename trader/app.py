@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from trader import builders
 from trader.actors.base import Actor, Supervisor
 from trader.actors.execution import JOURNAL_PROBLEM, ExecutionActor
 from trader.actors.feed import FeedActor
-from trader.actors.portfolio import PerformanceSummary, PortfolioActor
+from trader.actors.portfolio import PerformanceSummary, PortfolioActor, summary_fields
 from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
 from trader.actors.risk import RiskGateActor
 from trader.actors.strategy import StrategyActor
@@ -331,18 +330,7 @@ class App:
         await self._close_resources()
         summary = self.portfolio.summary()
         counters = self.counters()
-        log.info("summary", **_summary_fields(summary),
+        log.info("summary", **summary_fields(summary),
                  state=self.risk.state.value, **{f"count_{k}": v for k, v in counters.items()})
         return RunResult(summary=summary, counters=counters)
 
-
-def _summary_fields(summary: PerformanceSummary) -> dict[str, Any]:
-    fields = asdict(summary)
-    for name in ("gross_pnl", "charges", "net_pnl", "max_drawdown"):
-        fields[f"{name}_inr"] = to_rupees(fields.pop(name))
-    fields["win_rate"] = round(summary.win_rate, 4)
-    fields["max_drawdown_pct"] = round(summary.max_drawdown_pct, 6)
-    fields["average_slippage_bps"] = round(summary.average_slippage_bps, 2)
-    if summary.profit_factor is not None:
-        fields["profit_factor"] = round(summary.profit_factor, 3)
-    return fields
