@@ -52,7 +52,7 @@ _SELECTOR = re.compile(
     r"|(?P<strike>[0-9]{1,7}(?:\.[0-9]{1,2})?)",
     re.ASCII,
 )
-_SIGN_SPACES = re.compile(r"\s*([+-])\s*")
+_SIGN_SPACES = re.compile(r"\s*([+-])\s*(?=[0-9])")  # "ATM + 2" is "ATM+2"
 _EXAMPLES = "'NIFTY ATM CE', 'NIFTY ATM+2 PE', 'NIFTY ITM1 CE', 'NIFTY 26000 CE' or a tradingsymbol"
 
 
@@ -260,11 +260,11 @@ class _Resolver:
                 raise OrderSpecError("instrument", f"{match['money']} needs a number of strikes from 1 "
                                                    f"({match['money']}1 = one strike {_money_words(match['money'])}); "
                                                    "ATM for the at-the-money strike")
-            into = match["money"] == "ITM"
+            call = option_type is OptionType.CE
             # A call is in the money below the spot, a put above it.
-            steps = depth if into != (option_type is OptionType.CE) else -depth
+            steps = -depth if (match["money"] == "ITM") == call else depth
             walk = (f"{depth} strike{_plural(depth)} {_money_words(match['money'])} "
-                    f"({'down' if steps < 0 else 'up'}, for a {'call' if (option_type is OptionType.CE) else 'put'})")
+                    f"({'down' if steps < 0 else 'up'}, for a {'call' if call else 'put'})")
         else:
             steps = int(match["steps"]) * (-1 if match["sign"] == "-" else 1) if match["sign"] else 0
             walk = f"{abs(steps)} strike{_plural(abs(steps))} {'down' if steps < 0 else 'up'}" if steps else ""
@@ -415,11 +415,13 @@ def _listed_strike(field: str, chain: Sequence[OptionContract], strike: int, *,
             return contract
     shown = f"{given!r}" if given is not None else _strike_text(strike)
     first = chain[0]  # never empty: _chain refuses an empty chain
+    asked = strike if given is None else given * 100
     raise OrderSpecError(field, f"strike {shown} is not listed for {first.underlying} {first.expiry.isoformat()} "
-                                f"{first.option_type.value} (nearest listed: {_nearest_strikes(chain, strike)})")
+                                f"{first.option_type.value} (nearest listed: {_nearest_strikes(chain, asked)})")
 
 
-def _nearest_strikes(chain: Sequence[OptionContract], strike: int) -> str:
+def _nearest_strikes(chain: Sequence[OptionContract], strike: float) -> str:
+    """The listed strikes either side of ``strike`` (paise), for an error message."""
     if not chain:
         return "none"
     below = [c.strike for c in chain if c.strike < strike]
