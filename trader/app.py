@@ -11,6 +11,7 @@ from trader import builders
 from trader.actors.base import Actor, Supervisor
 from trader.actors.execution import JOURNAL_PROBLEM, ExecutionActor
 from trader.actors.feed import FeedActor
+from trader.actors.ledger import LedgerActor
 from trader.actors.portfolio import PerformanceSummary, PortfolioActor, summary_fields
 from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
 from trader.actors.risk import RiskGateActor
@@ -25,6 +26,7 @@ from trader.adapters.synthetic import SyntheticMarket
 from trader.bus import EventBus
 from trader.clock import Clock, LiveClock, SimClock
 from trader.config import ConfigError, Settings
+from trader.control.runtime import ControlRuntime
 from trader.events import Command, CommandKind, FeedEnded, Heartbeat, VenueStatus
 from trader.gate import restore_from_gate, run_gate
 from trader.ids import IdFactory
@@ -51,7 +53,7 @@ class App:
         self.settings = settings
         builders.check_mode(settings)
         wall_now = LiveClock().now_ns()
-        self._wall_started = wall_now
+        self.wall_started_ns = wall_now
         self._journal_failures: set[str] = set()
         self.kite_market = builders.uses_kite_market(settings)
         # In a year without holiday data every weekday trades; on a real market that warns once a day.
@@ -99,7 +101,10 @@ class App:
                           name="feed" if len(self.underlyings) == 1 else f"feed-{spec.name}")
                 for spec in self.underlyings
             ]
-        self.consumers: list[Actor] = [self.portfolio, self.risk, self.execution, self.strategy]
+        self.ledger = LedgerActor(self.bus)  # the operator's read model (the control API)
+        self.consumers: list[Actor] = [self.portfolio, self.risk, self.execution, self.strategy, self.ledger]
+        self.control: ControlRuntime | None = None
+        self.control_url = ""
         self._stop = asyncio.Event()
         self._feeds_ended = 0
         self.bus.tap(self._watch)
@@ -247,8 +252,9 @@ class App:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.request_stop, sig.name)
         settings = self.settings
-        wall_started = self._wall_started
+        wall_started = self.wall_started_ns
         try:
+            self.control = ControlRuntime.for_app(self)  # a token file that cannot be used stops the start here
             if self.kite_market:
                 await self._connect_kite_market()
             log.info("daemon_started", mode=settings.mode, symbols=settings.symbols,
@@ -261,6 +267,8 @@ class App:
             await self._pass_gate()
             log.info("trading_ready", state=self.risk.state.value, reason=self.risk.manager.state_reason,
                      elapsed_ms=(LiveClock().now_ns() - wall_started) // 1_000_000)
+            if self.control is not None:
+                self.control_url = await self.control.start()
         except BaseException:
             await self._close_resources()
             raise
@@ -272,6 +280,8 @@ class App:
         try:
             await self._stop.wait()
         finally:
+            if self.control is not None:
+                await self.control.stop()  # no operator request reaches actors that are stopping
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat

@@ -23,18 +23,21 @@ from trader import __version__
 from trader.actors.ledger import OrderRecord, approval_dict
 from trader.actors.portfolio import summary_fields
 from trader.clock import NS_PER_SECOND
+from trader.control.requests import ManualOrder
+from trader.control.resolve import OrderSpecError, ResolvedOrder, resolve_order
 from trader.events import (
     ApprovalStatus,
     Command,
     CommandKind,
     CommandResult,
+    IntentPurpose,
     TradingState,
 )
 from trader.logging import get_logger
 from trader.loop_monitor import LoopMonitor
 from trader.market.calendar import ist_text
 from trader.market.instruments import resolve_underlying
-from trader.money import to_rupees
+from trader.money import format_inr, to_rupees
 
 if TYPE_CHECKING:
     from trader.app import App
@@ -243,6 +246,37 @@ class ControlService:
         return answer
 
     # -- acts -----------------------------------------------------------------------------------------------
+    async def place_order(self, order: ManualOrder) -> dict[str, Any]:
+        """Resolve a manual order against today's instruments and the latest quotes, and send it as an intent of
+        the ``manual`` strategy through the risk gate like any other; ``dry_run`` answers the resolution only."""
+        app = self.app
+        now = app.clock.now_ns()
+        try:
+            resolved = resolve_order(order, app.instruments, app.strategy.context.quotes, now, calendar=app.calendar)
+        except OrderSpecError as exc:
+            raise BadRequest(str(exc), field=exc.field) from None
+        shown = resolved.as_dict()
+        words = _order_words(resolved)
+        if order.dry_run:
+            return {"order": None, "resolved": shown, "dry_run": True,
+                    "message": f"dry run: {words}; nothing was placed"}
+        if self.settings.mode == "live" and not order.confirm:
+            raise Refused(f"live mode: a manual order needs confirm=true (--confirm); it would {words}",
+                          field="confirm", extra={"resolved": shown})
+        token = app.risk.manager.keyed(resolved.contract).instrument_token
+        held = app.risk.manager.book.quantity(token)
+        reduces = held * resolved.side.sign < 0 and resolved.quantity <= abs(held)
+        intent = resolved.intent(ts_ns=now, intent_id=app.ids.next("M"),
+                                 purpose=IntentPurpose.EXIT if reduces else IntentPurpose.ENTRY,
+                                 reason=order.reason or "manual order through the control API")
+        log.info("manual_order", intent_id=intent.intent_id, tradingsymbol=resolved.contract.tradingsymbol,
+                 side=resolved.side.value, quantity=resolved.quantity, order_type=resolved.order_type.value,
+                 purpose=intent.purpose.value, expected_price_inr=to_rupees(resolved.expected_price),
+                 how=resolved.how, source=self.source, event_ts_ns=now)
+        app.bus.publish(intent)
+        record = await self.ledger.intent_outcome(intent.intent_id, self.wait_s)
+        return self._order_answer(record, intent.intent_id, {"resolved": shown}, what=f"the manual order ({words})")
+
     async def _command(self, kind: CommandKind, *, target: str = "", reason: str = "") -> CommandResult | None:
         app = self.app
         command_id = app.ids.next("C")
@@ -377,6 +411,19 @@ class ControlService:
                       message=f"{what} {intent_id} was approved by the risk gate and sent to the broker"
                               f" ({record.status})")
         return answer
+
+
+def _order_words(resolved: ResolvedOrder) -> str:
+    """``BUY 1 lot (65 units) of NIFTY26D0126000CE (NFO) MARKET, expected ₹123.45``."""
+    lots = f"{resolved.lots} lot{'s' if resolved.lots != 1 else ''}"
+    price = ""
+    if resolved.limit_price:
+        price += f" at {format_inr(resolved.limit_price)}"
+    if resolved.trigger_price:
+        price += f" triggered at {format_inr(resolved.trigger_price)}"
+    return (f"{resolved.side.value} {lots} ({resolved.quantity:,} units) of {resolved.contract.tradingsymbol} "
+            f"({resolved.contract.exchange}, expiry {resolved.contract.expiry.isoformat()}) "
+            f"{resolved.order_type.value}{price}, expected {format_inr(resolved.expected_price)}")
 
 
 def _limit(limit: float, used: float, unit: str, *, share: float | None = None) -> dict[str, Any]:
