@@ -82,7 +82,7 @@ def test_every_readme_command_is_exercised_or_explained() -> None:
 def env(tmp_path: Path) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
     clean.update({"TRADER_DATA_DIR": str(tmp_path / "data"), "TRADER_HEARTBEAT_SECONDS": "0.5",
-                  "PYTHONUNBUFFERED": "1"})
+                  "PYTHONUNBUFFERED": "1", "TRADER_CONTROL__PORT": "0"})  # a free port: never the fixed 8780
     return clean
 
 
