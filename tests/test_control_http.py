@@ -381,3 +381,17 @@ def test_no_control_api_in_backtest_or_when_disabled(tmp_path: Path) -> None:
         assert disabled.journal is not None
         disabled.journal.close()
     assert not (tmp_path / TOKEN_FILE_NAME).exists()
+
+
+async def test_an_order_the_gate_has_not_decided_in_time_is_answered_202_and_decided_later(tmp_path: Path) -> None:
+    async with running(tmp_path, order_wait_seconds=0.3) as daemon:
+        app = daemon.app
+        await app.supervisor.stop(["risk"])  # the gate stalls: the intent waits in its inbox
+        status, answer = await daemon.call("POST", "/orders", ORDER)
+        assert status == 202 and answer["decided"] is False and answer["order"]["status"] == "NEW"
+        intent_id = answer["order"]["intent_id"]
+        assert "had not decided" in answer["message"]
+        app.supervisor.start(app.risk)  # back: it decides the waiting intent
+        await wait_for(lambda: app.portfolio.fills >= 1)
+        [order] = (await daemon.get("/orders"))["orders"]
+        assert order["intent_id"] == intent_id and order["status"] == "COMPLETE"

@@ -408,8 +408,8 @@ class ControlService:
             raise Refused(f"{what} {intent_id} was refused: {record.reason}", check=record.check,
                           extra={**answer, "order": record.as_dict()})
         answer.update(order=record.as_dict(), decided=True,
-                      message=f"{what} {intent_id} was approved by the risk gate and sent to the broker"
-                              f" ({record.status})")
+                      message=f"{what} {intent_id} was approved by the risk gate and goes to the broker "
+                              f"(status {record.status}): GET /orders shows its fills")
         return answer
 
 
