@@ -254,7 +254,6 @@ class App:
         settings = self.settings
         wall_started = self.wall_started_ns
         try:
-            self.control = ControlRuntime.for_app(self)  # a token file that cannot be used stops the start here
             if self.kite_market:
                 await self._connect_kite_market()
             log.info("daemon_started", mode=settings.mode, symbols=settings.symbols,
@@ -264,6 +263,7 @@ class App:
                      wall_time=ist_text(LiveClock().now_ns()),
                      capital_inr=settings.risk.initial_capital,
                      confidence_cutoff=settings.strategy.confidence_cutoff)
+            self.control = ControlRuntime.for_app(self)  # a token file that cannot be used stops the start here
             await self._pass_gate()
             log.info("trading_ready", state=self.risk.state.value, reason=self.risk.manager.state_reason,
                      elapsed_ms=(LiveClock().now_ns() - wall_started) // 1_000_000)
