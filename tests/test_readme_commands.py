@@ -188,4 +188,5 @@ def test_a_reader_that_goes_away_stops_the_daemon_quietly(reader: str, lines_rea
     out, _ = process.communicate(timeout=120)  # a daemon that kept running would fail here
     assert process.returncode == 0, errors.read_text()[-2000:]
     assert len(out.splitlines()) == lines_read
-    assert errors.read_text() == ""
+    # Nothing on stderr but the control API's token, printed once when the daemon made it: no traceback.
+    assert [line for line in errors.read_text().splitlines() if not line.startswith("control API token")] == []
