@@ -169,6 +169,7 @@ def test_the_cancel_target_is_an_order_id_or_an_intent_id() -> None:
     assert find_open_order("O1", open_orders, ()) == ("O1", "M1", "")
     assert find_open_order("I2", open_orders, ()) == ("O2", "I2", "")
     assert "still being placed" in find_open_order("M9", open_orders, {"M9"})[2]
+    assert "not known at the broker yet" in find_open_order("M8", open_orders, (), {"M8"})[2]
     assert find_open_order("", open_orders, ())[2].startswith("no order named")
 
 

@@ -41,9 +41,11 @@ async def cancel_resting(broker: Broker, cancel_at: dict[str, int], open_orders:
                     after_s=after_s)
 
 
-def find_open_order(target: str, open_orders: Mapping[str, str], placing: Collection[str]) -> tuple[str, str, str]:
+def find_open_order(target: str, open_orders: Mapping[str, str], placing: Collection[str],
+                    unknown: Collection[str] = ()) -> tuple[str, str, str]:
     """(order id, intent id, "") of the open order ``target`` names, by broker order id or by our intent id (= its
-    tag); or ("", "", why not) when it names none."""
+    tag); or ("", "", why not) when it names none. ``placing``: tags whose place call is under way; ``unknown``:
+    tags parked because the broker could not say whether it has them."""
     if target in open_orders:
         return target, open_orders[target], ""
     order_id = next((o for o, intent_id in open_orders.items() if intent_id == target), "")
@@ -51,6 +53,9 @@ def find_open_order(target: str, open_orders: Mapping[str, str], placing: Collec
         return order_id, target, ""
     if not target:
         return "", "", "no order named: give a broker order id or an intent id"
+    if target in unknown:
+        return "", "", (f"order {target} is not known at the broker yet (it did not answer when the order was placed; "
+                        "it is looked up again every few seconds): try again shortly")
     if target in placing:
         return "", "", f"order {target} is still being placed, not yet at the broker: try again in a second"
     return "", "", (f"no open order {target}: it is not an open order of the daemon's (by broker order id or intent "
@@ -58,10 +63,10 @@ def find_open_order(target: str, open_orders: Mapping[str, str], placing: Collec
 
 
 async def cancel_for_operator(broker: Broker, limiter: RateLimiter, target: str, open_orders: Mapping[str, str],
-                              placing: Collection[str]) -> tuple[bool, str]:
+                              *, placing: Collection[str], unknown: Collection[str] = ()) -> tuple[bool, str]:
     """The operator's CANCEL: (ok, what happened, in words an operator can act on)."""
     target = target.strip()
-    order_id, intent_id, problem = find_open_order(target, open_orders, placing)
+    order_id, intent_id, problem = find_open_order(target, open_orders, placing, unknown)
     if problem:
         ok, detail = False, problem
     else:

@@ -208,8 +208,9 @@ class ExecutionActor(Actor):
     async def _on_cancel(self, command: Command) -> None:
         """The operator's CANCEL (target: a broker order id, or our intent id of an open order); one
         ``CommandResult`` when it carries a ``command_id``."""
-        placing = {task.get_name().removeprefix("place:") for task in self._placements} | set(self._unresolved)
-        ok, detail = await cancel_for_operator(self.broker, self.limiter, command.target, self._open, placing)
+        placing = {task.get_name().removeprefix("place:") for task in self._placements}
+        ok, detail = await cancel_for_operator(self.broker, self.limiter, command.target, self._open,
+                                               placing=placing, unknown=self._unresolved)
         if command.command_id:
             self.bus.publish(CommandResult(ts_ns=self.clock.now_ns(), command_id=command.command_id,
                                            kind=command.kind, ok=ok, detail=detail))
