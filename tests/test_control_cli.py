@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -116,6 +117,8 @@ class FakeDaemon:
         self.token = token
         self.answers: dict[tuple[str, str], tuple[int, bytes, str]] = {}
         self.seen: list[Seen] = []
+        self.held: set[tuple[str, str]] = set()  # answered only when the daemon stops
+        self.arrived = threading.Condition()
         self.port = 0
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -134,8 +137,13 @@ class FakeDaemon:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
-        self.seen.append(Seen(request.method, request.raw_path, orjson.loads(raw) if raw else None,
-                              request.headers.get("Authorization")))
+        with self.arrived:
+            self.seen.append(Seen(request.method, request.raw_path, orjson.loads(raw) if raw else None,
+                                  request.headers.get("Authorization")))
+            self.arrived.notify_all()
+        if (request.method, request.raw_path) in self.held:
+            assert self._stop is not None
+            await self._stop.wait()
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return web.json_response(error("unauthorized", "missing or wrong token"), status=401)
         status, body, content_type = self.answers.get(
@@ -156,6 +164,10 @@ class FakeDaemon:
         self._ready.set()
         await self._stop.wait()
         await runner.cleanup()
+
+    def wait_for_requests(self, count: int) -> None:
+        with self.arrived:
+            assert self.arrived.wait_for(lambda: len(self.seen) >= count, 10), self.seen
 
     def start(self) -> None:
         self._thread.start()
@@ -299,7 +311,8 @@ def test_human_output_survives_answers_with_missing_or_extra_fields(
         daemon: FakeDaemon, env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """A daemon of another version: fields the CLI expects are absent, others it does not know are there."""
     sparse: dict[str, dict[str, Any]] = {
-        "/status": {"mode": "live", "new_field": [1, 2]}, "/positions": {"positions": [{"quantity": 1}]},
+        "/status": {"mode": "live", "new_field": [1, 2], "feed_age_s": "n/a"},
+        "/positions": {"positions": [{"quantity": 1}]},
         "/orders": {"orders": [{"intent_id": "X1"}]}, "/signals": {"pending": [{"intent_id": "X2"}]},
         "/risk": {"limits": {"odd": "nonsense"}, "concentration": {"NIFTY": "n/a"}},
         "/report": {"equity_curve": [["t", "x"], [1]]},
@@ -623,3 +636,36 @@ def test_the_installed_command_through_a_pipe(daemon: FakeDaemon, env: pytest.Mo
     assert "NIFTY26N2626000CE" in done.stdout and "+₹371.25" in done.stdout
     assert "\x1b[" not in done.stdout
     assert daemon.seen[-1] == Seen("GET", "/positions", None, f"Bearer {TOKEN}")
+
+
+def test_a_reader_that_left_the_pipe_is_no_error(daemon: FakeDaemon, env: pytest.MonkeyPatch) -> None:
+    """`trader orders | head`: the reader is gone before the CLI writes."""
+    daemon.answer("GET", "/orders", 200, ORDERS)
+    trader = Path(sys.executable).with_name("trader")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([str(trader), "orders"], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                              env=dict(os.environ), timeout=60, check=False)
+    finally:
+        os.close(write_end)
+
+    assert (done.returncode, done.stderr) == (0, "")
+    assert [seen.path for seen in daemon.seen] == ["/orders"]
+
+
+@pytest.mark.parametrize(("argv", "warns"), [(("flatten",), True), (("status",), False)])
+def test_ctrl_c_while_waiting_says_whether_the_act_may_still_happen(
+        argv: tuple[str, ...], warns: bool, daemon: FakeDaemon, env: pytest.MonkeyPatch) -> None:
+    daemon.held = {("POST", "/flatten"), ("GET", "/status")}
+    trader = Path(sys.executable).with_name("trader")
+    with subprocess.Popen([str(trader), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=dict(os.environ)) as proc:
+        daemon.wait_for_requests(1)  # the CLI is now waiting for the answer
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+
+    assert (proc.returncode, out) == (130, "")
+    assert err.startswith(f"trader {argv[0]}: interrupted")
+    assert ("the daemon may still carry it out" in err) is warns
+    assert "Traceback" not in err

@@ -35,7 +35,8 @@ from trader.control.client import (
 TOKEN_ENV = "TRADER_CONTROL__TOKEN"
 TOKEN_FILE_NAME = "control_token"
 ORDER_TYPES = ("MARKET", "LIMIT", "SL", "SL-M")
-_ORDER_WAIT_MARGIN_S = 10.0
+_ORDER_WAIT_MARGIN_S = 10.0  # an act waits for its outcome on the bus up to order_wait_seconds, then answers
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports it
 _MAX_ORDER_WAIT_S = 60.0  # ControlSettings.order_wait_seconds' upper bound
 
 
@@ -48,7 +49,6 @@ class Call:
     method: str
     path: str
     body: dict[str, Any] | None = None
-    long: bool = False  # POST /orders and approve wait for the risk gate: the timeout allows for order_wait_seconds
 
 
 Builder = Callable[[argparse.Namespace], Call]
@@ -81,9 +81,10 @@ def _order_call(args: argparse.Namespace) -> Call:
         body["confirm"] = True
     if args.dry_run:
         body["dry_run"] = True
-    return Call("POST", "/orders", body, long=True)
+    return Call("POST", "/orders", body)
 
 
+READS = ("status", "positions", "orders", "signals", "risk", "report")
 BUILDERS: dict[str, Builder] = {
     "status": lambda args: Call("GET", "/status"),
     "positions": lambda args: Call("GET", "/positions"),
@@ -93,7 +94,7 @@ BUILDERS: dict[str, Builder] = {
     "report": lambda args: Call("GET", "/report"),
     "order": _order_call,
     "cancel": lambda args: Call("POST", f"/orders/{_ref(args.ref)}/cancel"),
-    "approve": lambda args: Call("POST", f"/signals/{_ref(args.ref)}/approve", long=True),
+    "approve": lambda args: Call("POST", f"/signals/{_ref(args.ref)}/approve"),
     "reject": lambda args: Call("POST", f"/signals/{_ref(args.ref)}/reject", _given(reason=args.reason)),
     "flatten": lambda args: Call("POST", "/flatten", _given(
         underlying=args.underlying.strip().upper() if args.underlying else None)),
@@ -189,7 +190,7 @@ def add_control_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     halt = add("halt", "stop trading: no new orders until `trader resume`")
     halt.add_argument("--reason", help="why (shown in `trader status`)")
     add("resume", "trade again after a halt")
-    add("reset-daily", "clear today's breached daily limits (the day's P&L is kept)")
+    add("reset-daily", "clear a breached day: the daily limits let trading resume")
 
 
 # -- connection -------------------------------------------------------------------------------------------------------
@@ -288,12 +289,34 @@ def _fail(command: str, message: str) -> None:
 
 
 def _print_json(document: dict[str, Any]) -> None:
-    sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader left: the exit code still tells what happened
+        _quiet_stdout()
+
+
+def _quiet_stdout() -> None:
+    """Python's recipe for a closed pipe: point stdout at /dev/null so the flush at exit does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def run(args: argparse.Namespace) -> int:
     """Carry out one operator command; the exit code (0 ok, 1 refused, 2 usage / bad request, 3 unreachable)."""
+    try:
+        return _run(args)
+    except BrokenPipeError:  # `trader orders | head`: the reader left before the table was written
+        _quiet_stdout()
+        return 0
+    except KeyboardInterrupt:
+        what = ("" if args.command in READS
+                else " (the daemon may still carry it out: look with `trader status` / `trader orders`)")
+        print(f"trader {args.command}: interrupted{what}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
     command: str = args.command
     try:
         call = BUILDERS[command](args)
@@ -304,10 +327,11 @@ def run(args: argparse.Namespace) -> int:
             _print_json({"error": {"code": "usage", "message": str(exc)}})
         return EXIT_USAGE
     client = ControlClient(where.url, where.token, token_source=where.token_source)
-    timeout = where.order_wait_s + _ORDER_WAIT_MARGIN_S if call.long else DEFAULT_TIMEOUT_S
     try:
-        answer: Answer = (client.get(call.path, timeout_s=timeout) if call.method == "GET"
-                          else client.post(call.path, call.body, timeout_s=timeout))
+        if call.method == "GET":
+            answer: Answer = client.get(call.path, timeout_s=DEFAULT_TIMEOUT_S)
+        else:  # an act: the daemon answers once the bus has its outcome, or after order_wait_seconds
+            answer = client.post(call.path, call.body, timeout_s=where.order_wait_s + _ORDER_WAIT_MARGIN_S)
     except ClientError as exc:
         _fail(command, exc.message)
         if args.json:

@@ -35,8 +35,15 @@ STATUS_STYLE = {"COMPLETE": "green", "OPEN": "cyan", "TRIGGER PENDING": "cyan", 
 SIDE_STYLE = {"BUY": "green", "SELL": "red", "BULLISH": "green", "BEARISH": "red"}
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """rich would exit 1 (our "refused"): the caller (commands.run) ends quietly with the command's code."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def console() -> Console:
-    out = Console(highlight=False)
+    out = _Console(highlight=False)
     if not out.is_terminal and not os.environ.get("COLUMNS"):
         out.width = _PIPE_WIDTH
     return out
@@ -173,7 +180,8 @@ def _status(view: View, doc: dict[str, Any], _: int) -> None:
     for problem, detail in problems.items():
         broker_text.append(f"\n{problem}: {detail}", style="yellow")
     feed_age = doc.get("feed_age_s")
-    feed = Text("no tick yet", style="yellow") if feed_age is None else Text(f"{float(feed_age):.1f} s")
+    feed = Text("no tick yet", style="yellow") if feed_age is None else (
+        Text(f"{feed_age:.1f} s") if isinstance(feed_age, int | float) else view.plain(feed_age))
     auto = doc.get("auto_execution")
     auto_text = Text("on" if auto else "off (semi-live: entries wait for `trader approve`)") if isinstance(
         auto, bool) else Text(MISSING)
