@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from trader.control.requests import ManualOrder
-from trader.control.resolve import MANUAL_STRATEGY_ID, OrderSpecError, ResolvedOrder, resolve_order
+from trader.control.resolve import OrderSpecError, ResolvedOrder, resolve_order
 from trader.events import IntentPurpose, OrderType, Side, Tick
 from trader.market.calendar import MarketCalendar, ist_ns
 from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import FALLBACK_UNDERLYINGS, IndexInstrument, OptionContract, OptionType
+from trader.strategies.adopted import MANUAL_STRATEGY_ID
 
 CALENDAR = MarketCalendar()
 NOW = ist_ns(date(2026, 11, 30), time(10, 0))  # Monday; NIFTY's weekly expires Tuesday 1 Dec, SENSEX's Thursday 3 Dec

@@ -40,8 +40,8 @@ from trader.market.instruments import (
     resolve_underlying,
 )
 from trader.money import MoneyError, format_inr, rupee_text, to_paise, to_rupees
+from trader.strategies.adopted import MANUAL_STRATEGY_ID
 
-MANUAL_STRATEGY_ID = "manual"
 _SHOWN_EXPIRIES = 4
 _DEFAULT_CALENDAR = MarketCalendar()
 
