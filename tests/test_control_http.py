@@ -68,21 +68,28 @@ class Daemon:
         return answer
 
 
-def paper_settings(data_dir: Path, **control: Any) -> Any:
+def paper_settings(data_dir: Path, *, semi_live: bool = False, **control: Any) -> Any:
+    if semi_live:
+        # Semi-live on a fast market with a twitchy strategy: an entry waits for approval every second or so, and
+        # an unanswered one expires after about a real second.
+        sim = {"start": START, "speed": 100, "seed": 11}
+        strategy = {"confidence_cutoff": 0, "bar_seconds": 5, "fast": 2, "slow": 4, "confirm_bars": 1}
+        control = {"approval_expiry_seconds": 120, **control}
+    else:
+        sim = {"start": START, "speed": 5, "seed": 11}
+        strategy = {"confidence_cutoff": 100}  # no strategy entry interferes: the only orders are the test's
     return load_settings({
-        "mode": "paper", "data_dir": str(data_dir), "heartbeat_seconds": 0.5,
-        "sim": {"start": START, "speed": 5, "seed": 11},
-        # No strategy entry interferes: the only orders are the test's.
-        "strategy": {"confidence_cutoff": 100},
+        "mode": "paper", "data_dir": str(data_dir), "heartbeat_seconds": 0.5, "auto_execution": not semi_live,
+        "sim": sim, "strategy": strategy,
         # ₹20 a day on ₹10 lakh: the charges of one round trip breach it, while one lot fits the risk per trade.
-        "risk": {"initial_capital": 1_000_000, "max_daily_loss_pct": 0.00002},
+        "risk": {"initial_capital": 1_000_000, "max_daily_loss_pct": 0.00002 if not semi_live else 0.02},
         "control": {"order_wait_seconds": 3, **control},
     })
 
 
 @contextlib.asynccontextmanager
-async def running(data_dir: Path, **control: Any) -> AsyncIterator[Daemon]:
-    app = App(paper_settings(data_dir, **control))
+async def running(data_dir: Path, *, semi_live: bool = False, **control: Any) -> AsyncIterator[Daemon]:
+    app = App(paper_settings(data_dir, semi_live=semi_live, **control))
     task = asyncio.create_task(app.run(install_signal_handlers=False))
     try:
         await wait_for(lambda: bool(app.control_url) or task.done(), within_s=30)
@@ -383,7 +390,7 @@ def test_no_control_api_in_backtest_or_when_disabled(tmp_path: Path) -> None:
     assert not (tmp_path / TOKEN_FILE_NAME).exists()
 
 
-async def test_an_order_the_gate_has_not_decided_in_time_is_answered_202_and_decided_later(tmp_path: Path) -> None:
+async def test_an_act_not_answered_in_time_is_answered_202_or_503_and_done_later(tmp_path: Path) -> None:
     async with running(tmp_path, order_wait_seconds=0.3) as daemon:
         app = daemon.app
         await app.supervisor.stop(["risk"])  # the gate stalls: the intent waits in its inbox
@@ -391,7 +398,86 @@ async def test_an_order_the_gate_has_not_decided_in_time_is_answered_202_and_dec
         assert status == 202 and answer["decided"] is False and answer["order"]["status"] == "NEW"
         intent_id = answer["order"]["intent_id"]
         assert "had not decided" in answer["message"]
-        app.supervisor.start(app.risk)  # back: it decides the waiting intent
-        await wait_for(lambda: app.portfolio.fills >= 1)
+        status, answer = await daemon.call("POST", "/halt")
+        assert status == 503 and answer["error"]["code"] == "unavailable" and "risk gate" in answer["error"]["message"]
+        app.supervisor.start(app.risk)  # back: it decides the waiting intent, then applies the halt
+        await wait_for(lambda: app.portfolio.fills >= 1 and app.risk.state is TradingState.HALTED)
         [order] = (await daemon.get("/orders"))["orders"]
         assert order["intent_id"] == intent_id and order["status"] == "COMPLETE"
+
+
+async def test_cancel_and_flatten(tmp_path: Path) -> None:
+    async with running(tmp_path) as daemon:
+        app = daemon.app
+        status, answer = await daemon.call("POST", "/orders/NOSUCH1/cancel")
+        assert status == 404 and answer["error"]["code"] == "not_found" and "NOSUCH1" in answer["error"]["message"]
+        # A limit far below the market rests at the broker until cancelled.
+        status, resting = await daemon.call("POST", "/orders", {**ORDER, "order_type": "LIMIT", "price": 1.0})
+        assert status == 200, resting
+        intent_id = resting["order"]["intent_id"]
+        await wait_for(lambda: (record := app.ledger.order(intent_id)) is not None and record.status == "OPEN")
+        status, cancelled = await daemon.call("POST", f"/orders/{intent_id}/cancel")
+        assert status == 200 and cancelled["ok"] is True and intent_id in cancelled["detail"]
+        await wait_for(lambda: (record := app.ledger.order(intent_id)) is not None and record.status == "CANCELLED")
+        status, answer = await daemon.call("POST", f"/orders/{intent_id}/cancel")
+        assert status == 404  # it is not open any more
+
+        status, answer = await daemon.call("POST", "/flatten", {"underlying": "BANKNIFTY"})
+        assert status == 409 and "no open position in BANKNIFTY" in answer["error"]["message"]
+        status, bought = await daemon.call("POST", "/orders", ORDER)
+        assert status == 200, bought
+        await wait_for(lambda: bool(app.portfolio.book.open_positions()))
+        status, flat = await daemon.call("POST", "/flatten", {"underlying": "nifty"})
+        assert status == 200 and flat["exits"] == 1 and bought["resolved"]["tradingsymbol"] in flat["detail"]
+        await wait_for(lambda: not app.portfolio.book.open_positions())
+        assert (await daemon.get("/positions"))["positions"] == []
+        exits = [o for o in (await daemon.get("/orders"))["orders"] if o["strategy"] == "risk-flatten"]
+        assert len(exits) == 1 and exits[0]["status"] == "COMPLETE" and exits[0]["purpose"] == "EXIT"
+        status, flat = await daemon.call("POST", "/flatten")  # nothing left: fine, nothing to do
+        assert status == 200 and flat["exits"] == 0
+
+
+async def test_semi_live_approve_reject_expire_and_a_halt_refuses_the_approval(tmp_path: Path) -> None:
+    async with running(tmp_path, semi_live=True) as daemon:
+        app = daemon.app
+        answered: set[str] = set()
+
+        async def next_pending() -> dict[str, Any]:
+            await wait_for(lambda: any(i not in answered for i in app.ledger.pending), within_s=30)
+            pending = (await daemon.get("/signals"))["pending"]
+            fresh: list[dict[str, Any]] = [p for p in pending if p["intent_id"] not in answered]
+            assert fresh, pending
+            answered.add(fresh[0]["intent_id"])
+            return fresh[0]
+
+        first = await next_pending()
+        assert set(first) >= APPROVAL_KEYS and first["status"] == "PENDING" and first["signal_id"]
+        status, rejected = await daemon.call("POST", f"/signals/{first['signal_id']}/reject", {"reason": "not now"})
+        assert status == 200 and rejected["approval"]["status"] == "REJECTED"
+        assert rejected["approval"]["by"] == "operator" and rejected["approval"]["reason"] == "not now"
+        status, again = await daemon.call("POST", f"/signals/{first['intent_id']}/approve")
+        assert status == 409 and "already rejected" in again["error"]["message"]
+
+        second = await next_pending()
+        await wait_for(lambda: second["intent_id"] in app.ledger.decided, within_s=30)  # nobody answered
+        status, late = await daemon.call("POST", f"/signals/{second['intent_id']}/approve")
+        assert status == 409 and late["approval"]["status"] == "EXPIRED"
+
+        third = await next_pending()
+        status, _ = await daemon.call("POST", "/halt", {"reason": "lunch"})
+        assert status == 200
+        status, refused = await daemon.call("POST", f"/signals/{third['intent_id']}/approve")
+        assert status == 409 and refused["error"]["check"] == "state" and "HALTED" in refused["error"]["message"]
+        assert refused["approval"]["status"] == "APPROVED" and refused["order"]["status"] == "REJECTED"
+        status, _ = await daemon.call("POST", "/resume")
+        assert status == 200
+
+        fourth = await next_pending()
+        status, approved = await daemon.call("POST", f"/signals/{fourth['intent_id']}/approve")
+        assert status == 200, approved
+        assert approved["decided"] is True and approved["approval"]["status"] == "APPROVED"
+        assert approved["order"]["intent_id"] == fourth["intent_id"] and approved["order"]["tag"]
+        await wait_for(lambda: bool(app.ledger.orders[fourth["intent_id"]].fills))  # it filled
+        decided = {a["intent_id"]: a["status"] for a in (await daemon.get("/signals"))["decided"]}
+        assert {decided[p["intent_id"]] for p in (first, second, third, fourth)} == {"REJECTED", "EXPIRED",
+                                                                                    "APPROVED"}

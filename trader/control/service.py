@@ -31,7 +31,6 @@ from trader.events import (
     CommandKind,
     CommandResult,
     IntentPurpose,
-    TradingState,
 )
 from trader.logging import get_logger
 from trader.loop_monitor import LoopMonitor
@@ -291,38 +290,29 @@ class ControlService:
                 "state_reason": self.app.risk.manager.state_reason, "detail": detail}
 
     def _unanswered(self, who: str) -> Unavailable:
-        return Unavailable(f"the {who} did not answer within {self.wait_s:g} s; the daemon may be overloaded or "
-                           "stopping: GET /status shows its state")
+        return Unavailable(f"the {who} did not answer within {self.wait_s:g} s (control.order_wait_seconds); the "
+                           "command is on its way and may still take effect: GET /status shows the daemon's state")
+
+    async def _risk_command(self, kind: CommandKind, reason: str = "") -> dict[str, Any]:
+        """HALT, RESUME, RESET_DAILY: the risk gate's answer and the state it left."""
+        result = await self._command(kind, reason=reason)
+        if result is None:
+            raise self._unanswered("risk gate")
+        if not result.ok:
+            raise Refused(result.detail)
+        return self._state_answer(result.detail)
 
     async def halt(self, reason: str = "") -> dict[str, Any]:
-        result = await self._command(CommandKind.HALT, reason=reason or "halted through the control API")
-        if result is None:
-            if self.app.risk.state is not TradingState.HALTED:
-                raise self._unanswered("risk gate")
-            return self._state_answer("halted: no new orders until resume (flatten can still close positions)")
-        if not result.ok:
-            raise Refused(result.detail)
-        return self._state_answer(result.detail or "halted")
+        """No new orders until resume; open orders stay, positions stay (flatten closes them)."""
+        return await self._risk_command(CommandKind.HALT, reason or "halted through the control API")
 
     async def resume(self) -> dict[str, Any]:
-        result = await self._command(CommandKind.RESUME)
-        if result is None:
-            if self.app.risk.state is TradingState.HALTED:
-                raise self._unanswered("risk gate")
-            return self._state_answer(f"trading state is {self.app.risk.state.value}")
-        if not result.ok:
-            raise Refused(result.detail)
-        return self._state_answer(result.detail or f"resumed: {self.app.risk.state.value}")
+        """Leave HALTED: ACTIVE again, or REDUCING_ONLY while a loss limit is still breached."""
+        return await self._risk_command(CommandKind.RESUME, "resumed through the control API")
 
     async def reset_daily(self) -> dict[str, Any]:
-        result = await self._command(CommandKind.RESET_DAILY)
-        if result is None:
-            if "daily" in self.app.risk.manager.metrics(self.app.clock.now_ns()).breached_limits:
-                raise self._unanswered("risk gate")
-            return self._state_answer("daily loss limit reset")
-        if not result.ok:
-            raise Refused(result.detail)
-        return self._state_answer(result.detail or "daily loss limit reset")
+        """Re-base the daily loss window at the current equity (a daily breach clears)."""
+        return await self._risk_command(CommandKind.RESET_DAILY, "daily reset through the control API")
 
     async def flatten(self, underlying: str | None = None) -> dict[str, Any]:
         target = ""
