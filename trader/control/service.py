@@ -329,8 +329,7 @@ class ControlService:
             raise self._unanswered("risk gate")
         if not result.ok:
             raise Refused(result.detail)
-        return {"detail": result.detail or f"{exits} exit order(s) issued", "exits": exits,
-                "trading_state": self.app.risk.state.value}
+        return {"detail": result.detail or f"{exits} exit order(s) issued", "exits": exits}
 
     async def cancel(self, ref: str) -> dict[str, Any]:
         result = await self._command(CommandKind.CANCEL, target=ref, reason="cancel through the control API")
