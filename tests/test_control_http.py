@@ -481,3 +481,20 @@ async def test_semi_live_approve_reject_expire_and_a_halt_refuses_the_approval(t
         decided = {a["intent_id"]: a["status"] for a in (await daemon.get("/signals"))["decided"]}
         assert {decided[p["intent_id"]] for p in (first, second, third, fourth)} == {"REJECTED", "EXPIRED",
                                                                                     "APPROVED"}
+
+
+async def test_live_mode_needs_confirm_and_says_what_it_would_place(tmp_path: Path) -> None:
+    from trader.control.requests import ManualOrder  # noqa: PLC0415
+    from trader.control.service import Refused  # noqa: PLC0415
+
+    async with running(tmp_path) as daemon:
+        service = ControlService(daemon.app)
+        service.settings = daemon.app.settings.model_copy(update={"mode": "live"})  # the same check a live daemon runs
+        with pytest.raises(Refused) as refused:
+            await service.place_order(ManualOrder.model_validate(ORDER))
+        body = refused.value.body()
+        symbol = body["resolved"]["tradingsymbol"]
+        assert body["error"]["field"] == "confirm" and symbol in body["error"]["message"]
+        assert "confirm=true" in body["error"]["message"] and not daemon.app.ledger.orders  # nothing sent
+        placed = await service.place_order(ManualOrder.model_validate({**ORDER, "confirm": True}))
+        assert placed["decided"] is True and placed["order"]["tradingsymbol"] == symbol
