@@ -122,6 +122,21 @@ async def test_an_open_paper_limit_order_is_cancelled_by_intent_id_or_order_id()
         assert desk.of(CommandResult, lambda r: r.command_id == "") == []
 
 
+async def test_a_flatten_cancels_open_entry_orders_so_none_fills_later() -> None:
+    async with Desk() as desk:
+        resting = await desk.limit_buy(3_000)  # an entry far below the ask: it rests
+        await desk.tick(3_990, 4_000)
+        assert desk.statuses(resting) == [OrderStatus.OPEN]
+        other = await desk.command(CommandKind.FLATTEN, "BANKNIFTY", "f0")  # another underlying: left alone
+        assert not other.ok and desk.statuses(resting) == [OrderStatus.OPEN]
+        await desk.command(CommandKind.FLATTEN, "", "f1")
+        await desk.tick(3_990, 4_000)
+        assert desk.statuses(resting) == [OrderStatus.OPEN, OrderStatus.CANCELLED]
+        assert desk.execution.open_orders == 0
+        await desk.tick(2_000, 2_900)  # the market falls through the old limit: nothing fills
+        assert desk.of(Fill) == []
+
+
 class SlowBroker(FakeBroker):
     """Its place call waits until the test lets it answer."""
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from trader.adapters.ports import Broker, OrderRejected
+from trader.events import OrderIntent
 from trader.logging import get_logger
+from trader.market.instruments import resolve_underlying
 from trader.ratelimit import RateLimiter
 
 log = get_logger("trader.execution")
@@ -84,3 +86,30 @@ async def cancel_for_operator(broker: Broker, limiter: RateLimiter, target: str,
                                 "CANCELLED update follows (or its fill, if it filled first)")
     log.warning("order_cancel_command", target=target, order_id=order_id, intent_id=intent_id, ok=ok, detail=detail)
     return ok, detail
+
+
+def entries_to_cancel(target: str, open_orders: Mapping[str, str],
+                      entries: Mapping[str, OrderIntent]) -> list[tuple[str, str]]:
+    """(order id, intent id) of the open ENTRY orders a FLATTEN of ``target`` (an underlying, "" = all) must cancel:
+    an entry still resting after a flatten would fill later and open the position again."""
+    name = ""
+    if target:
+        try:
+            name = resolve_underlying(target).name
+        except ValueError:
+            return []  # the risk gate answers the unknown name; nothing of ours can match it
+    return [(order_id, intent_id) for order_id, intent_id in open_orders.items()
+            if (intent := entries.get(intent_id)) is not None and (not name or intent.contract.underlying == name)]
+
+
+async def cancel_entries_for_flatten(broker: Broker, limiter: RateLimiter, orders: list[tuple[str, str]]) -> None:
+    """Ask the broker to cancel each open entry order; their CANCELLED updates (or fills) come back on the bus."""
+    for order_id, intent_id in orders:
+        await limiter.acquire(urgent=True)
+        try:
+            await broker.cancel_order(order_id)
+        except Exception as exc:  # filled or gone meanwhile (its update follows), or the broker did not answer
+            log.warning("flatten_entry_cancel_failed", order_id=order_id, intent_id=intent_id, error=repr(exc),
+                        fix="`trader orders` shows it; `trader cancel <id>` tries again")
+        else:
+            log.warning("flatten_cancelled_entry", order_id=order_id, intent_id=intent_id)

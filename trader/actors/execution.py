@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trader.actors.base import Actor
-from trader.actors.cancels import cancel_for_operator, cancel_resting
+from trader.actors.cancels import cancel_entries_for_flatten, cancel_for_operator, cancel_resting, entries_to_cancel
 from trader.adapters.ports import Broker, BrokerOrder, BrokerUnavailable, OrderRejected, RateLimited
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, Clock
@@ -30,6 +30,7 @@ from trader.events import (
     Fill,
     Heartbeat,
     IntentPurpose,
+    OrderIntent,
     OrderRequest,
     OrderStatus,
     OrderType,
@@ -91,6 +92,7 @@ class ExecutionActor(Actor):
         self.retry = retry or RetryPolicy()
         self._seen_tags: set[str] = set()
         self._open: dict[str, str] = {}  # order id → intent id, until terminal
+        self._entries: dict[str, OrderIntent] = {}  # intent id → entry intent, until terminal (a flatten cancels)
         self._unresolved: dict[str, OrderRequest] = {}
         self._never_resend: set[str] = set()  # parked at a restart: a stale intent is never sent late
         self._cancel_at: dict[str, int] = {}  # order id → when a still-resting MARKET order gets cancelled
@@ -132,6 +134,9 @@ class ExecutionActor(Actor):
         elif kind is Command:
             if event.kind is CommandKind.CANCEL:
                 await self._on_cancel(event)
+            elif event.kind is CommandKind.FLATTEN:  # the risk gate sends the exits; open entries go here
+                await cancel_entries_for_flatten(self.broker, self.limiter,
+                                                 entries_to_cancel(event.target, self._open, self._entries))
         else:
             self._record(event)
         if self._resync_pending:
@@ -147,6 +152,8 @@ class ExecutionActor(Actor):
         counted from when it was sent, not from the restart."""
         self._seen_tags.add(request.tag)
         self._open.setdefault(order_id, request.intent.intent_id)
+        if request.intent.purpose is IntentPurpose.ENTRY:
+            self._entries[request.intent.intent_id] = request.intent
         if request.intent.order_type is OrderType.MARKET:
             self._cancel_at[order_id] = request.ts_ns + int(self.retry.reprice_after_s * NS_PER_SECOND)
 
@@ -176,9 +183,13 @@ class ExecutionActor(Actor):
     def _record(self, event: object) -> None:
         """What needs no broker call: a request starts its placement; updates and fills are tracked and logged."""
         if type(event) is OrderRequest:
+            if event.intent.purpose is IntentPurpose.ENTRY:
+                self._entries[event.intent.intent_id] = event.intent
             self._start_placement(event)
         elif type(event) is OrderUpdate:
             self._write("order_update", lambda j: j.record_update(event))
+            if event.status.is_terminal:
+                self._entries.pop(event.intent_id, None)
             if event.order_id and self._unresolved:
                 self._resolved_by_update(event)
             if event.order_id:
