@@ -44,8 +44,14 @@ FINISHING = {
     ".venv/bin/python -m trader check-config",
 }
 # Commands this suite cannot run, and why (each is covered elsewhere where it can be).
+_OPERATOR = "needs a running daemon: tests/test_operator_e2e.py drives every operator command against one"
 NOT_HERE = {
     "make test": "it is this very suite",
+    ".venv/bin/trader status": _OPERATOR,
+    ".venv/bin/trader positions": _OPERATOR,
+    ".venv/bin/trader order BUY NIFTY ATM CE --lots 1 --dry-run": _OPERATOR,
+    ".venv/bin/trader order BUY NIFTY ATM+2 PE --lots 1": _OPERATOR,
+    ".venv/bin/trader approve IX3J37ZZ00000013": _OPERATOR,
     "export TRADER_KITE__API_KEY=... TRADER_KITE__API_SECRET=...": "placeholders for the user's own credentials",
     ".venv/bin/trader login": "asks a human for the request token (tests/test_login.py drives the same code)",
     "TRADER_MODE=live TRADER_LIVE_CONFIRM=yes .venv/bin/trader run --symbols NSE:NIFTY50-INDEX":
