@@ -27,7 +27,7 @@ from trader.bus import EventBus
 from trader.clock import Clock, LiveClock, SimClock
 from trader.config import ConfigError, Settings
 from trader.events import Command, CommandKind, FeedEnded, Heartbeat, VenueStatus
-from trader.gate import restore_from_gate, run_gate
+from trader.gate import expire_stale_approvals, restore_from_gate, run_gate
 from trader.ids import IdFactory
 from trader.logging import get_logger
 from trader.market.calendar import ist_text
@@ -36,6 +36,7 @@ from trader.market.instruments import resolve_underlying
 from trader.money import to_paise, to_rupees
 from trader.store.journal import JournalError, JournalWriteError
 from trader.store.orders import OrderJournal
+from trader.strategies.adopted import MANUAL_STRATEGY_ID
 from trader.strategies.base import StrategyContext
 
 log = get_logger("trader.app")
@@ -87,7 +88,8 @@ class App:
         self.strategy = StrategyActor(self.bus, strategies, StrategyContext(self.instruments, self.ids),
                                       auto_execution=settings.effective_auto_execution, conflate_ticks=not lossless,
                                       save_state=self._save_strategy_state if self.journal is not None else None,
-                                      keeper=builders.build_adopted_keeper(settings))
+                                      keeper=builders.build_adopted_keeper(settings), journal=self.orders,
+                                      approval_expiry_s=settings.control.approval_expiry_seconds)
         self.feeds: list[FeedActor] = []
         self.ticker: KiteTicker | None = None
         if not self.kite_market:
@@ -126,16 +128,17 @@ class App:
         try:
             result = await run_gate(self.broker, self.orders, self.instruments, self.clock.now_ns(),
                                     intraday=self.settings.mode == "live" and self.settings.kite_product == "MIS")
+            expire_stale_approvals(self.orders, self.clock.now_ns())
         except JournalError as exc:
             raise ConfigError([f"config error: data_dir: {exc}"]) from None
         restore_from_gate(result, self.portfolio, self.risk, self.execution, broker=self.broker,
                           now_ns=self.clock.now_ns(), replay_windows=not self._risk_state_saved)
         journal = self.orders.journal
         saved = {sid: journal.load_state(name) for sid, name in self.strategy.state_names().items()}
-        self.strategy.restore(saved, result.positions,
-                              open_intent_ids={request.intent.intent_id
-                                               for request, *_ in [*result.adopted, *result.pending]},
-                              booked_fill_ids={fill.fill_id for fill in result.fills})
+        still_open = [request.intent for request, *_ in [*result.adopted, *result.pending]]
+        manual = {i.intent_id for i in still_open if i.strategy_id == MANUAL_STRATEGY_ID}
+        self.strategy.restore(saved, result.positions, open_intent_ids={i.intent_id for i in still_open},
+                              booked_fill_ids={fill.fill_id for fill in result.fills}, manual_intent_ids=manual)
         if self.ticker is not None:
             self.ticker.add_tokens(p.contract.instrument_token for p in result.positions)
 

@@ -1,7 +1,9 @@
-"""Command line: ``trader run`` (the daemon) and ``trader check-config``.
+"""Command line: ``trader run`` (the daemon) and ``trader check-config``; the operator's commands on a running
+daemon (``trader status|order|halt|...``) are in trader/control/commands.py.
 
 Exit codes: 0 success, 2 bad configuration or arguments (argparse uses 2 as well) or a start-up problem the message
-explains (an unreachable broker, a saved state that cannot be used), 1 unexpected failure.
+explains (an unreachable broker, a saved state that cannot be used), 1 unexpected failure; the operator commands
+also use 1 for refused and 3 for a daemon not reachable.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import orjson
 
 from trader import __version__
 from trader.config import MAX_SPEED, ConfigError, Settings, load_settings, masked_dump
+from trader.control.commands import add_control_commands
 from trader.logging import configure_logging, get_logger, on_output_closed
 from trader.market.calendar import IST
 from trader.store.journal import JournalError
@@ -110,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     login = sub.add_parser("login", help="exchange the day's Kite request token for an access token (stored 0600)")
     _settings_flags(login)
     login.add_argument("--request-token", help="the request_token (or the whole redirect URL); asked for if absent")
+    add_control_commands(sub)  # status, positions, orders, ..., halt, resume: trader/control/commands.py
     return parser
 
 
@@ -229,6 +233,8 @@ def _log_to_stderr(level: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "control", None) is not None:  # an operator command on the running daemon's control API
+        return int(args.control(args))
     if args.command == "sim":
         return _sim(args)
     try:

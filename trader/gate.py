@@ -342,3 +342,16 @@ def _report(result: GateResult) -> None:
     for fill in decided.missed_fills:
         log.warning("missed_fill_booked", fill_id=fill.fill_id, intent_id=fill.intent_id, quantity=fill.quantity,
                     tradingsymbol=fill.contract.tradingsymbol)
+
+
+STALE_APPROVAL_REASON = "the daemon restarted: a stale signal is never sent late"
+
+
+def expire_stale_approvals(orders: OrderJournal, now_ns: int) -> list[str]:
+    """At start: semi-live entries an earlier run left PENDING end EXPIRED (their strategies' restore already ends
+    the intents, which are not open at the broker); each one is logged. Returns their intent ids."""
+    expired = orders.expire_stale_approvals(now_ns, STALE_APPROVAL_REASON)
+    for intent_id in expired:
+        log.warning("approval_expired", intent_id=intent_id, status="EXPIRED", reason=STALE_APPROVAL_REASON,
+                    event_ts_ns=now_ns)
+    return expired

@@ -18,10 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from trader.actors.base import Actor
+from trader.actors.cancels import cancel_for_operator, cancel_resting
 from trader.adapters.ports import Broker, BrokerOrder, BrokerUnavailable, OrderRejected, RateLimited
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, Clock
 from trader.events import (
+    Command,
+    CommandKind,
+    CommandResult,
     FeedStatus,
     Fill,
     Heartbeat,
@@ -104,8 +108,8 @@ class ExecutionActor(Actor):
 
     def subscriptions(self) -> Iterable[type]:
         # Heartbeats drive the timers (reconcile, cancel of resting orders) even when no tick reaches this actor;
-        # FeedStatus says when the order channel reconnected, after which missed updates are fetched.
-        kinds: list[type] = [OrderRequest, OrderUpdate, Fill, Heartbeat, FeedStatus]
+        # FeedStatus says when the order channel reconnected, after which missed updates are fetched; Command: CANCEL.
+        kinds: list[type] = [OrderRequest, OrderUpdate, Fill, Heartbeat, FeedStatus, Command]
         if self.broker.wants_ticks:
             kinds.append(Tick)
         return kinds
@@ -125,6 +129,9 @@ class ExecutionActor(Actor):
         elif kind is FeedStatus:
             if event.status == "connected":
                 await self._resync("order channel (re)connected")
+        elif kind is Command:
+            if event.kind is CommandKind.CANCEL:
+                await self._on_cancel(event)
         else:
             self._record(event)
         if self._resync_pending:
@@ -194,27 +201,19 @@ class ExecutionActor(Actor):
                      charges_inr=to_rupees(event.charges), event_ts_ns=event.ts_ns)
 
     async def _cancel_stale(self) -> None:
-        """Cancel MARKET orders that Kite's market protection left resting: the strategy re-prices them.
+        """Cancel MARKET orders that Kite's market protection left resting: the strategy re-prices them."""
+        await cancel_resting(self.broker, self._cancel_at, self._open, self.clock.now_ns(),
+                             retry_ns=int(self.retry.backoff_s * NS_PER_SECOND), after_s=self.retry.reprice_after_s)
 
-        A protected market order becomes a limit at the protection price; in a fast market it may never fill, and
-        a stop-loss exit that rests forever is a stop that never fired.
-        """
-        now = self.clock.now_ns()
-        for order_id, deadline in list(self._cancel_at.items()):
-            if deadline > now:
-                continue
-            try:
-                await self.broker.cancel_order(order_id)
-            except OrderRejected:
-                self._cancel_at.pop(order_id, None)  # already complete or gone: its update is on the way
-                continue
-            except Exception as exc:  # try again shortly; the order is still tracked
-                self._cancel_at[order_id] = now + int(self.retry.backoff_s * NS_PER_SECOND)
-                log.warning("order_cancel_failed", order_id=order_id, error=repr(exc))
-                continue
-            self._cancel_at.pop(order_id, None)
-            log.warning("order_cancelled_unfilled", order_id=order_id, intent_id=self._open.get(order_id, ""),
-                        after_s=self.retry.reprice_after_s)
+    async def _on_cancel(self, command: Command) -> None:
+        """The operator's CANCEL (target: a broker order id, or our intent id of an open order); one
+        ``CommandResult`` when it carries a ``command_id``."""
+        placing = {task.get_name().removeprefix("place:") for task in self._placements}
+        ok, detail = await cancel_for_operator(self.broker, self.limiter, command.target, self._open,
+                                               placing=placing, unknown=self._unresolved)
+        if command.command_id:
+            self.bus.publish(CommandResult(ts_ns=self.clock.now_ns(), command_id=command.command_id,
+                                           kind=command.kind, ok=ok, detail=detail))
 
     def _start_placement(self, request: OrderRequest) -> None:
         """Place each order in its own task, so one order's retries never hold up another (an exit above all).

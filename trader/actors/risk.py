@@ -19,6 +19,7 @@ from trader.clock import Clock
 from trader.events import (
     Command,
     CommandKind,
+    CommandResult,
     Fill,
     IntentPurpose,
     OrderIntent,
@@ -34,6 +35,7 @@ from trader.events import (
 )
 from trader.ids import IdFactory, is_own_id
 from trader.logging import get_logger
+from trader.market.instruments import resolve_underlying
 from trader.reconcile import OUTSIDE_FILL_PREFIXES, outside_fill_id
 from trader.risk.core import RiskManager
 from trader.risk.kill_switch import KillSwitchFile
@@ -229,42 +231,89 @@ class RiskGateActor(Actor):
 
     # -- commands -----------------------------------------------------------------------------------------
     def _on_command(self, command: Command) -> None:
+        """Apply an operator's (or the daemon's) command; one with a ``command_id`` is answered with exactly one
+        ``CommandResult`` (the new state and why; for a flatten, the exits issued and what was left alone)."""
         ts = command.ts_ns
-        log.warning("command", kind=command.kind.value, source=command.source, reason=command.reason)
+        log.warning("command", kind=command.kind.value, source=command.source, reason=command.reason,
+                    target=command.target, command_id=command.command_id)
+        ok, detail = True, ""
         if command.kind is CommandKind.STOP_ENTRIES:
             # Intents the strategy produced before it saw this command are still queued behind it; refusing
             # them here means no entry is sent once shutdown has begun.
             self._stopping = True
         elif command.kind is CommandKind.HALT:
             self.manager.halt(command.reason or f"halt command from {command.source}", ts)
+            detail = self._state_text()
         elif command.kind is CommandKind.RESUME:
+            was_halted = self.manager.state is TradingState.HALTED
             self.manager.resume(ts)
+            detail = self._state_text() if was_halted else f"was not halted: {self._state_text()}"
         elif command.kind is CommandKind.RESET_DAILY:
             self.manager.reset_daily(ts)
+            detail = f"daily loss window re-based at the current equity; {self._state_text()}"
         elif command.kind is CommandKind.FLATTEN:
-            self._flatten(ts, command.reason or f"flatten command from {command.source}")
+            ok, detail = self._flatten(ts, command.reason or f"flatten command from {command.source}",
+                                       underlying=command.target)
+        else:
+            return  # another actor's command (cancel, approve, reject): nothing to change or save here
         self._save(ts)
+        if command.command_id and command.kind is not CommandKind.STOP_ENTRIES:
+            self._publish_changes()  # the RiskEvent of the change goes out before the answer that reports it
+            self.bus.publish(CommandResult(ts_ns=ts, command_id=command.command_id, kind=command.kind, ok=ok,
+                                           detail=detail))
 
-    def _flatten(self, ts_ns: int, reason: str) -> None:
-        """Exit every open position at market (with market protection), even while HALTED; the part of a position
-        that was placed outside the daemon (by hand) is left alone: the daemon never closes that on its own."""
+    def _state_text(self) -> str:
+        manager = self.manager
+        reason = manager.state_reason
+        return (f"trading is {manager.state.value}" + (f" ({reason})" if reason else "")
+                + f"; risk level {manager.level.value}")
+
+    def _flatten(self, ts_ns: int, reason: str, *, underlying: str = "") -> tuple[bool, str]:
+        """Exit every open position (of ``underlying`` only, when named) at market (with market protection), even
+        while HALTED; the part of a position that was placed outside the daemon (by hand) is left alone: the daemon
+        never closes that on its own. Returns (ok, what it did); not ok for an unknown underlying or one without an
+        open position."""
         positions = self.manager.open_positions()
-        log.warning("flatten", reason=reason, positions=len(positions))
+        scope = "every open position"
+        if underlying.strip():
+            try:
+                name = resolve_underlying(underlying).name
+            except ValueError as exc:
+                return False, str(exc)
+            held = sorted({p.contract.underlying for p in positions})
+            positions = [p for p in positions if p.contract.underlying == name]
+            if not positions:
+                return False, (f"no open position in {name}: nothing to flatten (open positions are in "
+                               f"{', '.join(held)})" if held else f"no open position in {name}: nothing to flatten")
+            scope = f"every open {name} position"
+        log.warning("flatten", reason=reason, positions=len(positions), underlying=underlying)
+        exits: list[str] = []
+        left: list[str] = []
         for position in positions:
             token = position.contract.instrument_token
             ours = position.quantity - self._outside.get(token, 0)
             if ours * position.quantity <= 0:
                 log.warning("flatten_leaves_outside_position", tradingsymbol=position.contract.tradingsymbol,
                             quantity=position.quantity, why="placed outside the daemon: never closed by it")
+                left.append(f"{position.contract.tradingsymbol} {position.quantity}")
                 continue
             quantity = min(abs(ours), abs(position.quantity))
+            if quantity != abs(position.quantity):
+                left.append(f"{position.contract.tradingsymbol} {position.quantity - ours}")
             intent = OrderIntent(
                 ts_ns=ts_ns, intent_id=self.ids.next("F"), strategy_id=FLATTEN_STRATEGY_ID,
                 contract=position.contract, side=Side.SELL if position.quantity > 0 else Side.BUY,
                 quantity=quantity, order_type=OrderType.MARKET, purpose=IntentPurpose.EXIT,
                 expected_price=position.last_price, market_protection=-1.0, reason=f"flatten: {reason}")
             self._flatten_intents.add(intent.intent_id)
+            exits.append(f"{intent.side.value} {quantity} {position.contract.tradingsymbol}")
             self.bus.publish(intent)  # comes back through this gate like any intent, marked as a flatten
+        if not exits and not left:
+            return True, "no open position: nothing to flatten"
+        detail = (f"{len(exits)} exit order(s) issued for {scope}" + (f": {', '.join(exits)}" if exits else "")
+                  + (f"; left alone (placed outside the daemon, never closed by it): {', '.join(left)}"
+                     if left else ""))
+        return True, detail
 
     # -- announcements and persistence --------------------------------------------------------------------
     def _publish_changes(self) -> None:

@@ -1,5 +1,15 @@
 """Strategy actor: hosts the strategy plugins, feeds them events, publishes their signals and intents.
 
+Semi-live (auto-execution off): an ENTRY intent a strategy emits is not sent; it waits in the approval book
+(``trader/approvals.py``, ``self.approvals``) as PENDING until an APPROVE command sends it to the risk gate re-priced at
+the current quote, a REJECT command ends it, or it expires ``approval_expiry_s`` of event time later (checked on every
+tick and heartbeat); STOP_ENTRIES expires all of them. Each outcome is an ``ApprovalUpdate``, journaled and logged; an
+entry that ends unsent also gets its terminal ``OrderUpdate`` so the strategy stops waiting. Exits never wait.
+
+Manual orders (strategy ``manual``): their fills are offered to the strategies first, like any fill of an intent no
+strategy owns (a manual sell of what a strategy holds reduces its holding); what is left opens or adds to a position
+that the adopted-position keeper takes, with its policy's stop and time exit, as it would after a restart.
+
 Across restarts: ``restore`` (called by the app before the actor starts) hands each strategy its saved document and
 the positions the broker says it holds, and gives every position no strategy claims to the adopted-position keeper.
 While running, each strategy's document is saved through ``save_state`` after every fill and order update it sees
@@ -13,22 +23,33 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from trader.actors.base import Actor
+from trader.actors.execution import JOURNAL_PROBLEM
+from trader.approvals import AlreadyDecided, Approval, ApprovalBook, ApprovalError
 from trader.bus import EventBus
+from trader.clock import NS_PER_SECOND
 from trader.events import (
+    ApprovalStatus,
+    ApprovalUpdate,
     Command,
     CommandKind,
+    CommandResult,
     Fill,
+    Heartbeat,
     IntentPurpose,
     OrderIntent,
     OrderStatus,
     OrderUpdate,
     Signal,
     Tick,
+    VenueStatus,
 )
 from trader.logging import get_logger
 from trader.market.calendar import ist_text
+from trader.market.instruments import OptionContract
 from trader.money import to_rupees
-from trader.strategies.adopted import AdoptedPositionKeeper
+from trader.store.journal import JournalWriteError
+from trader.store.orders import OrderJournal
+from trader.strategies.adopted import MANUAL_STRATEGY_ID, AdoptedPositionKeeper
 from trader.strategies.base import Holding, RestoredPosition, Strategy, StrategyContext
 from trader.strategies.state import state_name
 
@@ -44,12 +65,19 @@ class StrategyActor(Actor):
 
     def __init__(self, bus: EventBus, strategies: Sequence[Strategy], context: StrategyContext,
                  *, auto_execution: bool = True, conflate_ticks: bool = True, save_state: SaveState | None = None,
-                 keeper: AdoptedPositionKeeper | None = None) -> None:
+                 keeper: AdoptedPositionKeeper | None = None, approval_expiry_s: float = 60.0,
+                 journal: OrderJournal | None = None) -> None:
         super().__init__(bus, conflate_ticks=conflate_ticks)
         self.strategies: list[Strategy] = list(strategies)
         self.context = context
         self.auto_execution = auto_execution
         self.save_state = save_state
+        # Semi-live: the entries waiting for an operator (read by the control service: pending(), decided()).
+        self.approvals = ApprovalBook(round(approval_expiry_s * NS_PER_SECOND))
+        self.journal = journal  # approvals are journaled here (None: a backtest)
+        self._journal_failed = False
+        self._event_ns = 0  # the latest event time seen (ticks, heartbeats, commands)
+        self._manual_intents: set[str] = set()
         # Positions no strategy claims after a restart; it joins ``strategies`` once it holds something.
         self.keeper = keeper or AdoptedPositionKeeper()
         self.signals = 0
@@ -64,13 +92,16 @@ class StrategyActor(Actor):
         self._save_failed = False
 
     def subscriptions(self) -> Iterable[type]:
-        return (Tick, Fill, OrderUpdate, Command)
+        # Heartbeats move event time when no tick comes (approvals expire); intents name the manual orders.
+        return (Tick, Fill, OrderUpdate, Command, Heartbeat, OrderIntent)
 
     async def handle(self, event: Any) -> None:
         kind = type(event)
         if kind is Tick:
             self.context.quotes[event.instrument_token] = event
             self.last_tick_ts_ns = event.ts_ns
+            if self.approvals:
+                self._expire_due(event.ts_ns)
             for strategy in self.strategies:
                 outputs = strategy.on_tick(event, self.context)
                 if outputs:
@@ -81,9 +112,14 @@ class StrategyActor(Actor):
             for strategy in self.strategies:
                 strategy.on_order_update(event)
             self._after_change()
-        elif kind is Command and event.kind is CommandKind.STOP_ENTRIES:
-            self.context.entries_allowed = False
-            log.info("entries_stopped", reason=event.reason)
+        elif kind is Heartbeat:
+            if self.approvals:
+                self._expire_due(event.ts_ns)
+        elif kind is OrderIntent:
+            if event.strategy_id == MANUAL_STRATEGY_ID:
+                self._manual_intents.add(event.intent_id)
+        elif kind is Command:
+            self._on_command(event)
 
     def _on_fill(self, fill: Fill) -> None:
         if fill.fill_id in self._fill_ids:
@@ -92,11 +128,135 @@ class StrategyActor(Actor):
             return
         self._fill_ids.add(fill.fill_id)
         owner = self._intent_owner.get(fill.intent_id)
-        # A fill of a strategy's own intent is its alone; others (a flatten, an order from before the restart)
-        # go to everyone, and each strategy decides whether it concerns what it holds.
-        for strategy in (owner,) if owner is not None else self.strategies:
-            strategy.on_fill(fill)
+        if owner is None and fill.intent_id in self._manual_intents:
+            self._on_manual_fill(fill)
+        else:
+            # A fill of a strategy's own intent is its alone; others (a flatten, an order from before the restart)
+            # go to everyone, and each strategy decides whether it concerns what it holds.
+            for strategy in (owner,) if owner is not None else self.strategies:
+                strategy.on_fill(fill)
         self._after_change()
+
+    def _on_manual_fill(self, fill: Fill) -> None:
+        """Offered to the strategies first (a manual sell of what one holds reduces it); the keeper takes the rest,
+        so a position opened by hand through the daemon has a stop and a time exit, as after a restart."""
+        before = self._held_quantity(fill.contract)
+        for strategy in self.strategies:
+            strategy.on_fill(fill)
+        taken = (self._held_quantity(fill.contract) - before) * fill.side.sign
+        rest = fill.quantity - min(max(taken, 0), fill.quantity)
+        if rest <= 0:
+            return
+        keeper = self.keeper
+        keeper.adopt_fill(fill, rest)
+        if keeper not in self.strategies and keeper.holdings():
+            self.strategies.append(keeper)
+
+    def _held_quantity(self, contract: OptionContract) -> int:
+        return sum(h.quantity for h in self.holdings()
+                   if (h.contract.exchange, h.contract.tradingsymbol) == (contract.exchange, contract.tradingsymbol))
+
+    # -- commands and semi-live approvals ------------------------------------------------------------------
+    def _on_command(self, command: Command) -> None:
+        now = self._event_ns = max(self._event_ns, command.ts_ns)
+        if command.kind is CommandKind.STOP_ENTRIES:
+            self.context.entries_allowed = False
+            log.info("entries_stopped", reason=command.reason)
+            for approval in self.approvals.expire_all(now, f"entries stopped ({command.reason or command.source})"):
+                self._ended(approval)
+        elif command.kind is CommandKind.APPROVE:
+            self._approve(command, now)
+        elif command.kind is CommandKind.REJECT:
+            self._expire_due(now)
+            try:
+                approval = self.approvals.reject(command.target, now, by=command.source,
+                                                 reason=command.reason or "rejected by the operator")
+            except ApprovalError as exc:
+                self._refused(command, exc)
+                return
+            self._ended(approval)
+            self._answer(command, True, f"rejected {approval.describe()}")
+
+    def _approve(self, command: Command, now: int) -> None:
+        self._expire_due(now)
+        found = self.approvals.find(command.target)
+        if found is not None and found.pending and not self.context.entries_allowed:
+            self._answer(command, False, f"entries are stopped (the daemon is stopping, or the strategy state cannot "
+                                         f"be saved): {found.intent_id} is not sent")
+            return
+        token = found.intent.contract.instrument_token if found is not None else 0
+        quote = self.context.quote(token) if token else None
+        try:
+            approval = self.approvals.approve(command.target, now, quote, by=command.source)
+        except ApprovalError as exc:
+            self._refused(command, exc)
+            return
+        intent = approval.intent
+        self._journal(approval)
+        log.info("approval_approved", **self._fields(approval))
+        self.bus.publish(ApprovalUpdate(ts_ns=now, intent=intent, status=ApprovalStatus.APPROVED,
+                                        expires_ns=approval.expires_ns, by=approval.by, reason=approval.reason))
+        self._send(intent)
+        self._answer(command, True, f"approved {approval.describe()}: sent to the risk gate")
+
+    def _refused(self, command: Command, exc: ApprovalError) -> None:
+        if isinstance(exc, AlreadyDecided) and exc.just_expired:
+            self._ended(exc.approval)
+        log.info("approval_command_refused", kind=command.kind.value, target=command.target, source=command.source,
+                 detail=str(exc))
+        self._answer(command, False, str(exc))
+
+    def _answer(self, command: Command, ok: bool, detail: str) -> None:
+        if command.command_id:
+            self.bus.publish(CommandResult(ts_ns=self._event_ns, command_id=command.command_id, kind=command.kind,
+                                           ok=ok, detail=detail))
+
+    def _expire_due(self, now_ns: int) -> None:
+        self._event_ns = max(self._event_ns, now_ns)
+        for approval in self.approvals.expire_due(now_ns):
+            self._ended(approval)
+
+    def _hold(self, intent: OrderIntent) -> None:
+        """Semi-live: the entry waits for the operator."""
+        approval = self.approvals.add(intent, intent.ts_ns)
+        self._journal(approval)
+        log.info("approval_pending", **self._fields(approval))
+        self.bus.publish(ApprovalUpdate(ts_ns=intent.ts_ns, intent=intent, status=ApprovalStatus.PENDING,
+                                        expires_ns=approval.expires_ns))
+
+    def _ended(self, approval: Approval) -> None:
+        """REJECTED or EXPIRED: said on the bus, and the intent ends unsent, so its strategy stops waiting."""
+        self._journal(approval)
+        log.info("approval_rejected" if approval.status is ApprovalStatus.REJECTED else "approval_expired",
+                 **self._fields(approval))
+        intent = approval.intent
+        self.bus.publish(ApprovalUpdate(ts_ns=approval.decided_ns, intent=intent, status=approval.status,
+                                        expires_ns=approval.expires_ns, by=approval.by, reason=approval.reason))
+        how = f"rejected by {approval.by}" if approval.status is ApprovalStatus.REJECTED else "expired"
+        self.bus.publish(OrderUpdate(ts_ns=approval.decided_ns, intent_id=intent.intent_id, order_id="",
+                                     status=OrderStatus.REJECTED, reason=f"semi-live: {how}: {approval.reason}"))
+
+    @staticmethod
+    def _fields(approval: Approval) -> dict[str, object]:
+        intent = approval.intent
+        return {"intent_id": intent.intent_id, "signal_id": intent.signal_id, "strategy": intent.strategy_id,
+                "tradingsymbol": intent.contract.tradingsymbol, "side": intent.side.value,
+                "quantity": intent.quantity, "expected_price_inr": to_rupees(intent.expected_price),
+                "status": approval.status.value, "expires": ist_text(approval.expires_ns), "by": approval.by,
+                "reason": approval.reason, "event_ts_ns": approval.decided_ns or approval.created_ns}
+
+    def _journal(self, approval: Approval) -> None:
+        if self.journal is None:
+            return
+        try:
+            self.journal.record_approval(approval)
+        except JournalWriteError as exc:
+            if not self._journal_failed:
+                self._journal_failed = True
+                log.error("journal_write_failed", what="approval", journal=self.journal.path, error=str(exc),
+                          fix="free disk space or make the data dir writable, then restart the daemon")
+                self.bus.publish(VenueStatus(ts_ns=self._event_ns, ok=False, problem=JOURNAL_PROBLEM,
+                                             detail=str(exc)))
 
     def _after_change(self) -> None:
         for strategy in self.strategies:
@@ -110,7 +270,8 @@ class StrategyActor(Actor):
         return {strategy_id: state_name(strategy_id) for strategy_id in ids}
 
     def restore(self, saved: Mapping[str, Mapping[str, object] | None], positions: Sequence[RestoredPosition],
-                *, open_intent_ids: Collection[str] | None = None, booked_fill_ids: Iterable[str] = ()) -> None:
+                *, open_intent_ids: Collection[str] | None = None, booked_fill_ids: Iterable[str] = (),
+                manual_intent_ids: Iterable[str] = ()) -> None:
         """Give the strategies back their memory and the positions the broker holds; call once, before start.
 
         ``saved``: each strategy's saved document by strategy id (None or absent: none); ``positions``: the
@@ -123,9 +284,11 @@ class StrategyActor(Actor):
         terminal update), and the restored position stands for what it filled. When None, saved pending intents
         stay pending until their terminal ``OrderUpdate`` arrives on the bus.
         ``booked_fill_ids``: fills the restored positions already include; if they are published again they are
-        not counted twice.
+        not counted twice. ``manual_intent_ids``: manual orders still working at the broker (their later fills go
+        the way of a manual order's, see ``_on_manual_fill``).
         """
         self._fill_ids.update(booked_fill_ids)
+        self._manual_intents.update(manual_intent_ids)
         keeper = self.keeper
         by_owner: dict[str, list[RestoredPosition]] = {}
         for position in positions:
@@ -228,22 +391,23 @@ class StrategyActor(Actor):
                 self.bus.publish(item)
             elif type(item) is OrderIntent:
                 self._intent_owner[item.intent_id] = strategy
-                refusal = ""
-                if not self.auto_execution and item.purpose is IntentPurpose.ENTRY:
-                    refusal = "auto_execution is off: signal only"
-                elif not saved and item.purpose is IntentPurpose.ENTRY:
+                if item.purpose is IntentPurpose.ENTRY and not saved:
+                    # No journal: the intent still ends in one terminal state, so the strategy does not wait for a
+                    # fill that will never come.
                     refusal = "the strategy state cannot be saved: entries are stopped"
-                if refusal:
-                    # Semi-live (a human places the order) or no journal: the intent still ends in one terminal
-                    # state, so the strategy does not wait for a fill that will never come.
                     log.info("intent_not_sent", intent_id=item.intent_id, reason=refusal,
                              tradingsymbol=item.contract.tradingsymbol)
                     self.bus.publish(OrderUpdate(ts_ns=item.ts_ns, intent_id=item.intent_id, order_id="",
                                                  status=OrderStatus.REJECTED, reason=refusal))
-                    continue
-                self.intents += 1
-                log.info("intent", intent_id=item.intent_id, signal_id=item.signal_id, strategy=item.strategy_id,
-                         tradingsymbol=item.contract.tradingsymbol, side=item.side.value, quantity=item.quantity,
-                         order_type=item.order_type.value, purpose=item.purpose.value,
-                         expected_price_inr=to_rupees(item.expected_price), reason=item.reason, event_ts_ns=item.ts_ns)
-                self.bus.publish(item)
+                elif item.purpose is IntentPurpose.ENTRY and not self.auto_execution:
+                    self._hold(item)  # semi-live: an operator approves it, or it ends unsent
+                else:
+                    self._send(item)
+
+    def _send(self, intent: OrderIntent) -> None:
+        self.intents += 1
+        log.info("intent", intent_id=intent.intent_id, signal_id=intent.signal_id, strategy=intent.strategy_id,
+                 tradingsymbol=intent.contract.tradingsymbol, side=intent.side.value, quantity=intent.quantity,
+                 order_type=intent.order_type.value, purpose=intent.purpose.value,
+                 expected_price_inr=to_rupees(intent.expected_price), reason=intent.reason, event_ts_ns=intent.ts_ns)
+        self.bus.publish(intent)

@@ -4,7 +4,8 @@ One file per mode (``paper.sqlite3``, ``live.sqlite3``) holds:
 - named JSON state documents (the risk manager's windows and breaches, each strategy's holdings with their stops,
   the paper broker's book, the paper market's time), in ``state``;
 - the order journal (``trader/store/orders.py``): every intent written *before* its order is sent, every broker
-  order id, order update and fill.
+  order id, order update and fill;
+- the semi-live approvals (version 3): each entry that waited for an operator, and how it ended.
 
 The schema is versioned (``PRAGMA user_version``) and migrated forward in one transaction at open; a file written by
 a newer version, or one that is not a usable SQLite database, is refused with a message that names the file and
@@ -21,7 +22,7 @@ from typing import Any
 
 import orjson
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Version N's statements turn a version N-1 file into a version N file. Version 1 (the first release) had only the
 # state table and never set user_version, so a file at user_version 0 with a state table is version 1.
@@ -70,6 +71,18 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             ts_ns INTEGER NOT NULL,
             document BLOB NOT NULL)""",
         "CREATE INDEX fills_order ON fills (order_id)"),
+    3: ("""CREATE TABLE approvals (
+            intent_id TEXT PRIMARY KEY,
+            signal_id TEXT NOT NULL,
+            strategy_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            document BLOB NOT NULL,
+            created_ns INTEGER NOT NULL,
+            expires_ns INTEGER NOT NULL,
+            decided_ns INTEGER NOT NULL DEFAULT 0,
+            decided_by TEXT NOT NULL DEFAULT '',
+            reason TEXT NOT NULL DEFAULT '')""",
+        "CREATE INDEX approvals_pending ON approvals (status) WHERE status = 'PENDING'"),
 }
 
 

@@ -5,6 +5,10 @@ adds the broker's order id once it answers. ``record_update`` keeps every order 
 first terminal one; ``record_fill`` keeps each fill once (a repeated fill id is a no-op and says so). A restart
 reads back the intents that never ended, and every fill, to rebuild what it holds (``trader/reconcile.py``).
 
+Semi-live approvals (``record_approval``): one row per entry that waited for an operator, PENDING until it is decided
+once (APPROVED, REJECTED, EXPIRED; a decision is never overwritten). ``expire_stale_approvals`` ends, at start,
+those an earlier run left pending: a stale signal is never sent late.
+
 Kite postbacks carry no trade id; a fill's id is ``<order_id>F<cumulative filled quantity>``, which the same report
 always yields again, so a repeated postback, a resync or a restart can never book it twice.
 """
@@ -16,7 +20,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from trader.events import Fill, OrderRequest, OrderStatus, OrderUpdate
+from trader.approvals import Approval
+from trader.events import ApprovalStatus, Fill, OrderRequest, OrderStatus, OrderUpdate
 from trader.store.codec import fill_from_dict, fill_to_dict, intent_from_dict, intent_to_dict
 from trader.store.journal import Journal, JournalError
 
@@ -93,6 +98,34 @@ class OrderJournal:
 
         return bool(self.journal.write(insert))
 
+    def record_approval(self, approval: Approval) -> None:
+        """Keep a semi-live entry's state: inserted PENDING, then its decision, once (a decided row never changes:
+        a repeat or a late write after a restart's expiry is a no-op)."""
+        intent = approval.intent
+        document = orjson.dumps(intent_to_dict(intent))
+        self.journal.write(lambda db: db.execute(
+            "INSERT INTO approvals (intent_id, signal_id, strategy_id, status, document, created_ns, expires_ns, "
+            "decided_ns, decided_by, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(intent_id) DO UPDATE SET status = excluded.status, document = excluded.document, "
+            "decided_ns = excluded.decided_ns, decided_by = excluded.decided_by, reason = excluded.reason "
+            "WHERE approvals.status = ?",
+            (intent.intent_id, intent.signal_id, intent.strategy_id, approval.status.value, document,
+             approval.created_ns, approval.expires_ns, approval.decided_ns, approval.by, approval.reason,
+             ApprovalStatus.PENDING.value)))
+
+    def expire_stale_approvals(self, now_ns: int, reason: str) -> list[str]:
+        """At start: every approval still PENDING (an earlier run's) becomes EXPIRED; their intent ids."""
+        pending = ApprovalStatus.PENDING.value
+
+        def expire(db: sqlite3.Connection) -> list[str]:
+            ids = [row[0] for row in db.execute(
+                "SELECT intent_id FROM approvals WHERE status = ? ORDER BY created_ns, rowid", (pending,))]
+            db.execute("UPDATE approvals SET status = ?, decided_ns = ?, reason = ? WHERE status = ?",
+                       (ApprovalStatus.EXPIRED.value, now_ns, reason, pending))
+            return ids
+
+        return list(self.journal.write(expire))
+
     # -- reads ------------------------------------------------------------------------------------------------
     def _intents(self, where: str, parameters: tuple[object, ...] = ()) -> list[JournaledIntent]:
         rows = self.journal.read(
@@ -144,6 +177,11 @@ class OrderJournal:
     def strategy_of_intents(self) -> dict[str, str]:
         return {intent_id: strategy_id for intent_id, strategy_id
                 in self.journal.read("SELECT intent_id, strategy_id FROM intents")}
+
+    def approvals(self) -> list[tuple[str, ApprovalStatus, str]]:
+        """Every journaled approval as (intent id, status, reason), oldest first."""
+        return [(intent_id, ApprovalStatus(status), reason) for intent_id, status, reason in self.journal.read(
+            "SELECT intent_id, status, reason FROM approvals ORDER BY created_ns, rowid")]
 
     def terminal_status(self, intent_id: str) -> OrderStatus | None:
         rows = self.journal.read("SELECT terminal_status FROM intents WHERE intent_id = ?", (intent_id,))

@@ -9,7 +9,9 @@ exit until it expires. The keeper manages it under a policy (config section ``[a
   at ``exit_time`` (default: the strategy's), each a MARKET order for exactly the quantity held, never more;
 - ``hold``: reported only; the keeper never sends an order.
 
-It never enters. Its exits go through the risk gate like any strategy's. A rejected or unfilled exit is retried after
+It never enters, but it takes what a manual order (strategy ``manual``, placed through the control API) opens and no
+strategy takes (``adopt_fill``), so a position opened by hand through the daemon is managed the same way before and
+after a restart. Its exits go through the risk gate like any strategy's. A rejected or unfilled exit is retried after
 a pause, on a later tick. State document (version 1), money in paise, times in ns:
 
     {"version": 1, "strategy_id": "adopted", "policy": "protect",
@@ -35,6 +37,7 @@ from trader.strategies.base import Holding, RestoredPosition, StrategyContext
 from trader.strategies.state import check_header
 
 ADOPTED_STRATEGY_ID = "adopted"
+MANUAL_STRATEGY_ID = "manual"  # the strategy id of an operator's order (control API, CLI, Python facade)
 POLICIES = ("protect", "hold")
 STATE_VERSION = 1
 _NS = 1_000_000_000
@@ -168,6 +171,39 @@ class AdoptedPositionKeeper:
         return intent
 
     # -- adoption and state -------------------------------------------------------------------------------
+    def adopt_fill(self, fill: Fill, quantity: int, origin: str = MANUAL_STRATEGY_ID) -> None:
+        """Take ``quantity`` units of ``fill`` (the part no strategy took) as a position to keep: it opens one, or
+        adds to (or turns) the one held on that contract, at the fill's price; the stop follows the new average."""
+        if quantity <= 0:
+            return
+        key = _key(fill.contract)
+        signed = fill.side.sign * quantity
+        position = self._positions.get(key)
+        if position is None:
+            position = self._positions[key] = _Adopted(contract=fill.contract, quantity=0, average_price=0,
+                                                       stop_price=0, opened_ns=fill.ts_ns, origin=origin)
+        held = position.quantity
+        new = held + signed
+        if held == 0 or held * signed > 0:  # opens or adds: the average moves
+            position.average_price = (abs(held) * position.average_price + quantity * fill.price) // abs(new)
+        elif new * held < 0:  # turned through zero: the rest is a new position at this price
+            position.average_price, position.opened_ns = fill.price, fill.ts_ns
+        position.quantity = new
+        if new == 0:
+            if not position.pending_intent:
+                self._close(position, fill.ts_ns)
+            return
+        position.stop_price = self._stop_for(new, position.average_price)
+        log.warning("position_adopted", tradingsymbol=fill.contract.tradingsymbol, quantity=new,
+                    average_inr=to_rupees(position.average_price), policy=self.policy.policy,
+                    stop_inr=to_rupees(position.stop_price),
+                    exit_time=self.policy.exit_time.isoformat() if self.protects else "", owner=origin,
+                    fill_id=fill.fill_id, intent_id=fill.intent_id,
+                    what=f"opened by a {origin} order that no strategy took: "
+                         + ("the keeper holds a protective stop and the time exit" if self.protects
+                            else "reported only, never closed by the daemon"))
+        self._reported.add(key)
+
     def _stop_for(self, quantity: int, average_price: int) -> int:
         if not self.protects or average_price <= 0:
             return 0

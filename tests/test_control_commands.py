@@ -1,0 +1,303 @@
+"""The bus side of the operator's commands: CANCEL in the execution actor, HALT/RESUME/RESET_DAILY/FLATTEN answers
+(and flatten by underlying) in the risk gate, and manual orders' fills taken by the adopted-position keeper."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from types import TracebackType
+from typing import TypeVar
+
+import pytest
+from test_risk_gate import CE, LOT, PE, Gate
+from test_strategy import at, entered_driver
+from test_strategy_state import Host, held, saved_doc
+
+from trader.actors.base import Supervisor
+from trader.actors.cancels import find_open_order
+from trader.actors.execution import ExecutionActor
+from trader.actors.risk import FLATTEN_STRATEGY_ID, RiskGateActor
+from trader.adapters.paper import PaperBroker
+from trader.bus import EventBus
+from trader.clock import NS_PER_SECOND, SimClock
+from trader.events import (
+    Command,
+    CommandKind,
+    CommandResult,
+    Fill,
+    IntentPurpose,
+    OrderIntent,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    OrderUpdate,
+    Side,
+    Tick,
+    TradingState,
+)
+from trader.ids import IdFactory
+from trader.market.instruments import OptionContract, OptionType
+from trader.risk import RiskConfig, RiskManager
+from trader.strategies.adopted import ADOPTED_STRATEGY_ID, MANUAL_STRATEGY_ID
+from trader.strategies.ema_crossover import STRATEGY_NAME
+
+from helpers import T0, FakeBroker, captured_logs, wait_for
+
+pytestmark = pytest.mark.usefixtures("quiet_logs")
+E = TypeVar("E")
+BANK = OptionContract.parse("BANKNIFTY26NOV52000CE", instrument_token=103)
+
+
+# -- CANCEL (execution actor) ------------------------------------------------------------------------------------
+class Desk:
+    """Risk gate and execution on one bus with the paper broker; intents are published as a manual order would."""
+
+    def __init__(self) -> None:
+        self.clock = SimClock(T0)
+        self.bus = EventBus()
+        self.events: list[object] = []
+        self.bus.tap(self.events.append)
+        self.broker = PaperBroker(self.clock)
+        self.ids = IdFactory(T0)
+        self.supervisor = Supervisor()
+        self.risk = RiskGateActor(self.bus, RiskManager(RiskConfig(), now_ns=self.clock.now_ns), self.clock,
+                                  self.ids, broker=self.broker)
+        self.execution = ExecutionActor(self.bus, self.broker, self.clock)
+
+    async def __aenter__(self) -> Desk:
+        self.supervisor.start(self.risk)
+        self.supervisor.start(self.execution)
+        await self.tick(3_990, 4_000)
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.supervisor.stop()
+
+    async def tick(self, bid: int, ask: int) -> None:
+        self.clock.jump_to(self.clock.now_ns() + NS_PER_SECOND)
+        self.bus.publish(Tick(ts_ns=self.clock.now_ns(), instrument_token=CE.instrument_token, last_price=bid,
+                              bid=bid, bid_qty=10 * LOT, ask=ask, ask_qty=10 * LOT))
+        await self.bus.wait_idle()
+
+    async def limit_buy(self, price: int) -> OrderIntent:
+        intent = OrderIntent(ts_ns=self.clock.now_ns(), intent_id=self.ids.next("M"), strategy_id=MANUAL_STRATEGY_ID,
+                             contract=CE, side=Side.BUY, quantity=LOT, order_type=OrderType.LIMIT,
+                             purpose=IntentPurpose.ENTRY, expected_price=4_000, limit_price=price)
+        self.bus.publish(intent)
+        await self.bus.wait_idle()
+        return intent
+
+    async def command(self, kind: CommandKind, target: str = "", command_id: str = "") -> CommandResult:
+        self.bus.publish(Command(ts_ns=self.clock.now_ns(), kind=kind, target=target, command_id=command_id))
+        await self.bus.wait_idle()
+        [result] = self.of(CommandResult, lambda r: r.command_id == command_id)
+        return result
+
+    def of(self, kind: type[E], where: Callable[[E], bool] = lambda _: True) -> list[E]:
+        return [e for e in self.events if type(e) is kind and where(e)]
+
+    def statuses(self, intent: OrderIntent) -> list[OrderStatus]:
+        return [u.status for u in self.of(OrderUpdate, lambda u: u.intent_id == intent.intent_id)]
+
+
+async def test_an_open_paper_limit_order_is_cancelled_by_intent_id_or_order_id() -> None:
+    async with Desk() as desk:
+        first = await desk.limit_buy(3_000)  # far below the ask: it rests
+        second = await desk.limit_buy(3_100)
+        await desk.tick(3_990, 4_000)
+        assert desk.statuses(first) == [OrderStatus.OPEN] and desk.statuses(second) == [OrderStatus.OPEN]
+        assert desk.execution.open_orders == 2
+        result = await desk.command(CommandKind.CANCEL, first.intent_id, "c1")
+        [order_id] = {u.order_id for u in desk.of(OrderUpdate, lambda u: u.intent_id == first.intent_id)}
+        assert result.ok and order_id in result.detail and first.intent_id in result.detail
+        assert desk.statuses(first) == [OrderStatus.OPEN, OrderStatus.CANCELLED]
+        second_id = desk.of(OrderUpdate, lambda u: u.intent_id == second.intent_id)[0].order_id
+        assert (await desk.command(CommandKind.CANCEL, second_id, "c2")).ok  # by the broker's order id
+        assert desk.statuses(second)[-1] is OrderStatus.CANCELLED and desk.execution.open_orders == 0
+        again = await desk.command(CommandKind.CANCEL, first.intent_id, "c3")
+        assert not again.ok and again.detail.startswith(f"no open order {first.intent_id}")
+        unknown = await desk.command(CommandKind.CANCEL, "NOSUCH", "c4")
+        assert not unknown.ok and "no open order NOSUCH" in unknown.detail
+        assert desk.of(CommandResult, lambda r: r.command_id == "") == []
+
+
+class SlowBroker(FakeBroker):
+    """Its place call waits until the test lets it answer."""
+
+    def __init__(self, clock: SimClock) -> None:
+        super().__init__(clock)
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def place_order(self, request: OrderRequest) -> str:
+        self.entered.set()
+        await self.release.wait()
+        return await super().place_order(request)
+
+
+async def test_an_order_still_being_placed_cannot_be_cancelled_yet_and_says_so() -> None:
+    clock = SimClock(T0)
+    bus = EventBus()
+    results: list[CommandResult] = []
+    bus.tap(lambda e: results.append(e) if type(e) is CommandResult else None)
+    broker = SlowBroker(clock)
+    actor = ExecutionActor(bus, broker, clock)
+    supervisor = Supervisor()
+    supervisor.start(actor)
+    try:
+        intent = OrderIntent(ts_ns=T0, intent_id="M1", strategy_id=MANUAL_STRATEGY_ID, contract=CE, side=Side.BUY,
+                             quantity=LOT, order_type=OrderType.MARKET, purpose=IntentPurpose.ENTRY,
+                             expected_price=4_000)
+        bus.publish(OrderRequest(ts_ns=T0, intent=intent, tag="M1"))
+        await asyncio.wait_for(broker.entered.wait(), 5)
+        bus.publish(Command(ts_ns=T0, kind=CommandKind.CANCEL, target="M1", command_id="c1"))
+        await wait_for(lambda: len(results) == 1)
+        assert not results[0].ok
+        assert results[0].detail == ("order M1 is still being placed, not yet at the broker: try again in a second")
+        broker.release.set()
+        await bus.wait_idle()
+        bus.publish(Command(ts_ns=T0, kind=CommandKind.CANCEL, target="M1", command_id="c2"))
+        await bus.wait_idle()
+        assert results[1].ok and broker.cancelled == ["ORD1"]
+    finally:
+        await supervisor.stop()
+
+
+def test_the_cancel_target_is_an_order_id_or_an_intent_id() -> None:
+    open_orders = {"O1": "M1", "O2": "I2"}
+    assert find_open_order("O1", open_orders, ()) == ("O1", "M1", "")
+    assert find_open_order("I2", open_orders, ()) == ("O2", "I2", "")
+    assert "still being placed" in find_open_order("M9", open_orders, {"M9"})[2]
+    assert "not known at the broker yet" in find_open_order("M8", open_orders, (), {"M8"})[2]
+    assert find_open_order("", open_orders, ())[2].startswith("no order named")
+
+
+# -- risk gate: answers, flatten by underlying ------------------------------------------------------------------
+async def answered(g: Gate, kind: CommandKind, target: str = "", reason: str = "") -> CommandResult:
+    command_id = f"cmd{len(g.of(CommandResult))}"
+    await g.actor.handle(Command(ts_ns=g.clock.now_ns(), kind=kind, source="cli", reason=reason, target=target,
+                                 command_id=command_id))
+    [result] = [r for r in g.of(CommandResult) if r.command_id == command_id]
+    assert result.kind is kind
+    return result
+
+
+def flattens(g: Gate) -> list[OrderIntent]:
+    return [i for i in g.of(OrderIntent) if i.strategy_id == FLATTEN_STRATEGY_ID]
+
+
+async def test_flatten_of_one_underlying_leaves_the_other_and_says_what_it_did() -> None:
+    g = Gate()
+    for contract in (CE, BANK):
+        await g.fill(await g.intent(contract, Side.BUY, contract.lot_size))
+    result = await answered(g, CommandKind.FLATTEN, "nifty")
+    assert result.ok and result.detail == (f"1 exit order(s) issued for every open NIFTY position: "
+                                           f"SELL {LOT} {CE.tradingsymbol}")
+    assert [(i.contract, i.side, i.quantity) for i in flattens(g)] == [(CE, Side.SELL, LOT)]
+    missing = await answered(g, CommandKind.FLATTEN, "SENSEX")
+    assert not missing.ok
+    assert missing.detail == "no open position in SENSEX: nothing to flatten (open positions are in BANKNIFTY, NIFTY)"
+    unknown = await answered(g, CommandKind.FLATTEN, "DOGE")
+    assert not unknown.ok and "unknown underlying 'DOGE'" in unknown.detail
+    assert len(flattens(g)) == 1  # neither issued anything
+    everything = await answered(g, CommandKind.FLATTEN)
+    assert everything.ok and everything.detail.startswith("2 exit order(s) issued for every open position")
+
+
+async def test_flatten_reports_the_hand_placed_position_it_leaves_alone() -> None:
+    g = Gate()
+    await g.fill(await g.intent(CE, Side.BUY, LOT))
+    hand = Fill(ts_ns=T0, fill_id="HANDH9TT9", intent_id="", order_id="H9", contract=PE, side=Side.BUY,
+                quantity=LOT, price=3_000, expected_price=3_000, charges=0)
+    g.actor.seen_fills([hand])
+    g.manager.on_fill(PE, Side.BUY, LOT, 3_000, 0, T0)
+    result = await answered(g, CommandKind.FLATTEN)
+    assert result.ok and result.detail.startswith("1 exit order(s) issued")
+    assert result.detail.endswith(f"left alone (placed outside the daemon, never closed by it): "
+                                  f"{PE.tradingsymbol} {LOT}")
+    nothing = await answered(Gate(), CommandKind.FLATTEN)
+    assert nothing.ok and nothing.detail == "no open position: nothing to flatten"
+
+
+async def test_halt_resume_and_reset_daily_answer_with_the_new_state() -> None:
+    g = Gate(RiskConfig(max_daily_loss_pct=0.02))
+    halted = await answered(g, CommandKind.HALT, reason="checking the feed")
+    assert halted.ok and halted.detail == "trading is HALTED (checking the feed); risk level LOW"
+    resumed = await answered(g, CommandKind.RESUME)
+    assert resumed.ok and resumed.detail == "trading is ACTIVE; risk level LOW"
+    again = await answered(g, CommandKind.RESUME)
+    assert again.ok and again.detail.startswith("was not halted: trading is ACTIVE")
+    entry = await g.intent(CE, Side.BUY, LOT, price=4_000)
+    await g.fill(entry)
+    await g.tick(CE, 500)  # beyond the day's limit
+    assert g.state() is TradingState.REDUCING_ONLY
+    reset = await answered(g, CommandKind.RESET_DAILY)
+    assert reset.ok and g.state() is TradingState.ACTIVE
+    assert reset.detail.startswith("daily loss window re-based at the current equity; trading is ACTIVE")
+    before = len(g.of(CommandResult))
+    await g.actor.handle(Command(ts_ns=g.clock.now_ns(), kind=CommandKind.HALT))  # no id: no answer
+    assert len(g.of(CommandResult)) == before and g.state() is TradingState.HALTED
+
+
+# -- manual orders: fills go to the strategies first, the rest to the keeper ------------------------------------
+def manual(host: Host, contract: OptionContract, side: Side, quantity: int, price: int, n: int) -> tuple[
+        OrderIntent, Fill]:
+    intent = OrderIntent(ts_ns=at(10, 40), intent_id=f"M{n}", strategy_id=MANUAL_STRATEGY_ID, contract=contract,
+                         side=side, quantity=quantity, order_type=OrderType.MARKET, purpose=IntentPurpose.ENTRY,
+                         expected_price=price)
+    fill = Fill(ts_ns=at(10, 40), fill_id=f"OM{n}F{quantity}", intent_id=intent.intent_id, order_id=f"OM{n}",
+                contract=contract, side=side, quantity=quantity, price=price, expected_price=price, charges=0)
+    return intent, fill
+
+
+async def test_a_manual_buy_no_strategy_takes_is_kept_with_a_stop_and_the_time_exit() -> None:
+    host = Host()
+    call = host.driver.contracts[(26_000, OptionType.CE)]
+    intent, fill = manual(host, call, Side.BUY, 65, 10_000, 1)
+    await host.actor.handle(intent)  # the bus delivers the manual intent to the host too
+    with captured_logs("WARNING") as lines:
+        await host.actor.handle(fill)
+    assert host.actor.keeper in host.actor.strategies
+    [holding] = host.actor.holdings()
+    assert (holding.strategy_id, holding.quantity, holding.average_price, holding.stop_price) == (
+        ADOPTED_STRATEGY_ID, 65, 10_000, 7_000)
+    [adopted] = [line for line in lines if line["event"] == "position_adopted"]
+    assert adopted["owner"] == "manual" and adopted["fill_id"] == fill.fill_id
+    assert host.docs["strategy:adopted"]["positions"]  # on disk: a restart finds it with its stop
+    assert call.instrument_token in host.driver.ctx.held  # its ticks reach the keeper
+    _more, second = manual(host, call, Side.BUY, 65, 14_000, 2)
+    await host.actor.handle(_more)
+    await host.actor.handle(second)
+    [holding] = host.actor.holdings()
+    assert (holding.quantity, holding.average_price, holding.stop_price) == (130, 12_000, 8_400)
+    published: list[object] = []
+    host.bus.tap(published.append)
+    await host.option(call, at(10, 41), 8_400)  # the bid falls through the stop: the keeper exits all of it
+    [exit_intent] = [e for e in published if isinstance(e, OrderIntent)]
+    assert (exit_intent.strategy_id, exit_intent.side, exit_intent.quantity, exit_intent.purpose) == (
+        ADOPTED_STRATEGY_ID, Side.SELL, 130, IntentPurpose.EXIT)
+
+
+async def test_a_manual_sell_of_what_a_strategy_holds_reduces_the_strategy_not_the_keeper() -> None:
+    driver, entry = entered_driver()
+    host = Host()
+    host.actor.restore({STRATEGY_NAME: saved_doc(driver)}, [held(entry.contract)])
+    intent, fill = manual(host, entry.contract, Side.SELL, 65, 10_500, 1)
+    await host.actor.handle(intent)
+    await host.actor.handle(fill)
+    assert host.actor.holdings() == [] and host.actor.keeper not in host.actor.strategies
+    # A fill of an intent the host never saw as manual (another's) is not given to the keeper.
+    stray = Fill(ts_ns=at(10, 42), fill_id="X1F65", intent_id="X1", order_id="X1",
+                 contract=entry.contract, side=Side.BUY, quantity=65, price=10_000, expected_price=10_000, charges=0)
+    await host.actor.handle(stray)
+    assert host.actor.keeper.holdings() == []
+
+
+async def test_a_restart_knows_the_manual_orders_still_working() -> None:
+    host = Host()
+    host.actor.restore({}, [], manual_intent_ids=["M7"])
+    put = host.driver.contracts[(25_900, OptionType.PE)]
+    _intent, fill = manual(host, put, Side.BUY, 65, 8_000, 7)
+    await host.actor.handle(fill)
+    assert [(h.strategy_id, h.quantity) for h in host.actor.holdings()] == [(ADOPTED_STRATEGY_ID, 65)]

@@ -1,0 +1,86 @@
+"""Cancelling orders at the broker, for the execution actor: the operator's CANCEL command, and the cancel of MARKET
+orders that market protection left resting (the strategy then re-prices them).
+
+Either way the cancel only asks the broker; the order's terminal CANCELLED update (or its fill, if it filled first)
+comes back on the bus like any other update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+from trader.adapters.ports import Broker, OrderRejected
+from trader.logging import get_logger
+from trader.ratelimit import RateLimiter
+
+log = get_logger("trader.execution")
+
+
+async def cancel_resting(broker: Broker, cancel_at: dict[str, int], open_orders: Mapping[str, str], now_ns: int, *,
+                         retry_ns: int, after_s: float) -> None:
+    """Cancel the orders of ``cancel_at`` (order id → when) whose time has come; one that fails to cancel is tried
+    again ``retry_ns`` later, one the broker refuses (already complete or gone) is dropped: its update is on the way.
+
+    A protected market order becomes a limit at the protection price; in a fast market it may never fill, and a
+    stop-loss exit that rests forever is a stop that never fired.
+    """
+    for order_id, deadline in list(cancel_at.items()):
+        if deadline > now_ns:
+            continue
+        try:
+            await broker.cancel_order(order_id)
+        except OrderRejected:
+            cancel_at.pop(order_id, None)
+            continue
+        except Exception as exc:  # try again shortly; the order is still tracked
+            cancel_at[order_id] = now_ns + retry_ns
+            log.warning("order_cancel_failed", order_id=order_id, error=repr(exc))
+            continue
+        cancel_at.pop(order_id, None)
+        log.warning("order_cancelled_unfilled", order_id=order_id, intent_id=open_orders.get(order_id, ""),
+                    after_s=after_s)
+
+
+def find_open_order(target: str, open_orders: Mapping[str, str], placing: Collection[str],
+                    unknown: Collection[str] = ()) -> tuple[str, str, str]:
+    """(order id, intent id, "") of the open order ``target`` names, by broker order id or by our intent id (= its
+    tag); or ("", "", why not) when it names none. ``placing``: tags whose place call is under way; ``unknown``:
+    tags parked because the broker could not say whether it has them."""
+    if target in open_orders:
+        return target, open_orders[target], ""
+    order_id = next((o for o, intent_id in open_orders.items() if intent_id == target), "")
+    if order_id:
+        return order_id, target, ""
+    if not target:
+        return "", "", "no order named: give a broker order id or an intent id"
+    if target in unknown:
+        return "", "", (f"order {target} is not known at the broker yet (it did not answer when the order was placed; "
+                        "it is looked up again every few seconds): try again shortly")
+    if target in placing:
+        return "", "", f"order {target} is still being placed, not yet at the broker: try again in a second"
+    return "", "", (f"no open order {target}: it is not an open order of the daemon's (by broker order id or intent "
+                    "id); an order that already ended (filled, cancelled, rejected) cannot be cancelled")
+
+
+async def cancel_for_operator(broker: Broker, limiter: RateLimiter, target: str, open_orders: Mapping[str, str],
+                              *, placing: Collection[str], unknown: Collection[str] = ()) -> tuple[bool, str]:
+    """The operator's CANCEL: (ok, what happened, in words an operator can act on)."""
+    target = target.strip()
+    order_id, intent_id, problem = find_open_order(target, open_orders, placing, unknown)
+    if problem:
+        ok, detail = False, problem
+    else:
+        await limiter.acquire(urgent=True)  # a cancel takes risk off: ahead of waiting entries
+        try:
+            await broker.cancel_order(order_id)
+        except OrderRejected as exc:
+            ok, detail = False, (f"the broker refused to cancel order {order_id} ({exc}): it has probably just "
+                                 "filled or ended; `trader orders` shows its state")
+        except Exception as exc:  # the broker could not say: the order may still be open
+            ok, detail = False, (f"could not cancel order {order_id} ({exc!r}): the broker did not answer; the "
+                                 "order may still be open, try again")
+        else:
+            ok, detail = True, (f"cancel of order {order_id} (intent {intent_id}) accepted by the broker; its "
+                                "CANCELLED update follows (or its fill, if it filled first)")
+    log.warning("order_cancel_command", target=target, order_id=order_id, intent_id=intent_id, ok=ok, detail=detail)
+    return ok, detail
