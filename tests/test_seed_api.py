@@ -42,6 +42,7 @@ import pytest
 import trader.api
 from trader.api import (
     BrokerExecution,
+    LiveOptionsTradingSystem,
     OptionChain,
     OptionContract,
     OrderSide,
@@ -294,10 +295,12 @@ def api_env(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pytest.Mo
     clean_env.setenv("TRADER_SIM__START", SESSION_START)
     clean_env.setenv("TRADER_SIM__SEED", "7")
     clean_env.setenv("TRADER_DATA_DIR", str(tmp_path / "data"))
+    threads = set(threading.enumerate())
     yield clean_env
     shutdown()
     assert not RUNNER.running
     assert not [t for t in threading.enumerate() if t.name == THREAD_NAME], "a trader.api thread was left running"
+    assert set(threading.enumerate()) <= threads, f"threads left: {set(threading.enumerate()) - threads}"
 
 
 def paper_market() -> tuple[RealTimeDataManager, OptionChain]:
@@ -648,3 +651,38 @@ def test_broker_usage_against_trader_sim(kite_sim: dict[str, str], api_env: pyte
     positions = names["execution"].get_positions()
     assert any(p.tradingsymbol == contract.tradingsymbol and p.quantity >= 65 and p.contract is not None
                for p in positions)
+
+
+# --- 4. the trading system ------------------------------------------------------------------------------------------
+
+def test_the_trading_systems_arguments_become_the_daemons_settings() -> None:
+    risk_config = RiskConfig(initial_capital=50_000.0, max_daily_loss_pct=0.02, max_lots_per_trade=1)
+    system = LiveOptionsTradingSystem(trading_mode="paper", auto_execution=False, symbols=["NSE:NIFTY50-INDEX"],
+                                      strategies=["ema_crossover_enhanced"], confidence_cutoff=40.0,
+                                      risk_config=risk_config, speed=60, overrides={"strategy": {"bar_seconds": 10}})
+    settings = system.settings
+    assert (settings.mode, settings.auto_execution, settings.symbols, settings.strategies) == (
+        "paper", False, ["NSE:NIFTY50-INDEX"], ["ema_crossover_enhanced"])
+    assert settings.strategy.confidence_cutoff == 40.0 and settings.strategy.bar_seconds == 10
+    assert settings.risk == risk_config and settings.sim.speed == 60
+    assert settings.sim.start is not None and settings.sim.start.isoformat().startswith(SESSION_START)  # the env
+    assert (system.trading_mode, system.auto_execution) == ("paper", False)
+    refusals: list[tuple[dict[str, Any], type[Exception], str]] = [
+        ({"trading_mode": "backtest"}, ValueError, "unknown trading_mode 'backtest': choose one of 'paper', 'live'"),
+        ({"trading_mode": "live"}, ValueError, "pass confirm_live=True (or set TRADER_LIVE_CONFIRM=yes)"),
+        ({"trading_mode": "live", "confirm_live": True}, ValueError,
+         "kite: live mode needs TRADER_KITE__API_KEY and an access token"),
+        ({"auto_execution": "yes"}, TypeError, "auto_execution must be True or False"),
+        ({"symbols": ["NSE:NIFTY51-INDEX"]}, ValueError, "unknown underlying 'NSE:NIFTY51-INDEX'"),
+        ({"symbols": []}, ValueError, "symbols must be a non-empty list"),
+        ({"strategies": ["ema_crossover"]}, ValueError,
+         "unknown strategy 'ema_crossover'; available: ema_crossover_enhanced"),
+        ({"confidence_cutoff": 140}, ValueError, "confidence_cutoff must be a number from 0 to 100"),
+        ({"risk_config": {"max_daily_loss_pct": 3}}, ValueError, "it looks like a percentage: write 0.03 for 3%"),
+        ({"risk_config": "conservative"}, TypeError, "risk_config must be a RiskConfig"),
+        ({"speed": -1}, ValueError, "sim.speed"),
+    ]
+    for arguments, kind, message in refusals:
+        with pytest.raises(kind) as caught:
+            LiveOptionsTradingSystem(**arguments)
+        assert message in str(caught.value), (arguments, str(caught.value))

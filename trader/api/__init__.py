@@ -18,6 +18,7 @@ from trader.api.chain import OptionChain, OptionQuote
 from trader.api.data import KiteDataProvider, PaperDataProvider, RealTimeDataManager, create_data_provider
 from trader.api.desk import OrderResponse, Position
 from trader.api.loop import shutdown
+from trader.api.system import LiveOptionsTradingSystem
 from trader.events import OrderType, RiskLevel, TradingState
 from trader.events import Side as OrderSide
 from trader.market.instruments import OptionContract, OptionType
@@ -29,6 +30,7 @@ __all__ = [
     "BrokerExecution",
     "KiteBrokerApi",
     "KiteDataProvider",
+    "LiveOptionsTradingSystem",
     "OptionChain",
     "OptionContract",
     "OptionQuote",

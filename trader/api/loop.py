@@ -127,6 +127,8 @@ class LoopRunner:
             finally:
                 with contextlib.suppress(Exception):
                     loop.run_until_complete(loop.shutdown_asyncgens())
+                with contextlib.suppress(Exception):  # worker threads (DNS look-ups, to_thread) end with the loop
+                    loop.run_until_complete(loop.shutdown_default_executor())
                 loop.close()
 
         thread = threading.Thread(target=main, name=THREAD_NAME, daemon=True)
