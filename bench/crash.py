@@ -505,6 +505,7 @@ class Harness:
             "TRADER_KITE_API_ROOT": self.rest_url, "TRADER_KITE_WS_ROOT": self.ws_url,
             "TRADER_KITE__API_KEY": API_KEY, "TRADER_KITE__ACCESS_TOKEN": self.daemon_token,
             "TRADER_KITE_TIMEOUT_SECONDS": "2",
+            "TRADER_CONTROL__PORT": "0",  # a free port: never the fixed 8780 (a developer's daemon may hold it)
             # Short bars and no cutoff: the strategy enters and exits every few simulated minutes.
             "TRADER_STRATEGY__BAR_SECONDS": "10", "TRADER_STRATEGY__CONFIDENCE_CUTOFF": "0",
             "TRADER_STRATEGY__FIRST_ENTRY_TIME": "09:15:00",

@@ -135,7 +135,8 @@ def test_the_example_config_is_valid(clean_env: pytest.MonkeyPatch) -> None:
 
 def test_sigterm_stops_the_daemon_gracefully(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
-    env.update({"TRADER_HEARTBEAT_SECONDS": "0.3", "PYTHONUNBUFFERED": "1"})
+    env.update({"TRADER_HEARTBEAT_SECONDS": "0.3", "PYTHONUNBUFFERED": "1",
+                "TRADER_CONTROL__PORT": "0"})  # a free port: never the fixed 8780
     # 09:14:30 IST on a trading day at 600x: the session opens within a fraction of a real second.
     command = [sys.executable, "-m", "trader", "run", "--mode", "paper", "--symbols", "NSE:NIFTY50-INDEX",
                "--strategies", "ema_crossover_enhanced", "--capital", "100000", "--max-daily-loss", "0.02",

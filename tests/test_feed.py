@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 from trader.actors.feed import FeedActor
@@ -72,3 +73,29 @@ async def test_a_restarted_feed_does_not_start_the_market_twice() -> None:
     await feed.on_start()
     await feed.run()
     assert market.started == 1
+
+
+class WatchedMarket(ListMarket):
+    """Notes the feed's ``last_tick_wall_ns`` after the feed handled each batch."""
+
+    def __init__(self, batches: list[list[Tick]]) -> None:
+        super().__init__(batches)
+        self.feed: FeedActor | None = None
+        self.seen: list[int] = []
+
+    async def stream(self) -> AsyncIterator[list[Tick]]:
+        for batch in self.batches:
+            yield batch
+            assert self.feed is not None
+            self.seen.append(self.feed.last_tick_wall_ns)
+
+
+async def test_the_wall_time_of_the_last_valid_tick_is_kept_for_the_feed_age() -> None:
+    before = time.time_ns()
+    market = WatchedMarket([[tick(0)], [tick(T0)], [tick(0)]])
+    feed = market.feed = FeedActor(EventBus(), market, InstrumentMaster(), SimClock(T0))
+    await feed.run()
+    nothing, passed, invalid_only = market.seen
+    assert nothing == 0  # no valid tick yet: no age to tell
+    assert before <= passed <= time.time_ns()
+    assert invalid_only == passed  # a batch with nothing valid does not make the feed look fresh

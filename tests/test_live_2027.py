@@ -44,6 +44,7 @@ async def trader_sim(tmp_path: Path, *args: str) -> AsyncIterator[dict[str, Any]
     """`trader sim --port 0 ARGS` in a subprocess, as a user starts it; yields its `sim_listening` log line."""
     log = tmp_path / "sim.log"
     env = {key: value for key, value in os.environ.items() if not key.startswith("TRADER_")}
+    env["TRADER_CONTROL__PORT"] = "0"  # whatever it starts never binds the control API's fixed port 8780
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(sys.executable, "-m", "trader", "sim", "--port", "0", *args,
                                                        stdout=out, stderr=subprocess.STDOUT, env=env)

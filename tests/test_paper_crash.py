@@ -27,7 +27,7 @@ class Daemon:
     def __init__(self, tmp_path: Path, run: int, extra: list[str]) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
         env.update({"TRADER_HEARTBEAT_SECONDS": "0.3", "PYTHONUNBUFFERED": "1",
-                    "TRADER_DATA_DIR": str(tmp_path / "data")})
+                    "TRADER_DATA_DIR": str(tmp_path / "data"), "TRADER_CONTROL__PORT": "0"})
         command = [sys.executable, "-m", "trader", "run", "--mode", "paper", "--symbols", "NSE:NIFTY50-INDEX",
                    "--strategies", "ema_crossover_enhanced", "--capital", "1000000", "--confidence-cutoff", "50.0",
                    "--auto-execution", "--speed", "600", *extra]

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from trader import builders
 from trader.actors.base import Actor, Supervisor
 from trader.actors.execution import JOURNAL_PROBLEM, ExecutionActor
 from trader.actors.feed import FeedActor
-from trader.actors.portfolio import PerformanceSummary, PortfolioActor
+from trader.actors.ledger import LedgerActor
+from trader.actors.portfolio import PerformanceSummary, PortfolioActor, summary_fields
 from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
 from trader.actors.risk import RiskGateActor
 from trader.actors.strategy import StrategyActor
@@ -26,6 +26,7 @@ from trader.adapters.synthetic import SyntheticMarket
 from trader.bus import EventBus
 from trader.clock import Clock, LiveClock, SimClock
 from trader.config import ConfigError, Settings
+from trader.control.runtime import ControlRuntime
 from trader.events import Command, CommandKind, FeedEnded, Heartbeat, VenueStatus
 from trader.gate import expire_stale_approvals, restore_from_gate, run_gate
 from trader.ids import IdFactory
@@ -53,7 +54,7 @@ class App:
         self.settings = settings
         builders.check_mode(settings)
         wall_now = LiveClock().now_ns()
-        self._wall_started = wall_now
+        self.wall_started_ns = wall_now
         self._journal_failures: set[str] = set()
         self.kite_market = builders.uses_kite_market(settings)
         # In a year without holiday data every weekday trades; on a real market that warns once a day.
@@ -102,7 +103,10 @@ class App:
                           name="feed" if len(self.underlyings) == 1 else f"feed-{spec.name}")
                 for spec in self.underlyings
             ]
-        self.consumers: list[Actor] = [self.portfolio, self.risk, self.execution, self.strategy]
+        self.ledger = LedgerActor(self.bus)  # the operator's read model (the control API)
+        self.consumers: list[Actor] = [self.portfolio, self.risk, self.execution, self.strategy, self.ledger]
+        self.control: ControlRuntime | None = None
+        self.control_url = ""
         self._stop = asyncio.Event()
         self._feeds_ended = 0
         self.bus.tap(self._watch)
@@ -251,7 +255,7 @@ class App:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.request_stop, sig.name)
         settings = self.settings
-        wall_started = self._wall_started
+        wall_started = self.wall_started_ns
         try:
             if self.kite_market:
                 await self._connect_kite_market()
@@ -262,9 +266,12 @@ class App:
                      wall_time=ist_text(LiveClock().now_ns()),
                      capital_inr=settings.risk.initial_capital,
                      confidence_cutoff=settings.strategy.confidence_cutoff)
+            self.control = ControlRuntime.for_app(self)  # a token file that cannot be used stops the start here
             await self._pass_gate()
             log.info("trading_ready", state=self.risk.state.value, reason=self.risk.manager.state_reason,
                      elapsed_ms=(LiveClock().now_ns() - wall_started) // 1_000_000)
+            if self.control is not None:
+                self.control_url = await self.control.start()
         except BaseException:
             await self._close_resources()
             raise
@@ -276,6 +283,8 @@ class App:
         try:
             await self._stop.wait()
         finally:
+            if self.control is not None:
+                await self.control.stop()  # no operator request reaches actors that are stopping
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
@@ -334,18 +343,7 @@ class App:
         await self._close_resources()
         summary = self.portfolio.summary()
         counters = self.counters()
-        log.info("summary", **_summary_fields(summary),
+        log.info("summary", **summary_fields(summary),
                  state=self.risk.state.value, **{f"count_{k}": v for k, v in counters.items()})
         return RunResult(summary=summary, counters=counters)
 
-
-def _summary_fields(summary: PerformanceSummary) -> dict[str, Any]:
-    fields = asdict(summary)
-    for name in ("gross_pnl", "charges", "net_pnl", "max_drawdown"):
-        fields[f"{name}_inr"] = to_rupees(fields.pop(name))
-    fields["win_rate"] = round(summary.win_rate, 4)
-    fields["max_drawdown_pct"] = round(summary.max_drawdown_pct, 6)
-    fields["average_slippage_bps"] = round(summary.average_slippage_bps, 2)
-    if summary.profit_factor is not None:
-        fields["profit_factor"] = round(summary.profit_factor, 3)
-    return fields

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 _SECRET_KEY = re.compile(r"(secret|token|password|api_key|authorization)", re.IGNORECASE)
 _REDACTED = "**********"
 # Ids that contain the word "token" but are not secrets.
-_NOT_SECRET = frozenset({"instrument_token", "tokens", "spot_token"})
+_NOT_SECRET = frozenset({"instrument_token", "tokens", "spot_token", "token_file"})
 
 
 def _redact(value: Any) -> Any:

@@ -14,6 +14,8 @@ same result however fast the machine is.
 
 from __future__ import annotations
 
+import time
+
 from trader.actors.base import Actor
 from trader.adapters.ports import MarketData
 from trader.bus import EventBus
@@ -42,6 +44,7 @@ class FeedActor(Actor):
         self.stale = 0  # exchange timestamp too far behind the exchange clock (also not in ``invalid``)
         self._logged: dict[str, tuple[int, int]] = {}  # problem kind -> (event time last logged, dropped since)
         self.last_tick_ts_ns = 0
+        self.last_tick_wall_ns = 0  # wall clock when the last valid tick was passed on (the feed's age, for people)
         self._last_ts: dict[int, int] = {}  # per instrument: an older tick arriving late is dropped
         self._started = False
 
@@ -54,6 +57,7 @@ class FeedActor(Actor):
         await self.on_start()
         publish = self.bus.publish
         async for batch in self.market.stream():
+            passed = self.ticks_in
             for tick in batch:
                 kind, problem = self.check(tick)
                 if problem:
@@ -63,6 +67,8 @@ class FeedActor(Actor):
                 self.last_tick_ts_ns = tick.ts_ns
                 self._last_ts[tick.instrument_token] = tick.ts_ns
                 publish(tick)
+            if self.ticks_in != passed:
+                self.last_tick_wall_ns = time.time_ns()
             if self.lossless:
                 await self.bus.wait_idle()
         log.info("feed_ended", ticks_in=self.ticks_in, invalid=self.invalid, stale=self.stale)

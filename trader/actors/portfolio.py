@@ -4,7 +4,7 @@ shared ``PositionBook``), the equity curve, and the performance summary logged a
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -38,6 +38,19 @@ class PerformanceSummary:
     open_positions: int
     fills: int
     average_slippage_bps: float
+
+
+def summary_fields(summary: PerformanceSummary) -> dict[str, Any]:
+    """The summary as people read it (the ``summary`` log line, ``GET /report``): money in rupees as ``*_inr``."""
+    fields = asdict(summary)
+    for name in ("gross_pnl", "charges", "net_pnl", "max_drawdown"):
+        fields[f"{name}_inr"] = to_rupees(fields.pop(name))
+    fields["win_rate"] = round(summary.win_rate, 4)
+    fields["max_drawdown_pct"] = round(summary.max_drawdown_pct, 6)
+    fields["average_slippage_bps"] = round(summary.average_slippage_bps, 2)
+    if summary.profit_factor is not None:
+        fields["profit_factor"] = round(summary.profit_factor, 3)
+    return fields
 
 
 @dataclass(slots=True)

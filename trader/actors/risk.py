@@ -84,6 +84,11 @@ class RiskGateActor(Actor):
     def level(self) -> RiskLevel:
         return self.manager.level
 
+    @property
+    def venue_problems(self) -> dict[str, str]:
+        """Why entries wait on the venue (problem → detail), empty when they do not."""
+        return dict(self._venue_problems)
+
     async def on_start(self) -> None:
         # The positions were reconciled with the broker by the start-up gate (trader/gate.py) before this ran.
         self._publish_changes()  # a state restored from the journal is announced once at start

@@ -33,7 +33,6 @@ from trader.control.client import (
 )
 
 TOKEN_ENV = "TRADER_CONTROL__TOKEN"
-TOKEN_FILE_NAME = "control_token"
 ORDER_TYPES = ("MARKET", "LIMIT", "SL", "SL-M")
 _ORDER_WAIT_MARGIN_S = 10.0  # an act waits for its outcome on the bus up to order_wait_seconds, then answers
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports it
@@ -277,7 +276,9 @@ def target(args: argparse.Namespace) -> Target:
             else:
                 source = "control.token in the settings"
         else:
-            token, source = _read_token_file(settings.data_dir / TOKEN_FILE_NAME, flag=False)
+            from trader.control.token import token_file  # noqa: PLC0415 - the daemon's file, named in one place
+
+            token, source = _read_token_file(token_file(settings), flag=False)
     wait = settings.control.order_wait_seconds if settings is not None else _MAX_ORDER_WAIT_S
     return Target(url, token, source, wait)
 

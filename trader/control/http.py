@@ -1,0 +1,254 @@
+"""The control API's HTTP server (aiohttp), inside the daemon, on its event loop.
+
+Every route but ``GET /healthz`` needs ``Authorization: Bearer <token>`` (compared in constant time); a missing or
+wrong token is a 401. Bodies are at most ``control.max_body_bytes`` (413), parsed with orjson into the pydantic
+models of ``trader/control/requests.py`` (400 naming the field). Every answer, errors included, is JSON; errors are
+``{"error": {"code", "message", "field"?, "check"?}}``. The token never appears in an answer or a log line; each
+request is logged once (``control_request``: method, path, status, milliseconds), without its headers or query.
+The server binds loopback only unless ``control.allow_remote`` is set, and checks the address it really bound.
+"""
+
+from __future__ import annotations
+
+import errno
+import hmac
+import ipaddress
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from trader.config import ConfigError, ControlSettings
+from trader.control.requests import FlattenBody, HaltBody, ManualOrder, RejectBody, describe_validation_error
+from trader.control.service import BadRequest, ControlError, ControlService
+from trader.logging import get_logger
+
+log = get_logger("trader.control")
+
+OPEN_PATHS = frozenset({"/healthz"})
+SHUTDOWN_TIMEOUT_S = 1.0  # in-flight requests at shutdown get this long, then they are cancelled
+_REF = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+                 413: "too_large", 503: "unavailable"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Body = TypeVar("Body", bound=BaseModel)
+
+
+class NoBody(BaseModel):
+    """``POST /resume``, ``/reset-daily``, ``/orders/{ref}/cancel``, ``/signals/{ref}/approve``: nothing, or ``{}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def json_response(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS), status=status,
+                        content_type="application/json", headers=headers)
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return json_response({"error": {"code": code, "message": message}}, status, headers)
+
+
+class ControlServer:
+    def __init__(self, service: ControlService, settings: ControlSettings, token: str, *,
+                 token_hint: str = "") -> None:
+        if not token:
+            raise ValueError("the control API needs a token")
+        self.service = service
+        self.settings = settings
+        self._token = token.encode()
+        self._token_hint = token_hint or "TRADER_CONTROL__TOKEN"
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self.port = 0
+        self.web_app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[self._guard])
+        self._routes(self.web_app.router)
+
+    def _routes(self, router: web.UrlDispatcher) -> None:
+        service = self.service
+        router.add_get("/healthz", self._healthz)
+        for path, read in (("/status", service.status), ("/positions", service.positions),
+                           ("/orders", service.orders), ("/signals", service.signals), ("/risk", service.risk),
+                           ("/report", service.report)):
+            router.add_get(path, self._reader(read))
+        router.add_post("/orders", self._place)
+        router.add_post("/orders/{ref}/cancel", self._cancel)
+        router.add_post("/halt", self._halt)
+        router.add_post("/resume", self._resume)
+        router.add_post("/reset-daily", self._reset_daily)
+        router.add_post("/flatten", self._flatten)
+        router.add_post("/signals/{ref}/approve", self._approve)
+        router.add_post("/signals/{ref}/reject", self._reject)
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    async def start(self) -> str:
+        """Listen; return the URL. ``ConfigError`` when the port is taken or the address is not loopback."""
+        settings = self.settings
+        host = "127.0.0.1" if settings.host == "localhost" else settings.host.strip("[]")
+        runner = web.AppRunner(self.web_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, settings.port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError([
+                    f"start-up error: control.port: {host}:{settings.port} is already in use (another daemon, or "
+                    "another program); pick another with TRADER_CONTROL__PORT (0 = any free port) or control.port "
+                    "in the config file, or turn the API off with TRADER_CONTROL__ENABLED=false"]) from None
+            raise ConfigError([f"start-up error: control.host/control.port: cannot listen on {host}:{settings.port} "
+                               f"({exc.strerror or exc}); set TRADER_CONTROL__HOST / TRADER_CONTROL__PORT"]) from None
+        addresses = [address for address in runner.addresses if isinstance(address, tuple)]
+        remote = [a[0] for a in addresses if not _loopback(str(a[0]))]
+        if remote and not settings.allow_remote:
+            await runner.cleanup()
+            raise ConfigError([f"start-up error: control.host: {settings.host!r} listens on {', '.join(remote)}, "
+                               "not a loopback address; the control API can place orders, so that needs "
+                               "control.allow_remote = true (TRADER_CONTROL__ALLOW_REMOTE=true)"])
+        self._runner = runner
+        self.port = int(addresses[0][1]) if addresses else settings.port
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{self.port}"
+        return self.url
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    # -- middleware -----------------------------------------------------------------------------------------
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            if request.path not in OPEN_PATHS and not self._authorized(request):
+                response: web.StreamResponse = error_response(
+                    401, "unauthorized",
+                    f"missing or wrong bearer token: send 'Authorization: Bearer <token>' with the token from "
+                    f"{self._token_hint}", headers={"WWW-Authenticate": 'Bearer realm="trader"'})
+            else:
+                response = await self._answer(request, handler)
+            status = response.status
+            return response
+        finally:
+            log_line = log.debug if request.path in OPEN_PATHS else log.info
+            log_line("control_request", method=request.method, path=request.path, status=status,
+                     ms=round((time.perf_counter() - started) * 1000, 1), remote=request.remote or "")
+
+    async def _answer(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ControlError as exc:
+            return json_response(exc.body(), exc.status)
+        except web.HTTPException as exc:
+            return error_response(exc.status, _STATUS_CODES.get(exc.status, "bad_request"),
+                                  self._http_message(request, exc))
+        except Exception:
+            log.exception("control_request_failed", method=request.method, path=request.path)
+            return error_response(500, "internal", "internal error: the daemon's log has the details")
+
+    def _http_message(self, request: web.Request, exc: web.HTTPException) -> str:
+        if exc.status == 404:
+            return f"no such route: {request.method} {request.path} (GET /status, /positions, /orders, /signals, " \
+                   "/risk, /report; POST /orders, /orders/{id}/cancel, /halt, /resume, /reset-daily, /flatten, " \
+                   "/signals/{id}/approve, /signals/{id}/reject)"
+        if exc.status == 405:
+            allowed = exc.headers.get("Allow", "")
+            return f"{request.method} is not allowed on {request.path}" + (f"; use {allowed}" if allowed else "")
+        if exc.status == 413:
+            return (f"the request body is larger than {self.settings.max_body_bytes} bytes "
+                    "(control.max_body_bytes)")
+        return exc.reason
+
+    def _authorized(self, request: web.Request) -> bool:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        # Always compare, so that a missing header takes as long as a wrong one.
+        match = hmac.compare_digest(given.strip().encode(), self._token)
+        return match and scheme.lower() == "bearer"
+
+    # -- helpers --------------------------------------------------------------------------------------------
+    @staticmethod
+    async def _body(request: web.Request, model: type[Body]) -> Body:
+        raw = await request.read()  # raises 413 past client_max_size
+        data: Any = {}
+        if raw.strip():
+            try:
+                data = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise BadRequest(f"the body is not valid JSON ({exc}); send a JSON object, e.g. "
+                                 '{"side": "BUY", "instrument": "NIFTY ATM CE", "lots": 1}') from None
+        if not isinstance(data, dict):
+            raise BadRequest(f"the body must be a JSON object, not {type(data).__name__}")
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            field, message = describe_validation_error(exc)
+            raise BadRequest(message, field=field) from None
+
+    @staticmethod
+    def _ref(request: web.Request) -> str:
+        ref = request.match_info["ref"]
+        if not _REF.match(ref):
+            raise BadRequest("the id must be 1-64 letters, digits or . _ : - (an intent id, an order id or a "
+                             "signal id, as GET /orders and GET /signals show them)", field="ref")
+        return ref
+
+    # -- handlers -------------------------------------------------------------------------------------------
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return json_response({"ok": True})
+
+    @staticmethod
+    def _reader(read: Callable[[], dict[str, Any]]) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return json_response(read())
+        return handler
+
+    async def _place(self, request: web.Request) -> web.Response:
+        order = await self._body(request, ManualOrder)
+        answer = await self.service.place_order(order)
+        return json_response(answer, 202 if answer.get("decided") is False else 200)
+
+    async def _cancel(self, request: web.Request) -> web.Response:
+        ref = self._ref(request)
+        await self._body(request, NoBody)
+        return json_response(await self.service.cancel(ref))
+
+    async def _halt(self, request: web.Request) -> web.Response:
+        body = await self._body(request, HaltBody)
+        return json_response(await self.service.halt(body.reason))
+
+    async def _resume(self, request: web.Request) -> web.Response:
+        await self._body(request, NoBody)
+        return json_response(await self.service.resume())
+
+    async def _reset_daily(self, request: web.Request) -> web.Response:
+        await self._body(request, NoBody)
+        return json_response(await self.service.reset_daily())
+
+    async def _flatten(self, request: web.Request) -> web.Response:
+        body = await self._body(request, FlattenBody)
+        return json_response(await self.service.flatten(body.underlying))
+
+    async def _approve(self, request: web.Request) -> web.Response:
+        ref = self._ref(request)
+        await self._body(request, NoBody)
+        answer = await self.service.approve(ref)
+        return json_response(answer, 202 if answer.get("decided") is False else 200)
+
+    async def _reject(self, request: web.Request) -> web.Response:
+        ref = self._ref(request)
+        body = await self._body(request, RejectBody)
+        return json_response(await self.service.reject(ref, body.reason))
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False
