@@ -289,7 +289,7 @@ def seed_names(**prelude: Any) -> dict[str, Any]:
 # --- fixtures -------------------------------------------------------------------------------------------------------
 
 @pytest.fixture(autouse=True)
-def api_env(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pytest.MonkeyPatch]:
+def api_env(quiet_logs: None, clean_env: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pytest.MonkeyPatch]:
     """A fixed simulated session and seed for the built-in market; afterwards every trader.api object is stopped
     and no thread of it is left."""
     clean_env.setenv("TRADER_SIM__START", SESSION_START)
@@ -686,3 +686,61 @@ def test_the_trading_systems_arguments_become_the_daemons_settings() -> None:
         with pytest.raises(kind) as caught:
             LiveOptionsTradingSystem(**arguments)
         assert message in str(caught.value), (arguments, str(caught.value))
+
+
+def wait_until(condition: Callable[[], bool], within_s: float = 20.0) -> None:
+    """Poll state that lives in the daemon's thread until ``condition`` holds; fail after ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        time.sleep(0.02)
+
+
+def test_trading_system_usage_manual_orders_report_and_emergency_procedures() -> None:
+    _, chain = paper_market()  # the same seeded session the daemon's built-in market runs
+    cheap = near_premium(chain, 40.0).tradingsymbol  # a premium whose risk fits the conservative 1 % per trade
+    risk_config = run(CONSERVATIVE_LIMITS, seed_names())["config"]  # the prelude: the seed's conservative limits
+    shutdown()  # the prelude's own market is not needed any more
+    # As written: the seed's contract expired in August 2025, so the answer (not an exception) says so.
+    names = run(TRADING_SYSTEM_USAGE, seed_names(risk_config=risk_config))
+    trading_system, result = names["trading_system"], names["result"]
+    assert trading_system.running and trading_system.settings.risk == risk_config
+    assert (trading_system.trading_mode, trading_system.auto_execution) == ("paper", False)
+    assert result["ok"] is False and result["status"] == 400 and result["error"]["field"] == "instrument"
+    assert "NIFTY25AUG25000CE" in result["message"]
+    assert names["report"]["trades"] == 0 and names["report"]["equity_inr"] == 100_000.0
+    trading_system.stop()  # one daemon per data dir: the next one continues its journal
+    # Substitutions: a listed contract and a whole lot (65).
+    names = run(TRADING_SYSTEM_USAGE, seed_names(risk_config=risk_config), ("'NIFTY25AUG25000CE'", repr(cheap)),
+                ("quantity=50", "quantity=65"), ("trading_system.start()", "trading_system.start()\n"
+                                                 "assert trading_system.running"))
+    trading_system, result = names["trading_system"], names["result"]
+    assert result["ok"] is True and result["decided"] is True, result
+    assert result["resolved"]["tradingsymbol"] == cheap and result["order"]["strategy"] == "manual"
+
+    def held() -> list[tuple[str, int]]:
+        return [(p["tradingsymbol"], p["quantity"]) for p in trading_system.positions()["positions"]
+                if p["quantity"]]
+
+    wait_until(lambda: held() == [(cheap, 65)])
+    report = trading_system.get_performance_report()
+    assert report["fills"] == 1 and report["open_positions"] == 1 and report["charges_inr"] > 0
+    # Stop trading without stopping the daemon: the next entry is refused, naming the check.
+    assert trading_system.halt("the test halts")["trading_state"] == "HALTED"
+    refused = trading_system.manual_order(contract_symbol=cheap, quantity=65, side="BUY")
+    assert refused["ok"] is False and refused["error"]["check"] == "state" and "HALTED" in refused["message"]
+    assert trading_system.resume()["trading_state"] == "ACTIVE"
+    assert trading_system.reset_daily()["ok"] is True
+    # Close all positions.
+    flattened = trading_system.flatten()
+    assert flattened["ok"] is True and flattened["exits"] == 1
+    wait_until(lambda: held() == [])
+    with pytest.raises(ValueError, match="manual_order: side"):
+        trading_system.manual_order(contract_symbol=cheap, quantity=65, side="HOLD")
+    # The seed's emergency stop: the daemon stops gracefully; the final report stays readable.
+    run(STOP_TRADING, names)
+    assert not trading_system.running
+    final = trading_system.get_performance_report()
+    assert final["trades"] == 1 and final["open_positions"] == 0 and final["fills"] == 2
+    with pytest.raises(RuntimeError, match="not running"):
+        trading_system.status()

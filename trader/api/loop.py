@@ -28,7 +28,7 @@ _STOP_TIMEOUT_S = 10.0
 class Holder(Protocol):
     """A facade object that holds a lease: ``close()`` stops what it runs and releases the lease."""
 
-    def close(self) -> None: ...
+    def close(self) -> object: ...
 
 
 class LoopRunner:

@@ -8,6 +8,13 @@
     report = trading_system.get_performance_report()
     trading_system.stop()
 
+Everything it does goes through the daemon's ``ControlService`` — the one implementation behind the control API and
+the ``trader`` CLI — called on the daemon's loop: a manual order is an intent of the ``manual`` strategy through the
+risk gate; halt, resume, reset-daily and flatten are commands on the bus. Each answer is the service's dict (money
+``*_inr`` in rupees) with ``ok: True``; a refusal (a risk check, an unknown contract, a decided approval) is an
+answer too, ``{"ok": False, "error": {"code", "message", "field"?, "check"?}, ...}``, never an exception. A
+malformed argument (a side that is not BUY/SELL, a quantity that is not a number) raises ``ValueError``.
+
 The arguments become the daemon's ``Settings`` (the environment ``TRADER_*`` fills in the rest, as for ``trader
 run``): ``trading_mode`` → ``mode``, ``auto_execution``, ``symbols``, ``strategies``, ``confidence_cutoff`` →
 ``strategy.confidence_cutoff``, ``risk_config`` → ``risk``. It is the same daemon as ``trader run``: its journal
@@ -17,15 +24,21 @@ run``): ``trading_mode`` → ``mode``, ``auto_execution``, ``symbols``, ``strate
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
+
+from pydantic import ValidationError
 
 from trader import builders
 from trader.api import checks
 from trader.api.loop import RUNNER
 from trader.app import App, RunResult
 from trader.config import KNOWN_STRATEGIES, ConfigError, Settings
+from trader.control.requests import ManualOrder
+from trader.control.service import ControlError, ControlService
 from trader.events import Tick
+from trader.market.instruments import OptionContract
 from trader.risk.config import RiskConfig
 
 TRADING_MODES = ("paper", "live")
@@ -111,6 +124,7 @@ class LiveOptionsTradingSystem:
         self.start_timeout_s = float(start_timeout_s)
         self._app: App | None = None
         self._run: asyncio.Task[RunResult] | None = None
+        self._service: ControlService | None = None
         self._final: dict[str, Any] | None = None
 
     @property
@@ -146,6 +160,7 @@ class LiveOptionsTradingSystem:
         except BaseException:
             RUNNER.release(self)
             raise
+        self._service = ControlService(self._app, source="python-api")
         self._final = None
 
     async def _start(self) -> tuple[App, asyncio.Task[RunResult]]:
@@ -181,9 +196,10 @@ class LiveOptionsTradingSystem:
                 app.request_stop("stopped through the Python API")
                 return await run
 
-            result = RUNNER.run(finish(), self.settings.shutdown_timeout_seconds + 10, what="stopping the daemon")
-            self._final = self._report(app, result)
-        self._app = self._run = None
+            RUNNER.run(finish(), self.settings.shutdown_timeout_seconds + 10, what="stopping the daemon")
+            service = self._service
+            self._final = RUNNER.call(service.report) if service is not None else None
+        self._app = self._run = self._service = None
         RUNNER.release(self)
         return self._final or {}
 
@@ -195,3 +211,97 @@ class LiveOptionsTradingSystem:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    # -- the seed's calls ------------------------------------------------------------------------------------------
+    def manual_order(self, *, contract_symbol: str | OptionContract, quantity: int | None = None,
+                     side: str, order_type: str = "MARKET", lots: int | None = None, price: float | None = None,
+                     trigger_price: float | None = None, expiry: str | None = None, market_protection: float = -1.0,
+                     confirm: bool = False, dry_run: bool = False, reason: str = "") -> dict[str, Any]:
+        """A manual order through the risk gate: ``contract_symbol`` a tradingsymbol (``NIFTY26D0826000CE``) or a
+        spoken form (``NIFTY ATM CE``, ``NIFTY ATM+2 PE``, ``NIFTY 26000 CE``; nearest expiry unless ``expiry``);
+        ``quantity`` in units (whole lots) or ``lots``. Live mode needs ``confirm=True``. The answer shows how the
+        contract was resolved and what the risk gate decided."""
+        instrument = (f"{contract_symbol.exchange}:{contract_symbol.tradingsymbol}"
+                      if isinstance(contract_symbol, OptionContract) else contract_symbol)
+        try:
+            order = ManualOrder.model_validate(checks.given(
+                instrument=instrument, quantity=quantity, lots=lots, side=side, order_type=order_type, price=price,
+                trigger_price=trigger_price, expiry=expiry, market_protection=market_protection, confirm=confirm,
+                dry_run=dry_run, reason=reason or "manual order through the Python API"))
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'order'}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"manual_order: {problems}") from None
+        return self._act(lambda service: service.place_order(order), "the manual order")
+
+    def get_performance_report(self) -> dict[str, Any]:
+        """Trades, win rate, profit factor, P&L after charges, drawdown, slippage and the equity curve (rupees);
+        after ``stop()``, the final one."""
+        if self._service is None:
+            if self._final is not None:
+                return dict(self._final)
+            raise RuntimeError("the trading system has not run: call start() first")
+        return self._read(ControlService.report)
+
+    def status(self) -> dict[str, Any]:
+        return self._read(ControlService.status)
+
+    def positions(self) -> dict[str, Any]:
+        return self._read(ControlService.positions)
+
+    def orders(self) -> dict[str, Any]:
+        return self._read(ControlService.orders)
+
+    def signals(self) -> dict[str, Any]:
+        """Recent signals, and the semi-live entries pending approval (``approve(intent_id)``)."""
+        return self._read(ControlService.signals)
+
+    def risk(self) -> dict[str, Any]:
+        return self._read(ControlService.risk)
+
+    def halt(self, reason: str = "") -> dict[str, Any]:
+        """Stop trading without stopping the daemon: no new orders until ``resume()``; positions stay."""
+        return self._act(lambda service: service.halt(reason or "halted through the Python API"), "halt")
+
+    def resume(self) -> dict[str, Any]:
+        return self._act(lambda service: service.resume(), "resume")
+
+    def reset_daily(self) -> dict[str, Any]:
+        """Reset the daily risk limits: the daily loss window starts afresh at the current equity."""
+        return self._act(lambda service: service.reset_daily(), "reset-daily")
+
+    def flatten(self, underlying: str | None = None) -> dict[str, Any]:
+        """Close all positions (or one underlying's) at the market, through the risk gate as a flatten."""
+        return self._act(lambda service: service.flatten(underlying), "flatten")
+
+    def cancel(self, ref: str) -> dict[str, Any]:
+        return self._act(lambda service: service.cancel(ref), "cancel")
+
+    def approve(self, ref: str) -> dict[str, Any]:
+        """Send a pending semi-live entry (by intent or signal id) through the risk gate at the current price."""
+        return self._act(lambda service: service.approve(ref), "approve")
+
+    def reject(self, ref: str, reason: str = "") -> dict[str, Any]:
+        return self._act(lambda service: service.reject(ref, reason), "reject")
+
+    # -- plumbing ------------------------------------------------------------------------------------------------
+    def _live_service(self) -> ControlService:
+        if self._service is None or not self.running:
+            raise RuntimeError("the trading system is not running: call start() first")
+        return self._service
+
+    def _read(self, read: Callable[[ControlService], dict[str, Any]]) -> dict[str, Any]:
+        service = self._live_service()
+        return RUNNER.call(lambda: read(service))
+
+    def _act(self, act: Callable[[ControlService], Coroutine[Any, Any, dict[str, Any]]],
+             what: str) -> dict[str, Any]:
+        service = self._live_service()
+
+        async def call() -> dict[str, Any]:
+            try:
+                return {"ok": True, **await act(service)}
+            except ControlError as exc:
+                body = exc.body()
+                return {"ok": False, **body, "status": exc.status, "message": exc.message}
+
+        return RUNNER.run(call(), service.wait_s + 30, what=what)
