@@ -715,7 +715,7 @@ def test_trading_system_usage_manual_orders_report_and_emergency_procedures() ->
                 ("quantity=50", "quantity=65"), ("trading_system.start()", "trading_system.start()\n"
                                                  "assert trading_system.running"))
     trading_system, result = names["trading_system"], names["result"]
-    assert result["ok"] is True and result["decided"] is True, result
+    assert result["ok"] is True and result["decided"] is True, result["message"]
     assert result["resolved"]["tradingsymbol"] == cheap and result["order"]["strategy"] == "manual"
 
     def held() -> list[tuple[str, int]]:
@@ -744,3 +744,25 @@ def test_trading_system_usage_manual_orders_report_and_emergency_procedures() ->
     assert final["trades"] == 1 and final["open_positions"] == 0 and final["fills"] == 2
     with pytest.raises(RuntimeError, match="not running"):
         trading_system.status()
+
+
+def test_the_trading_system_in_live_mode_against_trader_sim(kite_sim: dict[str, str], tmp_path: Path) -> None:
+    """Phase 3 rehearsed: the daemon in live mode on the simulator, a confirmed manual order filled there."""
+    with pytest.raises(ValueError, match="confirm_live=True"):
+        LiveOptionsTradingSystem(trading_mode="live", api_key="sim_api_key", access_token=kite_sim["token"])
+    trading_system = LiveOptionsTradingSystem(
+        trading_mode="live", confirm_live=True, api_key="sim_api_key", access_token=kite_sim["token"],
+        api_root=kite_sim["rest_url"], ws_root=kite_sim["ws_url"], data_dir=str(tmp_path / "live"),
+        risk_config=RiskConfig(initial_capital=100_000.0, max_daily_loss_pct=0.02, max_risk_per_trade_pct=0.05))
+    assert trading_system.auto_execution is False  # live mode's default: semi-live
+    trading_system.start()
+    assert trading_system.status()["mode"] == "live"
+    unconfirmed = trading_system.manual_order(contract_symbol="NIFTY ATM CE", quantity=65, side="BUY")
+    assert unconfirmed["ok"] is False and unconfirmed["error"]["field"] == "confirm"
+    result = trading_system.manual_order(contract_symbol="NIFTY ATM CE", quantity=65, side="BUY", confirm=True)
+    assert result["ok"] is True and result["decided"] is True, result["message"]
+    tag = result["order"]["tag"]
+    wait_until(lambda: any(o["tag"] == tag and o["status"] == "COMPLETE" for o in
+                           asyncio.run(sim_get(kite_sim["rest_url"], kite_sim["token"], "/orders"))))
+    report = trading_system.stop()
+    assert report["fills"] >= 1 and not trading_system.running
