@@ -550,6 +550,24 @@ def test_a_refusal_by_the_broker_is_an_answer_not_an_exception() -> None:
     assert "wrong side of the trigger" in refused.message
 
 
+def test_a_paper_broker_can_fill_against_a_data_managers_quotes() -> None:
+    manager, chain = paper_market()
+    broker_api = create_broker_api("paper", market=manager)
+    execution = BrokerExecution(broker_api)
+    contract = chain.atm("PE")
+    response = execution.place_option_order(contract, 130, "BUY")
+    assert response.status == "COMPLETE" and response.filled_quantity == 130
+    # One market: the position is marked with the manager's own last price of the contract.
+    [position] = execution.get_positions()
+    quote = manager.get_option_chain(NIFTY).get(contract.strike_rupees, "PE")  # type: ignore[union-attr]
+    assert quote is not None and position.contract is not None
+    assert position.contract.instrument_token == quote.instrument_token
+    with pytest.raises(ValueError, match="already has a broker on it"):
+        create_broker_api("paper", market=manager).connect()
+    broker_api.close()
+    assert manager.is_connected()  # closing the broker leaves the manager's market running
+
+
 def test_the_loop_refuses_a_call_from_inside_itself_and_stops_with_the_last_holder() -> None:
     manager, _ = paper_market()
     with pytest.raises(RuntimeError, match="would wait for itself forever"):
