@@ -5,11 +5,15 @@ failing with a traceback."""
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from pathlib import Path
 
 import pytest
-from test_control_http import ORDER, running
+from test_control_http import ORDER, paper_settings, running
 
+from trader.config import ConfigError
+from trader.control.token import TOKEN_FILE_NAME, load_token, read_token_file
 from trader.events import TradingState
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -58,3 +62,64 @@ async def test_a_body_naming_a_field_twice_is_refused_not_guessed(tmp_path: Path
         assert status == 400 and answer["error"]["code"] == "bad_request"
         status, answer = await daemon.call("POST", "/orders", {**ORDER, "dry_run": True})  # one of each: fine
         assert status == 200 and answer["order"] is None
+
+
+def test_a_tampered_token_file_stops_the_start_without_following_it_or_hanging(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = paper_settings(tmp_path)
+    path = tmp_path / TOKEN_FILE_NAME
+    other = tmp_path / "kite_access_token"  # any other 0600 file with one word in it
+    other.write_text("another-secret-of-the-user-0123456789\n")
+    os.chmod(other, 0o600)
+    path.symlink_to(other)
+    with pytest.raises(ConfigError, match="symbolic link"):
+        load_token(settings)
+    path.unlink()
+    path.symlink_to(tmp_path / "nowhere")  # dangling: not followed to create a file there either
+    with pytest.raises(ConfigError, match="symbolic link"):
+        load_token(settings)
+    assert not (tmp_path / "nowhere").exists()
+    path.unlink()
+
+    os.mkfifo(path, 0o600)  # a reader of a FIFO waits for a writer forever: the daemon would never start
+    outcome: list[BaseException | str] = []
+
+    def read() -> None:
+        try:
+            outcome.append(read_token_file(path))
+        except BaseException as exc:  # handed to the test thread
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(5)
+    assert not reader.is_alive(), "reading a FIFO token file blocked"
+    [error] = outcome
+    assert isinstance(error, ConfigError) and "not a regular file" in str(error)
+    path.unlink()
+
+    # A huge file is not read whole into memory, and is no token.
+    with path.open("wb") as out:
+        out.write(b"a" * 40)
+        out.truncate(64 * 1024 * 1024)
+    os.chmod(path, 0o600)
+    reads: list[int] = []
+    real_read = os.read
+
+    def counting_read(fd: int, size: int) -> bytes:
+        reads.append(size)
+        return real_read(fd, size)
+
+    monkeypatch.setattr(os, "read", counting_read)
+    with pytest.raises(ConfigError, match="usable token"):
+        read_token_file(path)
+    assert reads and max(reads) <= 64 * 1024
+    monkeypatch.undo()
+    path.unlink()
+
+    # A file someone else made (and may read the token of) is not trusted.
+    path.write_text("x" * 43)
+    os.chmod(path, 0o600)
+    monkeypatch.setattr(os, "geteuid", lambda: path.stat().st_uid + 1)
+    with pytest.raises(ConfigError, match="belongs to user id"):
+        read_token_file(path)
