@@ -193,7 +193,11 @@ class RiskGateActor(Actor):
         return ""
 
     async def _decide(self, intent: OrderIntent) -> RiskDecision:
-        if self._venue_problems and intent.purpose is not IntentPurpose.EXIT:
+        # An exit goes while the venue has a problem only if it really reduces a filled position (the manager's
+        # judgement, exits in flight counted), not on its label alone: two manual sells of one position sent at once
+        # are both labelled EXIT.
+        if self._venue_problems and (intent.purpose is not IntentPurpose.EXIT
+                                     or not self.manager.check(intent, intent.ts_ns).is_exit):
             return self._venue_refusal()
         flatten = intent.intent_id in self._flatten_intents
         if self._stopping and not flatten:
