@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
@@ -238,6 +239,20 @@ async def test_halt_resume_and_reset_daily_answer_with_the_new_state() -> None:
     before = len(g.of(CommandResult))
     await g.actor.handle(Command(ts_ns=g.clock.now_ns(), kind=CommandKind.HALT))  # no id: no answer
     assert len(g.of(CommandResult)) == before and g.state() is TradingState.HALTED
+
+
+async def test_resume_is_refused_while_the_kill_switch_file_still_exists(tmp_path: Path) -> None:
+    switch = tmp_path / "STOP"
+    g = Gate(RiskConfig(kill_switch_file=switch))
+    switch.touch()
+    await g.tick(CE, 4_000)
+    assert g.state() is TradingState.HALTED
+    refused = await answered(g, CommandKind.RESUME)
+    # Answering "ACTIVE" would be a lie: the next look at the file, a second later, halts again.
+    assert not refused.ok and str(switch) in refused.detail and g.state() is TradingState.HALTED
+    switch.unlink()
+    resumed = await answered(g, CommandKind.RESUME)
+    assert resumed.ok and g.state() is TradingState.ACTIVE
 
 
 # -- manual orders: fills go to the strategies first, the rest to the keeper ------------------------------------
