@@ -514,6 +514,29 @@ def test_the_token_in_a_message_from_the_daemon_is_masked(
     assert "echoing Bearer *** back" in err
 
 
+def test_a_token_echoed_anywhere_in_an_answer_is_never_printed(
+        daemon: FakeDaemon, env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # Something else listening on the port (or a daemon gone wrong) puts the token it was sent into its answers.
+    daemon.answer("GET", "/status", 200, {**STATUS, "state_reason": f"token {TOKEN}", TOKEN: "as a key",
+                                          "counts": {"echo": [f"Bearer {TOKEN}"]}})
+    daemon.answer("POST", "/halt", 409, {**error("refused", "no"), "order": {"reason": TOKEN}})
+    daemon.answer("POST", "/resume", 401, {**error("unauthorized", f"not {TOKEN}"), "echo": TOKEN})
+    for argv in (("status",), ("status", "--json"), ("halt",), ("halt", "--json"), ("resume", "--json")):
+        code, out, err = cli(capsys, *argv)  # ``cli`` fails if the token is printed
+        assert code == (0 if argv[0] == "status" else EXIT_REFUSED), (argv, out, err)
+    code, out, _ = cli(capsys, "status", "--json")
+    assert orjson.loads(out)["state_reason"] == "token ***"
+
+
+def test_a_report_with_absurd_numbers_prints_without_a_traceback(
+        daemon: FakeDaemon, env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    curve = [["2026-11-20T09:15:00+05:30", 1.0], ["2026-11-20T09:16:00+05:30", 1e308],
+             ["2026-11-20T09:17:00+05:30", -1e308]]
+    daemon.answer("GET", "/report", 200, {**REPORT, "equity_curve": curve})
+    code, out, err = cli(capsys, "report")
+    assert (code, err) == (0, "") and "Performance" in out
+
+
 # -- unreachable, usage --------------------------------------------------------------------------------------------
 def test_a_closed_port_is_exit_3_with_the_url_and_how_to_start_the_daemon(
         env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
 import pytest
 from test_risk_gate import CE, LOT, PE, Gate
-from test_strategy import at, entered_driver
+from test_strategy import RALLY, at, entered_driver
 from test_strategy_state import Host, held, saved_doc
 
 from trader.actors.base import Supervisor
@@ -255,6 +256,20 @@ async def test_halt_resume_and_reset_daily_answer_with_the_new_state() -> None:
     assert len(g.of(CommandResult)) == before and g.state() is TradingState.HALTED
 
 
+async def test_resume_is_refused_while_the_kill_switch_file_still_exists(tmp_path: Path) -> None:
+    switch = tmp_path / "STOP"
+    g = Gate(RiskConfig(kill_switch_file=switch))
+    switch.touch()
+    await g.tick(CE, 4_000)
+    assert g.state() is TradingState.HALTED
+    refused = await answered(g, CommandKind.RESUME)
+    # Answering "ACTIVE" would be a lie: the next look at the file, a second later, halts again.
+    assert not refused.ok and str(switch) in refused.detail and g.state() is TradingState.HALTED
+    switch.unlink()
+    resumed = await answered(g, CommandKind.RESUME)
+    assert resumed.ok and g.state() is TradingState.ACTIVE
+
+
 # -- manual orders: fills go to the strategies first, the rest to the keeper ------------------------------------
 def manual(host: Host, contract: OptionContract, side: Side, quantity: int, price: int, n: int) -> tuple[
         OrderIntent, Fill]:
@@ -307,6 +322,31 @@ async def test_a_manual_sell_of_what_a_strategy_holds_reduces_the_strategy_not_t
                  contract=entry.contract, side=Side.BUY, quantity=65, price=10_000, expected_price=10_000, charges=0)
     await host.actor.handle(stray)
     assert host.actor.keeper.holdings() == []
+
+
+async def test_a_manual_sell_reduces_one_holding_when_a_strategy_and_the_keeper_hold_the_same_contract() -> None:
+    host = Host()
+    _driver, entry = entered_driver()
+    contract = entry.contract
+    bought, bought_fill = manual(host, contract, Side.BUY, 65, 10_000, 1)
+    await host.actor.handle(bought)
+    await host.actor.handle(bought_fill)  # the strategy is flat: the keeper takes the manual lot
+    host.driver.run_path(at(9, 30), RALLY)  # then the strategy enters the same contract on its own
+    [own] = host.driver.intents()
+    assert own.contract == contract
+    await host.actor.handle(Fill(ts_ns=own.ts_ns, fill_id="OE1F65", intent_id=own.intent_id, order_id="OE1",
+                                 contract=contract, side=Side.BUY, quantity=65, price=10_000,
+                                 expected_price=10_000, charges=0))
+    await host.actor.handle(OrderUpdate(ts_ns=own.ts_ns, intent_id=own.intent_id, order_id="OE1",
+                                        status=OrderStatus.COMPLETE, filled_quantity=65, average_price=10_000))
+    assert sorted((h.strategy_id, h.quantity) for h in host.actor.holdings()) == [
+        (ADOPTED_STRATEGY_ID, 65), (STRATEGY_NAME, 65)]
+    sold, sold_fill = manual(host, contract, Side.SELL, 65, 10_000, 2)
+    await host.actor.handle(sold)
+    await host.actor.handle(sold_fill)
+    # The account still holds 65: one holding (with its stop and time exit) must still manage them, never none.
+    assert sum(h.quantity for h in host.actor.holdings()) == 65
+    assert [(h.strategy_id, h.quantity) for h in host.actor.holdings()] == [(ADOPTED_STRATEGY_ID, 65)]
 
 
 async def test_a_restart_knows_the_manual_orders_still_working() -> None:

@@ -41,12 +41,12 @@ _ids = itertools.count(1)
 
 
 class Gate:
-    def __init__(self) -> None:
+    def __init__(self, config: RiskConfig | None = None) -> None:
         self.clock = SimClock(T0)
         self.bus = EventBus()
         self.published: list[object] = []
         self.bus.tap(self.published.append)
-        self.manager = RiskManager(RiskConfig(), now_ns=self.clock.now_ns)
+        self.manager = RiskManager(config or RiskConfig(), now_ns=self.clock.now_ns)
         self.broker = FakeBroker(self.clock)
         self.actor = RiskGateActor(self.bus, self.manager, self.clock, IdFactory(T0), broker=self.broker)
 
@@ -97,6 +97,20 @@ async def test_entries_wait_for_the_venue_exits_still_go_and_entries_resume_when
     await g.venue(True, "broker_unreachable")
     assert g.approved(await g.intent(Side.BUY, IntentPurpose.ENTRY))
     assert g.actor.state is TradingState.ACTIVE
+
+
+async def test_an_intent_labelled_exit_that_would_not_reduce_the_position_waits_for_the_venue_like_an_entry() -> None:
+    # Two manual sells of the whole position sent at once are both labelled EXIT (each saw the book before the
+    # other was decided); with shorts allowed, the second would open a short while the venue cannot take entries.
+    g = Gate(RiskConfig(allow_short_options=True))
+    held = await g.intent(Side.BUY, IntentPurpose.ENTRY)
+    await g.fill(held)
+    await g.venue(False, "token_expired", "run `trader login`")
+    first = await g.intent(Side.SELL, IntentPurpose.EXIT)
+    assert g.approved(first)  # the real exit goes
+    second = await g.intent(Side.SELL, IntentPurpose.EXIT)
+    assert not g.approved(second)
+    assert "token_expired" in g.refusal(second)
 
 
 async def test_the_venue_coming_back_never_lifts_an_operators_halt() -> None:

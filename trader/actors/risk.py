@@ -193,7 +193,11 @@ class RiskGateActor(Actor):
         return ""
 
     async def _decide(self, intent: OrderIntent) -> RiskDecision:
-        if self._venue_problems and intent.purpose is not IntentPurpose.EXIT:
+        # An exit goes while the venue has a problem only if it really reduces a filled position (the manager's
+        # judgement, exits in flight counted), not on its label alone: two manual sells of one position sent at once
+        # are both labelled EXIT.
+        if self._venue_problems and (intent.purpose is not IntentPurpose.EXIT
+                                     or not self.manager.check(intent, intent.ts_ns).is_exit):
             return self._venue_refusal()
         flatten = intent.intent_id in self._flatten_intents
         if self._stopping and not flatten:
@@ -251,8 +255,14 @@ class RiskGateActor(Actor):
             detail = self._state_text()
         elif command.kind is CommandKind.RESUME:
             was_halted = self.manager.state is TradingState.HALTED
-            self.manager.resume(ts)
-            detail = self._state_text() if was_halted else f"was not halted: {self._state_text()}"
+            switch = self.kill_switch.path
+            if was_halted and switch is not None and switch.exists():
+                # Resuming now would be undone at the next look at the file, a second later.
+                ok, detail = False, (f"the kill-switch file {switch} still exists: remove it, then resume; "
+                                     f"{self._state_text()}")
+            else:
+                self.manager.resume(ts)
+                detail = self._state_text() if was_halted else f"was not halted: {self._state_text()}"
         elif command.kind is CommandKind.RESET_DAILY:
             self.manager.reset_daily(ts)
             detail = f"daily loss window re-based at the current equity; {self._state_text()}"

@@ -19,6 +19,7 @@ never per tick, and an unchanged document is not written again.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -138,13 +139,18 @@ class StrategyActor(Actor):
         self._after_change()
 
     def _on_manual_fill(self, fill: Fill) -> None:
-        """Offered to the strategies first (a manual sell of what one holds reduces it); the keeper takes the rest,
-        so a position opened by hand through the daemon has a stop and a time exit, as after a restart."""
-        before = self._held_quantity(fill.contract)
+        """Offered to the strategies first, in turn, each with what the ones before it left (a manual sell of what
+        one holds reduces that one; two holdings of the same contract never both shrink for one fill, which would
+        leave units the account holds managed by nobody); the keeper takes the rest, so a position opened by hand
+        through the daemon has a stop and a time exit, as after a restart."""
+        rest = fill.quantity
         for strategy in self.strategies:
-            strategy.on_fill(fill)
-        taken = (self._held_quantity(fill.contract) - before) * fill.side.sign
-        rest = fill.quantity - min(max(taken, 0), fill.quantity)
+            if rest <= 0:
+                return
+            before = self._held_quantity(fill.contract, strategy)
+            strategy.on_fill(fill if rest == fill.quantity else dataclasses.replace(fill, quantity=rest))
+            taken = (self._held_quantity(fill.contract, strategy) - before) * fill.side.sign
+            rest -= min(max(taken, 0), rest)
         if rest <= 0:
             return
         keeper = self.keeper
@@ -152,8 +158,9 @@ class StrategyActor(Actor):
         if keeper not in self.strategies and keeper.holdings():
             self.strategies.append(keeper)
 
-    def _held_quantity(self, contract: OptionContract) -> int:
-        return sum(h.quantity for h in self.holdings()
+    @staticmethod
+    def _held_quantity(contract: OptionContract, strategy: Strategy) -> int:
+        return sum(h.quantity for h in strategy.holdings()
                    if (h.contract.exchange, h.contract.tradingsymbol) == (contract.exchange, contract.tradingsymbol))
 
     # -- commands and semi-live approvals ------------------------------------------------------------------

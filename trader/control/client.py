@@ -153,6 +153,19 @@ class ControlClient:
     def _scrub(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text
 
+    def _scrubbed(self, value: Any) -> Any:
+        """The answer with the token masked in every text and key: whatever listens on the URL was sent the token,
+        and what it answers is printed (tables, ``--json``), so an echo of it must not reach the screen or a log."""
+        if not self._token:
+            return value
+        if isinstance(value, str):
+            return self._scrub(value)
+        if isinstance(value, list):
+            return [self._scrubbed(item) for item in value]
+        if isinstance(value, dict):
+            return {self._scrub(str(key)): self._scrubbed(item) for key, item in value.items()}
+        return value
+
     def _unreachable(self, reason: object, method: str, url: str, timeout: float) -> Unreachable:
         if isinstance(reason, TimeoutError | socket.timeout):
             what = f"no answer from {url} within {timeout:g} s"
@@ -177,7 +190,8 @@ class ControlClient:
             raise ServerFailed(self._scrub(
                 f"{method} {self.base_url}{path} answered {status} with something that is not the control API's "
                 "JSON: is another program listening there, or a daemon of another version?"), status=status)
-        return document
+        scrubbed: dict[str, Any] = self._scrubbed(document)
+        return scrubbed
 
     def _error(self, status: int, raw: bytes, method: str, path: str) -> ClientError:
         if 300 <= status < 400:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import hmac
 import ipaddress
+import json
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -168,8 +169,9 @@ class ControlServer:
 
     def _authorized(self, request: web.Request) -> bool:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        # Always compare, so that a missing header takes as long as a wrong one.
-        match = hmac.compare_digest(given.strip().encode(), self._token)
+        # Always compare, so that a missing header takes as long as a wrong one. Bytes that are not UTF-8 arrive as
+        # surrogates: they are kept as they came (never a match), not an encoding error (a 500).
+        match = hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), self._token)
         return match and scheme.lower() == "bearer"
 
     # -- helpers --------------------------------------------------------------------------------------------
@@ -185,6 +187,8 @@ class ControlServer:
                                  '{"side": "BUY", "instrument": "NIFTY ATM CE", "lots": 1}') from None
         if not isinstance(data, dict):
             raise BadRequest(f"the body must be a JSON object, not {type(data).__name__}")
+        if data:
+            _refuse_repeated_fields(raw)
         try:
             return model.model_validate(data)
         except ValidationError as exc:
@@ -245,6 +249,26 @@ class ControlServer:
         ref = self._ref(request)
         body = await self._body(request, RejectBody)
         return json_response(await self.service.reject(ref, body.reason))
+
+
+def _refuse_repeated_fields(raw: bytes) -> None:
+    """``BadRequest`` when an object in the (valid JSON) body names a field twice: parsers keep one of the two
+    values (orjson the last), so ``{"dry_run": true, "dry_run": false}`` would place an order its sender may have
+    meant as a dry run. A request that can be read two ways is refused, never guessed."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for name, _ in items:
+            if name in seen:
+                raise BadRequest(f"the body names {name!r} twice: send each field once", field=name)
+            seen.add(name)
+        return dict(items)
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except (RecursionError, ValueError):  # orjson read it; the stdlib parser gives up sooner on deep or huge input
+        raise BadRequest("the body is nested too deeply or holds too large a number; send a flat JSON object, "
+                         'e.g. {"side": "BUY", "instrument": "NIFTY ATM CE", "lots": 1}') from None
 
 
 def _loopback(host: str) -> bool:

@@ -9,6 +9,7 @@ never into markup, so a reason like ``[fast 9 / slow 21]`` prints as written. A 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -120,6 +121,8 @@ class View:
             return Text("")
         low, high = min(values), max(values)
         span = high - low
+        if not math.isfinite(span):  # an answer no daemon gives (±1e308): no sparkline rather than a traceback
+            return Text("")
         marks = [_SPARK[0 if span == 0 else round((v - low) / span * (len(_SPARK) - 1))] for v in values[-60:]]
         return Text("".join(marks), style="cyan")
 

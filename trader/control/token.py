@@ -9,6 +9,7 @@ token lets whoever holds it place orders.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import stat
@@ -35,28 +36,46 @@ def configured_token(settings: Settings) -> str:
 
 
 def read_token_file(path: Path) -> str:
-    """The token saved in ``path``; ``ConfigError`` if the file is open to others, empty, malformed or unreadable
-    (``FileNotFoundError`` if it does not exist)."""
+    """The token saved in ``path``; ``ConfigError`` if the file is a symbolic link, not a regular file, not the
+    user's own, open to others, empty, malformed or unreadable (``FileNotFoundError`` if it does not exist). At most
+    a few kilobytes are read, and a FIFO put in its place never blocks the start."""
     try:
-        info = path.stat()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError([
+                f"start-up error: control token file {path} is a symbolic link: the token is read only from a "
+                "regular file of the daemon's own; delete the link to have a new token made at the next start, or "
+                "set TRADER_CONTROL__TOKEN"]) from None
         raise ConfigError([f"start-up error: control token file {path} cannot be read ({exc.strerror})"]) from None
-    if stat.S_IMODE(info.st_mode) & 0o077:
-        raise ConfigError([
-            f"start-up error: control token file {path} has permissions {stat.S_IMODE(info.st_mode):04o}: anyone "
-            f"who can read it can place orders; run `chmod 600 {path}` (or delete it to have a new token made "
-            "at the next start)"])
     try:
-        raw = path.read_bytes()[:_MAX_TOKEN_BYTES]
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError([f"start-up error: control token file {path} is not a regular file; delete it to "
+                               "have a new token made at the next start, or set TRADER_CONTROL__TOKEN"])
+        if info.st_uid != os.geteuid():
+            raise ConfigError([
+                f"start-up error: control token file {path} belongs to user id {info.st_uid}, not to the user "
+                f"running the daemon ({os.geteuid()}): whoever made it may know the token; delete it to have a new "
+                "token made at the next start"])
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            raise ConfigError([
+                f"start-up error: control token file {path} has permissions {stat.S_IMODE(info.st_mode):04o}: "
+                f"anyone who can read it can place orders; run `chmod 600 {path}` (or delete it to have a new token "
+                "made at the next start)"])
+        raw = os.read(fd, _MAX_TOKEN_BYTES + 1)
     except OSError as exc:
         raise ConfigError([f"start-up error: control token file {path} cannot be read ({exc.strerror})"]) from None
+    finally:
+        os.close(fd)
     token = raw.decode("utf-8", errors="replace").strip()
     if not token:
         raise ConfigError([f"start-up error: control token file {path} is empty; delete it to have a new token made "
                            "at the next start, or set TRADER_CONTROL__TOKEN"])
-    if len(token) < MIN_TOKEN_CHARS or not token.isprintable() or any(c.isspace() for c in token):
+    if (len(raw) > _MAX_TOKEN_BYTES or len(token) < MIN_TOKEN_CHARS or not token.isprintable()
+            or any(c.isspace() for c in token)):
         raise ConfigError([f"start-up error: control token file {path} does not hold a usable token (at least "
                            f"{MIN_TOKEN_CHARS} printable characters without spaces); delete it to have a new one "
                            "made at the next start"])
