@@ -498,3 +498,15 @@ async def test_live_mode_needs_confirm_and_says_what_it_would_place(tmp_path: Pa
         assert "confirm=true" in body["error"]["message"] and not daemon.app.ledger.orders  # nothing sent
         placed = await service.place_order(ManualOrder.model_validate({**ORDER, "confirm": True}))
         assert placed["decided"] is True and placed["order"]["tradingsymbol"] == symbol
+
+
+async def test_once_a_stop_is_requested_no_manual_order_or_approval_starts(tmp_path: Path) -> None:
+    from trader.control.requests import ManualOrder  # noqa: PLC0415
+    from trader.control.service import Unavailable  # noqa: PLC0415
+
+    async with running(tmp_path) as daemon:
+        service = ControlService(daemon.app)
+        daemon.app.request_stop("test: a signal arrived")
+        with pytest.raises(Unavailable) as refused:
+            await service.place_order(ManualOrder.model_validate(ORDER))
+        assert "stopping" in refused.value.message and not daemon.app.ledger.orders  # nothing sent

@@ -199,6 +199,11 @@ class App:
             if self._feeds_ended >= len(self.feeds):
                 self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        """A stop was requested (signal, reader gone, end of data): no new order may start from outside."""
+        return self._stop.is_set()
+
     def request_stop(self, reason: str = "requested") -> None:
         if not self._stop.is_set():
             log.info("stop_requested", reason=reason)

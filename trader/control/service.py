@@ -259,6 +259,7 @@ class ControlService:
         if order.dry_run:
             return {"order": None, "resolved": shown, "dry_run": True,
                     "message": f"dry run: {words}; nothing was placed"}
+        self._refuse_if_stopping()
         if self.settings.mode == "live" and not order.confirm:
             raise Refused(f"live mode: a manual order needs confirm=true (--confirm); it would {words}",
                           field="confirm", extra={"resolved": shown})
@@ -346,6 +347,13 @@ class ControlService:
             answer["order"] = record.as_dict()
         return answer
 
+    def _refuse_if_stopping(self) -> None:
+        """Between a stop request and the actors' STOP_ENTRIES an act could still start an order that the
+        shutdown then leaves working: refused instead (exits, flatten, halt and cancel still go)."""
+        if self.app.stopping:
+            raise Unavailable("the daemon is stopping: no new manual order or approval is accepted; positions and "
+                              "working orders are taken over by the next start")
+
     def _pending(self, ref: str) -> str:
         """The intent id of the pending approval ``ref`` names (its intent id or its signal id)."""
         update = self.ledger.approval(ref)
@@ -365,6 +373,7 @@ class ControlService:
 
     async def approve(self, ref: str) -> dict[str, Any]:
         intent_id = self._pending(ref)
+        self._refuse_if_stopping()
         result = await self._command(CommandKind.APPROVE, target=intent_id, reason="approved through the control API")
         if result is None:
             raise self._unanswered("strategy actor")
