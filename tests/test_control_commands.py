@@ -316,3 +316,18 @@ async def test_a_restart_knows_the_manual_orders_still_working() -> None:
     _intent, fill = manual(host, put, Side.BUY, 65, 8_000, 7)
     await host.actor.handle(fill)
     assert [(h.strategy_id, h.quantity) for h in host.actor.holdings()] == [(ADOPTED_STRATEGY_ID, 65)]
+
+
+async def test_a_manual_sell_is_taken_once_when_a_strategy_and_the_keeper_hold_the_same_contract() -> None:
+    # The keeper took an earlier manual buy of the contract, then the strategy entered the same one: 130 held, by two.
+    driver, entry = entered_driver()
+    host = Host()
+    host.actor.restore({STRATEGY_NAME: saved_doc(driver)},
+                       [held(entry.contract), held(entry.contract, strategy_id=MANUAL_STRATEGY_ID)])
+    assert sorted((h.strategy_id, h.quantity) for h in host.actor.holdings()) == [
+        (ADOPTED_STRATEGY_ID, 65), (STRATEGY_NAME, 65)]
+    intent, fill = manual(host, entry.contract, Side.SELL, 65, 10_500, 1)
+    await host.actor.handle(intent)
+    await host.actor.handle(fill)
+    # One lot was sold, so one lot is still held by someone who keeps a stop on it (not both reduced: an unmanaged lot).
+    assert sum(h.quantity for h in host.actor.holdings()) == 65

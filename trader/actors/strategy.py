@@ -19,6 +19,7 @@ never per tick, and an unchanged document is not written again.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -139,12 +140,18 @@ class StrategyActor(Actor):
 
     def _on_manual_fill(self, fill: Fill) -> None:
         """Offered to the strategies first (a manual sell of what one holds reduces it); the keeper takes the rest,
-        so a position opened by hand through the daemon has a stop and a time exit, as after a restart."""
-        before = self._held_quantity(fill.contract)
-        for strategy in self.strategies:
-            strategy.on_fill(fill)
-        taken = (self._held_quantity(fill.contract) - before) * fill.side.sign
-        rest = fill.quantity - min(max(taken, 0), fill.quantity)
+        so a position opened by hand through the daemon has a stop and a time exit, as after a restart.
+
+        Each strategy is offered only what the ones before it left: two holders of the contract (the keeper's earlier
+        manual buy, then a strategy's entry) must not both book one manual sell, or a lot stays held with no stop."""
+        rest = fill.quantity
+        for strategy in list(self.strategies):
+            if rest <= 0:
+                return
+            before = self._held_quantity(fill.contract, strategy)
+            strategy.on_fill(fill if rest == fill.quantity else dataclasses.replace(fill, quantity=rest))
+            taken = (self._held_quantity(fill.contract, strategy) - before) * fill.side.sign
+            rest -= min(max(taken, 0), rest)
         if rest <= 0:
             return
         keeper = self.keeper
@@ -152,8 +159,9 @@ class StrategyActor(Actor):
         if keeper not in self.strategies and keeper.holdings():
             self.strategies.append(keeper)
 
-    def _held_quantity(self, contract: OptionContract) -> int:
-        return sum(h.quantity for h in self.holdings()
+    @staticmethod
+    def _held_quantity(contract: OptionContract, strategy: Strategy) -> int:
+        return sum(h.quantity for h in strategy.holdings()
                    if (h.contract.exchange, h.contract.tradingsymbol) == (contract.exchange, contract.tradingsymbol))
 
     # -- commands and semi-live approvals ------------------------------------------------------------------
