@@ -193,7 +193,8 @@ class RiskGateActor(Actor):
         return ""
 
     async def _decide(self, intent: OrderIntent) -> RiskDecision:
-        if self._venue_problems and intent.purpose is not IntentPurpose.EXIT:
+        # The book decides what is an exit, never the intent's label (a mislabelled entry must wait too).
+        if self._venue_problems and not self.manager.reduces(intent):
             return self._venue_refusal()
         flatten = intent.intent_id in self._flatten_intents
         if self._stopping and not flatten:
