@@ -28,6 +28,7 @@ from trader.api.desk import OrderDesk, OrderResponse, Position
 from trader.api.feed import Hub, MarketFeed, built_in_market
 from trader.api.kite import KiteLogin
 from trader.api.loop import RUNNER
+from trader.approvals import quote_price
 from trader.clock import Clock, LiveClock, SimClock
 from trader.events import IntentPurpose, OrderIntent, OrderType, Side
 from trader.market.instrument_master import InstrumentMaster
@@ -146,11 +147,7 @@ class PaperBrokerApi:
         return contract
 
     async def quote(self, contract: OptionContract, side: Side) -> int:
-        tick = self._market().quotes.get(contract.instrument_token)
-        if tick is None:
-            return 0
-        touch = tick.ask if side is Side.BUY else tick.bid
-        return touch or tick.last_price
+        return quote_price(side, self._market().quotes.get(contract.instrument_token))
 
     async def held(self, contract: OptionContract) -> int:
         return (await self.parts()[1].positions()).get(contract.instrument_token, 0)
