@@ -168,8 +168,9 @@ class ControlServer:
 
     def _authorized(self, request: web.Request) -> bool:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        # Always compare, so that a missing header takes as long as a wrong one.
-        match = hmac.compare_digest(given.strip().encode(), self._token)
+        # Always compare, so that a missing header takes as long as a wrong one. A header that is not UTF-8 comes in
+        # with surrogate escapes: turned back into its bytes, it is a wrong token (401), not a server error.
+        match = hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), self._token)
         return match and scheme.lower() == "bearer"
 
     # -- helpers --------------------------------------------------------------------------------------------
