@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import hmac
-import ipaddress
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -22,7 +21,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from trader.config import ConfigError, ControlSettings
+from trader.config import ConfigError, ControlSettings, is_loopback
 from trader.control.requests import FlattenBody, HaltBody, ManualOrder, RejectBody, describe_validation_error
 from trader.control.service import BadRequest, ControlError, ControlService
 from trader.logging import get_logger
@@ -104,7 +103,7 @@ class ControlServer:
             raise ConfigError([f"start-up error: control.host/control.port: cannot listen on {host}:{settings.port} "
                                f"({exc.strerror or exc}); set TRADER_CONTROL__HOST / TRADER_CONTROL__PORT"]) from None
         addresses = [address for address in runner.addresses if isinstance(address, tuple)]
-        remote = [a[0] for a in addresses if not _loopback(str(a[0]))]
+        remote = [a[0] for a in addresses if not is_loopback(str(a[0]))]
         if remote and not settings.allow_remote:
             await runner.cleanup()
             raise ConfigError([f"start-up error: control.host: {settings.host!r} listens on {', '.join(remote)}, "
@@ -246,10 +245,3 @@ class ControlServer:
         ref = self._ref(request)
         body = await self._body(request, RejectBody)
         return json_response(await self.service.reject(ref, body.reason))
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
