@@ -10,7 +10,8 @@ Orders go through the daemon's ``ExecutionActor`` (exactly once under a tag, rat
 ambiguous failure) to the ``PaperBroker`` or the ``KiteBroker``. Quantities are units (whole lots); prices rupees.
 A broker's refusal comes back in the response (``status='REJECTED'`` and the reason); a caller's mistake (a quantity
 that is not whole lots, a price off the tick, an unknown contract) raises ``ValueError``/``TypeError`` before
-anything is sent. Orders placed here are not journaled (the daemon's are).
+anything is sent. Orders placed here do not pass the risk gate and are not journaled (the daemon's are): nothing
+here refuses a naked short or a breached day; ``LiveOptionsTradingSystem.manual_order`` is the gated path.
 """
 
 from __future__ import annotations
