@@ -25,6 +25,7 @@ from trader.events import (
     CommandKind,
     CommandResult,
     Fill,
+    Heartbeat,
     IntentPurpose,
     OrderIntent,
     OrderRequest,
@@ -175,6 +176,30 @@ async def test_an_order_still_being_placed_cannot_be_cancelled_yet_and_says_so()
         bus.publish(Command(ts_ns=T0, kind=CommandKind.CANCEL, target="M1", command_id="c2"))
         await bus.wait_idle()
         assert results[1].ok and broker.cancelled == ["ORD1"]
+    finally:
+        await supervisor.stop()
+
+
+async def test_a_flatten_cancels_an_entry_that_was_still_being_placed_once_the_broker_has_it() -> None:
+    clock = SimClock(T0)
+    bus = EventBus()
+    broker = SlowBroker(clock)
+    actor = ExecutionActor(bus, broker, clock)
+    supervisor = Supervisor()
+    supervisor.start(actor)
+    try:
+        intent = OrderIntent(ts_ns=T0, intent_id="E1", strategy_id="scripted", contract=CE, side=Side.BUY,
+                             quantity=LOT, order_type=OrderType.LIMIT, purpose=IntentPurpose.ENTRY,
+                             expected_price=4_000, limit_price=3_000)
+        bus.publish(OrderRequest(ts_ns=T0, intent=intent, tag="E1"))
+        await asyncio.wait_for(broker.entered.wait(), 5)
+        bus.publish(Command(ts_ns=T0, kind=CommandKind.FLATTEN, source="operator"))  # no order id to cancel yet
+        await wait_for(lambda: not actor.inbox)
+        broker.release.set()
+        await bus.wait_idle()
+        bus.publish(Heartbeat(ts_ns=T0))  # the next event the actor handles
+        await bus.wait_idle()
+        assert broker.cancelled == ["ORD1"]  # a resting entry would otherwise fill after the flatten
     finally:
         await supervisor.stop()
 
