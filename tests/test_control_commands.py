@@ -26,6 +26,7 @@ from trader.events import (
     CommandKind,
     CommandResult,
     Fill,
+    Heartbeat,
     IntentPurpose,
     OrderIntent,
     OrderRequest,
@@ -176,6 +177,30 @@ async def test_an_order_still_being_placed_cannot_be_cancelled_yet_and_says_so()
         bus.publish(Command(ts_ns=T0, kind=CommandKind.CANCEL, target="M1", command_id="c2"))
         await bus.wait_idle()
         assert results[1].ok and broker.cancelled == ["ORD1"]
+    finally:
+        await supervisor.stop()
+
+
+async def test_a_flatten_cancels_an_entry_that_was_still_being_placed_once_the_broker_has_it() -> None:
+    clock = SimClock(T0)
+    bus = EventBus()
+    broker = SlowBroker(clock)
+    actor = ExecutionActor(bus, broker, clock)
+    supervisor = Supervisor()
+    supervisor.start(actor)
+    try:
+        intent = OrderIntent(ts_ns=T0, intent_id="E1", strategy_id="scripted", contract=CE, side=Side.BUY,
+                             quantity=LOT, order_type=OrderType.LIMIT, purpose=IntentPurpose.ENTRY,
+                             expected_price=4_000, limit_price=3_000)
+        bus.publish(OrderRequest(ts_ns=T0, intent=intent, tag="E1"))
+        await asyncio.wait_for(broker.entered.wait(), 5)
+        bus.publish(Command(ts_ns=T0, kind=CommandKind.FLATTEN, source="operator"))  # no order id to cancel yet
+        await wait_for(lambda: not actor.inbox)
+        broker.release.set()
+        await bus.wait_idle()
+        bus.publish(Heartbeat(ts_ns=T0))  # the next event the actor handles
+        await bus.wait_idle()
+        assert broker.cancelled == ["ORD1"]  # a resting entry would otherwise fill after the flatten
     finally:
         await supervisor.stop()
 
@@ -356,3 +381,18 @@ async def test_a_restart_knows_the_manual_orders_still_working() -> None:
     _intent, fill = manual(host, put, Side.BUY, 65, 8_000, 7)
     await host.actor.handle(fill)
     assert [(h.strategy_id, h.quantity) for h in host.actor.holdings()] == [(ADOPTED_STRATEGY_ID, 65)]
+
+
+async def test_a_manual_sell_is_taken_once_when_a_strategy_and_the_keeper_hold_the_same_contract() -> None:
+    # The keeper took an earlier manual buy of the contract, then the strategy entered the same one: 130 held, by two.
+    driver, entry = entered_driver()
+    host = Host()
+    host.actor.restore({STRATEGY_NAME: saved_doc(driver)},
+                       [held(entry.contract), held(entry.contract, strategy_id=MANUAL_STRATEGY_ID)])
+    assert sorted((h.strategy_id, h.quantity) for h in host.actor.holdings()) == [
+        (ADOPTED_STRATEGY_ID, 65), (STRATEGY_NAME, 65)]
+    intent, fill = manual(host, entry.contract, Side.SELL, 65, 10_500, 1)
+    await host.actor.handle(intent)
+    await host.actor.handle(fill)
+    # One lot was sold, so one lot is still held by someone who keeps a stop on it (not both reduced: an unmanaged lot).
+    assert sum(h.quantity for h in host.actor.holdings()) == 65

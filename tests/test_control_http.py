@@ -8,10 +8,11 @@ import asyncio
 import contextlib
 import os
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -510,3 +511,22 @@ async def test_once_a_stop_is_requested_no_manual_order_or_approval_starts(tmp_p
         with pytest.raises(Unavailable) as refused:
             await service.place_order(ManualOrder.model_validate(ORDER))
         assert "stopping" in refused.value.message and not daemon.app.ledger.orders  # nothing sent
+
+
+async def test_a_token_that_is_not_text_is_a_401_not_a_server_error() -> None:
+    # Bytes that are not UTF-8 in the Authorization header (a mangled paste, a probe) are a wrong token like any other.
+    names = ("status", "positions", "orders", "signals", "risk", "report")
+    reads: dict[str, Callable[[], dict[str, object]]] = {name: (lambda: {}) for name in names}
+    server = ControlServer(cast(ControlService, SimpleNamespace(**reads)), ControlSettings(port=0), "t" * 32)
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+    finally:
+        await server.stop()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401") and b"application/json" in head, head
+    assert b'"unauthorized"' in body

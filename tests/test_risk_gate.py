@@ -18,6 +18,7 @@ from trader.events import (
     Command,
     CommandKind,
     Fill,
+    Heartbeat,
     IntentPurpose,
     OrderIntent,
     OrderRequest,
@@ -142,6 +143,17 @@ async def test_kill_switch_file_halts_everything_but_a_flatten(tmp_path: Path) -
         (CE, Side.SELL, LOT, OrderType.MARKET, -1.0)]
     await g.actor.handle(flatten[0])  # the bus delivers the gate's own intent back to it
     assert g.approved(flatten[0])
+
+
+async def test_the_kill_switch_halts_on_heartbeats_when_no_tick_comes(tmp_path: Path) -> None:
+    # The stop for "when nothing answers": a dead feed (or a closed market) must not keep it from firing.
+    kill = tmp_path / "KILL"
+    g = Gate(RiskConfig(kill_switch_file=kill))
+    kill.touch()
+    g.clock.jump_to(g.clock.now_ns() + 5 * 1_000_000_000)
+    await g.actor.handle(Heartbeat(ts_ns=g.clock.now_ns()))
+    assert g.state() is TradingState.HALTED
+    assert "kill-switch" in g.actor.manager.state_reason
 
 
 async def test_a_breach_with_flatten_on_breach_exits_every_position() -> None:

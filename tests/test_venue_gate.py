@@ -127,3 +127,13 @@ async def test_the_venue_coming_back_never_lifts_an_operators_halt() -> None:
     assert g.actor.state is TradingState.HALTED
     await g.actor.handle(Command(ts_ns=g.clock.now_ns(), kind=CommandKind.RESUME, source="test"))
     assert g.approved(await g.intent(Side.BUY, IntentPurpose.ENTRY))
+
+
+async def test_an_entry_labelled_exit_still_waits_for_the_venue() -> None:
+    # The label is the sender's (a strategy, a manual order labelled from a book that did not count the exits in
+    # flight); the gate decides what reduces a position from its own book, for the venue check as for the limits.
+    g = Gate()
+    await g.venue(False, "journal_unwritable", "disk full")
+    mislabelled = await g.intent(Side.BUY, IntentPurpose.EXIT)  # nothing is held: this opens a position
+    assert not g.approved(mislabelled)
+    assert "journal_unwritable" in g.refusal(mislabelled)

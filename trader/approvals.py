@@ -76,7 +76,9 @@ class NoQuote(ApprovalError):
 
 
 def quote_price(side: Side, quote: Tick | None) -> int:
-    """The price an order would meet now: a BUY the ask, a SELL the bid, else the last traded price (0: none)."""
+    """The price an order would meet now: a BUY the ask, a SELL the bid, else the last traded price (0: none).
+    The one rule for an operator's price: a re-priced approval, a manual order (``control/resolve.py``), the seed
+    API's orders (``api/broker.py``)."""
     if quote is None:
         return 0
     touch = quote.ask if side is Side.BUY else quote.bid

@@ -164,9 +164,9 @@ class ControlSettings(_Section):
     @classmethod
     def _token_shape(cls, value: SecretStr) -> SecretStr:
         secret = value.get_secret_value()
-        if secret and (len(secret) < 16 or not secret.isprintable() or " " in secret):
-            raise ValueError("must be at least 16 printable characters without spaces, or empty to have one "
-                             "generated (e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        if secret and not usable_token(secret):
+            raise ValueError(f"must be at least {MIN_TOKEN_CHARS} printable characters without spaces, or empty to "
+                             "have one generated (e.g. python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
         return value
 
     @model_validator(mode="after")
@@ -176,6 +176,15 @@ class ControlSettings(_Section):
                              "place orders, so binding it elsewhere needs control.allow_remote = true "
                              "(TRADER_CONTROL__ALLOW_REMOTE=true), behind a firewall or a TLS proxy")
         return self
+
+
+MIN_TOKEN_CHARS = 16
+
+
+def usable_token(token: str) -> bool:
+    """A control API token: at least ``MIN_TOKEN_CHARS`` printable characters, none of them a space (the setting and
+    the token file follow the same rule)."""
+    return len(token) >= MIN_TOKEN_CHARS and token.isprintable() and not any(c.isspace() for c in token)
 
 
 def is_loopback(host: str) -> bool:

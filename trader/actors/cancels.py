@@ -89,17 +89,20 @@ async def cancel_for_operator(broker: Broker, limiter: RateLimiter, target: str,
 
 
 def entries_to_cancel(target: str, open_orders: Mapping[str, str],
-                      entries: Mapping[str, OrderIntent]) -> list[tuple[str, str]]:
-    """(order id, intent id) of the open ENTRY orders a FLATTEN of ``target`` (an underlying, "" = all) must cancel:
-    an entry still resting after a flatten would fill later and open the position again."""
+                      entries: Mapping[str, OrderIntent]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The ENTRY orders a FLATTEN of ``target`` (an underlying, "" = all) must cancel: (order id, intent id) of those
+    open at the broker, and the intent ids of those not there yet (being placed, or parked until the broker says).
+    An entry still resting after a flatten would fill later and open the position again."""
     name = ""
     if target:
         try:
             name = resolve_underlying(target).name
         except ValueError:
-            return []  # the risk gate answers the unknown name; nothing of ours can match it
-    return [(order_id, intent_id) for order_id, intent_id in open_orders.items()
-            if (intent := entries.get(intent_id)) is not None and (not name or intent.contract.underlying == name)]
+            return [], []  # the risk gate answers the unknown name; nothing of ours can match it
+    caught = {intent_id for intent_id, intent in entries.items() if not name or intent.contract.underlying == name}
+    open_now = [(order_id, intent_id) for order_id, intent_id in open_orders.items() if intent_id in caught]
+    at_broker = {intent_id for _, intent_id in open_now}
+    return open_now, sorted(caught - at_broker)
 
 
 async def cancel_entries_for_flatten(broker: Broker, limiter: RateLimiter, orders: list[tuple[str, str]]) -> None:

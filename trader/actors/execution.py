@@ -93,6 +93,7 @@ class ExecutionActor(Actor):
         self._seen_tags: set[str] = set()
         self._open: dict[str, str] = {}  # order id → intent id, until terminal
         self._entries: dict[str, OrderIntent] = {}  # intent id → entry intent, until terminal (a flatten cancels)
+        self._cancel_when_placed: set[str] = set()  # entries a flatten caught before the broker had them
         self._unresolved: dict[str, OrderRequest] = {}
         self._never_resend: set[str] = set()  # parked at a restart: a stale intent is never sent late
         self._cancel_at: dict[str, int] = {}  # order id → when a still-resting MARKET order gets cancelled
@@ -135,8 +136,7 @@ class ExecutionActor(Actor):
             if event.kind is CommandKind.CANCEL:
                 await self._on_cancel(event)
             elif event.kind is CommandKind.FLATTEN:  # the risk gate sends the exits; open entries go here
-                await cancel_entries_for_flatten(self.broker, self.limiter,
-                                                 entries_to_cancel(event.target, self._open, self._entries))
+                await self._cancel_entries(event.target)
         else:
             self._record(event)
         if self._resync_pending:
@@ -190,6 +190,7 @@ class ExecutionActor(Actor):
             self._write("order_update", lambda j: j.record_update(event))
             if event.status.is_terminal:
                 self._entries.pop(event.intent_id, None)
+                self._cancel_when_placed.discard(event.intent_id)
             if event.order_id and self._unresolved:
                 self._resolved_by_update(event)
             if event.order_id:
@@ -198,6 +199,7 @@ class ExecutionActor(Actor):
                     self._cancel_at.pop(event.order_id, None)
                 else:
                     self._open[event.order_id] = event.intent_id
+                    self._cancel_if_flattened(event.order_id, event.intent_id)
             log.info("order_update", intent_id=event.intent_id, order_id=event.order_id,
                      status=event.status.value, filled=event.filled_quantity, pending=event.pending_quantity,
                      average_price_inr=to_rupees(event.average_price), reason=event.reason, event_ts_ns=event.ts_ns)
@@ -399,6 +401,21 @@ class ExecutionActor(Actor):
         self._open.setdefault(order_id, request.intent.intent_id)
         if request.intent.order_type is OrderType.MARKET:
             self._cancel_at[order_id] = self.clock.now_ns() + int(self.retry.reprice_after_s * NS_PER_SECOND)
+        self._cancel_if_flattened(order_id, request.intent.intent_id)
+
+    async def _cancel_entries(self, target: str) -> None:
+        """A FLATTEN of ``target`` (an underlying, "" = all): cancel its open entry orders now, and those still being
+        placed (or parked) as soon as the broker has them, so that none fills later and opens the position again."""
+        open_now, waiting = entries_to_cancel(target, self._open, self._entries)
+        for intent_id in waiting:
+            self._cancel_when_placed.add(intent_id)
+            log.warning("flatten_cancels_entry_when_placed", intent_id=intent_id)
+        await cancel_entries_for_flatten(self.broker, self.limiter, open_now)
+
+    def _cancel_if_flattened(self, order_id: str, intent_id: str) -> None:
+        if intent_id in self._cancel_when_placed:
+            self._cancel_when_placed.discard(intent_id)
+            self._cancel_at[order_id] = self.clock.now_ns()  # cancelled at the next event this actor handles
 
     def _resolved_by_update(self, update: OrderUpdate) -> None:
         """A parked request whose order reports in: it is on the broker's book, no look-up needed any more."""

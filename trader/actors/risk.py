@@ -21,6 +21,7 @@ from trader.events import (
     CommandKind,
     CommandResult,
     Fill,
+    Heartbeat,
     IntentPurpose,
     OrderIntent,
     OrderRequest,
@@ -74,7 +75,8 @@ class RiskGateActor(Actor):
         self.rejected = 0
 
     def subscriptions(self) -> Iterable[type]:
-        return (OrderIntent, Fill, OrderUpdate, Tick, Command, VenueStatus)
+        # Heartbeats: the kill-switch file is looked at even when no tick comes (a dead feed, a closed market).
+        return (OrderIntent, Fill, OrderUpdate, Tick, Command, VenueStatus, Heartbeat)
 
     @property
     def state(self) -> TradingState:
@@ -96,9 +98,10 @@ class RiskGateActor(Actor):
     async def handle(self, event: Any) -> None:
         kind = type(event)
         if kind is Tick:
-            if self.kill_switch.tripped(event.ts_ns) and self.manager.state is not TradingState.HALTED:
-                self.manager.halt(f"kill-switch file {self.kill_switch.path} exists", event.ts_ns)
+            self._check_kill_switch(event.ts_ns)
             self.manager.mark(event.instrument_token, event.last_price, event.ts_ns)
+        elif kind is Heartbeat:
+            self._check_kill_switch(event.ts_ns)
         elif kind is OrderIntent:
             await self._on_intent(event)
         elif kind is Fill:
@@ -120,6 +123,10 @@ class RiskGateActor(Actor):
         self._publish_changes()
         if self.manager.flatten_requested():
             self._flatten(self.clock.now_ns(), "loss limit breached with flatten_on_breach=true")
+
+    def _check_kill_switch(self, ts_ns: int) -> None:
+        if self.kill_switch.tripped(ts_ns) and self.manager.state is not TradingState.HALTED:
+            self.manager.halt(f"kill-switch file {self.kill_switch.path} exists", ts_ns)
 
     # -- intents ------------------------------------------------------------------------------------------
     async def _on_intent(self, intent: OrderIntent) -> None:
@@ -193,11 +200,8 @@ class RiskGateActor(Actor):
         return ""
 
     async def _decide(self, intent: OrderIntent) -> RiskDecision:
-        # An exit goes while the venue has a problem only if it really reduces a filled position (the manager's
-        # judgement, exits in flight counted), not on its label alone: two manual sells of one position sent at once
-        # are both labelled EXIT.
-        if self._venue_problems and (intent.purpose is not IntentPurpose.EXIT
-                                     or not self.manager.check(intent, intent.ts_ns).is_exit):
+        # The book decides what is an exit, never the intent's label (a mislabelled entry must wait too).
+        if self._venue_problems and not self.manager.reduces(intent):
             return self._venue_refusal()
         flatten = intent.intent_id in self._flatten_intents
         if self._stopping and not flatten:

@@ -139,12 +139,13 @@ class StrategyActor(Actor):
         self._after_change()
 
     def _on_manual_fill(self, fill: Fill) -> None:
-        """Offered to the strategies first, in turn, each with what the ones before it left (a manual sell of what
-        one holds reduces that one; two holdings of the same contract never both shrink for one fill, which would
-        leave units the account holds managed by nobody); the keeper takes the rest, so a position opened by hand
-        through the daemon has a stop and a time exit, as after a restart."""
+        """Offered to the strategies first (a manual sell of what one holds reduces it); the keeper takes the rest,
+        so a position opened by hand through the daemon has a stop and a time exit, as after a restart.
+
+        Each strategy is offered only what the ones before it left: two holders of the contract (the keeper's earlier
+        manual buy, then a strategy's entry) must not both book one manual sell, or a lot stays held with no stop."""
         rest = fill.quantity
-        for strategy in self.strategies:
+        for strategy in list(self.strategies):
             if rest <= 0:
                 return
             before = self._held_quantity(fill.contract, strategy)

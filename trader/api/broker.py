@@ -10,7 +10,8 @@ Orders go through the daemon's ``ExecutionActor`` (exactly once under a tag, rat
 ambiguous failure) to the ``PaperBroker`` or the ``KiteBroker``. Quantities are units (whole lots); prices rupees.
 A broker's refusal comes back in the response (``status='REJECTED'`` and the reason); a caller's mistake (a quantity
 that is not whole lots, a price off the tick, an unknown contract) raises ``ValueError``/``TypeError`` before
-anything is sent. Orders placed here are not journaled (the daemon's are).
+anything is sent. Orders placed here do not pass the risk gate and are not journaled (the daemon's are): nothing
+here refuses a naked short or a breached day; ``LiveOptionsTradingSystem.manual_order`` is the gated path.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from trader.api.desk import OrderDesk, OrderResponse, Position
 from trader.api.feed import Hub, MarketFeed, built_in_market
 from trader.api.kite import KiteLogin
 from trader.api.loop import RUNNER
+from trader.approvals import quote_price
 from trader.clock import Clock, LiveClock, SimClock
 from trader.events import IntentPurpose, OrderIntent, OrderType, Side
 from trader.market.instrument_master import InstrumentMaster
@@ -146,11 +148,7 @@ class PaperBrokerApi:
         return contract
 
     async def quote(self, contract: OptionContract, side: Side) -> int:
-        tick = self._market().quotes.get(contract.instrument_token)
-        if tick is None:
-            return 0
-        touch = tick.ask if side is Side.BUY else tick.bid
-        return touch or tick.last_price
+        return quote_price(side, self._market().quotes.get(contract.instrument_token))
 
     async def held(self, contract: OptionContract) -> int:
         return (await self.parts()[1].positions()).get(contract.instrument_token, 0)

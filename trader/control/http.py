@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import hmac
-import ipaddress
 import json
 import re
 import time
@@ -23,7 +22,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from trader.config import ConfigError, ControlSettings
+from trader.config import ConfigError, ControlSettings, is_loopback
 from trader.control.requests import FlattenBody, HaltBody, ManualOrder, RejectBody, describe_validation_error
 from trader.control.service import BadRequest, ControlError, ControlService
 from trader.logging import get_logger
@@ -105,7 +104,7 @@ class ControlServer:
             raise ConfigError([f"start-up error: control.host/control.port: cannot listen on {host}:{settings.port} "
                                f"({exc.strerror or exc}); set TRADER_CONTROL__HOST / TRADER_CONTROL__PORT"]) from None
         addresses = [address for address in runner.addresses if isinstance(address, tuple)]
-        remote = [a[0] for a in addresses if not _loopback(str(a[0]))]
+        remote = [a[0] for a in addresses if not is_loopback(str(a[0]))]
         if remote and not settings.allow_remote:
             await runner.cleanup()
             raise ConfigError([f"start-up error: control.host: {settings.host!r} listens on {', '.join(remote)}, "
@@ -169,8 +168,8 @@ class ControlServer:
 
     def _authorized(self, request: web.Request) -> bool:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        # Always compare, so that a missing header takes as long as a wrong one. Bytes that are not UTF-8 arrive as
-        # surrogates: they are kept as they came (never a match), not an encoding error (a 500).
+        # Always compare, so that a missing header takes as long as a wrong one. A header that is not UTF-8 comes in
+        # with surrogate escapes: turned back into its bytes, it is a wrong token (401), not a server error.
         match = hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), self._token)
         return match and scheme.lower() == "bearer"
 
@@ -270,9 +269,3 @@ def _refuse_repeated_fields(raw: bytes) -> None:
         raise BadRequest("the body is nested too deeply or holds too large a number; send a flat JSON object, "
                          'e.g. {"side": "BUY", "instrument": "NIFTY ATM CE", "lots": 1}') from None
 
-
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False

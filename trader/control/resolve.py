@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from trader.approvals import quote_price
 from trader.control.requests import ManualOrder
 from trader.events import IntentPurpose, OrderIntent, OrderType, Side, Tick
 from trader.market.calendar import MarketCalendar, ist_date, ist_ns
@@ -387,8 +388,7 @@ class _Resolver:
                                         f"{contract.instrument_token}) is not streaming: there is no quote to price "
                                         "the order against; pick a strike the feed streams, or wait for its first "
                                         "tick")
-        quoted = tick.ask if side is Side.BUY else tick.bid
-        price = quoted if quoted > 0 else tick.last_price
+        price = quote_price(side, tick)
         if price <= 0:
             raise OrderSpecError(field, f"{contract.exchange}:{contract.tradingsymbol} is not streaming a price yet "
                                         "(no bid, ask or last price): wait for a trade or pick another strike")

@@ -13,6 +13,7 @@ Errors are ``ControlError``s carrying the HTTP status and a message an operator 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import Counter
@@ -263,12 +264,10 @@ class ControlService:
         if self.settings.mode == "live" and not order.confirm:
             raise Refused(f"live mode: a manual order needs confirm=true (--confirm); it would {words}",
                           field="confirm", extra={"resolved": shown})
-        token = app.risk.manager.keyed(resolved.contract).instrument_token
-        held = app.risk.manager.book.quantity(token)
-        reduces = held * resolved.side.sign < 0 and resolved.quantity <= abs(held)
-        intent = resolved.intent(ts_ns=now, intent_id=app.ids.next("M"),
-                                 purpose=IntentPurpose.EXIT if reduces else IntentPurpose.ENTRY,
+        intent = resolved.intent(ts_ns=now, intent_id=app.ids.next("M"), purpose=IntentPurpose.ENTRY,
                                  reason=order.reason or "manual order through the control API")
+        if app.risk.manager.reduces(intent):  # the label the gate's own book gives it (the gate never trusts one)
+            intent = dataclasses.replace(intent, purpose=IntentPurpose.EXIT)
         log.info("manual_order", intent_id=intent.intent_id, tradingsymbol=resolved.contract.tradingsymbol,
                  side=resolved.side.value, quantity=resolved.quantity, order_type=resolved.order_type.value,
                  purpose=intent.purpose.value, expected_price_inr=to_rupees(resolved.expected_price),

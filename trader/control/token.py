@@ -17,13 +17,12 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from trader.config import ConfigError, Settings
+from trader.config import MIN_TOKEN_CHARS, ConfigError, Settings, usable_token
 from trader.logging import get_logger
 
 log = get_logger("trader.control")
 
 TOKEN_FILE_NAME = "control_token"
-MIN_TOKEN_CHARS = 16
 _MAX_TOKEN_BYTES = 4_096
 
 
@@ -74,8 +73,7 @@ def read_token_file(path: Path) -> str:
     if not token:
         raise ConfigError([f"start-up error: control token file {path} is empty; delete it to have a new token made "
                            "at the next start, or set TRADER_CONTROL__TOKEN"])
-    if (len(raw) > _MAX_TOKEN_BYTES or len(token) < MIN_TOKEN_CHARS or not token.isprintable()
-            or any(c.isspace() for c in token)):
+    if len(raw) > _MAX_TOKEN_BYTES or not usable_token(token):
         raise ConfigError([f"start-up error: control token file {path} does not hold a usable token (at least "
                            f"{MIN_TOKEN_CHARS} printable characters without spaces); delete it to have a new one "
                            "made at the next start"])

@@ -215,6 +215,12 @@ class RiskManager(SeedApi, EntryChecks):
             reduces=self._reduces_filled_position(token, intent.side, intent.quantity),
         )
 
+    def reduces(self, intent: OrderIntent) -> bool:
+        """True if ``intent`` only shrinks a filled position, counting the exits already in flight: what the gate
+        treats as an exit, whatever the intent's own purpose label says."""
+        contract = self._keyed(intent.contract)
+        return self._reduces_filled_position(contract.instrument_token, intent.side, intent.quantity)
+
     def keyed(self, contract: OptionContract) -> OptionContract:
         """The contract as the book keys it (a non-zero instrument token)."""
         return self._keyed(contract)

@@ -1,6 +1,7 @@
 """The kill-switch file: if it exists, the daemon halts — a stop that works even when the control API does not.
 
-`touch /path/to/KILL` halts trading within a second of event time; removing the file does not resume (a human says
+`touch /path/to/KILL` halts trading within a second of event time (the risk gate looks on every tick, and on
+every heartbeat when no tick comes); removing the file does not resume (a human says
 `resume`), so a flapping file system cannot switch trading back on.
 """
 
