@@ -12,16 +12,17 @@ from helpers import captured_logs, wait_for
 
 
 async def test_a_blocked_loop_shows_as_lag_and_is_logged_once() -> None:
-    monitor = LoopMonitor(interval_s=0.01, window=1_000, warn_lag_s=0.1)
+    # Only lower bounds on lag are asserted: a loaded 2-core machine may wake an idle loop late, never early. The
+    # warning threshold sits above any idle lateness such a machine shows and below the deliberate block.
+    monitor = LoopMonitor(interval_s=0.01, window=1_000, warn_lag_s=0.4)
     assert monitor.lag_ms == 0.0 and monitor.max_lag_ms == 0.0
     with captured_logs() as lines:
         monitor.start()
         try:
             await wait_for(lambda: monitor.samples >= 3)
-            assert monitor.max_lag_ms < 100  # an idle loop wakes on time
             before = monitor.samples
             for _ in range(2):
-                time.sleep(0.2)  # noqa: ASYNC251 - the point: block the loop as a slow handler would
+                time.sleep(0.6)  # noqa: ASYNC251 - the point: block the loop as a slow handler would
                 await wait_for(lambda: monitor.samples > before)
                 before = monitor.samples
             woke = monitor.last_wake
@@ -29,9 +30,9 @@ async def test_a_blocked_loop_shows_as_lag_and_is_logged_once() -> None:
             assert monitor.last_wake > woke
         finally:
             await monitor.stop()
-    assert monitor.max_lag_ms >= 150
+    assert monitor.max_lag_ms >= 550
     warnings = [line for line in lines if line["event"] == "event_loop_lag"]
-    assert len(warnings) == 1 and warnings[0]["lag_ms"] >= 150  # at most one line a minute
+    assert len(warnings) == 1 and warnings[0]["lag_ms"] >= 400  # two blocks, at most one line a minute
     samples = monitor.samples
     await monitor.stop()  # stopping twice is harmless, and no sample comes after the stop
     assert monitor.samples == samples

@@ -44,7 +44,6 @@ from trader.money import MoneyError, format_inr, rupee_text, to_paise, to_rupees
 from trader.strategies.adopted import MANUAL_STRATEGY_ID
 
 _SHOWN_EXPIRIES = 4
-_DEFAULT_CALENDAR = MarketCalendar()
 
 # The selector of the spoken form. ASCII digits only; bounded so no number is ever huge.
 _SELECTOR = re.compile(
@@ -139,7 +138,7 @@ def resolve_order(order: ManualOrder, instruments: InstrumentMaster, quotes: Map
     ``quotes`` maps instrument token → latest tick (indices and options). ``calendar`` gives the session close that
     ends an expiry day (default: the shipped NSE/BSE calendar; the daemon passes its own). Raises ``OrderSpecError``.
     """
-    resolver = _Resolver(instruments, quotes, now_ns, calendar or _DEFAULT_CALENDAR)
+    resolver = _Resolver(instruments, quotes, now_ns, calendar or MarketCalendar())
     found = resolver.find_contract(order)
     contract = found.contract
     quantity, lots = _quantity(order, contract)
