@@ -120,3 +120,14 @@ def test_stop_entries_expires_everything_pending_and_the_decided_view_is_bounded
         book.add(entry("I4", "S4"), T0)
     with pytest.raises(ValueError, match="must be positive"):
         ApprovalBook(0)
+
+
+def test_an_approval_is_never_priced_on_a_quote_older_than_the_limit() -> None:
+    book = ApprovalBook(EXPIRY, max_quote_age_ns=30 * NS)
+    book.add(entry(), T0)
+    with pytest.raises(NoQuote) as stale:
+        book.approve("I1", T0 + 31 * NS, quote(10_990, 11_000))  # the quote is from T0: 31 s old
+    assert "31 s old" in str(stale.value) and "stays pending" in str(stale.value)
+    assert [a.intent_id for a in book.pending()] == ["I1"]
+    fresh = dataclasses.replace(quote(10_990, 11_000), ts_ns=T0 + 31 * NS)
+    assert book.approve("I1", T0 + 31 * NS, fresh).intent.expected_price == 11_000

@@ -541,3 +541,19 @@ def test_atm_plus_n_is_n_listed_strikes_from_the_strike_nearest_spot(spot: int, 
     money = "ITM" if (steps < 0) == (option_type is OptionType.CE) else "OTM"
     if steps:
         assert resolve(f"NIFTY {money}{abs(steps)} {option_type.value}", quotes=quotes).contract == resolved.contract
+
+
+def test_a_quote_older_than_the_limit_is_refused_never_priced_on() -> None:
+    limit = 30 * 1_000_000_000
+
+    def at(now_ns: int, instrument: str) -> ResolvedOrder:
+        return resolve_order(order(instrument), MASTER, QUOTES, now_ns, calendar=CALENDAR, max_quote_age_ns=limit)
+
+    assert at(NOW + limit, "NIFTY26D0126000CE").expected_price == ASK  # exactly at the limit: still fresh
+    with pytest.raises(OrderSpecError) as stale:
+        at(NOW + limit + 1_000_000_000, "NIFTY26D0126000CE")  # the feed has been silent for 31 s
+    assert stale.value.field == "instrument"
+    assert "last quote is 31 s old" in stale.value.message and "max_quote_age_seconds" in stale.value.message
+    with pytest.raises(OrderSpecError) as stale_spot:  # ATM needs the index's price, which is as old
+        at(NOW + limit + 1_000_000_000, "NIFTY ATM CE")
+    assert "index's price" in stale_spot.value.message and "31 s old" in stale_spot.value.message

@@ -90,7 +90,8 @@ class App:
                                       auto_execution=settings.effective_auto_execution, conflate_ticks=not lossless,
                                       save_state=self._save_strategy_state if self.journal is not None else None,
                                       keeper=builders.build_adopted_keeper(settings), journal=self.orders,
-                                      approval_expiry_s=settings.control.approval_expiry_seconds)
+                                      approval_expiry_s=settings.control.approval_expiry_seconds,
+                                      max_quote_age_s=settings.control.max_quote_age_seconds)
         self.feeds: list[FeedActor] = []
         self.ticker: KiteTicker | None = None
         if not self.kite_market:

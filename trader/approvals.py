@@ -14,6 +14,7 @@ import dataclasses
 from collections import deque
 from dataclasses import dataclass
 
+from trader.clock import NS_PER_SECOND
 from trader.events import ApprovalStatus, OrderIntent, Side, Tick
 from trader.market.calendar import ist_text
 from trader.money import format_inr
@@ -89,10 +90,25 @@ def _round_to_tick(price: int, tick: int) -> int:
     return max(tick, (price + tick // 2) // tick * tick)
 
 
-def reprice(intent: OrderIntent, quote: Tick | None, now_ns: int) -> OrderIntent:
+def quote_age_problem(quote: Tick | None, now_ns: int, max_age_ns: int | None) -> str:
+    """Why ``quote`` is too old to price an order at ``now_ns`` (event time), or "" when it is fresh enough (or no
+    age limit is set). A silent feed must not price an order on the last price it happened to leave behind."""
+    if quote is None or max_age_ns is None or now_ns - quote.ts_ns <= max_age_ns:
+        return ""
+    return (f"its last quote is {(now_ns - quote.ts_ns) / NS_PER_SECOND:,.0f} s old, over "
+            f"control.max_quote_age_seconds ({max_age_ns / NS_PER_SECOND:g} s): the feed may be silent "
+            "(`trader status` shows its age)")
+
+
+def reprice(intent: OrderIntent, quote: Tick | None, now_ns: int, *,
+            max_quote_age_ns: int | None = None) -> OrderIntent:
     """The intent at the current quote, stamped ``now_ns``: ``expected_price`` becomes the quote's price; a limit
     and a trigger price move by the same amount (rounded to the contract's tick); ``stop_loss_price`` keeps its
     distance (never below one tick). Raises ``NoQuote`` when the contract has no usable quote."""
+    stale = quote_age_problem(quote, now_ns, max_quote_age_ns)
+    if stale:
+        raise NoQuote(f"{intent.contract.tradingsymbol} cannot be priced now: {stale}; it stays pending, try again "
+                      "once its price is streaming")
     price = quote_price(intent.side, quote)
     if price <= 0:
         raise NoQuote(f"no quote for {intent.contract.tradingsymbol} yet: it cannot be priced now; it stays pending, "
@@ -109,10 +125,12 @@ def reprice(intent: OrderIntent, quote: Tick | None, now_ns: int) -> OrderIntent
 class ApprovalBook:
     """The pending entries and the decided ones (the last ``DECIDED_KEPT``). Time is always passed in."""
 
-    def __init__(self, expiry_ns: int, *, decided_kept: int = DECIDED_KEPT) -> None:
+    def __init__(self, expiry_ns: int, *, decided_kept: int = DECIDED_KEPT,
+                 max_quote_age_ns: int | None = None) -> None:
         if expiry_ns <= 0:
             raise ValueError(f"approval expiry must be positive, got {expiry_ns} ns")
         self.expiry_ns = expiry_ns
+        self.max_quote_age_ns = max_quote_age_ns
         self._pending: dict[str, Approval] = {}  # intent id → approval, in arrival order
         self._decided: deque[Approval] = deque(maxlen=decided_kept)
         self._decided_by_id: dict[str, Approval] = {}
@@ -156,7 +174,7 @@ class ApprovalBook:
         ``AlreadyDecided`` (one whose expiry has come is expired by this call: ``just_expired``), or ``NoQuote``
         (it stays pending)."""
         approval = self._open(ref, now_ns)
-        intent = reprice(approval.intent, quote, now_ns)
+        intent = reprice(approval.intent, quote, now_ns, max_quote_age_ns=self.max_quote_age_ns)
         return self._decide(approval, ApprovalStatus.APPROVED, now_ns, by=by,
                             reason=f"approved at {format_inr(intent.expected_price)}", intent=intent)
 

@@ -156,6 +156,9 @@ class ControlSettings(_Section):
     allow_remote: bool = Field(False, description="required to bind an address other than loopback")
     approval_expiry_seconds: float = Field(60.0, gt=0, le=86_400, description="event-time seconds a semi-live "
                                            "entry waits for approval before it expires")
+    max_quote_age_seconds: float = Field(30.0, gt=0, le=3_600, description="event-time seconds: a manual order "
+                                         "or an approval is refused when its contract's (or, for ATM, the index's) "
+                                         "last quote is older")
     order_wait_seconds: float = Field(5.0, gt=0, le=60, description="how long POST /orders waits for the risk "
                                       "gate's decision before answering 202 (still pending)")
     max_body_bytes: int = Field(16_384, ge=1_024, le=1_048_576)

@@ -67,6 +67,7 @@ class StrategyActor(Actor):
     def __init__(self, bus: EventBus, strategies: Sequence[Strategy], context: StrategyContext,
                  *, auto_execution: bool = True, conflate_ticks: bool = True, save_state: SaveState | None = None,
                  keeper: AdoptedPositionKeeper | None = None, approval_expiry_s: float = 60.0,
+                 max_quote_age_s: float | None = None,
                  journal: OrderJournal | None = None) -> None:
         super().__init__(bus, conflate_ticks=conflate_ticks)
         self.strategies: list[Strategy] = list(strategies)
@@ -74,7 +75,8 @@ class StrategyActor(Actor):
         self.auto_execution = auto_execution
         self.save_state = save_state
         # Semi-live: the entries waiting for an operator (read by the control service: pending(), decided()).
-        self.approvals = ApprovalBook(round(approval_expiry_s * NS_PER_SECOND))
+        self.approvals = ApprovalBook(round(approval_expiry_s * NS_PER_SECOND), max_quote_age_ns=None
+                                      if max_quote_age_s is None else round(max_quote_age_s * NS_PER_SECOND))
         self.journal = journal  # approvals are journaled here (None: a backtest)
         self._journal_failed = False
         self._event_ns = 0  # the latest event time seen (ticks, heartbeats, commands)

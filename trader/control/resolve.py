@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from trader.approvals import quote_price
+from trader.approvals import quote_age_problem, quote_price
 from trader.control.requests import ManualOrder
 from trader.events import IntentPurpose, OrderIntent, OrderType, Side, Tick
 from trader.market.calendar import MarketCalendar, ist_date, ist_ns
@@ -132,13 +132,14 @@ class _Found:
 
 
 def resolve_order(order: ManualOrder, instruments: InstrumentMaster, quotes: Mapping[int, Tick], now_ns: int, *,
-                  calendar: MarketCalendar | None = None) -> ResolvedOrder:
-    """Resolve ``order`` against today's instruments and quotes at event time ``now_ns``.
+                  calendar: MarketCalendar | None = None, max_quote_age_ns: int | None = None) -> ResolvedOrder:
+    """Resolve ``order`` against today's instruments and quotes at event time ``now_ns``; with
+    ``max_quote_age_ns``, a quote older than that (the contract's, or the index's for ATM/ITM/OTM) is refused.
 
     ``quotes`` maps instrument token → latest tick (indices and options). ``calendar`` gives the session close that
     ends an expiry day (default: the shipped NSE/BSE calendar; the daemon passes its own). Raises ``OrderSpecError``.
     """
-    resolver = _Resolver(instruments, quotes, now_ns, calendar or MarketCalendar())
+    resolver = _Resolver(instruments, quotes, now_ns, calendar or MarketCalendar(), max_quote_age_ns)
     found = resolver.find_contract(order)
     contract = found.contract
     quantity, lots = _quantity(order, contract)
@@ -159,8 +160,9 @@ def resolve_order(order: ManualOrder, instruments: InstrumentMaster, quotes: Map
 
 class _Resolver:
     def __init__(self, instruments: InstrumentMaster, quotes: Mapping[int, Tick], now_ns: int,
-                 calendar: MarketCalendar) -> None:
+                 calendar: MarketCalendar, max_quote_age_ns: int | None = None) -> None:
         self.instruments = instruments
+        self.max_quote_age_ns = max_quote_age_ns
         self.quotes = quotes
         self.now_ns = now_ns
         self.calendar = calendar
@@ -372,6 +374,10 @@ class _Resolver:
             raise OrderSpecError("instrument", f"{label} needs the {spec.name} index's price, but "
                                                f"{spec.spot_exchange}:{spec.spot_symbol} is not in today's instrument "
                                                f"list: give a strike instead, e.g. '{spec.name} 26000 CE'")
+        stale = quote_age_problem(self.quotes.get(index.instrument_token), self.now_ns, self.max_quote_age_ns)
+        if stale:
+            raise OrderSpecError("instrument", f"{label} needs the {spec.name} index's price, but {stale}: give a "
+                                               f"strike instead, e.g. '{spec.name} 26000 CE', or wait for the feed")
         spot = self._spot_if_streaming(spec.name)
         if spot <= 0:
             raise OrderSpecError("instrument", f"{label} needs the {spec.name} index's price, but "
@@ -387,6 +393,9 @@ class _Resolver:
                                         f"{contract.instrument_token}) is not streaming: there is no quote to price "
                                         "the order against; pick a strike the feed streams, or wait for its first "
                                         "tick")
+        stale = quote_age_problem(tick, self.now_ns, self.max_quote_age_ns)
+        if stale:
+            raise OrderSpecError(field, f"{contract.exchange}:{contract.tradingsymbol} cannot be priced: {stale}")
         price = quote_price(side, tick)
         if price <= 0:
             raise OrderSpecError(field, f"{contract.exchange}:{contract.tradingsymbol} is not streaming a price yet "

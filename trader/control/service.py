@@ -252,7 +252,9 @@ class ControlService:
         app = self.app
         now = app.clock.now_ns()
         try:
-            resolved = resolve_order(order, app.instruments, app.strategy.context.quotes, now, calendar=app.calendar)
+            resolved = resolve_order(order, app.instruments, app.strategy.context.quotes, now, calendar=app.calendar,
+                                     max_quote_age_ns=round(self.settings.control.max_quote_age_seconds
+                                                            * NS_PER_SECOND))
         except OrderSpecError as exc:
             raise BadRequest(str(exc), field=exc.field) from None
         shown = resolved.as_dict()
