@@ -692,3 +692,14 @@ def test_ctrl_c_while_waiting_says_whether_the_act_may_still_happen(
     assert err.startswith(f"trader {argv[0]}: interrupted")
     assert ("the daemon may still carry it out" in err) is warns
     assert "Traceback" not in err
+
+
+def test_plain_http_to_another_machine_warns_that_the_token_crosses_in_clear_text(
+        env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from trader.control.commands import _check_url  # noqa: PLC0415
+
+    assert _check_url("http://127.0.0.1:8780/") == "http://127.0.0.1:8780"
+    assert _check_url("https://trader.example:443") == "https://trader.example:443"
+    assert capsys.readouterr().err == ""  # loopback, or TLS: nothing to say
+    assert _check_url("http://192.0.2.7:8780") == "http://192.0.2.7:8780"
+    assert "clear text" in capsys.readouterr().err
