@@ -530,3 +530,21 @@ async def test_a_token_that_is_not_text_is_a_401_not_a_server_error() -> None:
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 401") and b"application/json" in head, head
     assert b'"unauthorized"' in body
+
+
+async def test_a_retried_manual_order_with_the_same_request_id_is_answered_not_placed_again(tmp_path: Path) -> None:
+    async with running(tmp_path) as daemon:
+        body = {**ORDER, "request_id": "retry-1"}
+        first_status, first = await daemon.call("POST", "/orders", body)
+        again = await asyncio.gather(daemon.call("POST", "/orders", body),
+                                   daemon.call("POST", "/orders", body))
+        assert first_status == 200 and first["order"]["intent_id"]
+        for status, answer in again:
+            assert status == 200 and answer["repeat"] is True
+            assert answer["order"]["intent_id"] == first["order"]["intent_id"]
+        manual = [o for o in daemon.app.ledger.orders.values() if o.intent.strategy_id == "manual"]
+        assert len(manual) == 1  # one order for three requests
+        status, other = await daemon.call("POST", "/orders", {**ORDER, "request_id": "retry-2"})
+        assert status == 200 and other["order"]["intent_id"] != first["order"]["intent_id"]
+        status, bad = await daemon.call("POST", "/orders", {**ORDER, "request_id": "no spaces please"})
+        assert status == 400 and bad["error"]["field"] == "request_id"

@@ -75,7 +75,7 @@ def _order_call(args: argparse.Namespace) -> Call:
     body: dict[str, Any] = {"side": args.side, "instrument": instrument}
     body.update(_given(lots=args.lots, quantity=args.quantity, expiry=args.expiry, order_type=order_type,
                        price=price, trigger_price=args.trigger, market_protection=args.protection,
-                       reason=args.reason) or {})
+                       reason=args.reason, request_id=args.request_id) or {})
     if args.confirm:
         body["confirm"] = True
     if args.dry_run:
@@ -176,6 +176,8 @@ def add_control_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     order.add_argument("--confirm", action="store_true", help="required in live mode: yes, send real money")
     order.add_argument("--dry-run", action="store_true", help="resolve the instrument and answer; place nothing")
     order.add_argument("--reason", help="a note kept with the order (up to 200 characters)")
+    order.add_argument("--request-id", metavar="ID", help="your idempotency key (1-40 of A-Z a-z 0-9 - _): the same "
+                       "command again with the same ID answers with the first order instead of placing another")
 
     cancel = add("cancel", "cancel an open order")
     cancel.add_argument("ref", metavar="ID", help="the broker's order id, or our intent id / tag")

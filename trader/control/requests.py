@@ -132,6 +132,8 @@ class ManualOrder(_Body):
         "confirm": "must be true or false (live mode requires true)",
         "dry_run": "must be true or false (true: resolve the order and answer, place nothing)",
         "reason": f"must be {_REASON_ACCEPTS}",
+        "request_id": ("must be 1-40 letters, digits, '-' or '_', chosen by the client: the same request_id sent "
+                       "again answers with the first order instead of placing another"),
     }
 
     side: SideField
@@ -149,6 +151,8 @@ class ManualOrder(_Body):
     confirm: Flag = False
     dry_run: Flag = False
     reason: Reason = ""
+    # The client's idempotency key: a retry after a timeout (same request_id) never places a second order.
+    request_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,40}$")
 
     @field_validator("instrument", "underlying")
     @classmethod

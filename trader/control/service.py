@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +91,9 @@ class Refused(ControlError):
     code = "refused"
 
 
+MAX_REQUEST_IDS = 10_000
+
+
 class Unavailable(ControlError):
     status = 503
     code = "unavailable"
@@ -116,6 +119,9 @@ class ControlService:
         self.loop_monitor = loop_monitor
         self.source = source
         self.wait_s = app.settings.control.order_wait_seconds
+        # Manual orders by the client's request_id → our intent id, so a retried request is answered, not placed
+        # again; the oldest are forgotten first (a retry comes seconds later, not thousands of orders later).
+        self._requests: OrderedDict[str, str] = OrderedDict()
 
     # -- reads ----------------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -262,6 +268,8 @@ class ControlService:
         if order.dry_run:
             return {"order": None, "resolved": shown, "dry_run": True,
                     "message": f"dry run: {words}; nothing was placed"}
+        if order.request_id is not None and order.request_id in self._requests:
+            return await self._repeat(order.request_id, shown)
         self._refuse_if_stopping()
         if self.settings.mode == "live" and not order.confirm:
             raise Refused(f"live mode: a manual order needs confirm=true (--confirm); it would {words}",
@@ -274,9 +282,22 @@ class ControlService:
                  side=resolved.side.value, quantity=resolved.quantity, order_type=resolved.order_type.value,
                  purpose=intent.purpose.value, expected_price_inr=to_rupees(resolved.expected_price),
                  how=resolved.how, source=self.source, event_ts_ns=now)
+        if order.request_id is not None:
+            self._requests[order.request_id] = intent.intent_id
+            while len(self._requests) > MAX_REQUEST_IDS:
+                self._requests.popitem(last=False)
         app.bus.publish(intent)
         record = await self.ledger.intent_outcome(intent.intent_id, self.wait_s)
         return self._order_answer(record, intent.intent_id, {"resolved": shown}, what=f"the manual order ({words})")
+
+    async def _repeat(self, request_id: str, shown: dict[str, Any]) -> dict[str, Any]:
+        """A request_id seen before: the first order's answer (refused, decided or still waiting), marked as a
+        repeat; nothing is placed."""
+        intent_id = self._requests[request_id]
+        log.warning("manual_order_repeated", request_id=request_id, intent_id=intent_id, source=self.source)
+        record = await self.ledger.intent_outcome(intent_id, self.wait_s)
+        return self._order_answer(record, intent_id, {"resolved": shown, "repeat": True},
+                                  what=f"request {request_id} was already placed as the manual order")
 
     async def _command(self, kind: CommandKind, *, target: str = "", reason: str = "") -> CommandResult | None:
         app = self.app
