@@ -19,7 +19,7 @@ from trader.actors.cancels import find_open_order
 from trader.actors.execution import ExecutionActor
 from trader.actors.risk import FLATTEN_SOURCE, FLATTEN_STRATEGY_ID, RiskGateActor
 from trader.adapters.paper import PaperBroker
-from trader.adapters.ports import OrderRejected
+from trader.adapters.ports import BrokerUnavailable, OrderRejected
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, SimClock
 from trader.events import (
@@ -280,6 +280,31 @@ async def test_a_resting_exit_that_fills_instead_of_cancelling_needs_no_flatten_
         assert desk.statuses(resting)[-1] is OrderStatus.COMPLETE
         assert desk.flatten_exits() == [] and await desk.held() == (0, 0)
         assert "flatten_done_without_exit" in [line["event"] for line in lines]
+
+
+async def test_a_flatten_cancel_the_broker_does_not_answer_is_tried_again_and_the_exit_follows() -> None:
+    async with Desk() as desk:
+        await desk.order(Side.BUY)
+        await desk.tick(3_990, 4_000)
+        resting = await desk.order(Side.SELL, limit=99_900, purpose=IntentPurpose.EXIT)
+        await desk.tick(3_990, 4_000)
+        cancel = desk.broker.cancel_order
+        calls: list[str] = []
+
+        async def silent_once(order_id: str) -> None:
+            calls.append(order_id)
+            if len(calls) == 1:
+                raise BrokerUnavailable("timed out")
+            await cancel(order_id)
+
+        desk.broker.cancel_order = silent_once  # type: ignore[method-assign]
+        result = await desk.command(CommandKind.FLATTEN, "", "f1")
+        assert result.ok and desk.statuses(resting) == [OrderStatus.OPEN] and desk.flatten_exits() == []
+        await desk.tick(3_990, 4_000)  # a second later: the cancel is tried again, then the exit goes
+        await desk.tick(3_990, 4_000)
+        assert len(calls) == 2 and desk.statuses(resting)[-1] is OrderStatus.CANCELLED
+        [flatten] = desk.flatten_exits()
+        assert desk.statuses(flatten)[-1] is OrderStatus.COMPLETE and await desk.held() == (0, 0)
 
 
 async def test_concurrent_flattens_issue_one_exit_never_a_short_and_count_truthfully() -> None:
