@@ -166,6 +166,7 @@ class ExecutionActor(Actor):
         self._seen_tags.add(request.tag)
         self._unresolved[request.tag] = request
         self._never_resend.add(request.tag)
+        self._flatten.track(request.intent)  # a flatten cancels it once found at the broker
 
     def _write(self, what: str, action: Callable[[OrderJournal], object]) -> None:
         """One journal write; a failure halts entries at once (never trade with a journal that cannot be written)."""

@@ -134,7 +134,8 @@ class RiskGateActor(Actor):
             self._on_venue(event)
         self._publish_changes()
         if self.manager.flatten_requested():
-            self._flatten(self.clock.now_ns(), "loss limit breached with flatten_on_breach=true")
+            _, detail, _ = self._flatten(self.clock.now_ns(), "loss limit breached with flatten_on_breach=true")
+            log.warning("flatten_on_breach", detail=detail)
 
     def _check_kill_switch(self, ts_ns: int) -> None:
         if self.kill_switch.tripped(ts_ns) and self.manager.state is not TradingState.HALTED:
@@ -225,8 +226,8 @@ class RiskGateActor(Actor):
                                 f"{intent.contract.tradingsymbol} to end, then follows for what is still held",
                                 True, "flatten")
         if not flatten and self._flattening(token) and not self.manager.reduces(intent):
-            return RiskDecision(False, f"{intent.contract.tradingsymbol} is being flattened: no new entry on it "
-                                "until its exit has ended", False, "flatten")
+            return RiskDecision(False, f"{intent.contract.tradingsymbol} is being flattened: only an order that "
+                                "reduces the position goes until the flatten's exit has ended", False, "flatten")
         if self._stopping and not flatten:
             decision = self.manager.check(intent, intent.ts_ns)
             if not decision.is_exit:
