@@ -17,8 +17,9 @@ from test_strategy_state import Host, held, saved_doc
 from trader.actors.base import Supervisor
 from trader.actors.cancels import find_open_order
 from trader.actors.execution import ExecutionActor
-from trader.actors.risk import FLATTEN_STRATEGY_ID, RiskGateActor
+from trader.actors.risk import FLATTEN_SOURCE, FLATTEN_STRATEGY_ID, RiskGateActor
 from trader.adapters.paper import PaperBroker
+from trader.adapters.ports import BrokerUnavailable, OrderRejected
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, SimClock
 from trader.events import (
@@ -54,7 +55,7 @@ BANK = OptionContract.parse("BANKNIFTY26NOV52000CE", instrument_token=103)
 class Desk:
     """Risk gate and execution on one bus with the paper broker; intents are published as a manual order would."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: RiskConfig | None = None) -> None:
         self.clock = SimClock(T0)
         self.bus = EventBus()
         self.events: list[object] = []
@@ -62,8 +63,8 @@ class Desk:
         self.broker = PaperBroker(self.clock)
         self.ids = IdFactory(T0)
         self.supervisor = Supervisor()
-        self.risk = RiskGateActor(self.bus, RiskManager(RiskConfig(), now_ns=self.clock.now_ns), self.clock,
-                                  self.ids, broker=self.broker)
+        self.risk = RiskGateActor(self.bus, RiskManager(config or RiskConfig(), now_ns=self.clock.now_ns),
+                                  self.clock, self.ids, broker=self.broker)
         self.execution = ExecutionActor(self.bus, self.broker, self.clock)
 
     async def __aenter__(self) -> Desk:
@@ -90,11 +91,29 @@ class Desk:
         await self.bus.wait_idle()
         return intent
 
+    async def order(self, side: Side, *, limit: int = 0, purpose: IntentPurpose = IntentPurpose.ENTRY) -> OrderIntent:
+        """A manual order of one lot of CE: MARKET, or LIMIT at ``limit`` paise."""
+        intent = OrderIntent(ts_ns=self.clock.now_ns(), intent_id=self.ids.next("M"), strategy_id=MANUAL_STRATEGY_ID,
+                             contract=CE, side=side, quantity=LOT,
+                             order_type=OrderType.LIMIT if limit else OrderType.MARKET, purpose=purpose,
+                             expected_price=4_000, limit_price=limit)
+        self.bus.publish(intent)
+        await self.bus.wait_idle()
+        return intent
+
     async def command(self, kind: CommandKind, target: str = "", command_id: str = "") -> CommandResult:
         self.bus.publish(Command(ts_ns=self.clock.now_ns(), kind=kind, target=target, command_id=command_id))
         await self.bus.wait_idle()
         [result] = self.of(CommandResult, lambda r: r.command_id == command_id)
         return result
+
+    async def held(self) -> tuple[int, int]:
+        """(units of CE in the risk gate's book, units of CE the broker holds)."""
+        broker = (await self.broker.positions()).get(CE.instrument_token, 0)
+        return self.risk.manager.book.quantity(CE.instrument_token), broker
+
+    def flatten_exits(self) -> list[OrderIntent]:
+        return self.of(OrderIntent, lambda i: i.strategy_id == FLATTEN_STRATEGY_ID)
 
     def of(self, kind: type[E], where: Callable[[E], bool] = lambda _: True) -> list[E]:
         return [e for e in self.events if type(e) is kind and where(e)]
@@ -137,6 +156,192 @@ async def test_a_flatten_cancels_open_entry_orders_so_none_fills_later() -> None
         assert desk.execution.open_orders == 0
         await desk.tick(2_000, 2_900)  # the market falls through the old limit: nothing fills
         assert desk.of(Fill) == []
+
+
+@pytest.mark.parametrize("halted", [False, True], ids=["active", "halted"])
+async def test_a_flatten_cancels_our_resting_exit_first_then_exits_so_the_account_is_flat(halted: bool) -> None:
+    """Fault injection: a manual SELL LIMIT 999 resting on the position made the flatten's own exit a "naked short"
+    (ACTIVE) or a refused order (HALTED), while the answer said "1 exit order(s) issued": the position stayed."""
+    async with Desk() as desk:
+        await desk.order(Side.BUY)
+        await desk.tick(3_990, 4_000)
+        assert await desk.held() == (LOT, LOT)
+        resting = await desk.order(Side.SELL, limit=99_900, purpose=IntentPurpose.EXIT)  # far above: it rests
+        await desk.tick(3_990, 4_000)
+        assert desk.statuses(resting) == [OrderStatus.OPEN]
+        if halted:
+            assert (await desk.command(CommandKind.HALT, command_id="h1")).ok
+        with captured_logs("WARNING") as lines:
+            result = await desk.command(CommandKind.FLATTEN, "", "f1")
+            await desk.tick(3_990, 4_000)  # the flatten's exit, issued once the resting order ended, fills
+        assert result.ok and result.count == 0  # nothing could be sent at once: the resting exit covered it all
+        assert result.detail == (f"0 exit order(s) issued for every open position; 1 position(s) wait for the "
+                                 f"daemon's working orders on them to end, then get their exit: {CE.tradingsymbol} "
+                                 f"{LOT}; 1 working order(s) of the daemon's being cancelled")
+        assert desk.statuses(resting) == [OrderStatus.OPEN, OrderStatus.CANCELLED]
+        [exit_] = desk.flatten_exits()
+        assert (exit_.side, exit_.quantity) == (Side.SELL, LOT)
+        assert desk.statuses(exit_)[-1] is OrderStatus.COMPLETE
+        assert await desk.held() == (0, 0)
+        events = [line["event"] for line in lines]
+        assert events.index("flatten_waits_for_working_orders") < events.index("flatten_exit_issued")
+        assert desk.risk.state is (TradingState.HALTED if halted else TradingState.ACTIVE)
+        await desk.tick(100_000, 100_100)  # the market goes through the old limit: nothing left to fill
+        assert await desk.held() == (0, 0) and desk.execution.open_orders == 0
+
+
+async def test_a_flatten_with_a_resting_entry_and_a_resting_exit_leaves_the_account_flat_for_good() -> None:
+    async with Desk() as desk:
+        await desk.order(Side.BUY)
+        await desk.tick(3_990, 4_000)
+        entry = await desk.order(Side.BUY, limit=3_000)
+        exit_ = await desk.order(Side.SELL, limit=99_900, purpose=IntentPurpose.EXIT)
+        await desk.tick(3_990, 4_000)
+        assert desk.statuses(entry) == [OrderStatus.OPEN] and desk.statuses(exit_) == [OrderStatus.OPEN]
+        result = await desk.command(CommandKind.FLATTEN, "NIFTY", "f1")
+        assert result.ok and result.count == 0 and "2 working order(s) of the daemon's being cancelled" in result.detail
+        await desk.tick(3_990, 4_000)
+        assert desk.statuses(entry)[-1] is OrderStatus.CANCELLED and desk.statuses(exit_)[-1] is OrderStatus.CANCELLED
+        [flatten] = desk.flatten_exits()
+        assert desk.statuses(flatten)[-1] is OrderStatus.COMPLETE
+        fills = len(desk.of(Fill))
+        await desk.tick(100_000, 100_100)  # above the old exit's limit ...
+        await desk.tick(2_000, 2_900)  # ... and below the old entry's: neither is there to fill
+        assert len(desk.of(Fill)) == fills and await desk.held() == (0, 0)
+        assert desk.execution.open_orders == 0
+
+
+async def test_an_entry_approved_just_before_the_flatten_is_cancelled_too() -> None:
+    """The gate approves it before it handles the FLATTEN; the execution actor, had it acted on the operator's
+    command, would have seen the FLATTEN before the order and left the order to rest (and fill) after it."""
+    async with Desk() as desk:
+        await desk.order(Side.BUY)
+        await desk.tick(3_990, 4_000)
+        entry = OrderIntent(ts_ns=desk.clock.now_ns(), intent_id=desk.ids.next("M"), strategy_id=MANUAL_STRATEGY_ID,
+                            contract=CE, side=Side.BUY, quantity=LOT, order_type=OrderType.LIMIT,
+                            purpose=IntentPurpose.ENTRY, expected_price=4_000, limit_price=3_000)
+        desk.bus.publish(entry)  # both on the bus before either actor looks
+        desk.bus.publish(Command(ts_ns=desk.clock.now_ns(), kind=CommandKind.FLATTEN, command_id="f1"))
+        await desk.bus.wait_idle()
+        [result] = desk.of(CommandResult)
+        assert result.ok and result.count == 0 and "1 working order(s) of the daemon's being cancelled" in result.detail
+        await desk.tick(3_990, 4_000)
+        await desk.tick(3_990, 4_000)
+        assert desk.statuses(entry)[-1] is OrderStatus.CANCELLED
+        await desk.tick(2_000, 2_900)  # through the entry's limit: it is gone, nothing reopens
+        assert await desk.held() == (0, 0) and desk.execution.open_orders == 0
+
+
+async def test_a_flatten_of_an_underlying_with_only_a_working_entry_cancels_it_and_says_so() -> None:
+    async with Desk() as desk:
+        entry = await desk.order(Side.BUY, limit=3_000)
+        await desk.tick(3_990, 4_000)
+        result = await desk.command(CommandKind.FLATTEN, "NIFTY", "f1")
+        assert result.ok and result.count == 0
+        assert result.detail == "no open NIFTY position; 1 working order(s) of the daemon's being cancelled"
+        await desk.tick(3_990, 4_000)
+        assert desk.statuses(entry)[-1] is OrderStatus.CANCELLED and desk.flatten_exits() == []
+        nothing = await desk.command(CommandKind.FLATTEN, "NIFTY", "f2")
+        assert not nothing.ok and nothing.detail == "no open position in NIFTY: nothing to flatten"
+
+
+async def test_an_entry_that_fills_before_the_flattens_cancel_gets_its_exit_when_it_ends() -> None:
+    """The cancel comes too late (the broker filled the entry first): the gate, waiting for it, exits what it
+    opened."""
+    async with Desk() as desk:
+        entry = await desk.order(Side.BUY, limit=3_000)
+        await desk.tick(3_990, 4_000)
+        desk.broker.cancel_order = refuse_cancel  # type: ignore[method-assign]
+        result = await desk.command(CommandKind.FLATTEN, "", "f1")
+        assert result.ok and "1 working order(s) of the daemon's being cancelled" in result.detail
+        await desk.tick(2_990, 3_000)  # the entry fills: a position the flatten did not see
+        assert desk.statuses(entry)[-1] is OrderStatus.COMPLETE
+        await desk.tick(2_990, 3_000)  # its exit, issued when the entry ended, fills
+        [flatten] = desk.flatten_exits()
+        assert (flatten.side, flatten.quantity) == (Side.SELL, LOT)
+        assert await desk.held() == (0, 0)
+
+
+async def refuse_cancel(order_id: str) -> None:
+    raise OrderRejected(f"order {order_id} could not be cancelled")
+
+
+async def test_a_resting_exit_that_fills_instead_of_cancelling_needs_no_flatten_exit() -> None:
+    async with Desk() as desk:
+        await desk.order(Side.BUY)
+        await desk.tick(3_990, 4_000)
+        resting = await desk.order(Side.SELL, limit=5_000, purpose=IntentPurpose.EXIT)
+        await desk.tick(3_990, 4_000)
+        desk.broker.cancel_order = refuse_cancel  # type: ignore[method-assign]
+        with captured_logs("WARNING") as lines:
+            result = await desk.command(CommandKind.FLATTEN, "", "f1")
+            await desk.tick(5_000, 5_010)  # the resting exit fills at its limit
+        assert result.ok and result.count == 0
+        assert desk.statuses(resting)[-1] is OrderStatus.COMPLETE
+        assert desk.flatten_exits() == [] and await desk.held() == (0, 0)
+        assert "flatten_done_without_exit" in [line["event"] for line in lines]
+
+
+async def test_a_flatten_cancel_the_broker_does_not_answer_is_tried_again_and_the_exit_follows() -> None:
+    async with Desk() as desk:
+        await desk.order(Side.BUY)
+        await desk.tick(3_990, 4_000)
+        resting = await desk.order(Side.SELL, limit=99_900, purpose=IntentPurpose.EXIT)
+        await desk.tick(3_990, 4_000)
+        cancel = desk.broker.cancel_order
+        calls: list[str] = []
+
+        async def silent_once(order_id: str) -> None:
+            calls.append(order_id)
+            if len(calls) == 1:
+                raise BrokerUnavailable("timed out")
+            await cancel(order_id)
+
+        desk.broker.cancel_order = silent_once  # type: ignore[method-assign]
+        result = await desk.command(CommandKind.FLATTEN, "", "f1")
+        assert result.ok and desk.statuses(resting) == [OrderStatus.OPEN] and desk.flatten_exits() == []
+        await desk.tick(3_990, 4_000)  # a second later: the cancel is tried again, then the exit goes
+        await desk.tick(3_990, 4_000)
+        assert len(calls) == 2 and desk.statuses(resting)[-1] is OrderStatus.CANCELLED
+        [flatten] = desk.flatten_exits()
+        assert desk.statuses(flatten)[-1] is OrderStatus.COMPLETE and await desk.held() == (0, 0)
+
+
+async def test_concurrent_flattens_issue_one_exit_never_a_short_and_count_truthfully() -> None:
+    async with Desk() as desk:
+        await desk.order(Side.BUY)
+        await desk.tick(3_990, 4_000)
+        for command_id in ("f1", "f2", "f3"):  # all on the bus before the gate handles the first
+            desk.bus.publish(Command(ts_ns=desk.clock.now_ns(), kind=CommandKind.FLATTEN, command_id=command_id))
+        await desk.bus.wait_idle()
+        results = sorted(desk.of(CommandResult), key=lambda r: r.command_id)
+        assert all(r.ok for r in results)
+        assert [r.count for r in results] == [1, 0, 0]
+        assert all("1 position(s) wait for the daemon's working orders" in r.detail for r in results[1:])
+        await desk.tick(3_990, 4_000)
+        await desk.tick(3_990, 4_000)
+        [flatten] = desk.flatten_exits()  # one exit in all: the later flattens saw the first one working
+        assert desk.statuses(flatten) == [OrderStatus.OPEN, OrderStatus.COMPLETE]
+        assert await desk.held() == (0, 0)
+        assert desk.of(OrderUpdate, lambda u: u.status is OrderStatus.REJECTED) == []
+
+
+async def test_a_breach_flatten_cancels_a_resting_entry_too() -> None:
+    async with Desk(RiskConfig(flatten_on_breach=True)) as desk:
+        await desk.order(Side.BUY)
+        await desk.tick(3_990, 4_000)
+        entry = await desk.order(Side.BUY, limit=500)
+        await desk.tick(3_990, 4_000)
+        assert desk.statuses(entry) == [OrderStatus.OPEN]
+        await desk.tick(800, 810)  # 65 × ₹32 = ₹2,080 lost: beyond the 2 % daily limit of ₹2,000
+        assert desk.risk.state is TradingState.REDUCING_ONLY
+        await desk.tick(800, 810)
+        assert desk.statuses(entry)[-1] is OrderStatus.CANCELLED
+        [flatten] = desk.flatten_exits()
+        assert desk.statuses(flatten)[-1] is OrderStatus.COMPLETE
+        await desk.tick(300, 310)  # through the old entry's limit: nothing fills, nothing reopens
+        assert await desk.held() == (0, 0)
+        assert [c.source for c in desk.of(Command)] == ["risk"]  # one flatten, through the same path
 
 
 class SlowBroker(FakeBroker):
@@ -194,7 +399,8 @@ async def test_a_flatten_cancels_an_entry_that_was_still_being_placed_once_the_b
                              expected_price=4_000, limit_price=3_000)
         bus.publish(OrderRequest(ts_ns=T0, intent=intent, tag="E1"))
         await asyncio.wait_for(broker.entered.wait(), 5)
-        bus.publish(Command(ts_ns=T0, kind=CommandKind.FLATTEN, source="operator"))  # no order id to cancel yet
+        # The risk gate's FLATTEN (it publishes one for every flatten it carries out): no order id to cancel yet.
+        bus.publish(Command(ts_ns=T0, kind=CommandKind.FLATTEN, source=FLATTEN_SOURCE))
         await wait_for(lambda: not actor.inbox)
         broker.release.set()
         await bus.wait_idle()
@@ -243,7 +449,11 @@ async def test_flatten_of_one_underlying_leaves_the_other_and_says_what_it_did()
     assert not unknown.ok and "unknown underlying 'DOGE'" in unknown.detail
     assert len(flattens(g)) == 1  # neither issued anything
     everything = await answered(g, CommandKind.FLATTEN)
-    assert everything.ok and everything.detail.startswith("2 exit order(s) issued for every open position")
+    # The NIFTY exit issued above has not ended yet: a second one now could sell short; it waits instead.
+    assert everything.ok and everything.count == 1 and everything.detail == (
+        f"1 exit order(s) issued for every open position: SELL {BANK.lot_size} {BANK.tradingsymbol}; 1 position(s) "
+        f"wait for the daemon's working orders on them to end, then get their exit: {CE.tradingsymbol} {LOT}")
+    assert len(flattens(g)) == 2
 
 
 async def test_flatten_reports_the_hand_placed_position_it_leaves_alone() -> None:

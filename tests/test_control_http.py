@@ -17,6 +17,8 @@ from typing import Any, cast
 import aiohttp
 import pytest
 
+from trader.actors.ledger import OrderRecord
+from trader.actors.risk import FLATTEN_STRATEGY_ID
 from trader.app import App
 from trader.config import ConfigError, ControlSettings, load_settings
 from trader.control.http import ControlServer
@@ -436,6 +438,52 @@ async def test_cancel_and_flatten(tmp_path: Path) -> None:
         assert len(exits) == 1 and exits[0]["status"] == "COMPLETE" and exits[0]["purpose"] == "EXIT"
         status, flat = await daemon.call("POST", "/flatten")  # nothing left: fine, nothing to do
         assert status == 200 and flat["exits"] == 0
+
+
+async def test_concurrent_flattens_over_a_resting_manual_exit_leave_the_account_flat_and_count_truthfully(
+        tmp_path: Path) -> None:
+    """Fault injection: a manual SELL LIMIT 999 resting on the position kept every flatten from closing it, while
+    each answer said an exit was issued; overlapping requests also counted each other's exits."""
+    async with running(tmp_path) as daemon:
+        app = daemon.app
+
+        def flatten_orders() -> list[OrderRecord]:
+            return [o for o in app.ledger.orders.values() if o.intent.strategy_id == FLATTEN_STRATEGY_ID]
+
+        status, bought = await daemon.call("POST", "/orders", ORDER)
+        assert status == 200, bought
+        symbol = bought["resolved"]["tradingsymbol"]
+        await wait_for(lambda: bool(app.portfolio.book.open_positions()))
+        status, resting = await daemon.call("POST", "/orders", {"side": "SELL", "instrument": symbol, "lots": 1,
+                                                                "order_type": "LIMIT", "price": 999.0})
+        assert status == 200 and resting["order"]["purpose"] == "EXIT", resting
+        intent_id = resting["order"]["intent_id"]
+        await wait_for(lambda: (record := app.ledger.order(intent_id)) is not None and record.status == "OPEN")
+        answers = await asyncio.gather(*(daemon.call("POST", "/flatten") for _ in range(3)))
+        assert [status for status, _ in answers] == [200, 200, 200], answers
+        # None could be sent at once (the resting exit covered the position): each says so, none claims an exit.
+        assert [answer["exits"] for _, answer in answers] == [0, 0, 0], answers
+        assert "1 working order(s) of the daemon's being cancelled" in answers[0][1]["detail"]
+        await wait_for(lambda: not app.portfolio.book.open_positions()
+                       and all(o.status == "COMPLETE" for o in flatten_orders()))
+        assert [o.status for o in flatten_orders()] == ["COMPLETE"]  # one exit in all, and it filled
+        record = app.ledger.order(intent_id)
+        assert record is not None and record.status == "CANCELLED"
+        assert await app.broker.positions() == {}  # flat at the broker too: nothing sold short
+
+        # Without a working order in the way, overlapping flattens issue one exit, and the counts add up to it.
+        status, reset = await daemon.call("POST", "/reset-daily")  # the round trip's charges breached the tiny limit
+        assert status == 200 and reset["trading_state"] == "ACTIVE", reset
+        status, bought = await daemon.call("POST", "/orders", {**ORDER, "instrument": symbol})
+        assert status == 200, bought
+        await wait_for(lambda: bool(app.portfolio.book.open_positions()))
+        await wait_for(lambda: not app.execution.open_orders)
+        answers = await asyncio.gather(*(daemon.call("POST", "/flatten") for _ in range(3)))
+        assert [status for status, _ in answers] == [200, 200, 200], answers
+        assert sum(answer["exits"] for _, answer in answers) == 1, answers
+        await wait_for(lambda: not app.portfolio.book.open_positions()
+                       and all(o.status == "COMPLETE" for o in flatten_orders()))
+        assert len(flatten_orders()) == 2 and await app.broker.positions() == {}
 
 
 async def test_semi_live_approve_reject_expire_and_a_halt_refuses_the_approval(tmp_path: Path) -> None:

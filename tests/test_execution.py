@@ -20,11 +20,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trader.actors.execution import ExecutionActor, RetryPolicy
+from trader.actors.risk import FLATTEN_SOURCE
 from trader.adapters.paper import PaperBroker
 from trader.adapters.ports import BrokerOrder, BrokerUnavailable, OrderRejected, RateLimited
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, Clock, SimClock
 from trader.events import (
+    Command,
+    CommandKind,
     Fill,
     IntentPurpose,
     OrderIntent,
@@ -312,6 +315,22 @@ async def test_unanswerable_lookup_parks_the_order_then_reconciles_it(first: str
     await h.handle(request)
     assert len(h.broker.orders_for(request.tag)) == 1
     assert h.broker.calls_for(request.tag) == (1 if accepted else 2)
+
+
+async def test_a_parked_order_a_flatten_caught_is_never_sent_again_once_found_absent() -> None:
+    h = Harness()
+    h.broker.lookup_down = True
+    request = h.request(TIMEOUT_BEFORE, ACCEPT)
+    await h.handle(request)
+    assert h.actor.unresolved == 1
+    await h.handle(Command(ts_ns=h.clock.now_ns(), kind=CommandKind.FLATTEN, source=FLATTEN_SOURCE))
+    h.broker.lookup_down = False
+    h.clock.jump_to(h.clock.now_ns() + int(RETRY.reconcile_every_s * NS_PER_SECOND) + 1)
+    await h.poke()
+    # Absent at the broker: before the flatten it would be sent again now; after it, that would reopen a position.
+    assert h.actor.unresolved == 0 and h.broker.calls_for(request.tag) == 1
+    [update] = h.updates(request)
+    assert update.status is OrderStatus.REJECTED and "a flatten cancelled it" in update.reason
 
 
 # -- duplicates ----------------------------------------------------------------------------------------------

@@ -237,7 +237,11 @@ def approve_then_flatten(daemon: Daemon, intent_id: str) -> None:
     assert answer["approval"]["status"] == "APPROVED", answer
     wait_for("the approved entry's fill", lambda: (o := order_by_id(daemon, intent_id)) and o["status"] == "COMPLETE")
     assert open_positions(daemon)
-    assert ok(daemon, "flatten")["exits"] >= 1
+    flat = ok(daemon, "flatten")
+    # At 60x with 5 s bars the strategy may be exiting on its own right now: the flatten then waits for that order
+    # (selling the same lot twice could leave a short) and says so, or finds it already done.
+    assert flat["exits"] >= 1 or "wait for the daemon's working orders" in flat["detail"] \
+        or "nothing to flatten" in flat["detail"], flat
     wait_for("flat", lambda: open_positions(daemon) == [])
 
 

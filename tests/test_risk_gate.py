@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import pytest
 
-from trader.actors.risk import FLATTEN_STRATEGY_ID, STATE_NAME, RiskGateActor
+from trader.actors.risk import FLATTEN_SOURCE, FLATTEN_STRATEGY_ID, STATE_NAME, RiskGateActor
 from trader.adapters.ports import BrokerOrder, BrokerTrade
 from trader.bus import EventBus
 from trader.clock import SimClock
@@ -164,9 +164,38 @@ async def test_a_breach_with_flatten_on_breach_exits_every_position() -> None:
     assert g.state() is TradingState.REDUCING_ONLY
     [flatten] = [i for i in g.of(OrderIntent) if i.strategy_id == FLATTEN_STRATEGY_ID]
     assert (flatten.side, flatten.quantity) == (Side.SELL, LOT)
+    # The same path as the operator's flatten: the execution actor cancels our working orders on this command.
+    assert [(c.kind, c.source) for c in g.of(Command)] == [(CommandKind.FLATTEN, FLATTEN_SOURCE)]
     await g.actor.handle(flatten)
     assert g.approved(flatten)
     assert "REDUCING_ONLY" in g.refusal(await g.intent(PE, Side.BUY, LOT))
+
+
+async def test_a_flatten_exit_waits_for_our_working_orders_and_entries_wait_for_the_flatten() -> None:
+    g = Gate()
+    await g.fill(await g.intent(CE, Side.BUY, LOT))
+    stop = await g.intent(CE, Side.SELL, LOT)  # an exit of ours, approved and still working
+    assert g.approved(stop)
+    await g.command(CommandKind.FLATTEN)
+    assert flatten_intents(g) == []  # sent now, it and the working exit could sell twice what is held
+    assert "is being flattened" in g.refusal(await g.intent(CE, Side.BUY, LOT))
+    await g.actor.handle(OrderUpdate(ts_ns=g.clock.now_ns(), intent_id=stop.intent_id, order_id="O2",
+                                     status=OrderStatus.CANCELLED))  # cancelled by the execution actor
+    [flatten] = flatten_intents(g)
+    assert (flatten.side, flatten.quantity) == (Side.SELL, LOT)
+    late = await g.intent(CE, Side.SELL, LOT)  # another exit approved before the flatten's comes back
+    assert g.approved(late)
+    await g.actor.handle(flatten)
+    assert not g.approved(flatten) and "waits for the daemon's working orders" in g.refusal(flatten)
+    [refused] = [u for u in g.of(OrderUpdate) if u.intent_id == flatten.intent_id]
+    await g.actor.handle(refused)  # the bus delivers the gate's own refusal back to it
+    await g.fill(late)  # the other exit closes the position: no second exit, nothing sold short
+    assert g.manager.book.quantity(CE.instrument_token) == 0 and flatten_intents(g) == [flatten]
+    assert g.approved(await g.intent(CE, Side.BUY, LOT))  # the flatten is over: entries go again
+
+
+def flatten_intents(g: Gate) -> list[OrderIntent]:
+    return [i for i in g.of(OrderIntent) if i.strategy_id == FLATTEN_STRATEGY_ID]
 
 
 async def test_after_stop_entries_no_entry_is_approved_but_exits_are() -> None:

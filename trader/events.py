@@ -256,13 +256,16 @@ class Command:
 @dataclass(frozen=True, slots=True)
 class CommandResult:
     """What the actor that carried out a ``Command`` (with a ``command_id``) did: ``ok`` False means it could not
-    (unknown target, nothing to do, refused) and ``detail`` says why in words an operator can act on."""
+    (unknown target, nothing to do, refused) and ``detail`` says why in words an operator can act on. ``count`` is
+    how many things the command did, for programs (FLATTEN: the exit orders issued at once; those that wait for
+    working orders to end first are in ``detail``), so nobody has to parse ``detail``."""
 
     ts_ns: int
     command_id: str
     kind: CommandKind
     ok: bool
     detail: str = ""
+    count: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
-"""Cancelling orders at the broker, for the execution actor: the operator's CANCEL command, and the cancel of MARKET
-orders that market protection left resting (the strategy then re-prices them).
+"""Cancelling orders at the broker, for the execution actor: the operator's CANCEL command, the cancel of MARKET
+orders that market protection left resting (the strategy then re-prices them), and a FLATTEN's cancel of our working
+orders on what it flattens.
 
 Either way the cancel only asks the broker; the order's terminal CANCELLED update (or its fill, if it filled first)
 comes back on the bus like any other update.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
+from trader.actors.risk import FLATTEN_STRATEGY_ID
 from trader.adapters.ports import Broker, OrderRejected
 from trader.events import OrderIntent
 from trader.logging import get_logger
@@ -88,31 +90,73 @@ async def cancel_for_operator(broker: Broker, limiter: RateLimiter, target: str,
     return ok, detail
 
 
-def entries_to_cancel(target: str, open_orders: Mapping[str, str],
-                      entries: Mapping[str, OrderIntent]) -> tuple[list[tuple[str, str]], list[str]]:
-    """The ENTRY orders a FLATTEN of ``target`` (an underlying, "" = all) must cancel: (order id, intent id) of those
-    open at the broker, and the intent ids of those not there yet (being placed, or parked until the broker says).
-    An entry still resting after a flatten would fill later and open the position again."""
+def orders_to_cancel(target: str, open_orders: Mapping[str, str],
+                     working: Mapping[str, OrderIntent]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The orders a FLATTEN of ``target`` (an underlying, "" = all) must cancel: every working order of ours on it,
+    entries and exits alike, but not the flatten's own exits. (order id, intent id) of those open at the broker, and
+    the intent ids of those not there yet (being placed, or parked until the broker says). An entry still resting
+    after a flatten would fill later and open the position again; a resting exit (a manual limit, a strategy's stop)
+    covers the position, so the flatten's own exit could not be sent without selling short."""
     name = ""
     if target:
         try:
             name = resolve_underlying(target).name
         except ValueError:
             return [], []  # the risk gate answers the unknown name; nothing of ours can match it
-    caught = {intent_id for intent_id, intent in entries.items() if not name or intent.contract.underlying == name}
+    caught = {intent_id for intent_id, intent in working.items()
+              if intent.strategy_id != FLATTEN_STRATEGY_ID and (not name or intent.contract.underlying == name)}
     open_now = [(order_id, intent_id) for order_id, intent_id in open_orders.items() if intent_id in caught]
     at_broker = {intent_id for _, intent_id in open_now}
     return open_now, sorted(caught - at_broker)
 
 
-async def cancel_entries_for_flatten(broker: Broker, limiter: RateLimiter, orders: list[tuple[str, str]]) -> None:
-    """Ask the broker to cancel each open entry order; their CANCELLED updates (or fills) come back on the bus."""
-    for order_id, intent_id in orders:
-        await limiter.acquire(urgent=True)
-        try:
-            await broker.cancel_order(order_id)
-        except Exception as exc:  # filled or gone meanwhile (its update follows), or the broker did not answer
-            log.warning("flatten_entry_cancel_failed", order_id=order_id, intent_id=intent_id, error=repr(exc),
-                        fix="`trader orders` shows it; `trader cancel <id>` tries again")
-        else:
-            log.warning("flatten_cancelled_entry", order_id=order_id, intent_id=intent_id)
+class FlattenCancels:
+    """The execution actor's part of a FLATTEN (the command the risk gate publishes, ``source=FLATTEN_SOURCE``):
+    cancel our working orders on what is being flattened; those at the broker at once, those still being placed (or
+    parked) as soon as the broker has them. The gate sends each position's exit once our orders on it have ended."""
+
+    def __init__(self) -> None:
+        self.working: dict[str, OrderIntent] = {}  # intent id → intent, from its request until its terminal update
+        self._when_placed: set[str] = set()  # intents a flatten caught before the broker had them
+
+    def track(self, intent: OrderIntent) -> None:
+        self.working[intent.intent_id] = intent
+
+    def ended(self, intent_id: str) -> None:
+        self.working.pop(intent_id, None)
+        self._when_placed.discard(intent_id)
+
+    def caught(self, intent_id: str) -> bool:
+        """True if a flatten caught this intent before the broker had it: it must be cancelled, never (re-)sent."""
+        return intent_id in self._when_placed
+
+    def placed(self, intent_id: str) -> bool:
+        """The broker has the order now: True (once) if a flatten caught it, so it is to be cancelled."""
+        if intent_id not in self._when_placed:
+            return False
+        self._when_placed.discard(intent_id)
+        return True
+
+    async def cancel(self, target: str, broker: Broker, limiter: RateLimiter,
+                     open_orders: Mapping[str, str]) -> list[str]:
+        """Cancel what a FLATTEN of ``target`` catches; returns the order ids whose cancel the broker did not answer
+        (to be tried again: the order may still be open, and the gate waits for it to end)."""
+        open_now, waiting = orders_to_cancel(target, open_orders, self.working)
+        for intent_id in waiting:
+            self._when_placed.add(intent_id)
+            log.warning("flatten_cancels_order_when_placed", intent_id=intent_id)
+        retry: list[str] = []
+        for order_id, intent_id in open_now:
+            await limiter.acquire(urgent=True)
+            try:
+                await broker.cancel_order(order_id)
+            except OrderRejected as exc:  # filled or ended meanwhile: its update is on the way
+                log.warning("flatten_order_cancel_refused", order_id=order_id, intent_id=intent_id, error=str(exc))
+            except Exception as exc:  # the broker did not answer: the order may still be open
+                retry.append(order_id)
+                log.warning("flatten_order_cancel_failed", order_id=order_id, intent_id=intent_id, error=repr(exc),
+                            action="tried again shortly")
+            else:
+                log.warning("flatten_cancelled_order", order_id=order_id, intent_id=intent_id,
+                            purpose=self.working[intent_id].purpose.value)
+        return retry

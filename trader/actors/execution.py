@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from trader.actors.base import Actor
-from trader.actors.cancels import cancel_entries_for_flatten, cancel_for_operator, cancel_resting, entries_to_cancel
+from trader.actors.cancels import FlattenCancels, cancel_for_operator, cancel_resting
+from trader.actors.risk import FLATTEN_SOURCE
 from trader.adapters.ports import Broker, BrokerOrder, BrokerUnavailable, OrderRejected, RateLimited
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, Clock
@@ -30,7 +31,6 @@ from trader.events import (
     Fill,
     Heartbeat,
     IntentPurpose,
-    OrderIntent,
     OrderRequest,
     OrderStatus,
     OrderType,
@@ -92,8 +92,7 @@ class ExecutionActor(Actor):
         self.retry = retry or RetryPolicy()
         self._seen_tags: set[str] = set()
         self._open: dict[str, str] = {}  # order id → intent id, until terminal
-        self._entries: dict[str, OrderIntent] = {}  # intent id → entry intent, until terminal (a flatten cancels)
-        self._cancel_when_placed: set[str] = set()  # entries a flatten caught before the broker had them
+        self._flatten = FlattenCancels()  # our working intents, and those a flatten cancels once placed
         self._unresolved: dict[str, OrderRequest] = {}
         self._never_resend: set[str] = set()  # parked at a restart: a stale intent is never sent late
         self._cancel_at: dict[str, int] = {}  # order id → when a still-resting MARKET order gets cancelled
@@ -111,7 +110,8 @@ class ExecutionActor(Actor):
 
     def subscriptions(self) -> Iterable[type]:
         # Heartbeats drive the timers (reconcile, cancel of resting orders) even when no tick reaches this actor;
-        # FeedStatus says when the order channel reconnected, after which missed updates are fetched; Command: CANCEL.
+        # FeedStatus says when the order channel reconnected, after which missed updates are fetched; Command: CANCEL,
+        # and the risk gate's FLATTEN (our working orders on what it flattens are cancelled).
         kinds: list[type] = [OrderRequest, OrderUpdate, Fill, Heartbeat, FeedStatus, Command]
         if self.broker.wants_ticks:
             kinds.append(Tick)
@@ -135,8 +135,11 @@ class ExecutionActor(Actor):
         elif kind is Command:
             if event.kind is CommandKind.CANCEL:
                 await self._on_cancel(event)
-            elif event.kind is CommandKind.FLATTEN:  # the risk gate sends the exits; open entries go here
-                await self._cancel_entries(event.target)
+            elif event.kind is CommandKind.FLATTEN and event.source == FLATTEN_SOURCE:
+                # The risk gate's: our working orders on what it flattens are cancelled; it sends the exits.
+                retry = await self._flatten.cancel(event.target, self.broker, self.limiter, self._open)
+                for order_id in retry:
+                    self._cancel_at[order_id] = self.clock.now_ns() + int(self.retry.backoff_s * NS_PER_SECOND)
         else:
             self._record(event)
         if self._resync_pending:
@@ -152,8 +155,7 @@ class ExecutionActor(Actor):
         counted from when it was sent, not from the restart."""
         self._seen_tags.add(request.tag)
         self._open.setdefault(order_id, request.intent.intent_id)
-        if request.intent.purpose is IntentPurpose.ENTRY:
-            self._entries[request.intent.intent_id] = request.intent
+        self._flatten.track(request.intent)
         if request.intent.order_type is OrderType.MARKET:
             self._cancel_at[order_id] = request.ts_ns + int(self.retry.reprice_after_s * NS_PER_SECOND)
 
@@ -164,6 +166,7 @@ class ExecutionActor(Actor):
         self._seen_tags.add(request.tag)
         self._unresolved[request.tag] = request
         self._never_resend.add(request.tag)
+        self._flatten.track(request.intent)  # a flatten cancels it once found at the broker
 
     def _write(self, what: str, action: Callable[[OrderJournal], object]) -> None:
         """One journal write; a failure halts entries at once (never trade with a journal that cannot be written)."""
@@ -183,14 +186,12 @@ class ExecutionActor(Actor):
     def _record(self, event: object) -> None:
         """What needs no broker call: a request starts its placement; updates and fills are tracked and logged."""
         if type(event) is OrderRequest:
-            if event.intent.purpose is IntentPurpose.ENTRY:
-                self._entries[event.intent.intent_id] = event.intent
+            self._flatten.track(event.intent)
             self._start_placement(event)
         elif type(event) is OrderUpdate:
             self._write("order_update", lambda j: j.record_update(event))
             if event.status.is_terminal:
-                self._entries.pop(event.intent_id, None)
-                self._cancel_when_placed.discard(event.intent_id)
+                self._flatten.ended(event.intent_id)
             if event.order_id and self._unresolved:
                 self._resolved_by_update(event)
             if event.order_id:
@@ -392,6 +393,8 @@ class ExecutionActor(Actor):
                 self._adopt(request, found, 0)
             elif tag in self._never_resend:
                 self._reject(request, "not sent: the daemon stopped before the broker had it")
+            elif self._flatten.caught(request.intent.intent_id):
+                self._reject(request, "not sent: a flatten cancelled it before the broker had it")
             else:
                 # Confirmed absent: now it is safe to send it once more (or, once stopping, to say it was not sent).
                 self._seen_tags.discard(tag)
@@ -403,18 +406,8 @@ class ExecutionActor(Actor):
             self._cancel_at[order_id] = self.clock.now_ns() + int(self.retry.reprice_after_s * NS_PER_SECOND)
         self._cancel_if_flattened(order_id, request.intent.intent_id)
 
-    async def _cancel_entries(self, target: str) -> None:
-        """A FLATTEN of ``target`` (an underlying, "" = all): cancel its open entry orders now, and those still being
-        placed (or parked) as soon as the broker has them, so that none fills later and opens the position again."""
-        open_now, waiting = entries_to_cancel(target, self._open, self._entries)
-        for intent_id in waiting:
-            self._cancel_when_placed.add(intent_id)
-            log.warning("flatten_cancels_entry_when_placed", intent_id=intent_id)
-        await cancel_entries_for_flatten(self.broker, self.limiter, open_now)
-
     def _cancel_if_flattened(self, order_id: str, intent_id: str) -> None:
-        if intent_id in self._cancel_when_placed:
-            self._cancel_when_placed.discard(intent_id)
+        if self._flatten.placed(intent_id):
             self._cancel_at[order_id] = self.clock.now_ns()  # cancelled at the next event this actor handles
 
     def _resolved_by_update(self, update: OrderUpdate) -> None:

@@ -2,8 +2,15 @@
 
 The decisions are the pure ``RiskManager``'s (``trader/risk/core.py``); this actor does the I/O around it: it asks
 the broker what an entry would block and what is free, watches the kill-switch file, applies operator commands,
-publishes every state and level change as a ``RiskEvent``, issues the exits of a flatten, and saves the manager's
-state to the journal so a breached day stays breached across a restart.
+publishes every state and level change as a ``RiskEvent``, carries out a flatten, and saves the manager's state to
+the journal so a breached day stays breached across a restart.
+
+A flatten (the operator's FLATTEN command, or a loss breach with ``flatten_on_breach``) goes one way: the gate
+publishes a FLATTEN command of its own (``source=FLATTEN_SOURCE``), on which the execution actor cancels our working
+orders on what is flattened (entries and exits; after every order this gate approved before, since the bus delivers
+in order), and it sends the exit of each position at once only where none of our orders is working on that contract;
+elsewhere the exit follows when the last of them has ended (its terminal update passes this gate), for what is still
+held then. An exit is never sent while our own orders could still sell the same units: it could leave a short.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import Any
 
 from trader.actors.base import Actor
 from trader.adapters.ports import Broker
+from trader.book import BookPosition
 from trader.bus import EventBus
 from trader.clock import Clock
 from trader.events import (
@@ -49,6 +57,7 @@ CONFIRM_TIMEOUT_S = 3.0  # the broker's position and trade books before an exit:
 
 STATE_NAME = "risk"
 FLATTEN_STRATEGY_ID = "risk-flatten"
+FLATTEN_SOURCE = "risk"  # the FLATTEN command this gate publishes for the execution actor (and ignores itself)
 
 
 class RiskGateActor(Actor):
@@ -68,7 +77,8 @@ class RiskGateActor(Actor):
         self._seen_fills: set[str] = set()
         self._outside: dict[int, int] = {}  # token → signed units placed outside the daemon (by hand)
         self.journal_failed = False
-        self._flatten_intents: set[str] = set()
+        self._flatten_intents: dict[str, int] = {}  # flatten exits issued and not ended: intent id → token
+        self._flatten_waiting: dict[int, str] = {}  # token → why: its exit follows when our orders on it have ended
         self._stopping = False
         self._venue_problems: dict[str, str] = {}  # problem → detail, while the venue cannot take entries
         self.approved = 0
@@ -115,14 +125,17 @@ class RiskGateActor(Actor):
         elif kind is OrderUpdate:
             if event.status.is_terminal:
                 self.manager.on_order_done(event.intent_id)
-                self._flatten_intents.discard(event.intent_id)
+                self._flatten_intents.pop(event.intent_id, None)
+                if self._flatten_waiting:
+                    self._flatten_when_done()
         elif kind is Command:
             self._on_command(event)
         elif kind is VenueStatus:
             self._on_venue(event)
         self._publish_changes()
         if self.manager.flatten_requested():
-            self._flatten(self.clock.now_ns(), "loss limit breached with flatten_on_breach=true")
+            _, detail, _ = self._flatten(self.clock.now_ns(), "loss limit breached with flatten_on_breach=true")
+            log.warning("flatten_on_breach", detail=detail)
 
     def _check_kill_switch(self, ts_ns: int) -> None:
         if self.kill_switch.tripped(ts_ns) and self.manager.state is not TradingState.HALTED:
@@ -204,6 +217,17 @@ class RiskGateActor(Actor):
         if self._venue_problems and not self.manager.reduces(intent):
             return self._venue_refusal()
         flatten = intent.intent_id in self._flatten_intents
+        token = self.manager.keyed(intent.contract).instrument_token
+        if flatten and self.manager.has_pending(token):
+            # An order of ours on it was approved since this exit was issued (a strategy's stop, say): sent now,
+            # the two together could sell more than is held. The exit follows when that order has ended.
+            self._wait(token, intent.reason, "an order of the daemon's was approved before this exit")
+            return RiskDecision(False, "the flatten's exit waits for the daemon's working orders on "
+                                f"{intent.contract.tradingsymbol} to end, then follows for what is still held",
+                                True, "flatten")
+        if not flatten and self._flattening(token) and not self.manager.reduces(intent):
+            return RiskDecision(False, f"{intent.contract.tradingsymbol} is being flattened: only an order that "
+                                "reduces the position goes until the flatten's exit has ended", False, "flatten")
         if self._stopping and not flatten:
             decision = self.manager.check(intent, intent.ts_ns)
             if not decision.is_exit:
@@ -247,9 +271,11 @@ class RiskGateActor(Actor):
         """Apply an operator's (or the daemon's) command; one with a ``command_id`` is answered with exactly one
         ``CommandResult`` (the new state and why; for a flatten, the exits issued and what was left alone)."""
         ts = command.ts_ns
+        if command.kind is CommandKind.FLATTEN and command.source == FLATTEN_SOURCE:
+            return  # this gate's own, published by _flatten for the execution actor
         log.warning("command", kind=command.kind.value, source=command.source, reason=command.reason,
                     target=command.target, command_id=command.command_id)
-        ok, detail = True, ""
+        ok, detail, count = True, "", 0
         if command.kind is CommandKind.STOP_ENTRIES:
             # Intents the strategy produced before it saw this command are still queued behind it; refusing
             # them here means no entry is sent once shutdown has begun.
@@ -271,15 +297,15 @@ class RiskGateActor(Actor):
             self.manager.reset_daily(ts)
             detail = f"daily loss window re-based at the current equity; {self._state_text()}"
         elif command.kind is CommandKind.FLATTEN:
-            ok, detail = self._flatten(ts, command.reason or f"flatten command from {command.source}",
-                                       underlying=command.target)
+            ok, detail, count = self._flatten(ts, command.reason or f"flatten command from {command.source}",
+                                              underlying=command.target)
         else:
             return  # another actor's command (cancel, approve, reject): nothing to change or save here
         self._save(ts)
         if command.command_id and command.kind is not CommandKind.STOP_ENTRIES:
             self._publish_changes()  # the RiskEvent of the change goes out before the answer that reports it
             self.bus.publish(CommandResult(ts_ns=ts, command_id=command.command_id, kind=command.kind, ok=ok,
-                                           detail=detail))
+                                           detail=detail, count=count))
 
     def _state_text(self) -> str:
         manager = self.manager
@@ -287,52 +313,116 @@ class RiskGateActor(Actor):
         return (f"trading is {manager.state.value}" + (f" ({reason})" if reason else "")
                 + f"; risk level {manager.level.value}")
 
-    def _flatten(self, ts_ns: int, reason: str, *, underlying: str = "") -> tuple[bool, str]:
+    def _flatten(self, ts_ns: int, reason: str, *, underlying: str = "") -> tuple[bool, str, int]:
         """Exit every open position (of ``underlying`` only, when named) at market (with market protection), even
-        while HALTED; the part of a position that was placed outside the daemon (by hand) is left alone: the daemon
-        never closes that on its own. Returns (ok, what it did); not ok for an unknown underlying or one without an
-        open position."""
-        positions = self.manager.open_positions()
-        scope = "every open position"
+        while HALTED, once none of our orders is working on it; our working orders there are cancelled (by the
+        execution actor, on the FLATTEN command published here). The part of a position placed outside the daemon
+        (by hand) is left alone: the daemon never closes that on its own. Returns (ok, what it did, exits issued
+        now); not ok for an unknown underlying, or a named one with neither a position nor a working order."""
+        name = ""
         if underlying.strip():
             try:
                 name = resolve_underlying(underlying).name
             except ValueError as exc:
-                return False, str(exc)
-            held = sorted({p.contract.underlying for p in positions})
-            positions = [p for p in positions if p.contract.underlying == name]
-            if not positions:
-                return False, (f"no open position in {name}: nothing to flatten (open positions are in "
-                               f"{', '.join(held)})" if held else f"no open position in {name}: nothing to flatten")
-            scope = f"every open {name} position"
-        log.warning("flatten", reason=reason, positions=len(positions), underlying=underlying)
+                return False, str(exc), 0
+        # Published first and always: execution may know orders this gate does not (parked at a restart).
+        self.bus.publish(Command(ts_ns=ts_ns, kind=CommandKind.FLATTEN, source=FLATTEN_SOURCE, reason=reason,
+                                 target=name))
+        positions = [p for p in self.manager.open_positions() if not name or p.contract.underlying == name]
+        working = self.manager.working_orders(name)
+        cancelling = [intent_id for intent_id in working if intent_id not in self._flatten_intents]
+        if not positions and not cancelling:
+            if not name:
+                return True, "no open position: nothing to flatten", 0
+            held = sorted({p.contract.underlying for p in self.manager.open_positions()})
+            return False, (f"no open position in {name}: nothing to flatten (open positions are in "
+                           f"{', '.join(held)})" if held else f"no open position in {name}: nothing to flatten"), 0
+        log.warning("flatten", reason=reason, positions=len(positions), working_orders=len(cancelling),
+                    underlying=name)
         exits: list[str] = []
+        waits: list[str] = []
         left: list[str] = []
         for position in positions:
-            token = position.contract.instrument_token
-            ours = position.quantity - self._outside.get(token, 0)
-            if ours * position.quantity <= 0:
-                log.warning("flatten_leaves_outside_position", tradingsymbol=position.contract.tradingsymbol,
+            contract = position.contract
+            quantity, outside = self._own_part(position)
+            if outside:
+                left.append(f"{contract.tradingsymbol} {outside}")
+            if not quantity:
+                log.warning("flatten_leaves_outside_position", tradingsymbol=contract.tradingsymbol,
                             quantity=position.quantity, why="placed outside the daemon: never closed by it")
-                left.append(f"{position.contract.tradingsymbol} {position.quantity}")
-                continue
-            quantity = min(abs(ours), abs(position.quantity))
-            if quantity != abs(position.quantity):
-                left.append(f"{position.contract.tradingsymbol} {position.quantity - ours}")
-            intent = OrderIntent(
-                ts_ns=ts_ns, intent_id=self.ids.next("F"), strategy_id=FLATTEN_STRATEGY_ID,
-                contract=position.contract, side=Side.SELL if position.quantity > 0 else Side.BUY,
-                quantity=quantity, order_type=OrderType.MARKET, purpose=IntentPurpose.EXIT,
-                expected_price=position.last_price, market_protection=-1.0, reason=f"flatten: {reason}")
-            self._flatten_intents.add(intent.intent_id)
-            exits.append(f"{intent.side.value} {quantity} {position.contract.tradingsymbol}")
-            self.bus.publish(intent)  # comes back through this gate like any intent, marked as a flatten
-        if not exits and not left:
-            return True, "no open position: nothing to flatten"
+            elif self._busy(contract.instrument_token):
+                self._wait(contract.instrument_token, reason, "the daemon's working orders on it are being cancelled")
+                waits.append(f"{contract.tradingsymbol} {position.quantity}")
+            else:
+                exits.append(self._exit(position, quantity, reason, ts_ns))
+        held_tokens = {p.contract.instrument_token for p in positions}
+        for intent_id in cancelling:  # an entry that fills before its cancel gets its exit when it ends
+            if working[intent_id] not in held_tokens:
+                self._wait(working[intent_id], reason, "an entry of the daemon's is working on it")
+        scope = f"every open {name} position" if name else "every open position"
         detail = (f"{len(exits)} exit order(s) issued for {scope}" + (f": {', '.join(exits)}" if exits else "")
-                  + (f"; left alone (placed outside the daemon, never closed by it): {', '.join(left)}"
-                     if left else ""))
-        return True, detail
+                  if positions else f"no open {name + ' ' if name else ''}position")
+        if waits:
+            detail += (f"; {len(waits)} position(s) wait for the daemon's working orders on them to end, then get "
+                       f"their exit: {', '.join(waits)}")
+        if cancelling:
+            detail += f"; {len(cancelling)} working order(s) of the daemon's being cancelled"
+        if left:
+            detail += f"; left alone (placed outside the daemon, never closed by it): {', '.join(left)}"
+        return True, detail, len(exits)
+
+    def _own_part(self, position: BookPosition) -> tuple[int, int]:
+        """(units of ``position`` the daemon may exit, signed units placed outside it that stay)."""
+        ours = position.quantity - self._outside.get(position.contract.instrument_token, 0)
+        if ours * position.quantity <= 0:
+            return 0, position.quantity
+        quantity = min(abs(ours), abs(position.quantity))
+        return quantity, position.quantity - position.quantity // abs(position.quantity) * quantity
+
+    def _busy(self, token: int) -> bool:
+        """True while an order of ours on this contract is working (approved and not ended, or a flatten's exit
+        issued and not yet decided)."""
+        return self.manager.has_pending(token) or token in self._flatten_intents.values()
+
+    def _flattening(self, token: int) -> bool:
+        return token in self._flatten_waiting or token in self._flatten_intents.values()
+
+    def _wait(self, token: int, reason: str, why: str) -> None:
+        self._flatten_waiting[token] = reason
+        position = self.manager.book.positions.get(token)
+        log.warning("flatten_waits_for_working_orders", instrument_token=token, why=why,
+                    tradingsymbol=position.contract.tradingsymbol if position else "",
+                    quantity=position.quantity if position else 0,
+                    working_orders=sorted(i for i, t in self.manager.working_orders().items() if t == token))
+
+    def _flatten_when_done(self) -> None:
+        """After a terminal update: each contract a flatten waits on whose orders have all ended gets its exit, for
+        what is still held (nothing when a resting exit of ours filled instead of being cancelled)."""
+        for token in [t for t in self._flatten_waiting if not self._busy(t)]:
+            reason = self._flatten_waiting.pop(token)
+            position = self.manager.book.positions.get(token)
+            quantity, _ = self._own_part(position) if position is not None and position.quantity else (0, 0)
+            if position is None or not quantity:
+                log.warning("flatten_done_without_exit", instrument_token=token,
+                            tradingsymbol=position.contract.tradingsymbol if position else "",
+                            quantity=position.quantity if position else 0,
+                            why="nothing of the daemon's is held any more once its working orders ended")
+                continue
+            self._exit(position, quantity, reason, self.clock.now_ns())
+
+    def _exit(self, position: BookPosition, quantity: int, reason: str, ts_ns: int) -> str:
+        """Issue the flatten's exit of ``quantity`` units of ``position``; it comes back through this gate like any
+        intent, marked as a flatten. Returns it in words."""
+        intent = OrderIntent(
+            ts_ns=ts_ns, intent_id=self.ids.next("F"), strategy_id=FLATTEN_STRATEGY_ID,
+            contract=position.contract, side=Side.SELL if position.quantity > 0 else Side.BUY,
+            quantity=quantity, order_type=OrderType.MARKET, purpose=IntentPurpose.EXIT,
+            expected_price=position.last_price, market_protection=-1.0, reason=f"flatten: {reason}")
+        self._flatten_intents[intent.intent_id] = position.contract.instrument_token
+        log.warning("flatten_exit_issued", intent_id=intent.intent_id, tradingsymbol=position.contract.tradingsymbol,
+                    side=intent.side.value, quantity=quantity, held=position.quantity)
+        self.bus.publish(intent)
+        return f"{intent.side.value} {quantity} {position.contract.tradingsymbol}"
 
     # -- announcements and persistence --------------------------------------------------------------------
     def _publish_changes(self) -> None:

@@ -338,21 +338,22 @@ class ControlService:
         return await self._risk_command(CommandKind.RESET_DAILY, "daily reset through the control API")
 
     async def flatten(self, underlying: str | None = None) -> dict[str, Any]:
+        """Exit the daemon's positions (of one underlying, when named) and cancel its working orders there; ``exits``
+        counts the exit orders issued at once (``detail`` also names those that wait for working orders to end)."""
         target = ""
         if underlying:
             try:
                 target = resolve_underlying(underlying).name
             except ValueError as exc:
                 raise BadRequest(str(exc), field="underlying") from None
-        before = self.ledger.flatten_intents
         result = await self._command(CommandKind.FLATTEN, target=target,
                                      reason=f"flatten {target or 'all positions'} through the control API")
-        exits = self.ledger.flatten_intents - before
         if result is None:
             raise self._unanswered("risk gate")
         if not result.ok:
             raise Refused(result.detail)
-        return {"detail": result.detail or f"{exits} exit order(s) issued", "exits": exits}
+        # The gate's own count: a ledger difference would count the exits of a flatten running alongside too.
+        return {"detail": result.detail, "exits": result.count}
 
     async def cancel(self, ref: str) -> dict[str, Any]:
         result = await self._command(CommandKind.CANCEL, target=ref, reason="cancel through the control API")

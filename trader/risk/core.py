@@ -229,6 +229,11 @@ class RiskManager(SeedApi, EntryChecks):
         """True while an approved order for this contract is not done."""
         return any(p.token == instrument_token for p in self._pending.values())
 
+    def working_orders(self, underlying: str = "") -> dict[str, int]:
+        """Intent id → instrument token of each approved order not yet done (of ``underlying`` only, when named)."""
+        return {intent_id: p.token for intent_id, p in self._pending.items()
+                if not underlying or p.underlying == underlying}
+
     def on_order_done(self, intent_id: str) -> None:
         """The intent's order reached a terminal state (or was never sent)."""
         self._pending.pop(intent_id, None)
