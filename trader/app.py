@@ -76,9 +76,12 @@ class App:
         self.lossless = lossless
         self.portfolio = PortfolioActor(self.bus, to_paise(settings.risk.initial_capital),
                                         conflate_ticks=not lossless)
-        risk_manager = builders.build_risk_manager(settings, self.journal, self.calendar, self.clock)
+        risk_manager, self._risk_restored = builders.build_risk_manager(settings, self.journal, self.calendar,
+                                                                         self.clock)
         self.risk = RiskGateActor(self.bus, risk_manager, self.clock, self.ids, broker=self.broker,
                                   journal=self.journal, conflate_ticks=not lossless)
+        if self._risk_restored and not self.kite_market:
+            self._judge_risk_state()  # the built-in market's clock tells event time from the start
         self.orders = OrderJournal(self.journal) if self.journal is not None else None
         self._risk_state_saved = self.journal is not None and self.journal.load_state(RISK_STATE_NAME) is not None
         if isinstance(self.broker, PaperBroker) and self.journal is not None:
@@ -110,6 +113,10 @@ class App:
         self._stop = asyncio.Event()
         self._feeds_ended = 0
         self.bus.tap(self._watch)
+
+    def _judge_risk_state(self) -> None:
+        assert self.journal is not None
+        builders.judge_restored_risk_state(self.settings, self.risk.manager, self.journal.path, self.clock.now_ns())
 
     def _now_ns(self) -> int:
         return self.clock.now_ns()
@@ -258,7 +265,9 @@ class App:
         wall_started = self.wall_started_ns
         try:
             if self.kite_market:
-                await self._connect_kite_market()
+                await self._connect_kite_market()  # sets the exchange clock from Kite's quote timestamps
+                if self._risk_restored:
+                    self._judge_risk_state()
             log.info("daemon_started", mode=settings.mode, symbols=settings.symbols,
                      strategies=settings.strategies, auto_execution=settings.effective_auto_execution,
                      speed=self.clock.speed if isinstance(self.clock, SimClock) else 1.0,
