@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 from dataclasses import dataclass
+from datetime import time
 
 from trader import builders
 from trader.actors.base import Actor, Supervisor
@@ -31,7 +32,7 @@ from trader.events import Command, CommandKind, FeedEnded, Heartbeat, VenueStatu
 from trader.gate import expire_stale_approvals, restore_from_gate, run_gate
 from trader.ids import IdFactory
 from trader.logging import get_logger
-from trader.market.calendar import ist_text
+from trader.market.calendar import ist_date, ist_ns, ist_text
 from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import resolve_underlying
 from trader.money import to_paise, to_rupees
@@ -144,6 +145,8 @@ class App:
             raise ConfigError([f"config error: data_dir: {exc}"]) from None
         restore_from_gate(result, self.portfolio, self.risk, self.execution, broker=self.broker,
                           now_ns=self.clock.now_ns(), replay_windows=not self._risk_state_saved)
+        today = ist_ns(ist_date(self.clock.now_ns()), time(0))
+        self.ledger.restore(self.orders.intents_since(today), result.fills)  # `trader orders` keeps the day's
         journal = self.orders.journal
         saved = {sid: journal.load_state(name) for sid, name in self.strategy.state_names().items()}
         still_open = [request.intent for request, *_ in [*result.adopted, *result.pending]]
