@@ -223,7 +223,7 @@ def test_phase_3_live_mode_against_trader_sim_driven_by_the_cli(tmp_path: Path,
             assert report["trades"] >= 1 and report["net_pnl_inr"] != 0, report
 
             # A manual position left open over a restart.
-            place(daemon, kite, "BUY", "NIFTY", "OTM2", "PE")
+            kept_id = place(daemon, kite, "BUY", "NIFTY", "OTM2", "PE")
             kept = wait_until("the manual position", lambda: open_positions(daemon))[0]
             assert (kept["option_type"], kept["lots"], kept["held_by"]) == ("PE", 1, "adopted"), kept
             # ... and a LIMIT order resting at the broker.
@@ -254,9 +254,15 @@ def test_phase_3_live_mode_against_trader_sim_driven_by_the_cli(tmp_path: Path,
             risk = ok(again, "risk")
             assert risk["daily_pnl_inr"] == pytest.approx(risk["monthly_pnl_inr"], abs=0.01), risk
             assert risk["daily_pnl_inr"] == pytest.approx(risk["equity_inr"] - CAPITAL_INR, abs=0.01), risk
-            # The order resting since the last run is still the operator's to cancel, by the id they were given.
+            # `trader orders` still lists the day's orders, the one resting since the last run among them, which is
+            # still the operator's to cancel by the id they were given.
+            listed = {o["intent_id"]: o for o in ok(again, "orders")["orders"]}
+            assert {manual_id, resting, approved, kept_id, waiting} <= set(listed), sorted(listed)
+            assert listed[kept_id]["status"] == "COMPLETE" and listed[kept_id]["fills"], listed[kept_id]
+            assert (listed[waiting]["status"], listed[resting]["status"]) == ("OPEN", "CANCELLED")
             assert ok(again, "cancel", waiting)["ok"] is True
             wait_until("the cancel at the simulator", lambda: sim_status(kite, waiting) == "CANCELLED")
+            wait_until("the cancel", lambda: order_status(again, waiting) == "CANCELLED")
             assert ok(again, "flatten", "NIFTY")["exits"] == 1
             wait_until("the restored position flat at the simulator", lambda: sim_flat(kite))
             wait_until("flat in the daemon", lambda: open_positions(again) == [])
