@@ -1,12 +1,12 @@
 """Phase 3 of the seed, as a trader runs it: `trader sim` (the Kite-compatible exchange simulator) in one process,
-`trader login` against it, `trader run` in live mode in another process, and every operator command through the CLI
+`trader login` against it, `trader run` in live mode in another process, and the operator's commands through the CLI
 while the daemon runs: status, a manual order (refused without --confirm, then filled at the simulator), positions
-with P&L, a semi-live approval, halt/resume, flatten, risk and report; then a restart on the same data dir with a
-manual position open, which the daemon restores and still manages, and a flatten of it.
+with P&L, the cancel of a resting order, a refusal by the broker, a semi-live approval, halt/resume, flatten, risk and
+report. Then a restart on the same data dir with a manual position and a resting order open: the position is
+restored and still managed, the day's P&L and orders are kept, and the order is cancelled and the position flattened.
 
 What the daemon says is checked against the simulator's own book through the official `kiteconnect` client. The
-simulated session runs at 60x from Wed 25 Nov 2026 09:25 IST; every wait is on a condition, never a fixed sleep.
-"""
+simulated session runs at 60x from Wed 25 Nov 2026 09:25 IST; every wait is on a condition, never a fixed sleep."""
 
 from __future__ import annotations
 
