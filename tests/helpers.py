@@ -6,7 +6,13 @@ import asyncio
 import contextlib
 import dataclasses
 import io
-from collections.abc import Callable, Iterator
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +31,7 @@ from trader.adapters.ports import (
     MarginView,
     OrderRejected,
 )
+from trader.cli import main as cli_main
 from trader.clock import Clock, SimClock
 from trader.config import Settings, load_settings
 from trader.events import OrderIntent, OrderRequest, OrderStatus, OrderUpdate, Side, Tick
@@ -227,3 +234,138 @@ class ManualClock:
         self.t = ts_ns
         self._moved.set()
         self._moved = asyncio.Event()
+
+
+# -- a daemon subprocess driven through the operator CLI (tests/test_operator_e2e.py, tests/test_live_control_e2e.py)
+
+CONTROL_TOKEN = "e2e-control-token-0123456789"  # the tests' TRADER_CONTROL__TOKEN, daemon and CLI alike
+DAEMON_WAIT_S = 90.0  # generous: a loaded 2-core machine runs a market slower than its nominal speed
+
+
+@dataclasses.dataclass
+class Daemon:
+    """A ``python -m trader run`` subprocess: its JSON log lines (read by a thread) and its control API's URL."""
+
+    proc: subprocess.Popen[bytes]
+    data_dir: Path
+    stderr_path: Path
+    lines: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    url: str = ""
+    ready: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            try:
+                line = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            self.lines.append(line)
+            if line.get("event") == "control_api_listening":
+                self.url = str(line["url"])
+                self.ready.set()
+        self.ready.set()  # ended without listening: the test fails on the missing URL, with the log
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in list(self.lines) if line.get("event") == name]
+
+    def tail(self) -> str:
+        return "\n".join(str(line) for line in self.lines[-8:]) + "\n" + self.stderr_path.read_text()[-2000:]
+
+
+def daemon_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """No TRADER_* of the caller's; a free control port, the tests' token, and a strategy tuned to signal often
+    (5 s bars, EMA 2/4, no confidence cutoff) with room for many positions."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TRADER_")}
+    env.update({
+        "TRADER_DATA_DIR": str(data_dir),
+        "TRADER_CONTROL__PORT": "0",
+        "TRADER_CONTROL__TOKEN": CONTROL_TOKEN,
+        "TRADER_CONTROL__APPROVAL_EXPIRY_SECONDS": "900",  # 15 s of wall time at 60x
+        "TRADER_STRATEGY__BAR_SECONDS": "5",
+        "TRADER_STRATEGY__FAST": "2",
+        "TRADER_STRATEGY__SLOW": "4",
+        "TRADER_STRATEGY__CONFIRM_BARS": "1",
+        "TRADER_STRATEGY__CONFIDENCE_CUTOFF": "0",
+        "TRADER_RISK__INITIAL_CAPITAL": "1000000",
+        "TRADER_RISK__MAX_POSITIONS_PER_SYMBOL": "50",
+        "TRADER_RISK__MAX_TOTAL_POSITIONS": "100",
+        "TRADER_HEARTBEAT_SECONDS": "1",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def running_daemon(data_dir: Path, args: Sequence[str], env: dict[str, str]) -> Iterator[Daemon]:
+    """``python -m trader run ARGS`` on ``data_dir`` until the block ends (SIGINT, then a clean exit within 30 s);
+    yields once its control API listens. Its stderr goes to a file beside the data dir (a pipe nobody reads could
+    fill up and stall the daemon)."""
+    data_dir.mkdir(exist_ok=True)
+    runs = len(list(data_dir.parent.glob(f"{data_dir.name}-*.stderr")))
+    stderr_path = data_dir.parent / f"{data_dir.name}-{runs + 1}.stderr"
+    with stderr_path.open("wb") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "trader", "run", *args],
+                                stdout=subprocess.PIPE, stderr=stderr, env=env)
+    daemon = Daemon(proc, data_dir, stderr_path)
+    reader = threading.Thread(target=daemon.read, daemon=True)
+    reader.start()
+    try:
+        assert daemon.ready.wait(DAEMON_WAIT_S) and daemon.url, f"no control_api_listening line: {daemon.tail()}"
+        yield daemon
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        reader.join(timeout=10)
+
+
+def cli(daemon: Daemon, *args: str) -> tuple[int, Any]:
+    """`trader <args> --url <daemon> --json`, in process: (exit code, the JSON document it printed)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            code = cli_main([*args, "--url", daemon.url, "--json"])
+        except SystemExit as exc:  # argparse's usage errors, as the shell would see them
+            code = int(exc.code or 0)
+    text = out.getvalue().strip()
+    return code, orjson.loads(text) if text else None
+
+
+def ok(daemon: Daemon, *args: str) -> Any:
+    code, doc = cli(daemon, *args)
+    assert code == 0, (args, doc)
+    return doc
+
+
+def wait_until(what: str, probe: Callable[[], Any], timeout_s: float = DAEMON_WAIT_S) -> Any:
+    """Poll ``probe`` (a CLI read, a look at another process) until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.2)  # a poll interval, not a synchronisation: the condition is what ends the wait
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def open_positions(daemon: Daemon) -> list[dict[str, Any]]:
+    return [p for p in ok(daemon, "positions")["positions"] if p["quantity"] != 0]
+
+
+def order_by_id(daemon: Daemon, intent_id: str) -> dict[str, Any] | None:
+    return next((o for o in ok(daemon, "orders")["orders"] if o["intent_id"] == intent_id), None)
+
+
+def next_pending(daemon: Daemon, seen: set[str]) -> dict[str, Any]:
+    """The next semi-live signal waiting for approval that is not in ``seen`` (then added to it)."""
+    def probe() -> dict[str, Any] | None:
+        return next((a for a in ok(daemon, "signals")["pending"] if a["intent_id"] not in seen), None)
+    approval: dict[str, Any] = wait_until("a pending semi-live signal", probe)
+    seen.add(approval["intent_id"])
+    return approval

@@ -4,8 +4,10 @@ approvals, bounded memory, and the futures the control service waits on."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +34,8 @@ from trader.events import (
 )
 from trader.market.calendar import IST
 from trader.market.instruments import OptionContract
+from trader.store.journal import Journal
+from trader.store.orders import OrderJournal
 
 T0 = int(datetime(2026, 11, 20, 10, 0, tzinfo=IST).timestamp()) * 1_000_000_000
 CE = OptionContract.parse("NIFTY26NOV26000CE", instrument_token=101)
@@ -191,3 +195,47 @@ async def test_flatten_intents_are_counted_and_ticks_never_reach_it(running: Run
                           Tick(ts_ns=T0, instrument_token=101, last_price=100))
     assert ledger.flatten_intents == 1
     assert ledger.inbox.delivered == 1  # the tick was never delivered
+
+
+async def test_a_restart_lists_the_days_journaled_orders_and_follows_the_working_ones(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "live.sqlite3")
+    orders = OrderJournal(journal)
+    yesterday = dataclasses.replace(intent("I0"), ts_ns=T0 - 86_400 * 1_000_000_000)
+    for request in (OrderRequest(ts_ns=T0, intent=yesterday, tag="I0"), *(
+            OrderRequest(ts_ns=T0, intent=intent(i), tag=i) for i in ("I1", "I2", "I3", "I4"))):
+        orders.record_intent(request, T0)
+    orders.record_sent("I1", "O1", T0)
+    orders.record_fill(fill("F1", "I1", 2 * LOT, 10_100))
+    orders.record_update(OrderUpdate(ts_ns=T0, intent_id="I1", order_id="O1", status=OrderStatus.COMPLETE,
+                                     filled_quantity=2 * LOT, average_price=10_100))
+    orders.record_sent("I2", "O2", T0)  # still working at the broker
+    orders.record_update(OrderUpdate(ts_ns=T0, intent_id="I3", order_id="O3", status=OrderStatus.REJECTED,
+                                     reason="broker: outside the price band"))
+    # I4: written, never answered (the gate parks it until the broker says).
+    day_start = int(datetime(2026, 11, 20, tzinfo=IST).timestamp()) * 1_000_000_000
+    journaled = orders.intents_since(day_start)
+    journal.close()
+
+    bus = EventBus()
+    running = Running(LedgerActor(bus), bus)
+    running.ledger.restore(journaled, [fill("F1", "I1", 2 * LOT, 10_100), fill("FX", "OUTSIDE", LOT, 9_000)])
+    shown = {o.intent.intent_id: o.as_dict() for o in running.ledger.recent_orders()}
+    assert list(shown) == ["I4", "I3", "I2", "I1"]  # today's only, newest first
+    assert (shown["I1"]["status"], shown["I1"]["order_id"], shown["I1"]["filled_quantity"]) == ("COMPLETE", "O1",
+                                                                                             2 * LOT)
+    assert [f["fill_id"] for f in shown["I1"]["fills"]] == ["F1"]
+    assert (shown["I2"]["status"], shown["I2"]["order_id"]) == ("OPEN", "O2")
+    assert (shown["I3"]["status"], shown["I3"]["reason"]) == ("REJECTED", "broker: outside the price band")
+    rejected = running.ledger.order("I3")
+    assert rejected is not None and not rejected.refused  # the broker's refusal, not the risk gate's
+    assert shown["I4"]["status"] == APPROVED
+    # The working order's later updates reach it, as for any order of this run.
+    supervisor = Supervisor()
+    supervisor.start(running.ledger)
+    try:
+        await running.publish(OrderUpdate(ts_ns=T0 + 5, intent_id="I2", order_id="O2",
+                                          status=OrderStatus.CANCELLED))
+    finally:
+        await supervisor.stop()
+    working = running.ledger.order("O2")
+    assert working is not None and working.status == "CANCELLED"

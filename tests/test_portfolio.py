@@ -295,6 +295,29 @@ async def test_day_pnl_is_rebased_when_the_ist_date_changes() -> None:
     assert snaps[-1].realized == 65 * 800
 
 
+async def test_a_restart_keeps_the_days_pnl_from_the_saved_day_start() -> None:
+    # The morning: bought at 100, sold at 90 (a ₹650 loss plus charges), then bought again at 100.
+    morning = [fill(NIFTY_CE, Side.BUY, 65, 10_000, ts=at(12, 10), charges=1_000),
+               fill(NIFTY_CE, Side.SELL, 65, 9_000, ts=at(12, 11), charges=1_000),
+               fill(NIFTY_PE, Side.BUY, 65, 10_000, ts=at(12, 12), charges=1_000)]
+    before, _ = make()
+    await before.handle(tick(NIFTY_CE, 10_000, at(12, 9, 30)))  # the day starts at the capital
+    for f in morning:
+        await before.handle(f)
+    await before.handle(tick(NIFTY_PE, 10_400, at(12, 13)))
+    assert before.day_pnl == -65_000 - 3_000 + 65 * 400
+
+    # Restarted the same day: the journal's fills, and the day start the risk manager saved.
+    after, snaps = make()
+    after.restore(morning, day_start=(date(2026, 1, 12), CAPITAL))
+    await after.handle(tick(NIFTY_PE, 10_400, at(12, 14)))
+    assert after.day_pnl == before.day_pnl and snaps[-1].day_pnl == before.day_pnl
+    assert snaps[-1].session_day == date(2026, 1, 12).toordinal()
+    # The next day starts from the equity at its first tick, as without a restart.
+    await after.handle(tick(NIFTY_PE, 10_400, at(13, 9, 15)))
+    assert after.day_pnl == 0
+
+
 async def test_a_snapshot_is_published_on_every_fill() -> None:
     p, snaps = make()
     for i in range(5):

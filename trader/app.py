@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 from dataclasses import dataclass
+from datetime import time
 
 from trader import builders
 from trader.actors.base import Actor, Supervisor
@@ -31,7 +32,7 @@ from trader.events import Command, CommandKind, FeedEnded, Heartbeat, VenueStatu
 from trader.gate import expire_stale_approvals, restore_from_gate, run_gate
 from trader.ids import IdFactory
 from trader.logging import get_logger
-from trader.market.calendar import ist_text
+from trader.market.calendar import ist_date, ist_ns, ist_text
 from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import resolve_underlying
 from trader.money import to_paise, to_rupees
@@ -76,9 +77,12 @@ class App:
         self.lossless = lossless
         self.portfolio = PortfolioActor(self.bus, to_paise(settings.risk.initial_capital),
                                         conflate_ticks=not lossless)
-        risk_manager = builders.build_risk_manager(settings, self.journal, self.calendar, self.clock)
+        risk_manager, self._risk_restored = builders.build_risk_manager(settings, self.journal, self.calendar,
+                                                                         self.clock)
         self.risk = RiskGateActor(self.bus, risk_manager, self.clock, self.ids, broker=self.broker,
                                   journal=self.journal, conflate_ticks=not lossless)
+        if self._risk_restored and not self.kite_market:
+            self._judge_risk_state()  # the built-in market's clock tells event time from the start
         self.orders = OrderJournal(self.journal) if self.journal is not None else None
         self._risk_state_saved = self.journal is not None and self.journal.load_state(RISK_STATE_NAME) is not None
         if isinstance(self.broker, PaperBroker) and self.journal is not None:
@@ -112,6 +116,10 @@ class App:
         self._feeds_ended = 0
         self.bus.tap(self._watch)
 
+    def _judge_risk_state(self) -> None:
+        assert self.journal is not None
+        builders.judge_restored_risk_state(self.settings, self.risk.manager, self.journal.path, self.clock.now_ns())
+
     def _now_ns(self) -> int:
         return self.clock.now_ns()
 
@@ -138,6 +146,8 @@ class App:
             raise ConfigError([f"config error: data_dir: {exc}"]) from None
         restore_from_gate(result, self.portfolio, self.risk, self.execution, broker=self.broker,
                           now_ns=self.clock.now_ns(), replay_windows=not self._risk_state_saved)
+        today = ist_ns(ist_date(self.clock.now_ns()), time(0))
+        self.ledger.restore(self.orders.intents_since(today), result.fills)  # `trader orders` keeps the day's
         journal = self.orders.journal
         saved = {sid: journal.load_state(name) for sid, name in self.strategy.state_names().items()}
         still_open = [request.intent for request, *_ in [*result.adopted, *result.pending]]
@@ -264,7 +274,9 @@ class App:
         wall_started = self.wall_started_ns
         try:
             if self.kite_market:
-                await self._connect_kite_market()
+                await self._connect_kite_market()  # sets the exchange clock from Kite's quote timestamps
+                if self._risk_restored:
+                    self._judge_risk_state()
             log.info("daemon_started", mode=settings.mode, symbols=settings.symbols,
                      strategies=settings.strategies, auto_execution=settings.effective_auto_execution,
                      speed=self.clock.speed if isinstance(self.clock, SimClock) else 1.0,

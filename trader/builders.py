@@ -133,17 +133,28 @@ def load_saved_state(settings: Settings, journal: Journal, name: str) -> dict[st
 
 
 def build_risk_manager(settings: Settings, journal: Journal | None, calendar: MarketCalendar,
-                       clock: Clock) -> RiskManager:
-    """A fresh risk manager, or the one saved in the journal (a breached day stays breached across a restart)."""
+                       clock: Clock) -> tuple[RiskManager, bool]:
+    """A fresh risk manager, or the one saved in the journal (a breached day stays breached across a restart); and
+    whether it was restored, in which case ``judge_restored_risk_state`` must run once the clock tells event time.
+
+    Nothing here asks the manager about the present: a live daemon's exchange clock reads wall time until Kite's
+    first timestamp, and a rehearsal against `trader sim` may be on another day, so asking now would roll the saved
+    day's loss windows over (forgetting the day's losses) on a day the session is not on."""
     config = settings.risk
     saved = load_saved_state(settings, journal, RISK_STATE_NAME) if journal is not None else None
     if journal is None or saved is None:
-        return RiskManager(config, calendar=calendar, now_ns=clock.now_ns)
-    path = journal.path
+        return RiskManager(config, calendar=calendar, now_ns=clock.now_ns), False
     try:
-        manager = RiskManager.from_state(config, saved, calendar=calendar, now_ns=clock.now_ns)
-        # Judge the state at the start time: a breach of a day (week, month) that has passed has rolled off by now.
-        state = manager.metrics(clock.now_ns()).trading_state
+        return RiskManager.from_state(config, saved, calendar=calendar, now_ns=clock.now_ns), True
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:  # a document of the wrong shape or range
+        raise unusable_state(settings, journal.path, RISK_STATE_NAME, exc) from None
+
+
+def judge_restored_risk_state(settings: Settings, manager: RiskManager, path: Path, now_ns: int) -> None:
+    """Say what the restored state allows at the start time ``now_ns`` (event time: a breach of a day, week or month
+    that has passed has rolled off by now), and how to clear a state that refuses entries."""
+    try:
+        state = manager.metrics(now_ns).trading_state
     except (ValueError, TypeError, KeyError, OverflowError) as exc:  # a document of the wrong shape or range
         raise unusable_state(settings, path, RISK_STATE_NAME, exc) from None
     log.warning("risk_state_restored", state=state.value, level=manager.level.value,
@@ -153,7 +164,6 @@ def build_risk_manager(settings: Settings, journal: Journal | None, calendar: Ma
                  f"the state is kept in {path}; a resume/reset-daily command comes with the control API (#9)")
         log.error("risk_state_refuses_entries", state=state.value, reason=manager.state_reason,
                   journal=str(path), how_to_clear=clear)
-    return manager
 
 
 def synthetic_config(settings: Settings, spec: UnderlyingSpec) -> SyntheticConfig:

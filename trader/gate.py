@@ -256,9 +256,9 @@ def _contract(instruments: InstrumentMaster, token: int, tradingsymbol: str) -> 
 def restore_from_gate(result: GateResult, portfolio: PortfolioActor, risk: RiskGateActor, execution: ExecutionActor, *,
                       broker: Broker, now_ns: int, replay_windows: bool) -> None:
     """Wiring, before any actor runs: the books, the adopted orders and the trading state from the gate's result."""
-    portfolio.restore(result.fills)
     manager = risk.manager
     rebuild_book(manager, result.fills, replay=replay_windows)
+    portfolio.restore(result.fills, day_start=manager.day_start)  # the day's P&L goes on from the saved day start
     risk.seen_fills(result.fills)
     for sent_ns in result.recent_sends:  # orders sent just before a crash still count against the rate limit
         execution.limiter.record(sent_ns)

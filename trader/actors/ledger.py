@@ -22,7 +22,7 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trader.actors.base import Actor
 from trader.actors.risk import FLATTEN_STRATEGY_ID
@@ -41,6 +41,9 @@ from trader.events import (
 )
 from trader.market.calendar import ist_text
 from trader.money import to_rupees
+
+if TYPE_CHECKING:
+    from trader.store.orders import JournaledIntent
 
 # Ledger-only statuses of an order before the broker knows it.
 NEW = "NEW"  # the intent is on the bus; the risk gate has not decided
@@ -226,6 +229,26 @@ class LedgerActor(Actor):
             for waiter in self._result_waiters.pop(event.command_id, []):
                 if not waiter.done():
                     waiter.set_result(event)
+
+    def restore(self, intents: Iterable[JournaledIntent], fills: Iterable[Fill]) -> None:
+        """Before start: the orders an earlier run of the day sent (the journal's), with their fills, so that
+        `trader orders` still lists them after a restart; those still working go on with the updates the bus
+        brings, like any other."""
+        by_intent: dict[str, list[Fill]] = {}
+        for fill in fills:
+            by_intent.setdefault(fill.intent_id, []).append(fill)
+        for journaled in intents:
+            request = journaled.request
+            intent_id = request.intent.intent_id
+            if intent_id in self.orders:
+                continue
+            status = journaled.terminal_status or (OrderStatus.OPEN.value if journaled.order_id else APPROVED)
+            self.orders[intent_id] = OrderRecord(intent=request.intent, status=status, tag=request.tag,
+                                                 order_id=journaled.order_id, reason=journaled.reason,
+                                                 fills=by_intent.get(intent_id, []), updated_ns=request.ts_ns)
+            if journaled.order_id:
+                self._by_order_id[journaled.order_id] = intent_id
+        self._trim_orders()
 
     def _on_intent(self, intent: OrderIntent) -> None:
         if intent.strategy_id == FLATTEN_STRATEGY_ID:

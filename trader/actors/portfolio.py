@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from trader.actors.base import Actor
@@ -128,13 +128,22 @@ class PortfolioActor(Actor):
             self.apply_fill(event)
             self._publish_snapshot(event.ts_ns)
 
-    def restore(self, fills: list[Fill]) -> None:
+    def restore(self, fills: list[Fill], *, day_start: tuple[date, int] | None = None) -> None:
         """Before start: the account as the start-up gate rebuilt it (every journaled fill, the missed ones, the
-        broker's outside trades); none of them is ever booked again."""
+        broker's outside trades); none of them is ever booked again.
+
+        ``day_start`` (the risk manager's saved IST day and the equity it started at, paise): the day P&L goes on
+        from there when the session is still on that day, so a restart does not forget the morning's P&L."""
         for fill in fills:
             if fill.fill_id not in self._seen_fills:
                 self._book_fill(fill)
         self._peak_equity = max(self._peak_equity, self.equity)
+        if day_start is not None:
+            day, equity = day_start
+            self._session_day = day.toordinal()
+            self._session_end_ns = int(datetime.combine(day + timedelta(days=1), time(0), tzinfo=IST).timestamp()
+                                       ) * NS_PER_SECOND
+            self._day_start_equity = equity
         self._dirty = True
 
     def apply_fill(self, fill: Fill) -> None:

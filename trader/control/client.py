@@ -214,7 +214,8 @@ class ControlClient:
         if status == 401:
             return TokenRefused(self._token_refused(), status=status, document=document)
         if status in (400, 413, 422):
-            where = f"{field_name}: " if field_name else ""
+            # The daemon's own messages start with the field ("lots: must be ..."): name it once.
+            where = f"{field_name}: " if field_name and not message.startswith(f"{field_name}:") else ""
             kind = "request too large" if status == 413 else "bad request"
             return BadRequest(f"{kind}: {where}{message or 'the daemon gave no reason'}", field=field_name,
                               status=status, document=document)

@@ -149,6 +149,14 @@ class RiskManager(SeedApi, EntryChecks):
         book = self.book
         return self.capital + book.realized - book.charges + book.unrealized
 
+    @property
+    def day_start(self) -> tuple[date, int] | None:
+        """The IST day the loss windows are on and the equity that day started at (the daily window's base, paise);
+        None before the first event. Saved with the state, so a restart keeps it."""
+        if self._day is None:
+            return None
+        return self._day, self._windows[0].base
+
     def check(self, intent: OrderIntent, ts_ns: int, *, margin_required: int | None = None,
               margin_available: int | None = None, margin_used: int | None = None,
               price_band: tuple[int, int] | None = None, stop_loss_price: int | None = None,

@@ -36,6 +36,7 @@ class JournaledIntent:
     order_id: str
     status: str
     terminal_status: str = ""
+    reason: str = ""  # why it ended, as its terminal update said
 
 
 class OrderJournal:
@@ -129,22 +130,26 @@ class OrderJournal:
     # -- reads ------------------------------------------------------------------------------------------------
     def _intents(self, where: str, parameters: tuple[object, ...] = ()) -> list[JournaledIntent]:
         rows = self.journal.read(
-            f"SELECT tag, document, order_id, status, terminal_status FROM intents {where} ORDER BY ts_ns, rowid",
-            parameters)
+            f"SELECT tag, document, order_id, status, terminal_status, reason FROM intents {where} "
+            "ORDER BY ts_ns, rowid", parameters)
         found = []
-        for tag, document, order_id, status, terminal_status in rows:
+        for tag, document, order_id, status, terminal_status, reason in rows:
             try:
                 intent = intent_from_dict(orjson.loads(document), f"intent {tag}")
             except (orjson.JSONDecodeError, ValueError) as exc:
                 raise JournalError(f"the journal {self.path} holds an unreadable intent ({exc}): move the file aside "
                                    "and restart; the broker's books are the truth for today") from exc
             found.append(JournaledIntent(OrderRequest(ts_ns=intent.ts_ns, intent=intent, tag=tag), order_id, status,
-                                         terminal_status))
+                                         terminal_status, reason))
         return found
 
     def open_intents(self) -> list[JournaledIntent]:
         """Intents without a terminal state: written (maybe sent) or sent and not yet ended."""
         return self._intents("WHERE status != ?", (TERMINAL,))
+
+    def intents_since(self, since_ns: int) -> list[JournaledIntent]:
+        """Every intent written at or after ``since_ns`` (e.g. today's), ended or not, oldest first."""
+        return self._intents("WHERE ts_ns >= ?", (since_ns,))
 
     def intents_by_tag(self, tags: list[str]) -> dict[str, JournaledIntent]:
         if not tags:
