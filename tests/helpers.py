@@ -314,6 +314,12 @@ def running_daemon(data_dir: Path, args: Sequence[str], env: dict[str, str]) -> 
     try:
         assert daemon.ready.wait(DAEMON_WAIT_S) and daemon.url, f"no control_api_listening line: {daemon.tail()}"
         yield daemon
+    except BaseException:
+        # What the daemon did, for the failure report (pytest shows a failed test's stderr).
+        story = [line for line in list(daemon.lines) if line.get("event") not in ("heartbeat", "control_request")]
+        print("the daemon's last log lines:", *(orjson.dumps(line).decode()[:400] for line in story[-60:]),
+              sep="\n", file=sys.stderr)
+        raise
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)

@@ -79,6 +79,6 @@ async def test_a_breached_simulated_day_stays_breached_across_a_restart(tmp_path
     restored = next(line for line in lines if line["event"] == "risk_state_restored")
     assert restored["state"] == "REDUCING_ONLY", restored
     refusal = next(line for line in lines if line["event"] == "risk_state_refuses_entries")
-    assert "daily" in refusal["reason"], refusal
+    assert "daily" in refusal["reason"] and "trader reset-daily" in refusal["how_to_clear"], refusal
     assert seen == [TradingState.REDUCING_ONLY]  # on the session's day the breach holds
     assert app.risk.manager.to_state()["day"] == "2026-11-20"

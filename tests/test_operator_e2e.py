@@ -117,10 +117,14 @@ def test_reset_daily_clears_a_breached_day(tmp_path: Path) -> None:
         ok(daemon, "order", "BUY", "NIFTY", "ATM", "CE", "--lots", "1")
         wait_for("the day to breach", lambda: ok(daemon, "status")["trading_state"] == "REDUCING_ONLY")
         code, refused = cli(daemon, "order", "BUY", "NIFTY", "ATM", "CE", "--lots", "1")
-        assert code == 1 and refused["error"]["check"], refused
-        assert ok(daemon, "reset-daily")["trading_state"] == "ACTIVE"
-        ok(daemon, "flatten")
+        assert code == 1 and refused["error"]["check"] == "state", refused
+        # Flat first (exits are allowed while REDUCING_ONLY): an open position would move the re-based day again.
+        assert ok(daemon, "flatten")["exits"] == 1
         wait_for("flat", lambda: open_positions(daemon) == [])
+        assert ok(daemon, "reset-daily")["trading_state"] == "ACTIVE"
+        assert ok(daemon, "status")["trading_state"] == "ACTIVE"
+        # The gate takes entries again.
+        assert ok(daemon, "order", "BUY", "NIFTY", "ATM", "CE", "--lots", "1")["decided"] is True
 
 
 def approve_then_flatten(daemon: Daemon, intent_id: str) -> None:

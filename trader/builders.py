@@ -160,8 +160,9 @@ def judge_restored_risk_state(settings: Settings, manager: RiskManager, path: Pa
     log.warning("risk_state_restored", state=state.value, level=manager.level.value,
                 open_positions=len(manager.open_positions()), journal=str(path))
     if state is not TradingState.ACTIVE:
-        clear = (f"stop the daemon and delete {path} to start a fresh paper account" if settings.mode == "paper" else
-                 f"the state is kept in {path}; a resume/reset-daily command comes with the control API (#9)")
+        clear = ("while the daemon runs: `trader resume` ends a halt, `trader reset-daily` clears a breached day"
+                 + (f"; or stop the daemon and delete {path} to start a fresh paper account"
+                    if settings.mode == "paper" else f" (the state is kept in {path})"))
         log.error("risk_state_refuses_entries", state=state.value, reason=manager.state_reason,
                   journal=str(path), how_to_clear=clear)
 
