@@ -1,7 +1,7 @@
 """The seed's Python API (``trader.api``), snippet by snippet, as the user's roadmap writes it.
 
 Every Python snippet of the seed that uses these names is copied below *verbatim* from the user's document
-``../shared/docs/seed-roadmap.md`` (the section it comes from is named beside it; the snippets indented inside a
+``docs/reference/seed-roadmap.md`` (the section it comes from is named beside it; the snippets indented inside a
 numbered list there are stored de-indented). The project never reads that file: the copies are the contract.
 
 Each snippet runs with ``exec`` in a namespace holding every name ``trader.api`` exports, plus a small prelude for
@@ -30,6 +30,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -784,3 +785,18 @@ def test_the_trading_system_in_live_mode_against_trader_sim(kite_sim: dict[str, 
                            asyncio.run(sim_get(kite_sim["rest_url"], kite_sim["token"], "/orders"))))
     report = trading_system.stop()
     assert report["fills"] >= 1 and not trading_system.running
+
+
+def seed_python_blocks() -> list[str]:
+    """The seed's ```python blocks as the document holds them, each de-indented (some sit inside a numbered list)."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "reference" / "seed-roadmap.md").read_text()
+    return [textwrap.dedent(block) for block in re.findall(r"```python\n(.*?)^\s*```", text, re.DOTALL | re.M)]
+
+
+def test_every_copied_snippet_is_the_seed_verbatim() -> None:
+    blocks = seed_python_blocks()
+    copies = [DATA_USAGE, BROKER_USAGE, PAPER_BROKER, RISK_USAGE, CONSERVATIVE_LIMITS, TRADING_SYSTEM_USAGE,
+              TEST_BROKER_INTEGRATION, TEST_RISK_MANAGEMENT, TEST_REAL_TIME_DATA, DATA_CONNECTION_ISSUES,
+              ORDER_REJECTION, RISK_LIMITS_HIT, STOP_TRADING, CLOSE_ALL_POSITIONS, RESET_RISK_LIMITS]
+    assert [copy for copy in copies if copy not in blocks] == []
+    assert len(copies) == len(blocks) == 15  # every Python block of the seed is one of them

@@ -1,4 +1,4 @@
-"""The seed's Python API (``../shared/docs/seed-roadmap.md``), every name importable from ``trader.api``.
+"""The seed's Python API (``docs/reference/seed-roadmap.md``), every name importable from ``trader.api``.
 
 The seed imports from ``src.data.realtime_data_manager``, ``src.execution.broker_execution``,
 ``src.models.option_contract`` and ``src.risk.risk_manager``: that was its own layout; here everything is in
