@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from trader.control.requests import ManualOrder
-from trader.control.resolve import OrderSpecError, ResolvedOrder, resolve_order
+from trader.control.resolve import resolve_order
+from trader.control.resolved import OrderSpecError, ResolvedOrder
 from trader.events import IntentPurpose, OrderType, Side, Tick
 from trader.market.calendar import MarketCalendar, ist_ns
 from trader.market.instrument_master import InstrumentMaster

@@ -25,7 +25,8 @@ from trader.actors.ledger import OrderRecord, approval_dict
 from trader.actors.portfolio import summary_fields
 from trader.clock import NS_PER_SECOND
 from trader.control.requests import ManualOrder
-from trader.control.resolve import OrderSpecError, ResolvedOrder, resolve_order
+from trader.control.resolve import resolve_order
+from trader.control.resolved import OrderSpecError, ResolvedOrder
 from trader.events import (
     ApprovalStatus,
     Command,
