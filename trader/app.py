@@ -10,7 +10,7 @@ from datetime import time
 
 from trader import builders
 from trader.actors.base import Actor, Supervisor
-from trader.actors.execution import JOURNAL_PROBLEM, ExecutionActor
+from trader.actors.execution import ExecutionActor
 from trader.actors.feed import FeedActor
 from trader.actors.ledger import LedgerActor
 from trader.actors.portfolio import PerformanceSummary, PortfolioActor, summary_fields
@@ -28,7 +28,7 @@ from trader.bus import EventBus
 from trader.clock import Clock, LiveClock, SimClock
 from trader.config import ConfigError, Settings
 from trader.control.runtime import ControlRuntime
-from trader.events import Command, CommandKind, FeedEnded, Heartbeat, VenueStatus
+from trader.events import JOURNAL_PROBLEM, Command, CommandKind, FeedEnded, Heartbeat, VenueStatus
 from trader.gate import expire_stale_approvals, restore_from_gate, run_gate
 from trader.ids import IdFactory
 from trader.logging import get_logger

@@ -291,6 +291,10 @@ class FeedStatus:
     detail: str = ""
 
 
+# The venue problem of a journal that can no longer be written: entries stop, exits still go.
+JOURNAL_PROBLEM = "journal_unwritable"
+
+
 @dataclass(frozen=True, slots=True)
 class VenueStatus:
     """Whether the venue can be traded with: ``ok=False`` names a ``problem`` ("token_expired",

@@ -24,6 +24,7 @@ from trader.adapters.ports import Broker, BrokerOrder, BrokerUnavailable, OrderR
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, Clock
 from trader.events import (
+    JOURNAL_PROBLEM,
     Command,
     CommandKind,
     CommandResult,
@@ -47,7 +48,6 @@ from trader.store.orders import OrderJournal
 
 log = get_logger("trader.execution")
 
-JOURNAL_PROBLEM = "journal_unwritable"
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from trader.book import BookPosition
 from trader.bus import EventBus
 from trader.clock import Clock
 from trader.events import (
+    JOURNAL_PROBLEM,
     Command,
     CommandKind,
     CommandResult,
@@ -458,5 +459,5 @@ class RiskGateActor(Actor):
                 log.error("journal_write_failed", what="risk state", journal=str(self.journal.path),
                           error=str(exc), fix="free disk space or make the data dir writable, then restart")
                 # Entries stop while it lasts; exits and stops still go (a HALT would refuse a stop-loss too).
-                self._on_venue(VenueStatus(ts_ns=ts_ns, ok=False, problem="journal_unwritable",
+                self._on_venue(VenueStatus(ts_ns=ts_ns, ok=False, problem=JOURNAL_PROBLEM,
                                            detail=str(exc)))

@@ -24,11 +24,11 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from trader.actors.base import Actor
-from trader.actors.execution import JOURNAL_PROBLEM
 from trader.approvals import AlreadyDecided, Approval, ApprovalBook, ApprovalError
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND
 from trader.events import (
+    JOURNAL_PROBLEM,
     ApprovalStatus,
     ApprovalUpdate,
     Command,
