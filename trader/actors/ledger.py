@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from trader.actors.base import Actor
-from trader.actors.risk import FLATTEN_STRATEGY_ID
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND
 from trader.events import (
@@ -190,7 +189,6 @@ class LedgerActor(Actor):
         self.pending: OrderedDict[str, ApprovalUpdate] = OrderedDict()  # by intent id
         self.decided: OrderedDict[str, ApprovalUpdate] = OrderedDict()  # by intent id, oldest first
         self.results: OrderedDict[str, CommandResult] = OrderedDict()
-        self.flatten_intents = 0  # intents the risk gate issued for a flatten, ever
         self._outcome_waiters: dict[str, list[asyncio.Future[OrderRecord]]] = {}
         self._result_waiters: dict[str, list[asyncio.Future[CommandResult]]] = {}
 
@@ -251,8 +249,6 @@ class LedgerActor(Actor):
         self._trim_orders()
 
     def _on_intent(self, intent: OrderIntent) -> None:
-        if intent.strategy_id == FLATTEN_STRATEGY_ID:
-            self.flatten_intents += 1
         if intent.intent_id in self.orders:
             return  # a redelivery
         self.orders[intent.intent_id] = OrderRecord(intent=intent, updated_ns=intent.ts_ns)
