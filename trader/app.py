@@ -30,8 +30,10 @@ from trader.config import ConfigError, Settings
 from trader.control.runtime import ControlRuntime
 from trader.events import JOURNAL_PROBLEM, Command, CommandKind, FeedEnded, Heartbeat, VenueStatus
 from trader.gate import expire_stale_approvals, restore_from_gate, run_gate
+from trader.health import HealthProbe
 from trader.ids import IdFactory
 from trader.logging import get_logger
+from trader.loop_monitor import LoopMonitor
 from trader.market.calendar import ist_date, ist_ns, ist_text
 from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import resolve_underlying
@@ -112,6 +114,11 @@ class App:
         self.consumers: list[Actor] = [self.portfolio, self.risk, self.execution, self.strategy, self.ledger]
         self.control: ControlRuntime | None = None
         self.control_url = ""
+        # Health (trader/health.py): the loop monitor runs from the start of run(); ready_wall_ns is the wall time the
+        # reconciliation gate passed (0 before), which /healthz, the systemd READY=1 and the watchdog wait for.
+        self.loop_monitor = LoopMonitor()
+        self.ready_wall_ns = 0
+        self.health = HealthProbe(self)
         self._stop = asyncio.Event()
         self._feeds_ended = 0
         self.bus.tap(self._watch)
@@ -272,6 +279,7 @@ class App:
                 loop.add_signal_handler(sig, self.request_stop, sig.name)
         settings = self.settings
         wall_started = self.wall_started_ns
+        self.loop_monitor.start()
         try:
             if self.kite_market:
                 await self._connect_kite_market()  # sets the exchange clock from Kite's quote timestamps
@@ -286,11 +294,13 @@ class App:
                      confidence_cutoff=settings.strategy.confidence_cutoff)
             self.control = ControlRuntime.for_app(self)  # a token file that cannot be used stops the start here
             await self._pass_gate()
+            self.ready_wall_ns = LiveClock().now_ns()
             log.info("trading_ready", state=self.risk.state.value, reason=self.risk.manager.state_reason,
-                     elapsed_ms=(LiveClock().now_ns() - wall_started) // 1_000_000)
+                     elapsed_ms=(self.ready_wall_ns - wall_started) // 1_000_000)
             if self.control is not None:
                 self.control_url = await self.control.start()
         except BaseException:
+            await self.loop_monitor.stop()
             await self._close_resources()
             raise
         for actor in self.consumers:
@@ -307,6 +317,7 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             result = await self._shutdown()
+            await self.loop_monitor.stop()
             if install_signal_handlers:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)

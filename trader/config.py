@@ -162,6 +162,8 @@ class ControlSettings(_Section):
     order_wait_seconds: float = Field(5.0, gt=0, le=60, description="how long POST /orders waits for the risk "
                                       "gate's decision before answering 202 (still pending)")
     max_body_bytes: int = Field(16_384, ge=1_024, le=1_048_576)
+    session_hours: float = Field(12.0, gt=0, le=24 * 7, description="how long a dashboard login (session cookie) "
+                                 "lasts")
 
     @field_validator("token")
     @classmethod
@@ -179,6 +181,69 @@ class ControlSettings(_Section):
                              "place orders, so binding it elsewhere needs control.allow_remote = true "
                              "(TRADER_CONTROL__ALLOW_REMOTE=true), behind a firewall or a TLS proxy")
         return self
+
+
+class HealthSettings(_Section):
+    """What "healthy" means (trader/health.py): ``GET /healthz``, the systemd watchdog and the feed-silent alert all
+    judge with these bounds. Ages are wall-clock seconds (what a person and systemd count in)."""
+
+    max_loop_lag_seconds: float = Field(2.0, gt=0, le=60, description="the event loop's latest wake-up may be at "
+                                        "most this late")
+    max_loop_stall_seconds: float = Field(10.0, gt=0, le=300, description="the loop monitor must have woken within "
+                                          "this many seconds (a wedged loop stops waking)")
+    max_feed_age_seconds: float = Field(30.0, gt=0, le=3_600, description="during market hours, the last valid "
+                                        "tick may be at most this old")
+    feed_grace_seconds: float = Field(120.0, ge=0, le=3_600, description="after start, how long the feed may take "
+                                      "to deliver its first tick during market hours")
+    watchdog: bool = Field(True, description="send systemd WATCHDOG=1 pings when systemd asks for them "
+                           "(WatchdogSec= in the unit sets WATCHDOG_USEC)")
+
+
+class AlertSettings(_Section):
+    """Alerts (trader/alerts/): Telegram and a generic JSON webhook, both optional, both off the trading path.
+    Secrets (the bot token, the webhook secret) belong in the environment or the systemd env file."""
+
+    telegram_bot_token: SecretStr = Field(SecretStr(""), description="from @BotFather; empty = no Telegram")
+    telegram_chat_id: int | None = Field(None, description="the one chat alerts go to and commands are taken from")
+    telegram_api_root: str = Field("https://api.telegram.org", description="the Bot API's address (tests: a fake)")
+    telegram_commands: bool = Field(True, description="answer /status, /positions, /pnl, /approve, /reject, /halt, "
+                                    "/resume, /flatten from the configured chat")
+    webhook_url: str = Field("", description="POST one JSON object per alert here; empty = no webhook")
+    webhook_secret: SecretStr = Field(SecretStr(""), description="if set, each POST carries an HMAC-SHA256 of its "
+                                      "body in X-Trader-Signature")
+    rate_per_minute: int = Field(20, ge=1, le=600, description="per destination; Telegram allows about 20/min to a "
+                                 "group")
+    dedup_seconds: float = Field(300.0, ge=0, le=86_400, description="the same alert (kind + subject) is sent once "
+                                 "in this window; repeats are counted into the next one")
+    max_attempts: int = Field(6, ge=1, le=50, description="tries per alert before it is dropped (logged)")
+    retry_base_seconds: float = Field(1.0, gt=0, le=300, description="first retry delay; doubles each try, with "
+                                      "jitter")
+    queue_size: int = Field(500, ge=10, le=100_000, description="alerts waiting per destination; past it the oldest "
+                            "low-severity ones are dropped and counted")
+    timeout_seconds: float = Field(10.0, gt=0, le=120, description="per HTTP request to a destination")
+    slippage_alert_bps: float = Field(50.0, gt=0, le=10_000, description="a fill this many basis points worse than "
+                                      "expected is alerted")
+    feed_silent_seconds: float = Field(60.0, gt=0, le=3_600, description="during market hours, alert when no valid "
+                                       "tick has come for this long")
+
+    @field_validator("telegram_api_root", "webhook_url")
+    @classmethod
+    def _http_url(cls, value: str, info: Any) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https:// (e.g. https://hooks.example.com/trader), or be "
+                             f"empty; got {value[:40]!r}")
+        return value.rstrip("/") if info.field_name == "telegram_api_root" else value
+
+    @model_validator(mode="after")
+    def _telegram_pair(self) -> AlertSettings:
+        if bool(self.telegram_bot_token.get_secret_value()) != (self.telegram_chat_id is not None):
+            raise ValueError("telegram_bot_token and telegram_chat_id go together: set both (TRADER_ALERTS__"
+                             "TELEGRAM_BOT_TOKEN and TRADER_ALERTS__TELEGRAM_CHAT_ID) or neither")
+        return self
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return self.telegram_chat_id is not None
 
 
 MIN_TOKEN_CHARS = 16
@@ -216,6 +281,8 @@ class Settings(BaseSettings):
     auto_execution: bool | None = Field(None, description="default: on in paper/backtest, off in live")
     live_confirm: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # auto: one human line per event when stdout is a terminal, JSON lines otherwise (systemd, Docker, a pipe).
+    log_format: Literal["auto", "json", "human"] = "auto"
     heartbeat_seconds: float = Field(5.0, gt=0, le=3600)
     # SIGTERM must end the process within 10 s (systemd/Docker stop timeouts); draining gets at most 9.
     shutdown_timeout_seconds: float = Field(8.0, gt=0, le=9)
@@ -227,6 +294,8 @@ class Settings(BaseSettings):
     sim: SimSettings = SimSettings()
     kite: KiteSettings = KiteSettings()
     control: ControlSettings = ControlSettings()
+    health: HealthSettings = HealthSettings()
+    alerts: AlertSettings = AlertSettings()
     # TRADER_KITE_API_ROOT / TRADER_KITE_WS_ROOT: point both at `trader sim` for a rehearsal without money.
     kite_api_root: str = "https://api.kite.trade"
     kite_ws_root: str = "wss://ws.kite.trade"
@@ -428,4 +497,17 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
     control = data.get("control", {})
     if control.get("token"):
         control["token"] = "**********"
+    alerts = data.get("alerts", {})
+    for key in ("telegram_bot_token", "webhook_secret"):
+        if alerts.get(key):
+            alerts[key] = "**********"
+    if alerts.get("webhook_url"):  # chat-service hook URLs carry their secret in the path
+        alerts["webhook_url"] = mask_url(alerts["webhook_url"])
     return data
+
+
+def mask_url(url: str) -> str:
+    """``scheme://host/**********``: where a URL goes, without the path or query that may be its secret."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+    return f"{scheme}://{host}/**********" if rest[len(host):].strip("/") else f"{scheme}://{host}"

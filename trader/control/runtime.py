@@ -10,7 +10,6 @@ from trader.control.http import ControlServer
 from trader.control.service import ControlService
 from trader.control.token import load_token
 from trader.logging import get_logger
-from trader.loop_monitor import LoopMonitor
 
 if TYPE_CHECKING:
     from trader.app import App
@@ -22,7 +21,6 @@ class ControlRuntime:
     def __init__(self, app: App) -> None:
         self.app = app
         self.token, self.token_file = load_token(app.settings)
-        self.loop_monitor = LoopMonitor()
         self.service: ControlService | None = None
         self.server: ControlServer | None = None
 
@@ -35,17 +33,12 @@ class ControlRuntime:
         return cls(app)
 
     async def start(self) -> str:
-        """Start the loop monitor, the service and the server; return the URL. ``ConfigError`` if it cannot listen."""
+        """Start the service and the server; return the URL. ``ConfigError`` if it cannot listen."""
         settings = self.app.settings
-        self.loop_monitor.start()
-        self.service = ControlService(self.app, loop_monitor=self.loop_monitor)
+        self.service = ControlService(self.app)
         where = str(self.token_file) if self.token_file is not None else "TRADER_CONTROL__TOKEN (control.token)"
         server = ControlServer(self.service, settings.control, self.token, token_hint=where)
-        try:
-            url = await server.start()
-        except BaseException:
-            await self.loop_monitor.stop()
-            raise
+        url = await server.start()
         self.server = server
         log.info("control_api_listening", url=url, token_file=where, allow_remote=settings.control.allow_remote)
         return url
@@ -55,4 +48,3 @@ class ControlRuntime:
         if server is not None:
             await server.stop()
             log.info("control_api_stopped")
-        await self.loop_monitor.stop()

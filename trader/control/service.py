@@ -34,8 +34,8 @@ from trader.events import (
     CommandResult,
     IntentPurpose,
 )
+from trader.health import BROKER_PROBLEMS, HealthProbe
 from trader.logging import get_logger
-from trader.loop_monitor import LoopMonitor
 from trader.market.calendar import ist_text
 from trader.market.instruments import resolve_underlying
 from trader.money import format_inr, to_rupees
@@ -49,7 +49,6 @@ MAX_CURVE_POINTS = 500
 # RiskMetrics.as_dict() keys that are money (rupees): renamed with an ``_inr`` suffix in answers.
 _RISK_MONEY_KEYS = ("equity", "daily_pnl", "weekly_pnl", "monthly_pnl", "drawdown", "margin_used",
                     "margin_available", "exposure")
-BROKER_PROBLEMS = ("broker_unreachable", "token_expired")
 
 
 class ControlError(Exception):
@@ -113,11 +112,11 @@ def downsample(points: list[tuple[int, int]], most: int = MAX_CURVE_POINTS) -> l
 
 
 class ControlService:
-    def __init__(self, app: App, *, loop_monitor: LoopMonitor | None = None, source: str = "operator") -> None:
+    def __init__(self, app: App, *, source: str = "operator") -> None:
         self.app = app
         self.settings = app.settings
         self.ledger = app.ledger
-        self.loop_monitor = loop_monitor
+        self.health = HealthProbe(app)
         self.source = source
         self.wait_s = app.settings.control.order_wait_seconds
         # Manual orders by the client's request_id → our intent id, so a retried request is answered, not placed
@@ -129,7 +128,7 @@ class ControlService:
         app = self.app
         now = app.clock.now_ns()
         problems = app.risk.venue_problems
-        last_tick_wall = max((feed.last_tick_wall_ns for feed in app.feeds), default=0)
+        feed_age = self.health.feed_age_s()
         portfolio = app.portfolio
         return {
             "mode": self.settings.mode,
@@ -139,9 +138,10 @@ class ControlService:
             "risk_level": app.risk.level.value,
             "broker_reachable": not any(problem in problems for problem in BROKER_PROBLEMS),
             "venue_problems": problems,
-            "feed_age_s": _seconds(time.time_ns() - last_tick_wall) if last_tick_wall else None,
-            "loop_lag_ms": self.loop_monitor.lag_ms if self.loop_monitor is not None else None,
-            "loop_lag_max_ms": self.loop_monitor.max_lag_ms if self.loop_monitor is not None else None,
+            "feed_age_s": None if feed_age is None else round(feed_age, 3),
+            "loop_lag_ms": app.loop_monitor.lag_ms,
+            "loop_lag_max_ms": app.loop_monitor.max_lag_ms,
+            "health": self.health.report().as_dict(),
             "session_time": ist_text(now),
             "event_ts_ns": now,
             "uptime_s": _seconds(time.time_ns() - app.wall_started_ns),
