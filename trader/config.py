@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -204,7 +205,8 @@ class AlertSettings(_Section):
     Secrets (the bot token, the webhook secret) belong in the environment or the systemd env file."""
 
     telegram_bot_token: SecretStr = Field(SecretStr(""), description="from @BotFather; empty = no Telegram")
-    telegram_chat_id: int | None = Field(None, description="the one chat alerts go to and commands are taken from")
+    telegram_chat_id: int | None = Field(None, ge=-(2**53), le=2**53, description="the one chat alerts go to and "
+                                         "commands are taken from (a group's id is negative)")
     telegram_api_root: str = Field("https://api.telegram.org", description="the Bot API's address (tests: a fake)")
     telegram_commands: bool = Field(True, description="answer /status, /positions, /pnl, /approve, /reject, /halt, "
                                     "/resume, /flatten from the configured chat")
@@ -229,9 +231,18 @@ class AlertSettings(_Section):
     @field_validator("telegram_api_root", "webhook_url")
     @classmethod
     def _http_url(cls, value: str, info: Any) -> str:
-        if value and not value.startswith(("http://", "https://")):
+        if not value:
+            return value
+        if not value.startswith(("http://", "https://")):
             raise ValueError(f"must start with http:// or https:// (e.g. https://hooks.example.com/trader), or be "
-                             f"empty; got {value[:40]!r}")
+                             f"empty; got {mask_url(value)!r}")
+        try:
+            parts = urlsplit(value)
+            _ = parts.port  # raises on a port that is not a number in 0-65535
+        except ValueError as exc:
+            raise ValueError(f"is not a usable URL ({exc}), e.g. https://hooks.example.com/trader") from None
+        if not parts.hostname:
+            raise ValueError("names no host, e.g. https://hooks.example.com/trader")
         return value.rstrip("/") if info.field_name == "telegram_api_root" else value
 
     @model_validator(mode="after")
@@ -507,7 +518,14 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
 
 
 def mask_url(url: str) -> str:
-    """``scheme://host/**********``: where a URL goes, without the path or query that may be its secret."""
-    scheme, _, rest = url.partition("://")
-    host = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
-    return f"{scheme}://{host}/**********" if rest[len(host):].strip("/") else f"{scheme}://{host}"
+    """``scheme://host[:port]/**********``: where a URL goes, without the credentials, path or query that may be its
+    secret (chat-service hook URLs carry theirs in the path)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    shown = f"{parts.scheme}://{host}" + (f":{port}" if port else "")
+    hidden = parts.username or parts.password or parts.path.strip("/") or parts.query or parts.fragment
+    return f"{shown}/**********" if hidden else shown
