@@ -282,7 +282,7 @@ class Dashboard:
 
     def _session_answer(self, session: Session) -> dict[str, Any]:
         left_ns = max(0, session.expires_ns - self.sessions.now_ns())
-        return {"logged_in": True, "csrf": session.csrf, "expires_in_s": left_ns // 1_000_000_000}
+        return {"logged_in": True, "csrf": session.csrf, "expires_in_s": (left_ns + 500_000_000) // 1_000_000_000}
 
     async def logout(self, request: web.Request) -> web.Response:
         found = self.session_of(request)
