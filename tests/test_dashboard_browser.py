@@ -20,7 +20,7 @@ from playwright.sync_api import ConsoleMessage, Dialog, Page, expect, sync_playw
 from trader.control.dashboard import SESSION_COOKIE
 
 import helpers
-from helpers import CONTROL_TOKEN, Daemon, daemon_env, next_pending, ok, order_by_id, wait_until
+from helpers import CONTROL_TOKEN, Daemon, daemon_env, next_pending, ok, open_positions, order_by_id, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -81,7 +81,7 @@ def test_dashboard_in_headless_chromium(tmp_path: Path) -> None:
         finally:
             context.close()
     assert not problems, problems
-    assert [kind for kind, _ in dialogs] == ["prompt", "confirm"], dialogs
+    assert [kind for kind, _ in dialogs] == ["prompt", "confirm", "confirm"], dialogs  # halt's two, flatten's one
     assert not any(CONTROL_TOKEN in str(line) for line in daemon.lines), "the token reached the daemon's log"
 
 
@@ -125,7 +125,8 @@ def drive(page: Page, daemon: Daemon) -> None:
         .to_contain_text("COMPLETE")
 
     # A pending semi-live signal: its Approve button sends it to the risk gate, and it becomes an order.
-    pending: dict[str, Any] = next_pending(daemon, set())
+    seen: set[str] = set()
+    pending: dict[str, Any] = next_pending(daemon, seen)
     intent_id = pending["intent_id"]
     approve = page.get_by_test_id(f"approve-{intent_id}")
     approve.click()
@@ -147,3 +148,15 @@ def drive(page: Page, daemon: Daemon) -> None:
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
     page.set_viewport_size({"width": 1280, "height": 900})
+
+    # Flatten (allowed while halted) closes every position; the page empties its table.
+    page.get_by_test_id("flatten").click()
+    expect(page.get_by_test_id("message")).to_contain_text("Flatten:")
+    wait_until("flat", lambda: open_positions(daemon) == [])
+    expect(page.locator('[data-testid="position-row"]')).to_have_count(0)
+    # An act the daemon refuses shows the API's own message: an approval while HALTED names the state check.
+    refused = next_pending(daemon, seen)["intent_id"]
+    page.get_by_test_id(f"approve-{refused}").click()
+    expect(page.get_by_test_id("message")).to_contain_text(f"Approve {refused} failed")
+    expect(page.get_by_test_id("message")).to_contain_text("HALTED")
+    expect(page.get_by_test_id("message")).to_have_class("message error")

@@ -109,6 +109,8 @@ function showLogin(why) {
 
 function showDashboard(session) {
   csrf = session.csrf;
+  lastOk = Date.now(); // a fresh start: no "stale" banner before the first poll has had its chance
+  lastError = "";
   $("login").hidden = true;
   $("dashboard").hidden = false;
   startPolling();
@@ -179,7 +181,9 @@ async function poll() {
 function showStaleness() {
   const banner = $("banner");
   const age = lastOk ? Date.now() - lastOk : Infinity;
-  if (!lastError && age < STALE_MS) {
+  const fresh = !lastError && age < STALE_MS;
+  document.body.classList.toggle("is-stale", !fresh);
+  if (fresh) {
     banner.hidden = true;
     return;
   }
