@@ -106,6 +106,9 @@ def drive(page: Page, daemon: Daemon) -> None:
     expect(page.get_by_test_id("mode")).to_have_text("paper")
     expect(page.get_by_test_id("health")).not_to_be_empty()
     expect(page.get_by_test_id("equity")).to_contain_text("₹")
+    # Rupees with Indian grouping (lakhs, crores), two decimals, the sign before the ₹.
+    shown = page.evaluate("[1234567.891, -999.5, 100000, 0.004, -0.004, 123456789.5].map(inr)")
+    assert shown == ["₹12,34,567.89", "-₹999.50", "₹1,00,000.00", "₹0.00", "₹0.00", "₹12,34,56,789.50"], shown
     cookie = next(c for c in page.context.cookies() if c["name"] == SESSION_COOKIE)
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict" and cookie["path"] == "/", cookie
     assert CONTROL_TOKEN not in cookie["value"]

@@ -187,6 +187,10 @@ async def test_login_gives_a_strict_http_only_cookie_that_reads_the_api(tmp_path
     assert not any(TOKEN in text for text in client.seen), "the token came back in an answer"
     assert not any(TOKEN in str(line) for line in lines), "the token reached the log"
     assert not any(session_id in str(line) for line in lines), "a session id reached the log"
+    # The page's 2-second polls stay out of the info log; logins and refusals are in it.
+    requests = {(line["method"], line["path"], line["status"]) for line in lines if line["event"] == "control_request"}
+    assert ("GET", "/positions", 200) not in requests and ("GET", "/status", 200) not in requests, requests
+    assert {("POST", "/login", 200), ("POST", "/login", 401), ("GET", "/status", 401)} <= requests, requests
     logins = [line for line in lines if line["event"] == "dashboard_login"]
     assert len(logins) == 3 and logins[0]["remote"] == "127.0.0.1"
     assert [line["remote"] for line in lines if line["event"] == "dashboard_login_failed"] == ["127.0.0.1"]

@@ -132,6 +132,10 @@ class ControlServer:
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         status = 500
+        # The dashboard's page, assets and 2-second polls are logged at debug (thousands an hour); its acts, its
+        # logins and every bearer client's request at info.
+        quiet = request.path in OPEN_PATHS or (request.method in SAFE_METHODS and request.path != "/login"
+                                               and self.dashboard.is_open(request.path))
         try:
             if request.path in OPEN_PATHS or self.dashboard.is_open(request.path) or self._authorized(request):
                 response: web.StreamResponse = await self._answer(request, handler)
@@ -143,6 +147,7 @@ class ControlServer:
             elif request.method not in SAFE_METHODS and not self.dashboard.csrf_ok(request, found[1]):
                 response = json_response(self.dashboard.csrf_refusal().body(), 403)
             else:
+                quiet = request.method in SAFE_METHODS
                 response = await self._answer(request, handler)
             for name, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)
@@ -150,7 +155,7 @@ class ControlServer:
             status = response.status
             return response
         finally:
-            log_line = log.debug if request.path in OPEN_PATHS else log.info
+            log_line = log.debug if quiet else log.info
             log_line("control_request", method=request.method, path=request.path, status=status,
                      ms=round((time.perf_counter() - started) * 1000, 1), remote=request.remote or "")
 
