@@ -98,6 +98,7 @@ def drive(page: Page, daemon: Daemon) -> None:
     # A wrong token: the API's message, no cookie.
     log_in(page, "wrong-token-0123456789")
     expect(page.get_by_test_id("login-error")).to_contain_text("wrong token")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-login.png"))
     assert not [c for c in page.context.cookies() if c["name"] == SESSION_COOKIE]
 
     log_in(page, CONTROL_TOKEN)
@@ -132,6 +133,12 @@ def drive(page: Page, daemon: Daemon) -> None:
     pending: dict[str, Any] = next_pending(daemon, seen)
     intent_id = pending["intent_id"]
     approve = page.get_by_test_id(f"approve-{intent_id}")
+    expect(approve).to_be_visible()
+    page.set_viewport_size({"width": 390, "height": 844})  # on a phone the buttons fit on the screen, unscrolled
+    box = approve.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= 390, box
+    page.get_by_test_id("signals-card").screenshot(path=str(ARTIFACTS / "dashboard-signal-phone.png"))
+    page.set_viewport_size({"width": 1280, "height": 900})
     approve.click()
     expect(page.get_by_test_id("message")).to_contain_text(f"Approve {intent_id}")
     order = wait_until("the approved order", lambda: order_by_id(daemon, intent_id))

@@ -69,6 +69,13 @@ function signed(node, rupees) {
   node.classList.toggle("loss", rupees < 0);
 }
 
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return "—";
+  if (seconds < 90) return `${Math.round(seconds)} s`;
+  const minutes = Math.floor(seconds / 60);
+  return minutes < 90 ? `${minutes} min ${Math.round(seconds % 60)} s` : `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
 function clock(isoText) {
   // "2026-11-25T09:31:05+05:30" -> "09:31:05" (IST, as the daemon writes it)
   return isoText ? isoText.slice(11, 19) : "";
@@ -276,7 +283,7 @@ function renderSignals(pending) {
       testid: "reject-" + a.intent_id, onclick: () => decide(a, "reject") });
     return el("tr", { testid: "signal-row", "data-intent-id": a.intent_id },
       td(clock(a.time), "wide"), td(a.tradingsymbol, "sym"), td(a.side, "side-" + a.side), td(a.lots, "num"),
-      td(inr(a.expected_price_inr), "num"), td(a.expires_in_s === null ? "—" : `${a.expires_in_s} s`, "num"),
+      td(inr(a.expected_price_inr), "num"), td(duration(a.expires_in_s), "num"),
       td(a.reason, "reason wide"), el("td", { class: "buttons" }, approve, reject));
   }));
   $("signals-empty").hidden = pending.length > 0;
