@@ -134,8 +134,7 @@ class ControlServer:
         status = 500
         # The dashboard's page, assets and 2-second polls are logged at debug (thousands an hour); its acts, its
         # logins and every bearer client's request at info.
-        quiet = request.path in OPEN_PATHS or (request.method in SAFE_METHODS and request.path != "/login"
-                                               and self.dashboard.is_open(request.path))
+        quiet = request.path in OPEN_PATHS or (request.method in SAFE_METHODS and self.dashboard.is_open(request.path))
         try:
             if request.path in OPEN_PATHS or self.dashboard.is_open(request.path) or self._authorized(request):
                 response: web.StreamResponse = await self._answer(request, handler)
