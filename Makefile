@@ -7,7 +7,7 @@ ARGS ?=
 # No "Entering directory" lines on stdout either, when make runs inside another make (CI, a user's own Makefile).
 MAKEFLAGS += --no-print-directory
 
-.PHONY: run test lint typecheck unit bench crash clean
+.PHONY: run test lint typecheck unit bench crash clean browser
 
 # Set-up output goes to stderr and recipes are not echoed, so `make run | jq` sees only the daemon's JSON lines.
 $(STAMP): pyproject.toml
@@ -28,7 +28,22 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest
 
-test: lint unit
+test: browser lint unit
+
+# The dashboard's browser test (tests/test_dashboard_browser.py) drives Debian's Chromium through Playwright (never
+# `playwright install`: no browser download). Installed here when /usr/bin/chromium is missing and we are root with
+# apt-get; otherwise a message says what to do. All output goes to stderr.
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian's chromium for the dashboard's browser test (first run only)" >&2; \
+		{ DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium \
+		  || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }; \
+		} >&2 || echo "could not install chromium with apt-get: tests/test_dashboard_browser.py will fail" >&2; \
+	else \
+		echo "tests/test_dashboard_browser.py needs Chromium at /usr/bin/chromium: install Debian's package as root" \
+		     "(apt-get install chromium), then run make test again" >&2; \
+	fi
 
 # Standard output is the figures, one line each: figure | baseline measured in the same run | ratio.
 bench: $(STAMP)

@@ -1,8 +1,11 @@
 """The control API's HTTP server (aiohttp), inside the daemon, on its event loop.
 
-Every route but ``GET /healthz`` needs ``Authorization: Bearer <token>`` (compared in constant time); a missing or
-wrong token is a 401. Bodies are at most ``control.max_body_bytes`` (413), parsed with orjson into the pydantic
-models of ``trader/control/requests.py`` (400 naming the field). Every answer, errors included, is JSON; errors are
+Every route but ``GET /healthz`` and the dashboard's (``GET /``, ``/static/*``, ``/session``; ``POST /login``,
+``/logout``: trader/control/dashboard.py) needs ``Authorization: Bearer <token>`` (compared in constant time) or the
+dashboard's session cookie; a missing or wrong token is a 401. A cookie-authenticated request that changes something
+must carry the session's ``X-Trader-CSRF`` value (403 otherwise). Bodies are at most ``control.max_body_bytes``
+(413), parsed with orjson into the pydantic models of ``trader/control/requests.py`` (400 naming the field). Every
+answer of the API, errors included, is JSON (the dashboard's page and assets aside); errors are
 ``{"error": {"code", "message", "field"?, "check"?}}``. The token never appears in an answer or a log line; each
 request is logged once (``control_request``: method, path, status, milliseconds), without its headers or query.
 The server binds loopback only unless ``control.allow_remote`` is set, and checks the address it really bound.
@@ -23,6 +26,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from trader.config import ConfigError, ControlSettings, is_loopback
+from trader.control.dashboard import SAFE_METHODS, SECURITY_HEADERS, Dashboard
 from trader.control.requests import FlattenBody, HaltBody, ManualOrder, RejectBody, describe_validation_error
 from trader.control.service import BadRequest, ControlError, ControlService
 from trader.logging import get_logger
@@ -32,7 +36,7 @@ log = get_logger("trader.control")
 OPEN_PATHS = frozenset({"/healthz"})
 SHUTDOWN_TIMEOUT_S = 1.0  # in-flight requests at shutdown get this long, then they are cancelled
 _REF = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
+_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                  413: "too_large", 503: "unavailable"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -56,13 +60,14 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 
 class ControlServer:
     def __init__(self, service: ControlService, settings: ControlSettings, token: str, *,
-                 token_hint: str = "") -> None:
+                 token_hint: str = "", wall_ns: Callable[[], int] = time.monotonic_ns) -> None:
         if not token:
             raise ValueError("the control API needs a token")
         self.service = service
         self.settings = settings
         self._token = token.encode()
         self._token_hint = token_hint or "TRADER_CONTROL__TOKEN"
+        self.dashboard = Dashboard(self._token, settings.session_hours, wall_ns)
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.port = 0
@@ -72,6 +77,7 @@ class ControlServer:
     def _routes(self, router: web.UrlDispatcher) -> None:
         service = self.service
         router.add_get("/healthz", self._healthz)
+        self.dashboard.routes(router)
         for path, read in (("/status", service.status), ("/positions", service.positions),
                            ("/orders", service.orders), ("/signals", service.signals), ("/risk", service.risk),
                            ("/report", service.report)):
@@ -126,18 +132,29 @@ class ControlServer:
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         status = 500
+        # The dashboard's page, assets and 2-second polls are logged at debug (thousands an hour); its acts, its
+        # logins and every bearer client's request at info.
+        quiet = request.path in OPEN_PATHS or (request.method in SAFE_METHODS and self.dashboard.is_open(request.path))
         try:
-            if request.path not in OPEN_PATHS and not self._authorized(request):
-                response: web.StreamResponse = error_response(
+            if request.path in OPEN_PATHS or self.dashboard.is_open(request.path) or self._authorized(request):
+                response: web.StreamResponse = await self._answer(request, handler)
+            elif (found := self.dashboard.session_of(request)) is None:
+                response = error_response(
                     401, "unauthorized",
                     f"missing or wrong bearer token: send 'Authorization: Bearer <token>' with the token from "
                     f"{self._token_hint}", headers={"WWW-Authenticate": 'Bearer realm="trader"'})
+            elif request.method not in SAFE_METHODS and not self.dashboard.csrf_ok(request, found[1]):
+                response = json_response(self.dashboard.csrf_refusal().body(), 403)
             else:
+                quiet = request.method in SAFE_METHODS
                 response = await self._answer(request, handler)
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
+            response.headers.setdefault("Cache-Control", "no-store")
             status = response.status
             return response
         finally:
-            log_line = log.debug if request.path in OPEN_PATHS else log.info
+            log_line = log.debug if quiet else log.info
             log_line("control_request", method=request.method, path=request.path, status=status,
                      ms=round((time.perf_counter() - started) * 1000, 1), remote=request.remote or "")
 
@@ -157,7 +174,7 @@ class ControlServer:
         if exc.status == 404:
             return f"no such route: {request.method} {request.path} (GET /status, /positions, /orders, /signals, " \
                    "/risk, /report; POST /orders, /orders/{id}/cancel, /halt, /resume, /reset-daily, /flatten, " \
-                   "/signals/{id}/approve, /signals/{id}/reject)"
+                   "/signals/{id}/approve, /signals/{id}/reject; the dashboard: GET /)"
         if exc.status == 405:
             allowed = exc.headers.get("Allow", "")
             return f"{request.method} is not allowed on {request.path}" + (f"; use {allowed}" if allowed else "")
