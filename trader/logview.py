@@ -356,7 +356,6 @@ class LineFormatter:
         ts_ns = event_time_ns(event)
         when = self._when(ts_ns)
         label = self.paint(_LEVEL_LABEL.get(level, level.upper()[:5]).ljust(5), _LEVEL_STYLE.get(level, ""))
-        title = self.paint(name.ljust(_EVENT_WIDTH), BOLD if level != "debug" else DIM)
         describe = _DESCRIBE.get(name)
         body, used, rest = "", set[str](), True
         if describe is not None:
@@ -365,7 +364,9 @@ class LineFormatter:
             except (TypeError, ValueError, KeyError, AttributeError):  # a field of an unexpected type: plain
                 body, used, rest = "", set[str](), True
         others = _fields(event, used) if rest else ""
-        line = _join(when, label, title, body, self.paint(others, DIM), self._market(event, ts_ns)).rstrip()
+        after = _join(body, self.paint(others, DIM), self._market(event, ts_ns))
+        title = self.paint(name.ljust(_EVENT_WIDTH) if after else name, BOLD if level != "debug" else DIM)
+        line = _join(when, label, title, after)
         exception = event.get("exception")
         if isinstance(exception, str) and exception:
             line += "".join(f"\n    {row}" for row in exception.rstrip().splitlines())

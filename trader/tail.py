@@ -198,6 +198,12 @@ def follow_lines(path: Path, handle: IO[bytes], *, stop: Callable[[], bool] = la
             except FileNotFoundError:  # between the rename and the new file: keep the old one until it appears
                 now = None
             if now is not None and now.st_ino != inode:
+                rest = handle.read()  # written to the old file after the last read, before the rename
+                if rest:
+                    pending += rest
+                    *complete, pending = pending.split(b"\n")
+                    for line in complete:
+                        yield line + b"\n"
                 if pending:
                     yield pending
                     pending = b""
