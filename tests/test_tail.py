@@ -335,3 +335,15 @@ def test_run_through_a_pipe_writes_json_lines_unless_told_human(tmp_path: Path) 
     assert [n for n in names(tailed_lines) if n != "heartbeat"] == [n for n in names(lines) if n != "heartbeat"]
     strip = re.compile(r"^(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d ")
     assert strip.sub("", tailed_lines[-1]) == strip.sub("", lines[-1])
+
+
+def test_human_console_into_a_reader_that_goes_away_stops_the_daemon_quietly(tmp_path: Path) -> None:
+    """The closed-output guard holds for human lines too: `trader run --log-format human | head -3` exits 0 quietly."""
+    command = (f"{sys.executable} -m trader run --speed 600 --start 2026-11-20T10:00 --log-format human | head -3; "
+               "exit ${PIPESTATUS[0]}")
+    result = subprocess.run(["bash", "-c", command], check=False, capture_output=True, timeout=120,
+                            env=daemon_env(tmp_path / "data"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.decode().splitlines()
+    assert len(lines) == 3 and all(HUMAN.match(x) for x in lines) and names(lines)[0] == "daemon_started"
+    assert b"Traceback" not in result.stderr
