@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trader.money import MoneyError, format_inr, rupee_text, to_paise, to_paise_or_zero, to_rupees
+from trader.money import MoneyError, format_inr, group_indian, rupee_text, to_paise, to_paise_or_zero, to_rupees
 
 
 @pytest.mark.parametrize(("rupees", "paise"), [
@@ -40,5 +40,15 @@ def test_whole_paise_survive_the_float_round_trip(paise: int) -> None:
 def test_text_forms() -> None:
     assert rupee_text(12345) == "123.45"
     assert rupee_text(-5) == "-0.05"
-    assert format_inr(-123_456_789) == "-₹1,234,567.89"
+    assert format_inr(-123_456_789) == "-₹12,34,567.89"  # Indian grouping: lakh and crore
     assert format_inr(5) == "₹0.05"
+    assert format_inr(10_000_000) == "₹1,00,000.00"
+    assert format_inr(99_999) == "₹999.99"
+
+
+@pytest.mark.parametrize(("number", "text"), [(0, "0"), (999, "999"), (1000, "1,000"), (12345, "12,345"),
+                                              (123456, "1,23,456"), (1234567, "12,34,567"),
+                                              (12345678, "1,23,45,678"), (1234567890, "1,23,45,67,890"),
+                                              (-100000, "-1,00,000")])
+def test_indian_digit_grouping(number: int, text: str) -> None:
+    assert group_indian(number) == text

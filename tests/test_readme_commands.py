@@ -42,6 +42,7 @@ FINISHING = {
     ".venv/bin/trader run --mode backtest --days 1 --start 2026-11-20T09:00",
     ".venv/bin/trader check-config --config configs/paper.toml",
     ".venv/bin/python -m trader check-config",
+    ".venv/bin/trader run --mode backtest --days 1 --start 2026-11-20T09:00 | .venv/bin/trader tail --orders",
 }
 # Commands this suite cannot run, and why (each is covered elsewhere where it can be).
 _OPERATOR = "needs a running daemon: tests/test_operator_e2e.py drives every operator command against one"
@@ -63,6 +64,10 @@ NOT_HERE = {
         "environment for the rehearsal above",
     "TRADER_MODE=live TRADER_LIVE_CONFIRM=yes .venv/bin/trader run --auto-execution":
         "the rehearsal against the simulator (tests/test_live_e2e.py, tests/test_live_2027.py)",
+    ".venv/bin/trader tail --follow /var/log/trader/trader.log --risk --since 10m":
+        "a log file of the user's (tests/test_tail.py follows a file another writer appends to, truncates, rotates)",
+    "journalctl -u trader -o cat | .venv/bin/trader tail --since 09:15 --level WARNING":
+        "needs systemd's journal of an installed service (tests/test_tail.py reads stdin with each filter)",
 }
 
 
@@ -177,6 +182,11 @@ def test_finishing_command_exits_zero(command: str, env: dict[str, str], tmp_pat
     assert process.returncode == 0, errors.read_text()[-2000:]
     if "check-config" in command:
         assert json.loads(out)["mode"] == "paper"
+    elif "trader tail --orders" in command:  # human lines, order events only (the day trades)
+        lines = out.splitlines()
+        human = re.compile(r"(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d \w+ +(intent|order_|fill|trade_closed)")
+        assert lines and all(human.match(line) for line in lines), lines[:5]
+        assert any(" fill " in line and "₹" in line for line in lines)
     else:
         events = [json.loads(line) for line in out.splitlines()]
         assert events[-1]["event"] == "summary"

@@ -381,7 +381,7 @@ def test_margin_is_modelled_when_the_broker_gives_no_figures() -> None:
     approved(rm.check(intent(NIFTY_CE, OrderSide.BUY, 65, price=1_500), MON))
     refused(rm.check(intent(NIFTY_CE, OrderSide.BUY, 65, price=1_600), MON), "margin_buffer", "modelled")
     # A short blocks 12 % of the strike notional: 65 × ₹25,000 × 0.12 = ₹1,95,000.
-    refused(rm.check(intent(NIFTY_CE, OrderSide.SELL, 65, price=100), MON), "margin_buffer", "₹195,000.00")
+    refused(rm.check(intent(NIFTY_CE, OrderSide.SELL, 65, price=100), MON), "margin_buffer", "₹1,95,000.00")
 
 
 def test_margin_utilisation_after_the_order_is_limited() -> None:

@@ -1,5 +1,5 @@
-"""Command line: ``trader run`` (the daemon) and ``trader check-config``; the operator's commands on a running
-daemon (``trader status|order|halt|...``) are in trader/control/commands.py.
+"""Command line: ``trader run`` (the daemon), ``trader check-config`` and ``trader tail`` (trader/tail.py); the
+operator's commands on a running daemon (``trader status|order|halt|...``) are in trader/control/commands.py.
 
 Exit codes: 0 success, 2 bad configuration or arguments (argparse uses 2 as well) or a start-up problem the message
 explains (an unreachable broker, a saved state that cannot be used), 1 unexpected failure; the operator commands
@@ -26,6 +26,7 @@ from trader.control.commands import add_control_commands
 from trader.logging import configure_logging, get_logger, on_output_closed
 from trader.market.calendar import IST
 from trader.store.journal import JournalError
+from trader.tail import add_tail_command, tail_main
 
 EXIT_CONFIG = 2
 
@@ -45,6 +46,9 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--days", type=int, help="built-in market sessions to run (0 = until stopped)")
     parser.add_argument("--start", help="built-in market start, ISO date-time (IST unless a zone is given)")
     parser.add_argument("--log-level", help="DEBUG | INFO | WARNING | ERROR")
+    parser.add_argument("--log-format", choices=("auto", "json", "human"),
+                        help="console log: JSON lines, human lines, or auto = human on a terminal, JSON otherwise "
+                             "(env TRADER_LOG_FORMAT; default auto)")
     parser.add_argument("--calendar-file", type=Path, help="TOML file extending the shipped NSE calendar "
                         "(next year's holidays; format: trader/market/data/nse_calendar.toml)")
 
@@ -57,6 +61,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "strategies": _join(args.strategies),
         "auto_execution": args.auto_execution,
         "log_level": args.log_level.upper() if args.log_level else None,
+        "log_format": args.log_format,
         "calendar_file": args.calendar_file,
     }
     nested: dict[str, dict[str, Any]] = {
@@ -113,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     login = sub.add_parser("login", help="exchange the day's Kite request token for an access token (stored 0600)")
     _settings_flags(login)
     login.add_argument("--request-token", help="the request_token (or the whole redirect URL); asked for if absent")
+    add_tail_command(sub)  # trader tail: the JSON log as human lines (trader/tail.py)
     add_control_commands(sub)  # status, positions, orders, ..., halt, resume: trader/control/commands.py
     return parser
 
@@ -224,8 +230,8 @@ def _sim_start(text: str, follow_calendar: bool) -> tuple[datetime | None, str]:
     return moment, ""
 
 
-def _log_to_stderr(level: str) -> None:
-    configure_logging(level, sys.stderr)
+def _log_to_stderr(level: str, log_format: str) -> None:
+    configure_logging(level, sys.stderr, log_format)
     get_logger("trader.cli").error("log_output_closed", logging_to="stderr",
                                    why="stdout was closed; live trading goes on, stopping would leave positions "
                                        "unmanaged")
@@ -237,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.control(args))
     if args.command == "sim":
         return _sim(args)
+    if args.command == "tail":
+        return tail_main(args)
     try:
         settings = load(args)
     except ConfigError as exc:
@@ -248,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "login":
         return _login(settings, args.request_token)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, log_format=settings.log_format)
     from trader.app import App  # noqa: PLC0415 - keeps check-config light
 
     try:
@@ -263,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.mode == "live":
         # Stopping would leave open positions unmanaged (and exit 0, so systemd would not restart it): go on,
         # logging to stderr.
-        on_output_closed(lambda: _log_to_stderr(settings.log_level))
+        on_output_closed(lambda: _log_to_stderr(settings.log_level, settings.log_format))
     else:
         # Whoever read the logs went away (`trader run | jq`, then Ctrl-C or q): stop gracefully, quietly.
         on_output_closed(lambda: app.request_stop("the log's reader closed stdout"))

@@ -442,6 +442,7 @@ CLI_FLAGS: dict[str, str] = {
     "strategies": "--strategies",
     "auto_execution": "--auto-execution",
     "log_level": "--log-level",
+    "log_format": "--log-format",
     "risk.initial_capital": "--capital",
     "risk.max_daily_loss_pct": "--max-daily-loss",
     "strategy.confidence_cutoff": "--confidence-cutoff",

@@ -1,4 +1,6 @@
-"""structlog → one JSON object per line (orjson), secrets redacted, wall-time ``ts`` plus ``ts_ns``.
+"""structlog → one JSON object per line (orjson), secrets redacted, wall-time ``ts`` plus ``ts_ns``; or, for a
+person at a terminal (``log_format`` human, or auto on a TTY), one human line per event rendered by
+``trader.logview`` from the same redacted event.
 
 Event-time fields (``event_ts_ns``) come from the Clock and are added by the callers that log events.
 """
@@ -127,19 +129,54 @@ def on_output_closed(callback: Callable[[], None]) -> None:
         callback()
 
 
-def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
-    """Idempotent; ``stream`` defaults to stdout (one JSON object per line)."""
+def human_output(log_format: str, stream: Any) -> bool:
+    """``log_format`` auto | json | human → whether ``stream`` gets human lines (auto: only on a terminal)."""
+    if log_format == "auto":
+        isatty = getattr(stream, "isatty", None)
+        try:
+            return bool(isatty()) if isatty is not None else False
+        except (ValueError, OSError):
+            return False
+    return log_format == "human"
+
+
+class HumanRenderer:
+    """The last processor in human format: the redacted event dict → one line by ``trader.logview``."""
+
+    def __init__(self, *, color: bool, as_bytes: bool) -> None:
+        from trader.logview import LineFormatter  # noqa: PLC0415 - logview imports the calendar, which logs
+
+        self._formatter = LineFormatter(color=color)
+        self._as_bytes = as_bytes
+
+    def __call__(self, _: Any, __: str, event_dict: MutableMapping[str, Any]) -> str | bytes:
+        line = self._formatter.format(event_dict)
+        return line.encode() if self._as_bytes else line
+
+
+def configure_logging(level: str = "INFO", stream: TextIO | None = None, log_format: str = "json") -> None:
+    """Idempotent; ``stream`` defaults to stdout. ``log_format``: json (one JSON object per line), human (one
+    readable line per event, coloured on a terminal unless ``NO_COLOR`` is set) or auto (human on a terminal, JSON
+    otherwise: a pipe, a file, systemd's journal, Docker). Secrets are redacted before either renderer sees them."""
     global _guard  # noqa: PLW0603 - one process, one log output
     out = stream if stream is not None else sys.stdout
     binary = getattr(out, "buffer", None)
+    human = human_output(log_format, out)
     factory: Any
+    renderer: Any
     _guard = None
+    if human:
+        from trader.logview import color_wanted  # noqa: PLC0415 - see HumanRenderer
+
+        renderer = HumanRenderer(color=color_wanted(out), as_bytes=binary is not None)
     if binary is not None:
-        renderer = structlog.processors.JSONRenderer(serializer=_dumps)
+        if not human:
+            renderer = structlog.processors.JSONRenderer(serializer=_dumps)
         _guard = ClosedOutputGuard(binary)
         factory = structlog.BytesLoggerFactory(file=_guard)  # type: ignore[arg-type]  # a write/flush byte sink
     else:  # a text stream without a byte buffer (tests use io.StringIO)
-        renderer = structlog.processors.JSONRenderer(serializer=lambda o, **_: _dumps(o).decode())
+        if not human:
+            renderer = structlog.processors.JSONRenderer(serializer=lambda o, **_: _dumps(o).decode())
         factory = structlog.PrintLoggerFactory(file=out)
     structlog.configure(
         processors=[

@@ -71,8 +71,18 @@ def rupee_text(paise: int) -> str:
     return f"{sign}{whole}.{fraction:02d}"
 
 
+def group_indian(number: int) -> str:
+    """An integer with Indian digit grouping: the last three digits, then pairs (``12345678`` → ``"1,23,45,678"``)."""
+    sign = "-" if number < 0 else ""
+    digits = str(abs(number))
+    head, last3 = digits[:-3], digits[-3:]
+    pairs = [head[max(i - 2, 0):i] for i in range(len(head), 0, -2)][::-1]
+    return sign + ",".join([*pairs, last3])
+
+
 def format_inr(paise: int) -> str:
-    """Integer paise → a human-readable amount for messages (``-123456`` → ``"-₹1,234.56"``)."""
+    """Integer paise → a human-readable amount for messages, grouped the Indian way (lakh, crore):
+    ``-123456`` → ``"-₹1,234.56"``, ``12345678`` → ``"₹1,23,456.78"``."""
     sign = "-" if paise < 0 else ""
     whole, fraction = divmod(abs(paise), PAISE_PER_RUPEE)
-    return f"{sign}₹{whole:,}.{fraction:02d}"
+    return f"{sign}₹{group_indian(whole)}.{fraction:02d}"
