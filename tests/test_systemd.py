@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import select
 import signal
 import socket
@@ -350,6 +351,17 @@ def healthcheck(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[
                           text=True, timeout=60, check=False)
 
 
+def docker_healthcheck(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The Dockerfile's HEALTHCHECK command as written, `trader` being this venv's."""
+    text = (Path(__file__).resolve().parents[1] / "Dockerfile").read_text()
+    found = re.search(r"^HEALTHCHECK [^\n]*(?:\\\n[^\n]*)*?CMD (\[.*\])$", text, re.MULTILINE)
+    assert found, "no HEALTHCHECK ... CMD [...] in the Dockerfile"
+    command = orjson.loads(found.group(1))
+    assert command[0] == "trader"
+    return subprocess.run([str(Path(sys.executable).parent / "trader"), *command[1:]], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
 def test_trader_run_notifies_ready_after_the_gate_pings_and_notifies_stopping(
         tmp_path: Path, notify_socket: NotifySocket) -> None:
     data_dir = tmp_path / "data"
@@ -378,7 +390,7 @@ def test_trader_run_notifies_ready_after_the_gate_pings_and_notifies_stopping(
         wait("a STATUS= with the trading state", lambda: any("ACTIVE" in d for d in received()))
 
         # The daemon's own health check, as Docker's HEALTHCHECK runs it: same settings, no token, no --url.
-        checked = healthcheck(env)
+        checked = docker_healthcheck(env)
         assert checked.returncode == 0, checked
         assert checked.stdout.startswith(f"healthy (http://127.0.0.1:{port})")
         checked = healthcheck(env, "--json")
