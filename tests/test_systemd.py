@@ -28,7 +28,7 @@ import pytest
 from trader.app import App
 from trader.clock import SimClock
 from trader.config import HealthSettings, load_settings
-from trader.health import HealthProbe
+from trader.health import Check, HealthProbe, HealthReport
 from trader.loop_monitor import LoopMonitor
 from trader.systemd import SystemdNotifier, Watchdog, socket_address, watchdog_interval_s
 
@@ -164,6 +164,34 @@ def test_watchdog_interval_is_half_of_watchdog_usec_for_this_process_only() -> N
     assert [line["event"] for line in lines] == ["systemd_watchdog_usec_invalid"]
 
 
+def test_pings_keep_their_interval_while_the_status_line_goes_more_often(notify_socket: NotifySocket) -> None:
+    # WatchdogSec=30: a ping every 15 s; a status line that changes all the time, sent at most every 10 s. Rounds run
+    # every 5 s here; a ping is sent when the last is at least 0.75 x 15 s old, so the gap stays 15 s (< 30 s).
+    now = [0.0]
+    line = ["paper ACTIVE, day P&L ₹0.00"]
+    healthy = [True]
+
+    def judge() -> HealthReport:
+        return HealthReport((Check("feed", healthy[0], "last tick 45.0 s ago"),))
+
+    watchdog = Watchdog(SystemdNotifier(notify_socket.address), interval_s=15.0, judge=judge,
+                        status=lambda: line[0], status_every_s=10.0, monotonic=lambda: now[0])
+    sent: list[tuple[float, str]] = []
+    with captured_logs() as lines:
+        for step in range(13):  # 0 s to 60 s, a round every 5 s
+            now[0] = step * 5.0
+            line[0] = f"paper ACTIVE, day P&L ₹{step}.00"
+            healthy[0] = not 30 <= now[0] <= 40
+            watchdog.beat()
+            sent.extend((now[0], datagram) for datagram in notify_socket.drain())
+    ping_times = [t for t, d in sent if d == "WATCHDOG=1"]
+    assert ping_times == [0.0, 15.0, 45.0, 60.0]  # 30-40 s: the feed check fails, no ping (resumes at 45 s)
+    status_times = [t for t, d in sent if d.startswith("STATUS=")]
+    assert status_times == [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0]  # at most every 10 s
+    assert [line["event"] for line in lines] == ["watchdog_ping_withheld", "watchdog_ping_resumed"]
+    assert watchdog.withheld == 3 and watchdog.pings == 4
+
+
 # -- the watchdog judges the feed -------------------------------------------------------------------------------------
 def fake_app(now_ns: int, event_ns: int) -> Any:
     """What HealthProbe reads off an App, set by the test: a fresh feed, the gate passed, the loop monitor idle."""
@@ -283,7 +311,6 @@ async def test_a_blocked_event_loop_sends_no_pings_and_they_resume_after(
         assert pings(window["during"]) == 0  # the loop's watchdog did not
         await wait_for(more_pings(notify_socket, 2))  # the loop runs again: pings resume
         assert app.service.watchdog.pings >= pings_before + 2
-        assert app.service.watchdog.withheld == 0  # a 1 s block is within max_loop_lag_seconds (2 s)
     finally:
         app.request_stop("test over")
         await asyncio.wait_for(task, 30)

@@ -114,8 +114,10 @@ class Watchdog:
     every ``status_every_s`` when it changes. ``interval_s`` None: STATUS only."""
 
     def __init__(self, notifier: SystemdNotifier, *, interval_s: float | None, judge: Callable[[], HealthReport],
-                 status: Callable[[], str], status_every_s: float = STATUS_EVERY_S) -> None:
+                 status: Callable[[], str], status_every_s: float = STATUS_EVERY_S,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.notifier = notifier
+        self._monotonic = monotonic
         self.interval_s = interval_s
         self.judge = judge
         self.status = status
@@ -127,6 +129,7 @@ class Watchdog:
         self._status_at = -status_every_s
         self._withheld_key = ""
         self._withheld_logged_at = -WITHHELD_LOG_EVERY_S
+        self._pinged_at: float | None = None
 
     def start(self) -> None:
         if self._task is None or self._task.done():
@@ -144,6 +147,8 @@ class Watchdog:
         return self._task is not None and not self._task.done()
 
     async def _run(self) -> None:
+        # One round every interval, or more often when the status line is due sooner (then a ping is skipped while
+        # the last is recent: the gap between two pings stays under 0.75 interval + one round < the timeout).
         period = min(self.interval_s, self.status_every_s) if self.interval_s is not None else self.status_every_s
         while True:
             try:
@@ -154,18 +159,20 @@ class Watchdog:
 
     def beat(self) -> None:
         """One round: the ping (if due and healthy) and the status line (if changed and due)."""
-        if self.interval_s is not None:
+        now = self._monotonic()
+        interval = self.interval_s
+        if interval is not None and (self._pinged_at is None or now - self._pinged_at >= 0.75 * interval):
             report = self.judge()
             if report.ok:
                 if self._withheld_key:
                     log.info("watchdog_ping_resumed", withheld=self.withheld)
                     self._withheld_key = ""
+                self._pinged_at = now
                 if self.notifier.notify("WATCHDOG=1"):
                     self.pings += 1
             else:
                 self.withheld += 1
                 self._log_withheld(report)
-        now = time.monotonic()
         if now - self._status_at >= self.status_every_s:
             self.send_status(self.status(), now=now)
 
@@ -173,12 +180,12 @@ class Watchdog:
         line = " ".join(line.split())[:_MAX_STATUS_CHARS]  # one line: systemd shows it as is
         if line != self._last_status:
             self._last_status = line
-            self._status_at = time.monotonic() if now is None else now
+            self._status_at = self._monotonic() if now is None else now
             self.notifier.notify(f"STATUS={line}")
 
     def _log_withheld(self, report: HealthReport) -> None:
         key = ",".join(check.name for check in report.failing)
-        now = time.monotonic()
+        now = self._monotonic()
         if key != self._withheld_key or now - self._withheld_logged_at >= WITHHELD_LOG_EVERY_S:
             self._withheld_key = key
             self._withheld_logged_at = now
