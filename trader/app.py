@@ -283,6 +283,7 @@ class App:
         wall_started = self.wall_started_ns
         self.loop_monitor.start()
         try:
+            self.service.starting("connecting to the broker, reconciling the journal with it")
             if self.kite_market:
                 await self._connect_kite_market()  # sets the exchange clock from Kite's quote timestamps
                 if self._risk_restored:
@@ -295,7 +296,6 @@ class App:
                      capital_inr=settings.risk.initial_capital,
                      confidence_cutoff=settings.strategy.confidence_cutoff)
             self.control = ControlRuntime.for_app(self)  # a token file that cannot be used stops the start here
-            self.service.starting("reconciling the journal with the broker")
             await self._pass_gate()
             self.ready_wall_ns = LiveClock().now_ns()
             log.info("trading_ready", state=self.risk.state.value, reason=self.risk.manager.state_reason,
