@@ -192,6 +192,27 @@ def test_pings_keep_their_interval_while_the_status_line_goes_more_often(notify_
     assert watchdog.withheld == 3 and watchdog.pings == 4
 
 
+async def test_a_failing_health_read_sends_no_ping_is_logged_once_and_the_task_goes_on(
+        notify_socket: NotifySocket) -> None:
+    calls = [0]
+
+    def judge() -> HealthReport:
+        calls[0] += 1
+        if calls[0] <= 3:
+            raise RuntimeError("a bug in a health read")
+        return HealthReport(())
+
+    watchdog = Watchdog(SystemdNotifier(notify_socket.address), interval_s=0.02, judge=judge, status=lambda: "x")
+    with captured_logs() as lines:
+        watchdog.start()
+        try:
+            await wait_for(more_pings(notify_socket, 2))
+        finally:
+            await watchdog.stop()
+    assert watchdog.failures == 3 and calls[0] >= 5
+    assert [line["event"] for line in lines].count("systemd_watchdog_failed") == 1
+
+
 # -- the watchdog judges the feed -------------------------------------------------------------------------------------
 def fake_app(now_ns: int, event_ns: int) -> Any:
     """What HealthProbe reads off an App, set by the test: a fresh feed, the gate passed, the loop monitor idle."""

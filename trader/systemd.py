@@ -124,6 +124,7 @@ class Watchdog:
         self.status_every_s = status_every_s
         self.pings = 0
         self.withheld = 0
+        self.failures = 0
         self._task: asyncio.Task[None] | None = None
         self._last_status = ""
         self._status_at = -status_every_s
@@ -153,8 +154,10 @@ class Watchdog:
         while True:
             try:
                 self.beat()
-            except Exception:  # a bug in a status or health read must not end the pings for good
-                log.exception("systemd_watchdog_failed")
+            except Exception:  # a bug in a status or health read must not end the task (no ping: systemd judges)
+                self.failures += 1
+                if self.failures == 1:
+                    log.exception("systemd_watchdog_failed", why="no ping this round; logged once")
             await asyncio.sleep(period)
 
     def beat(self) -> None:
@@ -194,7 +197,7 @@ class Watchdog:
 
 
 def status_line(app: App) -> str:
-    """``paper ACTIVE, risk NORMAL, 2 positions, day P&L -₹1,234.50, health ok`` (systemctl status shows it)."""
+    """``paper ACTIVE, risk LOW, 2 positions, day P&L -₹1,234.50, health ok`` (systemctl status shows it)."""
     risk = app.risk
     positions = len(app.portfolio.book.open_positions())
     health = app.health.report()
