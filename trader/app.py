@@ -42,6 +42,7 @@ from trader.store.journal import JournalError, JournalWriteError
 from trader.store.orders import OrderJournal
 from trader.strategies.adopted import MANUAL_STRATEGY_ID
 from trader.strategies.base import StrategyContext
+from trader.systemd import ServiceNotifier
 
 log = get_logger("trader.app")
 
@@ -119,6 +120,7 @@ class App:
         self.loop_monitor = LoopMonitor()
         self.ready_wall_ns = 0
         self.health = HealthProbe(self)
+        self.service = ServiceNotifier(self)  # systemd: READY=1, WATCHDOG=1, STATUS=, STOPPING=1 (trader/systemd.py)
         self._stop = asyncio.Event()
         self._feeds_ended = 0
         self.bus.tap(self._watch)
@@ -281,6 +283,7 @@ class App:
         wall_started = self.wall_started_ns
         self.loop_monitor.start()
         try:
+            self.service.starting("connecting to the broker, reconciling the journal with it")
             if self.kite_market:
                 await self._connect_kite_market()  # sets the exchange clock from Kite's quote timestamps
                 if self._risk_restored:
@@ -300,6 +303,7 @@ class App:
             if self.control is not None:
                 self.control_url = await self.control.start()
         except BaseException:
+            await self.service.close()
             await self.loop_monitor.stop()
             await self._close_resources()
             raise
@@ -308,15 +312,18 @@ class App:
         for feed in self.feeds:
             self.supervisor.start(feed)
         heartbeat = asyncio.create_task(self._heartbeats(), name="heartbeat")
+        self.service.ready()  # trading ready and the control API (/healthz) listening
         try:
             await self._stop.wait()
         finally:
+            await self.service.stopping()
             if self.control is not None:
                 await self.control.stop()  # no operator request reaches actors that are stopping
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             result = await self._shutdown()
+            await self.service.close()
             await self.loop_monitor.stop()
             if install_signal_handlers:
                 for sig in (signal.SIGINT, signal.SIGTERM):

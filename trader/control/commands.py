@@ -1,5 +1,5 @@
 """The operator's commands on a running daemon's control API: ``trader status|positions|orders|signals|risk|report|
-order|cancel|approve|reject|flatten|halt|resume|reset-daily``.
+order|cancel|approve|reject|flatten|halt|resume|reset-daily`` (``trader healthcheck``: healthcheck.py).
 
 ``add_control_commands`` registers them on ``trader``'s subparsers; each sets ``control`` to ``run``, which
 ``trader.cli.main`` calls. The URL comes from ``settings.control`` (host, port) unless ``--url``; the token from
@@ -192,6 +192,10 @@ def add_control_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     halt.add_argument("--reason", help="why (shown in `trader status`)")
     add("resume", "trade again after a halt")
     add("reset-daily", "clear a breached day: the daily limits let trading resume")
+
+    from trader.control.healthcheck import add_healthcheck_command  # noqa: PLC0415 - it imports this module
+
+    add_healthcheck_command(sub)  # no token: GET /healthz is open (Docker's HEALTHCHECK)
 
 
 # -- connection -------------------------------------------------------------------------------------------------------

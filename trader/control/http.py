@@ -221,7 +221,9 @@ class ControlServer:
 
     # -- handlers -------------------------------------------------------------------------------------------
     async def _healthz(self, request: web.Request) -> web.Response:
-        return json_response({"ok": True})
+        """Open (no token) and cheap: ``app.health``'s report, 200 when every check passes, else 503."""
+        report = self.service.app.health.report()
+        return json_response(report.as_dict(), 200 if report.ok else 503, headers={"Cache-Control": "no-store"})
 
     @staticmethod
     def _reader(read: Callable[[], dict[str, Any]]) -> Handler:
