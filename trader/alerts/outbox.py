@@ -200,10 +200,8 @@ class Outbox:
                 continue
             entry = self._queue.popleft()
             self.sending = entry
-            try:
-                await self._deliver(entry)
-            finally:
-                self.sending = None
+            await self._deliver(entry)  # cancelled by close: ``sending`` stays, and close counts it unsent
+            self.sending = None
             if self._remaining() <= 0:
                 return
 

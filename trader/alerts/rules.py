@@ -299,16 +299,12 @@ class SessionWatch:
         self._told: set[date] = set()
 
     def observe(self, now_ns: int) -> date | None:
-        day = ist_date(now_ns)
-        if self.calendar.is_open(now_ns) and day not in self._told:
-            self._seen = day
-            return None
         seen = self._seen
-        if seen is None:
-            return None
-        _, close_ns = self.calendar.session_bounds(seen)
-        if now_ns >= close_ns:
-            self._seen = None
+        if seen is not None and now_ns >= self.calendar.session_bounds(seen)[1]:
+            self._seen = None  # the clock may have jumped into the next session: that one is seen next time
             self._told.add(seen)
             return seen
+        day = ist_date(now_ns)
+        if day not in self._told and self.calendar.is_open(now_ns):
+            self._seen = day
         return None
