@@ -5,12 +5,13 @@ the bounded close against a destination that never answers (real time, a fractio
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from trader.alerts.outbox import DELIVERED, Outbox, Outcome, SendResult
+from trader.alerts.outbox import DELIVERED, Outbox, Outcome, SendResult, TokenBucket
 from trader.alerts.rules import Alert, Severity
 from trader.config import AlertSettings
 
@@ -109,7 +110,7 @@ async def test_failures_are_retried_with_exponential_backoff_and_seeded_jitter()
         await drained(box)
         times = [t for t, _, _ in dest.tries]
         assert len(times) == 4 and box.stats.delivered == 1 and box.stats.retries == 3
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         for gap, base in zip(gaps, (2.0, 4.0, 8.0), strict=True):
             assert base <= gap <= base * 1.25
         delays.append(gaps)
@@ -209,8 +210,6 @@ async def test_close_gives_up_at_its_deadline_against_an_endpoint_that_never_ans
 
 @pytest.mark.parametrize("rate", [1, 20])
 def test_the_bucket_never_allows_more_than_the_rate_over_a_minute(rate: int) -> None:
-    from trader.alerts.outbox import TokenBucket
-
     bucket = TokenBucket(rate, burst=max(1.0, min(5.0, rate / 4)), now=0.0)
     sent, now = 0, 0.0
     while now < 60.0:
