@@ -76,6 +76,7 @@ class OutboxStats:
     dropped_full: int = 0  # pushed out by a full queue
     failed: int = 0  # given up: max_attempts, a 4xx, or the close deadline
     retries: int = 0
+    attempts: int = 0  # requests made
     dropped_kinds: Counter[str] = field(default_factory=Counter)
 
 
@@ -215,6 +216,7 @@ class Outbox:
                 return
             self._bucket.take(self._clock())
             entry.attempts += 1
+            self.stats.attempts += 1
             result = await self._attempt(entry, min(settings.timeout_seconds, remaining))
             if result.outcome is Outcome.DELIVERED:
                 self.stats.delivered += 1
