@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import date, time
 from pathlib import Path
+from time import time_ns
 from typing import Any
 
 import pytest
@@ -19,8 +21,11 @@ from trader.app import App
 from trader.config import load_settings
 from trader.control.requests import ManualOrder
 from trader.control.service import ControlService
-from trader.events import TradingState
+from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderType, Side, TradingState
+from trader.market.calendar import ist_ns
+from trader.market.instruments import OptionContract
 from trader.store.journal import Journal
+from trader.store.orders import OrderJournal
 
 from helpers import captured_logs, wait_for
 
@@ -30,12 +35,13 @@ START = "2026-11-20T10:00:00"  # Fri 20 Nov 2026 10:00 IST, inside the entry win
 ORDER = {"side": "BUY", "instrument": "NIFTY ATM CE", "lots": 1}
 
 
-def settings(data_dir: Path, alerts: dict[str, Any], *, semi_live: bool = False) -> Any:
+def settings(data_dir: Path, alerts: dict[str, Any], *, semi_live: bool = False, start: str = START,
+             speed: float = 5) -> Any:
     if semi_live:  # a twitchy strategy on a fast market: an entry waits for approval every second or so
-        sim = {"start": START, "speed": 100, "seed": 11}
+        sim = {"start": start, "speed": 100, "seed": 11}
         strategy = {"confidence_cutoff": 0, "bar_seconds": 5, "fast": 2, "slow": 4, "confirm_bars": 1}
     else:
-        sim = {"start": START, "speed": 5, "seed": 11}
+        sim = {"start": start, "speed": speed, "seed": 11}
         strategy = {"confidence_cutoff": 100}  # no strategy entry: the only orders are the test's
     return load_settings({
         "mode": "paper", "data_dir": str(data_dir), "heartbeat_seconds": 0.5, "auto_execution": not semi_live,
@@ -160,3 +166,53 @@ async def test_a_webhook_that_never_answers_delays_no_order(tmp_path: Path) -> N
         [unsent] = [line for line in logs if line["event"] == "alerts_unsent_at_stop"]
         assert unsent["count"] >= 2  # "started" (in the hole) and "stopped" were given up at the stop deadline
         assert "stopped" in unsent["kinds"]
+
+
+async def test_a_reconciliation_mismatch_starts_halted_and_says_so(tmp_path: Path) -> None:
+    # The journal says an order was sent this morning; the paper broker has never heard of it.
+    sent_ns = ist_ns(date(2026, 11, 20), time(9, 30))
+    intent = OrderIntent(ts_ns=sent_ns, intent_id="E4", strategy_id="ema_crossover_enhanced",
+                         contract=OptionContract.parse("NIFTY26DEC26000CE", instrument_token=101), side=Side.BUY,
+                         quantity=65, order_type=OrderType.MARKET, purpose=IntentPurpose.ENTRY,
+                         expected_price=10_000)
+    journal = OrderJournal(Journal(tmp_path / "paper.sqlite3"))
+    journal.record_intent(OrderRequest(ts_ns=sent_ns, intent=intent, tag="E4"), sent_ns)
+    journal.record_sent("E4", "O4", sent_ns)
+    journal.journal.close()
+    async with webhook_sink() as sink:
+        async with running(App(settings(tmp_path, {"webhook_url": sink.url}))) as app:
+            assert app.risk.state is TradingState.HALTED
+            await wait_for(lambda: "reconciliation_mismatch" in kinds(sink.bodies()), within_s=10)
+            bodies = {b["kind"]: b for b in sink.bodies()}
+            assert bodies["started"]["severity"] == "warning" and "HALTED" in bodies["started"]["text"]
+            mismatch = bodies["reconciliation_mismatch"]
+            assert mismatch["severity"] == "critical" and "order O4 (tag E4)" in mismatch["text"]
+            assert "halted" not in bodies  # told once, as the mismatch it is
+
+
+async def test_feed_silence_as_the_health_probe_sees_it_is_told_once_and_its_return(tmp_path: Path) -> None:
+    async with webhook_sink() as sink:
+        async with running(App(settings(tmp_path, {"webhook_url": sink.url, "feed_silent_seconds": 60}))) as app:
+            runtime = app.alerts
+            assert runtime is not None
+            await wait_for(lambda: app.health.feed_age_s() is not None, within_s=10)
+            later = time_ns() + 120 * 1_000_000_000  # the wall time at which the probe sees the feed 2 minutes old
+            runtime.check(later)
+            runtime.check(later)
+            await wait_for(lambda: "feed_silent" in kinds(sink.bodies()), within_s=10)
+            [silent] = [b for b in sink.bodies() if b["kind"] == "feed_silent"]
+            assert silent["severity"] == "critical" and "no tick for 12" in silent["text"]
+            runtime.check()
+            await wait_for(lambda: "feed_back" in kinds(sink.bodies()), within_s=10)
+        assert kinds(sink.bodies()).count("feed_silent") == 1
+
+
+async def test_the_end_of_day_summary_at_the_close_by_event_time(tmp_path: Path) -> None:
+    async with webhook_sink() as sink:
+        # 90 s of event time before the close (15:40 in Nov 2026) at 100x: the session ends a second into the run.
+        config = settings(tmp_path, {"webhook_url": sink.url}, start="2026-11-20T15:38:30", speed=100)
+        async with running(App(config)):
+            await wait_for(lambda: "eod_summary" in kinds(sink.bodies()), within_s=30)
+            [eod] = [b for b in sink.bodies() if b["kind"] == "eod_summary"]
+            assert eod["subject"] == "2026-11-20" and eod["fields"]["fills"] == 0
+            assert "End of day 2026-11-20: P&L ₹0.00" in eod["text"]

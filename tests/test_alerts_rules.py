@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from trader.actors.alerts import AlertActor
 from trader.alerts import rules
 from trader.alerts.rules import Alert, AlertRules, DayFigures, FeedWatch, SessionWatch, Severity
+from trader.bus import EventBus
 from trader.events import (
     ApprovalStatus,
     ApprovalUpdate,
@@ -17,6 +19,7 @@ from trader.events import (
     OrderStatus,
     OrderType,
     OrderUpdate,
+    PositionSnapshot,
     RiskEvent,
     RiskLevel,
     Side,
@@ -200,3 +203,20 @@ def test_the_builders() -> None:
     assert eod.fields["charges_inr"] == 99.0
     stopped = rules.stopped(MON, reason="SIGTERM", day_pnl=0, positions=1)
     assert "SIGTERM" in stopped.text and "1 open position " in stopped.text
+
+
+async def test_the_actor_keeps_each_days_figures_and_hands_alerts_to_its_sink() -> None:
+    got: list[Alert] = []
+    actor = AlertActor(EventBus(), AlertRules(slippage_alert_bps=50), got.append)
+    monday = date(2026, 1, 12).toordinal()
+    await actor.handle(PositionSnapshot(ts_ns=MON, positions=(), realized=0, unrealized=0, charges=0,
+                                        equity=99_000_00, day_pnl=-1_000_00, session_day=monday))
+    await actor.handle(PositionSnapshot(ts_ns=MON + NS, positions=(), realized=0, unrealized=0, charges=0,
+                                        equity=99_500_00, day_pnl=-500_00, session_day=monday))
+    await actor.handle(fill(10_100))
+    await actor.handle(fill(10_000))
+    await actor.handle(PositionSnapshot(ts_ns=at(2026, 1, 13), positions=(), realized=0, unrealized=0, charges=0,
+                                        equity=99_500_00, day_pnl=0, session_day=monday + 1))
+    assert actor.day_books[monday] == (-500_00, 99_500_00, 0)  # the day's last snapshot, after the next day began
+    assert actor.day_fills[date(2026, 1, 12)] == (2, 4_000)
+    assert [a.kind for a in got] == ["slippage"] and actor.alerts == 1

@@ -92,6 +92,7 @@ class AlertRuntime:
         if previous is not None and previous.get("status") == "running":
             self.publish(rules.crash_restart(now, previous_start=str(previous.get("started", "?"))))
         self._save_marker("running")
+        self.session_watch.observe(now)  # a session open at the start is summed up at its close
         self.rules.state, self.rules.level = app.risk.state, app.risk.level
         self.publish(rules.started(now, mode=app.settings.mode, state=app.risk.state,
                                    reason=app.risk.manager.state_reason, level=app.risk.level,
@@ -147,9 +148,11 @@ class AlertRuntime:
         if day is not None:
             fills, charges = self.actor.day_fills.get(day, (0, 0))
             portfolio = app.portfolio
-            self.publish(rules.eod_summary(now, DayFigures(day=day, day_pnl=portfolio.day_pnl, fills=fills,
-                                                           charges=charges, equity=portfolio.equity,
-                                                           positions=len(portfolio.book.open_positions()))))
+            # The portfolio's last snapshot of that day; without one (nothing moved), its books now.
+            day_pnl, equity, positions = self.actor.day_books.get(
+                day.toordinal(), (portfolio.day_pnl, portfolio.equity, len(portfolio.book.open_positions())))
+            self.publish(rules.eod_summary(now, DayFigures(day=day, day_pnl=day_pnl, fills=fills, charges=charges,
+                                                           equity=equity, positions=positions)))
 
     # -- stop ----------------------------------------------------------------------------------------------------
     def stop_deadline_s(self) -> float:
