@@ -15,7 +15,7 @@ from alerts_fakes import BOT_TOKEN, CHAT_ID, STRANGER_CHAT_ID, black_hole, fake_
 
 from trader.alerts.outbox import Outbox, Outcome
 from trader.alerts.rules import Alert, Severity
-from trader.alerts.telegram import TelegramApi, TelegramCommands, TelegramDestination, run_command
+from trader.alerts.telegram import TelegramApi, TelegramCommands, TelegramDestination, alert_html, run_command
 from trader.alerts.webhook import SIGNATURE_HEADER, WebhookDestination
 from trader.config import AlertSettings
 from trader.control.service import ControlService, Refused
@@ -250,3 +250,25 @@ async def test_a_black_hole_webhook_times_out_and_is_retried() -> None:
     assert retry["detail"] == "no answer within 0.2 s"
     assert "s3cr3t" not in str(logs)
 
+
+
+def test_a_long_alert_is_cut_before_escaping_and_fits_one_message() -> None:
+    long = Alert("broker_reject", Severity.WARNING, "x", '"<&>' * 1_000, T0)
+    text = alert_html(long, 0)
+    assert len(text) <= 4_096 and text.endswith("…")
+    assert text.count("&quot;") == 150 and "&am…" not in text and not text.endswith("&…")
+
+
+async def test_flatten_all_is_every_position() -> None:
+    flattened: list[str | None] = []
+
+    class Flat(FakeService):
+        async def flatten(self, underlying: str | None = None) -> dict[str, Any]:
+            flattened.append(underlying)
+            return {"detail": "exits issued", "exits": 2}
+
+    service = cast(ControlService, Flat())
+    assert await run_command(service, "/flatten all") == "Flatten: exits issued (2 exit orders)"
+    await run_command(service, "/flatten")
+    await run_command(service, "/flatten BANKNIFTY")
+    assert flattened == [None, None, "BANKNIFTY"]

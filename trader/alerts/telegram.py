@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = get_logger("trader.telegram")
 
 MAX_MESSAGE_CHARS = 4_096  # Telegram's limit per message
+MAX_TEXT_CHARS = 600  # of an alert's text: escaped (at most 6 characters each, &quot;) it stays within 4,096
 POLL_TIMEOUT_S = 25  # getUpdates long-poll: Telegram holds the request up to this long
 STALE_COMMAND_S = 120.0
 MAX_POLL_BACKOFF_S = 60.0
@@ -114,10 +115,11 @@ class TelegramApi:
 
 def alert_html(alert: Alert, repeats: int) -> str:
     """The alert as a Telegram HTML message: a bold title, the text (escaped), the repeat count."""
-    text = f"<b>{html.escape(alert.title)}</b>\n{html.escape(alert.text)}"
+    body = alert.text if len(alert.text) <= MAX_TEXT_CHARS else alert.text[:MAX_TEXT_CHARS] + "…"
+    text = f"<b>{html.escape(alert.title)}</b>\n{html.escape(body)}"  # cut before escaping: never inside an entity
     if repeats:
         text += f"\n<i>(+{repeats} more like this since the last one)</i>"
-    return text[:MAX_MESSAGE_CHARS]
+    return text
 
 
 def send_outcome(reply: ApiReply) -> SendResult:
@@ -205,7 +207,7 @@ async def run_command(service: ControlService, text: str) -> str:
             answer = await service.resume()
             return f"Resumed. {answer['detail']}"
         if command == "/flatten":
-            answer = await service.flatten(argument or None)
+            answer = await service.flatten(None if argument.lower() in ("", "all") else argument)
             return f"Flatten: {answer['detail']} ({answer['exits']} exit orders)"
     except ControlError as exc:
         return f"refused: {exc.message}"
