@@ -523,10 +523,11 @@ def latency_risk_config(settings: Settings) -> RiskConfig:
 
 
 async def run_latency(ticks: list[Tick], instruments: InstrumentMaster, settings: Settings, rate: float,
-                      k: int, journal_dir: Path | None = None) -> Latency:
+                      k: int, journal_dir: Path | None = None,
+                      attach: Callable[[EventBus], None] | None = None) -> Latency:
     """(c): the five real actors on the real bus, wired as ``App`` wires them for a paced paper run; with
     ``journal_dir``, with the journal as in paper mode (intents written before sending, updates, fills, the risk
-    and strategy states, the paper broker's book)."""
+    and strategy states, the paper broker's book); ``attach`` may put more consumers on the bus (bench/alerts.py)."""
     contract = pick_contract(ticks, instruments)
     stamps = Stamps()
     origin: dict[str, int] = {}  # intent id → its tick's id
@@ -554,6 +555,8 @@ async def run_latency(ticks: list[Tick], instruments: InstrumentMaster, settings
     manager = RiskManager(config, calendar=calendar, now_ns=clock.now_ns)
     ids = IdFactory(time.time_ns())
     bus = EventBus()
+    if attach is not None:
+        attach(bus)
     broker = StampingBroker(clock, PaperBrokerConfig(latency_ms=settings.paper.latency_ms,
                                                      slippage_ticks=settings.paper.slippage_ticks),
                             calendar, capital=manager.capital)

@@ -31,6 +31,7 @@ FIGURE = re.compile(
 
 LATENCY = [f"{path} {q} at a paced 5,000 ticks/s" for path in ("tick→intent", "tick→order") for q in ("p50", "p99")]
 EXPECTED = {
+    "alerts.py": [f"tick→order {q} with alerts to a black hole" for q in ("p50", "p99")],
     "bus.py": ["bus + 5 actors, synthetic market (App backtest)", "bus + 5 actors, replayed ticks (App backtest)",
                *LATENCY, "tick→order p50 with the journal on", "tick→order p99 with the journal on"],
     "decode.py": [f"ours {parser}, {mode}" for mode in ("full mode (184-byte packets)", "quote mode (44-byte packets)")

@@ -24,6 +24,7 @@ from trader.adapters.kite.ticker import KiteTicker
 from trader.adapters.paper import PaperBroker
 from trader.adapters.ports import Broker
 from trader.adapters.synthetic import SyntheticMarket
+from trader.alerts.runtime import AlertRuntime
 from trader.bus import EventBus
 from trader.clock import Clock, LiveClock, SimClock
 from trader.config import ConfigError, Settings
@@ -113,6 +114,11 @@ class App:
             ]
         self.ledger = LedgerActor(self.bus)  # the operator's read model (the control API)
         self.consumers: list[Actor] = [self.portfolio, self.risk, self.execution, self.strategy, self.ledger]
+        # Alerts (paper and live, with a destination configured): an actor that only enqueues, outboxes that send.
+        self.alerts = AlertRuntime.build(self)
+        if self.alerts is not None:
+            self.consumers.append(self.alerts.actor)
+        self.stop_reason = ""
         self.control: ControlRuntime | None = None
         self.control_url = ""
         # Health (trader/health.py): the loop monitor runs from the start of run(); ready_wall_ns is the wall time the
@@ -227,6 +233,7 @@ class App:
     def request_stop(self, reason: str = "requested") -> None:
         if not self._stop.is_set():
             log.info("stop_requested", reason=reason)
+            self.stop_reason = reason
             self._stop.set()
 
     def counters(self) -> dict[str, int]:
@@ -307,6 +314,8 @@ class App:
             await self.loop_monitor.stop()
             await self._close_resources()
             raise
+        if self.alerts is not None:
+            self.alerts.start()  # the "started" alert; sending happens in the outboxes' own tasks
         for actor in self.consumers:
             self.supervisor.start(actor)
         for feed in self.feeds:
@@ -356,6 +365,8 @@ class App:
         """
         # Shares of the shutdown budget (they add up to less than the whole: the rest is the summary and slack).
         budget = self.settings.shutdown_timeout_seconds
+        if self.alerts is not None:  # "stopped" flushes alongside the rest, within its own deadline (≤ 1.5 s)
+            self.alerts.begin_stop(self.stop_reason or "end of data")
         self.bus.publish(Command(ts_ns=self.clock.now_ns(), kind=CommandKind.STOP_ENTRIES, source="daemon",
                                  reason="shutting down"))
         try:
@@ -377,6 +388,8 @@ class App:
         await self.supervisor.stop()
         self._heartbeat(final=True)  # the last counters, and the simulated time saved before the journal closes
         await self._close_resources()
+        if self.alerts is not None:
+            await self.alerts.finish_stop()
         summary = self.portfolio.summary()
         counters = self.counters()
         log.info("summary", **summary_fields(summary),
