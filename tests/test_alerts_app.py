@@ -14,7 +14,6 @@ from time import time_ns
 from typing import Any
 
 import pytest
-from alerts_fakes import BOT_TOKEN, CHAT_ID, STRANGER_CHAT_ID, black_hole, fake_bot_api, webhook_sink
 
 from trader.alerts.runtime import RUN_STATE, AlertRuntime
 from trader.app import App
@@ -27,6 +26,7 @@ from trader.market.instruments import OptionContract
 from trader.store.journal import Journal
 from trader.store.orders import OrderJournal
 
+from alerts_fakes import BOT_TOKEN, CHAT_ID, STRANGER_CHAT_ID, black_hole, fake_bot_api, webhook_sink
 from helpers import captured_logs, wait_for
 
 pytestmark = pytest.mark.usefixtures("clean_env")

@@ -11,7 +11,6 @@ import time
 from typing import Any, cast
 
 import orjson
-from alerts_fakes import BOT_TOKEN, CHAT_ID, STRANGER_CHAT_ID, black_hole, fake_bot_api, webhook_sink
 
 from trader.alerts.outbox import Outbox, Outcome
 from trader.alerts.rules import Alert, Severity
@@ -21,6 +20,7 @@ from trader.config import AlertSettings
 from trader.control.service import ControlService, Refused
 from trader.market.calendar import ist_text
 
+from alerts_fakes import BOT_TOKEN, CHAT_ID, STRANGER_CHAT_ID, black_hole, fake_bot_api, webhook_sink
 from helpers import captured_logs, wait_for
 
 T0 = 1_795_151_700 * 1_000_000_000
@@ -130,7 +130,7 @@ class FakeService:
 async def test_commands_answer_in_words() -> None:
     service = cast(ControlService, FakeService())
     status = await run_command(service, "/status@MyTraderBot")
-    assert "trading ACTIVE" in status and "₹1,000,000.00" in status and "pending approvals 2" in status
+    assert "trading ACTIVE" in status and "₹10,00,000.00" in status and "pending approvals 2" in status
     assert "semi-live" in status
     positions = await run_command(service, "/positions")
     assert "NIFTY26D0126000CE +65 @ ₹123.45 → ₹130.00, unrealized ₹425.75" in positions
