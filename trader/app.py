@@ -13,6 +13,7 @@ from trader.actors.base import Actor, Supervisor
 from trader.actors.execution import ExecutionActor
 from trader.actors.feed import FeedActor
 from trader.actors.ledger import LedgerActor
+from trader.actors.metrics import MetricsActor, app_registry, latency_scale
 from trader.actors.portfolio import PerformanceSummary, PortfolioActor, summary_fields
 from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
 from trader.actors.risk import RiskGateActor
@@ -111,7 +112,9 @@ class App:
                 for spec in self.underlyings
             ]
         self.ledger = LedgerActor(self.bus)  # the operator's read model (the control API)
-        self.consumers: list[Actor] = [self.portfolio, self.risk, self.execution, self.strategy, self.ledger]
+        self.metrics = MetricsActor(self.bus, scale=latency_scale(self.clock))  # counts for GET /metrics
+        self.consumers: list[Actor] = [self.portfolio, self.risk, self.execution, self.strategy, self.ledger,
+                                       self.metrics]
         self.control: ControlRuntime | None = None
         self.control_url = ""
         # Health (trader/health.py): the loop monitor runs from the start of run(); ready_wall_ns is the wall time the
@@ -119,6 +122,7 @@ class App:
         self.loop_monitor = LoopMonitor()
         self.ready_wall_ns = 0
         self.health = HealthProbe(self)
+        self.metrics_registry = app_registry(self)  # this App's own (never prometheus_client's global REGISTRY)
         self._stop = asyncio.Event()
         self._feeds_ended = 0
         self.bus.tap(self._watch)

@@ -2,10 +2,11 @@
 
 Every route but ``GET /healthz`` needs ``Authorization: Bearer <token>`` (compared in constant time); a missing or
 wrong token is a 401. Bodies are at most ``control.max_body_bytes`` (413), parsed with orjson into the pydantic
-models of ``trader/control/requests.py`` (400 naming the field). Every answer, errors included, is JSON; errors are
-``{"error": {"code", "message", "field"?, "check"?}}``. The token never appears in an answer or a log line; each
-request is logged once (``control_request``: method, path, status, milliseconds), without its headers or query.
-The server binds loopback only unless ``control.allow_remote`` is set, and checks the address it really bound.
+models of ``trader/control/requests.py`` (400 naming the field). Every answer, errors included, is JSON (but the
+Prometheus text of ``GET /metrics``); errors are ``{"error": {"code", "message", "field"?, "check"?}}``. The token
+never appears in an answer or a log line; each request is logged once (``control_request``: method, path, status,
+milliseconds), without its headers or query. The server binds loopback only unless ``control.allow_remote`` is set,
+and checks the address it really bound.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from trader.config import ConfigError, ControlSettings, is_loopback
@@ -72,6 +74,7 @@ class ControlServer:
     def _routes(self, router: web.UrlDispatcher) -> None:
         service = self.service
         router.add_get("/healthz", self._healthz)
+        router.add_get("/metrics", self._metrics)
         for path, read in (("/status", service.status), ("/positions", service.positions),
                            ("/orders", service.orders), ("/signals", service.signals), ("/risk", service.risk),
                            ("/report", service.report)):
@@ -156,8 +159,8 @@ class ControlServer:
     def _http_message(self, request: web.Request, exc: web.HTTPException) -> str:
         if exc.status == 404:
             return f"no such route: {request.method} {request.path} (GET /status, /positions, /orders, /signals, " \
-                   "/risk, /report; POST /orders, /orders/{id}/cancel, /halt, /resume, /reset-daily, /flatten, " \
-                   "/signals/{id}/approve, /signals/{id}/reject)"
+                   "/risk, /report, /metrics; POST /orders, /orders/{id}/cancel, /halt, /resume, /reset-daily, " \
+                   "/flatten, /signals/{id}/approve, /signals/{id}/reject)"
         if exc.status == 405:
             allowed = exc.headers.get("Allow", "")
             return f"{request.method} is not allowed on {request.path}" + (f"; use {allowed}" if allowed else "")
@@ -205,6 +208,11 @@ class ControlServer:
     # -- handlers -------------------------------------------------------------------------------------------
     async def _healthz(self, request: web.Request) -> web.Response:
         return json_response({"ok": True})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text format, from the App's own registry (``trader/actors/metrics.py``)."""
+        body = generate_latest(self.service.app.metrics_registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @staticmethod
     def _reader(read: Callable[[], dict[str, Any]]) -> Handler:
