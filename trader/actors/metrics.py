@@ -150,6 +150,7 @@ class MetricsActor(Actor):
         self.fills: dict[tuple[str, str], int] = {(s.value, p.value): 0 for s in Side for p in IntentPurpose}
         self.filled_units: dict[str, int] = {s.value: 0 for s in Side}
         self.slippage = {s.value: Histogram(SLIPPAGE_BUCKETS_BPS) for s in Side}
+        self.slippage_paise = 0  # Σ per-unit slippage × quantity: what slippage cost (negative: it paid)
         self.tick_to_order = Histogram(LATENCY_BUCKETS_S)
         self.request_to_order = {o: Histogram(LATENCY_BUCKETS_S)
                                  for o in (ORIGIN_MANUAL, ORIGIN_APPROVED, ORIGIN_FLATTEN)}
@@ -220,6 +221,7 @@ class MetricsActor(Actor):
         self.filled_units[side] += fill.quantity
         if fill.expected_price > 0:
             self.slippage[side].observe(fill.slippage_bps)
+            self.slippage_paise += fill.slippage_paise * fill.quantity
 
 
 def _remember(table: OrderedDict[str, Any], key: str, value: Any) -> None:
@@ -313,6 +315,13 @@ class AppCollector(Collector):
         yield _histogram("trader_slippage_bps", "Slippage of each fill against the price its intent expected, in "
                          "basis points; positive = worse than expected (paid more on a buy, got less on a sell).",
                          ["side"], (([side], h) for side, h in sorted(actor.slippage.items())))
+        # A histogram with negative buckets has no _sum (OpenMetrics), so the mean and the cost come separately.
+        yield _labelled(GaugeMetricFamily("trader_slippage_bps_mean", "Mean slippage per fill this run, basis "
+                                          "points, by side (positive = worse than expected).", labels=["side"]),
+                        (([side], h.total / h.count) for side, h in sorted(actor.slippage.items()) if h.count))
+        yield _gauge("trader_slippage_cost_inr", "What slippage cost this run: Σ (fill price − expected) × units, "
+                     "signed by side, rupees (negative = fills were better than expected).",
+                     to_rupees(actor.slippage_paise))
         yield _histogram("trader_tick_to_order_seconds", TICK_TO_ORDER_HELP, [], [([], actor.tick_to_order)])
         yield _histogram("trader_request_to_order_seconds", REQUEST_TO_ORDER_HELP, ["origin"],
                          (([o], h) for o, h in sorted(actor.request_to_order.items())))
