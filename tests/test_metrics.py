@@ -29,6 +29,7 @@ from trader.actors.metrics import (
     latency_scale,
 )
 from trader.actors.risk import FLATTEN_STRATEGY_ID
+from trader.api.system import LiveOptionsTradingSystem
 from trader.app import App
 from trader.bus import EventBus
 from trader.clock import LiveClock, SimClock
@@ -406,3 +407,16 @@ def test_each_app_has_its_own_registry_and_the_global_one_stays_empty_of_ours(tm
         assert {"trader_ticks", "trader_equity_inr", "trader_tick_to_order_seconds"} <= families
         assert "trader_feed_age_seconds" not in families  # no tick yet: absent, not a made-up number
     assert not any(name.startswith("trader_") for name in REGISTRY._names_to_collectors)
+
+
+def test_the_python_facade_reads_the_same_metrics(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    system = LiveOptionsTradingSystem(trading_mode="paper", data_dir=str(tmp_path), start=START, speed=5, seed=11)
+    with pytest.raises(RuntimeError, match="not running"):
+        system.metrics()
+    system.start()
+    try:
+        families = {f.name: f for f in text_string_to_metric_families(system.metrics())}
+        [ready] = families["trader_ready"].samples
+        assert ready.value == 1 and "trader_tick_to_order_seconds" in families
+    finally:
+        system.stop()
