@@ -53,7 +53,7 @@ from trader.events import (
 from trader.market.instruments import OptionContract, OptionType
 from trader.money import to_rupees
 
-from helpers import wait_for
+from helpers import captured_logs, wait_for
 
 pytestmark = pytest.mark.usefixtures("clean_env")  # no TRADER_KITE__* from the shell turns on the Kite market
 
@@ -265,8 +265,13 @@ async def running(data_dir: Path, *, twitchy: bool = False) -> AsyncIterator[Scr
 async def test_a_scrape_after_paper_fills_equals_the_apps_own_figures(tmp_path: Path) -> None:
     async with running(tmp_path) as daemon:
         app = daemon.app
-        assert (await daemon.get("/metrics", token=""))[0] == 401
-        assert (await daemon.get("/metrics", token="not-the-token"))[0] == 401
+        with captured_logs() as logs:
+            assert (await daemon.get("/metrics", token=""))[0] == 401
+            assert (await daemon.get("/metrics", token="not-the-token"))[0] == 401
+            assert (await daemon.get("/metrics"))[0] == 200
+        # A scrape every few seconds is not worth an info line; a refused one is.
+        scrapes = [line["status"] for line in logs if line["event"] == "control_request"]
+        assert scrapes == [401, 401]
 
         status, _, text = await daemon.get("/orders", body={**ORDER, "lots": 50}, method="POST")
         assert status == 409 and json.loads(text)["error"]["check"] == "lots"

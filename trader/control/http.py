@@ -32,6 +32,7 @@ from trader.logging import get_logger
 log = get_logger("trader.control")
 
 OPEN_PATHS = frozenset({"/healthz"})
+SCRAPE_PATH = "/metrics"  # Prometheus asks every few seconds: logged at debug, like /healthz, unless refused
 SHUTDOWN_TIMEOUT_S = 1.0  # in-flight requests at shutdown get this long, then they are cancelled
 _REF = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
@@ -140,7 +141,8 @@ class ControlServer:
             status = response.status
             return response
         finally:
-            log_line = log.debug if request.path in OPEN_PATHS else log.info
+            quiet = request.path in OPEN_PATHS or (request.path == SCRAPE_PATH and status < 400)
+            log_line = log.debug if quiet else log.info
             log_line("control_request", method=request.method, path=request.path, status=status,
                      ms=round((time.perf_counter() - started) * 1000, 1), remote=request.remote or "")
 
