@@ -102,7 +102,7 @@ class Histogram:
         out: list[tuple[str, float]] = []
         for bound, count in zip((*self.bounds, math.inf), self.counts, strict=True):
             running += count
-            out.append(("+Inf" if bound == math.inf else repr(bound), float(running)))
+            out.append(("+Inf" if bound == math.inf else repr(bound), float(running)))  # as prometheus_client
         return out
 
 
