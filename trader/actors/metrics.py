@@ -150,7 +150,7 @@ class MetricsActor(Actor):
         self.fills: dict[tuple[str, str], int] = {(s.value, p.value): 0 for s in Side for p in IntentPurpose}
         self.filled_units: dict[str, int] = {s.value: 0 for s in Side}
         self.slippage = {s.value: Histogram(SLIPPAGE_BUCKETS_BPS) for s in Side}
-        self.slippage_paise = 0  # Σ per-unit slippage × quantity: what slippage cost (negative: it paid)
+        self.slippage_paise = 0  # Σ per-unit slippage × quantity: what slippage cost (negative: fills beat it)
         self.tick_to_order = Histogram(LATENCY_BUCKETS_S)
         self.request_to_order = {o: Histogram(LATENCY_BUCKETS_S)
                                  for o in (ORIGIN_MANUAL, ORIGIN_APPROVED, ORIGIN_FLATTEN)}
