@@ -13,6 +13,7 @@ from trader.actors.base import Actor, Supervisor
 from trader.actors.execution import ExecutionActor
 from trader.actors.feed import FeedActor
 from trader.actors.ledger import LedgerActor
+from trader.actors.metrics import MetricsActor, app_registry, latency_scale
 from trader.actors.portfolio import PerformanceSummary, PortfolioActor, summary_fields
 from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
 from trader.actors.risk import RiskGateActor
@@ -113,7 +114,9 @@ class App:
                 for spec in self.underlyings
             ]
         self.ledger = LedgerActor(self.bus)  # the operator's read model (the control API)
-        self.consumers: list[Actor] = [self.portfolio, self.risk, self.execution, self.strategy, self.ledger]
+        self.metrics = MetricsActor(self.bus, scale=latency_scale(self.clock))  # counts for GET /metrics
+        self.consumers: list[Actor] = [self.portfolio, self.risk, self.execution, self.strategy, self.ledger,
+                                       self.metrics]
         # Alerts (paper and live, with a destination configured): an actor that only enqueues, outboxes that send.
         self.alerts = AlertRuntime.build(self)
         if self.alerts is not None:
@@ -127,6 +130,7 @@ class App:
         self.ready_wall_ns = 0
         self.health = HealthProbe(self)
         self.service = ServiceNotifier(self)  # systemd: READY=1, WATCHDOG=1, STATUS=, STOPPING=1 (trader/systemd.py)
+        self.metrics_registry = app_registry(self)  # this App's own (never prometheus_client's global REGISTRY)
         self._stop = asyncio.Event()
         self._feeds_ended = 0
         self.bus.tap(self._watch)

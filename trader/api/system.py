@@ -28,6 +28,7 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
+from prometheus_client import generate_latest
 from pydantic import ValidationError
 
 from trader import builders
@@ -257,6 +258,11 @@ class LiveOptionsTradingSystem:
 
     def risk(self) -> dict[str, Any]:
         return self._read(ControlService.risk)
+
+    def metrics(self) -> str:
+        """The daemon's Prometheus metrics, as ``GET /metrics`` answers them (docs/metrics.md)."""
+        app = self._live_service().app
+        return RUNNER.call(lambda: generate_latest(app.metrics_registry).decode())
 
     def halt(self, reason: str = "") -> dict[str, Any]:
         """Stop trading without stopping the daemon: no new orders until ``resume()``; positions stay."""

@@ -5,7 +5,8 @@ Every route but ``GET /healthz`` and the dashboard's (``GET /``, ``/static/*``, 
 dashboard's session cookie; a missing or wrong token is a 401. A cookie-authenticated request that changes something
 must carry the session's ``X-Trader-CSRF`` value (403 otherwise). Bodies are at most ``control.max_body_bytes``
 (413), parsed with orjson into the pydantic models of ``trader/control/requests.py`` (400 naming the field). Every
-answer of the API, errors included, is JSON (the dashboard's page and assets aside); errors are
+answer of the API, errors included, is JSON (the dashboard's page and assets, and the Prometheus text of
+``GET /metrics`` aside); errors are
 ``{"error": {"code", "message", "field"?, "check"?}}``. The token never appears in an answer or a log line; each
 request is logged once (``control_request``: method, path, status, milliseconds), without its headers or query.
 The server binds loopback only unless ``control.allow_remote`` is set, and checks the address it really bound.
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from trader.config import ConfigError, ControlSettings, is_loopback
@@ -34,6 +36,7 @@ from trader.logging import get_logger
 log = get_logger("trader.control")
 
 OPEN_PATHS = frozenset({"/healthz"})
+SCRAPE_PATH = "/metrics"  # Prometheus asks every few seconds: logged at debug, like /healthz, unless refused
 SHUTDOWN_TIMEOUT_S = 1.0  # in-flight requests at shutdown get this long, then they are cancelled
 _REF = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
@@ -77,6 +80,7 @@ class ControlServer:
     def _routes(self, router: web.UrlDispatcher) -> None:
         service = self.service
         router.add_get("/healthz", self._healthz)
+        router.add_get("/metrics", self._metrics)
         self.dashboard.routes(router)
         for path, read in (("/status", service.status), ("/positions", service.positions),
                            ("/orders", service.orders), ("/signals", service.signals), ("/risk", service.risk),
@@ -154,6 +158,7 @@ class ControlServer:
             status = response.status
             return response
         finally:
+            quiet = quiet or (request.path == SCRAPE_PATH and status < 400)
             log_line = log.debug if quiet else log.info
             log_line("control_request", method=request.method, path=request.path, status=status,
                      ms=round((time.perf_counter() - started) * 1000, 1), remote=request.remote or "")
@@ -173,8 +178,8 @@ class ControlServer:
     def _http_message(self, request: web.Request, exc: web.HTTPException) -> str:
         if exc.status == 404:
             return f"no such route: {request.method} {request.path} (GET /status, /positions, /orders, /signals, " \
-                   "/risk, /report; POST /orders, /orders/{id}/cancel, /halt, /resume, /reset-daily, /flatten, " \
-                   "/signals/{id}/approve, /signals/{id}/reject; the dashboard: GET /)"
+                   "/risk, /report, /metrics; POST /orders, /orders/{id}/cancel, /halt, /resume, /reset-daily, " \
+                   "/flatten, /signals/{id}/approve, /signals/{id}/reject; the dashboard: GET /)"
         if exc.status == 405:
             allowed = exc.headers.get("Allow", "")
             return f"{request.method} is not allowed on {request.path}" + (f"; use {allowed}" if allowed else "")
@@ -224,6 +229,11 @@ class ControlServer:
         """Open (no token) and cheap: ``app.health``'s report, 200 when every check passes, else 503."""
         report = self.service.app.health.report()
         return json_response(report.as_dict(), 200 if report.ok else 503, headers={"Cache-Control": "no-store"})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text format, from the App's own registry (``trader/actors/metrics.py``)."""
+        body = generate_latest(self.service.app.metrics_registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @staticmethod
     def _reader(read: Callable[[], dict[str, Any]]) -> Handler:
