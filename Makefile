@@ -28,7 +28,22 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest
 
-test: browser lint unit
+test: browser $(BIN)/promtool lint unit
+
+# promtool (Prometheus's own checker) for tests/test_metrics_promtool.py: taken from Debian's prometheus package with
+# `apt-get download` and unpacked into .venv/bin (nothing installed system-wide, no server started, no root needed).
+# All output goes to stderr; without apt-get a message says what to do and that test fails, naming the fix.
+$(BIN)/promtool: $(STAMP)
+	@if command -v apt-get >/dev/null 2>&1; then \
+		echo "fetching promtool from Debian's prometheus package (first run only)" >&2; \
+		tmp=$$(mktemp -d) && ( cd $$tmp && { apt-get download prometheus >/dev/null 2>&1 \
+		  || { apt-get update >/dev/null 2>&1 && apt-get download prometheus >/dev/null 2>&1; }; } \
+		  && dpkg-deb -x prometheus_*.deb x && cp x/usr/bin/promtool $(CURDIR)/$(BIN)/promtool ) >&2 \
+		  || echo "could not fetch promtool with apt-get download: tests/test_metrics_promtool.py will fail" >&2; \
+		rm -rf $$tmp; \
+	else \
+		echo "tests/test_metrics_promtool.py needs promtool in $(BIN)/ or on PATH (Prometheus's release archive)" >&2; \
+	fi
 
 # The dashboard's browser test (tests/test_dashboard_browser.py) drives Debian's Chromium through Playwright (never
 # `playwright install`: no browser download). Installed here when /usr/bin/chromium is missing and we are root with

@@ -1,6 +1,6 @@
 """``GET /metrics``: the metrics actor's bookkeeping (plain calls, no event loop), then an in-process paper daemon
-scraped over real HTTP with its token and parsed with prometheus_client's own parser (promtool is not installed
-here, so it is not run): the counters equal the App's own, a refused intent shows under its check, the slippage
+scraped over real HTTP with its token and parsed with prometheus_client's own parser (promtool runs on a scrape in
+tests/test_metrics_promtool.py): the counters equal the App's own, a refused intent shows under its check, the slippage
 and latency histograms got their observations, the gauges equal the portfolio's and the risk gate's figures; and the
 Grafana dashboard in configs/ only asks for metrics a real scrape has."""
 
