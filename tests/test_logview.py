@@ -191,7 +191,7 @@ def test_control_characters_from_outside_never_reach_the_terminal() -> None:
     hostile = "/\x1b]0;pwned\x07\x1b[2K\rFAKE\x9b2J"
     for text in (line(ev("control_request", method="GET", path=hostile, status=404)),
                  line(ev("order_rejected", reason=hostile), color=True),
-                 line(ev("x", **{"k\x1b[31m": hostile, "nested": {"a": hostile}, "items": [hostile]})),
+                 line({**ev("x"), "k\x1b[31m": hostile, "nested": {"a": hostile}, "items": [hostile]}),
                  line(ev("x\x1b[2J", "error", exception=f"Traceback\n  {hostile}"))):
         assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", ANSI.sub("", text)), repr(text)
         assert "\\x1b" in text or "\\x9b" in text, text
