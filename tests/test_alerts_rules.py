@@ -143,6 +143,10 @@ def test_token_expired_and_other_venue_problems() -> None:
     unreachable = r.classify(VenueStatus(ts_ns=MON, ok=False, problem="broker_unreachable", detail="down 60 s"))
     assert unreachable is not None and (unreachable.kind, unreachable.severity) == ("venue", Severity.WARNING)
     assert r.classify(VenueStatus(ts_ns=MON, ok=True, problem="")) is None
+    cleared = r.classify(VenueStatus(ts_ns=MON, ok=True, problem="broker_unreachable"))
+    assert cleared is not None and cleared.kind == "venue"
+    # A recovery is never deduplicated into its problem's alert: the outbox keys on (kind, subject).
+    assert back.key != expired.key and cleared.key != unreachable.key
 
 
 def test_a_pending_approval_says_how_to_approve_it() -> None:

@@ -12,7 +12,7 @@ import pytest
 from trader.app import App
 from trader.clock import SimClock
 from trader.config import HealthSettings, load_settings
-from trader.health import WATCHDOG_CHECKS, HealthInputs, HealthProbe, HealthReport, evaluate
+from trader.health import WATCHDOG_CHECKS, HealthInputs, HealthProbe, HealthReport, evaluate, watchdog_evaluate
 from trader.loop_monitor import LoopMonitor
 
 from helpers import T0
@@ -94,12 +94,33 @@ def test_report_views() -> None:
     assert HealthReport(()).ok
 
 
+@pytest.mark.parametrize(("changes", "withheld"), [
+    ({}, True),  # connected (or a feed without a status) and silent: a new process opens a new connection
+    ({"feed_connection": "connected"}, True),
+    ({"feed_connection": "silent"}, True),
+    ({"feed_connection": "reconnecting"}, False),  # a network outage: the feed reconnects by itself
+    ({"venue_problems": ("token_expired",)}, False),  # Kite refuses the token: only `trader login` cures it
+    ({"venue_problems": ("broker_unreachable",)}, False),
+    ({"venue_problems": ("journal_unwritable",)}, True),
+])
+def test_the_watchdog_spares_a_stale_feed_a_restart_cannot_cure(changes: dict[str, Any], withheld: bool) -> None:
+    stale = with_(feed_age_s=300.0, **changes)
+    assert not evaluate(stale, LIMITS).only(["feed"]).ok  # /healthz still says the feed is stale
+    view = watchdog_evaluate(stale, LIMITS)
+    assert [c.name for c in view.checks] == list(WATCHDOG_CHECKS)
+    assert view.ok is not withheld, view.summary()
+    if not withheld:
+        assert "not a restart's to cure" in view.checks[1].detail
+    assert not watchdog_evaluate(dataclasses.replace(stale, loop_silent_s=11.0), LIMITS).ok  # a wedged loop: never
+
+
 def test_probe_reads_the_app() -> None:
     settings = load_settings({"mode": "paper"})
     wall = 1_800_000_000 * NS
     app: Any = SimpleNamespace(
         settings=SimpleNamespace(health=LIMITS), feeds=[SimpleNamespace(last_tick_wall_ns=0)],
         loop_monitor=LoopMonitor(), ready_wall_ns=0, stopping=False, calendar=settings.market_calendar(),
+        feed_status="",
         clock=SimClock(T0), risk=SimpleNamespace(venue_problems={"broker_unreachable": "timed out"}))
     probe = HealthProbe(cast(App, app))
     inputs = probe.inputs(wall)
@@ -111,5 +132,11 @@ def test_probe_reads_the_app() -> None:
     assert (inputs.ready, inputs.feed_age_s, inputs.since_ready_s) == (True, 3.0, 200.0)  # the freshest feed counts
     assert [c.name for c in probe.report(wall).failing] == ["broker"]
     assert probe.watchdog_report(wall).ok
+    app.feeds = [SimpleNamespace(last_tick_wall_ns=wall - 45 * NS)]
+    app.risk.venue_problems = {}
+    assert not probe.watchdog_report(wall).ok  # stale in market hours
+    app.feed_status = "reconnecting"
+    assert probe.inputs(wall).feed_connection == "reconnecting" and probe.watchdog_report(wall).ok
+    app.feeds = [SimpleNamespace(last_tick_wall_ns=wall - 3 * NS)]
     app.clock = SimClock(T0 + 10 * 3600 * NS)  # 20:05 IST
     assert not probe.inputs(wall).market_open

@@ -18,7 +18,7 @@ import pytest
 from trader.app import App
 from trader.cli import main as cli_main
 from trader.config import load_settings
-from trader.events import VenueStatus
+from trader.events import FeedStatus, VenueStatus
 
 from helpers import wait_for
 
@@ -89,6 +89,9 @@ async def test_healthz_is_200_when_healthy_and_503_naming_the_failing_check(tmp_
         await wait_for(lambda: not app.risk.venue_problems)
         status, body, _ = await get_healthz(app.control_url)
         assert status == 200 and body["ok"]
+        # The live feed's connection state (the Kite ticker's FeedStatus) reaches the health probe.
+        app.bus.publish(FeedStatus(ts_ns=app.clock.now_ns(), status="reconnecting", detail="attempt 1"))
+        assert app.feed_status == "reconnecting" and app.health.inputs().feed_connection == "reconnecting"
         url = app.control_url
     code, out = await asyncio.to_thread(healthcheck, "--url", url, "--json")
     assert code == 3 and orjson.loads(out)["error"]["code"] == "unreachable"

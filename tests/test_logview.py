@@ -13,7 +13,7 @@ import pytest
 import structlog
 
 from trader.logging import configure_logging, get_logger, human_output
-from trader.logview import LineFormatter, color_wanted, is_order_event, is_risk_event, parse_line
+from trader.logview import LineFormatter, color_wanted, format_raw, is_order_event, is_risk_event, parse_line
 from trader.market.calendar import ist_ns
 
 T0 = ist_ns(date(2026, 11, 20), time(10, 5))  # Fri 20 Nov 2026 10:05:00 IST = 04:35:00 UTC
@@ -184,6 +184,48 @@ def test_filters_by_event_name() -> None:
     assert is_risk_event({"event": "something", "reason": "kill-switch file /x exists"})
     for name in ("heartbeat", "fill", "order_placed", "daemon_started", "summary"):
         assert not is_risk_event({"event": name}), name
+
+
+def test_control_characters_from_outside_never_reach_the_terminal() -> None:
+    # An HTTP path or a broker's message is logged as it came: ESC, BEL, CR, C1 CSI must not drive the terminal.
+    hostile = "/\x1b]0;pwned\x07\x1b[2K\rFAKE\x9b2J"
+    for text in (line(ev("control_request", method="GET", path=hostile, status=404)),
+                 line(ev("order_rejected", reason=hostile), color=True),
+                 line({**ev("x"), "k\x1b[31m": hostile, "nested": {"a": hostile}, "items": [hostile]}),
+                 line(ev("x\x1b[2J", "error", exception=f"Traceback\n  {hostile}"))):
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", ANSI.sub("", text)), repr(text)
+        assert "\\x1b" in text or "\\x9b" in text, text
+    assert format_raw(f"raw {hostile}", color=False) == "raw /\\x1b]0;pwned\\x07\\x1b[2K\\x0dFAKE\\x9b2J"
+    assert line(ev("x", "error", exception="a\nb")).splitlines()[1:] == ["    a", "    b"]  # a traceback's lines
+
+
+@pytest.mark.parametrize("fields", [{"ts_ns": 9_000_000_000_000_000_000, "at_ns": -9_000_000_000_000_000_000,
+                                     "event_ts_ns": -9_000_000_000_000_000_000},
+                                    {"sim_time": "0001-01-01T00:00:00+14:00"}])
+def test_instants_a_datetime_cannot_hold_never_break_a_line(fields: dict[str, Any]) -> None:
+    text = line({**ev("heartbeat"), **fields})
+    assert "heartbeat" in text
+    for ts in ("9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00"):  # year 10000 / year 0 in IST
+        assert parse_line(orjson.dumps({"event": "x", "ts": ts})) is None  # not a log event: shown raw by tail
+
+
+def test_the_human_console_never_raises_into_the_caller() -> None:
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+        __repr__ = __str__
+
+    saved = structlog.get_config()
+    stream = io.StringIO()
+    configure_logging("INFO", stream, "human")
+    try:
+        get_logger("trader.test").info("odd", when_ns=10**30, what=Unprintable())
+        get_logger("trader.test").info("next", a=1)
+    finally:
+        structlog.configure(**saved)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2 and "odd" in lines[0] and "next" in lines[1], lines
 
 
 # -- the daemon's console -----------------------------------------------------------------------------------------

@@ -226,6 +226,7 @@ def fake_app(now_ns: int, event_ns: int) -> Any:
         calendar=settings.market_calendar(),
         clock=SimClock(event_ns),
         risk=SimpleNamespace(venue_problems={}),
+        feed_status="",
     )
 
 

@@ -172,6 +172,15 @@ def test_empty_and_odd_input_never_crashes() -> None:
     assert tail(stdin=b"") == (0, [], "")
 
 
+def test_a_time_out_of_range_is_a_malformed_line_not_a_crash() -> None:
+    odd = b"\n".join([b'{"event": "x", "ts": "9999-12-31T23:59:59-12:00"}', b'{"event": "y", "ts_ns": 1, "at_ns": '
+                      b'9000000000000000000, "path": "/\\u001b[2J"}'])
+    code, lines, err = tail(stdin=odd)
+    assert code == 0 and lines[0] == '{"event": "x", "ts": "9999-12-31T23:59:59-12:00"}', lines
+    assert "\x1b" not in lines[1] and "path=/\\x1b[2J" in lines[1], lines
+    assert "1 line(s) were not log events" in err
+
+
 def test_colour_only_when_asked(logfile: Path) -> None:
     plain = tail(str(logfile))[1]
     colored = tail(str(logfile), "--color")[1]

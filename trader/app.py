@@ -30,7 +30,7 @@ from trader.bus import EventBus
 from trader.clock import Clock, LiveClock, SimClock
 from trader.config import ConfigError, Settings
 from trader.control.runtime import ControlRuntime
-from trader.events import JOURNAL_PROBLEM, Command, CommandKind, FeedEnded, Heartbeat, VenueStatus
+from trader.events import JOURNAL_PROBLEM, Command, CommandKind, FeedEnded, FeedStatus, Heartbeat, VenueStatus
 from trader.gate import expire_stale_approvals, restore_from_gate, run_gate
 from trader.health import HealthProbe
 from trader.ids import IdFactory
@@ -133,6 +133,7 @@ class App:
         self.metrics_registry = app_registry(self)  # this App's own (never prometheus_client's global REGISTRY)
         self._stop = asyncio.Event()
         self._feeds_ended = 0
+        self.feed_status = ""  # the live feed's last FeedStatus: the watchdog spares a feed that is reconnecting
         self.bus.tap(self._watch)
 
     def _judge_risk_state(self) -> None:
@@ -228,6 +229,9 @@ class App:
             self._feeds_ended += 1
             if self._feeds_ended >= len(self.feeds):
                 self._stop.set()
+        elif type(event) is FeedStatus:
+            assert isinstance(event, FeedStatus)
+            self.feed_status = event.status
 
     @property
     def stopping(self) -> bool:

@@ -12,7 +12,11 @@ The checks:
 - ``broker``: the broker is reachable and the access token is accepted.
 
 The watchdog judges only ``loop`` and ``feed`` (``WATCHDOG_CHECKS``): a restart cures a wedged loop or a dead feed
-connection, but not an unreachable broker or an expired token, which only stop entries.
+connection, but not an unreachable broker or an expired token, which only stop entries. Nor does it cure a feed that
+is stale *because* of them, or because its connection is down and the feed is reconnecting by itself (a network
+outage): ``watchdog_evaluate`` does not hold such a stale feed against the process (``/healthz`` still fails it). A
+restart there would meet the same network or token, fail its start-up, and after systemd's start limit leave the
+service dead, with open positions unmanaged, once the network is back.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
 
 BROKER_PROBLEMS = ("broker_unreachable", "token_expired")
 WATCHDOG_CHECKS = ("loop", "feed")
+FEED_RECONNECTING = "reconnecting"  # the live feed's FeedStatus while its connection is down and it retries
 NS_PER_S = 1_000_000_000
 
 
@@ -42,6 +47,7 @@ class HealthInputs:
     since_ready_s: float  # wall seconds since the gate passed (0 before)
     market_open: bool  # event time is inside the F&O session
     venue_problems: tuple[str, ...] = ()
+    feed_connection: str = ""  # the live feed's last FeedStatus (connected, reconnecting, silent); "" without one
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,27 @@ class HealthReport:
 
 def evaluate(inputs: HealthInputs, settings: HealthSettings) -> HealthReport:
     return HealthReport((_gate(inputs), _loop(inputs, settings), _feed(inputs, settings), _broker(inputs)))
+
+
+def watchdog_evaluate(inputs: HealthInputs, settings: HealthSettings) -> HealthReport:
+    """The watchdog's view: ``loop`` and ``feed``, except that a stale feed whose cause a restart cannot cure (the
+    broker unreachable or the token refused, or the feed's connection down and reconnecting by itself) passes, saying
+    why. A feed that is connected and yet silent still fails: a new process opens a new connection."""
+    report = evaluate(inputs, settings).only(WATCHDOG_CHECKS)
+    return HealthReport(tuple(_excused(check, inputs) for check in report.checks))
+
+
+def _excused(check: Check, inputs: HealthInputs) -> Check:
+    if check.name != "feed" or check.ok:
+        return check
+    broker = [p for p in inputs.venue_problems if p in BROKER_PROBLEMS]
+    if broker:
+        why = ", ".join(broker)
+    elif inputs.feed_connection == FEED_RECONNECTING:
+        why = "its connection is down and it is reconnecting"
+    else:
+        return check
+    return Check("feed", True, f"{check.detail}; not a restart's to cure ({why})")
 
 
 def _gate(inputs: HealthInputs) -> Check:
@@ -150,10 +177,11 @@ class HealthProbe:
             since_ready_s=max(now - ready_ns, 0) / NS_PER_S if ready_ns else 0.0,
             market_open=app.calendar.is_open(app.clock.now_ns()),
             venue_problems=tuple(app.risk.venue_problems),
+            feed_connection=app.feed_status,
         )
 
     def report(self, now_wall_ns: int | None = None) -> HealthReport:
         return evaluate(self.inputs(now_wall_ns), self.settings)
 
     def watchdog_report(self, now_wall_ns: int | None = None) -> HealthReport:
-        return self.report(now_wall_ns).only(WATCHDOG_CHECKS)
+        return watchdog_evaluate(self.inputs(now_wall_ns), self.settings)

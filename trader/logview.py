@@ -14,6 +14,7 @@ with ``(market HH:MM:SS)``. A traceback (``exception``) follows on indented line
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeGuard
@@ -32,6 +33,11 @@ _LEVEL_LABEL = {"debug": "DEBUG", "info": "INFO", "warning": "WARN", "error": "E
 
 DIM, BOLD, YELLOW, RED, GREEN, RED_BOLD = "2", "1", "33", "31", "32", "1;31"
 _LEVEL_STYLE = {"debug": DIM, "info": "", "warning": YELLOW, "error": RED_BOLD, "critical": RED_BOLD}
+
+# Control characters (C0 but tab, DEL, C1) in a text from a log line: shown escaped (``\\x1b``), never sent to the
+# terminal, so a value from outside (an HTTP path, a broker's message) cannot move the cursor, recolour, retitle or
+# overwrite lines of the operator's terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 # Fields every line has, shown in the line's own layout (or not at all).
 _NOISE = frozenset({"event", "level", "ts", "ts_ns", "logger_name", "event_ts_ns", "exception"})
@@ -59,7 +65,7 @@ def event_time_ns(event: Mapping[str, Any]) -> int | None:
     """The line's wall time in ns UTC: ``ts_ns``, else the ISO ``ts``; ``None`` if it has neither."""
     ts_ns = event.get("ts_ns")
     if isinstance(ts_ns, int) and not isinstance(ts_ns, bool):
-        return ts_ns
+        return ts_ns if _ist(ts_ns) is not None else None
     ts = event.get("ts")
     if isinstance(ts, str):
         try:
@@ -68,7 +74,8 @@ def event_time_ns(event: Mapping[str, Any]) -> int | None:
             return None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        return (moment - _EPOCH) // timedelta(microseconds=1) * 1_000
+        found = (moment - _EPOCH) // timedelta(microseconds=1) * 1_000
+        return found if _ist(found) is not None else None
     return None
 
 
@@ -89,8 +96,28 @@ def level_of(event: Mapping[str, Any]) -> str:
     return {"warn": "warning", "exception": "error", "fatal": "critical"}.get(level, level)
 
 
-def _ist(ts_ns: int) -> datetime:
-    return datetime.fromtimestamp(ts_ns // NS_PER_SECOND, tz=IST)
+def _ist(ts_ns: int) -> datetime | None:
+    """``ts_ns`` as an IST datetime; None for an instant a datetime cannot hold (a corrupt line's year 10000)."""
+    try:
+        return datetime.fromtimestamp(ts_ns // NS_PER_SECOND, tz=IST)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def clean_text(text: str) -> str:
+    """``text`` with its control characters escaped (``\\x1b``): safe to write to a terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _clean(value: Any) -> Any:
+    """A log value with every text in it (keys too) cleaned of control characters; other values as they are."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(str(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
 
 
 def _is_number(value: Any) -> TypeGuard[int | float]:
@@ -112,7 +139,8 @@ def value_text(key: str, value: Any) -> str:
     if key.endswith("_inr"):
         return money_text(value)
     if key.endswith("_ns") and isinstance(value, int) and not isinstance(value, bool) and value > 10**17:
-        return _ist(value).strftime("%Y-%m-%d %H:%M:%S")
+        moment = _ist(value)
+        return moment.strftime("%Y-%m-%d %H:%M:%S") if moment is not None else str(value)
     if key.endswith("_bps") and _is_number(value):
         return f"{value:g} bps"
     if key.endswith("_ms") and _is_number(value):
@@ -350,7 +378,21 @@ class LineFormatter:
 
     def format(self, event: Mapping[str, Any]) -> str:
         """One event (as logged: ``event``, ``level``, ``ts``/``ts_ns`` and its fields) → one line (plus indented
-        traceback lines if it carries an ``exception``). Never raises on odd values: they are shown as text."""
+        traceback lines if it carries an ``exception``). Never raises on odd values: they are shown as text. Control
+        characters in any text are shown escaped, never written to the terminal."""
+        cleaned = {clean_text(str(key)): _clean(value) for key, value in event.items()}
+        exception = event.get("exception")
+        if isinstance(exception, str):  # a traceback keeps its lines
+            cleaned["exception"] = "\n".join(clean_text(row) for row in exception.splitlines())
+        try:
+            return self._format(cleaned)
+        except Exception:  # the daemon's console calls this inside every log call: it must never raise
+            try:
+                return clean_text(" ".join(f"{key}={value!r}" for key, value in cleaned.items()))
+            except Exception:
+                return f"{clean_text(str(cleaned.get('event', '?')))} (a log event that cannot be shown)"
+
+    def _format(self, event: Mapping[str, Any]) -> str:
         level = level_of(event)
         name = str(event.get("event", "?"))
         ts_ns = event_time_ns(event)
@@ -361,7 +403,7 @@ class LineFormatter:
         if describe is not None:
             try:
                 body, used, rest = describe(event, self.paint)
-            except (TypeError, ValueError, KeyError, AttributeError):  # a field of an unexpected type: plain
+            except (TypeError, ValueError, KeyError, AttributeError, OverflowError):  # an odd field: plain
                 body, used, rest = "", set[str](), True
         others = _fields(event, used) if rest else ""
         after = _join(body, self.paint(others, DIM), self._market(event, ts_ns))
@@ -373,9 +415,9 @@ class LineFormatter:
         return line
 
     def _when(self, ts_ns: int | None) -> str:
-        if ts_ns is None:
+        moment = None if ts_ns is None else _ist(ts_ns)
+        if moment is None:
             return "--:--:--"
-        moment = _ist(ts_ns)
         day = moment.date()
         show_date = self.dates or day != self._last_date
         self._last_date = day
@@ -387,13 +429,16 @@ class LineFormatter:
             return ""
         if abs(market_ns - ts_ns) < _MARKET_TIME_APART_NS:
             return ""
-        market = _ist(market_ns)
-        shown = market.strftime("%H:%M:%S" if market.date() == _ist(ts_ns).date() else "%Y-%m-%d %H:%M:%S")
+        market, wall = _ist(market_ns), _ist(ts_ns)
+        if market is None or wall is None:
+            return self.paint(f"(market {market_ns})", DIM)
+        shown = market.strftime("%H:%M:%S" if market.date() == wall.date() else "%Y-%m-%d %H:%M:%S")
         return self.paint(f"(market {shown})", DIM)
 
 
 def format_raw(line: str, *, color: bool) -> str:
-    """A line that is not a log event, shown as it is (dimmed)."""
+    """A line that is not a log event, shown as it is (dimmed), its control characters escaped."""
+    line = clean_text(line)
     return f"\x1b[{DIM}m{line}\x1b[0m" if color and line else line
 
 

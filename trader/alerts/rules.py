@@ -183,17 +183,19 @@ class AlertRules:
 
     def _venue(self, status: VenueStatus) -> Alert | None:
         fields: dict[str, FieldValue] = {"ok": status.ok, "problem": status.problem, "detail": status.detail}
+        # A recovery has its own subject: deduplicated with the problem's (same kind and subject), "entries resume"
+        # sent a minute after "entries stop" would be swallowed, leaving the operator with the stop as last word.
         if status.problem == "token_expired":
             if status.ok:
-                return Alert("token_expired", Severity.INFO, "token", "The Kite access token is accepted again: "
-                             "entries resume.", status.ts_ns, fields)
+                return Alert("token_expired", Severity.INFO, "token accepted", "The Kite access token is accepted "
+                             "again: entries resume.", status.ts_ns, fields)
             return Alert("token_expired", Severity.CRITICAL, "token", f"The Kite access token was refused: new "
                          f"entries stop. Run `trader login` ({status.detail}).", status.ts_ns, fields)
         if not status.problem:
             return None
         if status.ok:
-            return Alert("venue", Severity.INFO, status.problem, f"Venue problem cleared: {status.problem}.",
-                         status.ts_ns, fields)
+            return Alert("venue", Severity.INFO, f"{status.problem} cleared", f"Venue problem cleared: "
+                         f"{status.problem}.", status.ts_ns, fields)
         return Alert("venue", Severity.CRITICAL if status.problem != "broker_unreachable" else Severity.WARNING,
                      status.problem, f"New entries stop: {status.problem.replace('_', ' ')} ({status.detail}).",
                      status.ts_ns, fields)
