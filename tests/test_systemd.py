@@ -30,11 +30,21 @@ from trader.clock import SimClock
 from trader.config import HealthSettings, load_settings
 from trader.health import Check, HealthProbe, HealthReport
 from trader.loop_monitor import LoopMonitor
-from trader.systemd import SystemdNotifier, Watchdog, socket_address, watchdog_interval_s
+from trader.market.calendar import ist_date, ist_text
+from trader.store.journal import Journal
+from trader.systemd import (
+    FEED_RESTART_STATE,
+    ServiceNotifier,
+    SystemdNotifier,
+    Watchdog,
+    socket_address,
+    watchdog_interval_s,
+)
 
 from helpers import DAEMON_WAIT_S, T0, captured_logs, daemon_env, wait_for
 
 NS = 1_000_000_000
+T0_DAY = ist_date(T0).toordinal()
 
 
 class NotifySocket:
@@ -478,3 +488,56 @@ def test_trader_run_notifies_ready_after_the_gate_pings_and_notifies_stopping(
     # The daemon is gone: the health check says unreachable.
     gone = healthcheck(env)
     assert gone.returncode == 3 and "cannot reach the daemon" in gone.stderr
+
+
+# -- a feed a restart did not cure: one watchdog restart per session ---------------------------------------------------
+def notifier_app(journal: Journal, event_ns: int) -> Any:
+    app = fake_app(time.time_ns(), event_ns)
+    app.settings.mode = "live"
+    app.settings.health = HealthSettings()
+    app.journal = journal
+    app.health = HealthProbe(cast(App, app))
+    return app
+
+
+def test_a_feed_the_restart_did_not_cure_is_spared_for_the_rest_of_the_session(tmp_path: Path) -> None:
+    """An exchange-wide halt, or a holiday the calendar does not know: the feed stays silent after the watchdog's
+    restart. Without a bound systemd would restart the daemon every few minutes all day (StartLimitBurst never trips
+    at that pace), each time reconciling and alerting."""
+    journal = Journal(tmp_path / "live.sqlite3")
+    env = {"NOTIFY_SOCKET": str(tmp_path / "nobody-listens"), "WATCHDOG_USEC": "30000000"}
+    first = notifier_app(journal, T0)
+    service = ServiceNotifier(cast(App, first), env=env)
+    assert service.judge().ok and journal.load_state(FEED_RESTART_STATE) is None
+    first.feeds[0].last_tick_wall_ns = time.time_ns() - 31 * NS
+    assert [c.name for c in service.judge().failing] == ["feed"]  # this run: the pings stop, systemd restarts it
+    assert journal.load_state(FEED_RESTART_STATE) == {"session_day": T0_DAY, "since": ist_text(T0)}
+
+    # The restarted process, same session, the feed still silent: the watchdog keeps pinging, saying why.
+    second = notifier_app(journal, T0 + 200 * NS)
+    second.feeds[0].last_tick_wall_ns = 0
+    second.ready_wall_ns = time.time_ns() - 300 * NS  # past the first-tick grace
+    restarted = ServiceNotifier(cast(App, second), env=env)
+    with captured_logs() as lines:
+        restarted._load_feed_note()
+    assert [line["event"] for line in lines] == ["watchdog_feed_spared"]
+    judged = restarted.judge()
+    assert judged.ok and "spared" in next(c.detail for c in judged.checks if c.name == "feed")
+    assert not second.health.report().ok  # /healthz still says so
+
+    # The feed comes back: the note is cleared and a later stall is judged again.
+    second.feeds[0].last_tick_wall_ns = time.time_ns()
+    assert restarted.judge().ok and journal.load_state(FEED_RESTART_STATE) == {"session_day": 0, "since": ist_text(
+        T0 + 200 * NS)}
+    second.feeds[0].last_tick_wall_ns = time.time_ns() - 31 * NS
+    assert [c.name for c in restarted.judge().failing] == ["feed"]
+
+
+def test_a_note_from_an_earlier_session_spares_nothing(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "live.sqlite3")
+    journal.save_state(FEED_RESTART_STATE, {"session_day": T0_DAY - 1, "since": "yesterday"}, T0)
+    app = notifier_app(journal, T0)
+    app.feeds[0].last_tick_wall_ns = time.time_ns() - 31 * NS
+    service = ServiceNotifier(cast(App, app), env={"NOTIFY_SOCKET": str(tmp_path / "s"), "WATCHDOG_USEC": "30000000"})
+    service._load_feed_note()
+    assert service.feed_spared_day == 0 and [c.name for c in service.judge().failing] == ["feed"]

@@ -25,9 +25,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from trader.health import HealthReport
+from trader.health import Check, HealthReport
 from trader.logging import get_logger
+from trader.market.calendar import ist_date, ist_text
 from trader.money import format_inr
+from trader.store.journal import JournalError
 
 if TYPE_CHECKING:
     from trader.app import App
@@ -37,6 +39,9 @@ log = get_logger("trader.systemd")
 STATUS_EVERY_S = 5.0  # STATUS= at most this often (systemctl status shows the latest)
 WITHHELD_LOG_EVERY_S = 60.0  # a withheld ping is logged at once, then at most this often while the failure lasts
 MAX_DATAGRAM = 4096
+# The journal's note that the feed was failing the watchdog (``{"session_day": ordinal, "since": IST text}``): a start
+# that finds it for the same session spares the feed, because the restart it led to did not bring the feed back.
+FEED_RESTART_STATE = "watchdog_feed_failing"
 _MAX_STATUS_CHARS = 400
 
 
@@ -216,8 +221,64 @@ class ServiceNotifier:
         self.app = app
         self.notifier = SystemdNotifier(environ.get("NOTIFY_SOCKET", ""))
         interval = watchdog_interval_s(environ, os.getpid()) if app.settings.health.watchdog else None
-        self.watchdog = Watchdog(self.notifier, interval_s=interval, judge=app.health.watchdog_report,
+        self.watchdog = Watchdog(self.notifier, interval_s=interval, judge=self.judge,
                                  status=lambda: status_line(app), status_every_s=status_every_s)
+        self.feed_spared_day = 0  # the session (IST date ordinal) in which a failing feed no longer stops the pings
+        self._feed_noted_day = 0  # the session for which the journal holds FEED_RESTART_STATE
+
+    def judge(self) -> HealthReport:
+        """``app.health.watchdog_report()``, with one restart per session for a failing feed.
+
+        A feed failing the watchdog is noted in the journal. If the process is then restarted (by the watchdog) and
+        the feed still fails in the same session, the restart did not cure it (an exchange-wide halt, a holiday the
+        calendar does not know): the pings go on, so systemd does not restart the daemon every few minutes all day,
+        each time reconciling and alerting; ``/healthz`` and the ``feed_silent`` alert still say the feed is silent.
+        The note is cleared as soon as the feed passes again."""
+        report = self.app.health.watchdog_report()
+        if not any(check.name == "feed" for check in report.failing):
+            if self._feed_noted_day:
+                self._note_feed_failing(0)
+            self.feed_spared_day = 0
+            return report
+        day = ist_date(self.app.clock.now_ns()).toordinal()
+        if self.feed_spared_day == day:
+            return HealthReport(tuple(
+                Check("feed", True, f"{check.detail}; spared: the watchdog restart earlier in this session did not "
+                                    "bring the feed back") if check.name == "feed" else check
+                for check in report.checks))
+        if self._feed_noted_day != day:
+            self._note_feed_failing(day)
+        return report
+
+    def _note_feed_failing(self, day: int) -> None:
+        journal = self.app.journal
+        self._feed_noted_day = day
+        if journal is None:
+            return
+        try:
+            journal.save_state(FEED_RESTART_STATE, {"session_day": day, "since": ist_text(self.app.clock.now_ns())},
+                               self.app.clock.now_ns())
+        except JournalError as exc:  # the journal's own failure is reported by whoever writes it next
+            log.warning("watchdog_feed_note_unwritable", error=str(exc))
+
+    def _load_feed_note(self) -> None:
+        """At READY: a note for this session means the last process died with its feed failing the watchdog."""
+        journal = self.app.journal
+        if journal is None:
+            return
+        try:
+            note = journal.load_state(FEED_RESTART_STATE)
+        except JournalError as exc:
+            log.warning("watchdog_feed_note_unreadable", error=str(exc))
+            return
+        day = ist_date(self.app.clock.now_ns()).toordinal()
+        if note is not None and note.get("session_day") == day:
+            self.feed_spared_day = day
+            self._feed_noted_day = day
+            log.warning("watchdog_feed_spared", since=str(note.get("since", "?")),
+                        why="the last run stopped while its feed failed the watchdog and this session's feed has not "
+                            "come back yet: a silent feed no longer restarts the daemon until it passes again or the "
+                            "session ends (/healthz and the feed_silent alert still report it)")
 
     @property
     def enabled(self) -> bool:
@@ -231,6 +292,8 @@ class ServiceNotifier:
         """Trading is ready (the gate passed, the control API listens): ``READY=1`` and the watchdog starts."""
         if not self.enabled:
             return
+        if self.watchdog.interval_s is not None:
+            self._load_feed_note()
         self.notifier.notify("READY=1")
         self.watchdog.send_status(status_line(self.app))
         log.info("systemd_notified", sent="READY=1", watchdog_interval_s=self.watchdog.interval_s)
