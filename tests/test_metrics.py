@@ -375,10 +375,9 @@ def _names(families: dict[str, Any]) -> set[str]:
     names = set()
     for family in families.values():
         names.add(family.name)
-        if family.type == "counter":
+        if family.type == "counter":  # a labelled counter with no sample yet still names its series so
             names.add(family.name + "_total")
-        if family.type == "histogram":
-            names.update(family.name + suffix for suffix in ("_bucket", "_count", "_sum"))
+        # Otherwise only what the scrape really has: a histogram with negative buckets has no _count or _sum series.
         names.update(sample.name for sample in family.samples)
     return names
 

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from trader.clock import NS_PER_SECOND
 from trader.config import HealthSettings
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 BROKER_PROBLEMS = ("broker_unreachable", "token_expired")
 WATCHDOG_CHECKS = ("loop", "feed")
 FEED_RECONNECTING = "reconnecting"  # the live feed's FeedStatus while its connection is down and it retries
-NS_PER_S = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +161,7 @@ class HealthProbe:
         if not last:
             return None
         now = time.time_ns() if now_wall_ns is None else now_wall_ns
-        return max(now - last, 0) / NS_PER_S
+        return max(now - last, 0) / NS_PER_SECOND
 
     def inputs(self, now_wall_ns: int | None = None) -> HealthInputs:
         app = self.app
@@ -174,7 +174,7 @@ class HealthProbe:
             loop_lag_s=monitor.lag_ms / 1000,
             loop_silent_s=max(time.monotonic() - monitor.last_wake, 0.0),
             feed_age_s=self.feed_age_s(now),
-            since_ready_s=max(now - ready_ns, 0) / NS_PER_S if ready_ns else 0.0,
+            since_ready_s=max(now - ready_ns, 0) / NS_PER_SECOND if ready_ns else 0.0,
             market_open=app.calendar.is_open(app.clock.now_ns()),
             venue_problems=tuple(app.risk.venue_problems),
             feed_connection=app.feed_status,

@@ -34,7 +34,7 @@ from trader.events import (
     CommandResult,
     IntentPurpose,
 )
-from trader.health import BROKER_PROBLEMS, HealthProbe
+from trader.health import BROKER_PROBLEMS
 from trader.logging import get_logger
 from trader.market.calendar import ist_text
 from trader.market.instruments import resolve_underlying
@@ -116,7 +116,7 @@ class ControlService:
         self.app = app
         self.settings = app.settings
         self.ledger = app.ledger
-        self.health = HealthProbe(app)
+        self.health = app.health
         self.source = source
         self.wait_s = app.settings.control.order_wait_seconds
         # Manual orders by the client's request_id → our intent id, so a retried request is answered, not placed
