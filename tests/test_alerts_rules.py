@@ -224,3 +224,11 @@ async def test_the_actor_keeps_each_days_figures_and_hands_alerts_to_its_sink() 
     assert actor.day_books[monday] == (-500_00, 99_500_00, 0)  # the day's last snapshot, after the next day began
     assert actor.day_fills[date(2026, 1, 12)] == (2, 4_000)
     assert [a.kind for a in got] == ["slippage"] and actor.alerts == 1
+
+
+def test_slippage_of_a_few_rupees_on_a_cheap_option_is_no_alert() -> None:
+    r = AlertRules(slippage_alert_bps=50, slippage_alert_min_paise=2_500)
+    cheap = Fill(ts_ns=MON, fill_id="F2", intent_id="S2", order_id="2", contract=CE, side=Side.BUY, quantity=65,
+                 price=505, expected_price=500, charges=2_000)  # one tick on a ₹5 option: 100 bps, ₹3.25 in all
+    assert cheap.slippage_bps == 100 and r.classify(cheap) is None
+    assert r.classify(fill(10_050)) is not None  # 50 bps on ₹100 × 75 = ₹37.50 worse: alerted

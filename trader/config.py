@@ -225,6 +225,8 @@ class AlertSettings(_Section):
     timeout_seconds: float = Field(10.0, gt=0, le=120, description="per HTTP request to a destination")
     slippage_alert_bps: float = Field(50.0, gt=0, le=10_000, description="a fill this many basis points worse than "
                                       "expected is alerted")
+    slippage_alert_min_inr: float = Field(25.0, ge=0, le=10_000_000, description="...and worse by at least this "
+                                          "many rupees in all (price difference × quantity)")
     feed_silent_seconds: float = Field(60.0, gt=0, le=3_600, description="during market hours, alert when no valid "
                                        "tick has come for this long")
 

@@ -85,11 +85,13 @@ _LEVEL_SEVERITY = {RiskLevel.LOW: Severity.INFO, RiskLevel.MEDIUM: Severity.INFO
 
 
 class AlertRules:
-    """Bus event → Alert. ``slippage_alert_bps``: a fill at least this many basis points worse than expected."""
+    """Bus event → Alert. ``slippage_alert_bps``: a fill at least this many basis points worse than expected, and
+    worse by at least ``slippage_alert_min_paise`` in all (one tick on a ₹5 option is 100 bps and ₹3 on a lot)."""
 
-    def __init__(self, *, slippage_alert_bps: float, level: RiskLevel = RiskLevel.LOW,
-                 state: TradingState = TradingState.ACTIVE) -> None:
+    def __init__(self, *, slippage_alert_bps: float, slippage_alert_min_paise: int = 0,
+                 level: RiskLevel = RiskLevel.LOW, state: TradingState = TradingState.ACTIVE) -> None:
         self.slippage_alert_bps = slippage_alert_bps
+        self.slippage_alert_min_paise = slippage_alert_min_paise
         self.level = level
         self.state = state
         # Orders approved by the risk gate: intent id → "BUY 65 NIFTY…CE", for the words of a broker reject.
@@ -170,7 +172,7 @@ class AlertRules:
 
     def _fill(self, fill: Fill) -> Alert | None:
         bps = fill.slippage_bps
-        if bps < self.slippage_alert_bps:
+        if bps < self.slippage_alert_bps or fill.slippage_paise * fill.quantity < self.slippage_alert_min_paise:
             return None
         symbol = fill.contract.tradingsymbol
         return Alert("slippage", Severity.WARNING, symbol,

@@ -24,6 +24,7 @@ from trader.alerts.webhook import WebhookDestination
 from trader.control.service import ControlService
 from trader.logging import get_logger
 from trader.market.calendar import ist_text
+from trader.money import to_paise
 from trader.store.journal import JournalError
 
 if TYPE_CHECKING:
@@ -54,7 +55,8 @@ class AlertRuntime:
         if settings.webhook_url:
             self.webhook = WebhookDestination(settings)
             self.outboxes.append(Outbox(self.webhook, settings, seed=seed + 1))
-        self.rules = AlertRules(slippage_alert_bps=settings.slippage_alert_bps)
+        self.rules = AlertRules(slippage_alert_bps=settings.slippage_alert_bps,
+                                slippage_alert_min_paise=to_paise(settings.slippage_alert_min_inr))
         self.actor = AlertActor(app.bus, self.rules, self.publish)
         self.feed_watch = FeedWatch(settings.feed_silent_seconds)
         self.session_watch = SessionWatch(app.calendar)
