@@ -13,7 +13,7 @@ from trader.actors.base import Actor, Supervisor
 from trader.actors.execution import ExecutionActor
 from trader.actors.feed import FeedActor
 from trader.actors.ledger import LedgerActor
-from trader.actors.metrics import MetricsActor, app_registry, latency_scale
+from trader.actors.metrics import MetricsActor, latency_scale
 from trader.actors.portfolio import PerformanceSummary, PortfolioActor, summary_fields
 from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
 from trader.actors.risk import RiskGateActor
@@ -29,6 +29,7 @@ from trader.alerts.runtime import AlertRuntime
 from trader.bus import EventBus
 from trader.clock import Clock, LiveClock, SimClock
 from trader.config import ConfigError, Settings
+from trader.control.metrics import app_registry
 from trader.control.runtime import ControlRuntime
 from trader.events import JOURNAL_PROBLEM, Command, CommandKind, FeedEnded, FeedStatus, Heartbeat, VenueStatus
 from trader.gate import expire_stale_approvals, restore_from_gate, run_gate
