@@ -267,7 +267,10 @@ class Dashboard:
         raw = await request.read()
         token: Any = None
         if request.content_type == "application/x-www-form-urlencoded":
-            values = parse_qs(raw.decode("utf-8", "surrogateescape"), max_num_fields=4).get("token")
+            try:
+                values = parse_qs(raw.decode("utf-8", "surrogateescape"), max_num_fields=4).get("token")
+            except ValueError:  # more than max_num_fields fields: a 400 like any malformed login, not a crash
+                raise BadRequest("the login form has too many fields: send only token") from None
             token = values[0] if values else None
         else:
             try:
