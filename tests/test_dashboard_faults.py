@@ -6,6 +6,8 @@ In-process paper daemon (the set-up of tests/test_dashboard_http.py); real socke
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,29 @@ async def test_guessing_the_token_on_the_api_routes_is_rate_limited_like_the_log
     assert refused[0]["remote"] == "127.0.0.1"
     text = str(lines)
     assert "guess-" not in text and TOKEN not in text
+
+
+async def test_a_malformed_request_logs_one_line_without_its_header_bytes(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """aiohttp refuses a header line past 8 KB with a 400 and logs the error, whose text quotes the line's first 100
+    bytes: a browser whose Cookie header grew past 8 KB (cookies of other programs on 127.0.0.1 are sent to every
+    port) would write its session id, and an oversized Authorization header the token, into stderr, with a traceback
+    per request. It must be one JSON line with the remote address, and no header bytes."""
+    caplog.set_level(logging.DEBUG)
+    with captured_logs() as lines:
+        async with running(tmp_path) as (app, client):
+            session_id, _ = await client.login()
+            port = int(app.control_url.rsplit(":", 1)[1])
+            for header in (f"Cookie: {SESSION_COOKIE}={session_id}; other={'x' * 9_000}",
+                           f"Authorization: Bearer {TOKEN}{'y' * 9_000}"):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(f"GET /status HTTP/1.1\r\nHost: x\r\n{header}\r\nConnection: close\r\n\r\n".encode())
+                await writer.drain()
+                answer = await reader.read()
+                writer.close()
+                assert answer.startswith(b"HTTP/1.0 400") or answer.startswith(b"HTTP/1.1 400"), answer[:100]
+    logged = caplog.text + str(lines)
+    assert session_id not in logged and TOKEN not in logged
+    assert "Traceback" not in caplog.text
+    bad = [line for line in lines if line["event"] == "control_bad_http"]
+    assert len(bad) == 2 and {line["remote"] for line in bad} == {"127.0.0.1"}, bad
