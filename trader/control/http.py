@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import hmac
 import json
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -50,6 +52,24 @@ _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404:
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Body = TypeVar("Body", bound=BaseModel)
+
+
+class ProtocolLog(logging.Logger):
+    """aiohttp's server logger for the control API. A request aiohttp cannot parse (a header line past 8 KB, too many
+    headers, a bad request line) gets its 400 and one ``control_bad_http`` warning with the remote address and the
+    error's class: aiohttp's own text quotes the offending line's first bytes (the start of a Cookie or Authorization
+    header is a session id or the token) with a traceback, to stderr. Anything else it logs goes on as an error."""
+
+    def __init__(self) -> None:
+        super().__init__("trader.control.aiohttp", logging.WARNING)
+
+    def handle(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else ""
+            log.warning("control_bad_http", remote=str(remote or ""), error=type(error).__name__, status=error.code)
+        else:
+            log.error("control_http_error", message=record.getMessage(), exc_info=record.exc_info or False)
 
 
 class NoBody(BaseModel):
@@ -107,7 +127,7 @@ class ControlServer:
         """Listen; return the URL. ``ConfigError`` when the port is taken or the address is not loopback."""
         settings = self.settings
         host = "127.0.0.1" if settings.host == "localhost" else settings.host.strip("[]")
-        runner = web.AppRunner(self.web_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        runner = web.AppRunner(self.web_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S, logger=ProtocolLog())
         await runner.setup()
         try:
             await web.TCPSite(runner, host, settings.port).start()
