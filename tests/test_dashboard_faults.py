@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 
 import pytest
 from test_dashboard_http import TOKEN, WallClock, running
 
 from trader.control.dashboard import SESSION_COOKIE
-from trader.control.http import TOKEN_FAILURES_PER_MINUTE
+from trader.control.http import MAX_CONNECTIONS, TOKEN_FAILURES_PER_MINUTE
 
-from helpers import captured_logs
+from helpers import captured_logs, wait_for
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -94,3 +95,29 @@ async def test_a_malformed_request_logs_one_line_without_its_header_bytes(
     assert "Traceback" not in caplog.text
     bad = [line for line in lines if line["event"] == "control_bad_http"]
     assert len(bad) == 2 and {line["remote"] for line in bad} == {"127.0.0.1"}, bad
+
+
+def fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_idle_connections_cannot_take_every_file_descriptor(tmp_path: Path) -> None:
+    """Any local process, without the token, could open connections and send nothing: each held a file descriptor for
+    aiohttp's default hour (measured: 1,100 such connections filled a daemon's 1,024 descriptors, systemd's default
+    soft limit, and GET /healthz and every operator command then failed while the trading path was one open() from
+    EMFILE). The server keeps at most MAX_CONNECTIONS; the next ones are closed at once, and when the idle ones go,
+    the API answers again."""
+    with captured_logs() as lines:
+        async with running(tmp_path) as (app, client):
+            port = int(app.control_url.rsplit(":", 1)[1])
+            before = fds()
+            idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(MAX_CONNECTIONS + 40)]
+            # Our own ends are 40 + MAX_CONNECTIONS descriptors; the server's ends of the 40 past the cap are closed.
+            await wait_for(lambda: fds() - before <= 2 * MAX_CONNECTIONS + 40 + 4, within_s=10)
+            for _, writer in idle:
+                writer.close()
+            await wait_for(lambda: fds() - before <= 4, within_s=10)
+            reply, _ = await client.call("GET", "/status", headers={"Authorization": f"Bearer {TOKEN}"})
+            assert reply.status == 200
+    full = [line for line in lines if line["event"] == "control_connections_full"]
+    assert len(full) == 1 and full[0]["most"] == MAX_CONNECTIONS, full  # once per time the cap is reached
