@@ -16,6 +16,7 @@ The server binds loopback only unless ``control.allow_remote`` is set, and check
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hmac
 import json
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -45,7 +47,12 @@ SCRAPE_PATH = "/metrics"  # Prometheus asks every few seconds: logged at debug, 
 # the token is compared). The dashboard's login allows 5; scripts and scrapers retry a wrong token on their own, so
 # this budget is wider, and still turns thousands of guesses a second into one every two seconds.
 TOKEN_FAILURES_PER_MINUTE = 30
-SHUTDOWN_TIMEOUT_S = 1.0  # in-flight requests at shutdown get this long, then they are cancelled
+SHUTDOWN_TIMEOUT_S = 1.0
+# Open connections at most (a browser opens up to 6, the CLI and Prometheus one each): each is a file descriptor, and
+# the daemon's journal and broker sockets need theirs. An idle one is closed after KEEPALIVE_TIMEOUT_S (aiohttp's own
+# server default; its bare RequestHandler keeps one for an hour).
+MAX_CONNECTIONS = 64
+KEEPALIVE_TIMEOUT_S = 75.0  # in-flight requests at shutdown get this long, then they are cancelled
 _REF = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                  413: "too_large", 429: "too_many_requests", 503: "unavailable"}
@@ -127,8 +134,11 @@ class ControlServer:
         """Listen; return the URL. ``ConfigError`` when the port is taken or the address is not loopback."""
         settings = self.settings
         host = "127.0.0.1" if settings.host == "localhost" else settings.host.strip("[]")
-        runner = web.AppRunner(self.web_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S, logger=ProtocolLog())
+        runner = web.AppRunner(self.web_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S, logger=ProtocolLog(),
+                               keepalive_timeout=KEEPALIVE_TIMEOUT_S)
         await runner.setup()
+        if runner.server is not None:
+            _cap_connections(runner.server, MAX_CONNECTIONS)
         try:
             await web.TCPSite(runner, host, settings.port).start()
         except OSError as exc:
@@ -322,6 +332,27 @@ class ControlServer:
         ref = self._ref(request)
         body = await self._body(request, RejectBody)
         return json_response(await self.service.reject(ref, body.reason))
+
+
+def _cap_connections(server: web.Server, most: int) -> None:
+    """At most ``most`` open connections: one past it is aborted as soon as it is accepted (aiohttp has no such
+    bound), logged once each time the cap is reached. Wraps the server's ``connection_made``, which every new
+    connection's handler calls first."""
+    admit = server.connection_made
+    full = False
+
+    def connection_made(handler: RequestHandler, transport: asyncio.Transport) -> None:
+        nonlocal full
+        admit(handler, transport)
+        if len(server.connections) <= most:
+            full = False
+            return
+        transport.abort()
+        if not full:
+            full = True
+            log.warning("control_connections_full", most=most)
+
+    server.connection_made = connection_made  # type: ignore[method-assign]
 
 
 def _refuse_repeated_fields(raw: bytes) -> None:
