@@ -335,7 +335,7 @@ class ControlServer:
 
 
 def _cap_connections(server: web.Server, most: int) -> None:
-    """At most ``most`` open connections: one past it is aborted as soon as it is accepted (aiohttp has no such
+    """At most ``most`` open connections: one past it is aborted right after it is accepted (aiohttp has no such
     bound), logged once each time the cap is reached. Wraps the server's ``connection_made``, which every new
     connection's handler calls first."""
     admit = server.connection_made
@@ -347,7 +347,9 @@ def _cap_connections(server: web.Server, most: int) -> None:
         if len(server.connections) <= most:
             full = False
             return
-        transport.abort()
+        # Not at once: the handler starts its request task after this call returns, and that task must see the
+        # handler still attached (else aiohttp asserts in it); the abort's connection_lost then ends it cleanly.
+        asyncio.get_running_loop().call_soon(transport.abort)
         if not full:
             full = True
             log.warning("control_connections_full", most=most)
