@@ -125,3 +125,22 @@ async def test_idle_connections_cannot_take_every_file_descriptor(tmp_path: Path
     assert "Task exception was never retrieved" not in caplog.text, caplog.text[:2000]
     full = [line for line in lines if line["event"] == "control_connections_full"]
     assert len(full) == 1 and full[0]["most"] == MAX_CONNECTIONS, full  # once per time the cap is reached
+
+
+async def test_another_sites_page_cannot_lock_the_operator_out_of_the_login(tmp_path: Path) -> None:
+    """A form POST to /login is a "simple" cross-origin request: any page the operator has open could send five wrong
+    tokens a minute and keep the dashboard's login at 429. A browser marks such a request ``Sec-Fetch-Site:
+    cross-site`` (or ``same-site`` from another port of the same host): it is refused before it counts."""
+    wall = WallClock()
+    async with running(tmp_path, wall) as (_, client):
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        for site in ("cross-site", "same-site") * 5:
+            reply, _ = await client.call("POST", "/login", data=b"token=wrong-token-0123456789",
+                                         headers={**form, "Sec-Fetch-Site": site})
+            assert reply.status == 403 and (await reply.json())["error"]["code"] == "forbidden", site
+        reply, _ = await client.call("POST", "/login", data=f"token={TOKEN}".encode(),
+                                     headers={**form, "Sec-Fetch-Site": "cross-site"})
+        assert reply.status == 403 and SESSION_COOKIE not in reply.cookies  # no login from another site either
+        # The page's own login (same-origin), a typed-in request ("none") and non-browser clients still log in.
+        for headers in ({"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"}, {}):
+            await client.login(**headers)
