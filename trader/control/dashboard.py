@@ -11,9 +11,10 @@ a session cookie, the server-side session table, CSRF and the login rate limit.
 * A cookie-authenticated request reads the JSON API like the bearer token does; one that changes something (any
   method but GET/HEAD/OPTIONS) must also carry ``X-Trader-CSRF`` equal to its session's value, which the page reads
   from ``GET /session`` (another site's form or script cannot read it). Bearer-token clients are unchanged.
-* Login failures are counted per remote address: ``LOGIN_FAILURES_PER_MINUTE`` within a minute, and the next try is
-  a 429 (with Retry-After) before the token is even compared. Failures are logged with the address only; the token
-  never appears in a page, a cookie or a log line.
+* A login a browser marks as sent by another site's page (``Sec-Fetch-Site: cross-site`` or ``same-site``) is a 403
+  that counts as no failure. Login failures are counted per remote address: ``LOGIN_FAILURES_PER_MINUTE`` within a
+  minute, and the next try is a 429 (with Retry-After) before the token is even compared. Failures are logged with
+  the address only; the token never appears in a page, a cookie or a log line.
 
 Session and rate-limit times are wall time (``time.monotonic_ns`` unless a test injects its own): a login lasts
 hours of the user's day, not of the market's event clock.
@@ -58,6 +59,7 @@ SECURITY_HEADERS = {
 _CONTENT_TYPES = {"html": "text/html", "js": "text/javascript", "css": "text/css", "svg": "image/svg+xml"}
 _ASSET_NAME = re.compile(r"^[a-z0-9_-]{1,64}\.(html|js|css|svg)$")
 _MAX_SESSION_ID_CHARS = 128
+_OTHER_SITES = frozenset({"cross-site", "same-site"})  # Sec-Fetch-Site of a request another page sent
 PAGE = "dashboard.html"
 
 
@@ -244,6 +246,12 @@ class Dashboard:
 
     async def login(self, request: web.Request) -> web.Response:
         remote = request.remote or "unknown"
+        if request.headers.get("Sec-Fetch-Site", "").lower() in _OTHER_SITES:
+            # Another site's page (a form POST needs no preflight) would otherwise spend this address's failures and
+            # keep the operator's login at 429; the page's own login is same-origin, curl and scripts send no header.
+            log.warning("dashboard_login_cross_site", remote=remote)
+            raise Forbidden("a login from another site's page is refused: open the dashboard itself (GET /) and log "
+                            "in there")
         wait_s = self.limiter.retry_after_s(remote)
         if wait_s:
             log.warning("dashboard_login_throttled", remote=remote, retry_after_s=wait_s)
@@ -267,7 +275,10 @@ class Dashboard:
         raw = await request.read()
         token: Any = None
         if request.content_type == "application/x-www-form-urlencoded":
-            values = parse_qs(raw.decode("utf-8", "surrogateescape"), max_num_fields=4).get("token")
+            try:
+                values = parse_qs(raw.decode("utf-8", "surrogateescape"), max_num_fields=4).get("token")
+            except ValueError:  # more than max_num_fields fields: a 400 like any malformed login, not a crash
+                raise BadRequest("the login form has too many fields: send only token") from None
             token = values[0] if values else None
         else:
             try:

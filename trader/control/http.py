@@ -2,7 +2,9 @@
 
 Every route but ``GET /healthz`` and the dashboard's (``GET /``, ``/static/*``, ``/session``; ``POST /login``,
 ``/logout``: trader/control/dashboard.py) needs ``Authorization: Bearer <token>`` (compared in constant time) or the
-dashboard's session cookie; a missing or wrong token is a 401. A cookie-authenticated request that changes something
+dashboard's session cookie; a missing or wrong token is a 401. Wrong tokens are counted per remote address: past
+``TOKEN_FAILURES_PER_MINUTE`` within a minute, every request from there that offers one is a 429 before it is compared
+(the dashboard's login has its own, tighter limit). A cookie-authenticated request that changes something
 must carry the session's ``X-Trader-CSRF`` value (403 otherwise). Bodies are at most ``control.max_body_bytes``
 (413), parsed with orjson into the pydantic models of ``trader/control/requests.py`` (400 naming the field). Every
 answer of the API, errors included, is JSON (the dashboard's page and assets, and the Prometheus text of
@@ -14,9 +16,11 @@ The server binds loopback only unless ``control.allow_remote`` is set, and check
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hmac
 import json
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -24,11 +28,13 @@ from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from trader.config import ConfigError, ControlSettings, is_loopback
-from trader.control.dashboard import SAFE_METHODS, SECURITY_HEADERS, Dashboard
+from trader.control.dashboard import SAFE_METHODS, SECURITY_HEADERS, Dashboard, LoginLimiter
 from trader.control.requests import FlattenBody, HaltBody, ManualOrder, RejectBody, describe_validation_error
 from trader.control.service import BadRequest, ControlError, ControlService
 from trader.logging import get_logger
@@ -37,13 +43,40 @@ log = get_logger("trader.control")
 
 OPEN_PATHS = frozenset({"/healthz"})
 SCRAPE_PATH = "/metrics"  # Prometheus asks every few seconds: logged at debug, like /healthz, unless refused
-SHUTDOWN_TIMEOUT_S = 1.0  # in-flight requests at shutdown get this long, then they are cancelled
+# Wrong bearer tokens per remote address within a minute before every bearer try from there is a 429 (checked before
+# the token is compared). The dashboard's login allows 5; scripts and scrapers retry a wrong token on their own, so
+# this budget is wider, and still turns thousands of guesses a second into one every two seconds.
+TOKEN_FAILURES_PER_MINUTE = 30
+SHUTDOWN_TIMEOUT_S = 1.0
+# Open connections at most (a browser opens up to 6, the CLI and Prometheus one each): each is a file descriptor, and
+# the daemon's journal and broker sockets need theirs. An idle one is closed after KEEPALIVE_TIMEOUT_S (aiohttp's own
+# server default; its bare RequestHandler keeps one for an hour).
+MAX_CONNECTIONS = 64
+KEEPALIVE_TIMEOUT_S = 75.0  # in-flight requests at shutdown get this long, then they are cancelled
 _REF = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-                 413: "too_large", 503: "unavailable"}
+                 413: "too_large", 429: "too_many_requests", 503: "unavailable"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Body = TypeVar("Body", bound=BaseModel)
+
+
+class ProtocolLog(logging.Logger):
+    """aiohttp's server logger for the control API. A request aiohttp cannot parse (a header line past 8 KB, too many
+    headers, a bad request line) gets its 400 and one ``control_bad_http`` warning with the remote address and the
+    error's class: aiohttp's own text quotes the offending line's first bytes (the start of a Cookie or Authorization
+    header is a session id or the token) with a traceback, to stderr. Anything else it logs goes on as an error."""
+
+    def __init__(self) -> None:
+        super().__init__("trader.control.aiohttp", logging.WARNING)
+
+    def handle(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else ""
+            log.warning("control_bad_http", remote=str(remote or ""), error=type(error).__name__, status=error.code)
+        else:
+            log.error("control_http_error", message=record.getMessage(), exc_info=record.exc_info or False)
 
 
 class NoBody(BaseModel):
@@ -71,6 +104,7 @@ class ControlServer:
         self._token = token.encode()
         self._token_hint = token_hint or "TRADER_CONTROL__TOKEN"
         self.dashboard = Dashboard(self._token, settings.session_hours, wall_ns)
+        self.token_limiter = LoginLimiter(wall_ns, per_minute=TOKEN_FAILURES_PER_MINUTE)
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.port = 0
@@ -100,8 +134,11 @@ class ControlServer:
         """Listen; return the URL. ``ConfigError`` when the port is taken or the address is not loopback."""
         settings = self.settings
         host = "127.0.0.1" if settings.host == "localhost" else settings.host.strip("[]")
-        runner = web.AppRunner(self.web_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        runner = web.AppRunner(self.web_app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S, logger=ProtocolLog(),
+                               keepalive_timeout=KEEPALIVE_TIMEOUT_S)
         await runner.setup()
+        if runner.server is not None:
+            _cap_connections(runner.server, MAX_CONNECTIONS)
         try:
             await web.TCPSite(runner, host, settings.port).start()
         except OSError as exc:
@@ -140,8 +177,14 @@ class ControlServer:
         # logins and every bearer client's request at info.
         quiet = request.path in OPEN_PATHS or (request.method in SAFE_METHODS and self.dashboard.is_open(request.path))
         try:
-            if request.path in OPEN_PATHS or self.dashboard.is_open(request.path) or self._authorized(request):
+            if request.path in OPEN_PATHS or self.dashboard.is_open(request.path):
                 response: web.StreamResponse = await self._answer(request, handler)
+            elif wait_s := self._bearer_wait_s(request):
+                response = error_response(
+                    429, "too_many_requests", f"too many wrong tokens from this address: try again in {wait_s} s",
+                    headers={"Retry-After": str(wait_s)})
+            elif self._authorized(request):
+                response = await self._answer(request, handler)
             elif (found := self.dashboard.session_of(request)) is None:
                 response = error_response(
                     401, "unauthorized",
@@ -188,12 +231,24 @@ class ControlServer:
                     "(control.max_body_bytes)")
         return exc.reason
 
+    def _bearer_wait_s(self, request: web.Request) -> int:
+        """0 unless the request offers a token and its address has used up ``TOKEN_FAILURES_PER_MINUTE``."""
+        if "Authorization" not in request.headers:
+            return 0
+        return self.token_limiter.retry_after_s(request.remote or "unknown")
+
     def _authorized(self, request: web.Request) -> bool:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        header = request.headers.get("Authorization")
+        scheme, _, given = (header or "").partition(" ")
         # Always compare, so that a missing header takes as long as a wrong one. A header that is not UTF-8 comes in
         # with surrogate escapes: turned back into its bytes, it is a wrong token (401), not a server error.
         match = hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), self._token)
-        return match and scheme.lower() == "bearer"
+        if match and scheme.lower() == "bearer":
+            return True
+        if header is not None:  # a token offered and wrong: a guess, counted like a failed login
+            remote = request.remote or "unknown"
+            log.warning("control_token_refused", remote=remote, failures_last_minute=self.token_limiter.failed(remote))
+        return False
 
     # -- helpers --------------------------------------------------------------------------------------------
     @staticmethod
@@ -277,6 +332,29 @@ class ControlServer:
         ref = self._ref(request)
         body = await self._body(request, RejectBody)
         return json_response(await self.service.reject(ref, body.reason))
+
+
+def _cap_connections(server: web.Server, most: int) -> None:
+    """At most ``most`` open connections: one past it is aborted right after it is accepted (aiohttp has no such
+    bound), logged once each time the cap is reached. Wraps the server's ``connection_made``, which every new
+    connection's handler calls first."""
+    admit = server.connection_made
+    full = False
+
+    def connection_made(handler: RequestHandler, transport: asyncio.Transport) -> None:
+        nonlocal full
+        admit(handler, transport)
+        if len(server.connections) <= most:
+            full = False
+            return
+        # Not at once: the handler starts its request task after this call returns, and that task must see the
+        # handler still attached (else aiohttp asserts in it); the abort's connection_lost then ends it cleanly.
+        asyncio.get_running_loop().call_soon(transport.abort)
+        if not full:
+            full = True
+            log.warning("control_connections_full", most=most)
+
+    server.connection_made = connection_made  # type: ignore[method-assign]
 
 
 def _refuse_repeated_fields(raw: bytes) -> None:
