@@ -181,7 +181,9 @@ class ControlServer:
                 response: web.StreamResponse = await self._answer(request, handler)
             elif wait_s := self._bearer_wait_s(request):
                 response = error_response(
-                    429, "too_many_requests", f"too many wrong tokens from this address: try again in {wait_s} s",
+                    429, "too_many_requests", f"too many wrong tokens from this address (the daemon's log names them: "
+                    f"control_token_refused); try again in {wait_s} s. Meanwhile trading can still be stopped without "
+                    "the API: the kill-switch file (risk.kill_switch_file) or SIGTERM",
                     headers={"Retry-After": str(wait_s)})
             elif self._authorized(request):
                 response = await self._answer(request, handler)
