@@ -10,6 +10,7 @@ Playwright never downloads a browser here: `executable_path` is the system Chrom
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,8 @@ def drive(page: Page, daemon: Daemon) -> None:
     expect(page.get_by_test_id("mode")).to_have_text("paper")
     expect(page.get_by_test_id("health")).not_to_be_empty()
     expect(page.get_by_test_id("equity")).to_contain_text("₹")
+    # Times for people are IST, whatever zone the phone is set to (the browser here is UTC).
+    expect(page.get_by_test_id("updated")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d IST$"))
     # Rupees with Indian grouping (lakhs, crores), two decimals, the sign before the ₹.
     shown = page.evaluate("[1234567.891, -999.5, 100000, 0.004, -0.004, 123456789.5].map(inr)")
     assert shown == ["₹12,34,567.89", "-₹999.50", "₹1,00,000.00", "₹0.00", "₹0.00", "₹12,34,56,789.50"], shown

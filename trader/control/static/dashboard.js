@@ -41,8 +41,9 @@ function el(tag, props, ...children) {
   return node;
 }
 
+// Wall time of a poll, in IST like every time the daemon shows (the phone may be set to another zone).
 function when(ms) {
-  return new Date(ms).toLocaleTimeString("en-GB");
+  return new Date(ms).toLocaleTimeString("en-GB", { timeZone: "Asia/Kolkata" }) + " IST";
 }
 
 function td(text, cls) {
