@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from trader.cli import main as cli_main
+from trader.control.client import ControlClient, Unreachable
 
 TIMEOUT_S = 1.0
 SLACK_S = 2.0  # thread start-up and the exit path on a loaded 2-core machine
@@ -77,3 +78,26 @@ def test_a_server_that_trickles_its_answer_is_unreachable_within_the_timeout() -
     with server(trickle) as url:
         code, took = healthcheck_within(url, 15)
     assert code == 3 and took < TIMEOUT_S + SLACK_S, (code, took)
+
+
+def test_every_operator_command_gives_up_on_a_trickling_server_and_a_post_says_it_may_have_happened() -> None:
+    """The same bound for `trader status`, `trader flatten`, ...: one ControlClient call is bounded in all."""
+    outcome: list[BaseException] = []
+
+    def call(post: bool) -> None:
+        client = ControlClient(url, "t" * 32, token_source="test", timeout_s=TIMEOUT_S)
+        try:
+            client.post("/flatten", {}) if post else client.get("/status")
+        except BaseException as exc:  # the test reads what it was
+            outcome.append(exc)
+
+    with server(trickle) as url:
+        for post in (False, True):
+            outcome.clear()
+            started = time.monotonic()
+            thread = threading.Thread(target=call, args=(post,), daemon=True)
+            thread.start()
+            thread.join(15)
+            took = time.monotonic() - started
+            assert outcome and isinstance(outcome[0], Unreachable) and took < TIMEOUT_S + SLACK_S, (outcome, took)
+            assert ("may still carry the request out" in str(outcome[0])) is post

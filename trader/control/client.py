@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -124,8 +125,29 @@ class ControlClient:
         return self._call("POST", path, body, timeout_s)
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None, timeout_s: float | None) -> Answer:
-        url = self.base_url + path
+        """One request, given up after ``timeout`` in all: urllib's timeout bounds each socket read, so a server
+        that trickles its answer a byte at a time would hold the command for ever. The request runs in a daemon
+        thread (left behind if it hangs: the command exits) and counts as a timeout when it has not finished."""
         timeout = self.timeout_s if timeout_s is None else timeout_s
+        outcome: list[Answer | ClientError] = []
+
+        def exchange() -> None:
+            try:
+                outcome.append(self._exchange(method, path, body, timeout))
+            except ClientError as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=exchange, name=f"control-{method.lower()}", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if not outcome:
+            raise self._unreachable(TimeoutError(), method, self.base_url + path, timeout)
+        if isinstance(outcome[0], ClientError):
+            raise outcome[0]
+        return outcome[0]
+
+    def _exchange(self, method: str, path: str, body: dict[str, Any] | None, timeout: float) -> Answer:
+        url = self.base_url + path
         data = orjson.dumps(body) if body else None
         request = urllib.request.Request(url, data=data, method=method)
         request.add_header("Accept", "application/json")

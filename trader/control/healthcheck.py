@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,6 @@ from trader.control.client import (
     EXIT_OK,
     EXIT_REFUSED,
     EXIT_USAGE,
-    START_HINT,
-    Answer,
     ClientError,
     ControlClient,
     Unreachable,
@@ -66,28 +63,6 @@ def _show(document: dict[str, Any]) -> None:
             print(f"  {mark} {name}: {check.get('detail', '')}")
 
 
-def get_within(client: ControlClient, timeout_s: float) -> Answer:
-    """``GET /healthz`` that gives up after ``timeout_s`` in all: urllib's timeout bounds each socket read, so a server
-    that trickles its answer a byte at a time would hold the check for ever. The request runs in a daemon thread (left
-    behind if it hangs: the command exits); ``Unreachable`` when it has not finished in time."""
-    outcome: list[Answer | ClientError] = []
-
-    def fetch() -> None:
-        try:
-            outcome.append(client.get("/healthz", timeout_s=timeout_s))
-        except ClientError as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=fetch, name="healthcheck", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    if not outcome:
-        raise Unreachable(f"no complete answer from {client.base_url}/healthz within {timeout_s:g} s ({START_HINT})")
-    if isinstance(outcome[0], ClientError):
-        raise outcome[0]
-    return outcome[0]
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         if not 0 < args.timeout <= 300:
@@ -101,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     client = ControlClient(url, "", token_source="(no token: /healthz is open)")
     try:
-        answer = get_within(client, args.timeout)
+        answer = client.get("/healthz", timeout_s=args.timeout)  # bounded in all (client.py)
     except ClientError as exc:
         document = exc.document
         if exc.status == 503 and isinstance(document, dict) and "checks" in document:
