@@ -14,6 +14,7 @@ with ``(market HH:MM:SS)``. A traceback (``exception``) follows on indented line
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeGuard
@@ -37,9 +38,32 @@ _LEVEL_STYLE = {"debug": DIM, "info": "", "warning": YELLOW, "error": RED_BOLD, 
 _NOISE = frozenset({"event", "level", "ts", "ts_ns", "logger_name", "event_ts_ns", "exception"})
 _EVENT_WIDTH = 22
 
+# Characters a terminal acts on rather than shows: C0 and C1 controls (ESC, CSI, BEL, CR, LF, NUL…), the line and
+# paragraph separators, and the bidirectional overrides. Log content (a broker's reason, an exception's message, a
+# raw line) is untrusted: shown as ``\x1b`` text, it cannot clear the screen, retitle the window or forge a line.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
 Paint = Callable[[str, str], str]
 # What a describer gives: the event's key text, the fields it used, and whether the other fields follow.
 Described = tuple[str, set[str], bool]
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe_text(text: str) -> str:
+    """``text`` with the characters a terminal would act on written out as escapes (``\\x1b``)."""
+    return _CONTROL.sub(_escaped, text) if _CONTROL.search(text) else text
+
+
+def _safe_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The event with its keys and text values made safe (nested values are JSON-quoted, then made safe, when
+    shown); the traceback is kept as it is: its lines are made safe one by one."""
+    return {(safe_text(key) if isinstance(key, str) else key):
+            (safe_text(value) if isinstance(value, str) and key != "exception" else value)
+            for key, value in event.items()}
 
 
 def color_wanted(stream: Any, flag: bool | None = None) -> bool:
@@ -126,8 +150,8 @@ def value_text(key: str, value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, dict | list | tuple):
-        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-    return str(value)
+        return safe_text(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode())
+    return safe_text(str(value))
 
 
 def _fields(event: Mapping[str, Any], skip: set[str]) -> str:
@@ -350,7 +374,9 @@ class LineFormatter:
 
     def format(self, event: Mapping[str, Any]) -> str:
         """One event (as logged: ``event``, ``level``, ``ts``/``ts_ns`` and its fields) → one line (plus indented
-        traceback lines if it carries an ``exception``). Never raises on odd values: they are shown as text."""
+        traceback lines if it carries an ``exception``). Never raises on odd values: they are shown as text. Control
+        characters in the content are shown as escapes (``safe_text``): the only escapes written are the colours."""
+        event = _safe_event(event)
         level = level_of(event)
         name = str(event.get("event", "?"))
         ts_ns = event_time_ns(event)
@@ -369,7 +395,7 @@ class LineFormatter:
         line = _join(when, label, title, after)
         exception = event.get("exception")
         if isinstance(exception, str) and exception:
-            line += "".join(f"\n    {row}" for row in exception.rstrip().splitlines())
+            line += "".join(f"\n    {safe_text(row)}" for row in exception.rstrip().splitlines())
         return line
 
     def _when(self, ts_ns: int | None) -> str:
@@ -393,7 +419,8 @@ class LineFormatter:
 
 
 def format_raw(line: str, *, color: bool) -> str:
-    """A line that is not a log event, shown as it is (dimmed)."""
+    """A line that is not a log event, shown as it is (dimmed), its control characters as escapes."""
+    line = safe_text(line)
     return f"\x1b[{DIM}m{line}\x1b[0m" if color and line else line
 
 

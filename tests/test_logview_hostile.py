@@ -1,0 +1,74 @@
+"""Hostile log content in the human views (issue #10 fault injection): a field value, an event name, a traceback or
+a raw line carrying terminal escape sequences or line breaks must not reach the terminal as such (no screen
+clearing, no window-title change, no forged log line), and odd times or spans never crash ``trader tail``."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import date, time
+from typing import Any
+
+import pytest
+
+from trader.cli import build_parser
+from trader.logging import configure_logging, get_logger
+from trader.logview import LineFormatter
+from trader.market.calendar import ist_ns
+from trader.tail import run_tail
+
+T0 = ist_ns(date(2026, 11, 20), time(10, 5))
+# The formatter's own colours are SGR sequences "ESC [ digits;digits m"; anything else after an ESC, or a bare
+# control character (BEL, NUL, CR, C1 CSI), came from the log's content.
+OWN_SGR = re.compile(r"\x1b\[(?:0|1|2|31|32|33|1;31)m")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+HOSTILE = "ok\x1b[2J\x1b]0;pwned\x07\x9b31m\u202eevil\rFAKE\n10:05:00 CRIT  forged_line"
+
+
+def injected(text: str) -> list[str]:
+    """The control characters left in ``text`` once the formatter's own colours are taken out."""
+    return CONTROL.findall(OWN_SGR.sub("", text))
+
+
+def tail(*argv: str, stdin: bytes = b"") -> tuple[int, str, str]:
+    args = build_parser().parse_args(["tail", *argv])
+    out, err = io.StringIO(), io.StringIO()
+    code = run_tail(args, stdin=io.BytesIO(stdin), stdout=out, stderr=err, now_ns=T0)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("color", [False, True])
+def test_field_values_event_names_and_tracebacks_cannot_inject_escapes_or_lines(color: bool) -> None:
+    formatter = LineFormatter(color=color)
+    events: list[dict[str, Any]] = [
+        {"event": "intent", "level": "info", "ts_ns": T0, "side": "BUY", "quantity": 65,
+         "tradingsymbol": "NIFTY\x1b[8m", "reason": HOSTILE},
+        {"event": "order_rejected", "level": "warning", "ts_ns": T0, "reason": HOSTILE},
+        {"event": "strategy_error", "level": "error", "ts_ns": T0, "error": HOSTILE, HOSTILE: 1},
+        {"event": HOSTILE, "level": HOSTILE, "ts_ns": T0},
+        {"event": "daemon_failed", "level": "error", "ts_ns": T0, "exception": f"Traceback\n  {HOSTILE}"},
+    ]
+    for event in events:
+        shown = formatter.format(event)
+        assert injected(shown) == [], repr(shown)
+        rows = shown.split("\n")
+        # one line per event, plus the traceback's own indented lines; no row of the content starts a new line
+        assert all(row.startswith("    ") for row in rows[1:]), repr(shown)
+        assert "pwned" in shown and "evil" in shown  # the text is still shown, only made harmless
+
+
+def test_the_daemon_human_console_neutralises_a_hostile_reason() -> None:
+    out = io.StringIO()
+    configure_logging("INFO", out, log_format="human")
+    try:
+        get_logger("trader.test").warning("order_rejected", reason=HOSTILE, tradingsymbol="NIFTY\x1b[2J")
+    finally:
+        configure_logging("INFO", io.StringIO(), log_format="json")
+    text = out.getvalue()
+    assert injected(text) == [] and text.count("\n") == 1, repr(text)
+
+
+def test_tail_shows_raw_lines_without_their_escapes() -> None:
+    code, out, err = tail("--color", stdin=b"raw \x1b[2J line \x00 nul \x07 bel\n" + HOSTILE.encode() + b"\n")
+    assert code == 0 and injected(out) == [], repr(out)
+    assert "3 line(s) were not log events" in err
