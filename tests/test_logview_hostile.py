@@ -15,7 +15,7 @@ from trader.cli import build_parser
 from trader.logging import configure_logging, get_logger
 from trader.logview import LineFormatter
 from trader.market.calendar import ist_ns
-from trader.tail import run_tail
+from trader.tail import parse_since, run_tail
 
 T0 = ist_ns(date(2026, 11, 20), time(10, 5))
 # The formatter's own colours are SGR sequences "ESC [ digits;digits m"; anything else after an ESC, or a bare
@@ -72,3 +72,21 @@ def test_tail_shows_raw_lines_without_their_escapes() -> None:
     code, out, err = tail("--color", stdin=b"raw \x1b[2J line \x00 nul \x07 bel\n" + HOSTILE.encode() + b"\n")
     assert code == 0 and injected(out) == [], repr(out)
     assert "3 line(s) were not log events" in err
+
+
+@pytest.mark.parametrize("ts", ['"ts": "9999-12-31T23:59:59-12:00"', '"ts": "0001-01-01T00:00:00+14:00"',
+                                '"ts_ns": 18446744073709551615', '"ts_ns": -9223372036854775808'])
+def test_times_out_of_range_are_raw_lines_not_a_crash(ts: str) -> None:
+    line = ('{"event": "x", "level": "info", ' + ts
+            + ', "event_ts_ns": 18446744073709551615, "x_ns": 9223372036854775807}').encode()
+    code, out, _ = tail(stdin=line + b"\n")
+    assert code == 0 and out.strip(), out
+    assert tail("--since", "1h", stdin=line + b"\n")[0] == 0
+
+
+@pytest.mark.parametrize("since", ["9" * 400 + "s", "9" * 400 + ".5d"])
+def test_absurd_since_spans_are_usage_errors_not_a_crash(since: str) -> None:
+    with pytest.raises(ValueError, match="--since"):
+        parse_since(since, T0)
+    code, _, err = tail("--since", since)
+    assert code == 2 and "--since" in err

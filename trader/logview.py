@@ -90,9 +90,14 @@ def event_time_ns(event: Mapping[str, Any]) -> int | None:
             moment = datetime.fromisoformat(ts)
         except ValueError:
             return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return (moment - _EPOCH) // timedelta(microseconds=1) * 1_000
+        try:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            ts_ns = (moment - _EPOCH) // timedelta(microseconds=1) * 1_000
+            _ist(ts_ns)  # year 1 or 9999 in a zone far from IST: not a time it can show
+        except (ValueError, OverflowError):
+            return None
+        return ts_ns
     return None
 
 

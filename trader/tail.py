@@ -82,7 +82,10 @@ def parse_since(text: str, now_ns: int) -> int:
     given = text.strip()
     span = _SPAN.fullmatch(given)
     if span:
-        return now_ns - int(float(span.group(1)) * _UNIT_SECONDS[span.group(2)] * NS_PER_SECOND)
+        try:
+            return now_ns - int(float(span.group(1)) * _UNIT_SECONDS[span.group(2)] * NS_PER_SECOND)
+        except OverflowError:  # 10^400 seconds: inf
+            raise ValueError(f"--since {text[:40]}…: a span too long to count back") from None
     clock = _CLOCK.fullmatch(given)
     if clock:
         hour, minute, second = int(clock.group(1)), int(clock.group(2)), int(clock.group(3) or 0)
