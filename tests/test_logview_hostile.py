@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import re
 from datetime import date, time
+from pathlib import Path
+from time import monotonic
 from typing import Any
 
 import pytest
@@ -15,7 +17,7 @@ from trader.cli import build_parser
 from trader.logging import configure_logging, get_logger
 from trader.logview import LineFormatter
 from trader.market.calendar import ist_ns
-from trader.tail import parse_since, run_tail
+from trader.tail import follow_lines, parse_since, run_tail
 
 T0 = ist_ns(date(2026, 11, 20), time(10, 5))
 # The formatter's own colours are SGR sequences "ESC [ digits;digits m"; anything else after an ESC, or a bare
@@ -90,3 +92,18 @@ def test_absurd_since_spans_are_usage_errors_not_a_crash(since: str) -> None:
         parse_since(since, T0)
     code, _, err = tail("--since", since)
     assert code == 2 and "--since" in err
+
+
+def test_follow_reads_a_huge_single_line_in_linear_time(tmp_path: Path) -> None:
+    """A 48 MB line (a runaway field) read by --follow in 64 KiB chunks: each chunk used to copy and split the
+    whole unfinished line again (quadratic: ~25 s here); now it is appended to, so it takes well under a second."""
+    path = tmp_path / "big.log"
+    size = 48_000_000
+    path.write_bytes(b'{"event": "x", "ts_ns": 1, "blob": "' + b"a" * size + b'"}\n{"event": "after", "ts_ns": 1}\n')
+    seen: list[bytes] = []
+    started = monotonic()
+    for got in follow_lines(path, path.open("rb"), stop=lambda: len(seen) >= 2, poll_s=0.01):
+        seen.append(got)
+    took = monotonic() - started
+    assert [len(x) for x in seen] == [size + 39, 31] and seen[1].startswith(b"{\"event\": \"after\"")
+    assert took < 10.0, f"{took:.1f} s"

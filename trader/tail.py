@@ -186,14 +186,11 @@ def follow_lines(path: Path, handle: IO[bytes], *, stop: Callable[[], bool] = la
     """
     try:
         inode = os.fstat(handle.fileno()).st_ino
-        pending = b""
+        pending = bytearray()  # an unfinished line: grows by the chunk, never copied whole per chunk
         while not stop():
             chunk = handle.read(65_536)
             if chunk:
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for line in complete:
-                    yield line + b"\n"
+                yield from _complete_lines(pending, chunk)
                 continue
             idle()
             try:
@@ -203,26 +200,37 @@ def follow_lines(path: Path, handle: IO[bytes], *, stop: Callable[[], bool] = la
             if now is not None and now.st_ino != inode:
                 rest = handle.read()  # written to the old file after the last read, before the rename
                 if rest:
-                    pending += rest
-                    *complete, pending = pending.split(b"\n")
-                    for line in complete:
-                        yield line + b"\n"
+                    yield from _complete_lines(pending, rest)
                 if pending:
-                    yield pending
-                    pending = b""
+                    yield bytes(pending)
+                    pending.clear()
                 handle.close()
                 handle = path.open("rb")
                 inode = os.fstat(handle.fileno()).st_ino
                 continue
             if now is not None and now.st_size < handle.tell():
                 handle.seek(0)
-                pending = b""
+                pending.clear()
                 continue
             time.sleep(poll_s)  # a file gives no notice that it grew: look again shortly
         if pending:
-            yield pending
+            yield bytes(pending)
     finally:
         handle.close()
+
+
+def _complete_lines(pending: bytearray, chunk: bytes) -> Iterator[bytes]:
+    """The lines ``chunk`` completes (``pending`` + its first part, then its own whole lines); ``pending`` keeps
+    the unfinished rest. Linear in the input: a 100 MB line read in 64 KiB chunks is not copied per chunk."""
+    if b"\n" not in chunk:
+        pending += chunk
+        return
+    first, *rest = chunk.split(b"\n")
+    pending += first
+    yield bytes(pending) + b"\n"
+    pending[:] = rest.pop()
+    for line in rest:
+        yield line + b"\n"
 
 
 def run_tail(args: argparse.Namespace, *, stdin: IO[bytes], stdout: TextIO, stderr: TextIO, now_ns: int) -> int:
