@@ -41,6 +41,9 @@ MAX_TEXT_CHARS = 600  # of an alert's text: escaped (at most 6 characters each, 
 POLL_TIMEOUT_S = 25  # getUpdates long-poll: Telegram holds the request up to this long
 STALE_COMMAND_S = 120.0
 MAX_POLL_BACKOFF_S = 60.0
+# The largest Bot API answer read (getUpdates: at most 100 updates of 4,096 characters each); a longer one is a
+# failed call, read no further: a broken or hostile endpoint cannot fill the daemon's memory.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
 HELP = ("Commands: /status, /positions, /pnl, /approve <id>, /reject <id>, /halt [reason], /resume, "
         "/flatten [underlying], /help")
 
@@ -72,14 +75,19 @@ class TelegramApi:
         url = f"{self._root}/bot{self._token}/{method}"
         try:
             async with asyncio.timeout(timeout_s):
-                async with self._session.post(url, data=orjson.dumps(params),
+                # No redirects: the Bot API never sends one, and following it would hand the message (or take
+                # commands) from another host.
+                async with self._session.post(url, data=orjson.dumps(params), allow_redirects=False,
                                               headers={"Content-Type": "application/json"}) as response:
-                    raw = await response.read()
                     status = response.status
+                    raw = await read_capped(response, MAX_ANSWER_BYTES)
         except TimeoutError:
             return ApiReply(False, description=f"{method}: no answer within {timeout_s:g} s")
         except aiohttp.ClientError as exc:
             return ApiReply(False, description=f"{method}: {type(exc).__name__} {self.safe(str(exc))[:200]}")
+        if raw is None:
+            return ApiReply(False, status=status, description=f"{method}: HTTP {status}, an answer over "
+                                                              f"{MAX_ANSWER_BYTES} bytes (not read)")
         return self._reply(method, status, raw)
 
     def _reply(self, method: str, status: int, raw: bytes) -> ApiReply:
@@ -111,6 +119,18 @@ class TelegramApi:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The body of ``response``, or None (and the rest left unread) once it passes ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(65_536):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def alert_html(alert: Alert, repeats: int) -> str:

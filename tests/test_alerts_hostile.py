@@ -1,0 +1,132 @@
+"""Alert destinations that misbehave (issue #10 fault injection), over real HTTP on 127.0.0.1: a redirect to
+another host is not followed (the alert, its signature and the commands stay with the configured host) and an
+endless answer is not read into memory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from aiohttp import web
+
+from trader.alerts.outbox import Outcome
+from trader.alerts.rules import Alert, Severity
+from trader.alerts.telegram import TelegramApi, TelegramCommands, TelegramDestination
+from trader.alerts.webhook import WebhookDestination
+from trader.config import AlertSettings
+from trader.control.service import ControlService
+
+from alerts_fakes import BOT_TOKEN, CHAT_ID
+
+T0 = 1_795_151_700 * 1_000_000_000
+ALERT = Alert("halted", Severity.CRITICAL, "trading", "Trading HALTED: day loss limit", T0, {"state": "HALTED"})
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Recorder:
+    """Another host: records every request that reaches it, answers like a willing Bot API."""
+
+    seen: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.seen.append((request.method, request.path, await request.read()))
+        update = {"update_id": 1, "message": {"message_id": 1, "date": 0, "text": "/flatten",
+                                              "chat": {"id": CHAT_ID}, "from": {"id": 1}}}
+        return web.json_response({"ok": True, "result": [update]})
+
+
+@contextlib.asynccontextmanager
+async def serve(handler: Handler) -> AsyncIterator[str]:
+    application = web.Application()
+    application.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(application, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert isinstance(server, asyncio.Server)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        await runner.cleanup()
+
+
+def alert_settings(root: str) -> AlertSettings:
+    return AlertSettings(telegram_bot_token=BOT_TOKEN, telegram_chat_id=CHAT_ID, telegram_api_root=root,
+                         webhook_url=f"{root}/hook/s3cr3t", webhook_secret="hmac-key", timeout_seconds=5)
+
+
+class NoService:
+    async def flatten(self, underlying: str | None) -> dict[str, Any]:
+        raise AssertionError("a command from another host was carried out")
+
+
+async def test_a_redirect_to_another_host_is_not_followed() -> None:
+    other = Recorder()
+    async with serve(other.handle) as elsewhere:
+        for status in (307, 308, 302, 301):
+            async def redirect(request: web.Request, status: int = status) -> web.StreamResponse:
+                await request.read()
+                return web.Response(status=status, headers={"Location": f"{elsewhere}/stolen{request.path}"})
+
+            async with serve(redirect) as root:
+                settings = alert_settings(root)
+                api = TelegramApi(settings)
+                webhook = WebhookDestination(settings)
+                slept: list[float] = []
+
+                async def no_wait(seconds: float) -> None:
+                    slept.append(seconds)
+
+                commands = TelegramCommands(api, CHAT_ID, cast(ControlService, NoService()), timeout_s=5,
+                                            poll_timeout_s=1, sleep=no_wait)
+                try:
+                    sent = await TelegramDestination(api, CHAT_ID, 5).send(ALERT, 0)
+                    hooked = await webhook.send(ALERT, 0)
+                    assert await commands.poll_once() == 0
+                finally:
+                    await api.close()
+                    await webhook.close()
+                assert other.seen == [], (status, other.seen)
+                assert sent.outcome is Outcome.GIVE_UP and str(status) in sent.detail, sent
+                assert hooked.outcome is Outcome.GIVE_UP and str(status) in hooked.detail, hooked
+                assert commands.failures == 1 and len(slept) == 1
+
+
+async def test_an_endless_answer_is_not_read_into_memory() -> None:
+    """64 MB of answer: the destinations stop reading early (the server cannot write it all) and say why."""
+    written: list[bool] = []
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(status=200)
+        response.content_type = "application/json"
+        await response.prepare(request)
+        try:
+            for _ in range(64):
+                await response.write(b" " * 1_000_000)
+            written.append(True)
+        except (ConnectionError, RuntimeError):  # the client hung up before the end
+            written.append(False)
+        return response
+
+    async with serve(endless) as root:
+        settings = alert_settings(root)
+        api = TelegramApi(settings)
+        webhook = WebhookDestination(settings)
+        try:
+            sent = await TelegramDestination(api, CHAT_ID, 5).send(ALERT, 0)
+            assert sent.outcome is Outcome.RETRY and "over" in sent.detail, sent
+            hooked = await webhook.send(ALERT, 0)
+            assert hooked.outcome is Outcome.DELIVERED  # a 2xx is delivered, whatever it says after
+        finally:
+            await api.close()
+            await webhook.close()
+        async with asyncio.timeout(10):
+            while len(written) < 2:  # noqa: ASYNC110 - the server's handlers end when the client hangs up
+                await asyncio.sleep(0.01)
+        assert written == [False, False]
