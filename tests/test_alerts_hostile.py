@@ -1,15 +1,18 @@
 """Alert destinations that misbehave (issue #10 fault injection), over real HTTP on 127.0.0.1: a redirect to
-another host is not followed (the alert, its signature and the commands stay with the configured host) and an
-endless answer is not read into memory."""
+another host is not followed (the alert, its signature and the commands stay with the configured host), an
+endless answer is not read into memory; forged or odd updates: a command addressed to another bot, a replayed
+update."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import orjson
 from aiohttp import web
 
 from trader.alerts.outbox import Outcome
@@ -19,7 +22,8 @@ from trader.alerts.webhook import WebhookDestination
 from trader.config import AlertSettings
 from trader.control.service import ControlService
 
-from alerts_fakes import BOT_TOKEN, CHAT_ID
+from alerts_fakes import BOT_TOKEN, BOT_USERNAME, CHAT_ID, fake_bot_api
+from helpers import captured_logs
 
 T0 = 1_795_151_700 * 1_000_000_000
 ALERT = Alert("halted", Severity.CRITICAL, "trading", "Trading HALTED: day loss limit", T0, {"state": "HALTED"})
@@ -130,3 +134,73 @@ async def test_an_endless_answer_is_not_read_into_memory() -> None:
             while len(written) < 2:  # noqa: ASYNC110 - the server's handlers end when the client hangs up
                 await asyncio.sleep(0.01)
         assert written == [False, False]
+
+
+class RecordingService:
+    def __init__(self) -> None:
+        self.acts: list[str] = []
+
+    async def halt(self, reason: str = "") -> dict[str, Any]:
+        self.acts.append(f"halt {reason}")
+        return {"detail": "trading is HALTED"}
+
+    async def flatten(self, underlying: str | None) -> dict[str, Any]:
+        self.acts.append(f"flatten {underlying}")
+        return {"detail": "flattening", "exits": 0}
+
+
+def update(update_id: int, text: str, chat_id: int = CHAT_ID) -> dict[str, Any]:
+    return {"update_id": update_id, "message": {"message_id": update_id, "date": int(time.time()), "text": text,
+                                                "chat": {"id": chat_id, "type": "group"}, "from": {"id": 7}}}
+
+
+async def no_wait(seconds: float) -> None:
+    return None
+
+
+async def test_a_command_addressed_to_another_bot_is_not_carried_out() -> None:
+    """In a group with two bots (privacy mode off, or this bot an admin) every message reaches both:
+    "/flatten@OtherBot" is not for this one."""
+    async with fake_bot_api() as fake:
+        api = TelegramApi(alert_settings(fake.url))
+        service = RecordingService()
+        loop = TelegramCommands(api, CHAT_ID, cast(ControlService, service), timeout_s=5, poll_timeout_s=1,
+                                sleep=no_wait)
+        try:
+            # Before the bot knows its own name: only the commands addressed to no bot in particular.
+            fake.command("/halt@TraderTestBot first")
+            fake.command("/halt plain")
+            assert await loop.poll_once() == 2
+            assert service.acts == ["halt halted from Telegram: plain"]
+            await loop.whoami()
+            assert loop.username == BOT_USERNAME
+            for text in ("/flatten@OtherBot", "/halt@OtherBot now", "/halt@TraderTestBotX", "/halt@"):
+                fake.command(text)
+            fake.command("/halt@tradertestbot mine")  # Telegram's usernames are case-insensitive
+            assert await loop.poll_once() == 5
+            assert service.acts == ["halt halted from Telegram: plain", "halt halted from Telegram: mine"]
+        finally:
+            await api.close()
+
+
+async def test_a_replayed_update_is_not_carried_out_twice() -> None:
+    async with fake_bot_api() as fake:
+        api = TelegramApi(alert_settings(fake.url))
+        service = RecordingService()
+        loop = TelegramCommands(api, CHAT_ID, cast(ControlService, service), timeout_s=5, poll_timeout_s=1,
+                                sleep=no_wait)
+        once = orjson.dumps({"ok": True, "result": [update(500, "/flatten")]})
+        # The same update again (a proxy's retry, a replay), then a new one whose id went backwards (Telegram
+        # picks a fresh random id after a quiet week): the replay is ignored, the new command is carried out.
+        fake.poll_script = [(200, once), (200, once),
+                            (200, orjson.dumps({"ok": True, "result": [update(500, "/flatten"),
+                                                                       update(42, "/halt back")]}))]
+        try:
+            with captured_logs() as logs:
+                for _ in range(3):
+                    await loop.poll_once()
+        finally:
+            await api.close()
+        assert service.acts == ["flatten None", "halt halted from Telegram: back"]
+        assert [x["event"] for x in logs].count("telegram_update_replayed") == 2
+        assert loop.offset == 501

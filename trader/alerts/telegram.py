@@ -17,6 +17,7 @@ import asyncio
 import html
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,7 @@ MAX_TEXT_CHARS = 600  # of an alert's text: escaped (at most 6 characters each, 
 POLL_TIMEOUT_S = 25  # getUpdates long-poll: Telegram holds the request up to this long
 STALE_COMMAND_S = 120.0
 MAX_POLL_BACKOFF_S = 60.0
+MAX_SEEN_UPDATES = 1_000  # update ids remembered against a replay
 # The largest Bot API answer read (getUpdates: at most 100 updates of 4,096 characters each); a longer one is a
 # failed call, read no further: a broken or hostile endpoint cannot fill the daemon's memory.
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
@@ -252,9 +254,31 @@ class TelegramCommands:
         self.handled = 0
         self.refused = 0
         self.failures = 0
+        self.username: str | None = None  # the bot's own, from getMe: "/halt@OtherBot" is not for this bot
+        self._seen_ids: set[int] = set()  # update ids already read: a replayed update is not carried out twice
+        self._seen_order: deque[int] = deque()
+
+    async def whoami(self) -> None:
+        """Learn the bot's username (getMe), to tell "/halt@ThisBot" from "/halt@OtherBot" in a group. Until it is
+        known, a command addressed to any bot by name is not carried out."""
+        reply = await self.api.call("getMe", {}, self.timeout_s)
+        result = reply.result if reply.ok else None
+        username = result.get("username") if isinstance(result, dict) else None
+        if isinstance(username, str) and username:
+            self.username = username
+        else:
+            log.warning("telegram_getme_failed", detail=reply.description or "no username",
+                        why="commands addressed /cmd@SomeBot are ignored until the bot's name is known")
 
     async def run(self) -> None:
         while True:
+            if self.username is None:
+                try:
+                    await self.whoami()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("telegram_getme_failed", detail=f"{type(exc).__name__}")
             try:
                 await self.poll_once()
             except asyncio.CancelledError:
@@ -286,9 +310,26 @@ class TelegramCommands:
             if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
                 log.warning("telegram_update_malformed")
                 continue
-            self.offset = max(self.offset, update["update_id"] + 1)
+            update_id = update["update_id"]
+            self.offset = max(self.offset, update_id + 1)
+            if update_id in self._seen_ids:
+                log.warning("telegram_update_replayed", update_id=update_id, why="already read: not carried out again")
+                continue
+            self._remember(update_id)
             await self._on_update(update)
         return len(reply.result)
+
+    def _remember(self, update_id: int) -> None:
+        self._seen_ids.add(update_id)
+        self._seen_order.append(update_id)
+        if len(self._seen_order) > MAX_SEEN_UPDATES:
+            self._seen_ids.discard(self._seen_order.popleft())
+
+    def _for_another_bot(self, command: str) -> bool:
+        """``/halt@OtherBot``: a command addressed to another bot in the same group (or to any bot by name while
+        this bot's own name is unknown)."""
+        _, at, addressee = command.partition("@")
+        return bool(at) and (self.username is None or addressee.lower() != self.username.lower())
 
     async def _on_update(self, update: dict[str, Any]) -> None:
         message = update.get("message")
@@ -308,6 +349,9 @@ class TelegramCommands:
             return
         sent_at = message.get("date")
         command = text.split(maxsplit=1)[0]
+        if self._for_another_bot(command):
+            log.info("telegram_command_not_ours", command=command[:64], chat_id=chat_id, user_id=user_id)
+            return
         if isinstance(sent_at, int | float) and self._wall_s() - sent_at > STALE_COMMAND_S:
             log.warning("telegram_command_stale", command=command, age_s=round(self._wall_s() - sent_at))
             await self._answer(f"{command} was sent {self._wall_s() - sent_at:.0f} s ago, while the daemon was not "
