@@ -1,7 +1,7 @@
 """Alert destinations that misbehave (issue #10 fault injection), over real HTTP on 127.0.0.1: a redirect to
 another host is not followed (the alert, its signature and the commands stay with the configured host), an
 endless answer is not read into memory; forged or odd updates: a command addressed to another bot, a replayed
-update."""
+update; an alert storm."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any, cast
 import orjson
 from aiohttp import web
 
-from trader.alerts.outbox import Outcome
+from trader.alerts.outbox import MAX_DEDUP_KEYS, Outbox, Outcome, SendResult
 from trader.alerts.rules import Alert, Severity
 from trader.alerts.telegram import TelegramApi, TelegramCommands, TelegramDestination
 from trader.alerts.webhook import WebhookDestination
@@ -204,3 +204,42 @@ async def test_a_replayed_update_is_not_carried_out_twice() -> None:
         assert service.acts == ["flatten None", "halt halted from Telegram: back"]
         assert [x["event"] for x in logs].count("telegram_update_replayed") == 2
         assert loop.offset == 501
+
+
+class NeverAnswers:
+    name = "never"
+
+    async def send(self, alert: Alert, repeats: int) -> SendResult:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_an_alert_storm_costs_each_put_the_same_and_bounded_memory() -> None:
+    """100,000 alerts at 1,000 a second, each its own subject (approvals, rejects with their own words), to a
+    destination that never answers: every key is inside the 300 s dedup window. Each put used to scan every key
+    it remembered once it held 4 × queue_size of them (quadratic: 45,000 puts took minutes); now the whole storm
+    takes well under a few seconds, and the keys held stay bounded. Dedup is still right after the storm."""
+    now = [1_000.0]
+    settings = AlertSettings(webhook_url="http://127.0.0.1:9/hook", dedup_seconds=300, queue_size=500)
+    box = Outbox(NeverAnswers(), settings, clock=lambda: now[0])
+    box.start()
+    severities = (Severity.INFO, Severity.WARNING, Severity.CRITICAL)
+    started = time.monotonic()
+    with captured_logs("ERROR"):
+        for n in range(100_000):
+            now[0] += 0.001
+            box.put(Alert("approval_pending", severities[n % 3], f"I{n}", "text", T0))
+    took = time.monotonic() - started
+    assert took < 5.0, f"{took:.1f} s for 100,000 puts"
+    assert box.remembered_keys <= MAX_DEDUP_KEYS and box.pending <= 501
+    assert box.stats.accepted == 100_000 and box.stats.dropped_full >= 99_000
+    # Only criticals are left waiting, the oldest of them dropped first.
+    assert {a.severity for a in box.waiting()} == {Severity.CRITICAL}
+    # The newest key is still remembered: a repeat is counted, then carried by the next one after the window.
+    assert not box.put(Alert("approval_pending", Severity.CRITICAL, "I99999", "again", T0))
+    now[0] += 301
+    assert box.put(Alert("approval_pending", Severity.CRITICAL, "I99999", "later", T0))
+    assert box.remembered_keys == 1  # the rest expired with the window
+    last = [e for e in box._entries() if e.alert.text == "later"]
+    assert [e.repeats for e in last] == [1]
+    await box.close(0)
