@@ -11,6 +11,7 @@ from pathlib import Path
 from time import monotonic
 from typing import Any
 
+import orjson
 import pytest
 
 from trader.cli import build_parser
@@ -107,3 +108,23 @@ def test_follow_reads_a_huge_single_line_in_linear_time(tmp_path: Path) -> None:
     took = monotonic() - started
     assert [len(x) for x in seen] == [size + 39, 31] and seen[1].startswith(b"{\"event\": \"after\"")
     assert took < 10.0, f"{took:.1f} s"
+
+
+@pytest.mark.parametrize("log_format", ["json", "human"])
+def test_a_log_call_never_raises_on_values_the_json_encoder_refuses(log_format: str, tmp_path: Path) -> None:
+    """A lone surrogate (a non-UTF-8 byte of an environment variable or a file name, as Python decodes them) and
+    an integer past 64 bits made orjson raise TypeError out of the log call, into the code that logged (e.g. the
+    systemd notifier's own failure report). The line is written, with the odd values made printable."""
+    path = tmp_path / "log"
+    with path.open("w", encoding="utf-8") as stream:  # a real file: its byte buffer is what the daemon writes to
+        configure_logging("INFO", stream, log_format=log_format)
+        try:
+            get_logger("trader.test").warning("odd_values", socket="/run/\udcff\udcfe", big=2**70,
+                                              nested={"k\udcff": ["\udcff", -(2**80)]}, fine="ok")
+        finally:
+            configure_logging("INFO", io.StringIO(), log_format="json")
+    text = path.read_text(encoding="utf-8")
+    assert "odd_values" in text and "ok" in text and str(2**70) in text and "udcff" in text, text
+    if log_format == "json":
+        [line] = text.splitlines()
+        assert orjson.loads(line)["big"] == str(2**70)

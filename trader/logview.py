@@ -13,6 +13,7 @@ with ``(market HH:MM:SS)``. A traceback (``exception``) follows on indented line
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -150,13 +151,25 @@ def value_text(key: str, value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         if value == "" or any(c.isspace() or c in "=\"'" for c in value):
-            return orjson.dumps(value).decode()
+            return _json(value)
         return value
     if value is None:
         return "null"
     if isinstance(value, dict | list | tuple):
-        return safe_text(orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode())
+        return safe_text(_json(value))
     return safe_text(str(value))
+
+
+def _json(value: Any) -> str:
+    """``value`` as JSON text; what orjson refuses (a lone surrogate, an integer past 64 bits) by the slower stdlib."""
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        pass
+    try:
+        return json.dumps(value, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):  # keys json cannot write either
+        return repr(value)
 
 
 def _fields(event: Mapping[str, Any], skip: set[str]) -> str:
