@@ -1,7 +1,7 @@
 """Alert destinations that misbehave (issue #10 fault injection), over real HTTP on 127.0.0.1: a redirect to
 another host is not followed (the alert, its signature and the commands stay with the configured host), an
 endless answer is not read into memory; forged or odd updates: a command addressed to another bot, a replayed
-update; an alert storm."""
+update; an alert storm; a stop just after the close."""
 
 from __future__ import annotations
 
@@ -10,20 +10,27 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
 from typing import Any, cast
 
 import orjson
+import pytest
 from aiohttp import web
+from test_alerts_app import kinds, running
+from test_alerts_app import settings as app_settings
 
+from trader.alerts import runtime
 from trader.alerts.outbox import MAX_DEDUP_KEYS, Outbox, Outcome, SendResult
 from trader.alerts.rules import Alert, Severity
 from trader.alerts.telegram import TelegramApi, TelegramCommands, TelegramDestination
 from trader.alerts.webhook import WebhookDestination
+from trader.app import App
 from trader.config import AlertSettings
 from trader.control.service import ControlService
 
-from alerts_fakes import BOT_TOKEN, BOT_USERNAME, CHAT_ID, fake_bot_api
-from helpers import captured_logs
+from alerts_fakes import BOT_TOKEN, BOT_USERNAME, CHAT_ID, fake_bot_api, webhook_sink
+from helpers import captured_logs, wait_for
 
 T0 = 1_795_151_700 * 1_000_000_000
 ALERT = Alert("halted", Severity.CRITICAL, "trading", "Trading HALTED: day loss limit", T0, {"state": "HALTED"})
@@ -243,3 +250,23 @@ async def test_an_alert_storm_costs_each_put_the_same_and_bounded_memory() -> No
     last = [e for e in box._entries() if e.alert.text == "later"]
     assert [e.repeats for e in last] == [1]
     await box.close(0)
+
+
+@pytest.mark.usefixtures("clean_env")
+async def test_a_stop_just_after_the_close_still_sends_the_end_of_day_summary(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The summary was made only by the periodic check (every second of wall time): a daemon stopped between the
+    close and the next check (a timer that stops it at 15:30, a fast paper run) never said how the day went. The
+    stop now looks once more. The periodic check is made rare here so that only the stop can see the close."""
+    monkeypatch.setattr(runtime, "CHECK_EVERY_S", 3_600.0)
+    async with webhook_sink() as sink:
+        # 30 s of event time before the close at 100x: the close passes a third of a second into the run.
+        config = app_settings(tmp_path, {"webhook_url": sink.url}, start="2026-11-20T15:29:30", speed=100)
+        app = App(config)
+        async with running(app):
+            close_ns = app.calendar.session_bounds(date(2026, 11, 20))[1]
+            await wait_for(lambda: app.clock.now_ns() > close_ns + 5 * 1_000_000_000, within_s=30)
+            assert "eod_summary" not in kinds(sink.bodies())
+        summaries = [b for b in sink.bodies() if b["kind"] == "eod_summary"]
+        assert [b["subject"] for b in summaries] == ["2026-11-20"]
+        assert kinds(sink.bodies())[-2:] == ["eod_summary", "stopped"]
