@@ -23,7 +23,7 @@ from test_alerts_app import settings as app_settings
 from trader.alerts import runtime
 from trader.alerts.outbox import MAX_DEDUP_KEYS, Outbox, Outcome, SendResult
 from trader.alerts.rules import Alert, Severity
-from trader.alerts.telegram import TelegramApi, TelegramCommands, TelegramDestination
+from trader.alerts.telegram import MIN_EMPTY_POLL_S, TelegramApi, TelegramCommands, TelegramDestination
 from trader.alerts.webhook import WebhookDestination
 from trader.app import App
 from trader.config import AlertSettings
@@ -270,3 +270,36 @@ async def test_a_stop_just_after_the_close_still_sends_the_end_of_day_summary(
         summaries = [b for b in sink.bodies() if b["kind"] == "eod_summary"]
         assert [b["subject"] for b in summaries] == ["2026-11-20"]
         assert kinds(sink.bodies())[-2:] == ["eod_summary", "stopped"]
+
+
+async def test_a_get_updates_that_answers_at_once_is_no_busy_loop() -> None:
+    """A getUpdates answered at once with nothing (a proxy, a server that ignores ``timeout``) or with 429
+    retry_after 0 made the command loop a busy loop of requests: ~2,000 a second and a whole CPU on the event loop
+    that trades. An empty answer sooner than MIN_EMPTY_POLL_S waits out the rest; retry_after 0 waits 1 s."""
+    polls: list[float] = []
+
+    async def instant(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        polls.append(time.monotonic())
+        if len(polls) % 2:
+            return web.json_response({"ok": True, "result": []})
+        return web.json_response({"ok": False, "error_code": 429, "description": "Too Many Requests",
+                                  "parameters": {"retry_after": 0}}, status=429)
+
+    async with serve(instant) as root:
+        api = TelegramApi(alert_settings(root))
+        slept: list[float] = []
+        clock = [0.0]
+
+        async def fake_sleep(seconds: float) -> None:
+            slept.append(seconds)
+            clock[0] += seconds
+
+        loop = TelegramCommands(api, CHAT_ID, cast(ControlService, RecordingService()), timeout_s=5,
+                                sleep=fake_sleep, monotonic=lambda: clock[0])
+        try:
+            for _ in range(4):
+                assert await loop.poll_once() == 0
+        finally:
+            await api.close()
+    assert slept == [MIN_EMPTY_POLL_S, 1.0, MIN_EMPTY_POLL_S, 1.0]

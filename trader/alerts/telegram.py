@@ -43,6 +43,10 @@ POLL_TIMEOUT_S = 25  # getUpdates long-poll: Telegram holds the request up to th
 STALE_COMMAND_S = 120.0
 MAX_POLL_BACKOFF_S = 60.0
 MAX_SEEN_UPDATES = 1_000  # update ids remembered against a replay
+# A getUpdates that comes back empty sooner than this did not long-poll (a proxy, a server ignoring ``timeout``):
+# the loop waits out the rest, so it never becomes a busy loop of requests on the event loop that trades.
+MIN_EMPTY_POLL_S = 0.25
+MIN_RETRY_AFTER_S = 1.0  # a 429 with retry_after 0 (or less) on getUpdates waits this long
 # The largest Bot API answer read (getUpdates: at most 100 updates of 4,096 characters each); a longer one is a
 # failed call, read no further: a broken or hostile endpoint cannot fill the daemon's memory.
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
@@ -241,8 +245,10 @@ class TelegramCommands:
 
     def __init__(self, api: TelegramApi, chat_id: int, service: ControlService, *, timeout_s: float, seed: int = 0,
                  poll_timeout_s: int = POLL_TIMEOUT_S, wall_s: Callable[[], float] = time.time,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.api = api
+        self._monotonic = monotonic
         self.chat_id = chat_id
         self.service = service
         self.timeout_s = timeout_s
@@ -290,12 +296,13 @@ class TelegramCommands:
 
     def _backoff(self, retry_after_s: float | None) -> float:
         if retry_after_s is not None:
-            return min(retry_after_s, MAX_POLL_BACKOFF_S * 10)
+            return min(max(retry_after_s, MIN_RETRY_AFTER_S), MAX_POLL_BACKOFF_S * 10)
         step = min(2.0 ** min(self.failures, 6), MAX_POLL_BACKOFF_S)
         return step * (1.0 + 0.25 * self._random.random())
 
     async def poll_once(self) -> int:
         """One getUpdates call; handles what it returned. Returns the number of updates read."""
+        started = self._monotonic()
         reply = await self.api.call("getUpdates", {"offset": self.offset, "timeout": self.poll_timeout_s,
                                                    "allowed_updates": ["message"]},
                                     self.poll_timeout_s + self.timeout_s)
@@ -306,6 +313,11 @@ class TelegramCommands:
             await self._sleep(self._backoff(reply.retry_after_s))
             return 0
         self.failures = 0
+        if not reply.result:
+            early = MIN_EMPTY_POLL_S - (self._monotonic() - started)
+            if early > 0:
+                await self._sleep(early)
+            return 0
         for update in reply.result:
             if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
                 log.warning("telegram_update_malformed")
