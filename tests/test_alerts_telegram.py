@@ -80,7 +80,7 @@ async def test_the_bot_token_never_reaches_a_log_or_an_error_text() -> None:
     assert BOT_TOKEN not in reply.description
     text = orjson.dumps(logs).decode()
     assert "alert_dropped" in text and BOT_TOKEN not in text and "TEST-token" not in text
-    assert TelegramApi(tg_settings("http://x")).safe(f"GET /bot{BOT_TOKEN}/getMe") == "GET /bot<bot-token>/getMe"
+    assert TelegramApi(tg_settings("https://x")).safe(f"GET /bot{BOT_TOKEN}/getMe") == "GET /bot<bot-token>/getMe"
 
 
 async def test_an_outbox_to_telegram_waits_out_a_429_and_delivers() -> None:
