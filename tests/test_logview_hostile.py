@@ -128,3 +128,26 @@ def test_a_log_call_never_raises_on_values_the_json_encoder_refuses(log_format: 
     if log_format == "json":
         [line] = text.splitlines()
         assert orjson.loads(line)["big"] == str(2**70)
+
+
+@pytest.mark.parametrize("depth", [300, 1_000])
+def test_deeply_nested_json_is_shown_not_a_crash(depth: int) -> None:
+    """orjson reads 1,024 levels but writes only 255: a field nested deeper made trader tail die (TypeError, then
+    RecursionError in the stdlib's encoder)."""
+    line = b'{"event": "deep", "ts_ns": 1, "a": ' + b"[" * depth + b"]" * depth + b"}\n"
+    code, out, _ = tail(stdin=line + b'{"event": "after", "ts_ns": 1}\n')
+    assert code == 0 and "deep" in out and "after" in out, out[:300]
+
+
+def test_a_log_call_with_a_deeply_nested_value_does_not_raise(tmp_path: Path) -> None:
+    nested: list[object] = []
+    for _ in range(2_000):
+        nested = [nested]
+    path = tmp_path / "log"
+    with path.open("w", encoding="utf-8") as stream:
+        configure_logging("INFO", stream, log_format="json")
+        try:
+            get_logger("trader.test").warning("deep_value", value=nested)
+        finally:
+            configure_logging("INFO", io.StringIO(), log_format="json")
+    assert "deep_value" in path.read_text()

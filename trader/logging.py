@@ -86,9 +86,10 @@ def _dumps(obj: Any, **_: Any) -> bytes:
         pass
     try:
         return orjson.dumps(_encodable(obj), default=_default, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError as exc:
+    except (TypeError, RecursionError) as exc:  # e.g. nested deeper than orjson's 255 levels
         event = obj.get("event") if isinstance(obj, Mapping) else None
-        return orjson.dumps({"event": _printable(str(event)), "level": "error", "log_error": str(exc)})
+        return orjson.dumps({"event": _printable(str(event)), "level": "error",
+                             "log_error": f"{type(exc).__name__}: {exc}"[:200]})
 
 
 class ClosedOutputGuard:

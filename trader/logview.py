@@ -168,6 +168,8 @@ def _json(value: Any) -> str:
         pass
     try:
         return json.dumps(value, default=str, ensure_ascii=False)
+    except RecursionError:  # orjson reads 1,024 levels; neither encoder writes that many
+        return f"<{type(value).__name__} nested too deep to show>"
     except (TypeError, ValueError):  # keys json cannot write either
         return repr(value)
 
