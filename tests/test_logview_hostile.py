@@ -151,3 +151,8 @@ def test_a_log_call_with_a_deeply_nested_value_does_not_raise(tmp_path: Path) ->
         finally:
             configure_logging("INFO", io.StringIO(), log_format="json")
     assert "deep_value" in path.read_text()
+
+
+def test_tail_json_sends_raw_lines_to_stderr_without_their_escapes() -> None:
+    code, out, err = tail("--json", stdin=b"raw \x1b[2J \x1b]0;pwned\x07 line\n")
+    assert code == 0 and out == "" and "pwned" in err and injected(err) == [], repr(err)

@@ -39,6 +39,7 @@ from trader.logview import (
     is_risk_event,
     level_of,
     parse_line,
+    safe_text,
 )
 from trader.market.calendar import IST
 
@@ -155,7 +156,7 @@ class Tail:
         if event is None:
             self.malformed += 1
             if self.json_out:  # the output stays JSON lines; what is not one goes to stderr
-                self.errors.write(text + "\n")
+                self.errors.write(safe_text(text) + "\n")
             else:
                 self.out.write(format_raw(text, color=self.color) + "\n")
             return
