@@ -303,3 +303,25 @@ async def test_a_get_updates_that_answers_at_once_is_no_busy_loop() -> None:
         finally:
             await api.close()
     assert slept == [MIN_EMPTY_POLL_S, 1.0, MIN_EMPTY_POLL_S, 1.0]
+
+
+async def test_an_answer_that_echoes_the_request_path_does_not_put_the_token_in_the_log() -> None:
+    """A proxy or a misrouted API root that quotes the path (with the token) in its error description."""
+    async def echo(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        return web.json_response({"ok": False, "error_code": 404, "description": f"no route for {request.path}"},
+                                 status=404)
+
+    async with serve(echo) as root:
+        api = TelegramApi(alert_settings(root))
+        commands = TelegramCommands(api, CHAT_ID, cast(ControlService, RecordingService()), timeout_s=5,
+                                    sleep=no_wait)
+        try:
+            with captured_logs() as logs:
+                sent = await TelegramDestination(api, CHAT_ID, 5).send(ALERT, 0)
+                await commands.poll_once()
+        finally:
+            await api.close()
+    assert sent.outcome is Outcome.GIVE_UP and "no route for /bot<bot-token>/sendMessage" in sent.detail, sent
+    text = orjson.dumps(logs).decode()
+    assert "telegram_poll_failed" in text and BOT_TOKEN not in text and "TEST-token" not in text

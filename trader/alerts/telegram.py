@@ -103,7 +103,7 @@ class TelegramApi:
             return ApiReply(False, status=status, description=f"{method}: HTTP {status}, not JSON")
         if not isinstance(document, dict) or not isinstance(document.get("ok"), bool):
             return ApiReply(False, status=status, description=f"{method}: HTTP {status}, not a Bot API answer")
-        description = str(document.get("description", ""))[:200]
+        description = self.safe(str(document.get("description", "")))[:200]  # it may quote the path
         if not document["ok"]:
             parameters = document.get("parameters")
             retry_after = parameters.get("retry_after") if isinstance(parameters, dict) else None
