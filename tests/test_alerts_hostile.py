@@ -325,3 +325,33 @@ async def test_an_answer_that_echoes_the_request_path_does_not_put_the_token_in_
     assert sent.outcome is Outcome.GIVE_UP and "no route for /bot<bot-token>/sendMessage" in sent.detail, sent
     text = orjson.dumps(logs).decode()
     assert "telegram_poll_failed" in text and BOT_TOKEN not in text and "TEST-token" not in text
+
+
+async def test_a_failing_get_me_is_asked_again_at_most_once_a_minute() -> None:
+    calls: list[str] = []
+
+    async def no_get_me(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        calls.append(request.path.rsplit("/", 1)[1])
+        if calls[-1] == "getMe":
+            return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
+        return web.json_response({"ok": True, "result": []})
+
+    async with serve(no_get_me) as root:
+        api = TelegramApi(alert_settings(root))
+        clock = [0.0]
+
+        async def fake_sleep(seconds: float) -> None:
+            clock[0] += seconds
+            await asyncio.sleep(0)
+
+        loop = TelegramCommands(api, CHAT_ID, cast(ControlService, RecordingService()), timeout_s=5,
+                                sleep=fake_sleep, monotonic=lambda: clock[0])
+        task = asyncio.create_task(loop.run())
+        try:
+            await wait_for(lambda: calls.count("getUpdates") >= 300)  # 300 × 0.25 s = 75 s of the loop's time
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await api.close()
+    assert calls[0] == "getMe" and calls.count("getMe") == 2, calls.count("getMe")

@@ -42,6 +42,7 @@ MAX_TEXT_CHARS = 600  # of an alert's text: escaped (at most 6 characters each, 
 POLL_TIMEOUT_S = 25  # getUpdates long-poll: Telegram holds the request up to this long
 STALE_COMMAND_S = 120.0
 MAX_POLL_BACKOFF_S = 60.0
+WHOAMI_EVERY_S = 60.0  # getMe is asked again this often while the bot's name is unknown
 MAX_SEEN_UPDATES = 1_000  # update ids remembered against a replay
 # A getUpdates that comes back empty sooner than this did not long-poll (a proxy, a server ignoring ``timeout``):
 # the loop waits out the rest, so it never becomes a busy loop of requests on the event loop that trades.
@@ -263,6 +264,7 @@ class TelegramCommands:
         self.username: str | None = None  # the bot's own, from getMe: "/halt@OtherBot" is not for this bot
         self._seen_ids: set[int] = set()  # update ids already read: a replayed update is not carried out twice
         self._seen_order: deque[int] = deque()
+        self._whoami_at: float | None = None
 
     async def whoami(self) -> None:
         """Learn the bot's username (getMe), to tell "/halt@ThisBot" from "/halt@OtherBot" in a group. Until it is
@@ -278,7 +280,9 @@ class TelegramCommands:
 
     async def run(self) -> None:
         while True:
-            if self.username is None:
+            if self.username is None and (self._whoami_at is None
+                                          or self._monotonic() - self._whoami_at >= WHOAMI_EVERY_S):
+                self._whoami_at = self._monotonic()  # at most once a minute while it fails
                 try:
                     await self.whoami()
                 except asyncio.CancelledError:
