@@ -17,6 +17,7 @@ from aiohttp import web
 BOT_TOKEN = "123456:TEST-token-ABCdefGHIjkl"
 CHAT_ID = 4242
 STRANGER_CHAT_ID = 666
+BOT_USERNAME = "TraderTestBot"
 
 
 @dataclass
@@ -49,6 +50,8 @@ class FakeBotApi:
                 return web.Response(status=status, body=raw, content_type="application/json")
             return web.json_response({"ok": True, "result": {"message_id": len(self.sent),
                                                              "chat": {"id": params["chat_id"]}}})
+        if method == "getMe":
+            return web.json_response({"ok": True, "result": {"id": 1, "is_bot": True, "username": BOT_USERNAME}})
         if method == "getUpdates":
             self.polls.append(params)
             if self.poll_script:

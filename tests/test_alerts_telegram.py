@@ -80,7 +80,7 @@ async def test_the_bot_token_never_reaches_a_log_or_an_error_text() -> None:
     assert BOT_TOKEN not in reply.description
     text = orjson.dumps(logs).decode()
     assert "alert_dropped" in text and BOT_TOKEN not in text and "TEST-token" not in text
-    assert TelegramApi(tg_settings("http://x")).safe(f"GET /bot{BOT_TOKEN}/getMe") == "GET /bot<bot-token>/getMe"
+    assert TelegramApi(tg_settings("https://x")).safe(f"GET /bot{BOT_TOKEN}/getMe") == "GET /bot<bot-token>/getMe"
 
 
 async def test_an_outbox_to_telegram_waits_out_a_429_and_delivers() -> None:
@@ -175,6 +175,7 @@ async def test_the_command_loop_takes_only_the_configured_chat() -> None:
         assert "not carried out" in answers[0] and answers[1].startswith("HALTED.")
         # The next poll asks from the offset: nothing is carried out twice.
         assert await loop.poll_once() == 0 and fake.polls[-1]["offset"] == last + 1
+        slept.clear()  # an empty answer sooner than MIN_EMPTY_POLL_S waited out the rest (tests/test_alerts_hostile.py)
         fake.poll_script = [(409, b'{"ok":false,"error_code":409,"description":"Conflict: terminated by other '
                                   b'getUpdates request"}'),
                             (429, b'{"ok":false,"error_code":429,"description":"Too Many Requests",'

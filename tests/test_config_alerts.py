@@ -67,3 +67,23 @@ def test_webhook_urls_without_a_usable_host_or_port_are_refused(url: str) -> Non
     with pytest.raises(ConfigError) as raised:
         load_settings({"alerts": {"webhook_url": url}})
     assert "alerts.webhook_url" in "\n".join(raised.value.lines)
+
+
+@pytest.mark.parametrize("root", ["http://api.telegram.org", "http://10.0.0.5:8081", "http://localhost.example.com"])
+def test_the_bot_api_root_is_https_unless_loopback(root: str) -> None:
+    """The bot token is in every request's path: plain http would send it in clear over the network."""
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"alerts": {"telegram_api_root": root}})
+    assert "telegram_api_root" in "\n".join(raised.value.lines)
+    for fine in ("https://api.telegram.org", "http://127.0.0.1:8081", "http://localhost:9", "http://[::1]:9"):
+        assert load_settings({"alerts": {"telegram_api_root": fine}}).alerts.telegram_api_root == fine
+
+
+@pytest.mark.parametrize("token", ["123456:abc/../../x", "123456:abc?x=1", "123456:ab cd", "123456:ключ", "nocolon"])
+def test_a_bot_token_that_could_change_the_url_is_refused(token: str) -> None:
+    """A token with /, ?, a space or a non-ASCII letter changes the request's URL, or is percent-encoded in it
+    (and so escapes the token filter of error texts)."""
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"alerts": {"telegram_bot_token": token, "telegram_chat_id": 7}})
+    text = "\n".join(raised.value.lines)
+    assert "telegram_bot_token" in text and token not in text

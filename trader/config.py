@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import ipaddress
+import re
 from collections.abc import Callable
 from datetime import datetime, time
 from pathlib import Path
@@ -245,7 +246,18 @@ class AlertSettings(_Section):
             raise ValueError(f"is not a usable URL ({exc}), e.g. https://hooks.example.com/trader") from None
         if not parts.hostname:
             raise ValueError("names no host, e.g. https://hooks.example.com/trader")
+        if info.field_name == "telegram_api_root" and parts.scheme != "https" and not is_loopback(parts.hostname):
+            raise ValueError("must be https:// (the bot token travels in every request's path); plain http only to a "
+                             "loopback address (a local fake)")
         return value.rstrip("/") if info.field_name == "telegram_api_root" else value
+
+    @field_validator("telegram_bot_token")
+    @classmethod
+    def _bot_token_shape(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if secret and not re.fullmatch(r"\d+:[A-Za-z0-9_-]+", secret):
+            raise ValueError("is not a bot token as @BotFather gives them (digits, a colon, letters, digits, - and _)")
+        return value
 
     @model_validator(mode="after")
     def _telegram_pair(self) -> AlertSettings:

@@ -57,11 +57,39 @@ def add_timestamps(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mut
 def _default(obj: Any) -> Any:
     if isinstance(obj, SecretStr):
         return _REDACTED
-    return str(obj)
+    return _printable(str(obj))
+
+
+def _printable(text: str) -> str:
+    """``text`` with lone surrogates (undecodable bytes of a file name or an environment variable) as ``\\udcff``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _encodable(obj: Any) -> Any:
+    """What orjson refuses, made encodable: strings with lone surrogates, integers past 64 bits (as text)."""
+    if isinstance(obj, str):
+        return _printable(obj)
+    if isinstance(obj, int) and not isinstance(obj, bool) and not -(2**63) <= obj < 2**64:
+        return str(obj)
+    if isinstance(obj, Mapping):
+        return {_encodable(key) if isinstance(key, str) else key: _encodable(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_encodable(value) for value in obj]
+    return obj
 
 
 def _dumps(obj: Any, **_: Any) -> bytes:
-    return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    """One log event as JSON; never raises (a log call must not fail the code that logs)."""
+    try:
+        return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        pass
+    try:
+        return orjson.dumps(_encodable(obj), default=_default, option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, RecursionError) as exc:  # e.g. nested deeper than orjson's 255 levels
+        event = obj.get("event") if isinstance(obj, Mapping) else None
+        return orjson.dumps({"event": _printable(str(event)), "level": "error",
+                             "log_error": f"{type(exc).__name__}: {exc}"[:200]})
 
 
 class ClosedOutputGuard:
@@ -151,7 +179,7 @@ class HumanRenderer:
 
     def __call__(self, _: Any, __: str, event_dict: MutableMapping[str, Any]) -> str | bytes:
         line = self._formatter.format(event_dict)
-        return line.encode() if self._as_bytes else line
+        return line.encode("utf-8", "backslashreplace") if self._as_bytes else _printable(line)
 
 
 def configure_logging(level: str = "INFO", stream: TextIO | None = None, log_format: str = "json") -> None:

@@ -13,6 +13,7 @@ with ``(market HH:MM:SS)``. A traceback (``exception``) follows on indented line
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -34,18 +35,36 @@ _LEVEL_LABEL = {"debug": "DEBUG", "info": "INFO", "warning": "WARN", "error": "E
 DIM, BOLD, YELLOW, RED, GREEN, RED_BOLD = "2", "1", "33", "31", "32", "1;31"
 _LEVEL_STYLE = {"debug": DIM, "info": "", "warning": YELLOW, "error": RED_BOLD, "critical": RED_BOLD}
 
-# Control characters (C0 but tab, DEL, C1) in a text from a log line: shown escaped (``\\x1b``), never sent to the
-# terminal, so a value from outside (an HTTP path, a broker's message) cannot move the cursor, recolour, retitle or
-# overwrite lines of the operator's terminal.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
-
 # Fields every line has, shown in the line's own layout (or not at all).
 _NOISE = frozenset({"event", "level", "ts", "ts_ns", "logger_name", "event_ts_ns", "exception"})
 _EVENT_WIDTH = 22
 
+# Characters a terminal acts on rather than shows: C0 and C1 controls (ESC, CSI, BEL, CR, LF, NUL…), the line and
+# paragraph separators, and the bidirectional overrides. Log content (a broker's reason, an exception's message, a
+# raw line) is untrusted: shown as ``\x1b`` text, it cannot clear the screen, retitle the window or forge a line.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
 Paint = Callable[[str, str], str]
 # What a describer gives: the event's key text, the fields it used, and whether the other fields follow.
 Described = tuple[str, set[str], bool]
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe_text(text: str) -> str:
+    """``text`` with the characters a terminal would act on written out as escapes (``\\x1b``)."""
+    return _CONTROL.sub(_escaped, text) if _CONTROL.search(text) else text
+
+
+def _safe_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The event with its keys and text values made safe (nested values are JSON-quoted, then made safe, when
+    shown); the traceback is kept as it is: its lines are made safe one by one."""
+    return {(safe_text(key) if isinstance(key, str) else key):
+            (safe_text(value) if isinstance(value, str) and key != "exception" else value)
+            for key, value in event.items()}
 
 
 def color_wanted(stream: Any, flag: bool | None = None) -> bool:
@@ -72,10 +91,13 @@ def event_time_ns(event: Mapping[str, Any]) -> int | None:
             moment = datetime.fromisoformat(ts)
         except ValueError:
             return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        found = (moment - _EPOCH) // timedelta(microseconds=1) * 1_000
-        return found if _ist(found) is not None else None
+        try:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            found = (moment - _EPOCH) // timedelta(microseconds=1) * 1_000
+        except (ValueError, OverflowError):
+            return None
+        return found if _ist(found) is not None else None  # year 1 or 9999 far from IST: not a time it can show
     return None
 
 
@@ -102,22 +124,6 @@ def _ist(ts_ns: int) -> datetime | None:
         return datetime.fromtimestamp(ts_ns // NS_PER_SECOND, tz=IST)
     except (OverflowError, OSError, ValueError):
         return None
-
-
-def clean_text(text: str) -> str:
-    """``text`` with its control characters escaped (``\\x1b``): safe to write to a terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-def _clean(value: Any) -> Any:
-    """A log value with every text in it (keys too) cleaned of control characters; other values as they are."""
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, dict):
-        return {clean_text(str(k)): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
 
 
 def _is_number(value: Any) -> TypeGuard[int | float]:
@@ -149,13 +155,27 @@ def value_text(key: str, value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         if value == "" or any(c.isspace() or c in "=\"'" for c in value):
-            return orjson.dumps(value).decode()
+            return _json(value)
         return value
     if value is None:
         return "null"
     if isinstance(value, dict | list | tuple):
+        return safe_text(_json(value))
+    return safe_text(str(value))
+
+
+def _json(value: Any) -> str:
+    """``value`` as JSON text; what orjson refuses (a lone surrogate, an integer past 64 bits) by the slower stdlib."""
+    try:
         return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-    return str(value)
+    except TypeError:
+        pass
+    try:
+        return json.dumps(value, default=str, ensure_ascii=False)
+    except RecursionError:  # orjson reads 1,024 levels; neither encoder writes that many
+        return f"<{type(value).__name__} nested too deep to show>"
+    except (TypeError, ValueError):  # keys json cannot write either
+        return repr(value)
 
 
 def _fields(event: Mapping[str, Any], skip: set[str]) -> str:
@@ -379,18 +399,14 @@ class LineFormatter:
     def format(self, event: Mapping[str, Any]) -> str:
         """One event (as logged: ``event``, ``level``, ``ts``/``ts_ns`` and its fields) → one line (plus indented
         traceback lines if it carries an ``exception``). Never raises on odd values: they are shown as text. Control
-        characters in any text are shown escaped, never written to the terminal."""
-        cleaned = {clean_text(str(key)): _clean(value) for key, value in event.items()}
-        exception = event.get("exception")
-        if isinstance(exception, str):  # a traceback keeps its lines
-            cleaned["exception"] = "\n".join(clean_text(row) for row in exception.splitlines())
+        characters in the content are shown as escapes (``safe_text``): the only escapes written are the colours."""
         try:
-            return self._format(cleaned)
+            return self._format(_safe_event(event))
         except Exception:  # the daemon's console calls this inside every log call: it must never raise
             try:
-                return clean_text(" ".join(f"{key}={value!r}" for key, value in cleaned.items()))
+                return safe_text(" ".join(f"{key}={value!r}" for key, value in event.items()))
             except Exception:
-                return f"{clean_text(str(cleaned.get('event', '?')))} (a log event that cannot be shown)"
+                return f"{safe_text(str(event.get('event', '?')))} (a log event that cannot be shown)"
 
     def _format(self, event: Mapping[str, Any]) -> str:
         level = level_of(event)
@@ -411,7 +427,7 @@ class LineFormatter:
         line = _join(when, label, title, after)
         exception = event.get("exception")
         if isinstance(exception, str) and exception:
-            line += "".join(f"\n    {row}" for row in exception.rstrip().splitlines())
+            line += "".join(f"\n    {safe_text(row)}" for row in exception.rstrip().splitlines())
         return line
 
     def _when(self, ts_ns: int | None) -> str:
@@ -437,8 +453,8 @@ class LineFormatter:
 
 
 def format_raw(line: str, *, color: bool) -> str:
-    """A line that is not a log event, shown as it is (dimmed), its control characters escaped."""
-    line = clean_text(line)
+    """A line that is not a log event, shown as it is (dimmed), its control characters as escapes."""
+    line = safe_text(line)
     return f"\x1b[{DIM}m{line}\x1b[0m" if color and line else line
 
 

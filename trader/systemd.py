@@ -39,6 +39,7 @@ log = get_logger("trader.systemd")
 STATUS_EVERY_S = 5.0  # STATUS= at most this often (systemctl status shows the latest)
 WITHHELD_LOG_EVERY_S = 60.0  # a withheld ping is logged at once, then at most this often while the failure lasts
 MAX_DATAGRAM = 4096
+MIN_ROUND_S = 0.05  # the watchdog task wakes at most this often, whatever WATCHDOG_USEC says
 # The journal's note that the feed was failing the watchdog (``{"session_day": ordinal, "since": IST text}``): a start
 # that finds it for the same session spares the feed, because the restart it led to did not bring the feed back.
 FEED_RESTART_STATE = "watchdog_feed_failing"
@@ -48,7 +49,7 @@ _MAX_STATUS_CHARS = 400
 def socket_address(value: str) -> str | bytes:
     """``NOTIFY_SOCKET``'s value as an ``AF_UNIX`` address: a path, or ``@name`` for the abstract name ``\\0name``."""
     if value.startswith("@"):
-        return b"\0" + value[1:].encode()
+        return b"\0" + os.fsencode(value[1:])  # the name's bytes as the environment had them (not only UTF-8)
     return value
 
 
@@ -76,7 +77,8 @@ class SystemdNotifier:
                 sock.setblocking(False)
                 self._socket = sock
             self._socket.sendto(message, socket_address(self.address))
-        except OSError as exc:  # no such socket, permission, a full queue (EAGAIN): never the daemon's problem
+        except (OSError, ValueError) as exc:  # no such socket, permission, a full queue (EAGAIN), a path too long
+            # or unencodable: never the daemon's problem
             if not self._failed:
                 self._failed = True
                 log.warning("systemd_notify_failed", socket=self.address, error=str(exc),
@@ -156,6 +158,7 @@ class Watchdog:
         # One round every interval, or more often when the status line is due sooner (then a ping is skipped while
         # the last is recent: the gap between two pings stays under 0.75 interval + one round < the timeout).
         period = min(self.interval_s, self.status_every_s) if self.interval_s is not None else self.status_every_s
+        period = max(period, MIN_ROUND_S)  # WATCHDOG_USEC=1 must not make this a busy loop on the trading loop
         while True:
             try:
                 self.beat()

@@ -39,6 +39,7 @@ from trader.logview import (
     is_risk_event,
     level_of,
     parse_line,
+    safe_text,
 )
 from trader.market.calendar import IST
 
@@ -82,7 +83,10 @@ def parse_since(text: str, now_ns: int) -> int:
     given = text.strip()
     span = _SPAN.fullmatch(given)
     if span:
-        return now_ns - int(float(span.group(1)) * _UNIT_SECONDS[span.group(2)] * NS_PER_SECOND)
+        try:
+            return now_ns - int(float(span.group(1)) * _UNIT_SECONDS[span.group(2)] * NS_PER_SECOND)
+        except OverflowError:  # 10^400 seconds: inf
+            raise ValueError(f"--since {text[:40]}…: a span too long to count back") from None
     clock = _CLOCK.fullmatch(given)
     if clock:
         hour, minute, second = int(clock.group(1)), int(clock.group(2)), int(clock.group(3) or 0)
@@ -152,7 +156,7 @@ class Tail:
         if event is None:
             self.malformed += 1
             if self.json_out:  # the output stays JSON lines; what is not one goes to stderr
-                self.errors.write(text + "\n")
+                self.errors.write(safe_text(text) + "\n")
             else:
                 self.out.write(format_raw(text, color=self.color) + "\n")
             return
@@ -183,14 +187,11 @@ def follow_lines(path: Path, handle: IO[bytes], *, stop: Callable[[], bool] = la
     """
     try:
         inode = os.fstat(handle.fileno()).st_ino
-        pending = b""
+        pending = bytearray()  # an unfinished line: grows by the chunk, never copied whole per chunk
         while not stop():
             chunk = handle.read(65_536)
             if chunk:
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for line in complete:
-                    yield line + b"\n"
+                yield from _complete_lines(pending, chunk)
                 continue
             idle()
             try:
@@ -200,26 +201,37 @@ def follow_lines(path: Path, handle: IO[bytes], *, stop: Callable[[], bool] = la
             if now is not None and now.st_ino != inode:
                 rest = handle.read()  # written to the old file after the last read, before the rename
                 if rest:
-                    pending += rest
-                    *complete, pending = pending.split(b"\n")
-                    for line in complete:
-                        yield line + b"\n"
+                    yield from _complete_lines(pending, rest)
                 if pending:
-                    yield pending
-                    pending = b""
+                    yield bytes(pending)
+                    pending.clear()
                 handle.close()
                 handle = path.open("rb")
                 inode = os.fstat(handle.fileno()).st_ino
                 continue
             if now is not None and now.st_size < handle.tell():
                 handle.seek(0)
-                pending = b""
+                pending.clear()
                 continue
             time.sleep(poll_s)  # a file gives no notice that it grew: look again shortly
         if pending:
-            yield pending
+            yield bytes(pending)
     finally:
         handle.close()
+
+
+def _complete_lines(pending: bytearray, chunk: bytes) -> Iterator[bytes]:
+    """The lines ``chunk`` completes (``pending`` + its first part, then its own whole lines); ``pending`` keeps
+    the unfinished rest. Linear in the input: a 100 MB line read in 64 KiB chunks is not copied per chunk."""
+    if b"\n" not in chunk:
+        pending += chunk
+        return
+    first, *rest = chunk.split(b"\n")
+    pending += first
+    yield bytes(pending) + b"\n"
+    pending[:] = rest.pop()
+    for line in rest:
+        yield line + b"\n"
 
 
 def run_tail(args: argparse.Namespace, *, stdin: IO[bytes], stdout: TextIO, stderr: TextIO, now_ns: int) -> int:

@@ -1,8 +1,10 @@
 """One outbox per destination: alerts wait here, off the trading path, until a sender task delivers them.
 
 ``put`` is synchronous and O(1) amortised (an actor's ``handle`` calls it): it deduplicates by (kind, subject) within
-``dedup_seconds`` (a repeat only bumps a counter that the next alert of that key carries), and holds at most
-``queue_size`` alerts (past it the oldest of the lowest severity waiting is dropped and counted).
+``dedup_seconds`` (a repeat only bumps a counter that the next alert of that key carries; at most
+``MAX_DEDUP_KEYS`` keys are remembered, the oldest forgotten first), and holds at most ``queue_size`` alerts (past it
+the oldest of the lowest severity waiting is dropped and counted). An alert storm (thousands a second, each with
+its own subject) costs each ``put`` the same few dict and deque operations, and bounded memory.
 
 The sender task takes alerts in order: a token bucket allows ``rate_per_minute`` (bursts of a few), each request is
 bounded by ``timeout_seconds``, and a failed delivery is retried with exponential backoff from
@@ -20,7 +22,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -34,6 +36,7 @@ log = get_logger("trader.alerts")
 
 MAX_BACKOFF_S = 300.0
 MAX_RETRY_AFTER_S = 3_600.0
+MAX_DEDUP_KEYS = 10_000  # (kind, subject) keys remembered for dedup and repeat counts, per destination
 
 
 class Outcome(Enum):
@@ -66,6 +69,7 @@ class Entry:
     alert: Alert
     repeats: int = 0
     attempts: int = 0
+    seq: int = 0  # the order of arrival, across the severities
 
 
 @dataclass(slots=True)
@@ -119,9 +123,14 @@ class Outbox:
         self._bucket = TokenBucket(settings.rate_per_minute,
                                    burst if burst is not None else max(1.0, min(5.0, settings.rate_per_minute / 4)),
                                    clock())
-        self._queue: deque[Entry] = deque()
-        self._last_accepted: dict[tuple[str, str], float] = {}
-        self._repeats: Counter[tuple[str, str]] = Counter()
+        # One queue per severity rank (a drop takes the oldest of the lowest at once); the sender takes the oldest
+        # of the three heads.
+        self._queues: tuple[deque[Entry], ...] = tuple(deque() for _ in range(3))
+        self._seq = 0
+        # key → when last accepted, oldest first (an accepted key moves to the end), so the expired ones are at the
+        # front; the repeat counts likewise, for as long as a key's next alert may still come.
+        self._last_accepted: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._repeats: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -137,30 +146,45 @@ class Outbox:
             return False
         now = self._clock()
         key = alert.key
+        self._forget_old_keys(now)
         last = self._last_accepted.get(key)
         if last is not None and now - last < self.settings.dedup_seconds:
-            self._repeats[key] += 1
+            self._repeats[key] = self._repeats.get(key, 0) + 1
+            if len(self._repeats) > MAX_DEDUP_KEYS:
+                self._repeats.popitem(last=False)
             self.stats.deduplicated += 1
             return False
         self._last_accepted[key] = now
-        if len(self._last_accepted) > 4 * self.settings.queue_size:
-            self._forget_old_keys(now)
-        self._queue.append(Entry(alert, repeats=self._repeats.pop(key, 0)))
+        self._last_accepted.move_to_end(key)
+        if len(self._last_accepted) > MAX_DEDUP_KEYS:
+            self._last_accepted.popitem(last=False)
+        self._seq += 1
+        self._queues[alert.severity.rank].append(Entry(alert, repeats=self._repeats.pop(key, 0), seq=self._seq))
         self.stats.accepted += 1
-        if len(self._queue) > self.settings.queue_size:
+        if self._waiting_count() > self.settings.queue_size:
             self._drop_one()
         self._wake.set()
         return True
 
     def _forget_old_keys(self, now: float) -> None:
+        """Drop the keys whose window has passed: they are at the front (O(1) per key forgotten)."""
         window = self.settings.dedup_seconds
-        for key in [k for k, at in self._last_accepted.items() if now - at >= window]:
-            del self._last_accepted[key]
+        keys = self._last_accepted
+        while keys and now - keys[next(iter(keys))] >= window:
+            keys.popitem(last=False)
+
+    def _waiting_count(self) -> int:
+        return sum(len(queue) for queue in self._queues)
+
+    def _next_entry(self) -> Entry | None:
+        """The oldest waiting alert (across the severities), taken off its queue."""
+        heads = [queue for queue in self._queues if queue]
+        if not heads:
+            return None
+        return min(heads, key=lambda queue: queue[0].seq).popleft()
 
     def _drop_one(self) -> None:
-        lowest = min(entry.alert.severity.rank for entry in self._queue)
-        victim = next(entry for entry in self._queue if entry.alert.severity.rank == lowest)
-        self._queue.remove(victim)
+        victim = next(queue for queue in self._queues if queue).popleft()
         self.stats.dropped_full += 1
         self.stats.dropped_kinds[victim.alert.kind] += 1
         if self.stats.dropped_full == 1 or self.stats.dropped_full % 100 == 0:
@@ -170,10 +194,18 @@ class Outbox:
 
     @property
     def pending(self) -> int:
-        return len(self._queue) + (1 if self.sending is not None else 0)
+        return self._waiting_count() + (1 if self.sending is not None else 0)
+
+    @property
+    def remembered_keys(self) -> int:
+        """(kind, subject) keys held for dedup (at most ``MAX_DEDUP_KEYS``)."""
+        return len(self._last_accepted)
+
+    def _entries(self) -> list[Entry]:
+        return sorted((entry for queue in self._queues for entry in queue), key=lambda entry: entry.seq)
 
     def waiting(self) -> list[Alert]:
-        return [entry.alert for entry in self._queue]
+        return [entry.alert for entry in self._entries()]
 
     # -- the sender task ------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -187,7 +219,7 @@ class Outbox:
 
     async def _run(self) -> None:
         while True:
-            if not self._queue:
+            if not self._waiting_count():
                 if self._closing:
                     return
                 self._wake.clear()
@@ -199,7 +231,8 @@ class Outbox:
                     return  # the close deadline comes first
                 await self._sleep(wait)
                 continue
-            entry = self._queue.popleft()
+            entry = self._next_entry()
+            assert entry is not None
             self.sending = entry
             await self._deliver(entry)  # cancelled by close: ``sending`` stays, and close counts it unsent
             self.sending = None
@@ -279,9 +312,10 @@ class Outbox:
                     await task
             except Exception as exc:
                 log.error("alert_sender_failed", destination=self.name, error=type(exc).__name__)
-        left = ([self.sending] if self.sending is not None else []) + list(self._queue)
+        left = ([self.sending] if self.sending is not None else []) + self._entries()
         self.sending = None
-        self._queue.clear()
+        for queue in self._queues:
+            queue.clear()
         for entry in left:
             self.stats.failed += 1
             self.stats.dropped_kinds[entry.alert.kind] += 1

@@ -146,6 +146,12 @@ class AlertRuntime:
                                             since_ready_s=inputs.since_ready_s)
             if alert is not None:
                 self.publish(alert)
+        self._session_check()
+
+    def _session_check(self) -> None:
+        """The end-of-day summary, once a session the daemon saw open has closed (by event time)."""
+        app = self.app
+        now = app.clock.now_ns()
         day = self.session_watch.observe(now)
         if day is not None:
             fills, charges = self.actor.day_fills.get(day, (0, 0))
@@ -168,6 +174,10 @@ class AlertRuntime:
         for task in self._tasks:
             task.cancel()
         app = self.app
+        try:  # a close passed since the last periodic check (a stop at 15:30): its summary goes before "stopped"
+            self._session_check()
+        except Exception:
+            log.exception("alerts_check_failed")
         self.publish(rules.stopped(app.clock.now_ns(), reason=reason, day_pnl=app.portfolio.day_pnl,
                                    positions=len(app.portfolio.book.open_positions())))
         self._save_marker("stopped")

@@ -17,6 +17,7 @@ import asyncio
 import html
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,15 @@ MAX_TEXT_CHARS = 600  # of an alert's text: escaped (at most 6 characters each, 
 POLL_TIMEOUT_S = 25  # getUpdates long-poll: Telegram holds the request up to this long
 STALE_COMMAND_S = 120.0
 MAX_POLL_BACKOFF_S = 60.0
+WHOAMI_EVERY_S = 60.0  # getMe is asked again this often while the bot's name is unknown
+MAX_SEEN_UPDATES = 1_000  # update ids remembered against a replay
+# A getUpdates that comes back empty sooner than this did not long-poll (a proxy, a server ignoring ``timeout``):
+# the loop waits out the rest, so it never becomes a busy loop of requests on the event loop that trades.
+MIN_EMPTY_POLL_S = 0.25
+MIN_RETRY_AFTER_S = 1.0  # a 429 with retry_after 0 (or less) on getUpdates waits this long
+# The largest Bot API answer read (getUpdates: at most 100 updates of 4,096 characters each); a longer one is a
+# failed call, read no further: a broken or hostile endpoint cannot fill the daemon's memory.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
 HELP = ("Commands: /status, /positions, /pnl, /approve <id>, /reject <id>, /halt [reason], /resume, "
         "/flatten [underlying], /help")
 
@@ -72,14 +82,19 @@ class TelegramApi:
         url = f"{self._root}/bot{self._token}/{method}"
         try:
             async with asyncio.timeout(timeout_s):
-                async with self._session.post(url, data=orjson.dumps(params),
+                # No redirects: the Bot API never sends one, and following it would hand the message (or take
+                # commands) from another host.
+                async with self._session.post(url, data=orjson.dumps(params), allow_redirects=False,
                                               headers={"Content-Type": "application/json"}) as response:
-                    raw = await response.read()
                     status = response.status
+                    raw = await read_capped(response, MAX_ANSWER_BYTES)
         except TimeoutError:
             return ApiReply(False, description=f"{method}: no answer within {timeout_s:g} s")
         except aiohttp.ClientError as exc:
             return ApiReply(False, description=f"{method}: {type(exc).__name__} {self.safe(str(exc))[:200]}")
+        if raw is None:
+            return ApiReply(False, status=status, description=f"{method}: HTTP {status}, an answer over "
+                                                              f"{MAX_ANSWER_BYTES} bytes (not read)")
         return self._reply(method, status, raw)
 
     def _reply(self, method: str, status: int, raw: bytes) -> ApiReply:
@@ -89,7 +104,7 @@ class TelegramApi:
             return ApiReply(False, status=status, description=f"{method}: HTTP {status}, not JSON")
         if not isinstance(document, dict) or not isinstance(document.get("ok"), bool):
             return ApiReply(False, status=status, description=f"{method}: HTTP {status}, not a Bot API answer")
-        description = str(document.get("description", ""))[:200]
+        description = self.safe(str(document.get("description", "")))[:200]  # it may quote the path
         if not document["ok"]:
             parameters = document.get("parameters")
             retry_after = parameters.get("retry_after") if isinstance(parameters, dict) else None
@@ -111,6 +126,18 @@ class TelegramApi:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The body of ``response``, or None (and the rest left unread) once it passes ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(65_536):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def alert_html(alert: Alert, repeats: int) -> str:
@@ -219,8 +246,10 @@ class TelegramCommands:
 
     def __init__(self, api: TelegramApi, chat_id: int, service: ControlService, *, timeout_s: float, seed: int = 0,
                  poll_timeout_s: int = POLL_TIMEOUT_S, wall_s: Callable[[], float] = time.time,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.api = api
+        self._monotonic = monotonic
         self.chat_id = chat_id
         self.service = service
         self.timeout_s = timeout_s
@@ -232,9 +261,34 @@ class TelegramCommands:
         self.handled = 0
         self.refused = 0
         self.failures = 0
+        self.username: str | None = None  # the bot's own, from getMe: "/halt@OtherBot" is not for this bot
+        self._seen_ids: set[int] = set()  # update ids already read: a replayed update is not carried out twice
+        self._seen_order: deque[int] = deque()
+        self._whoami_at: float | None = None
+
+    async def whoami(self) -> None:
+        """Learn the bot's username (getMe), to tell "/halt@ThisBot" from "/halt@OtherBot" in a group. Until it is
+        known, a command addressed to any bot by name is not carried out."""
+        reply = await self.api.call("getMe", {}, self.timeout_s)
+        result = reply.result if reply.ok else None
+        username = result.get("username") if isinstance(result, dict) else None
+        if isinstance(username, str) and username:
+            self.username = username
+        else:
+            log.warning("telegram_getme_failed", detail=reply.description or "no username",
+                        why="commands addressed /cmd@SomeBot are ignored until the bot's name is known")
 
     async def run(self) -> None:
         while True:
+            if self.username is None and (self._whoami_at is None
+                                          or self._monotonic() - self._whoami_at >= WHOAMI_EVERY_S):
+                self._whoami_at = self._monotonic()  # at most once a minute while it fails
+                try:
+                    await self.whoami()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("telegram_getme_failed", detail=f"{type(exc).__name__}")
             try:
                 await self.poll_once()
             except asyncio.CancelledError:
@@ -246,12 +300,13 @@ class TelegramCommands:
 
     def _backoff(self, retry_after_s: float | None) -> float:
         if retry_after_s is not None:
-            return min(retry_after_s, MAX_POLL_BACKOFF_S * 10)
+            return min(max(retry_after_s, MIN_RETRY_AFTER_S), MAX_POLL_BACKOFF_S * 10)
         step = min(2.0 ** min(self.failures, 6), MAX_POLL_BACKOFF_S)
         return step * (1.0 + 0.25 * self._random.random())
 
     async def poll_once(self) -> int:
         """One getUpdates call; handles what it returned. Returns the number of updates read."""
+        started = self._monotonic()
         reply = await self.api.call("getUpdates", {"offset": self.offset, "timeout": self.poll_timeout_s,
                                                    "allowed_updates": ["message"]},
                                     self.poll_timeout_s + self.timeout_s)
@@ -262,13 +317,35 @@ class TelegramCommands:
             await self._sleep(self._backoff(reply.retry_after_s))
             return 0
         self.failures = 0
+        if not reply.result:
+            early = MIN_EMPTY_POLL_S - (self._monotonic() - started)
+            if early > 0:
+                await self._sleep(early)
+            return 0
         for update in reply.result:
             if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
                 log.warning("telegram_update_malformed")
                 continue
-            self.offset = max(self.offset, update["update_id"] + 1)
+            update_id = update["update_id"]
+            self.offset = max(self.offset, update_id + 1)
+            if update_id in self._seen_ids:
+                log.warning("telegram_update_replayed", update_id=update_id, why="already read: not carried out again")
+                continue
+            self._remember(update_id)
             await self._on_update(update)
         return len(reply.result)
+
+    def _remember(self, update_id: int) -> None:
+        self._seen_ids.add(update_id)
+        self._seen_order.append(update_id)
+        if len(self._seen_order) > MAX_SEEN_UPDATES:
+            self._seen_ids.discard(self._seen_order.popleft())
+
+    def _for_another_bot(self, command: str) -> bool:
+        """``/halt@OtherBot``: a command addressed to another bot in the same group (or to any bot by name while
+        this bot's own name is unknown)."""
+        _, at, addressee = command.partition("@")
+        return bool(at) and (self.username is None or addressee.lower() != self.username.lower())
 
     async def _on_update(self, update: dict[str, Any]) -> None:
         message = update.get("message")
@@ -288,6 +365,9 @@ class TelegramCommands:
             return
         sent_at = message.get("date")
         command = text.split(maxsplit=1)[0]
+        if self._for_another_bot(command):
+            log.info("telegram_command_not_ours", command=command[:64], chat_id=chat_id, user_id=user_id)
+            return
         if isinstance(sent_at, int | float) and self._wall_s() - sent_at > STALE_COMMAND_S:
             log.warning("telegram_command_stale", command=command, age_s=round(self._wall_s() - sent_at))
             await self._answer(f"{command} was sent {self._wall_s() - sent_at:.0f} s ago, while the daemon was not "

@@ -22,6 +22,7 @@ from trader.config import AlertSettings
 from trader.market.calendar import ist_text
 
 SIGNATURE_HEADER = "X-Trader-Signature"
+MAX_ANSWER_READ = 1_024  # bytes of the receiver's answer read, for the log
 
 
 def body(alert: Alert, repeats: int) -> bytes:
@@ -58,8 +59,11 @@ class WebhookDestination:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         try:
-            async with self._session.post(self._url, data=payload, headers=headers) as response:
-                text = (await response.text(errors="replace"))[:200]
+            # No redirects (a 3xx is a refusal): the alert goes to the configured URL only. Only the start of the
+            # answer is read (it is shown in the log), however long it is.
+            async with self._session.post(self._url, data=payload, headers=headers,
+                                          allow_redirects=False) as response:
+                text = (await response.content.read(MAX_ANSWER_READ)).decode("utf-8", "replace")[:200]
                 retry_after = _retry_after(response.headers.get("Retry-After"))
                 return http_outcome(response.status, f"HTTP {response.status}: {text}", retry_after)
         except aiohttp.ClientError as exc:  # its text may carry the URL: the type only
