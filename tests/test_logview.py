@@ -13,8 +13,9 @@ import pytest
 import structlog
 
 from trader.logging import configure_logging, get_logger, human_output
-from trader.logview import LineFormatter, color_wanted, format_raw, is_order_event, is_risk_event, parse_line
+from trader.logview import LineFormatter, color_wanted, format_raw, parse_line
 from trader.market.calendar import ist_ns
+from trader.tail import is_order_event, is_risk_event
 
 T0 = ist_ns(date(2026, 11, 20), time(10, 5))  # Fri 20 Nov 2026 10:05:00 IST = 04:35:00 UTC
 S = 1_000_000_000

@@ -17,16 +17,15 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any, TypeGuard
 
 import orjson
 
-from trader.market.calendar import IST
+from trader.market.calendar import IST, utc_ns
 from trader.money import MoneyError, format_inr, group_indian, to_paise
 
 NS_PER_SECOND = 1_000_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MARKET_TIME_APART_NS = 60 * NS_PER_SECOND  # a market clock this far from the wall clock is worth showing
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
@@ -94,7 +93,7 @@ def event_time_ns(event: Mapping[str, Any]) -> int | None:
         try:
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=UTC)
-            found = (moment - _EPOCH) // timedelta(microseconds=1) * 1_000
+            found = utc_ns(moment)
         except (ValueError, OverflowError):
             return None
         return found if _ist(found) is not None else None  # year 1 or 9999 far from IST: not a time it can show
@@ -459,22 +458,3 @@ def format_raw(line: str, *, color: bool) -> str:
 
 
 # -- the filters of `trader tail` ---------------------------------------------------------------------------------
-
-_ORDER_WORDS = frozenset({"order", "orders", "fill", "fills", "intent", "intents", "approval", "approve", "trade"})
-_RISK_WORDS = frozenset({"risk", "halt", "halted", "limit", "limits", "flatten", "kill", "breach", "command",
-                         "reconciliation", "entries"})
-
-
-def is_order_event(name: str) -> bool:
-    """Orders and their life: intents, approvals, orders, fills, closed trades."""
-    return bool(_ORDER_WORDS.intersection(name.split("_")))
-
-
-def is_risk_event(event: Mapping[str, Any]) -> bool:
-    """The risk side: risk level and state changes, halts, limits and breaches, flattens, the kill switch,
-    operator commands, the reconciliation gate, and intents the risk gate refused."""
-    name = str(event.get("event", ""))
-    if name == "intent_rejected" or _RISK_WORDS.intersection(name.split("_")):
-        return True
-    reason = event.get("reason")
-    return isinstance(reason, str) and "kill-switch" in reason

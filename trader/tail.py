@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, TextIO
 
@@ -35,17 +35,14 @@ from trader.logview import (
     color_wanted,
     event_time_ns,
     format_raw,
-    is_order_event,
-    is_risk_event,
     level_of,
     parse_line,
     safe_text,
 )
-from trader.market.calendar import IST
+from trader.market.calendar import IST, utc_ns
 
 EXIT_USAGE = 2
 NS_PER_SECOND = 1_000_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SPAN = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
@@ -94,9 +91,9 @@ def parse_since(text: str, now_ns: int) -> int:
             raise ValueError(f"--since {text}: not a time of day (HH:MM or HH:MM:SS, IST)")
         now = datetime.fromtimestamp(now_ns // NS_PER_SECOND, tz=IST)
         moment = now.replace(hour=hour, minute=minute, second=second, microsecond=0)
-        if _ns(moment) > now_ns:
+        if utc_ns(moment) > now_ns:
             moment -= timedelta(days=1)  # 23:00 asked at 01:00: last night's
-        return _ns(moment)
+        return utc_ns(moment)
     try:
         moment = datetime.fromisoformat(given)
     except ValueError:
@@ -104,11 +101,27 @@ def parse_since(text: str, now_ns: int) -> int:
                          "date-time (2026-11-20T09:30, IST unless a zone is given)") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=IST)
-    return _ns(moment)
+    return utc_ns(moment)
 
 
-def _ns(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(microseconds=1) * 1_000
+_ORDER_WORDS = frozenset({"order", "orders", "fill", "fills", "intent", "intents", "approval", "approve", "trade"})
+_RISK_WORDS = frozenset({"risk", "halt", "halted", "limit", "limits", "flatten", "kill", "breach", "command",
+                         "reconciliation", "entries"})
+
+
+def is_order_event(name: str) -> bool:
+    """Orders and their life: intents, approvals, orders, fills, closed trades."""
+    return bool(_ORDER_WORDS.intersection(name.split("_")))
+
+
+def is_risk_event(event: Mapping[str, Any]) -> bool:
+    """The risk side: risk level and state changes, halts, limits and breaches, flattens, the kill switch,
+    operator commands, the reconciliation gate, and intents the risk gate refused."""
+    name = str(event.get("event", ""))
+    if name == "intent_rejected" or _RISK_WORDS.intersection(name.split("_")):
+        return True
+    reason = event.get("reason")
+    return isinstance(reason, str) and "kill-switch" in reason
 
 
 @dataclass(frozen=True)

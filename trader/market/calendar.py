@@ -70,8 +70,12 @@ def ist_date(ts_ns: int) -> date:
 
 def ist_ns(day: date, wall_time: time) -> int:
     """An IST wall-clock moment as integer ns UTC (exact: no float on the way)."""
-    local = datetime.combine(day, wall_time, tzinfo=IST)
-    return (local - _UNIX_EPOCH) // timedelta(microseconds=1) * _NS_PER_MICROSECOND
+    return utc_ns(datetime.combine(day, wall_time, tzinfo=IST))
+
+
+def utc_ns(moment: datetime) -> int:
+    """An aware datetime as integer ns UTC (exact to the microsecond: no float on the way)."""
+    return (moment - _UNIX_EPOCH) // timedelta(microseconds=1) * _NS_PER_MICROSECOND
 
 
 def ist_text(ts_ns: int) -> str:
