@@ -220,3 +220,27 @@ def test_the_bucket_never_allows_more_than_the_rate_over_a_minute(rate: int) -> 
         else:
             now += wait
     assert rate <= sent <= rate + max(1, min(5, rate // 4))
+
+
+async def test_a_change_of_state_is_never_swallowed_by_dedup() -> None:
+    """Unreachable → cleared → unreachable inside the window: all three go out (the last word is the truth)."""
+    time = FakeTime()
+    dest = Script(time)
+    box = outbox(time, dest, dedup_seconds=300)
+    box.start()
+    for detail in ("down", "up", "down"):
+        assert box.put(Alert("venue", Severity.WARNING, "broker_unreachable", detail, T0))
+        time.now += 10
+    await drained(box)
+    assert [subject for _, subject, _ in dest.tries] == ["broker_unreachable"] * 3
+    assert box.stats.deduplicated == 0
+
+
+async def test_a_retry_after_longer_than_five_minutes_is_capped() -> None:
+    time = FakeTime()
+    dest = Script(time, [SendResult(Outcome.RETRY, "HTTP 429", retry_after_s=86_400)])
+    box = outbox(time, dest)
+    box.start()
+    box.put(alert("a"))
+    await drained(box)
+    assert max(time.slept) == 300

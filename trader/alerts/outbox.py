@@ -1,19 +1,20 @@
 """One outbox per destination: alerts wait here, off the trading path, until a sender task delivers them.
 
 ``put`` is synchronous and O(1) amortised (an actor's ``handle`` calls it): it deduplicates by (kind, subject) within
-``dedup_seconds`` (a repeat only bumps a counter that the next alert of that key carries; at most
-``MAX_DEDUP_KEYS`` keys are remembered, the oldest forgotten first), and holds at most ``queue_size`` alerts (past it
-the oldest of the lowest severity waiting is dropped and counted). An alert storm (thousands a second, each with
-its own subject) costs each ``put`` the same few dict and deque operations, and bounded memory.
+``dedup_seconds``, changes of state aside (``Alert.is_transition``: one per change, never swallowed) (a repeat only
+bumps a counter that the next alert of that key carries; at most ``MAX_DEDUP_KEYS`` keys are remembered, the oldest
+forgotten first), and holds at most ``queue_size`` alerts (past it the oldest of the lowest severity waiting is
+dropped and counted). An alert storm (thousands a second, each with its own subject) costs each ``put`` the same few
+dict and deque operations, and bounded memory.
 
 The sender task takes alerts in order: a token bucket allows ``rate_per_minute`` (bursts of a few), each request is
-bounded by ``timeout_seconds``, and a failed delivery is retried with exponential backoff from
-``retry_base_seconds`` (doubling, capped, with jitter from a seeded ``random.Random``) up to ``max_attempts``; a
-destination's own ``retry_after`` (Telegram's 429) is honoured instead. Nothing here raises into the daemon: a
-destination that fails in any way is logged (never with its URL) and retried or given up.
+bounded by ``timeout_seconds``, and a failed delivery is retried with exponential backoff from ``retry_base_seconds``
+(doubling, capped, with jitter from a seeded ``random.Random``) up to ``max_attempts``; a destination's own
+``retry_after`` (Telegram's 429) is honoured instead, up to ``MAX_RETRY_AFTER_S``. Nothing here raises into the
+daemon: a destination that fails in any way is logged (never with its URL) and retried or given up.
 
-``close(deadline_s)`` stops taking alerts, delivers what it can before the deadline, then gives up and logs what
-was left. The clock and the sleep are injectable, so the limits and the backoff are tested without real waiting.
+``close(deadline_s)`` stops taking alerts, delivers what it can before the deadline, then gives up and logs what was
+left. The clock and the sleep are injectable, so the limits and the backoff are tested without real waiting.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from trader.logging import get_logger
 log = get_logger("trader.alerts")
 
 MAX_BACKOFF_S = 300.0
-MAX_RETRY_AFTER_S = 3_600.0
+MAX_RETRY_AFTER_S = 300.0  # a longer Retry-After would hold every later alert of the destination
 MAX_DEDUP_KEYS = 10_000  # (kind, subject) keys remembered for dedup and repeat counts, per destination
 
 
@@ -148,7 +149,7 @@ class Outbox:
         key = alert.key
         self._forget_old_keys(now)
         last = self._last_accepted.get(key)
-        if last is not None and now - last < self.settings.dedup_seconds:
+        if last is not None and now - last < self.settings.dedup_seconds and not alert.is_transition:
             self._repeats[key] = self._repeats.get(key, 0) + 1
             if len(self._repeats) > MAX_DEDUP_KEYS:
                 self._repeats.popitem(last=False)

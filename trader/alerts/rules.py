@@ -61,6 +61,10 @@ KINDS = ("started", "stopped", "crash_restart", "reconciliation_mismatch", "risk
          "resumed", "feed_silent", "feed_back", "token_expired", "venue", "broker_reject", "slippage",
          "approval_pending", "eod_summary")
 
+# Changes of state: the rules send one per change, so the outbox never deduplicates them (only rate-limits them).
+# Deduplicated, "unreachable → cleared → unreachable" within the window would leave "cleared" as the last word.
+TRANSITIONS = frozenset({"risk_level", "halted", "resumed", "feed_silent", "feed_back", "token_expired", "venue"})
+
 
 @dataclass(frozen=True, slots=True)
 class Alert:
@@ -74,6 +78,10 @@ class Alert:
     @property
     def key(self) -> tuple[str, str]:
         return self.kind, self.subject
+
+    @property
+    def is_transition(self) -> bool:
+        return self.kind in TRANSITIONS
 
     @property
     def title(self) -> str:
