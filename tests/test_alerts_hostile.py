@@ -45,7 +45,7 @@ class Recorder:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.seen.append((request.method, request.path, await request.read()))
-        update = {"update_id": 1, "message": {"message_id": 1, "date": 0, "text": "/flatten",
+        update = {"update_id": 1, "message": {"message_id": 1, "date": 0, "text": "/flatten confirm",
                                               "chat": {"id": CHAT_ID}, "from": {"id": 1}}}
         return web.json_response({"ok": True, "result": [update]})
 
@@ -196,11 +196,11 @@ async def test_a_replayed_update_is_not_carried_out_twice() -> None:
         service = RecordingService()
         loop = TelegramCommands(api, CHAT_ID, cast(ControlService, service), timeout_s=5, poll_timeout_s=1,
                                 sleep=no_wait)
-        once = orjson.dumps({"ok": True, "result": [update(500, "/flatten")]})
+        once = orjson.dumps({"ok": True, "result": [update(500, "/flatten confirm")]})
         # The same update again (a proxy's retry, a replay), then a new one whose id went backwards (Telegram
         # picks a fresh random id after a quiet week): the replay is ignored, the new command is carried out.
         fake.poll_script = [(200, once), (200, once),
-                            (200, orjson.dumps({"ok": True, "result": [update(500, "/flatten"),
+                            (200, orjson.dumps({"ok": True, "result": [update(500, "/flatten confirm"),
                                                                        update(42, "/halt back")]}))]
         try:
             with captured_logs() as logs:

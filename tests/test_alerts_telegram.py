@@ -269,7 +269,12 @@ async def test_flatten_all_is_every_position() -> None:
             return {"detail": "exits issued", "exits": 2}
 
     service = cast(ControlService, Flat())
-    assert await run_command(service, "/flatten all") == "Flatten: exits issued (2 exit orders)"
-    await run_command(service, "/flatten")
-    await run_command(service, "/flatten BANKNIFTY")
+    # Without the word "confirm" nothing happens: it says what it would do and how.
+    assert await run_command(service, "/flatten") == ("This would exit every position the daemon holds at market. "
+                                                      "To do it, send: /flatten confirm")
+    assert "/flatten confirm BANKNIFTY" in await run_command(service, "/flatten BANKNIFTY")
+    assert flattened == []
+    assert await run_command(service, "/flatten confirm all") == "Flatten: exits issued (2 exit orders)"
+    await run_command(service, "/flatten CONFIRM")
+    await run_command(service, "/flatten confirm BANKNIFTY")
     assert flattened == [None, None, "BANKNIFTY"]

@@ -4,7 +4,7 @@ The bot token is part of every request's URL path (``/bot<token>/<method>``), so
 are logged by method name, and errors by type with the token cut out of any text. Every Bot API answer is checked
 (JSON object, ``ok``, ``result``); a malformed one is a failed call, never an exception in the daemon.
 
-Commands (``/status /positions /pnl /approve <id> /reject <id> /halt [reason] /resume /flatten [underlying]
+Commands (``/status /positions /pnl /approve <id> /reject <id> /halt [reason] /resume /flatten confirm [underlying]
 /help``) are taken only from the configured ``telegram_chat_id``; a message from any other chat is ignored and
 logged with its chat id. Each command acts through ``ControlService(app, source="telegram")``, exactly as the HTTP
 API does, and is answered in the chat with a short text. Commands sent while the daemon was not running (older than
@@ -52,7 +52,7 @@ MIN_RETRY_AFTER_S = 1.0  # a 429 with retry_after 0 (or less) on getUpdates wait
 # failed call, read no further: a broken or hostile endpoint cannot fill the daemon's memory.
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
 HELP = ("Commands: /status, /positions, /pnl, /approve <id>, /reject <id>, /halt [reason], /resume, "
-        "/flatten [underlying], /help")
+        "/flatten confirm [underlying], /help")
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +234,16 @@ async def run_command(service: ControlService, text: str) -> str:
             answer = await service.resume()
             return f"Resumed. {answer['detail']}"
         if command == "/flatten":
-            answer = await service.flatten(None if argument.lower() in ("", "all") else argument)
+            # A tap on the bot's command menu sends "/flatten" at once: exiting every position takes a second word,
+            # as the dashboard's Flatten takes a confirmation.
+            confirm, _, target = argument.partition(" ")
+            target = target.strip()
+            if confirm.lower() != "confirm":
+                which = f"every {argument} position" if argument and argument.lower() != "all" else \
+                    "every position the daemon holds"
+                again = f"/flatten confirm {argument}".rstrip()
+                return f"This would exit {which} at market. To do it, send: {again}"
+            answer = await service.flatten(None if target.lower() in ("", "all") else target)
             return f"Flatten: {answer['detail']} ({answer['exits']} exit orders)"
     except ControlError as exc:
         return f"refused: {exc.message}"
