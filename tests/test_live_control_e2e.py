@@ -109,6 +109,20 @@ def sim_status(kite: KiteConnect, tag: str) -> str:
     return str(order["status"]) if order is not None else ""
 
 
+def resting_limit(preview: dict[str, Any]) -> float:
+    """A BUY limit 25 % below the quote, on the tick: it rests (the premium would have to fall a quarter to fill it)
+    and stays inside the exchange's price band (±40 % above ₹50, else ±₹20) even if the premium rises a good deal
+    between the dry run and the order, as it may on a loaded machine while the simulated market runs on."""
+    return float(round(preview["resolved"]["expected_price_inr"] * 0.75 * 20) / 20)
+
+
+def resting_at_sim(kite: KiteConnect, tag: str) -> bool:
+    """The order rests at the simulator; a refusal ends the wait at once, with the simulator's reason."""
+    order = sim_order(kite, tag)
+    assert order is None or order["status"] != "REJECTED", order
+    return order is not None and order["status"] == "OPEN"
+
+
 def order_status(daemon: Daemon, intent_id: str) -> str:
     order = order_by_id(daemon, intent_id)
     return str(order["status"]) if order is not None else ""
@@ -178,11 +192,11 @@ def test_phase_3_live_mode_against_trader_sim_driven_by_the_cli(tmp_path: Path,
 
             # A LIMIT order resting at the broker, cancelled from the CLI: cancelled at the simulator too.
             preview = ok(daemon, "order", "BUY", "NIFTY", "ATM", "PE", "--lots", "1", "--dry-run")
-            below = round(preview["resolved"]["expected_price_inr"] * 0.7 * 20) / 20  # inside the LPP band, on tick
+            below = resting_limit(preview)
             resting = ok(daemon, "order", "BUY", "NIFTY", "ATM", "PE", "--lots", "1", "--limit", f"{below:.2f}",
                          "--confirm")["order"]["intent_id"]
             wait_until("the limit order to rest at the simulator",
-                       lambda: sim_status(kite, resting) == "OPEN")
+                       lambda: resting_at_sim(kite, resting))
             wait_until("the limit order to rest", lambda: order_status(daemon, resting) == "OPEN")
             assert ok(daemon, "cancel", resting)["ok"] is True
             wait_until("the cancel at the simulator", lambda: sim_status(kite, resting) == "CANCELLED")
@@ -228,11 +242,11 @@ def test_phase_3_live_mode_against_trader_sim_driven_by_the_cli(tmp_path: Path,
             assert (kept["option_type"], kept["lots"], kept["held_by"]) == ("PE", 1, "adopted"), kept
             # ... and a LIMIT order resting at the broker.
             preview = ok(daemon, "order", "BUY", "NIFTY", "ATM", "CE", "--lots", "1", "--dry-run")
-            below = round(preview["resolved"]["expected_price_inr"] * 0.65 * 20) / 20
+            below = resting_limit(preview)
             waiting = ok(daemon, "order", "BUY", "NIFTY", "ATM", "CE", "--lots", "1", "--limit", f"{below:.2f}",
                          "--confirm")["order"]["intent_id"]
             wait_until("the second limit order to rest at the simulator",
-                       lambda: sim_status(kite, waiting) == "OPEN")
+                       lambda: resting_at_sim(kite, waiting))
             before = ok(daemon, "positions")
         assert daemon.proc.returncode == 0, daemon.tail()
         assert sim_quantity(kite, kept["tradingsymbol"]) == kept["quantity"]
