@@ -51,8 +51,8 @@ from trader.alerts.rules import Alert, AlertRules, Severity
 from trader.alerts.telegram import TelegramApi, TelegramDestination
 from trader.alerts.webhook import WebhookDestination
 from trader.bus import EventBus
-from trader.config import AlertSettings
 from trader.logging import configure_logging
+from trader.service_settings import AlertSettings
 
 try:
     import uvloop as _uvloop

@@ -26,8 +26,8 @@ from trader.alerts.rules import Alert, Severity
 from trader.alerts.telegram import MIN_EMPTY_POLL_S, TelegramApi, TelegramCommands, TelegramDestination
 from trader.alerts.webhook import WebhookDestination
 from trader.app import App
-from trader.config import AlertSettings
 from trader.control.service import ControlService
+from trader.service_settings import AlertSettings
 
 from alerts_fakes import BOT_TOKEN, BOT_USERNAME, CHAT_ID, fake_bot_api, webhook_sink
 from helpers import captured_logs, wait_for

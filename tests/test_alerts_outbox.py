@@ -13,7 +13,7 @@ import pytest
 
 from trader.alerts.outbox import DELIVERED, Outbox, Outcome, SendResult, TokenBucket
 from trader.alerts.rules import Alert, Severity
-from trader.config import AlertSettings
+from trader.service_settings import AlertSettings
 
 from helpers import captured_logs, wait_for
 

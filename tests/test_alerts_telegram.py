@@ -16,9 +16,9 @@ from trader.alerts.outbox import Outbox, Outcome
 from trader.alerts.rules import Alert, Severity
 from trader.alerts.telegram import TelegramApi, TelegramCommands, TelegramDestination, alert_html, run_command
 from trader.alerts.webhook import SIGNATURE_HEADER, WebhookDestination
-from trader.config import AlertSettings
 from trader.control.service import ControlService, Refused
 from trader.market.calendar import ist_text
+from trader.service_settings import AlertSettings
 
 from alerts_fakes import BOT_TOKEN, CHAT_ID, STRANGER_CHAT_ID, black_hole, fake_bot_api, webhook_sink
 from helpers import captured_logs, wait_for

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from trader.config import ConfigError, load_settings, mask_url, masked_dump
+from trader.config import ConfigError, load_settings, masked_dump
+from trader.service_settings import mask_url
 
 pytestmark = pytest.mark.usefixtures("quiet_logs")
 

@@ -20,7 +20,7 @@ import pytest
 from trader.actors.ledger import OrderRecord
 from trader.actors.risk import FLATTEN_STRATEGY_ID
 from trader.app import App
-from trader.config import ConfigError, ControlSettings, load_settings
+from trader.config import ConfigError, load_settings
 from trader.control.http import ControlServer
 from trader.control.runtime import ControlRuntime
 from trader.control.service import ControlService
@@ -36,6 +36,7 @@ from trader.events import (
     Signal,
     TradingState,
 )
+from trader.service_settings import ControlSettings
 
 from helpers import captured_logs, wait_for
 

@@ -11,9 +11,10 @@ import pytest
 
 from trader.app import App
 from trader.clock import SimClock
-from trader.config import HealthSettings, load_settings
+from trader.config import load_settings
 from trader.health import WATCHDOG_CHECKS, HealthInputs, HealthProbe, HealthReport, evaluate, watchdog_evaluate
 from trader.loop_monitor import LoopMonitor
+from trader.service_settings import HealthSettings
 
 from helpers import T0
 

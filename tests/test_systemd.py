@@ -27,10 +27,11 @@ import pytest
 
 from trader.app import App
 from trader.clock import SimClock
-from trader.config import HealthSettings, load_settings
+from trader.config import load_settings
 from trader.health import Check, HealthProbe, HealthReport
 from trader.loop_monitor import LoopMonitor
 from trader.market.calendar import ist_date, ist_text
+from trader.service_settings import HealthSettings
 from trader.store.journal import Journal
 from trader.systemd import (
     FEED_RESTART_STATE,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from trader.clock import NS_PER_SECOND
-from trader.config import HealthSettings
+from trader.service_settings import HealthSettings
 
 if TYPE_CHECKING:
     from trader.app import App

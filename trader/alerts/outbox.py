@@ -30,8 +30,8 @@ from enum import Enum
 from typing import Protocol
 
 from trader.alerts.rules import Alert
-from trader.config import AlertSettings
 from trader.logging import get_logger
+from trader.service_settings import AlertSettings
 
 log = get_logger("trader.alerts")
 

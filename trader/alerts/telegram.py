@@ -27,10 +27,10 @@ import orjson
 
 from trader.alerts.outbox import DELIVERED, Outcome, SendResult
 from trader.alerts.rules import Alert
-from trader.config import AlertSettings
 from trader.control.service import ControlError
 from trader.logging import get_logger
 from trader.money import format_inr, to_paise
+from trader.service_settings import AlertSettings
 
 if TYPE_CHECKING:
     from trader.control.service import ControlService

@@ -18,8 +18,8 @@ import orjson
 
 from trader.alerts.outbox import DELIVERED, Outcome, SendResult
 from trader.alerts.rules import Alert
-from trader.config import AlertSettings
 from trader.market.calendar import ist_text
+from trader.service_settings import AlertSettings
 
 SIGNATURE_HEADER = "X-Trader-Signature"
 MAX_ANSWER_READ = 1_024  # bytes of the receiver's answer read, for the log

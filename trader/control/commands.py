@@ -215,7 +215,7 @@ def _check_url(url: str) -> str:
         parts.port  # noqa: B018 - raises ValueError on a port out of range
     except ValueError:
         raise UsageError(f"--url {url!r}: the port is not a number 0-65535") from None
-    from trader.config import is_loopback  # noqa: PLC0415 - light; only when a URL is given
+    from trader.service_settings import is_loopback  # noqa: PLC0415 - light; only when a URL is given
 
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         print(f"warning: {url.strip()} is plain http to another machine: the control token (which can place orders) "

@@ -33,11 +33,12 @@ from aiohttp.web_protocol import RequestHandler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from trader.config import ConfigError, ControlSettings, is_loopback
+from trader.config import ConfigError
 from trader.control.dashboard import SAFE_METHODS, SECURITY_HEADERS, Dashboard, LoginLimiter
 from trader.control.requests import FlattenBody, HaltBody, ManualOrder, RejectBody, describe_validation_error
 from trader.control.service import BadRequest, ControlError, ControlService
 from trader.logging import get_logger
+from trader.service_settings import ControlSettings, is_loopback
 
 log = get_logger("trader.control")
 

@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from trader.config import MIN_TOKEN_CHARS, ConfigError, Settings, usable_token
+from trader.config import ConfigError, Settings
 from trader.logging import get_logger
+from trader.service_settings import MIN_TOKEN_CHARS, usable_token
 
 log = get_logger("trader.control")
 
