@@ -63,6 +63,27 @@ class StrategySettings(_Section):
     first_entry_time: time = time(9, 20)
     last_entry_time: time = time(15, 0)
     exit_time: time = time(15, 10)
+    # Each strategy's own parameters: the ``[strategy.<name>]`` tables (env TRADER_STRATEGY__<NAME>__<FIELD>),
+    # checked against the strategy's ``Params`` model once its name is resolved (trader/strategies/registry.py).
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _capture_params(cls, data: Any) -> Any:
+        """``[strategy.<name>]`` sub-tables go to ``params``; an unknown key that is not a table stays an error."""
+        if not isinstance(data, dict):
+            return data
+        tables = {key: value for key, value in data.items()
+                  if key not in cls.model_fields and isinstance(value, dict)}
+        if not tables:
+            return data
+        rest = {key: value for key, value in data.items() if key not in tables}
+        given = rest.get("params")
+        params: dict[str, Any] = dict(given) if isinstance(given, dict) else {}
+        for name, table in tables.items():
+            params[name] = {**params.get(name, {}), **table}
+        rest["params"] = params
+        return rest
 
     @field_validator("stop_loss_pct")
     @classmethod
@@ -395,10 +416,14 @@ class Settings(BaseSettings):
     @field_validator("strategies")
     @classmethod
     def _known_strategies(cls, value: list[str]) -> list[str]:
-        unknown = [name for name in value if name not in KNOWN_STRATEGIES]
-        if unknown or not value:
-            raise ValueError(f"unknown strategy {', '.join(unknown) or '(none given)'}; "
-                             f"available: {', '.join(KNOWN_STRATEGIES)}")
+        """Each name resolves (a built-in, an installed entry point or a dotted path: trader/strategies/registry.py);
+        its parameters are checked by ``load_settings`` once the whole configuration is read."""
+        from trader.strategies.registry import available, resolve  # noqa: PLC0415 - the registry imports this module
+
+        if not value:
+            raise ValueError(f"give at least one strategy; available: {', '.join(available())}")
+        for name in value:
+            resolve(name)  # a ValueError that lists the built-in and installed strategies
         return value
 
     @field_validator("mode", mode="before")
@@ -504,13 +529,19 @@ def load_settings(overrides: dict[str, Any] | None = None, config_file: Path | N
                            "TOML file to --config (see configs/paper.toml)"])
     token = _toml_path.set(config_file)
     try:
-        return Settings(**(overrides or {}))
+        settings = Settings(**(overrides or {}))
     except ValidationError as exc:
         raise ConfigError([_describe(error) for error in exc.errors()]) from None
     except ValueError as exc:  # e.g. a TOML syntax error
         raise ConfigError([f"config error: {exc}"]) from None
     finally:
         _toml_path.reset(token)
+    from trader.strategies.registry import check_strategies  # noqa: PLC0415 - the registry imports this module
+
+    lines = check_strategies(settings)[1]
+    if lines:
+        raise ConfigError(lines)
+    return settings
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:
