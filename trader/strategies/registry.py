@@ -238,19 +238,20 @@ def check_strategies(settings: Settings) -> tuple[dict[str, tuple[Resolved, Base
     strategies by requested name, and config-error lines (empty when all is well)."""
     lines: list[str] = []
     done: dict[str, tuple[Resolved, BaseModel]] = {}
+    run_names: set[str] = set()
     for requested in settings.strategies:
         try:
             resolved = resolve(requested)
         except ValueError as exc:
             lines.append(f"config error: strategies: {exc}")
             continue
+        run_names.add(resolved.name)
         params, problems = validate_params(resolved, params_for(resolved, settings))
         lines += problems
         if params is not None:
             done[requested] = (resolved, params)
-    run_names = {resolved.name for resolved, _ in done.values()}
     for table in settings.strategy.params:
-        if table in run_names or any(table == n for n in settings.strategies):
+        if table in run_names:
             continue
         try:
             other = resolve(table)
