@@ -17,7 +17,7 @@ import pytest
 from trader import builders
 from trader.app import App
 from trader.cli import main
-from trader.config import ConfigError, load_settings
+from trader.config import ConfigError, load_settings, masked_dump
 from trader.events import Signal
 from trader.logging import configure_logging
 from trader.market.instruments import FALLBACK_UNDERLYINGS
@@ -189,6 +189,14 @@ def test_a_dotted_path_is_imported_and_named_by_its_class(plugin_dir: Path) -> N
     strategies = builders.build_strategies(settings, [NIFTY, BANKNIFTY])
     assert [s.strategy_id for s in strategies] == ["fake_plug:NIFTY", "fake_plug:BANKNIFTY"]
     assert strategies[0].params.label == "mine"  # type: ignore[attr-defined]
+    assert masked_dump(settings)["strategy"]["params"] == {"fake_plug": {"label": "mine"}}
+
+
+def test_check_config_masks_a_plugin_parameter_named_like_a_secret(clean_env: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    hidden = settings.model_copy(update={"strategy": settings.strategy.model_copy(
+        update={"params": {"mine": {"api_token": "s3cret", "level": 3}}})})
+    assert masked_dump(hidden)["strategy"]["params"] == {"mine": {"api_token": "**********", "level": 3}}
 
 
 @pytest.mark.parametrize(("attribute", "expected"), [

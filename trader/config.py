@@ -554,6 +554,10 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
     control = data.get("control", {})
     if control.get("token"):
         control["token"] = "**********"
+    for table in data.get("strategy", {}).get("params", {}).values():  # a plugin's own secrets, by their names
+        for key in table:
+            if looks_secret(key) and table[key]:
+                table[key] = "**********"
     alerts = data.get("alerts", {})
     for key in ("telegram_bot_token", "webhook_secret"):
         if alerts.get(key):
