@@ -28,12 +28,13 @@ from trader.market.calendar import IST, MarketCalendar
 from trader.market.calendar_data import CalendarError, load_calendar_data
 from trader.market.instruments import resolve_underlying
 from trader.risk.config import MAX_LOTS_PER_ORDER, RiskConfig, require_fraction
+from trader.strategies.registry import BUILTINS, available, check_strategies, resolve
 
 ENV_PREFIX = "TRADER_"
 # Zerodha starts squaring off intraday (MIS) F&O positions at 15:25 IST (support.zerodha.com, "Intraday auto
 # square-off timings").
 ZERODHA_FO_SQUARE_OFF = time(15, 25)
-KNOWN_STRATEGIES = ("ema_crossover_enhanced",)
+KNOWN_STRATEGIES = tuple(BUILTINS)  # the built-ins; plugins resolve too (trader/strategies/registry.py)
 
 # The built-in market's and the simulator's speed: 10 000x shows a session in about two seconds.
 MAX_SPEED = 10_000.0
@@ -418,8 +419,6 @@ class Settings(BaseSettings):
     def _known_strategies(cls, value: list[str]) -> list[str]:
         """Each name resolves (a built-in, an installed entry point or a dotted path: trader/strategies/registry.py);
         its parameters are checked by ``load_settings`` once the whole configuration is read."""
-        from trader.strategies.registry import available, resolve  # noqa: PLC0415 - the registry imports this module
-
         if not value:
             raise ValueError(f"give at least one strategy; available: {', '.join(available())}")
         for name in value:
@@ -536,8 +535,6 @@ def load_settings(overrides: dict[str, Any] | None = None, config_file: Path | N
         raise ConfigError([f"config error: {exc}"]) from None
     finally:
         _toml_path.reset(token)
-    from trader.strategies.registry import check_strategies  # noqa: PLC0415 - the registry imports this module
-
     lines = check_strategies(settings)[1]
     if lines:
         raise ConfigError(lines)
