@@ -138,6 +138,16 @@ def test_the_ema_table_overrides_the_old_fields(clean_env: pytest.MonkeyPatch, t
         "[strategy.ema_crossover_enhanced] table"]
 
 
+def test_a_plugin_shaped_built_in_is_one_line(plugin_dir: Path, clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setitem(registry.BUILTINS, "fake_plug", registry.plugin_shaped(module_of(plugin_dir), "FakePlug"))
+    settings = load_settings({"strategies": "ema_crossover_enhanced,fake_plug",
+                              "strategy": {"fake_plug": {"threshold": 2}}})
+    assert registry.resolve("fake_plug").source == "built-in"
+    ema, plug = builders.build_strategies(settings, [NIFTY])
+    assert isinstance(ema, EmaCrossoverEnhanced) and plug.params.threshold == 2  # type: ignore[attr-defined]
+    assert registry.available()[:2] == ["ema_crossover_enhanced", "fake_plug"]
+
+
 # -- entry points ---------------------------------------------------------------------------------------------------
 
 def test_an_installed_entry_point_is_found_by_name_with_its_params(plugin_dir: Path, tmp_path: Path) -> None:

@@ -78,13 +78,6 @@ def _ema_class() -> type[Any]:
     return EmaCrossoverEnhanced
 
 
-# name -> (the class, lazily imported; its factory). The EMA crossover also takes the risk budget (max premium at
-# risk per entry) to pick a strike that fits it; plugins size with ``common.lots`` and the risk gate refuses the rest.
-BUILTINS: dict[str, tuple[Callable[[], type[Any]], Factory]] = {
-    "ema_crossover_enhanced": (_ema_class, _ema_factory),
-}
-
-
 def _plugin_factory(cls: type[Any]) -> Factory:
     def build(strategy_id: str, underlying: UnderlyingSpec, common: StrategySettings, params: BaseModel,
               budget: int | None) -> Strategy:
@@ -93,6 +86,29 @@ def _plugin_factory(cls: type[Any]) -> Factory:
         return strategy
 
     return build
+
+
+def plugin_shaped(module: str, attr: str) -> tuple[Callable[[], type[Any]], Factory]:
+    """A built-in with the plugin constructor ``(strategy_id, underlying, common, params)``, imported on first use:
+    ``BUILTINS["orb"] = plugin_shaped("trader.strategies.orb", "OpeningRangeBreakout")``."""
+
+    def load() -> type[Any]:
+        cls: type[Any] = getattr(importlib.import_module(module), attr)
+        return cls
+
+    def build(strategy_id: str, underlying: UnderlyingSpec, common: StrategySettings, params: BaseModel,
+              budget: int | None) -> Strategy:
+        return _plugin_factory(load())(strategy_id, underlying, common, params, budget)
+
+    return load, build
+
+
+# name -> (the class, imported on first use; its factory). The EMA crossover also takes the risk budget (max premium
+# at risk per entry) to pick a strike that fits it; the others size with ``common.lots`` and the risk gate refuses
+# what does not fit. A built-in in the plugin shape is added with ``plugin_shaped`` (above).
+BUILTINS: dict[str, tuple[Callable[[], type[Any]], Factory]] = {
+    "ema_crossover_enhanced": (_ema_class, _ema_factory),
+}
 
 
 def installed() -> dict[str, importlib.metadata.EntryPoint]:
