@@ -58,6 +58,10 @@ class Loose(FakePlug):
     class Params(BaseModel):  # neither extra="forbid" nor frozen: a misspelt parameter would be ignored
         threshold: int = 5
 
+class TwoArguments(FakePlug):
+    def __init__(self, params, strategy_id):
+        pass
+
 class NoMethods:
     name: ClassVar[str] = "no_methods"
     Params = FakeParams
@@ -214,6 +218,7 @@ def test_check_config_masks_a_plugin_parameter_named_like_a_secret(clean_env: py
     ("NoMethods", "the Strategy methods on_tick, on_fill, on_order_update, snapshot_state, restore_state, "
                   "holdings, pending_intents"),
     ("NOT_A_CLASS", "is int 42, not a strategy class"),
+    ("TwoArguments", "needs a constructor (strategy_id, underlying, common, params)"),
     ("Missing", "has no attribute 'Missing'"),
 ])
 def test_a_dotted_path_to_something_unusable_says_what_is_missing(plugin_dir: Path, attribute: str,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -134,7 +135,7 @@ def _unknown(name: str) -> StrategyNotFound:
         "importable from sys.path (`trader new-strategy NAME` writes a package to start from)")
 
 
-def check_class(cls: object, where: str) -> tuple[str, type[BaseModel]]:
+def check_class(cls: object, where: str, *, plugin_constructor: bool = True) -> tuple[str, type[BaseModel]]:
     """The class's ``name`` and ``Params`` once it is a usable strategy class; ``StrategyLoadError`` saying what is
     missing otherwise."""
     if not isinstance(cls, type):
@@ -154,6 +155,13 @@ def check_class(cls: object, where: str) -> tuple[str, type[BaseModel]]:
     missing = [m for m in PROTOCOL_METHODS if not callable(getattr(cls, m, None))]
     if missing:
         problems.append(f"the Strategy methods {', '.join(missing)} (trader/strategies/base.py)")
+    if plugin_constructor:
+        try:
+            inspect.signature(cls).bind("strategy_id", "underlying", "common", "params")
+        except TypeError:
+            problems.append("a constructor (strategy_id, underlying, common, params)")
+        except ValueError:  # no signature to inspect (a class implemented in C): trust it
+            pass
     if problems:
         raise StrategyLoadError(f"{where} ({cls.__module__}.{cls.__qualname__}) is not a usable strategy: it needs "
                                 + "; ".join(problems) + " (see docs/strategies.md)")
@@ -189,7 +197,8 @@ def resolve(name: str) -> Resolved:
     if name in BUILTINS:
         load_class, factory = BUILTINS[name]
         cls = load_class()
-        cls_name, params = check_class(cls, f"built-in strategy {name!r}")
+        cls_name, params = check_class(cls, f"built-in strategy {name!r}",
+                                       plugin_constructor=factory is not _ema_factory)
         return Resolved(name, cls_name, "built-in", cls, params, factory)
     entry = installed().get(name)
     if entry is not None:
