@@ -182,6 +182,13 @@ def test_the_environment_sets_a_plugin_parameter(plugin_dir: Path, clean_env: py
         "with [strategy.fake_plug] threshold = ... in the config file or TRADER_STRATEGY__FAKE_PLUG__THRESHOLD"]
 
 
+def test_an_entry_point_named_unlike_its_class_is_refused(plugin_dir: Path) -> None:
+    write_dist(plugin_dir, "fake_dist", {"other_name": f"{module_of(plugin_dir)}:FakePlug"})
+    (line,) = lines_of({"strategies": "other_name"})
+    assert line.startswith("config error: strategies: strategy 'other_name' from entry point ")
+    assert "the class's name is 'fake_plug'; give the entry point the class's name" in line
+
+
 def test_an_entry_point_that_fails_to_import_says_so(plugin_dir: Path) -> None:
     write_module(plugin_dir, "plug_broken_import", "import no_such_module_here\n")
     write_dist(plugin_dir, "broken_dist", {"broken": "plug_broken_import:Anything"})

@@ -210,6 +210,9 @@ def resolve(name: str) -> Resolved:
             raise StrategyLoadError(f"strategy {name!r} from {source} failed to load: "
                                     f"{type(exc).__name__}: {exc}") from None
         cls_name, params = check_class(loaded, f"strategy {name!r} from {source}")
+        if cls_name != name:  # one name for the entry point, the [strategy.<name>] table and the strategy id
+            raise StrategyLoadError(f"strategy {name!r} from {source}: the class's name is {cls_name!r}; give the "
+                                    "entry point the class's name")
         return Resolved(name, cls_name, source, loaded, params, _plugin_factory(loaded))
     if ":" in name:
         cls = _load_dotted(name)
