@@ -28,9 +28,9 @@ from trader.market.instruments import UnderlyingSpec
 from trader.money import to_paise
 from trader.risk.core import RiskManager
 from trader.store.journal import Journal, JournalError, JournalWriteError
+from trader.strategies import registry
 from trader.strategies.adopted import AdoptedPolicy, AdoptedPositionKeeper
 from trader.strategies.base import Strategy
-from trader.strategies.ema_crossover import EmaCrossoverEnhanced, EmaCrossoverParams
 
 log = get_logger("trader.app")
 
@@ -83,23 +83,28 @@ def build_broker(settings: Settings, clock: Clock, calendar: MarketCalendar, kit
                        calendar, capital=to_paise(settings.risk.initial_capital))
 
 
-def build_strategy(name: str, settings: Settings, underlying: UnderlyingSpec, strategy_id: str) -> Strategy:
-    if name == "ema_crossover_enhanced":
-        s = settings.strategy
-        params = EmaCrossoverParams(
-            underlying=underlying.name, fast=s.fast, slow=s.slow, bar_seconds=s.bar_seconds,
-            confirm_bars=s.confirm_bars, confidence_cutoff=s.confidence_cutoff, lots=s.lots,
-            stop_loss_pct=s.stop_loss_pct, target_pct=s.target_pct, market_protection=s.market_protection,
-            max_premium_at_risk=to_paise(settings.risk.initial_capital * settings.risk.max_risk_per_trade_pct),
-            max_strikes_otm=s.max_strikes_otm,
-            first_entry_time=s.first_entry_time, last_entry_time=s.last_entry_time, exit_time=s.exit_time)
-        return EmaCrossoverEnhanced(params, strategy_id=strategy_id)
-    raise ConfigError([f"config error: strategies: unknown strategy {name!r}"])
+def build_strategy(name: str, settings: Settings, underlying: UnderlyingSpec, strategy_id: str | None = None,
+                   *, several: bool = False) -> Strategy:
+    """The strategy ``name`` resolves to (trader/strategies/registry.py: built-in, entry point, dotted path), with its
+    ``[strategy.<name>]`` parameters validated; a ``ConfigError`` naming the problem otherwise. Its id, unless given:
+    the strategy's ``name`` (a dotted path's class ``name``), with the underlying when ``several`` run."""
+    try:
+        resolved = registry.resolve(name)
+    except ValueError as exc:
+        raise ConfigError([f"config error: strategies: {exc}"]) from None
+    params, problems = registry.validate_params(resolved, registry.params_for(resolved, settings))
+    if params is None:
+        raise ConfigError(problems)
+    if strategy_id is None:
+        strategy_id = f"{resolved.name}:{underlying.name}" if several else resolved.name
+    budget = to_paise(settings.risk.initial_capital * settings.risk.max_risk_per_trade_pct)
+    return resolved.factory(strategy_id, underlying, settings.strategy, params, budget)
 
 
 def build_strategies(settings: Settings, underlyings: list[UnderlyingSpec]) -> list[Strategy]:
     """One instance per strategy and underlying; ids carry the underlying when there are several."""
-    return [build_strategy(name, settings, spec, name if len(underlyings) == 1 else f"{name}:{spec.name}")
+    several = len(underlyings) > 1
+    return [build_strategy(name, settings, spec, several=several)
             for spec in underlyings for name in settings.strategies]
 
 

@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     login = sub.add_parser("login", help="exchange the day's Kite request token for an access token (stored 0600)")
     _settings_flags(login)
     login.add_argument("--request-token", help="the request_token (or the whole redirect URL); asked for if absent")
+    new = sub.add_parser("new-strategy", help="write a package to start your own strategy from (its tests pass as "
+                         "written; see docs/strategies.md)")
+    new.add_argument("name", help="the strategy's name: lower-case letters, digits and _ (e.g. my_breakout)")
+    new.add_argument("--dir", type=Path, default=Path("."), help="where the package's directory goes (default: .)")
     add_tail_command(sub)  # trader tail: the JSON log as human lines (trader/tail.py)
     add_control_commands(sub)  # status, positions, orders, ..., halt, resume: trader/control/commands.py
     return parser
@@ -237,6 +241,21 @@ def _log_to_stderr(level: str, log_format: str) -> None:
                                        "unmanaged")
 
 
+def _new_strategy(name: str, parent: Path) -> int:
+    from trader.strategies.skeleton import SkeletonError, class_name, write_skeleton  # noqa: PLC0415
+
+    try:
+        root = write_skeleton(name, parent)
+    except SkeletonError as exc:
+        print(f"new-strategy: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"wrote {root}: the strategy in {root / name / 'strategy.py'}, its tests in {root / 'tests'}\n"
+          f"  cd {root} && python -m pytest                 # its tests pass as written\n"
+          f"  pip install -e {root}                          # registers the entry point: --strategies {name}\n"
+          f"  or, without installing: PYTHONPATH={root} trader run --strategies {name}.strategy:{class_name(name)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "control", None) is not None:  # an operator command on the running daemon's control API
@@ -245,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _sim(args)
     if args.command == "tail":
         return tail_main(args)
+    if args.command == "new-strategy":
+        return _new_strategy(args.name, args.dir)
     try:
         settings = load(args)
     except ConfigError as exc:

@@ -26,12 +26,13 @@ from trader.market.calendar_data import CalendarError, load_calendar_data
 from trader.market.instruments import resolve_underlying
 from trader.risk.config import MAX_LOTS_PER_ORDER, RiskConfig, require_fraction
 from trader.service_settings import AlertSettings, ControlSettings, HealthSettings, Section, mask_url
+from trader.strategies.registry import BUILTINS, available, check_strategies, resolve
 
 ENV_PREFIX = "TRADER_"
 # Zerodha starts squaring off intraday (MIS) F&O positions at 15:25 IST (support.zerodha.com, "Intraday auto
 # square-off timings").
 ZERODHA_FO_SQUARE_OFF = time(15, 25)
-KNOWN_STRATEGIES = ("ema_crossover_enhanced",)
+KNOWN_STRATEGIES = tuple(BUILTINS)  # the built-ins; plugins resolve too (trader/strategies/registry.py)
 
 # The built-in market's and the simulator's speed: 10 000x shows a session in about two seconds.
 MAX_SPEED = 10_000.0
@@ -57,6 +58,27 @@ class StrategySettings(Section):
     first_entry_time: time = time(9, 20)
     last_entry_time: time = time(15, 0)
     exit_time: time = time(15, 10)
+    # Each strategy's own parameters: the ``[strategy.<name>]`` tables (env TRADER_STRATEGY__<NAME>__<FIELD>),
+    # checked against the strategy's ``Params`` model once its name is resolved (trader/strategies/registry.py).
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _capture_params(cls, data: Any) -> Any:
+        """``[strategy.<name>]`` sub-tables go to ``params``; an unknown key that is not a table stays an error."""
+        if not isinstance(data, dict):
+            return data
+        tables = {key: value for key, value in data.items()
+                  if key not in cls.model_fields and isinstance(value, dict)}
+        if not tables:
+            return data
+        rest = {key: value for key, value in data.items() if key not in tables}
+        given = rest.get("params")
+        params: dict[str, Any] = dict(given) if isinstance(given, dict) else {}
+        for name, table in tables.items():
+            params[name] = {**params.get(name, {}), **table}
+        rest["params"] = params
+        return rest
 
     @field_validator("stop_loss_pct")
     @classmethod
@@ -245,10 +267,12 @@ class Settings(BaseSettings):
     @field_validator("strategies")
     @classmethod
     def _known_strategies(cls, value: list[str]) -> list[str]:
-        unknown = [name for name in value if name not in KNOWN_STRATEGIES]
-        if unknown or not value:
-            raise ValueError(f"unknown strategy {', '.join(unknown) or '(none given)'}; "
-                             f"available: {', '.join(KNOWN_STRATEGIES)}")
+        """Each name resolves (a built-in, an installed entry point or a dotted path: trader/strategies/registry.py);
+        its parameters are checked by ``load_settings`` once the whole configuration is read."""
+        if not value:
+            raise ValueError(f"give at least one strategy; available: {', '.join(available())}")
+        for name in value:
+            resolve(name)  # a ValueError that lists the built-in and installed strategies
         return value
 
     @field_validator("mode", mode="before")
@@ -354,13 +378,17 @@ def load_settings(overrides: dict[str, Any] | None = None, config_file: Path | N
                            "TOML file to --config (see configs/paper.toml)"])
     token = _toml_path.set(config_file)
     try:
-        return Settings(**(overrides or {}))
+        settings = Settings(**(overrides or {}))
     except ValidationError as exc:
         raise ConfigError([_describe(error) for error in exc.errors()]) from None
     except ValueError as exc:  # e.g. a TOML syntax error
         raise ConfigError([f"config error: {exc}"]) from None
     finally:
         _toml_path.reset(token)
+    lines = check_strategies(settings)[1]
+    if lines:
+        raise ConfigError(lines)
+    return settings
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:
@@ -373,6 +401,10 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
     control = data.get("control", {})
     if control.get("token"):
         control["token"] = "**********"
+    for table in data.get("strategy", {}).get("params", {}).values():  # a plugin's own secrets, by their names
+        for key in table:
+            if looks_secret(key) and table[key]:
+                table[key] = "**********"
     alerts = data.get("alerts", {})
     for key in ("telegram_bot_token", "webhook_secret"):
         if alerts.get(key):

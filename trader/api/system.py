@@ -35,12 +35,13 @@ from trader import builders
 from trader.api import checks
 from trader.api.loop import RUNNER
 from trader.app import App, RunResult
-from trader.config import KNOWN_STRATEGIES, ConfigError, Settings
+from trader.config import ConfigError, Settings
 from trader.control.requests import ManualOrder
 from trader.control.service import ControlError, ControlService
 from trader.events import Tick
 from trader.market.instruments import OptionContract
 from trader.risk.config import RiskConfig
+from trader.strategies import registry
 
 TRADING_MODES = ("paper", "live")
 
@@ -56,15 +57,25 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _resolves(name: str) -> bool:
+    """A built-in, an installed entry point or a dotted path (trader/strategies/registry.py)."""
+    try:
+        registry.resolve(name)
+    except ValueError:
+        return False
+    return True
+
+
 def _strategies(values: object) -> list[str]:
     if isinstance(values, str):
         values = [values]
     if not isinstance(values, list | tuple) or not values or not all(isinstance(v, str) for v in values):
         raise ValueError(f"strategies must be a non-empty list of names such as ['ema_crossover_enhanced'], got "
                          f"{values!r}")
-    unknown = [v for v in values if v.strip() not in KNOWN_STRATEGIES]
+    unknown = [v for v in values if not _resolves(v.strip())]
     if unknown:
-        raise ValueError(f"unknown strategy {', '.join(map(repr, unknown))}; available: {', '.join(KNOWN_STRATEGIES)}")
+        raise ValueError(f"unknown strategy {', '.join(map(repr, unknown))}; available: "
+                         f"{', '.join(registry.available())} (or a dotted path package.module:ClassName)")
     return [v.strip() for v in values]
 
 

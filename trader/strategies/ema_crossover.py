@@ -32,6 +32,9 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from trader.events import (
     Direction,
@@ -52,6 +55,10 @@ from trader.store.codec import contract_to_dict
 from trader.strategies.base import Holding, RestoredPosition, StrategyContext
 from trader.strategies.ema_state import STATE_VERSION, Phase, read_state
 from trader.strategies.state import same_contract
+
+if TYPE_CHECKING:
+    from trader.config import StrategySettings
+    from trader.market.instruments import UnderlyingSpec
 
 STRATEGY_NAME = "ema_crossover_enhanced"
 _NS = 1_000_000_000
@@ -92,6 +99,24 @@ class EmaCrossoverParams:
             raise ValueError("need first_entry_time <= last_entry_time <= exit_time")
 
 
+class EmaCrossoverSettings(BaseModel):
+    """The EMA crossover's own parameters (its ``Params``): ``[strategy.ema_crossover_enhanced]``, over the same
+    fields in ``[strategy]`` that older configs set (both work; the table wins)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    fast: int = Field(9, ge=1, le=500, description="fast EMA period, in bars")
+    slow: int = Field(21, ge=2, le=1_000, description="slow EMA period, in bars")
+    bar_seconds: int = Field(60, ge=1, le=3_600)
+    confirm_bars: int = Field(3, ge=1, le=100, description="bars a crossover stays armed waiting for the cutoff")
+
+    @model_validator(mode="after")
+    def _ordering(self) -> EmaCrossoverSettings:
+        if self.fast >= self.slow:
+            raise ValueError(f"fast ({self.fast}) must be smaller than slow ({self.slow})")
+        return self
+
+
 @dataclass(slots=True)
 class _Armed:
     direction: Direction
@@ -105,6 +130,21 @@ def _clamp01(x: float) -> float:
 
 
 class EmaCrossoverEnhanced:
+    name: ClassVar[str] = STRATEGY_NAME
+    Params: ClassVar[type[EmaCrossoverSettings]] = EmaCrossoverSettings
+
+    @classmethod
+    def from_config(cls, strategy_id: str, underlying: UnderlyingSpec, common: StrategySettings,
+                    params: EmaCrossoverSettings, *, max_premium_at_risk: int | None = None) -> EmaCrossoverEnhanced:
+        """The plugin-shaped constructor (docs/strategies.md), plus the risk budget the strike choice fits into."""
+        return cls(EmaCrossoverParams(
+            underlying=underlying.name, fast=params.fast, slow=params.slow, bar_seconds=params.bar_seconds,
+            confirm_bars=params.confirm_bars, confidence_cutoff=common.confidence_cutoff, lots=common.lots,
+            stop_loss_pct=common.stop_loss_pct, target_pct=common.target_pct,
+            market_protection=common.market_protection, max_premium_at_risk=max_premium_at_risk,
+            max_strikes_otm=common.max_strikes_otm, first_entry_time=common.first_entry_time,
+            last_entry_time=common.last_entry_time, exit_time=common.exit_time), strategy_id=strategy_id)
+
     def __init__(self, params: EmaCrossoverParams | None = None, strategy_id: str = STRATEGY_NAME) -> None:
         self.params = params or EmaCrossoverParams()
         self.strategy_id = strategy_id
