@@ -31,6 +31,7 @@ from trader.store.journal import Journal, JournalError, JournalWriteError
 from trader.strategies.adopted import AdoptedPolicy, AdoptedPositionKeeper
 from trader.strategies.base import Strategy
 from trader.strategies.ema_crossover import EmaCrossoverEnhanced, EmaCrossoverParams
+from trader.strategies.orb import OpeningRangeBreakout, OrbParams
 
 log = get_logger("trader.app")
 
@@ -94,6 +95,8 @@ def build_strategy(name: str, settings: Settings, underlying: UnderlyingSpec, st
             max_strikes_otm=s.max_strikes_otm,
             first_entry_time=s.first_entry_time, last_entry_time=s.last_entry_time, exit_time=s.exit_time)
         return EmaCrossoverEnhanced(params, strategy_id=strategy_id)
+    if name == OpeningRangeBreakout.name:  # its own parameters: defaults until [strategy.<name>] exists (#11 part A)
+        return OpeningRangeBreakout(strategy_id, underlying, settings.strategy, OrbParams())
     raise ConfigError([f"config error: strategies: unknown strategy {name!r}"])
 
 

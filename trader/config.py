@@ -33,7 +33,7 @@ ENV_PREFIX = "TRADER_"
 # Zerodha starts squaring off intraday (MIS) F&O positions at 15:25 IST (support.zerodha.com, "Intraday auto
 # square-off timings").
 ZERODHA_FO_SQUARE_OFF = time(15, 25)
-KNOWN_STRATEGIES = ("ema_crossover_enhanced",)
+KNOWN_STRATEGIES = ("ema_crossover_enhanced", "opening_range_breakout")
 
 # The built-in market's and the simulator's speed: 10 000x shows a session in about two seconds.
 MAX_SPEED = 10_000.0
