@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 from datetime import time
@@ -27,6 +28,7 @@ from trader.events import (
 )
 from trader.logging import configure_logging
 from trader.market.calendar import ist_ns
+from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import OptionContract, OptionType
 from trader.market.pricing import OptionKind, black_scholes_price, greeks
 from trader.strategies.base import RestoredPosition
@@ -373,3 +375,21 @@ def test_a_two_day_backtest_trades_and_ends_flat() -> None:
     assert {f.contract.option_type for f in entries} <= {OptionType.CE, OptionType.PE}
     assert all(f.quantity % 65 == 0 for f in entries)
     assert result.summary.open_positions == 0
+
+
+def test_the_index_token_of_the_days_master_wins_over_the_fallback_table() -> None:
+    driver = Driver()
+    index = driver.ctx.instruments.index_for("NIFTY")
+    assert index is not None
+    driver.ctx.instruments = InstrumentMaster()
+    driver.ctx.instruments.add_index(dataclasses.replace(index, instrument_token=4242))
+    for contract in driver.contracts.values():
+        driver.ctx.instruments.add(contract)
+    driver.opening()  # on the fallback token: not the day's index
+    driver.index(at(9, 30), 26_000.0)
+    assert driver.strategy.opening_range is None
+    for second in range(15 * 60 + 1):
+        tick = Tick(ts_ns=at(9, 15) + 86_400 * 10**9 * 3 + second * 10**9, instrument_token=4242,
+                    last_price=2_600_000 + (second % 2) * 1_000)
+        driver.strategy.on_tick(tick, driver.ctx)
+    assert driver.strategy.opening_range == (2_600_000, 2_601_000)

@@ -175,7 +175,8 @@ class OpeningRangeBreakout:
             self._set_day(ist_date(tick.ts_ns))
             self._reset_day()
         out: list[Signal | OrderIntent] = []
-        if tick.instrument_token == self.underlying.spot_token:
+        index = ctx.instruments.index_for(self.underlying.name)  # the day's master wins over the fallback table
+        if tick.instrument_token == (index.instrument_token if index is not None else self.underlying.spot_token):
             self._on_index(tick, ctx, out)
         if self._phase is Phase.OPEN and self._contract is not None:
             self._check_exits(tick, ctx, out)
@@ -387,11 +388,9 @@ class OpeningRangeBreakout:
         if not expiries:
             return None, "no listed expiry"
         option_type = OptionType.CE if signal.direction is Direction.BULLISH else OptionType.PE
-        chain = [c for c in ctx.instruments.option_chain(self.underlying.name, expiries[0])
-                 if c.option_type is option_type]
-        if not chain:
+        contract = ctx.instruments.nearest_strike(self.underlying.name, expiries[0], tick.last_price, option_type)
+        if contract is None:
             return None, "no listed strike"
-        contract = min(chain, key=lambda c: (abs(c.strike - tick.last_price), c.strike))
         quote = ctx.quote(contract.instrument_token)
         if quote is None or quote.ask <= 0 or quote.bid <= 0:
             return None, f"no two-sided quote for {contract.tradingsymbol}"
