@@ -13,11 +13,14 @@ import pytest
 from pydantic import ValidationError
 from test_strategy import EXPIRY, NIFTY, at, make_context
 
+from trader.actors.strategy import StrategyActor
 from trader.app import App
+from trader.bus import EventBus
 from trader.config import StrategySettings, load_settings
 from trader.events import (
     Direction,
     Fill,
+    Heartbeat,
     IntentPurpose,
     OrderIntent,
     OrderStatus,
@@ -40,6 +43,7 @@ from trader.strategies.orb import (
     option_delta,
     premium_risk,
 )
+from trader.strategies.state import state_name
 
 RS = 100  # paise per rupee
 
@@ -393,3 +397,28 @@ def test_the_index_token_of_the_days_master_wins_over_the_fallback_table() -> No
                     last_price=2_600_000 + (second % 2) * 1_000)
         driver.strategy.on_tick(tick, driver.ctx)
     assert driver.strategy.opening_range == (2_600_000, 2_601_000)
+
+
+def test_the_host_actor_saves_the_range_on_a_heartbeat_so_a_restart_keeps_it() -> None:
+    driver = Driver()
+    docs: dict[str, dict[str, object]] = {}
+
+    def save(name: str, doc: dict[str, object]) -> None:
+        docs[name] = json.loads(json.dumps(doc))
+
+    actor = StrategyActor(EventBus(), [driver.strategy], driver.ctx, save_state=save)
+
+    async def day() -> None:
+        for second in range(15 * 60 + 1):
+            await actor.handle(Tick(ts_ns=at(9, 15) + second * 10**9, instrument_token=NIFTY.spot_token,
+                                    last_price=2_600_000 + (second % 2) * 4_000))
+        assert docs == {}  # no trade yet: ticks alone are not saved
+        await actor.handle(Heartbeat(ts_ns=at(9, 30, 1)))
+
+    asyncio.run(day())
+    doc = docs[state_name(STRATEGY_NAME)]
+    assert (doc["range_low"], doc["range_high"], doc["range_complete"]) == (2_600_000, 2_604_000, 1)
+    after = Driver()
+    after.strategy.restore_state(doc, [])
+    assert after.strategy.opening_range == (2_600_000, 2_604_000)
+    assert len(intents(after.ticks(at(9, 45), [26_050.0] * 3))) == 1  # trades on the saved range
