@@ -53,7 +53,7 @@ from trader.logging import get_logger
 from trader.market.calendar import ist_date, ist_ns, ist_text
 from trader.market.instruments import OptionContract, OptionType, UnderlyingSpec
 from trader.market.pricing import OptionKind, PricingError, greeks, implied_volatility
-from trader.money import format_inr
+from trader.money import format_inr, to_rupees
 from trader.store.codec import contract_to_dict
 from trader.strategies.base import Holding, RestoredPosition, StrategyContext
 from trader.strategies.orb_state import STATE_VERSION, Phase, read_state
@@ -349,11 +349,13 @@ class OpeningRangeBreakout:
         if width_pct > self.params.max_range_pct:
             self._range_usable = False
             log.warning("opening_range_refused", strategy=self.strategy_id, underlying=self.underlying.name,
-                        high=self._high, low=self._low, width_pct=round(width_pct * 100, 3),
+                        high_inr=to_rupees(self._high), low_inr=to_rupees(self._low),
+                        width_pct=round(width_pct * 100, 3),
                         max_range_pct=self.params.max_range_pct * 100, event_ts_ns=tick.ts_ns)
             return
-        log.info("opening_range", strategy=self.strategy_id, underlying=self.underlying.name, high=self._high,
-                 low=self._low, width_pct=round(width_pct * 100, 3), event_ts_ns=tick.ts_ns)
+        log.info("opening_range", strategy=self.strategy_id, underlying=self.underlying.name,
+                 high_inr=to_rupees(self._high), low_inr=to_rupees(self._low), width_pct=round(width_pct * 100, 3),
+                 event_ts_ns=tick.ts_ns)
 
     def confidence(self, direction: Direction, price: int) -> tuple[float, str]:
         """Score a confirmed break at index ``price``; see the module docstring."""
