@@ -695,7 +695,8 @@ def test_the_trading_systems_arguments_become_the_daemons_settings() -> None:
         ({"symbols": ["NSE:NIFTY51-INDEX"]}, ValueError, "unknown underlying 'NSE:NIFTY51-INDEX'"),
         ({"symbols": []}, ValueError, "symbols must be a non-empty list"),
         ({"strategies": ["ema_crossover"]}, ValueError,
-         "unknown strategy 'ema_crossover'; available: ema_crossover_enhanced (or a dotted path"),
+         "unknown strategy 'ema_crossover'; available: ema_crossover_enhanced, opening_range_breakout (or a dotted "
+         "path"),
         ({"confidence_cutoff": 140}, ValueError, "confidence_cutoff must be a number from 0 to 100"),
         ({"risk_config": {"max_daily_loss_pct": 3}}, ValueError, "it looks like a percentage: write 0.03 for 3%"),
         ({"risk_config": "conservative"}, TypeError, "risk_config must be a RiskConfig"),

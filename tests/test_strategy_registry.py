@@ -110,7 +110,7 @@ def test_the_ema_crossover_is_a_built_in_with_its_params_model(clean_env: pytest
     assert (resolved.name, resolved.source, resolved.params_model) == (
         "ema_crossover_enhanced", "built-in", EmaCrossoverSettings)
     assert registry.available()[0] == "ema_crossover_enhanced"
-    assert tuple(registry.BUILTINS) == ("ema_crossover_enhanced",)
+    assert tuple(registry.BUILTINS) == ("ema_crossover_enhanced", "opening_range_breakout")
 
 
 def test_old_configs_build_the_ema_crossover_unchanged(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -149,7 +149,7 @@ def test_a_plugin_shaped_built_in_is_one_line(plugin_dir: Path, clean_env: pytes
     assert registry.resolve("fake_plug").source == "built-in"
     ema, plug = builders.build_strategies(settings, [NIFTY])
     assert isinstance(ema, EmaCrossoverEnhanced) and plug.params.threshold == 2  # type: ignore[attr-defined]
-    assert registry.available()[:2] == ["ema_crossover_enhanced", "fake_plug"]
+    assert registry.available()[:3] == ["ema_crossover_enhanced", "opening_range_breakout", "fake_plug"]
 
 
 # -- entry points ---------------------------------------------------------------------------------------------------
@@ -247,7 +247,8 @@ def test_an_unknown_name_lists_the_built_in_and_installed_strategies(plugin_dir:
     write_dist(plugin_dir, "fake_dist", {"fake_plug": f"{module_of(plugin_dir)}:FakePlug"})
     (line,) = lines_of({"strategies": "ema_crosover"})
     assert line.startswith("config error: strategies: unknown strategy 'ema_crosover'; built-in: "
-                           "ema_crossover_enhanced; installed (entry points 'trader.strategies'): fake_plug; or give "
+                           "ema_crossover_enhanced, opening_range_breakout; installed (entry points "
+                           "'trader.strategies'): fake_plug; or give "
                            "a dotted path package.module:ClassName")
     with pytest.raises(ConfigError) as raised:
         builders.build_strategy("nope", load_settings(), NIFTY)

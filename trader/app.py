@@ -96,7 +96,8 @@ class App:
         self.execution = ExecutionActor(self.bus, self.broker, self.clock,
                                         max_orders_per_second=settings.risk.max_orders_per_second,
                                         conflate_ticks=not lossless, journal=self.orders)
-        self.strategy = StrategyActor(self.bus, strategies, StrategyContext(self.instruments, self.ids),
+        self.strategy = StrategyActor(self.bus, strategies, StrategyContext(self.instruments, self.ids,
+                                                                          risk_budget=builders.risk_budget(settings)),
                                       auto_execution=settings.effective_auto_execution, conflate_ticks=not lossless,
                                       save_state=self._save_strategy_state if self.journal is not None else None,
                                       keeper=builders.build_adopted_keeper(settings), journal=self.orders,

@@ -97,8 +97,12 @@ def build_strategy(name: str, settings: Settings, underlying: UnderlyingSpec, st
         raise ConfigError(problems)
     if strategy_id is None:
         strategy_id = f"{resolved.name}:{underlying.name}" if several else resolved.name
-    budget = to_paise(settings.risk.initial_capital * settings.risk.max_risk_per_trade_pct)
-    return resolved.factory(strategy_id, underlying, settings.strategy, params, budget)
+    return resolved.factory(strategy_id, underlying, settings.strategy, params, risk_budget(settings))
+
+
+def risk_budget(settings: Settings) -> int:
+    """The premium at risk per entry the risk gate allows, in paise (``RiskManager.risk_per_trade_limit``)."""
+    return round(to_paise(settings.risk.initial_capital) * settings.risk.max_risk_per_trade_pct)
 
 
 def build_strategies(settings: Settings, underlyings: list[UnderlyingSpec]) -> list[Strategy]:

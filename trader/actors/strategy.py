@@ -118,6 +118,9 @@ class StrategyActor(Actor):
         elif kind is Heartbeat:
             if self.approvals:
                 self._expire_due(event.ts_ns)
+            # Memory that changes on ticks alone (an opening range) reaches the journal at least once a heartbeat;
+            # an unchanged document is not written again.
+            self._after_change()
         elif kind is OrderIntent:
             if event.strategy_id == MANUAL_STRATEGY_ID:
                 self._manual_intents.add(event.intent_id)

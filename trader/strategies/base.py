@@ -31,6 +31,9 @@ class StrategyContext:
     # Contracts the strategies hold, by token (restored positions included): their ticks must reach the strategies
     # even when they lie outside the chains the feed was provisioned with. Kept by the host actor.
     held: dict[int, OptionContract] = field(default_factory=dict)
+    # The premium at risk per entry (paise, entry to stop × quantity) the risk gate allows: capital ×
+    # max_risk_per_trade_pct. A strategy sizes its entries to fit it; 0 = not known (size with [strategy] lots).
+    risk_budget: int = 0
 
     def quote(self, instrument_token: int) -> Tick | None:
         return self.quotes.get(instrument_token)

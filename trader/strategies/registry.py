@@ -109,6 +109,7 @@ def plugin_shaped(module: str, attr: str) -> tuple[Callable[[], type[Any]], Fact
 # what does not fit. A built-in in the plugin shape is added with ``plugin_shaped`` (above).
 BUILTINS: dict[str, tuple[Callable[[], type[Any]], Factory]] = {
     "ema_crossover_enhanced": (_ema_class, _ema_factory),
+    "opening_range_breakout": plugin_shaped("trader.strategies.orb", "OpeningRangeBreakout"),
 }
 
 
