@@ -213,7 +213,8 @@ def broken(tmp_path: Path, line: int, column: str, value: str) -> Path:
     ("line", "column", "value", "message"),
     [
         (7, "ts", "2026-11-27T09:14:59+05:30", "line 7, field 'ts': 2026-11-27T09:14:59+05:30 is earlier than "
-                                               "2026-11-27T09:15:00+05:30 at line 6: rows must be sorted by time"),
+                                               "2026-11-27T09:15:00.474354+05:30 at line 6: rows must be sorted by "
+                                               "time"),
         (7, "ts", "2026-11-27T09:15:01", "line 7, field 'ts': '2026-11-27T09:15:01' has no zone: add +05:30 (IST) "
                                          "or Z (UTC)"),
         (7, "ts", "27/11/2026 09:15", "line 7, field 'ts': '27/11/2026 09:15' is not an ISO-8601 time "

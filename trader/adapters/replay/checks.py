@@ -90,7 +90,7 @@ class FileChecker:
     def _tick(self, where: str, row: Mapping[str, Cell]) -> Tick:
         ts = schema.parse_ts(row.get(schema.TS))
         if ts < self._last_ts:
-            raise RowError(schema.TS, f"{ist_text(ts)} is earlier than {ist_text(self._last_ts)} at "
+            raise RowError(schema.TS, f"{_time_text(ts)} is earlier than {_time_text(self._last_ts)} at "
                                       f"{self._last_where}: rows must be sorted by time")
         info = self._instrument(row)
         last = schema.parse_price(schema.LAST_PRICE, row.get(schema.LAST_PRICE), required=True)
@@ -117,6 +117,15 @@ class FileChecker:
         if self.fixed is not None:
             return self.fixed
         raise RowError(schema.INSTRUMENT_TOKEN, "is empty and so is tradingsymbol: one of them names the instrument")
+
+
+def _time_text(ts_ns: int) -> str:
+    """IST to the second, with the fraction when there is one (two rows a millisecond apart must read apart)."""
+    fraction = ts_ns % 1_000_000_000
+    text = ist_text(ts_ns)
+    if not fraction:
+        return text
+    return f"{text[:19]}.{fraction:09d}".rstrip("0") + text[19:]
 
 
 def check_prices(info: InstrumentInfo, last: int, bid: int, ask: int) -> None:
