@@ -351,3 +351,17 @@ def test_resolver_accepts_the_exchange_prefix_and_any_case() -> None:
 def test_fixture_day_is_a_trading_day() -> None:
     assert CALENDAR.is_trading_day(DAY) and CALENDAR.is_trading_day(date(2026, 11, 30))
     assert datetime.fromtimestamp(OPEN_NS // 1_000_000_000, tz=IST).isoformat() == "2026-11-27T09:15:00+05:30"
+
+
+async def test_the_documented_example_replays(tmp_path: Path) -> None:
+    text = (Path(__file__).parent.parent / "docs" / "data.md").read_text()
+    example = text.split("```csv\n", 1)[1].split("```", 1)[0]
+    data = day_dir(tmp_path)
+    (data / "example.csv").write_text(example)
+    batches, _, _ = await replay(data)
+    ticks = flat(batches)
+    assert [len(batch) for batch in batches] == [3, 1]
+    assert ticks[1] == Tick(ts_ns=OPEN_NS + 474_354_000, instrument_token=12_345_602, last_price=12_005, volume=225,
+                            oi=97_500, bid=11_995, bid_qty=900, ask=12_015, ask_qty=1_275,
+                            exchange_ts_ns=OPEN_NS + 474_354_000, tick_id=2)
+    assert ticks[0].instrument_token == SPOT_TOKEN and ticks[0].last_price == 2_600_465 and ticks[0].bid == 0
