@@ -6,6 +6,7 @@ Every fixture is generated here (a few instruments, a few hundred rows, seeded);
 from __future__ import annotations
 
 import csv
+import io
 import random
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -18,8 +19,11 @@ import pytest
 from trader.adapters.replay.checks import GapCounter, InstrumentInfo, InstrumentResolver, ReplayDataError
 from trader.adapters.replay.market import ReplayConfig, ReplayMarket, ReplaySetupError, load_master
 from trader.adapters.replay.schema import RowError, parse_ts
+from trader.app import App
 from trader.clock import SimClock
+from trader.config import ConfigError, load_settings
 from trader.events import Tick
+from trader.logging import configure_logging
 from trader.market.calendar import IST, MarketCalendar, ist_ns
 from trader.market.instrument_master import InstrumentMaster
 from trader.money import rupee_text
@@ -365,3 +369,32 @@ async def test_the_documented_example_replays(tmp_path: Path) -> None:
                             oi=97_500, bid=11_995, bid_qty=900, ask=12_015, ask_qty=1_275,
                             exchange_ts_ns=OPEN_NS + 474_354_000, tick_id=2)
     assert ticks[0].instrument_token == SPOT_TOKEN and ticks[0].last_price == 2_600_465 and ticks[0].bid == 0
+
+
+# --- the whole daemon on a replay --------------------------------------------------------------------------------
+
+
+async def test_a_backtest_app_fed_by_the_replay_sees_the_ticks_it_read(tmp_path: Path) -> None:
+    configure_logging("WARNING", io.StringIO())
+    data = day_dir(tmp_path)
+    ticks = make_ticks(seconds=300)
+    write_parquet(data / "ticks.parquet", ticks)
+    settings = load_settings({"mode": "backtest", "sim": {"days": 1}, "data_dir": str(tmp_path / "state")})
+    app = App(settings, replay=ReplayConfig(data=data))
+    seen: list[Tick] = []
+    app.bus.tap(lambda event: seen.append(event) if type(event) is Tick else None)
+    result = await app.run(install_signal_handlers=False)
+    assert bare(seen) == ticks
+    assert result.counters["ticks_in"] == len(ticks) and result.counters["ticks_invalid"] == 0
+    assert app.replay is not None and app.replay.ticks_read == len(ticks)
+    contract = app.instruments.contract("NIFTY26DEC25900PE")
+    assert contract is not None and contract.lot_size == 75
+    assert app.clock.now_ns() >= ticks[-1].ts_ns
+
+
+def test_tick_files_replay_in_backtest_mode_only(tmp_path: Path) -> None:
+    data = day_dir(tmp_path)
+    write_csv(data / "ticks.csv", make_ticks(seconds=1))
+    settings = load_settings({"mode": "paper", "data_dir": str(tmp_path / "state")})
+    with pytest.raises(ConfigError, match="replay in backtest mode only"):
+        App(settings, replay=ReplayConfig(data=data))

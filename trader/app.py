@@ -23,7 +23,8 @@ from trader.adapters.kite.provision import BrokerUnreachableError, ProvisioningE
 from trader.adapters.kite.session import TokenWatcher
 from trader.adapters.kite.ticker import KiteTicker
 from trader.adapters.paper import PaperBroker
-from trader.adapters.ports import Broker
+from trader.adapters.ports import Broker, MarketData
+from trader.adapters.replay.market import ReplayConfig, ReplayMarket, first_tick_ns
 from trader.adapters.synthetic import SyntheticMarket
 from trader.alerts.runtime import AlertRuntime
 from trader.bus import EventBus
@@ -57,7 +58,7 @@ class RunResult:
 
 
 class App:
-    def __init__(self, settings: Settings, *, start_ns: int | None = None) -> None:
+    def __init__(self, settings: Settings, *, start_ns: int | None = None, replay: ReplayConfig | None = None) -> None:
         self.settings = settings
         builders.check_mode(settings)
         wall_now = LiveClock().now_ns()
@@ -67,6 +68,9 @@ class App:
         # In a year without holiday data every weekday trades; on a real market that warns once a day.
         self.calendar = settings.market_calendar(warn_clock=self._now_ns if self.kite_market else None)
         self.journal = builders.open_journal(settings)
+        self._replaying = replay is not None
+        if replay is not None and start_ns is None and settings.sim.start is None:
+            start_ns = first_tick_ns(replay)  # event time starts at the data's first tick, not today
         self.clock: Clock = builders.build_clock(settings, self._market_start(wall_now, start_ns))
         self.bus = EventBus()
         self.instruments = InstrumentMaster()
@@ -104,7 +108,15 @@ class App:
                                       max_quote_age_s=settings.control.max_quote_age_seconds)
         self.feeds: list[FeedActor] = []
         self.ticker: KiteTicker | None = None
-        if not self.kite_market:
+        self.replay: ReplayMarket | None = None
+        if replay is not None:  # recorded tick files instead of the built-in market (backtest only)
+            if settings.mode != "backtest":
+                raise ConfigError([f"tick files ({replay.data}) replay in backtest mode only; add --mode backtest"])
+            assert isinstance(self.clock, SimClock)
+            self.replay = ReplayMarket(self.clock, self.calendar, replay)
+            market: MarketData = self.replay
+            self.feeds = [FeedActor(self.bus, market, self.instruments, self.clock, lossless=lossless)]
+        elif not self.kite_market:
             assert isinstance(self.clock, SimClock)
             sim_clock = self.clock
             self.feeds = [
@@ -186,7 +198,7 @@ class App:
         """Event time at start: the built-in market starts inside a session, and says when it had to jump there."""
         settings = self.settings
         start = builders.start_ns(settings, wall_now, override_ns)
-        if self.kite_market:
+        if self.kite_market or self._replaying:
             return start
         if settings.mode == "paper" and override_ns is None and settings.sim.start is None:
             start = builders.built_in_market_start(settings, self.journal, self.calendar, start)

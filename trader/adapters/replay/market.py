@@ -68,6 +68,21 @@ def tick_files(data: Path) -> list[Path]:
     return files
 
 
+def first_tick_ns(config: ReplayConfig) -> int:
+    """The earliest time in the first rows of the tick files (where a replay's clock starts)."""
+    first: list[int] = []
+    for path in tick_files(config.data):
+        for where, row in readers.read_rows(path, batch_rows=1):
+            try:
+                first.append(schema.parse_ts(row.get(schema.TS)))
+            except RowError as exc:
+                raise ReplayDataError(str(path), where, exc.field, exc.message) from None
+            break
+    if not first:
+        raise ReplaySetupError(f"{config.data}: the tick files hold no rows")
+    return min(first)
+
+
 def load_master(dumps: Sequence[Path]) -> InstrumentMaster:
     """The Kite instrument dump(s) as one master, with each underlying's index added when the dump lacks it."""
     if not dumps:
