@@ -20,6 +20,7 @@ from trader.adapters.replay.checks import GapCounter, InstrumentInfo, Instrument
 from trader.adapters.replay.market import ReplayConfig, ReplayMarket, ReplaySetupError, load_master
 from trader.adapters.replay.schema import RowError, parse_ts
 from trader.app import App
+from trader.cli import EXIT_CONFIG, main
 from trader.clock import SimClock
 from trader.config import ConfigError, load_settings
 from trader.events import Tick
@@ -398,3 +399,39 @@ def test_tick_files_replay_in_backtest_mode_only(tmp_path: Path) -> None:
     settings = load_settings({"mode": "paper", "data_dir": str(tmp_path / "state")})
     with pytest.raises(ConfigError, match="replay in backtest mode only"):
         App(settings, replay=ReplayConfig(data=data))
+
+
+async def test_bad_data_stops_the_backtest_with_the_error(tmp_path: Path) -> None:
+    configure_logging("WARNING", io.StringIO())
+    data = broken(tmp_path, 40, "bid", "500")
+    settings = load_settings({"mode": "backtest", "sim": {"days": 1}, "data_dir": str(tmp_path / "state")})
+    app = App(settings, replay=ReplayConfig(data=data))
+    seen: list[Tick] = []
+    app.bus.tap(lambda event: seen.append(event) if type(event) is Tick else None)
+    with pytest.raises(ConfigError) as error:
+        await app.run(install_signal_handlers=False)
+    assert str(error.value).startswith(f"replay error: {data / 'ticks.csv'} line 40, field 'bid': crossed book: "
+                                       "bid 500.00 is above ask ")
+    assert len(seen) == 35  # the rows before the bad one's timestamp, once each: the feed is not replayed again
+    assert app.replay is not None and [t.tick_id for t in seen] == list(range(1, 36))
+
+
+def test_trader_run_data_replays_a_day_from_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "run").mkdir()
+    monkeypatch.chdir(tmp_path / "run")  # the daemon's own data dir (./data) apart from the tick files
+    data = day_dir(tmp_path)
+    write_csv(data / "ticks.csv", make_ticks(seconds=120))
+    assert main(["run", "--data", str(data), "--log-format", "json", "--log-level", "INFO"]) == 0
+    out = capsys.readouterr().out
+    assert '"event":"replay_done"' in out and '"ticks":600' in out
+    assert '"count_ticks_in":600' in out
+    monday_only = main(["run", "--data", str(data), "--from", "2026-11-30", "--log-format", "json"])
+    assert monday_only == 0 and '"ticks":0' in capsys.readouterr().out
+    (data / "ticks.csv").write_text((data / "ticks.csv").read_text().replace("+05:30", "", 1))
+    assert main(["run", "--data", str(data)]) == EXIT_CONFIG
+    assert capsys.readouterr().err.strip() == (f"replay error: {data / 'ticks.csv'} line 2, field 'ts': "
+                                               f"'{iso(make_ticks(seconds=1)[0].ts_ns)[:-6]}' has no zone: add "
+                                               "+05:30 (IST) or Z (UTC)")
+    assert main(["run", "--data", str(tmp_path / "nowhere")]) == EXIT_CONFIG
+    assert capsys.readouterr().err.strip() == f"replay error: {tmp_path / 'nowhere'}: no such file or directory"

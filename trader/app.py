@@ -24,7 +24,7 @@ from trader.adapters.kite.session import TokenWatcher
 from trader.adapters.kite.ticker import KiteTicker
 from trader.adapters.paper import PaperBroker
 from trader.adapters.ports import Broker, MarketData
-from trader.adapters.replay.market import ReplayConfig, ReplayMarket, first_tick_ns
+from trader.adapters.replay.market import ReplayConfig, ReplayMarket, ReplaySetupError, first_tick_ns
 from trader.adapters.synthetic import SyntheticMarket
 from trader.alerts.runtime import AlertRuntime
 from trader.bus import EventBus
@@ -70,7 +70,10 @@ class App:
         self.journal = builders.open_journal(settings)
         self._replaying = replay is not None
         if replay is not None and start_ns is None and settings.sim.start is None:
-            start_ns = first_tick_ns(replay)  # event time starts at the data's first tick, not today
+            try:
+                start_ns = first_tick_ns(replay)  # event time starts at the data's first tick, not today
+            except ValueError as exc:  # ReplaySetupError, ReplayDataError: the message names the file
+                raise ConfigError([f"replay error: {exc}"]) from None
         self.clock: Clock = builders.build_clock(settings, self._market_start(wall_now, start_ns))
         self.bus = EventBus()
         self.instruments = InstrumentMaster()
@@ -113,7 +116,10 @@ class App:
             if settings.mode != "backtest":
                 raise ConfigError([f"tick files ({replay.data}) replay in backtest mode only; add --mode backtest"])
             assert isinstance(self.clock, SimClock)
-            self.replay = ReplayMarket(self.clock, self.calendar, replay)
+            try:
+                self.replay = ReplayMarket(self.clock, self.calendar, replay)
+            except ReplaySetupError as exc:
+                raise ConfigError([f"replay error: {exc}"]) from None
             market: MarketData = self.replay
             self.feeds = [FeedActor(self.bus, market, self.instruments, self.clock, lossless=lossless)]
         elif not self.kite_market:
@@ -358,6 +364,8 @@ class App:
             if install_signal_handlers:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
+        if self.replay is not None and self.replay.error:  # the run stopped at bad data: say where, exit non-zero
+            raise ConfigError([f"replay error: {self.replay.error}"])
         return result
 
     async def _close_resources(self) -> None:

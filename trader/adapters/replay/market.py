@@ -28,7 +28,7 @@ from trader.adapters.replay.schema import RowError
 from trader.clock import SimClock
 from trader.events import Tick
 from trader.logging import get_logger
-from trader.market.calendar import MarketCalendar, ist_date
+from trader.market.calendar import MarketCalendar, ist_date, ist_text
 from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import FALLBACK_UNDERLYINGS, IndexInstrument, OptionContract
 
@@ -130,6 +130,8 @@ class ReplayMarket:
         self.ticks_read = 0
         self._tick_id = 0
         self._closed = False
+        self._streamed = False
+        self.error = ""  # the bad data that ended the replay early, if any
 
     @property
     def files(self) -> list[Path]:
@@ -181,11 +183,23 @@ class ReplayMarket:
             raise ReplayDataError(str(path), "file name", exc.field, message) from None
 
     async def stream(self) -> AsyncIterator[list[Tick]]:
+        """One pass over the data. Bad data ends it: ``error`` holds the message (file, row, field) for the run to
+        report; a second call (a restarted feed) yields nothing, so no tick is ever replayed twice."""
+        if self._streamed:
+            return
+        self._streamed = True
         batch: list[Tick] = []
         batch_ts = 0
-        for tick in self.ticks():
-            if self._closed:
+        ticks = self.ticks()
+        while not self._closed:
+            try:
+                tick = next(ticks, None)
+            except (OSError, ValueError) as exc:  # ReplayDataError, an unreadable file, a corrupt Parquet page
+                self.error = str(exc)
+                log.error("replay_data_error", error=self.error, ticks=self.ticks_read)
                 return
+            if tick is None:
+                break
             if batch and tick.ts_ns != batch_ts:
                 await self._advance(batch_ts)
                 yield batch
@@ -200,7 +214,9 @@ class ReplayMarket:
         if batch and not self._closed:
             await self._advance(batch_ts)
             yield batch
-        log.info("replay_done", ticks=self.ticks_read, files=len(self._files), gaps=self.gaps.count)
+        log.info("replay_done", ticks=self.ticks_read, files=len(self._files), gaps=self.gaps.count,
+                 gap_examples=[f"{g.instrument_token} {ist_text(g.from_ns)} → {ist_text(g.to_ns)}"
+                               for g in self.gaps.examples[:5]])
 
     async def _advance(self, ts_ns: int) -> None:
         """Move the clock to the batch's time: paced within a session, at once across a close or a night."""
