@@ -125,6 +125,8 @@ async def replay(data: Path, **config: object) -> tuple[list[list[Tick]], Replay
     master = InstrumentMaster()
     await market.start(master)
     batches = [batch async for batch in market.stream()]
+    if market.failure is not None:
+        raise market.failure
     assert clock.now_ns() == batches[-1][0].ts_ns
     return batches, market, master
 

@@ -132,6 +132,7 @@ class ReplayMarket:
         self._closed = False
         self._streamed = False
         self.error = ""  # the bad data that ended the replay early, if any
+        self.failure: Exception | None = None
 
     @property
     def files(self) -> list[Path]:
@@ -195,6 +196,7 @@ class ReplayMarket:
             try:
                 tick = next(ticks, None)
             except (OSError, ValueError) as exc:  # ReplayDataError, an unreadable file, a corrupt Parquet page
+                self.failure = exc
                 self.error = str(exc)
                 log.error("replay_data_error", error=self.error, ticks=self.ticks_read)
                 return
