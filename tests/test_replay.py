@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from trader.adapters.replay.checks import GapCounter, InstrumentInfo, InstrumentResolver, ReplayDataError
+from trader.adapters.replay.checks import FileChecker, GapCounter, InstrumentInfo, InstrumentResolver, ReplayDataError
 from trader.adapters.replay.market import ReplayConfig, ReplayMarket, ReplaySetupError, load_master
-from trader.adapters.replay.schema import RowError, parse_ts
+from trader.adapters.replay.schema import Cell, RowError, parse_ts
 from trader.app import App
 from trader.cli import EXIT_CONFIG, main
 from trader.clock import SimClock
@@ -44,6 +44,12 @@ OPTIONS = (
 )
 SYMBOL = {SPOT_TOKEN: "NIFTY 50", **{token: symbol for token, symbol, _, _ in OPTIONS}}
 COLUMNS = ("ts", "tradingsymbol", "last_price", "bid", "bid_qty", "ask", "ask_qty", "volume", "oi")
+
+
+@pytest.fixture(autouse=True)
+def quiet_logs() -> None:
+    """Logs to a buffer: a test that ran the CLI (logging to a captured stdout, closed since) leaves no trap."""
+    configure_logging("WARNING", io.StringIO())
 
 
 def dump_text(*, lot: int = 75) -> str:
@@ -437,3 +443,106 @@ def test_trader_run_data_replays_a_day_from_the_command_line(tmp_path: Path, mon
                                                "+05:30 (IST) or Z (UTC)")
     assert main(["run", "--data", str(tmp_path / "nowhere")]) == EXIT_CONFIG
     assert capsys.readouterr().err.strip() == f"replay error: {tmp_path / 'nowhere'}: no such file or directory"
+
+
+# --- Parquet: the column-wise path and the row path agree --------------------------------------------------------
+
+
+def parquet_with(path: Path, ticks: Sequence[Tick], **columns: pa.Array) -> None:
+    write_parquet(path, ticks)
+    table = pq.read_table(path)
+    for name, values in columns.items():
+        table = table.set_column(table.schema.get_field_index(name), name, values)
+    pq.write_table(table, path, row_group_size=128)
+
+
+@pytest.mark.parametrize(
+    ("row", "change", "message"),
+    [
+        (150, {"ts": 0}, "row 150, field 'ts': 1970-01-01T05:30:00+05:30 is earlier than "
+                         "2026-11-27T09:15:29.051977+05:30 at row 149: rows must be sorted by time"),
+        (129, {"ts": 0}, "row 129, field 'ts': 1970-01-01T05:30:00+05:30 is earlier than "
+                         "2026-11-27T09:15:25.738943+05:30 at row 128: rows must be sorted by time"),  # batch edge
+        (200, {"last_price": 120.03}, "row 200, field 'last_price': 120.03 is not a multiple of NIFTY26DEC25900PE's "
+                                      "tick size 0.05"),
+        (200, {"last_price": float("nan")}, "row 200, field 'last_price': nan is not a price in rupees"),
+        (200, {"last_price": -1.0}, "row 200, field 'last_price': -1.00 is not a positive price"),
+        (200, {"last_price": None}, "row 200, field 'last_price': is empty (a price in rupees is required)"),
+        (200, {"bid": 999.0}, "row 200, field 'bid': crossed book: bid 999.00 is above ask "),
+        (200, {"oi": -1}, "row 200, field 'oi': -1 is negative"),
+        (200, {"instrument_token": 7}, "row 200, field 'instrument_token': instrument token 7 is not in the "
+                                       "instrument master"),
+    ],
+)
+async def test_parquet_errors_are_the_row_paths(tmp_path: Path, row: int, change: dict[str, object],
+                                                message: str) -> None:
+    data = day_dir(tmp_path)
+    ticks = make_ticks(seconds=60)
+    table = pq.read_table(_written(data / "ticks.parquet", ticks))
+    columns = {}
+    for name, value in change.items():
+        original = table.column(name)
+        values = (original.cast(pa.int64()) if name == "ts" else original).to_pylist()
+        values[row - 1] = value
+        columns[name] = pa.array(values, type=pa.int64() if name in ("ts", "oi", "instrument_token") else None)
+    if "ts" in columns:
+        columns["ts"] = columns["ts"].cast(pa.timestamp("ns", tz="UTC"))
+    parquet_with(data / "ticks.parquet", ticks, **columns)
+    with pytest.raises(ReplayDataError) as error:
+        await replay(data, batch_rows=64)
+    assert str(error.value).startswith(f"{data / 'ticks.parquet'} {message}")
+
+
+def _written(path: Path, ticks: Sequence[Tick]) -> Path:
+    write_parquet(path, ticks)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["decimal", "text", "int-rupees", "symbols", "float32-qty"])
+async def test_parquet_column_types_the_fast_path_leaves_to_rows_give_the_same_ticks(tmp_path: Path,
+                                                                                   kind: str) -> None:
+    data = day_dir(tmp_path)
+    ticks = make_ticks(seconds=50)
+    if kind == "int-rupees":  # whole rupees as integers
+        ticks = [Tick(ts_ns=t.ts_ns, instrument_token=t.instrument_token, last_price=t.last_price // 100 * 100,
+                      exchange_ts_ns=t.ts_ns) for t in ticks]
+    prices = [t.last_price for t in ticks]
+    column: dict[str, pa.Array] = {}
+    if kind == "decimal":
+        column["last_price"] = pa.array([rupee_text(p) for p in prices]).cast(pa.decimal128(12, 2))
+    elif kind == "text":
+        column["last_price"] = pa.array([rupee_text(p) for p in prices])
+    elif kind == "int-rupees":
+        column["last_price"] = pa.array([p // 100 for p in prices], type=pa.int64())
+    elif kind == "float32-qty":
+        column["volume"] = pa.array([float(t.volume) for t in ticks], type=pa.float32())
+    parquet_with(data / "ticks.parquet", ticks, **column)
+    if kind == "symbols":
+        table = pq.read_table(data / "ticks.parquet")
+        table = table.drop_columns(["instrument_token"]).append_column(
+            "tradingsymbol", pa.array([SYMBOL[t.instrument_token] for t in ticks]).dictionary_encode())
+        pq.write_table(table, data / "ticks.parquet")
+    batches, _, _ = await replay(data, batch_rows=64)
+    assert bare(flat(batches)) == ticks
+
+
+async def test_a_clean_parquet_file_is_decoded_column_wise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = day_dir(tmp_path)
+    ticks = make_ticks(seconds=60)
+    write_parquet(data / "ticks.parquet", ticks)
+    row_path_calls = 0
+    row_path = FileChecker.tick
+
+    def counted(self: FileChecker, where: str, row: Mapping[str, Cell]) -> Tick:
+        nonlocal row_path_calls
+        row_path_calls += 1
+        return row_path(self, where, row)
+
+    monkeypatch.setattr(FileChecker, "tick", counted)
+    batches, _, _ = await replay(data, batch_rows=64)
+    assert bare(flat(batches)) == ticks and row_path_calls == 0
+    parquet_with(data / "ticks.parquet", ticks, bid=pa.array(
+        [999.0 if i == 71 else (t.bid / 100 or None) for i, t in enumerate(ticks)]))
+    with pytest.raises(ReplayDataError, match="row 72, field 'bid': crossed book"):
+        await replay(data, batch_rows=64)
+    assert row_path_calls == 8  # only the bad batch (rows 65-128) went row by row: 65-71 passed, 72 raised

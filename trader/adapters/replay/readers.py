@@ -10,9 +10,11 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from trader.adapters.replay import schema
@@ -67,7 +69,43 @@ def read_csv(path: Path) -> Iterator[Row]:
             yield f"line {reader.line_num}", dict(zip(header, values, strict=False))
 
 
+@dataclass(frozen=True, slots=True)
+class FastColumns:
+    """One Parquet batch already decoded to Python ints (prices in paise), for ``FileChecker.fast_ticks``."""
+
+    ts: list[int]
+    token: list[int] | None
+    symbol: list[str] | None
+    last: list[int]
+    bid: list[int]
+    ask: list[int]
+    bid_qty: list[int]
+    ask_qty: list[int]
+    volume: list[int]
+    oi: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class ParquetBatch:
+    """``fast`` when the batch's columns decode column-wise; ``rows()`` always works (and names a bad row)."""
+
+    first_row: int
+    fast: FastColumns | None
+    _columns: dict[str, pa.Array]
+
+    def rows(self) -> Iterator[Row]:
+        values = [column.to_pylist() for column in self._columns.values()]
+        names = list(self._columns)
+        for offset, cells in enumerate(zip(*values, strict=True)):
+            yield f"row {self.first_row + offset}", dict(zip(names, cells, strict=True))
+
+
 def read_parquet(path: Path, *, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[Row]:
+    for batch in read_parquet_batches(path, batch_rows=batch_rows):
+        yield from batch.rows()
+
+
+def read_parquet_batches(path: Path, *, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[ParquetBatch]:
     parquet = pq.ParquetFile(path)
     names = [name for name in parquet.schema_arrow.names if name in schema.KNOWN_COLUMNS]
     if schema.TS not in names:
@@ -76,16 +114,67 @@ def read_parquet(path: Path, *, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterato
     if pa.types.is_timestamp(ts_type) and ts_type.tz is None:
         raise ReplayDataError(str(path), "schema", schema.TS,
                               f"{ts_type} has no time zone: store it as timestamp with tz (UTC or Asia/Kolkata)")
-    row = 0
+    first_row = 1
     for batch in parquet.iter_batches(batch_size=batch_rows, columns=names):
-        values: list[list[Cell]] = []
+        columns: dict[str, pa.Array] = {}
         for name in names:
             column = batch.column(name)
             if pa.types.is_timestamp(column.type):  # instants: exact ns since the epoch, whatever the unit
                 column = column.cast(pa.timestamp("ns", tz=column.type.tz)).cast(pa.int64())
             elif pa.types.is_dictionary(column.type):
                 column = column.dictionary_decode()
-            values.append(column.to_pylist())
-        for cells in zip(*values, strict=True):
-            row += 1
-            yield f"row {row}", dict(zip(names, cells, strict=True))
+            columns[name] = column
+        yield ParquetBatch(first_row, _fast_columns(columns, batch.num_rows), columns)
+        first_row += batch.num_rows
+
+
+def _ints(column: pa.Array | None, length: int, *, nullable: bool = True) -> list[int] | None:
+    if column is None:
+        return [0] * length
+    if not pa.types.is_integer(column.type) or (column.null_count and not nullable):
+        return None
+    return list(column.fill_null(0).to_pylist())
+
+
+def _paise(column: pa.Array | None, length: int, *, nullable: bool = True) -> list[int] | None:
+    """Rupees → paise as ``to_paise`` does it: ``round(x * 100)`` half to even for floats, ``x * 100`` for ints."""
+    if column is None:
+        return [0] * length
+    if column.null_count and not nullable:
+        return None
+    if pa.types.is_integer(column.type):
+        return list(pc.multiply(column.cast(pa.int64()), 100).fill_null(0).to_pylist())
+    if not pa.types.is_floating(column.type):
+        return None  # decimals, text: the row path converts them exactly
+    values = column.cast(pa.float64())
+    if not pc.all(pc.or_kleene(pc.is_finite(values), pc.is_null(values))).as_py():
+        return None
+    if pc.any(pc.greater_equal(pc.abs(values), 1e15)).as_py():
+        return None  # implausible amounts: the row path names them
+    scaled = pc.round(pc.multiply(values, 100.0), ndigits=0, round_mode="half_to_even")
+    return list(scaled.cast(pa.int64()).fill_null(0).to_pylist())
+
+
+def _fast_columns(columns: Mapping[str, pa.Array], length: int) -> FastColumns | None:
+    ts = _ints(columns.get(schema.TS), length, nullable=False)
+    token_column = columns.get(schema.INSTRUMENT_TOKEN)
+    symbol_column = columns.get(schema.TRADINGSYMBOL)
+    token = symbol = None
+    if token_column is not None:
+        token = _ints(token_column, length, nullable=False)
+        if token is None:
+            return None
+    elif symbol_column is not None:
+        if not pa.types.is_string(symbol_column.type) or symbol_column.null_count:
+            return None
+        symbol = list(symbol_column.to_pylist())
+    last = _paise(columns.get(schema.LAST_PRICE), length, nullable=False)
+    bid = _paise(columns.get(schema.BID), length)
+    ask = _paise(columns.get(schema.ASK), length)
+    quantities = [_ints(columns.get(name), length) for name in schema.QUANTITY_FIELDS]
+    if ts is None or last is None or bid is None or ask is None or None in quantities:
+        return None
+    if schema.LAST_PRICE not in columns:
+        return None
+    bid_qty, ask_qty, volume, oi = (q for q in quantities if q is not None)
+    return FastColumns(ts, token, symbol, last, bid, ask, bid_qty, ask_qty, volume, oi)
