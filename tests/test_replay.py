@@ -17,6 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from trader.adapters.replay.checks import FileChecker, GapCounter, InstrumentInfo, InstrumentResolver, ReplayDataError
+from trader.adapters.replay.convert import (
+    ConvertError,
+    CsvLayout,
+    convert_csv,
+    convert_kite_ticks,
+    kite_tick_lines,
+)
 from trader.adapters.replay.market import ReplayConfig, ReplayMarket, ReplaySetupError, load_master
 from trader.adapters.replay.schema import Cell, RowError, parse_ts
 from trader.app import App
@@ -546,3 +553,65 @@ async def test_a_clean_parquet_file_is_decoded_column_wise(tmp_path: Path, monke
     with pytest.raises(ReplayDataError, match="row 72, field 'bid': crossed book"):
         await replay(data, batch_rows=64)
     assert row_path_calls == 8  # only the bad batch (rows 65-128) went row by row: 65-71 passed, 72 raised
+
+
+# --- converters ----------------------------------------------------------------------------------------------------
+
+
+async def test_a_vendor_csv_with_naive_date_and_time_columns_converts(tmp_path: Path) -> None:
+    data = day_dir(tmp_path)
+    ticks = [t for t in make_ticks(seconds=30) if t.instrument_token != SPOT_TOKEN]
+    ticks = [Tick(ts_ns=t.ts_ns - t.ts_ns % 1_000_000_000, instrument_token=t.instrument_token,
+                  last_price=t.last_price, volume=t.volume, oi=t.oi, bid=t.bid, bid_qty=t.bid_qty, ask=t.ask,
+                  ask_qty=t.ask_qty, exchange_ts_ns=t.ts_ns - t.ts_ns % 1_000_000_000) for t in ticks]
+    vendor = tmp_path / "vendor.csv"
+    with vendor.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Ticker", "Date", "Time", "LTP", "BuyPrice", "BuyQty", "SellPrice", "SellQty", "Volume",
+                         "OpenInterest"])
+        for t in ticks:
+            moment = datetime.fromtimestamp(t.ts_ns // 1_000_000_000, tz=IST)
+            writer.writerow([SYMBOL[t.instrument_token], moment.strftime("%d/%m/%Y"), moment.strftime("%H:%M:%S"),
+                             rupee_text(t.last_price), rupee_text(t.bid), t.bid_qty, rupee_text(t.ask), t.ask_qty,
+                             t.volume, t.oi])
+    layout = CsvLayout(columns={"tradingsymbol": "Ticker", "last_price": "LTP", "bid": "BuyPrice",
+                                "bid_qty": "BuyQty", "ask": "SellPrice", "ask_qty": "SellQty", "volume": "Volume",
+                                "oi": "OpenInterest"},
+                       date_column="Date", time_column="Time", time_format="%d/%m/%Y %H:%M:%S")
+    assert convert_csv(vendor, data / "ticks.csv", layout) == len(ticks)
+    batches, _, _ = await replay(data)
+    assert bare(flat(batches)) == ticks
+    with pytest.raises(ConvertError, match=r"vendor.csv line 1: missing column\(s\) Strike"):
+        convert_csv(vendor, tmp_path / "out.csv", CsvLayout(columns={"last_price": "Strike"}, time_column="Time"))
+    bad = CsvLayout(columns=layout.columns, date_column="Date", time_column="Time", time_format="%Y-%m-%d %H:%M")
+    with pytest.raises(ConvertError, match=r"vendor.csv line 2: '27/11/2026 09:15:00' does not read as a time "
+                                           r"\(%Y-%m-%d %H:%M\)"):
+        convert_csv(vendor, tmp_path / "out.csv", bad)
+
+
+async def test_kite_websocket_ticks_as_json_lines_convert(tmp_path: Path) -> None:
+    data = day_dir(tmp_path)
+    ticks = [t for t in make_ticks(seconds=20) if t.instrument_token != SPOT_TOKEN]
+    lines = []
+    for t in ticks:
+        stamp = datetime.fromtimestamp(t.ts_ns // 1_000_000_000, tz=IST).replace(tzinfo=None)
+        lines.append({"instrument_token": t.instrument_token, "last_price": t.last_price / 100,
+                      "volume_traded": t.volume, "oi": t.oi, "exchange_timestamp": stamp,
+                      "depth": {"buy": [{"price": t.bid / 100, "quantity": t.bid_qty, "orders": 3},
+                                        {"price": 0.0, "quantity": 0, "orders": 0}],
+                                "sell": [{"price": t.ask / 100, "quantity": t.ask_qty, "orders": 2}]}})
+    lines.append({"instrument_token": SPOT_TOKEN, "last_price": 26_010.35, "exchange_timestamp": lines[-1][
+        "exchange_timestamp"], "depth": {"buy": [{"price": 0.0, "quantity": 0}], "sell": []}})
+    source = tmp_path / "kite.jsonl"
+    source.write_text(kite_tick_lines(lines))
+    assert convert_kite_ticks(source, data / "ticks.csv") == len(lines)
+    batches, _, _ = await replay(data)
+    got = bare(flat(batches))
+    whole = [Tick(ts_ns=t.ts_ns - t.ts_ns % 1_000_000_000, instrument_token=t.instrument_token,
+                  last_price=t.last_price, volume=t.volume, oi=t.oi, bid=t.bid, bid_qty=t.bid_qty, ask=t.ask,
+                  ask_qty=t.ask_qty, exchange_ts_ns=t.ts_ns - t.ts_ns % 1_000_000_000) for t in ticks]
+    assert got[:-1] == whole
+    assert (got[-1].instrument_token, got[-1].last_price, got[-1].bid, got[-1].ask) == (SPOT_TOKEN, 2_601_035, 0, 0)
+    source.write_text('{"instrument_token": 1}\n')
+    with pytest.raises(ConvertError, match=r"kite.jsonl line 1: not a Kite tick \(KeyError: 'timestamp'\)"):
+        convert_kite_ticks(source, tmp_path / "out.csv")
