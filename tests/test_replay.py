@@ -615,3 +615,13 @@ async def test_kite_websocket_ticks_as_json_lines_convert(tmp_path: Path) -> Non
     source.write_text('{"instrument_token": 1}\n')
     with pytest.raises(ConvertError, match=r"kite.jsonl line 1: not a Kite tick \(KeyError: 'timestamp'\)"):
         convert_kite_ticks(source, tmp_path / "out.csv")
+
+
+async def test_index_values_are_not_held_to_a_tick_grid(tmp_path: Path) -> None:
+    data = day_dir(tmp_path)
+    ticks = make_ticks(seconds=3)
+    ticks[0] = Tick(ts_ns=ticks[0].ts_ns, instrument_token=SPOT_TOKEN, last_price=2_600_013,
+                    exchange_ts_ns=ticks[0].ts_ns)
+    write_csv(data / "ticks.csv", ticks)
+    batches, _, _ = await replay(data)
+    assert bare(flat(batches)) == ticks

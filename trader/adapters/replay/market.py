@@ -105,7 +105,9 @@ def resolver_for(master: InstrumentMaster) -> InstrumentResolver:
     by_token: dict[int, InstrumentInfo] = {}
     by_symbol: dict[str, InstrumentInfo] = {}
     for instrument in master.registered():
-        info = InstrumentInfo(instrument.instrument_token, instrument.tick_size, instrument.tradingsymbol)
+        # Option prices must sit on the contract's tick grid; an index value is not traded, so it is not checked.
+        tick_size = instrument.tick_size if isinstance(instrument, OptionContract) else 0
+        info = InstrumentInfo(instrument.instrument_token, tick_size, instrument.tradingsymbol)
         by_token[instrument.instrument_token] = info
         by_symbol[instrument.tradingsymbol] = info
         if isinstance(instrument, OptionContract):
