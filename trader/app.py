@@ -7,6 +7,7 @@ import contextlib
 import signal
 from dataclasses import dataclass
 from datetime import time
+from typing import TYPE_CHECKING
 
 from trader import builders
 from trader.actors.base import Actor, Supervisor
@@ -24,7 +25,6 @@ from trader.adapters.kite.session import TokenWatcher
 from trader.adapters.kite.ticker import KiteTicker
 from trader.adapters.paper import PaperBroker
 from trader.adapters.ports import Broker, MarketData
-from trader.adapters.replay.market import ReplayConfig, ReplayMarket, ReplaySetupError, first_tick_ns
 from trader.adapters.synthetic import SyntheticMarket
 from trader.alerts.runtime import AlertRuntime
 from trader.bus import EventBus
@@ -48,6 +48,9 @@ from trader.strategies.adopted import MANUAL_STRATEGY_ID
 from trader.strategies.base import StrategyContext
 from trader.systemd import ServiceNotifier
 
+if TYPE_CHECKING:
+    from trader.adapters.replay.market import ReplayConfig, ReplayMarket
+
 log = get_logger("trader.app")
 
 
@@ -70,6 +73,8 @@ class App:
         self.journal = builders.open_journal(settings)
         self._replaying = replay is not None
         if replay is not None and start_ns is None and settings.sim.start is None:
+            from trader.adapters.replay.market import first_tick_ns  # noqa: PLC0415 - pyarrow only when replaying
+
             try:
                 start_ns = first_tick_ns(replay)  # event time starts at the data's first tick, not today
             except ValueError as exc:  # ReplaySetupError, ReplayDataError: the message names the file
@@ -116,6 +121,8 @@ class App:
             if settings.mode != "backtest":
                 raise ConfigError([f"tick files ({replay.data}) replay in backtest mode only; add --mode backtest"])
             assert isinstance(self.clock, SimClock)
+            from trader.adapters.replay.market import ReplayMarket, ReplaySetupError  # noqa: PLC0415 - as above
+
             try:
                 self.replay = ReplayMarket(self.clock, self.calendar, replay)
             except ReplaySetupError as exc:
