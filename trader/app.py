@@ -7,6 +7,7 @@ import contextlib
 import signal
 from dataclasses import dataclass
 from datetime import time
+from typing import TYPE_CHECKING
 
 from trader import builders
 from trader.actors.base import Actor, Supervisor
@@ -23,7 +24,7 @@ from trader.adapters.kite.provision import BrokerUnreachableError, ProvisioningE
 from trader.adapters.kite.session import TokenWatcher
 from trader.adapters.kite.ticker import KiteTicker
 from trader.adapters.paper import PaperBroker
-from trader.adapters.ports import Broker
+from trader.adapters.ports import Broker, MarketData
 from trader.adapters.synthetic import SyntheticMarket
 from trader.alerts.runtime import AlertRuntime
 from trader.bus import EventBus
@@ -47,6 +48,9 @@ from trader.strategies.adopted import MANUAL_STRATEGY_ID
 from trader.strategies.base import StrategyContext
 from trader.systemd import ServiceNotifier
 
+if TYPE_CHECKING:
+    from trader.adapters.replay.market import ReplayConfig, ReplayMarket
+
 log = get_logger("trader.app")
 
 
@@ -57,7 +61,7 @@ class RunResult:
 
 
 class App:
-    def __init__(self, settings: Settings, *, start_ns: int | None = None) -> None:
+    def __init__(self, settings: Settings, *, start_ns: int | None = None, replay: ReplayConfig | None = None) -> None:
         self.settings = settings
         builders.check_mode(settings)
         wall_now = LiveClock().now_ns()
@@ -67,6 +71,14 @@ class App:
         # In a year without holiday data every weekday trades; on a real market that warns once a day.
         self.calendar = settings.market_calendar(warn_clock=self._now_ns if self.kite_market else None)
         self.journal = builders.open_journal(settings)
+        self._replaying = replay is not None
+        if replay is not None and start_ns is None and settings.sim.start is None:
+            from trader.adapters.replay.market import first_tick_ns  # noqa: PLC0415 - pyarrow only when replaying
+
+            try:
+                start_ns = first_tick_ns(replay)  # event time starts at the data's first tick, not today
+            except ValueError as exc:  # ReplaySetupError, ReplayDataError: the message names the file
+                raise ConfigError([f"replay error: {exc}"]) from None
         self.clock: Clock = builders.build_clock(settings, self._market_start(wall_now, start_ns))
         self.bus = EventBus()
         self.instruments = InstrumentMaster()
@@ -105,7 +117,20 @@ class App:
                                       max_quote_age_s=settings.control.max_quote_age_seconds)
         self.feeds: list[FeedActor] = []
         self.ticker: KiteTicker | None = None
-        if not self.kite_market:
+        self.replay: ReplayMarket | None = None
+        if replay is not None:  # recorded tick files instead of the built-in market (backtest only)
+            if settings.mode != "backtest":
+                raise ConfigError([f"tick files ({replay.data}) replay in backtest mode only; add --mode backtest"])
+            assert isinstance(self.clock, SimClock)
+            from trader.adapters.replay.market import ReplayMarket, ReplaySetupError  # noqa: PLC0415 - as above
+
+            try:
+                self.replay = ReplayMarket(self.clock, self.calendar, replay)
+            except ReplaySetupError as exc:
+                raise ConfigError([f"replay error: {exc}"]) from None
+            market: MarketData = self.replay
+            self.feeds = [FeedActor(self.bus, market, self.instruments, self.clock, lossless=lossless)]
+        elif not self.kite_market:
             assert isinstance(self.clock, SimClock)
             sim_clock = self.clock
             self.feeds = [
@@ -187,7 +212,7 @@ class App:
         """Event time at start: the built-in market starts inside a session, and says when it had to jump there."""
         settings = self.settings
         start = builders.start_ns(settings, wall_now, override_ns)
-        if self.kite_market:
+        if self.kite_market or self._replaying:
             return start
         if settings.mode == "paper" and override_ns is None and settings.sim.start is None:
             start = builders.built_in_market_start(settings, self.journal, self.calendar, start)
@@ -347,6 +372,8 @@ class App:
             if install_signal_handlers:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
+        if self.replay is not None and self.replay.error:  # the run stopped at bad data: say where, exit non-zero
+            raise ConfigError([f"replay error: {self.replay.error}"])
         return result
 
     async def _close_resources(self) -> None:

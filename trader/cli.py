@@ -14,9 +14,9 @@ import contextlib
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -27,6 +27,9 @@ from trader.logging import configure_logging, get_logger, on_output_closed
 from trader.market.calendar import IST
 from trader.store.journal import JournalError
 from trader.tail import add_tail_command, tail_main
+
+if TYPE_CHECKING:
+    from trader.adapters.replay.market import ReplayConfig
 
 EXIT_CONFIG = 2
 
@@ -69,6 +72,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "strategy": {"confidence_cutoff": args.confidence_cutoff},
         "sim": {"speed": args.speed, "seed": args.seed, "days": args.days, "start": args.start},
     }
+    if getattr(args, "data", None) is not None:  # a replay ends with its data: the built-in market's --days is moot
+        nested["sim"]["days"] = args.days if args.days is not None else 1
+        flat["mode"] = args.mode or "backtest"
     result = {k: v for k, v in flat.items() if v is not None}
     for section, values in nested.items():
         given = {k: v for k, v in values.items() if v is not None}
@@ -87,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the daemon (paper mode on the built-in market by default)")
     _settings_flags(run)
+    replay = run.add_argument_group("replay your own tick files (backtest mode; docs/data.md)")
+    replay.add_argument("--data", type=Path, metavar="PATH", help="a tick file or a directory of them (CSV, Parquet)")
+    replay.add_argument("--instruments", type=Path, metavar="CSV", action="append",
+                        help="the Kite instrument dump of the period (default: instruments.csv in --data)")
+    replay.add_argument("--from", dest="from_date", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                        help="first day replayed (IST)")
+    replay.add_argument("--to", dest="to_date", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                        help="last day replayed (IST)")
     check = sub.add_parser("check-config", help="print the effective configuration, secrets masked")
     _settings_flags(check)
     sim = sub.add_parser("sim", help="run the Kite-compatible exchange simulator (REST + WebSocket) on 127.0.0.1")
@@ -125,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_tail_command(sub)  # trader tail: the JSON log as human lines (trader/tail.py)
     add_control_commands(sub)  # status, positions, orders, ..., halt, resume: trader/control/commands.py
     return parser
+
+
+def _replay_config(args: argparse.Namespace) -> ReplayConfig | None:
+    if getattr(args, "data", None) is None:
+        return None
+    from trader.adapters.replay.market import ReplayConfig  # noqa: PLC0415 - pyarrow only when replaying
+
+    return ReplayConfig(data=args.data, instruments=tuple(args.instruments or ()), from_date=args.from_date,
+                        to_date=args.to_date)
 
 
 def load(args: argparse.Namespace) -> Settings:
@@ -281,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from trader.app import App  # noqa: PLC0415 - keeps check-config light
 
     try:
-        app = App(settings)
+        app = App(settings, replay=_replay_config(args))
     except ConfigError as exc:
         for line in exc.lines:
             print(line, file=sys.stderr)

@@ -71,6 +71,10 @@ class InstrumentMaster:
             raise ValueError(f"instrument token {token} is already registered to {existing}")
         self._by_token[token] = instrument
 
+    def registered(self) -> list[OptionContract | IndexInstrument]:
+        """Every instrument with a known token (indices and contracts), in registration order."""
+        return list(self._by_token.values())
+
     def by_token(self, token: int) -> OptionContract | IndexInstrument | None:
         return self._by_token.get(token)
 
