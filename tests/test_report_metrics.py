@@ -395,6 +395,8 @@ def test_exposure_edges() -> None:
     none = exposure([], T0, T0 + 10 * S)
     assert (none.time_in_market, none.max_open_premium, none.average_open_premium) == (0.0, 0, 0.0)
     assert exposure([], T0, T0).time_in_market is None
+    free = exposure([record(T0 + 5 * S, Side.BUY, 10, 0, 0, OrderType.MARKET)], T0, T0 + 10 * S)
+    assert (free.time_in_market, free.max_open_premium, free.max_open_positions) == (0.5, 0, 1)  # open, no premium
     with pytest.raises(ValueError, match="time order"):
         exposure([record(T0 + 5 * S, Side.BUY, 1, 1, 1, OrderType.MARKET),
                   record(T0 + 1 * S, Side.SELL, 1, 1, 1, OrderType.MARKET)], T0, T0 + 10 * S)

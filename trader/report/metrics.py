@@ -416,12 +416,13 @@ def exposure(fills: Sequence[FillRecord], start_ns: int, end_ns: int) -> Exposur
     max_premium = 0
     max_positions = 0
     open_premium = 0
+    open_positions = 0
     last_ns = start_ns
     for fill in fills:
         ts = min(max(fill.ts_ns, start_ns), end_ns)
         if ts < last_ns:
             raise ValueError(f"fills out of time order at ts_ns={fill.ts_ns}")
-        if open_premium or any(quantity.values()):
+        if open_positions:  # (a position bought at a price of 0 is in the market with no premium)
             in_market_ns += ts - last_ns
         premium_ns += open_premium * (ts - last_ns)
         last_ns = ts
@@ -444,9 +445,10 @@ def exposure(fills: Sequence[FillRecord], start_ns: int, end_ns: int) -> Exposur
         cost[token] = basis
         open_premium = sum(abs(c) for t, c in cost.items() if quantity[t])
         max_premium = max(max_premium, open_premium)
-        max_positions = max(max_positions, sum(1 for q in quantity.values() if q))
+        open_positions = sum(1 for q in quantity.values() if q)
+        max_positions = max(max_positions, open_positions)
     if end_ns > last_ns:
-        if any(quantity.values()):
+        if open_positions:
             in_market_ns += end_ns - last_ns
         premium_ns += open_premium * (end_ns - last_ns)
     span = end_ns - start_ns
