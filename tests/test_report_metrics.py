@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import date, time
 
@@ -9,8 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from trader.actors.portfolio import PortfolioActor
+from trader.bus import EventBus
 from trader.events import Fill, IntentPurpose, OrderType, Side
 from trader.market.calendar import ist_ns
+from trader.market.charges import option_charges
 from trader.market.instruments import OptionContract, OptionType
 from trader.report.checklist import PnlComparison, evaluate
 from trader.report.metrics import (
@@ -24,6 +28,7 @@ from trader.report.metrics import (
     exposure,
     fill_charge_breakdowns,
     percentile,
+    run_metrics,
     sharpe_ratio,
     slippage_report,
     sortino_ratio,
@@ -443,3 +448,47 @@ def test_checklist_undefined_figures_fail_and_no_comparison_is_not_evaluated() -
     all_wins = evaluate(trade_stats([100] * 100), dd_pct(0.0), 3.0, PnlComparison(100 * 100, 100 * 100))
     assert all_wins.passed  # PF ∞ passes
     assert "∞" in {i.name: i for i in all_wins.items}["profit_factor"].detail
+
+
+# --- a run through the portfolio actor --------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("quiet_logs")
+def test_run_metrics_agree_with_the_portfolio_that_booked_the_fills() -> None:
+    ce = OptionContract.parse("NIFTY2611325000CE", instrument_token=101)
+    capital = 1_000_000_00  # ₹10 lakh
+    portfolio = PortfolioActor(EventBus(), capital)
+    # (day, hh, mm, side, quantity, price, expected): three round trips on two days, one a loss
+    plan = [(MON, 9, 30, Side.BUY, 65, 100_00, 99_50), (MON, 10, 0, Side.SELL, 65, 110_00, 110_50),
+            (MON, 11, 0, Side.BUY, 65, 120_00, 120_00), (MON, 13, 0, Side.SELL, 65, 90_00, 91_00),
+            (TUE, 9, 45, Side.BUY, 130, 80_00, 79_00), (TUE, 14, 0, Side.SELL, 130, 100_00, 100_00)]
+    fills = []
+    for n, (day, hh, mm, side, qty, price, expected) in enumerate(plan):
+        charges = option_charges(exchange="NFO", side=side, quantity=qty, price=price, trade_date=day).total
+        fills.append(Fill(ts_ns=at(day, hh, mm), fill_id=f"F{n}", intent_id=f"I{n}", order_id=f"O{n}",
+                          contract=ce, side=side, quantity=qty, price=price, expected_price=expected,
+                          charges=charges))
+    for f in fills:
+        asyncio.run(portfolio.handle(f))
+    metrics = run_metrics(net_pnls=portfolio.trade_pnls, equity_curve=portfolio.equity_curve,
+                          fills=[FillRecord.from_fill(f) for f in fills], initial_capital=capital)
+    summary = portfolio.summary()
+    assert metrics.trades.trades == summary.trades == 3
+    assert metrics.trades.win_rate == pytest.approx(summary.win_rate)
+    assert metrics.trades.profit_factor == pytest.approx(summary.profit_factor)
+    assert metrics.trades.net_pnl == summary.net_pnl  # everything closed: Σ round trips = the account's net
+    assert metrics.charges.recorded == metrics.charges.total == summary.charges
+    assert metrics.drawdown.max_drawdown == summary.max_drawdown
+    assert metrics.drawdown.max_drawdown_pct == pytest.approx(summary.max_drawdown_pct)
+    assert [d.day for d in metrics.days] == [MON, TUE]
+    assert metrics.days[-1].equity == capital + summary.net_pnl
+    assert sum(d.pnl for d in metrics.days) == summary.net_pnl
+    # Monday: +₹586.12 − ₹2,011.96 = −₹1,425.84 on ₹10,00,000; Tuesday: +₹2,523.15 on ₹9,98,574.16
+    assert [d.pnl for d in metrics.days] == [-1_425_84, 2_523_15]
+    returns = [-1_425_84 / 1_000_000_00, 2_523_15 / 998_574_16]
+    assert [d.ret for d in metrics.days] == pytest.approx(returns)
+    assert metrics.sharpe == pytest.approx(sharpe_ratio(returns))
+    assert metrics.sortino == pytest.approx(sortino_ratio(returns))
+    # exposure over the first to the last fill: in the market 9:30–10:00, 11:00–13:00, Tue 9:45–14:00 (all of it)
+    in_market = (30 + 120 + 255) * 60 * S
+    assert metrics.exposure.time_in_market == pytest.approx(in_market / (fills[-1].ts_ns - fills[0].ts_ns))

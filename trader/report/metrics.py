@@ -456,3 +456,44 @@ def exposure(fills: Sequence[FillRecord], start_ns: int, end_ns: int) -> Exposur
         return Exposure(None, max_premium, None, max_positions)
     return Exposure(time_in_market=in_market_ns / span, max_open_premium=max_premium,
                     average_open_premium=premium_ns / span, max_open_positions=max_positions)
+
+
+# --- everything at once ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunMetrics:
+    """Every metric of one run, as ``run_metrics`` computes it from what the run recorded."""
+
+    trades: TradeStats
+    days: tuple[DailyEquity, ...]
+    sharpe: float | None
+    sortino: float | None
+    risk_free_annual: float
+    drawdown: Drawdown
+    slippage: SlippageReport
+    charges: ChargesByKind
+    exposure: Exposure
+
+
+def run_metrics(*, net_pnls: Iterable[int], equity_curve: Sequence[tuple[int, int]], fills: Sequence[FillRecord],
+                initial_capital: int, start_ns: int | None = None, end_ns: int | None = None,
+                risk_free_annual: float = 0.0) -> RunMetrics:
+    """All metrics of a run: round-trip net P&Ls (paise), the equity curve, the fills in time order, the starting
+    capital. The exposure span defaults to the first and last moment seen in the curve and the fills."""
+    moments = [ts for ts, _ in equity_curve] + [f.ts_ns for f in fills]
+    start = start_ns if start_ns is not None else min(moments, default=0)
+    end = end_ns if end_ns is not None else max(moments, default=0)
+    days = daily_equity(equity_curve, initial_capital)
+    returns = [d.ret for d in days if d.ret is not None]
+    return RunMetrics(
+        trades=trade_stats(net_pnls),
+        days=tuple(days),
+        sharpe=sharpe_ratio(returns, risk_free_annual),
+        sortino=sortino_ratio(returns, risk_free_annual),
+        risk_free_annual=risk_free_annual,
+        drawdown=drawdown(equity_curve, initial_capital),
+        slippage=slippage_report(fills),
+        charges=charges_by_kind(fills),
+        exposure=exposure(fills, start, end),
+    )
