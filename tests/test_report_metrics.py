@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from datetime import date, time
 
@@ -27,6 +28,7 @@ from trader.report.metrics import (
     drawdown,
     exposure,
     fill_charge_breakdowns,
+    jsonable,
     percentile,
     run_metrics,
     sharpe_ratio,
@@ -492,3 +494,31 @@ def test_run_metrics_agree_with_the_portfolio_that_booked_the_fills() -> None:
     # exposure over the first to the last fill: in the market 9:30–10:00, 11:00–13:00, Tue 9:45–14:00 (all of it)
     in_market = (30 + 120 + 255) * 60 * S
     assert metrics.exposure.time_in_market == pytest.approx(in_market / (fills[-1].ts_ns - fills[0].ts_ns))
+    # the whole thing as strict JSON (the run folder's summary): ∞ and dates become text, money stays paise
+    data = json.loads(json.dumps(jsonable(metrics), allow_nan=False))
+    assert data["trades"]["net_pnl"] == summary.net_pnl
+    assert data["days"][0]["day"] == "2026-11-23"
+    assert data["slippage"]["by_ist_hour"]["9"]["fills"] == 2
+    assert jsonable(trade_stats([5]))["profit_factor"] == "inf"  # type: ignore[index]
+
+
+@given(st.lists(st.floats(min_value=-0.2, max_value=0.2), min_size=2, max_size=30),
+       st.floats(min_value=0.01, max_value=100))
+def test_sharpe_and_sortino_do_not_depend_on_the_scale_of_returns(returns: list[float], k: float) -> None:
+    sharpe, scaled = sharpe_ratio(returns), sharpe_ratio([k * r for r in returns])
+    if sharpe is not None and scaled is not None and abs(sharpe) > 1e-6:
+        assert scaled == pytest.approx(sharpe, rel=1e-6)
+    sortino, scaled = sortino_ratio(returns), sortino_ratio([k * r for r in returns])
+    if sortino is not None and scaled is not None and abs(sortino) > 1e-6:
+        assert scaled == pytest.approx(sortino, rel=1e-6)
+
+
+@given(st.lists(st.tuples(st.integers(0, 100), st.sampled_from([Side.BUY, Side.SELL]), st.integers(1, 200),
+                          st.integers(0, 50_000), st.integers(1, 3)), max_size=30))
+def test_exposure_properties(rows: list[tuple[int, Side, int, int, int]]) -> None:
+    fills = [record(T0 + t * S, side, qty, price, price, OrderType.MARKET, token=token)
+             for t, side, qty, price, token in sorted(rows, key=lambda r: r[0])]
+    exp = exposure(fills, T0, T0 + 100 * S)
+    assert exp.time_in_market is not None and 0.0 <= exp.time_in_market <= 1.0
+    assert exp.average_open_premium is not None and 0.0 <= exp.average_open_premium <= exp.max_open_premium
+    assert 0 <= exp.max_open_positions <= 3

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import date, datetime
 
 from trader.events import Fill, OrderType, Side
@@ -497,3 +497,21 @@ def run_metrics(*, net_pnls: Iterable[int], equity_curve: Sequence[tuple[int, in
         charges=charges_by_kind(fills),
         exposure=exposure(fills, start, end),
     )
+
+
+def jsonable(value: object) -> object:
+    """A metrics dataclass (or anything inside one) as plain JSON data: dataclasses → dicts, dates → ISO text,
+    mapping keys → text, ``inf`` → ``"inf"`` (strict JSON has no infinity). Money stays in integer paise."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else ("inf" if value > 0 else "-inf" if value < 0 else None)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Side | OrderType):
+        return value.value
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
