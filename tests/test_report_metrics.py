@@ -522,3 +522,26 @@ def test_exposure_properties(rows: list[tuple[int, Side, int, int, int]]) -> Non
     assert exp.time_in_market is not None and 0.0 <= exp.time_in_market <= 1.0
     assert exp.average_open_premium is not None and 0.0 <= exp.average_open_premium <= exp.max_open_premium
     assert 0 <= exp.max_open_positions <= 3
+
+
+@pytest.mark.usefixtures("quiet_logs")
+def test_final_equity_completes_a_curve_sampled_once_a_minute() -> None:
+    ce = OptionContract.parse("NIFTY2611325000CE", instrument_token=101)
+    capital = 1_000_000_00
+    portfolio = PortfolioActor(EventBus(), capital)
+    t = at(MON, 10, 0)
+    for n, (side, price, dt) in enumerate([(Side.BUY, 100_00, 0), (Side.SELL, 150_00, 10)]):
+        asyncio.run(portfolio.handle(Fill(ts_ns=t + dt * S, fill_id=f"F{n}", intent_id=f"I{n}", order_id=f"O{n}",
+                                          contract=ce, side=side, quantity=65, price=price, expected_price=price,
+                                          charges=0)))
+    assert portfolio.equity_curve == [(t, capital)]  # the sell, 10 s later, is not sampled
+    without = run_metrics(net_pnls=portfolio.trade_pnls, equity_curve=portfolio.equity_curve, fills=[],
+                          initial_capital=capital)
+    assert without.days[-1].pnl == 0  # stale
+    final = (t + 10 * S, portfolio.equity)
+    metrics = run_metrics(net_pnls=portfolio.trade_pnls, equity_curve=portfolio.equity_curve, fills=[],
+                          initial_capital=capital, final_equity=final)
+    assert metrics.days[-1].pnl == 65 * (150_00 - 100_00) == 3_250_00
+    again = run_metrics(net_pnls=[], equity_curve=[(t, capital), final], fills=[], initial_capital=capital,
+                        final_equity=final)
+    assert len(again.days) == 1 and again.days[0].equity == final[1]

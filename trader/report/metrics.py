@@ -477,10 +477,17 @@ class RunMetrics:
 
 
 def run_metrics(*, net_pnls: Iterable[int], equity_curve: Sequence[tuple[int, int]], fills: Sequence[FillRecord],
-                initial_capital: int, start_ns: int | None = None, end_ns: int | None = None,
-                risk_free_annual: float = 0.0) -> RunMetrics:
+                initial_capital: int, final_equity: tuple[int, int] | None = None, start_ns: int | None = None,
+                end_ns: int | None = None, risk_free_annual: float = 0.0) -> RunMetrics:
     """All metrics of a run: round-trip net P&Ls (paise), the equity curve, the fills in time order, the starting
-    capital. The exposure span defaults to the first and last moment seen in the curve and the fills."""
+    capital. The exposure span defaults to the first and last moment seen in the curve and the fills.
+
+    ``final_equity`` ``(ts_ns, equity)``, the account at the end of the run, is appended to the curve when it is not
+    already its last sample: ``PortfolioActor`` samples equity at most once a minute, so a curve can miss the last
+    fills of a day, and the day's close (hence its return) would be stale without it."""
+    if final_equity is not None and (not equity_curve or (final_equity[0] >= equity_curve[-1][0]
+                                                          and final_equity != tuple(equity_curve[-1]))):
+        equity_curve = [*equity_curve, final_equity]
     moments = [ts for ts, _ in equity_curve] + [f.ts_ns for f in fills]
     start = start_ns if start_ns is not None else min(moments, default=0)
     end = end_ns if end_ns is not None else max(moments, default=0)
