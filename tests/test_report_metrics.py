@@ -17,7 +17,7 @@ from trader.events import Fill, IntentPurpose, OrderType, Side
 from trader.market.calendar import ist_ns
 from trader.market.charges import option_charges
 from trader.market.instruments import OptionContract, OptionType
-from trader.report.checklist import PnlComparison, evaluate
+from trader.report.checklist import PnlComparison, evaluate, evaluate_run
 from trader.report.metrics import (
     CHARGE_KINDS,
     Drawdown,
@@ -407,6 +407,9 @@ def test_exposure_edges() -> None:
     with pytest.raises(ValueError, match="time order"):
         exposure([record(T0 + 5 * S, Side.BUY, 1, 1, 1, OrderType.MARKET),
                   record(T0 + 1 * S, Side.SELL, 1, 1, 1, OrderType.MARKET)], T0, T0 + 10 * S)
+    with pytest.raises(ValueError, match="time order"):  # before the span, still out of order
+        exposure([record(T0 - 1 * S, Side.BUY, 1, 1, 1, OrderType.MARKET),
+                  record(T0 - 5 * S, Side.SELL, 1, 1, 1, OrderType.MARKET)], T0, T0 + 10 * S)
 
 
 # --- the go-live checklist -------------------------------------------------------------------------------------
@@ -494,6 +497,15 @@ def test_run_metrics_agree_with_the_portfolio_that_booked_the_fills() -> None:
     # exposure over the first to the last fill: in the market 9:30–10:00, 11:00–13:00, Tue 9:45–14:00 (all of it)
     in_market = (30 + 120 + 255) * 60 * S
     assert metrics.exposure.time_in_market == pytest.approx(in_market / (fills[-1].ts_ns - fills[0].ts_ns))
+    # on this run (3 trades, one loss) the checklist fails on the number of trades, and says so
+    checks = {i.name: i for i in evaluate_run(metrics).items}
+    assert checks["trades"].passed is False and checks["trades"].figure == 3.0
+    # peak ₹10,00,586.12 after Monday's first trade; trough ₹9,98,545.87 right after Tuesday's entry, whose charges
+    # (130 @ ₹80: brokerage 2 000 + exchange 370 + SEBI 1 + stamp 31 + GST 427 = 2 829 paise) are booked at the fill:
+    # 998 574.16 − 28.29; drawdown ₹2,040.25 = 204 025 / 100 058 612 = 0.204 %
+    assert checks["drawdown"].passed is True
+    assert metrics.drawdown.max_drawdown == 1_000_586_12 - (998_574_16 - 28_29) == 2_040_25
+    assert checks["drawdown"].figure == pytest.approx(2_040_25 / 1_000_586_12)
     # the whole thing as strict JSON (the run folder's summary): ∞ and dates become text, money stays paise
     data = json.loads(json.dumps(jsonable(metrics), allow_nan=False))
     assert data["trades"]["net_pnl"] == summary.net_pnl

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 from trader.money import to_rupees
-from trader.report.metrics import Drawdown, TradeStats
+from trader.report.metrics import Drawdown, RunMetrics, TradeStats
 
 MIN_TRADES = 100
 MAX_DRAWDOWN_PCT = 0.10
@@ -88,3 +88,9 @@ def evaluate(stats: TradeStats, dd: Drawdown, sharpe: float | None, comparison: 
             f"live ₹{to_rupees(comparison.live_net):,.2f} vs backtest ₹{to_rupees(comparison.backtest_net):,.2f}: "
             f"gap ₹{to_rupees(gap):,.2f}, allowed ±₹{allowed / 100:,.2f}"))
     return Checklist(tuple(items))
+
+
+def evaluate_run(metrics: RunMetrics, comparison: PnlComparison | None = None, *,
+                 pnl_tolerance: float = PNL_TOLERANCE) -> Checklist:
+    """The checklist on everything ``run_metrics`` computed."""
+    return evaluate(metrics.trades, metrics.drawdown, metrics.sharpe, comparison, pnl_tolerance=pnl_tolerance)

@@ -418,10 +418,12 @@ def exposure(fills: Sequence[FillRecord], start_ns: int, end_ns: int) -> Exposur
     open_premium = 0
     open_positions = 0
     last_ns = start_ns
+    previous_fill_ns: int | None = None
     for fill in fills:
-        ts = min(max(fill.ts_ns, start_ns), end_ns)
-        if ts < last_ns:
-            raise ValueError(f"fills out of time order at ts_ns={fill.ts_ns}")
+        if previous_fill_ns is not None and fill.ts_ns < previous_fill_ns:
+            raise ValueError(f"fills out of time order at ts_ns={fill.ts_ns} (after {previous_fill_ns})")
+        previous_fill_ns = fill.ts_ns
+        ts = min(max(fill.ts_ns, start_ns), end_ns)  # a fill outside the span counts at its edge
         if open_positions:  # (a position bought at a price of 0 is in the market with no premium)
             in_market_ns += ts - last_ns
         premium_ns += open_premium * (ts - last_ns)
