@@ -1,0 +1,1 @@
+"""The run report: metrics (pure), the go-live checklist; rendering comes later."""
