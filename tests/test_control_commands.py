@@ -584,6 +584,19 @@ async def test_a_manual_sell_reduces_one_holding_when_a_strategy_and_the_keeper_
     assert [(h.strategy_id, h.quantity) for h in host.actor.holdings()] == [(ADOPTED_STRATEGY_ID, 65)]
 
 
+async def test_a_manual_buy_of_the_contract_a_strategy_is_entering_is_not_taken_for_its_entry() -> None:
+    """The strategy's own entry on the contract waits (for an approval, or the broker): an operator's manual buy of the
+    same contract then is the keeper's, not the strategy's entry, and the strategy's holding stays its own size."""
+    host = Host()
+    host.driver.run_path(at(9, 30), RALLY)
+    [own] = host.driver.intents()  # sent, not filled
+    bought, bought_fill = manual(host, own.contract, Side.BUY, 65, 10_000, 1)
+    await host.actor.handle(bought)
+    await host.actor.handle(bought_fill)
+    held = sorted((h.strategy_id, h.quantity) for h in host.actor.holdings())
+    assert held == [(ADOPTED_STRATEGY_ID, 65), (STRATEGY_NAME, 0)]  # the strategy still waits for its own entry
+
+
 async def test_a_restart_knows_the_manual_orders_still_working() -> None:
     host = Host()
     host.actor.restore({}, [], manual_intent_ids=["M7"])

@@ -144,7 +144,7 @@ class StrategyActor(Actor):
         self._after_change()
 
     def _on_manual_fill(self, fill: Fill) -> None:
-        """Offered to the strategies first (a manual sell of what one holds reduces it); the keeper takes the rest,
+        """Offered first to the strategies it reduces (a manual sell of what one holds); the keeper takes the rest,
         so a position opened by hand through the daemon has a stop and a time exit, as after a restart.
 
         Each strategy is offered only what the ones before it left: two holders of the contract (the keeper's earlier
@@ -154,6 +154,11 @@ class StrategyActor(Actor):
             if rest <= 0:
                 return
             before = self._held_quantity(fill.contract, strategy)
+            if before == 0 or (before > 0) == (fill.side.sign > 0):
+                # Only a fill that reduces what a strategy holds is its: a manual buy while a strategy waits for its
+                # own entry on the same contract (an approval pending) is not that entry, and it is not added to a
+                # holding the strategy sized itself.
+                continue
             strategy.on_fill(fill if rest == fill.quantity else dataclasses.replace(fill, quantity=rest))
             taken = (self._held_quantity(fill.contract, strategy) - before) * fill.side.sign
             rest -= min(max(taken, 0), rest)
