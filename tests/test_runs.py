@@ -370,3 +370,30 @@ def test_round_trips_scale_in_partial_exit_and_flip_agree_with_the_position_book
     assert (short_trade.entry_intent_id, short_trade.exit_reason) == ("D", "time_exit")
     assert short_trade.signal_id == ""  # the flip's intent carried no signal
     assert sum(t.net for t in trades) == book.realized - book.charges + 7  # the open manual buy's charges aside
+
+
+# --- trader runs ------------------------------------------------------------------------------------------------
+
+
+def test_trader_runs_lists_finished_and_crashed_runs(tmp_path: Path, clean_env: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from trader.cli import main  # noqa: PLC0415
+
+    clean_env.setenv("TRADER_DATA_DIR", str(tmp_path))
+    assert main(["runs"]) == 0
+    assert "no runs in" in capsys.readouterr().out
+    runs = tmp_path / "runs"
+    done, _ = write_sample(runs)
+    assert done.close(ended_ns=T0, wall_ended_ns=2, final=equity(2, CAPITAL + 150_000)) is not None
+    crashed = RunWriter(runs, manifest("20261121-091500-paper-123456", mode="paper", wall_started_ns=9),
+                        flush_seconds=0.05)
+    assert crashed.start()
+    crashed.append(equity(0, CAPITAL - 2_550))
+    wait_for(lambda: (crashed.run_dir / EVENTS).read_bytes().count(b"\n") == 1)
+    crashed._closing = True
+    crashed._wake.set()
+    assert main(["runs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["RUN", "MODE", "STATUS", "STRATEGIES", "TRADES", "NET", "P&L", "(INR)"]
+    assert lines[1].split() == ["20261120-091500-backtest-abcdef", "backtest", "complete", "ema", "1", "1,500.00"]
+    assert lines[2].split() == ["20261121-091500-paper-123456", "paper", "running?", "ema", "0", "-25.50"]
