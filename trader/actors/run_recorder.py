@@ -96,6 +96,8 @@ def code_version() -> str:
     """``trader.__version__``, with the git commit when the package runs from a checkout."""
     version = trader.__version__
     here = Path(trader.__file__).resolve().parent
+    if not (here.parent / "pyproject.toml").is_file():
+        return version  # an installed package: whatever git repository surrounds it is not its source
     try:
         done = subprocess.run(["git", "-C", str(here), "describe", "--always", "--dirty", "--tags"],
                               capture_output=True, text=True, timeout=5, check=False)
