@@ -24,7 +24,7 @@ from trader.bus import EventBus
 from trader.config import load_settings
 from trader.events import Direction, Fill, OrderIntent, OrderUpdate, Signal, Tick
 from trader.logging import configure_logging
-from trader.runs.model import EVENTS, FILLS, MANIFEST, SUMMARY, RunData, RunManifest
+from trader.runs.model import EVENTS, FILLS, MANIFEST, SUMMARY, DataSource, RunData, RunManifest
 from trader.runs.store import find_run, load_run
 
 START = "2026-11-20T09:00:00"  # Fri 20 Nov 2026, a normal session (as tests/test_e2e.py)
@@ -277,3 +277,22 @@ def test_kill_9_mid_run_leaves_a_readable_run_missing_at_most_the_last_batch(tmp
     assert 2 <= len(kept) < len(full) and kept == full[:len(kept)]
     assert [s.ts_ns for s in run.signals] == [s.ts_ns for s in day.run.signals][:len(run.signals)]
     assert run.equity and run.equity == day.run.equity[:len(run.equity)]
+
+
+def test_a_replay_names_its_tick_files_and_a_caller_can_say_what_the_data_was(tmp_path: Path) -> None:
+    from test_replay import day_dir, make_ticks, write_parquet  # noqa: PLC0415
+
+    from trader.adapters.replay.market import ReplayConfig  # noqa: PLC0415
+
+    configure_logging("WARNING", io.StringIO())
+    data = day_dir(tmp_path)
+    write_parquet(data / "ticks.parquet", make_ticks(seconds=120))
+    settings = load_settings({"mode": "backtest", "sim": {"days": 1}, "data_dir": str(tmp_path / "state")})
+    app = App(settings, replay=ReplayConfig(data=data))
+    asyncio.run(app.run(install_signal_handlers=False))
+    assert app.run_dir is not None
+    manifest = load_run(app.run_dir).manifest
+    assert manifest.venue == "replay" and manifest.data == DataSource("ticks", path=str(data))
+    told = DataSource("candles", path=str(data / "bars.csv"), modelled_options=True, model_note="iv 13 %",
+                      bar_path="O-H-L-C")
+    assert App(settings, replay=ReplayConfig(data=data), data_source=told).data_source == told
