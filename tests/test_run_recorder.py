@@ -154,6 +154,7 @@ def test_public_settings_drops_every_secret_field() -> None:
     for secret in SECRET_TEXTS:
         assert secret not in dumped
     assert "**********" not in dumped.replace("https://hooks.example.com/**********", "")
+    assert public_settings(settings)["kite_token_poll_seconds"] == 5.0  # a number named "token" is no secret
 
 
 def test_the_recorder_never_sees_a_tick(day: Day) -> None:

@@ -54,14 +54,14 @@ def _secret_name(name: str) -> bool:
     return any(word in lowered for word in SECRET_WORDS)
 
 
-def _public(model: BaseModel, dumped: dict[str, Any]) -> dict[str, Any]:
+def _public(model: object, dumped: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in dumped.items():
-        original = getattr(model, name, None)
-        if isinstance(original, SecretStr) or _secret_name(name):
+        original = getattr(model, name, None) if isinstance(model, BaseModel) else None
+        if isinstance(original, SecretStr) or (_secret_name(name) and isinstance(value, str)):
             continue  # never written, not even masked
-        if isinstance(original, BaseModel) and isinstance(value, dict):
-            out[name] = _public(original, value)
+        if isinstance(value, dict):
+            out[name] = _public(original, value)  # a section, or a plain table (a strategy's parameters)
         elif isinstance(value, str) and "url" in name.lower() and value:
             out[name] = mask_url(value)
         else:

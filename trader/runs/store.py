@@ -466,7 +466,7 @@ class RunWriter:
                                        wall_ended_ns=wall_ended_ns, stop_reason=stop_reason)
         try:
             return finish_run(self.run_dir, manifest)
-        except (OSError, RunFormatError) as exc:
+        except Exception as exc:  # a record: whatever went wrong is reported, never raised into the stop
             self._fail("tables", exc)
             return None
 
