@@ -318,6 +318,19 @@ def test_a_failing_disk_mid_run_stops_the_record_not_the_caller(tmp_path: Path) 
     assert reported == ["events"] and writer.dropped == 4
 
 
+def test_a_row_that_cannot_be_encoded_is_dropped_alone(tmp_path: Path) -> None:
+    reported: list[str] = []
+    writer = RunWriter(tmp_path, manifest(), on_error=lambda what, error: reported.append(what))
+    assert writer.start()
+    writer.append(signal(1))
+    writer.append(replace(signal(2), reason=object()))  # type: ignore[arg-type]
+    writer.append(replace(signal(3), reason=object()))  # type: ignore[arg-type]
+    writer.append(signal(4))
+    run = writer.close(ended_ns=T0, wall_ended_ns=1)
+    assert run is not None and [s.signal_id for s in run.signals] == ["S1", "S4"]
+    assert reported == ["encode"] and writer.dropped == 2 and writer.failed is None
+
+
 def test_the_queue_is_bounded(tmp_path: Path) -> None:
     writer = RunWriter(tmp_path, manifest(), flush_rows=10**9, flush_seconds=60, max_pending=5)
     assert writer.start()

@@ -119,7 +119,7 @@ class RunRecorder(Actor):
         self._intents: dict[str, tuple[str, str]] = {}  # intent id -> (strategy id, order type)
         self._next_sample_ns = 0
         self._last: PositionSnapshot | None = None
-        self._failed = False
+        self._failed: set[str] = set()  # what has been reported (once each)
         self.rows = 0
 
     @property
@@ -130,8 +130,8 @@ class RunRecorder(Actor):
         return (Signal, OrderIntent, OrderUpdate, Fill, PositionSnapshot)
 
     def _report(self, what: str, error: BaseException) -> None:
-        if not self._failed:
-            self._failed = True
+        if what not in self._failed:
+            self._failed.add(what)
             log.error("run_record_failed", what=what, error=repr(error),
                       run_dir=str(self.run_dir) if self.run_dir else str(self.runs_dir),
                       fix="trading goes on without a complete run folder; free disk space or make data_dir/runs "

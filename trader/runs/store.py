@@ -29,6 +29,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from trader.events import OrderStatus, Side
 from trader.market.calendar import IST
 from trader.report.checklist import evaluate_run
@@ -316,7 +318,7 @@ def read_events(path: Path) -> Events:
     early: dict[str, list[StatusRow]] = {}
     for line in _lines(path):
         try:
-            data = json.loads(line)
+            data = orjson.loads(line)
             cls = _ROW_TYPES[data["kind"]]
             row = _row_from(cls, data)
         except (ValueError, KeyError, TypeError):
@@ -373,6 +375,7 @@ class RunWriter:
         self._thread: threading.Thread | None = None
         self._handle: Any = None
         self.failed: BaseException | None = None
+        self._reported: set[str] = set()
         self.dropped = 0
         self.written = 0
         self.flushes = 0
@@ -392,9 +395,12 @@ class RunWriter:
         self._thread.start()
         return True
 
-    def _fail(self, what: str, error: BaseException) -> None:
-        if self.failed is None:
+    def _fail(self, what: str, error: BaseException, *, stop: bool = True) -> None:
+        """Report a failure (once per kind); ``stop``: write nothing more (an I/O error), else drop one row."""
+        if stop and self.failed is None:
             self.failed = error
+        if what not in self._reported:
+            self._reported.add(what)
             with contextlib.suppress(Exception):  # a reporter that fails must not stop the writer's caller either
                 self._on_error(what, error)
 
@@ -432,8 +438,12 @@ class RunWriter:
         lines: list[bytes] = []
         while pending:
             row = pending.popleft()
-            document = {"kind": _KINDS[type(row)], **_row_dict(row)}
-            lines.append(json.dumps(document, separators=(",", ":")).encode() + b"\n")
+            try:
+                lines.append(orjson.dumps({"kind": _KINDS[type(row)], **_row_dict(row)},
+                                          option=orjson.OPT_APPEND_NEWLINE))
+            except (TypeError, KeyError) as exc:  # orjson.JSONEncodeError is a TypeError
+                self.dropped += 1
+                self._fail("encode", exc, stop=False)
         if self.failed is not None:
             self.dropped += len(lines)
             return
