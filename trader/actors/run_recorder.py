@@ -205,12 +205,17 @@ class RunRecorder(Actor):
             return None
         last = final if final is not None else self._last
         try:
-            return await asyncio.to_thread(writer.close, ended_ns=ended_ns, wall_ended_ns=wall_ended_ns,
-                                           final=_equity(last) if last is not None else None,
-                                           stop_reason=stop_reason, status=status)
+            run = await asyncio.to_thread(writer.close, ended_ns=ended_ns, wall_ended_ns=wall_ended_ns,
+                                          final=_equity(last) if last is not None else None,
+                                          stop_reason=stop_reason, status=status)
         except Exception as exc:
             self._report("finish", exc)
             return None
+        if run is not None:
+            log.info("run_recorded", run_id=run.manifest.run_id, run_dir=str(writer.run_dir), status=status,
+                     signals=len(run.signals), orders=len(run.orders), fills=len(run.fills), trades=len(run.trades),
+                     equity_rows=len(run.equity), dropped=writer.dropped)
+        return run
 
 
 def _equity(snapshot: PositionSnapshot) -> EquityRow:
