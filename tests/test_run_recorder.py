@@ -244,11 +244,14 @@ def _fill_lines(events_file: Path) -> int:
         return 0
 
 
-def test_kill_9_mid_run_leaves_a_readable_run_missing_at_most_the_last_batch(tmp_path: Path, day: Day) -> None:
+@pytest.mark.parametrize("mode", ["backtest", "paper"])
+def test_kill_9_mid_run_leaves_a_readable_run_missing_at_most_the_last_batch(tmp_path: Path, day: Day,
+                                                                             mode: str) -> None:
     data_dir = tmp_path / "data"
     env = {key: value for key, value in os.environ.items() if not key.startswith("TRADER_")}
-    env.update({"TRADER_MODE": "backtest", "TRADER_DATA_DIR": str(data_dir), "TRADER_SIM__DAYS": "1",
-                "TRADER_SIM__START": START, "TRADER_SIM__SEED": "7", "TRADER_SIM__CHAIN_INTERVAL_MS": "5000",
+    env.update({"TRADER_MODE": mode, "TRADER_SIM__SPEED": "0", "TRADER_DATA_DIR": str(data_dir),
+                "TRADER_SIM__DAYS": "1", "TRADER_SIM__START": START, "TRADER_SIM__SEED": "7",
+                "TRADER_SIM__CHAIN_INTERVAL_MS": "5000",
                 "TRADER_CONTROL__PORT": "0", "TRADER_LOG_LEVEL": "WARNING"})
     with open(tmp_path / "daemon.log", "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "trader", "run"], env=env, stdout=log, stderr=log)
@@ -271,8 +274,10 @@ def test_kill_9_mid_run_leaves_a_readable_run_missing_at_most_the_last_batch(tmp
     run_dir = events_file.parent
     run = load_run(run_dir)
     assert not run.complete and run.manifest.status == "running" and run.bad_lines <= 1
+    assert run.manifest.mode == mode
     assert not (run_dir / FILLS).exists() and not list(run_dir.glob("*.parquet"))
-    # The same seed and settings as the fixture's backtest: what the killed run kept is a prefix of that run.
+    # The same seed and settings as the fixture's backtest (paper at speed 0 trades the same way on a fresh
+    # data_dir): what the killed run kept is a prefix of that run.
     full = [(f.ts_ns, f.tradingsymbol, f.side, f.quantity, f.price, f.charges) for f in day.run.fills]
     kept = [(f.ts_ns, f.tradingsymbol, f.side, f.quantity, f.price, f.charges) for f in run.fills]
     assert 2 <= len(kept) < len(full) and kept == full[:len(kept)]
