@@ -30,12 +30,23 @@ def quiet_logs() -> Iterator[None]:
 # fixed port 8780: two tests, or a developer's daemon, would collide. Port 0 takes a free port; tests that talk to the
 # API read the port it logged (``control_api_listening``) or the server object.
 CONTROL_PORT_ENV = {"TRADER_CONTROL__PORT": "0"}
+DATA_DIR_ENV = "TRADER_DATA_DIR"
 
 
 @pytest.fixture(autouse=True)
 def free_control_port(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in CONTROL_PORT_ENV.items():
         monkeypatch.setenv(key, value)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def own_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests that do not choose a data_dir share a temporary one, never the checkout's ./data: every run writes a run
+    folder (data_dir/runs/), and a backtest built with the default settings would litter the repo. Session-wide so
+    module-scoped fixtures that run an App see it too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(DATA_DIR_ENV, str(tmp_path_factory.mktemp("data")))
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -48,8 +59,8 @@ def no_systemd(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """No TRADER_* variable from the developer's shell leaks into the settings under test (but the control API
-    still takes a free port)."""
+    still takes a free port, and the data_dir stays the test's own)."""
     for key in list(os.environ):
-        if key.startswith("TRADER_") and key not in CONTROL_PORT_ENV:
+        if key.startswith("TRADER_") and key not in CONTROL_PORT_ENV and key != DATA_DIR_ENV:
             monkeypatch.delenv(key)
     return monkeypatch

@@ -7,6 +7,7 @@ import contextlib
 import signal
 from dataclasses import dataclass
 from datetime import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trader import builders
@@ -18,6 +19,7 @@ from trader.actors.metrics import MetricsActor, latency_scale
 from trader.actors.portfolio import PerformanceSummary, PortfolioActor, summary_fields
 from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
 from trader.actors.risk import RiskGateActor
+from trader.actors.run_recorder import RunRecorder, code_version, data_source_for, public_settings, strategy_runs
 from trader.actors.strategy import StrategyActor
 from trader.adapters.kite.broker import KiteBroker
 from trader.adapters.kite.provision import BrokerUnreachableError, ProvisioningError, provision_market
@@ -42,6 +44,8 @@ from trader.market.calendar import ist_date, ist_ns, ist_text
 from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import resolve_underlying
 from trader.money import to_paise, to_rupees
+from trader.runs.model import DataSource, RunManifest
+from trader.runs.store import new_run_id
 from trader.store.journal import JournalError, JournalWriteError
 from trader.store.orders import OrderJournal
 from trader.strategies.adopted import MANUAL_STRATEGY_ID
@@ -61,7 +65,8 @@ class RunResult:
 
 
 class App:
-    def __init__(self, settings: Settings, *, start_ns: int | None = None, replay: ReplayConfig | None = None) -> None:
+    def __init__(self, settings: Settings, *, start_ns: int | None = None, replay: ReplayConfig | None = None,
+                 data_source: DataSource | None = None) -> None:
         self.settings = settings
         builders.check_mode(settings)
         wall_now = LiveClock().now_ns()
@@ -144,6 +149,12 @@ class App:
         self.metrics = MetricsActor(self.bus, scale=latency_scale(self.clock))  # counts for GET /metrics
         self.consumers: list[Actor] = [self.portfolio, self.risk, self.execution, self.strategy, self.ledger,
                                        self.metrics]
+        # The run folder (data_dir/runs/<run id>/): a record of signals, orders, fills and equity, never a gate.
+        self.data_source = data_source or data_source_for(settings, replay=replay, kite_market=self.kite_market)
+        self.recorder = RunRecorder(self.bus, settings.runs_dir) if settings.runs.enabled else None
+        self.run_dir: Path | None = None
+        if self.recorder is not None:
+            self.consumers.append(self.recorder)
         # Alerts (paper and live, with a destination configured): an actor that only enqueues, outboxes that send.
         self.alerts = AlertRuntime.build(self)
         if self.alerts is not None:
@@ -351,6 +362,8 @@ class App:
             raise
         if self.alerts is not None:
             self.alerts.start()  # the "started" alert; sending happens in the outboxes' own tasks
+        if self.recorder is not None:
+            self.run_dir = self.recorder.begin(self._run_manifest())
         for actor in self.consumers:
             self.supervisor.start(actor)
         for feed in self.feeds:
@@ -375,6 +388,31 @@ class App:
         if self.replay is not None and self.replay.error:  # the run stopped at bad data: say where, exit non-zero
             raise ConfigError([f"replay error: {self.replay.error}"])
         return result
+
+    def _run_manifest(self) -> RunManifest:
+        settings = self.settings
+        started = self.clock.now_ns()
+        venue = "replay" if self.replay is not None else "kite" if self.kite_market else "synthetic"
+        if isinstance(self.broker, PaperBroker):
+            fill_model = (f"paper: the touch + {settings.paper.slippage_ticks} adverse tick(s), latency "
+                          f"{settings.paper.latency_ms} ms, displayed quantity only (trader/adapters/paper.py)")
+        else:
+            fill_model = "broker: the exchange's fills"
+        return RunManifest(run_id=new_run_id(settings.mode, started), mode=settings.mode, status="running",
+                           initial_capital=to_paise(settings.risk.initial_capital), started_ns=started,
+                           wall_started_ns=self.wall_started_ns, venue=venue, fill_model=fill_model,
+                           strategies=strategy_runs(settings, self.underlyings),
+                           underlyings=tuple(spec.name for spec in self.underlyings), data=self.data_source,
+                           settings=public_settings(settings), code_version=code_version())
+
+    async def _finish_run(self) -> None:
+        if self.recorder is None:
+            return
+        now = self.clock.now_ns()
+        failed = self.replay is not None and bool(self.replay.error)
+        await self.recorder.finish(ended_ns=now, wall_ended_ns=LiveClock().now_ns(),
+                                   final=self.portfolio.snapshot(now), stop_reason=self.stop_reason or "end of data",
+                                   status="failed" if failed else "complete")
 
     async def _close_resources(self) -> None:
         if self.token_watcher is not None:
@@ -423,6 +461,7 @@ class App:
         # (and its journal) see them before the actors stop.
         await self._drain(budget * 0.1)
         await self.supervisor.stop()
+        await self._finish_run()
         self._heartbeat(final=True)  # the last counters, and the simulated time saved before the journal closes
         await self._close_resources()
         if self.alerts is not None:

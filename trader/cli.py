@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "written; see docs/strategies.md)")
     new.add_argument("name", help="the strategy's name: lower-case letters, digits and _ (e.g. my_breakout)")
     new.add_argument("--dir", type=Path, default=Path("."), help="where the package's directory goes (default: .)")
+    runs = sub.add_parser("runs", help="list the run folders (data_dir/runs): id, mode, status, trades, net P&L")
+    _settings_flags(runs)
     add_tail_command(sub)  # trader tail: the JSON log as human lines (trader/tail.py)
     add_control_commands(sub)  # status, positions, orders, ..., halt, resume: trader/control/commands.py
     return parser
@@ -300,6 +302,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "login":
         return _login(settings, args.request_token)
+    if args.command == "runs":
+        from trader.runs.listing import list_lines  # noqa: PLC0415 - as App below
+
+        sys.stdout.write("".join(f"{line}\n" for line in list_lines(settings.runs_dir)))
+        return 0
     configure_logging(settings.log_level, log_format=settings.log_format)
     from trader.app import App  # noqa: PLC0415 - keeps check-config light
 

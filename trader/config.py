@@ -162,6 +162,13 @@ class SimSettings(Section):
         return self
 
 
+class RunSettings(Section):
+    """Run folders (trader/runs/): every run's signals, orders, fills, equity and summary, for the report."""
+
+    enabled: bool = Field(True, description="write data_dir/runs/<run id>/ for every backtest, paper and live run")
+    dir: Path | None = Field(None, description="where run folders go; default: data_dir/runs")
+
+
 class KiteSettings(Section):
     api_key: str = ""
     api_secret: SecretStr = SecretStr("")
@@ -190,6 +197,7 @@ class Settings(BaseSettings):
     paper: PaperSettings = PaperSettings()
     sim: SimSettings = SimSettings()
     kite: KiteSettings = KiteSettings()
+    runs: RunSettings = RunSettings()
     control: ControlSettings = ControlSettings()
     health: HealthSettings = HealthSettings()
     alerts: AlertSettings = AlertSettings()
@@ -232,6 +240,11 @@ class Settings(BaseSettings):
             raise ConfigError([f"config error: calendar_file: {exc}; set it with TRADER_CALENDAR_FILE or "
                                "--calendar-file"]) from None
         return MarketCalendar(data, warn_clock=warn_clock)
+
+    @property
+    def runs_dir(self) -> Path:
+        """Where run folders go (``runs.dir``, default ``data_dir/runs``)."""
+        return self.runs.dir if self.runs.dir is not None else self.data_dir / "runs"
 
     @property
     def kite_token_file(self) -> Path:

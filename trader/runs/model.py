@@ -191,6 +191,7 @@ class RunData:
     equity: tuple[EquityRow, ...]
     trades: tuple[TradeRow, ...]
     complete: bool  # the Parquet tables were there (a clean stop); False = rebuilt from events.jsonl
+    bad_lines: int = 0  # events.jsonl lines that could not be read (a line cut short by a crash), skipped
 
     @property
     def final_equity(self) -> tuple[int, int] | None:
