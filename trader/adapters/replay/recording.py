@@ -31,6 +31,7 @@ import os
 import queue
 import re
 import threading
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -52,6 +53,7 @@ TICKS_DIR = "ticks"
 DUMP_NAME = "instruments.csv"
 EXCHANGE_TS = "exchange_ts"  # not in the replay schema (ignored by the reader): the exchange's own time, if any
 COMPRESSION = "zstd"
+DICTIONARY_COLUMNS = [schema.INSTRUMENT_TOKEN, schema.TRADINGSYMBOL]  # the rest is too varied to gain from one
 _PART = re.compile(r"part-([0-9]{6,})\.parquet")
 _SEGMENT = re.compile(r"ticks-([0-9]{6,})-([0-9]{6,})\.parquet")
 _TIME = pa.timestamp("ns", tz="UTC")
@@ -165,7 +167,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 def _write_parquet_atomically(path: Path, table: pa.Table) -> None:
     tmp = _tmp(path)
-    pq.write_table(table, tmp, compression=COMPRESSION)
+    pq.write_table(table, tmp, compression=COMPRESSION, use_dictionary=DICTIONARY_COLUMNS)
     with tmp.open("rb+") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
@@ -201,8 +203,9 @@ def superseded_parts(paths: Iterable[Path]) -> set[Path]:
 
 def ticks_table(ticks: Sequence[Tick], symbols: dict[int, str]) -> pa.Table:
     """Ticks as a table in ``RECORD_SCHEMA``, sorted by time (stable: equal times keep their order)."""
-    def ints(values: list[int]) -> pa.Array:
-        return pa.array(values, type=pa.int64())
+    def ints(values: list[int]) -> pa.Array:  # through array('q'): ten times faster than pa.array(list)
+        packed = array("q", values)
+        return pa.Array.from_buffers(pa.int64(), len(packed), [None, pa.py_buffer(packed)])
 
     def rupees(paise: pa.Array, *, zero_is_null: bool) -> pa.Array:
         values = pc.divide(paise.cast(pa.float64()), 100.0)
@@ -282,7 +285,7 @@ def compact(folder: Path) -> Path | None:
     tmp = _tmp(target)
     tables_in_order = True
     last_ts: int | None = None
-    with pq.ParquetWriter(tmp, RECORD_SCHEMA, compression=COMPRESSION) as writer:
+    with pq.ParquetWriter(tmp, RECORD_SCHEMA, compression=COMPRESSION, use_dictionary=DICTIONARY_COLUMNS) as writer:
         for _, part in parts:
             table = pq.read_table(part).cast(RECORD_SCHEMA)
             if not _sorted(table, last_ts):
@@ -294,7 +297,7 @@ def compact(folder: Path) -> Path | None:
     if not tables_in_order:
         whole = pa.concat_tables([pq.read_table(part).cast(RECORD_SCHEMA) for _, part in parts])
         pq.write_table(whole.take(pc.sort_indices(whole, [(schema.TS, "ascending")])), tmp,
-                       compression=COMPRESSION)
+                       compression=COMPRESSION, use_dictionary=DICTIONARY_COLUMNS)
     with tmp.open("rb+") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, target)
