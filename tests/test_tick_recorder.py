@@ -384,7 +384,7 @@ async def test_a_paper_day_recorded_replays_in_a_backtest_with_the_same_ticks(tm
     result = await paper.run(install_signal_handlers=False)
     assert result.counters["ticks_in"] == len(seen) > 5_000
     assert paper.recorder is not None and paper.recorder.ticks_dropped == 0
-    day = tmp_path / "paper" / "ticks" / "2026-11-20"
+    day = tmp_path / "paper" / "ticks" / "paper" / "2026-11-20"
     parts = paper.recorder.writer.parts_written
     assert [p.name for p in day.glob("*.parquet")] == [f"ticks-000001-{parts:06d}.parquet"]
     assert paper.recorder.writer.parts_written > 10 and (day / "instruments.csv").is_file()

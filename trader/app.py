@@ -149,12 +149,12 @@ class App:
         self.alerts = AlertRuntime.build(self)
         if self.alerts is not None:
             self.consumers.append(self.alerts.actor)
-        self.recorder: TickRecorder | None = None  # every tick received, to <data_dir>/ticks (docs/data.md)
+        self.recorder: TickRecorder | None = None  # every tick received, to <data_dir>/ticks/<mode> (docs/data.md)
         if settings.records_ticks:
             from trader.actors.tick_recorder import TickRecorder  # noqa: PLC0415 - pyarrow only when recording
 
             rec = settings.recorder
-            self.recorder = TickRecorder(self.bus, self.instruments, settings.data_dir / "ticks",
+            self.recorder = TickRecorder(self.bus, self.instruments, settings.data_dir / "ticks" / settings.mode,
                                          batch_rows=rec.batch_rows, batch_seconds=rec.batch_seconds,
                                          max_batches=rec.max_batches)
             self.consumers.append(self.recorder)

@@ -1,6 +1,7 @@
 """Recording the ticks a paper or live run receives, in the replay schema, so a day can be backtested as it traded.
 
-Layout under ``<data_dir>/ticks`` (docs/data.md, "Recording"), one folder per IST day::
+Layout under ``<data_dir>/ticks/<mode>`` (docs/data.md, "Recording"; paper's ticks never mix with live's), one
+folder per IST day::
 
     2026-11-27/
         instruments.csv                 the day's instrument master, in Kite's dump format (replay reads it as is)
@@ -31,6 +32,7 @@ import os
 import queue
 import re
 import threading
+import time
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -342,6 +344,10 @@ class Batch:
 _STOP = object()
 
 
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+
 class TickWriter:
     """Writes batches to Parquet parts on one background thread; the caller never waits (``offer``).
 
@@ -385,10 +391,14 @@ class TickWriter:
         if self._thread is None:
             self.start()
         assert self._thread is not None
-        if final is not None and final.ticks:
-            self._queue.put(final)
-        self._queue.put(_STOP)
-        self._thread.join(timeout_s)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        try:
+            if final is not None and final.ticks:
+                self._queue.put(final, timeout=_left(deadline))
+            self._queue.put(_STOP, timeout=_left(deadline))
+        except queue.Full:
+            return False  # the writer is stuck (a hung disk): its thread is a daemon, the parts on disk are whole
+        self._thread.join(_left(deadline))
         return not self._thread.is_alive()
 
     def _run(self) -> None:
@@ -400,10 +410,10 @@ class TickWriter:
             assert isinstance(item, Batch)
             try:
                 self.write(item)
-            except (OSError, ValueError, pa.ArrowException) as exc:
+            except Exception as exc:  # the writer thread must outlive any one batch
                 self.errors += 1
                 self.last_error = str(exc)
-                log.error("recorder_write_failed", day=item.day.isoformat(), ticks=len(item.ticks), error=str(exc),
+                log.error("recorder_write_failed", day=item.day.isoformat(), ticks=len(item.ticks), error=repr(exc),
                           fix="free disk space or make the data dir writable; trading goes on, these ticks are lost")
         for day in list(self._folders):
             self._finish(day)
