@@ -16,7 +16,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time as time_module
 from collections.abc import Sequence
 from datetime import date, datetime, time
 from pathlib import Path
@@ -112,8 +111,9 @@ async def replayed(data: Path, **config: object) -> tuple[list[Tick], ReplayMark
 
 def write_day(writer: TickWriter, ticks: Sequence[Tick], day: date = DAY, *, batch: int = 100) -> list[Path]:
     instruments = tuple(master().registered())
-    return [writer.write(Batch(day, list(ticks[i:i + batch]), instruments if i == 0 else None))
-            for i in range(0, len(ticks), batch)]
+    paths = [writer.write(Batch(day, list(ticks[i:i + batch]), instruments if i == 0 else None))
+             for i in range(0, len(ticks), batch)]
+    return [path for path in paths if path is not None]
 
 
 def digest(path: Path) -> str:
@@ -211,6 +211,7 @@ def test_a_later_run_listing_other_tokens_records_next_to_the_day(tmp_path: Path
     with captured_logs() as lines:
         path = later.write(Batch(DAY, [Tick(open_ns() + 10**12, moved.instrument_token, 500)], (INDEX, moved)))
     later.close()
+    assert path is not None
     assert path.parent.name == f"{DAY.isoformat()}-2"
     assert [line["event"] for line in lines] == ["recorder_day_taken"]
     again = InstrumentMaster.from_kite_csv((path.parent / "instruments.csv").read_text())
@@ -279,6 +280,21 @@ async def test_a_batch_goes_when_full_or_old(tmp_path: Path) -> None:
     await actor.close()
 
 
+async def test_a_heartbeat_past_midnight_compacts_the_finished_day(tmp_path: Path) -> None:
+    actor, _ = recorder(tmp_path, batch_rows=100)
+    await actor.on_start()
+    for tick in make_ticks(250):
+        actor.record(tick)
+    folder = tmp_path / DAY.isoformat()
+    await actor.handle(Heartbeat(ts_ns=ist_ns(DAY, time(23, 59, 59)), counters={}))
+    await actor.handle(Heartbeat(ts_ns=ist_ns(NEXT_DAY, time(0, 0, 1)), counters={}))
+    await asyncio.wait_for(asyncio.to_thread(actor.writer.wait_written), 60)  # compacted now, the recorder running
+    assert [p.parent.name for p in actor.writer.compacted] == [DAY.isoformat()]
+    assert sorted(p.name for p in folder.iterdir()) == ["instruments.csv", "ticks-000001-000003.parquet"]
+    assert not (tmp_path / NEXT_DAY.isoformat()).exists()  # no ticks, no folder
+    await actor.close()
+
+
 async def test_a_full_queue_drops_batches_counts_them_and_never_blocks(tmp_path: Path) -> None:
     actor, _ = recorder(tmp_path, batch_rows=50, max_batches=2)
     ticks = make_ticks(290, step_ms=1_000)
@@ -327,8 +343,7 @@ def recorder_child(root: Path) -> None:
     for n, tick in enumerate(monday, start=1):
         actor.record(tick)  # the first one rolls the day
         if n % 100 == 0:
-            while actor.writer.parts_written < actor.ticks_recorded // 100:
-                time_module.sleep(0.001)  # until the writer has it on disk: then the parent may count on it
+            actor.writer.wait_written()  # on disk: the parent may count on it
             friday = actor.writer.compacted[0] if actor.writer.compacted else "-"
             print(f"written {actor.ticks_recorded} {friday}", flush=True)
     threading.Event().wait()  # not killed yet: wait for it

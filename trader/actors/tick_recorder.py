@@ -63,18 +63,24 @@ class TickRecorder(Actor):
     async def handle(self, event: Any) -> None:
         if type(event) is Tick:
             self.record(event)
-        elif self._rows and self._monotonic_ns() - self._first_wall_ns >= self._max_age_ns:
-            self.flush()  # a quiet feed: the last ticks still reach the disk within a heartbeat
+        elif type(event) is Heartbeat:
+            if self._day_end and event.ts_ns >= self._day_end:  # midnight IST passed without a tick
+                self._roll(event.ts_ns)
+                self.writer.offer(Batch(self._day, []))  # the finished day is compacted now, not at the next tick
+            elif self._rows and self._monotonic_ns() - self._first_wall_ns >= self._max_age_ns:
+                self.flush()  # a quiet feed: the last ticks still reach the disk within a heartbeat
+
+    def _roll(self, ts_ns: int) -> None:
+        self.flush()
+        day = ist_date(ts_ns)
+        self._day = day
+        self._day_start = ist_ns(day, wall_time(0))
+        self._day_end = ist_ns(day + timedelta(days=1), wall_time(0))
 
     def record(self, tick: Tick) -> None:
         """The hot path: a comparison, an append, and a batch handed over when full or old."""
-        ts = tick.ts_ns
-        if not self._day_start <= ts < self._day_end:
-            self.flush()
-            day = ist_date(ts)
-            self._day = day
-            self._day_start = ist_ns(day, wall_time(0))
-            self._day_end = ist_ns(day + timedelta(days=1), wall_time(0))
+        if not self._day_start <= tick.ts_ns < self._day_end:
+            self._roll(tick.ts_ns)
         rows = self._rows
         if not rows:
             self._first_wall_ns = self._monotonic_ns()

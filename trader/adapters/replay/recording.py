@@ -270,8 +270,8 @@ def compact(folder: Path) -> Path | None:
 
     Parts are copied one at a time (bounded memory) when their times follow on; parts that overlap in time (never
     from one recorder, which writes in arrival order) are sorted together instead. Parts a compacted file already
-    holds, and temporary files of a killed write, are deleted first. A part that cannot be read is left in place
-    (logged): its neighbours are compacted around it only if it is not in the middle.
+    holds, and temporary files of a killed write, are deleted first. A part that cannot be read (never one this
+    module wrote: they are whole or absent) raises: the folder's parts stay as they are, and replay as they are.
     """
     for child in folder.iterdir():
         if child.name.startswith(".") and child.name.endswith(".tmp"):
@@ -415,16 +415,25 @@ class TickWriter:
                 self.last_error = str(exc)
                 log.error("recorder_write_failed", day=item.day.isoformat(), ticks=len(item.ticks), error=repr(exc),
                           fix="free disk space or make the data dir writable; trading goes on, these ticks are lost")
+            self._queue.task_done()
         for day in list(self._folders):
             self._finish(day)
+        self._queue.task_done()
 
-    def write(self, batch: Batch) -> Path:
-        """One batch → one part file of its day (the writer thread's work; tests call it directly)."""
+    def wait_written(self) -> None:
+        """Block until every batch queued so far is written (tests, benchmarks; never the event loop)."""
+        self._queue.join()
+
+    def write(self, batch: Batch) -> Path | None:
+        """One batch → one part file of its day (the writer thread's work; tests call it directly). A batch without
+        ticks only says the day rolled: the earlier days are compacted, nothing is written."""
         if batch.instruments is not None:
             self._instruments.update((i.instrument_token, i) for i in batch.instruments if i.instrument_token)
             self._symbols = {token: i.tradingsymbol for token, i in self._instruments.items()}
         for day in [d for d in self._folders if d != batch.day]:
             self._finish(day)  # the day rolled: the earlier day is complete
+        if not batch.ticks:
+            return None
         folder = self._folders.get(batch.day)
         if folder is None or (batch.instruments is not None and dump_conflicts(folder.dump, batch.instruments)):
             if folder is not None:  # a contract listed later clashes with an earlier run's: go on elsewhere
