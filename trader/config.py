@@ -164,7 +164,7 @@ class SimSettings(Section):
 
 class RecorderSettings(Section):
     """Recording of every tick a paper or live run receives, with the day's instrument master, to Parquet under
-    ``<data_dir>/ticks/<YYYY-MM-DD>/`` for replay (docs/data.md, "Recording")."""
+    ``<data_dir>/ticks/<mode>/<YYYY-MM-DD>/`` for replay (docs/data.md, "Recording")."""
 
     enabled: bool | None = Field(None, description="default: on in paper and live, off in backtest")
     batch_rows: int = Field(20_000, ge=100, le=1_000_000, description="ticks per part file (the most a crash loses)")

@@ -128,7 +128,7 @@ class ReplayMarket:
         dumps = config.instruments
         if not dumps and config.data.is_dir():
             dumps = tuple(config.data / name for name in DUMP_NAMES if (config.data / name).is_file())
-            if not dumps:  # recorded days (<data_dir>/ticks/<day>/instruments.csv): each day's master, merged
+            if not dumps:  # recorded days (<data_dir>/ticks/<mode>/<day>/instruments.csv): each day's master, merged
                 dumps = tuple(sorted(path for path in config.data.rglob("*") if path.name.lower() in DUMP_NAMES))
         self._dumps = dumps
         self._resolver: InstrumentResolver | None = None
