@@ -34,6 +34,9 @@ EXPECTED = {
     "alerts.py": [f"tick→order {q} with alerts to a black hole" for q in ("p50", "p99")],
     "bus.py": ["bus + 5 actors, synthetic market (App backtest)", "bus + 5 actors, replayed ticks (App backtest)",
                *LATENCY, "tick→order p50 with the journal on", "tick→order p99 with the journal on"],
+    "recorder.py": ["tick recorder, ticks to atomic Parquet parts (writer thread)",
+                    "tick recorder, compaction of the parts into the day's file",
+                    "tick recorder, TickRecorder.record on the event loop"],
     "decode.py": [f"ours {parser}, {mode}" for mode in ("full mode (184-byte packets)", "quote mode (44-byte packets)")
                   for parser in ("decode_frame (Tick + depth)", "decode_to_dicts (official shape)")],
 }

@@ -53,6 +53,7 @@ from trader.strategies.base import StrategyContext
 from trader.systemd import ServiceNotifier
 
 if TYPE_CHECKING:
+    from trader.actors.tick_recorder import TickRecorder
     from trader.adapters.replay.market import ReplayConfig, ReplayMarket
 
 log = get_logger("trader.app")
@@ -159,6 +160,15 @@ class App:
         self.alerts = AlertRuntime.build(self)
         if self.alerts is not None:
             self.consumers.append(self.alerts.actor)
+        self.recorder: TickRecorder | None = None  # every tick received, to <data_dir>/ticks/<mode> (docs/data.md)
+        if settings.records_ticks:
+            from trader.actors.tick_recorder import TickRecorder  # noqa: PLC0415 - pyarrow only when recording
+
+            rec = settings.recorder
+            self.recorder = TickRecorder(self.bus, self.instruments, settings.data_dir / "ticks" / settings.mode,
+                                         batch_rows=rec.batch_rows, batch_seconds=rec.batch_seconds,
+                                         max_batches=rec.max_batches)
+            self.consumers.append(self.recorder)
         self.stop_reason = ""
         self.control: ControlRuntime | None = None
         self.control_url = ""
@@ -461,6 +471,8 @@ class App:
         # (and its journal) see them before the actors stop.
         await self._drain(budget * 0.1)
         await self.supervisor.stop()
+        if self.recorder is not None:  # the last batch, and each day written compacted to one file
+            await self.recorder.close(timeout_s=budget * 0.3)
         await self._finish_run()
         self._heartbeat(final=True)  # the last counters, and the simulated time saved before the journal closes
         await self._close_resources()

@@ -169,6 +169,16 @@ class RunSettings(Section):
     dir: Path | None = Field(None, description="where run folders go; default: data_dir/runs")
 
 
+class RecorderSettings(Section):
+    """Recording of every tick a paper or live run receives, with the day's instrument master, to Parquet under
+    ``<data_dir>/ticks/<mode>/<YYYY-MM-DD>/`` for replay (docs/data.md, "Recording")."""
+
+    enabled: bool | None = Field(None, description="default: on in paper and live, off in backtest")
+    batch_rows: int = Field(20_000, ge=100, le=1_000_000, description="ticks per part file (the most a crash loses)")
+    batch_seconds: float = Field(5.0, gt=0, le=600, description="wall seconds a tick may wait for its part file")
+    max_batches: int = Field(8, ge=1, le=1_000, description="batches queued for the disk before one is dropped")
+
+
 class KiteSettings(Section):
     api_key: str = ""
     api_secret: SecretStr = SecretStr("")
@@ -198,6 +208,7 @@ class Settings(BaseSettings):
     sim: SimSettings = SimSettings()
     kite: KiteSettings = KiteSettings()
     runs: RunSettings = RunSettings()
+    recorder: RecorderSettings = RecorderSettings()
     control: ControlSettings = ControlSettings()
     health: HealthSettings = HealthSettings()
     alerts: AlertSettings = AlertSettings()
@@ -311,6 +322,11 @@ class Settings(BaseSettings):
         if self.auto_execution is not None:
             return self.auto_execution
         return self.mode != "live"
+
+    @property
+    def records_ticks(self) -> bool:
+        """Whether received ticks are recorded: ``recorder.enabled``, by default on in paper and live."""
+        return self.recorder.enabled if self.recorder.enabled is not None else self.mode != "backtest"
 
     @classmethod
     def settings_customise_sources(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from trader.adapters.replay import readers, schema
+from trader.adapters.replay import readers, recording, schema
 from trader.adapters.replay.checks import (
     DEFAULT_GAP_NS,
     FileChecker,
@@ -63,6 +63,8 @@ def tick_files(data: Path) -> list[Path]:
         raise ReplaySetupError(f"{data}: no such file or directory")
     files = sorted(path for path in data.rglob("*") if path.is_file() and readers.is_tick_file(path)
                    and path.name.lower() not in DUMP_NAMES)
+    superseded = recording.superseded_parts(files)  # a recorder killed mid-compaction: the parts are in its file
+    files = [path for path in files if path not in superseded]
     if not files:
         raise ReplaySetupError(f"{data}: no tick files (*.csv, *.parquet) found")
     return files
@@ -126,6 +128,8 @@ class ReplayMarket:
         dumps = config.instruments
         if not dumps and config.data.is_dir():
             dumps = tuple(config.data / name for name in DUMP_NAMES if (config.data / name).is_file())
+            if not dumps:  # recorded days (<data_dir>/ticks/<mode>/<day>/instruments.csv): each day's master, merged
+                dumps = tuple(sorted(path for path in config.data.rglob("*") if path.name.lower() in DUMP_NAMES))
         self._dumps = dumps
         self._resolver: InstrumentResolver | None = None
         self.gaps = GapCounter(self._session_bounds, config.gap_ns)
