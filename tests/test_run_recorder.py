@@ -158,7 +158,7 @@ def test_public_settings_drops_every_secret_field() -> None:
 
 
 def test_the_recorder_never_sees_a_tick(day: Day) -> None:
-    recorder = day.app.recorder
+    recorder = day.app.run_recorder
     assert recorder is not None and Tick not in tuple(recorder.subscriptions())
     assert recorder.rows >= len(day.run.fills) + len(day.run.orders) + len(day.run.signals)
 
@@ -166,7 +166,7 @@ def test_the_recorder_never_sees_a_tick(day: Day) -> None:
 def test_runs_can_be_turned_off(tmp_path: Path) -> None:
     settings = load_settings({"mode": "backtest", "data_dir": str(tmp_path), "sim": SIM, "runs": {"enabled": False}})
     app = App(settings)
-    assert app.recorder is None and app.run_dir is None
+    assert app.run_recorder is None and app.run_dir is None
 
 
 LATE = {**SIM, "start": "2026-11-20T15:00:00"}  # the last minutes of the session: a short run

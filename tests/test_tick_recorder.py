@@ -398,15 +398,15 @@ async def test_a_paper_day_recorded_replays_in_a_backtest_with_the_same_ticks(tm
     paper.bus.tap(lambda event: seen.append(event) if type(event) is Tick else None)
     result = await paper.run(install_signal_handlers=False)
     assert result.counters["ticks_in"] == len(seen) > 5_000
-    assert paper.recorder is not None and paper.recorder.ticks_dropped == 0
+    assert paper.tick_recorder is not None and paper.tick_recorder.ticks_dropped == 0
     day = tmp_path / "paper" / "ticks" / "paper" / "2026-11-20"
-    parts = paper.recorder.writer.parts_written
+    parts = paper.tick_recorder.writer.parts_written
     assert [p.name for p in day.glob("*.parquet")] == [f"ticks-000001-{parts:06d}.parquet"]
-    assert paper.recorder.writer.parts_written > 10 and (day / "instruments.csv").is_file()
+    assert paper.tick_recorder.writer.parts_written > 10 and (day / "instruments.csv").is_file()
 
     backtest = App(load_settings({"mode": "backtest", "data_dir": str(tmp_path / "bt"), "sim": {"days": 1}}),
                    replay=ReplayConfig(data=day))
-    assert backtest.recorder is None  # off in backtest
+    assert backtest.tick_recorder is None  # off in backtest
     replayed_ticks: list[Tick] = []
     backtest.bus.tap(lambda event: replayed_ticks.append(event) if type(event) is Tick else None)
     again = await backtest.run(install_signal_handlers=False)

@@ -152,23 +152,23 @@ class App:
                                        self.metrics]
         # The run folder (data_dir/runs/<run id>/): a record of signals, orders, fills and equity, never a gate.
         self.data_source = data_source or data_source_for(settings, replay=replay, kite_market=self.kite_market)
-        self.recorder = RunRecorder(self.bus, settings.runs_dir) if settings.runs.enabled else None
+        self.run_recorder = RunRecorder(self.bus, settings.runs_dir) if settings.runs.enabled else None
         self.run_dir: Path | None = None
-        if self.recorder is not None:
-            self.consumers.append(self.recorder)
+        if self.run_recorder is not None:
+            self.consumers.append(self.run_recorder)
         # Alerts (paper and live, with a destination configured): an actor that only enqueues, outboxes that send.
         self.alerts = AlertRuntime.build(self)
         if self.alerts is not None:
             self.consumers.append(self.alerts.actor)
-        self.recorder: TickRecorder | None = None  # every tick received, to <data_dir>/ticks/<mode> (docs/data.md)
+        self.tick_recorder: TickRecorder | None = None  # every tick received, to <data_dir>/ticks/<mode> (docs/data.md)
         if settings.records_ticks:
             from trader.actors.tick_recorder import TickRecorder  # noqa: PLC0415 - pyarrow only when recording
 
             rec = settings.recorder
-            self.recorder = TickRecorder(self.bus, self.instruments, settings.data_dir / "ticks" / settings.mode,
+            self.tick_recorder = TickRecorder(self.bus, self.instruments, settings.data_dir / "ticks" / settings.mode,
                                          batch_rows=rec.batch_rows, batch_seconds=rec.batch_seconds,
                                          max_batches=rec.max_batches)
-            self.consumers.append(self.recorder)
+            self.consumers.append(self.tick_recorder)
         self.stop_reason = ""
         self.control: ControlRuntime | None = None
         self.control_url = ""
@@ -372,8 +372,8 @@ class App:
             raise
         if self.alerts is not None:
             self.alerts.start()  # the "started" alert; sending happens in the outboxes' own tasks
-        if self.recorder is not None:
-            self.run_dir = self.recorder.begin(self._run_manifest())
+        if self.run_recorder is not None:
+            self.run_dir = self.run_recorder.begin(self._run_manifest())
         for actor in self.consumers:
             self.supervisor.start(actor)
         for feed in self.feeds:
@@ -416,11 +416,11 @@ class App:
                            settings=public_settings(settings), code_version=code_version())
 
     async def _finish_run(self) -> None:
-        if self.recorder is None:
+        if self.run_recorder is None:
             return
         now = self.clock.now_ns()
         failed = self.replay is not None and bool(self.replay.error)
-        await self.recorder.finish(ended_ns=now, wall_ended_ns=LiveClock().now_ns(),
+        await self.run_recorder.finish(ended_ns=now, wall_ended_ns=LiveClock().now_ns(),
                                    final=self.portfolio.snapshot(now), stop_reason=self.stop_reason or "end of data",
                                    status="failed" if failed else "complete")
 
@@ -471,8 +471,8 @@ class App:
         # (and its journal) see them before the actors stop.
         await self._drain(budget * 0.1)
         await self.supervisor.stop()
-        if self.recorder is not None:  # the last batch, and each day written compacted to one file
-            await self.recorder.close(timeout_s=budget * 0.3)
+        if self.tick_recorder is not None:  # the last batch, and each day written compacted to one file
+            await self.tick_recorder.close(timeout_s=budget * 0.3)
         await self._finish_run()
         self._heartbeat(final=True)  # the last counters, and the simulated time saved before the journal closes
         await self._close_resources()
