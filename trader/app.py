@@ -50,6 +50,7 @@ from trader.systemd import ServiceNotifier
 
 if TYPE_CHECKING:
     from trader.adapters.replay.market import ReplayConfig, ReplayMarket
+    from trader.runs.model import DataSource
 
 log = get_logger("trader.app")
 
@@ -61,8 +62,10 @@ class RunResult:
 
 
 class App:
-    def __init__(self, settings: Settings, *, start_ns: int | None = None, replay: ReplayConfig | None = None) -> None:
+    def __init__(self, settings: Settings, *, start_ns: int | None = None, replay: ReplayConfig | None = None,
+                 data_source: DataSource | None = None) -> None:
         self.settings = settings
+        self.data_source = data_source  # what the market data is (trader/runs/model.py), for the run's record
         builders.check_mode(settings)
         wall_now = LiveClock().now_ns()
         self.wall_started_ns = wall_now
