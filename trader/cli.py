@@ -155,6 +155,8 @@ def _replay_flags(parser: argparse.ArgumentParser) -> None:
                         help="first day replayed (IST)")
     replay.add_argument("--to", dest="to_date", type=date.fromisoformat, metavar="YYYY-MM-DD",
                         help="last day replayed (IST)")
+    replay.add_argument("--iv", type=float, metavar="VOL", help="index-only data: the flat implied volatility its "
+                        "options are modelled at (default 0.13 = 13 %%; docs/data.md)")
 
 
 def _replay_config(args: argparse.Namespace) -> ReplayConfig | None:
@@ -162,8 +164,12 @@ def _replay_config(args: argparse.Namespace) -> ReplayConfig | None:
         return None
     from trader.adapters.replay.market import ReplayConfig  # noqa: PLC0415 - pyarrow only when replaying
 
-    return ReplayConfig(data=args.data, instruments=tuple(args.instruments or ()), from_date=args.from_date,
-                        to_date=args.to_date)
+    iv = {} if args.iv is None else {"iv": args.iv}
+    try:
+        return ReplayConfig(data=args.data, instruments=tuple(args.instruments or ()), from_date=args.from_date,
+                            to_date=args.to_date, **iv)
+    except ValueError as exc:
+        raise ConfigError([f"config error: {exc}"]) from None
 
 
 def load(args: argparse.Namespace) -> Settings:

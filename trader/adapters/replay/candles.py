@@ -83,7 +83,7 @@ def parse_candle(row: Any) -> Candle:
     ts = schema.parse_ts(row[0])
     prices = []
     for name, value in zip(FIELDS[1:5], row[1:5], strict=True):
-        if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
             raise RowError(name, f"{value!r} is not a price in rupees")
         price = schema.parse_price(name, value, required=True)
         if price <= 0:

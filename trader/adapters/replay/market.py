@@ -58,6 +58,10 @@ class ReplayConfig:
     iv: float = DEFAULT_IV  # index-only data: the flat implied volatility its options are priced at (modelled.py)
     model_options: bool | None = None  # None: model them when the data has no option; False: never; True: always
 
+    def __post_init__(self) -> None:
+        if not 0.01 <= self.iv <= 3.0:  # also refuses nan
+            raise ReplaySetupError(f"--iv {self.iv}: a volatility between 0.01 and 3 (0.13 = 13 %)")
+
 
 def is_data_file(path: Path) -> bool:
     return readers.is_tick_file(path) or candles.is_candle_file(path)
