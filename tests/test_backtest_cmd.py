@@ -42,16 +42,27 @@ def day_dir(tmp_path: Path, seconds: int = 200) -> Path:
                             for t, s, k, kind in OPTIONS]
     (data / "instruments.csv").write_text("\n".join(rows) + "\n")
     rng = random.Random(5)
-    ts, token, last, bid, ask = [], [], [], [], []
+    ts: list[int] = []
+    token: list[int] = []
+    last: list[float] = []
+    bid: list[float | None] = []
+    ask: list[float | None] = []
     spot, premium = 26_000.0, {t: 120.0 for t, _, _, _ in OPTIONS}
+
+    def row(at: int, instrument: int, price: float, best_bid: float | None, best_ask: float | None) -> None:
+        ts.append(at)
+        token.append(instrument)
+        last.append(price)
+        bid.append(best_bid)
+        ask.append(best_ask)
+
     for second in range(seconds):
         now = OPEN_NS + second * 1_000_000_000
         spot += rng.choice((-1.0, 0.0, 1.0))
-        ts.append(now), token.append(SPOT_TOKEN), last.append(spot), bid.append(None), ask.append(None)
+        row(now, SPOT_TOKEN, spot, None, None)
         for t, _, _, _ in OPTIONS:
             premium[t] = max(premium[t] + rng.choice((-0.05, 0.0, 0.05)), 1.0)
-            ts.append(now), token.append(t), last.append(round(premium[t], 2))
-            bid.append(round(premium[t] - 0.05, 2)), ask.append(round(premium[t] + 0.05, 2))
+            row(now, t, round(premium[t], 2), round(premium[t] - 0.05, 2), round(premium[t] + 0.05, 2))
     table = pa.table({"ts": pa.array(ts, pa.int64()).cast(pa.timestamp("ns", tz="Asia/Kolkata")),
                       "instrument_token": pa.array(token, pa.int64()), "last_price": pa.array(last, pa.float64()),
                       "bid": pa.array(bid, pa.float64()), "ask": pa.array(ask, pa.float64())})
