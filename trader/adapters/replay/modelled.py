@@ -12,14 +12,14 @@ fallback table's lots and strike steps). Such a run's results are modelled, not 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, time
 
 import numpy as np
 import numpy.typing as npt
 
 from trader.adapters.synthetic import SPREAD_NOTE, chain_quotes, years_to
 from trader.events import Tick
-from trader.market.calendar import MarketCalendar, ist_date
+from trader.market.calendar import MarketCalendar, ist_date, ist_ns
 from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import FALLBACK_UNDERLYINGS, OptionContract, OptionType, UnderlyingSpec
 
@@ -117,8 +117,7 @@ class ModelledChain:
             expiry = self._calendar.next_expiry(spec.name, ts_ns)
         else:
             day = ist_date(ts_ns)
-            live = [e for e in self._master.expiries(spec.name)
-                    if e >= day and self._calendar.session_bounds(e)[1] > ts_ns]
+            live = [e for e in self._master.expiries(spec.name) if e >= day and self._close_ns(e) > ts_ns]
             if not live:
                 return None
             expiry = live[0]
@@ -126,11 +125,18 @@ class ModelledChain:
         listed = self._expiries.get(key)
         if listed is None:
             contracts = [] if self.derive else self._master.option_chain(spec.name, expiry)
-            listed = _Expiry(expiry, self._calendar.session_bounds(expiry)[1], [], np.empty(0, dtype=np.int64),
+            listed = _Expiry(expiry, self._close_ns(expiry), [], np.empty(0, dtype=np.int64),
                              np.empty(0, dtype=bool))
             self._set(listed, contracts)
             self._expiries[key] = listed
         return listed
+
+    def _close_ns(self, expiry: date) -> int:
+        """The expiry day's session close; a dump's expiry on a day the calendar calls closed: 15:30 IST that day."""
+        try:
+            return self._calendar.session_bounds(expiry)[1]
+        except ValueError:
+            return ist_ns(expiry, time(15, 30))
 
     @staticmethod
     def _set(listed: _Expiry, contracts: list[OptionContract]) -> None:
