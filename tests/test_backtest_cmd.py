@@ -17,6 +17,7 @@ import pytest
 
 from trader.adapters.replay.market import ReplayConfig
 from trader.backtest import backtest, summary_text, want_progress
+from trader.cli import EXIT_CONFIG, build_parser, load, main
 from trader.config import ConfigError, load_settings
 from trader.logging import configure_logging
 from trader.market.calendar import ist_ns
@@ -89,19 +90,19 @@ def test_trader_backtest_on_a_parquet_day_exits_0_with_a_summary_and_no_bar_off_
     assert "ticks/s" not in done.stderr and "\x1b[" not in done.stderr and "━" not in done.stderr
 
 
-def test_bad_data_and_bad_flags_exit_2_naming_file_row_and_field(tmp_path: Path) -> None:
+def test_bad_data_and_bad_flags_exit_2_naming_file_row_and_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     data = day_dir(tmp_path, seconds=5)
     table = pq.read_table(data / "ticks.parquet")
     tokens = table.column("instrument_token").to_pylist()
     tokens[7] = 999  # data row 8: a token not in the instrument master
     table = table.set_column(1, "instrument_token", pa.array(tokens, pa.int64()))
     pq.write_table(table, data / "ticks.parquet")
-    done = trader("backtest", "--data", str(data), "--mode", "paper", "--iv", "9", cwd=tmp_path)
-    assert done.returncode == 2
-    assert "--mode paper: trader backtest runs in backtest mode only" in done.stderr
-    done = trader("backtest", "--data", str(data), "--iv", "9", cwd=tmp_path)
-    assert done.returncode == 2
-    assert done.stderr.strip() == "config error: --iv 9.0: a volatility between 0.01 and 3 (0.13 = 13 %)"
+    monkeypatch.chdir(tmp_path)
+    assert main(["backtest", "--data", str(data), "--mode", "paper", "--iv", "9"]) == EXIT_CONFIG
+    assert "--mode paper: trader backtest runs in backtest mode only" in capsys.readouterr().err
+    assert main(["backtest", "--data", str(data), "--iv", "9"]) == EXIT_CONFIG
+    assert capsys.readouterr().err.strip() == "config error: --iv 9.0: a volatility between 0.01 and 3 (0.13 = 13 %)"
     done = trader("backtest", "--data", str(data), "--no-progress", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
@@ -144,3 +145,24 @@ async def test_a_backtest_refuses_paper_and_live_modes(tmp_path: Path) -> None:
     settings = load_settings({"mode": "paper", "data_dir": str(tmp_path / "state")})
     with pytest.raises(ConfigError, match="a backtest runs in backtest mode"):
         await backtest(settings, None, progress=False)
+
+
+def test_backtest_flags_force_backtest_mode_and_one_built_in_session_by_default() -> None:
+    parse = build_parser().parse_args
+    settings = load(parse(["backtest"]))
+    assert settings.mode == "backtest" and settings.sim.days == 1
+    assert load(parse(["backtest", "--days", "3", "--seed", "9"])).sim.days == 3
+    with pytest.raises(ConfigError, match="--mode live: trader backtest runs in backtest mode only"):
+        load(parse(["backtest", "--mode", "live"]))
+
+
+async def test_the_built_in_market_backtests_its_days_without_data(tmp_path: Path) -> None:
+    settings = load_settings({"mode": "backtest", "data_dir": str(tmp_path / "state"),
+                              "sim": {"days": 1, "start": "2026-11-20T09:00:00", "tick_interval_ms": 20_000,
+                                      "chain_interval_ms": 60_000}})
+    screen = _Terminal()
+    outcome = await backtest(settings, None, progress=True, progress_stream=screen)
+    assert outcome.data_source.kind == "synthetic" and not outcome.data_source.modelled_options
+    assert outcome.ticks == outcome.result.counters["ticks_in"] > 1_000
+    assert "days 1/1" in screen.getvalue()
+    assert "backtest summary (synthetic)" in summary_text(outcome)
