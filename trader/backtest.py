@@ -70,11 +70,6 @@ async def backtest(settings: Settings, replay: ReplayConfig | None, *, progress:
         raise ConfigError([f"mode {settings.mode!r}: a backtest runs in backtest mode (--mode backtest)"])
     source = data_source_for(settings, replay)
     app = App(settings, replay=replay, data_source=source)
-    if app.replay is not None:  # what the files turned out to hold: ticks, candles, an index only (modelled options)
-        try:
-            source = app.data_source = app.replay.data_source(source)
-        except ValueError as exc:  # ReplaySetupError, ReplayDataError: the message names the file
-            raise ConfigError([f"replay error: {exc}"]) from None
     log.info("backtest_data", kind=source.kind, path=source.path, instruments=source.instruments,
              modelled_options=source.modelled_options, model_note=source.model_note, bar_path=source.bar_path)
     bar = _Progress(app, settings, replay, progress_stream or sys.stderr) if progress else None
@@ -94,12 +89,18 @@ async def backtest(settings: Settings, replay: ReplayConfig | None, *, progress:
 
 
 def data_source_for(settings: Settings, replay: ReplayConfig | None) -> DataSource:
-    """What the run's market data is, before the replay looks inside the files (it may refine it: candles,
-    index-only)."""
+    """What the run's market data is — the built-in market, or what the files hold: ticks, candles (with the bar
+    path), an index only (options modelled) — decided as the replay will decide it, before the App is built."""
     if replay is None:
         return DataSource("synthetic", model_note="the built-in market: a seeded index path, Black-Scholes chain")
-    dumps = ",".join(str(p) for p in replay.instruments)
-    return DataSource("ticks", path=str(replay.data), instruments=dumps)
+    from trader.adapters.replay.market import ReplayMarket  # noqa: PLC0415 - pyarrow only when replaying
+    from trader.clock import SimClock  # noqa: PLC0415
+
+    base = DataSource("ticks", path=str(replay.data), instruments=",".join(str(p) for p in replay.instruments))
+    try:
+        return ReplayMarket(SimClock(0), settings.market_calendar(), replay).data_source(base)
+    except ValueError as exc:  # ReplaySetupError, ReplayDataError: the message names the file
+        raise ConfigError([f"replay error: {exc}"]) from None
 
 
 def summary_text(outcome: BacktestOutcome) -> str:
