@@ -60,7 +60,12 @@ def run_backtest(settings: Settings, replay: ReplayConfig | None, *, progress: b
 
     ``progress``: draw the bar on ``progress_stream`` (stderr by default) — the caller decides whether it is a
     terminal (``want_progress``)."""
-    return asyncio.run(backtest(settings, replay, progress=progress, progress_stream=progress_stream))
+    run = backtest(settings, replay, progress=progress, progress_stream=progress_stream)
+    try:
+        import uvloop  # noqa: PLC0415 - Linux only (see pyproject markers), as for trader run
+    except ImportError:
+        return asyncio.run(run)
+    return uvloop.run(run)
 
 
 async def backtest(settings: Settings, replay: ReplayConfig | None, *, progress: bool,
