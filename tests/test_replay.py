@@ -300,7 +300,7 @@ async def test_a_per_instrument_file_with_an_unknown_name(tmp_path: Path) -> Non
 async def test_setup_errors_say_what_is_missing(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ReplaySetupError, match=r"no tick files \(\*\.csv, \*\.parquet\) found"):
+    with pytest.raises(ReplaySetupError, match=r"no tick files \(\*\.csv, \*\.parquet\) or candle files"):
         ReplayMarket(SimClock(OPEN_NS), CALENDAR, ReplayConfig(data=empty))
     write_csv(empty / "ticks.csv", make_ticks(seconds=1))
     market = ReplayMarket(SimClock(OPEN_NS), CALENDAR, ReplayConfig(data=empty))
@@ -323,7 +323,7 @@ async def test_gaps_during_market_hours_are_counted_not_fatal(tmp_path: Path) ->
     late = [Tick(ts_ns=t.ts_ns + 180 * 1_000_000_000, instrument_token=SPOT_TOKEN, last_price=t.last_price,
                  exchange_ts_ns=t.ts_ns + 180 * 1_000_000_000) for t in spot[:3]]  # 3 minutes later: one gap
     write_csv(data / "ticks.csv", spot + late)
-    batches, market, _ = await replay(data, gap_ns=60 * 1_000_000_000)
+    batches, market, _ = await replay(data, gap_ns=60 * 1_000_000_000, model_options=False)
     assert len(flat(batches)) == 33
     assert market.gaps.count == 1
     gap = market.gaps.examples[0]

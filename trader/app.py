@@ -55,6 +55,7 @@ from trader.systemd import ServiceNotifier
 if TYPE_CHECKING:
     from trader.actors.tick_recorder import TickRecorder
     from trader.adapters.replay.market import ReplayConfig, ReplayMarket
+    from trader.runs.model import DataSource
 
 log = get_logger("trader.app")
 
@@ -151,7 +152,9 @@ class App:
         self.consumers: list[Actor] = [self.portfolio, self.risk, self.execution, self.strategy, self.ledger,
                                        self.metrics]
         # The run folder (data_dir/runs/<run id>/): a record of signals, orders, fills and equity, never a gate.
-        self.data_source = data_source or data_source_for(settings, replay=replay, kite_market=self.kite_market)
+        # What the market data is (trader/runs/model.py), for the run's record: as the caller says (a backtest knows
+        # candles or modelled options), else as the settings say.
+        self.data_source: DataSource = data_source or data_source_for(settings, replay=replay, kite_market=self.kite_market)
         self.run_recorder = RunRecorder(self.bus, settings.runs_dir) if settings.runs.enabled else None
         self.run_dir: Path | None = None
         if self.run_recorder is not None:

@@ -75,6 +75,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "data", None) is not None:  # a replay ends with its data: the built-in market's --days is moot
         nested["sim"]["days"] = args.days if args.days is not None else 1
         flat["mode"] = args.mode or "backtest"
+    if getattr(args, "command", None) == "backtest":  # always backtest mode; the built-in market: 1 day or --days
+        if args.mode not in (None, "backtest"):
+            raise ConfigError([f"--mode {args.mode}: trader backtest runs in backtest mode only (use trader run)"])
+        flat["mode"] = "backtest"
+        nested["sim"]["days"] = args.days if args.days is not None else 1
     result = {k: v for k, v in flat.items() if v is not None}
     for section, values in nested.items():
         given = {k: v for k, v in values.items() if v is not None}
@@ -93,14 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the daemon (paper mode on the built-in market by default)")
     _settings_flags(run)
-    replay = run.add_argument_group("replay your own tick files (backtest mode; docs/data.md)")
-    replay.add_argument("--data", type=Path, metavar="PATH", help="a tick file or a directory of them (CSV, Parquet)")
-    replay.add_argument("--instruments", type=Path, metavar="CSV", action="append",
-                        help="the Kite instrument dump of the period (default: instruments.csv in --data)")
-    replay.add_argument("--from", dest="from_date", type=date.fromisoformat, metavar="YYYY-MM-DD",
-                        help="first day replayed (IST)")
-    replay.add_argument("--to", dest="to_date", type=date.fromisoformat, metavar="YYYY-MM-DD",
-                        help="last day replayed (IST)")
+    _replay_flags(run)
+    backtest = sub.add_parser("backtest", help="a backtest on your tick/candle files (--data) or the built-in market "
+                              "(--days N), with a progress bar and a summary (docs/data.md)")
+    _settings_flags(backtest)
+    _replay_flags(backtest)
+    backtest.add_argument("--no-progress", dest="progress", action="store_false",
+                          help="no progress bar (there is none anyway when stderr is not a terminal)")
     check = sub.add_parser("check-config", help="print the effective configuration, secrets masked")
     _settings_flags(check)
     sim = sub.add_parser("sim", help="run the Kite-compatible exchange simulator (REST + WebSocket) on 127.0.0.1")
@@ -143,13 +147,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _replay_flags(parser: argparse.ArgumentParser) -> None:
+    replay = parser.add_argument_group("replay your own tick or candle files (backtest mode; docs/data.md)")
+    replay.add_argument("--data", type=Path, metavar="PATH",
+                        help="a tick/candle file or a directory of them (CSV, Parquet, Kite historical JSON)")
+    replay.add_argument("--instruments", type=Path, metavar="CSV", action="append",
+                        help="the Kite instrument dump of the period (default: instruments.csv in --data)")
+    replay.add_argument("--from", dest="from_date", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                        help="first day replayed (IST)")
+    replay.add_argument("--to", dest="to_date", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                        help="last day replayed (IST)")
+    replay.add_argument("--iv", type=float, metavar="VOL", help="index-only data: the flat implied volatility its "
+                        "options are modelled at (default 0.13 = 13 %%; docs/data.md)")
+
+
 def _replay_config(args: argparse.Namespace) -> ReplayConfig | None:
     if getattr(args, "data", None) is None:
         return None
     from trader.adapters.replay.market import ReplayConfig  # noqa: PLC0415 - pyarrow only when replaying
 
-    return ReplayConfig(data=args.data, instruments=tuple(args.instruments or ()), from_date=args.from_date,
-                        to_date=args.to_date)
+    iv = {} if args.iv is None else {"iv": args.iv}
+    try:
+        return ReplayConfig(data=args.data, instruments=tuple(args.instruments or ()), from_date=args.from_date,
+                            to_date=args.to_date, **iv)
+    except ValueError as exc:
+        raise ConfigError([f"config error: {exc}"]) from None
 
 
 def load(args: argparse.Namespace) -> Settings:
@@ -281,6 +303,27 @@ def _new_strategy(name: str, parent: Path) -> int:
     return 0
 
 
+def _backtest(settings: Settings, args: argparse.Namespace) -> int:
+    """``trader backtest``: trader/backtest.py; exit 0, or 2 with the message (file, row, field) on stderr."""
+    configure_logging(settings.log_level, log_format=settings.log_format)
+    from trader.backtest import run_backtest, summary_text, want_progress  # noqa: PLC0415 - keeps the CLI light
+
+    try:
+        outcome = run_backtest(settings, _replay_config(args), progress=want_progress(args.progress, sys.stderr))
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return EXIT_CONFIG
+    except JournalError as exc:
+        print(f"journal error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception:
+        get_logger("trader.cli").exception("backtest_failed")
+        return 1
+    print(summary_text(outcome), flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "control", None) is not None:  # an operator command on the running daemon's control API
@@ -307,6 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.write("".join(f"{line}\n" for line in list_lines(settings.runs_dir)))
         return 0
+    if args.command == "backtest":
+        return _backtest(settings, args)
     configure_logging(settings.log_level, log_format=settings.log_format)
     from trader.app import App  # noqa: PLC0415 - keeps check-config light
 

@@ -34,6 +34,28 @@ _FIRST_OPTION_SERIAL = 1_000_000  # clear of the index tokens; (7 underlyings + 
 _RANDOM_BLOCK = 4096
 
 
+SPREAD_NOTE = "half-spread max(1 tick, 0.2 % of price) + 1 tick per 2 strikes from the index"
+
+
+def years_to(expiry_close_ns: int, ts_ns: int) -> float:
+    """Calendar years from ``ts_ns`` to the expiry's close (at least a minute)."""
+    return max((expiry_close_ns - ts_ns) / _CALENDAR_NS_PER_YEAR, _MIN_YEARS)
+
+
+def chain_quotes(is_call: npt.NDArray[np.bool_], strikes_rupees: npt.NDArray[np.float64], spot: float, years: float,
+                 *, atm_iv: float, smile: float, skew: float, rate: float, tick_size: int,
+                 strike_step: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The built-in chain model, pure: (prices, half-spreads) in paise on the tick grid, and each strike's distance
+    from the index in strike steps. Used by the built-in market and by index-only replays (modelled options)."""
+    moneyness = np.log(strikes_rupees / spot)
+    vols = np.maximum(atm_iv * (1 + smile * 100 * moneyness * moneyness) - skew * moneyness, 0.01)
+    fair = black_scholes_chain(is_call, spot, strikes_rupees, years, rate, vols)
+    prices = np.maximum(np.rint(fair * 100 / tick_size) * tick_size, tick_size)
+    steps_away = np.abs(strikes_rupees * 100 - spot * 100) / strike_step
+    half_spreads = (np.maximum(1, np.rint(prices * 0.002 / tick_size)) + np.floor(steps_away / 2)) * tick_size
+    return prices, half_spreads, steps_away
+
+
 @dataclass(frozen=True, slots=True)
 class SyntheticConfig:
     seed: int = 7
@@ -227,16 +249,11 @@ class SyntheticMarket:
         config = self._config
         spec = self._spec
         tick_size = spec.tick_size_paise
-        years = max((self._expiry_close_ns - ts_ns) / _CALENDAR_NS_PER_YEAR, _MIN_YEARS)
         spot = self._spot
-        strikes = self._strikes_rupees
-        moneyness = np.log(strikes / spot)
-        vols = np.maximum(config.atm_iv * (1 + config.smile * 100 * moneyness * moneyness) - config.skew * moneyness,
-                          0.01)
-        fair = black_scholes_chain(self._is_call, spot, strikes, years, config.rate, vols)
-        prices = np.maximum(np.rint(fair * 100 / tick_size) * tick_size, tick_size)
-        steps_away = np.abs(strikes * 100 - spot * 100) / spec.strike_step_paise
-        half_spreads = (np.maximum(1, np.rint(prices * 0.002 / tick_size)) + np.floor(steps_away / 2)) * tick_size
+        prices, half_spreads, steps_away = chain_quotes(
+            self._is_call, self._strikes_rupees, spot, years_to(self._expiry_close_ns, ts_ns), atm_iv=config.atm_iv,
+            smile=config.smile, skew=config.skew, rate=config.rate, tick_size=tick_size,
+            strike_step=spec.strike_step_paise)
         count = len(self._chain)
         depth_lots = np.maximum(1, np.rint(40 * np.exp(-steps_away / 3) * (0.5 + self._rng.random(count))))
         traded_lots = self._rng.integers(0, 20, count)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from trader.adapters.replay import readers, recording, schema
+from trader.adapters.replay import candles, readers, recording, schema
 from trader.adapters.replay.checks import (
     DEFAULT_GAP_NS,
     FileChecker,
@@ -24,6 +24,7 @@ from trader.adapters.replay.checks import (
     InstrumentResolver,
     ReplayDataError,
 )
+from trader.adapters.replay.modelled import DEFAULT_IV, ModelledChain, ModelSettings
 from trader.adapters.replay.schema import RowError
 from trader.clock import SimClock
 from trader.events import Tick
@@ -31,6 +32,7 @@ from trader.logging import get_logger
 from trader.market.calendar import MarketCalendar, ist_date, ist_text
 from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import FALLBACK_UNDERLYINGS, IndexInstrument, OptionContract
+from trader.runs.model import DataSource
 
 log = get_logger("trader.replay")
 
@@ -53,6 +55,16 @@ class ReplayConfig:
     to_date: date | None = None
     gap_ns: int = DEFAULT_GAP_NS
     batch_rows: int = readers.DEFAULT_BATCH_ROWS
+    iv: float = DEFAULT_IV  # index-only data: the flat implied volatility its options are priced at (modelled.py)
+    model_options: bool | None = None  # None: model them when the data has no option; False: never; True: always
+
+    def __post_init__(self) -> None:
+        if not 0.01 <= self.iv <= 3.0:  # also refuses nan
+            raise ReplaySetupError(f"--iv {self.iv}: a volatility between 0.01 and 3 (0.13 = 13 %)")
+
+
+def is_data_file(path: Path) -> bool:
+    return readers.is_tick_file(path) or candles.is_candle_file(path)
 
 
 def tick_files(data: Path) -> list[Path]:
@@ -61,12 +73,12 @@ def tick_files(data: Path) -> list[Path]:
         return [data]
     if not data.is_dir():
         raise ReplaySetupError(f"{data}: no such file or directory")
-    files = sorted(path for path in data.rglob("*") if path.is_file() and readers.is_tick_file(path)
+    files = sorted(path for path in data.rglob("*") if path.is_file() and is_data_file(path)
                    and path.name.lower() not in DUMP_NAMES)
     superseded = recording.superseded_parts(files)  # a recorder killed mid-compaction: the parts are in its file
     files = [path for path in files if path not in superseded]
     if not files:
-        raise ReplaySetupError(f"{data}: no tick files (*.csv, *.parquet) found")
+        raise ReplaySetupError(f"{data}: no tick files (*.csv, *.parquet) or candle files (*.json) found")
     return files
 
 
@@ -74,6 +86,11 @@ def first_tick_ns(config: ReplayConfig) -> int:
     """The earliest time in the first rows of the tick files (where a replay's clock starts)."""
     first: list[int] = []
     for path in tick_files(config.data):
+        if candles.is_candle_file(path):
+            ts = candles.first_ts(path)
+            if ts is not None:
+                first.append(ts)
+            continue
         for where, row in readers.read_rows(path, batch_rows=1):
             try:
                 first.append(schema.parse_ts(row.get(schema.TS)))
@@ -83,6 +100,29 @@ def first_tick_ns(config: ReplayConfig) -> int:
     if not first:
         raise ReplaySetupError(f"{config.data}: the tick files hold no rows")
     return min(first)
+
+
+def last_tick_ns(config: ReplayConfig) -> int | None:
+    """The latest time among the files' last rows (where a replay ends; for the progress bar), None if unknown.
+    Cheap: a Parquet file's last row group's ``ts``, a CSV's last line."""
+    last: list[int] = []
+    for path in tick_files(config.data):
+        try:
+            ts = candles.last_ts(path) if candles.is_candle_file(path) else readers.last_ts(path)
+        except (OSError, ValueError, RowError):
+            continue
+        if ts is not None:
+            last.append(ts)
+    return max(last) if last else None
+
+
+def index_master() -> InstrumentMaster:
+    """No instrument dump: the fallback table's indices only (index-only data; the options are modelled)."""
+    master = InstrumentMaster()
+    for spec in FALLBACK_UNDERLYINGS.values():
+        master.add_index(IndexInstrument(exchange=spec.spot_exchange, tradingsymbol=spec.spot_symbol, name=spec.name,
+                                         instrument_token=spec.spot_token, tick_size=spec.tick_size_paise))
+    return master
 
 
 def load_master(dumps: Sequence[Path]) -> InstrumentMaster:
@@ -139,18 +179,87 @@ class ReplayMarket:
         self._streamed = False
         self.error = ""  # the bad data that ended the replay early, if any
         self.failure: Exception | None = None
+        self._master: InstrumentMaster | None = None
+        self.model: ModelledChain | None = None  # index-only data: option quotes modelled from the index
+        self.has_candles = any(candles.is_candle_file(path) for path in self._files)
 
     @property
     def files(self) -> list[Path]:
         return list(self._files)
 
+    def last_day(self) -> date | None:
+        """The IST day of the data's last row (or ``to_date`` when earlier); None when the files do not say."""
+        last = last_tick_ns(self._config)
+        if last is None:
+            return self._config.to_date
+        day = ist_date(last)
+        return min(day, self._config.to_date) if self._config.to_date else day
+
     def _session_bounds(self, day: date) -> tuple[int, int] | None:
         return self._calendar.session_bounds(day) if self._calendar.is_trading_day(day) else None
 
-    async def start(self, instruments: InstrumentMaster) -> None:
-        master = load_master(self._dumps)
-        instruments.merge(master)
+    def prepare(self) -> InstrumentMaster:
+        """Load the day's instruments and look at the data (idempotent, synchronous): with no option in it, the
+        options are modelled from the index (``self.model``). No instrument dump is fine for index-only data."""
+        if self._master is not None:
+            return self._master
+        master = load_master(self._dumps) if self._dumps else index_master()
         self._resolver = resolver_for(master)
+        found = self._data_instruments(master)
+        if not self._dumps and None in found:
+            load_master(self._dumps)  # raises: options (or unknown names) in the data need the day's dump
+        model = self._config.model_options
+        if model is None:
+            model = not any(isinstance(instrument, OptionContract) for instrument in found)
+        if model:
+            self.model = ModelledChain(master, self._calendar, ModelSettings(iv=self._config.iv),
+                                       derive=not any(isinstance(i, OptionContract) for i in master.registered()))
+            log.info("replay_index_only", model_note=self.model.settings.note(self.model.derive))
+        self._master = master
+        return master
+
+    def _data_instruments(self, master: InstrumentMaster) -> set[OptionContract | IndexInstrument | None]:
+        """The instruments named by each file's name or first batch of rows (None: a name not in the master)."""
+        assert self._resolver is not None
+        found: set[OptionContract | IndexInstrument | None] = set()
+        for path in self._files:
+            try:
+                names: list[str] = []
+                if candles.is_candle_file(path) or not ({schema.INSTRUMENT_TOKEN, schema.TRADINGSYMBOL}
+                                                        & set(readers.columns(path))):
+                    names = [readers.instrument_from_name(path)]
+                else:
+                    for number, (_, row) in enumerate(readers.read_rows(path, batch_rows=4096)):
+                        if number >= 4096:
+                            break
+                        token, symbol = row.get(schema.INSTRUMENT_TOKEN), row.get(schema.TRADINGSYMBOL)
+                        names.append(str(token).strip() if token not in (None, "") else str(symbol or ""))
+            except (OSError, ValueError):
+                continue  # the stream reports an unreadable file with its row
+            for name in set(names):
+                info = self._resolver.find_token(int(name)) if name.isdigit() else self._resolver.find_symbol(name)
+                found.add(master.by_token(info.instrument_token) if info is not None else None)
+        return found
+
+    def data_source(self, base: DataSource) -> DataSource:
+        """``base`` (kind "ticks") told what the data turned out to be: candles (with the bar path), index-only."""
+        self.prepare()
+        kind = base.kind
+        note = base.model_note
+        if self.has_candles:
+            kind = "candles"
+        if self.model is not None:
+            kind = "index_only"
+            note = self.model.settings.note(self.model.derive)
+        dumps = ",".join(str(path) for path in self._dumps)
+        return DataSource(kind, path=str(self._config.data), instruments=dumps, modelled_options=self.model is not None,
+                          model_note=note, bar_path=candles.BAR_PATH if self.has_candles else "")
+
+    async def start(self, instruments: InstrumentMaster) -> None:
+        master = self.prepare()
+        instruments.merge(master)
+        if self.model is not None:
+            self.model.bind(instruments)
 
     async def close(self) -> None:
         self._closed = True
@@ -177,6 +286,10 @@ class ReplayMarket:
     def _checked(self, path: Path, checker: FileChecker) -> Iterator[list[Tick]]:
         """Lists of checked ticks in file order: Parquet a decoded batch at a time, CSV a row at a time."""
         batch_rows = self._config.batch_rows
+        if candles.is_candle_file(path):
+            assert checker.fixed is not None
+            yield candles.candle_ticks(str(path), candles.load_rows(path), checker.fixed, self._calendar)
+            return
         if path.suffix.lower() in readers.PARQUET_SUFFIXES:
             for batch in readers.read_parquet_batches(path, batch_rows=batch_rows):
                 fast = None
@@ -198,7 +311,7 @@ class ReplayMarket:
     def _fixed_instrument(self, path: Path) -> InstrumentInfo | None:
         """One file per instrument: with no instrument column, the file's name names the instrument."""
         assert self._resolver is not None
-        names = readers.columns(path)
+        names = [] if candles.is_candle_file(path) else readers.columns(path)
         if schema.INSTRUMENT_TOKEN in names or schema.TRADINGSYMBOL in names:
             return None
         name = readers.instrument_from_name(path)
@@ -217,6 +330,7 @@ class ReplayMarket:
         batch: list[Tick] = []
         batch_ts = 0
         ticks = self.ticks()
+        model = self.model
         while not self._closed:
             try:
                 tick = next(ticks, None)
@@ -238,6 +352,13 @@ class ReplayMarket:
             batch.append(Tick(ts_ns=tick.ts_ns, instrument_token=tick.instrument_token, last_price=tick.last_price,
                               volume=tick.volume, oi=tick.oi, bid=tick.bid, bid_qty=tick.bid_qty, ask=tick.ask,
                               ask_qty=tick.ask_qty, exchange_ts_ns=tick.exchange_ts_ns, tick_id=self._tick_id))
+            if model is not None and model.is_index(tick.instrument_token):
+                for quote in model.quotes(tick):  # index-only data: the modelled chain, at the index tick's time
+                    self._tick_id += 1
+                    batch.append(Tick(ts_ns=quote.ts_ns, instrument_token=quote.instrument_token,
+                                      last_price=quote.last_price, bid=quote.bid, bid_qty=quote.bid_qty,
+                                      ask=quote.ask, ask_qty=quote.ask_qty, exchange_ts_ns=quote.exchange_ts_ns,
+                                      tick_id=self._tick_id))
         if batch and not self._closed:
             await self._advance(batch_ts)
             yield batch

@@ -48,6 +48,33 @@ def columns(path: Path) -> list[str]:
     return [name.strip() for name in header]
 
 
+def last_ts(path: Path) -> int | None:
+    """The ``ts`` of the file's last row (Parquet: the last row group only; CSV: the file's tail only)."""
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        parquet = pq.ParquetFile(path)
+        if parquet.metadata.num_row_groups == 0 or schema.TS not in parquet.schema_arrow.names:
+            return None
+        column = parquet.read_row_group(parquet.metadata.num_row_groups - 1, columns=[schema.TS]).column(0)
+        if len(column) == 0:
+            return None
+        if pa.types.is_timestamp(column.type):
+            column = column.cast(pa.timestamp("ns", tz=column.type.tz)).cast(pa.int64())
+        return schema.parse_ts(column[len(column) - 1].as_py())
+    header = columns(path)
+    if schema.TS not in header:
+        return None
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(size - 65_536, 0))
+        tail = handle.read().decode("utf-8", errors="replace").splitlines()
+    lines = [line for line in tail if line.strip()]
+    if not lines:
+        return None
+    values = next(csv.reader([lines[-1]]))
+    return schema.parse_ts(dict(zip(header, values, strict=False)).get(schema.TS))
+
+
 def read_rows(path: Path, *, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[Row]:
     if path.suffix.lower() in PARQUET_SUFFIXES:
         return read_parquet(path, batch_rows=batch_rows)
