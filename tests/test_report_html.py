@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Route, sync_playwright
 from rich.console import Console
 
 from trader.cli import main
@@ -41,6 +42,9 @@ DAY1 = date(2026, 11, 25)  # a Wednesday
 DAY2 = date(2026, 11, 26)
 CAPITAL = 10_000_000  # ₹1,00,000 in paise
 HOSTILE = "<script>alert('x')</script>"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
 
 
 def at(day: date, hh: int, mm: int) -> int:
@@ -230,7 +234,11 @@ def test_charges_and_slippage_charts(report: tuple[RunData, Path, Page]) -> None
     assert slippage["mean bps"]["y"] == pytest.approx([10.0, 5.0, (100 * 10_000 / 19_400 - 15 * 10_000 / 15_015) / 3])
     exposure = figures["chart-exposure"]["data"]
     assert [t["name"] for t in exposure] == ["NIFTY25DEC26000CE"]
-    assert exposure[0]["y"] == [75, 0, 75, 0, 75, 0, 0]  # held to the run's end
+    assert exposure[0]["y"] == [0, 75, 0, 75, 0, 75, 0, 0]  # from the run's start, held to its end
+    assert exposure[0]["x"][0] == "2026-11-25 09:15:00" and exposure[0]["x"][-1] == "2026-11-26 15:30:00"
+    # the night between the two sessions is cut out of the time axis (14:00 → 14:10 next day, 10 minutes kept)
+    assert figures["chart-exposure"]["layout"]["xaxis"]["rangebreaks"] == [
+        {"bounds": ["2026-11-25 14:10:00", "2026-11-26 14:00:00"]}]
 
 
 def test_tables_summary_checklist_trades(report: tuple[RunData, Path, Page]) -> None:
@@ -313,6 +321,39 @@ def test_empty_run_still_makes_a_report(tmp_path: Path) -> None:
     assert checklist["100+ trades"] == checklist["Sharpe > 1.0"] == checklist["profit factor > 1.5"] == "fail"
 
 
+def test_page_renders_in_chromium_with_the_network_cut(report: tuple[RunData, Path, Page]) -> None:
+    """The page as a reader opens it: Debian's Chromium, every request that is not the file itself refused; each
+    chart is drawn (plotly's SVG inside its div) and no script fails."""
+    assert CHROMIUM.exists(), "no /usr/bin/chromium: `make browser` installs Debian's chromium package"
+    _, path, page_data = report
+    requests: list[str] = []
+    problems: list[str] = []
+
+    def refuse(route: Route) -> None:
+        requests.append(route.request.url)
+        if route.request.url == path.as_uri():
+            route.continue_()
+        else:
+            route.abort()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
+        try:
+            tab = browser.new_page(viewport={"width": 1280, "height": 900})
+            tab.route("**/*", refuse)
+            tab.on("pageerror", lambda error: problems.append(str(error)))
+            tab.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            tab.goto(path.as_uri())
+            for div in page_data.figures():
+                tab.wait_for_selector(f"#{div} svg.main-svg", timeout=60_000)
+            drawn = tab.evaluate("() => Array.from(document.querySelectorAll('.chart')).map(d => d.data.length)")
+        finally:
+            browser.close()
+    assert problems == []
+    assert requests == [path.as_uri()]  # nothing else was even asked for
+    assert drawn == [len(f["data"]) for f in page_data.figures().values()]
+
+
 # --- the terminal ----------------------------------------------------------------------------------------------
 
 
@@ -334,7 +375,9 @@ def test_terminal_summary_of_a_hand_made_run() -> None:
     assert any(line.startswith("–") and "not evaluated" in line for line in lines)
     assert "FAIL: 3 of 4 evaluated items pass" in text
     assert "[target hit]" in text  # a reason is text, not markup
-    assert "₹1,500.00" in text and "-₹500.00" in text  # the best trade and the only loss
+    best_worst = text[text.index("Best and worst trades (of 3"):text.index("Charges by kind")]
+    nets = [next(w for w in line.split() if "₹" in w) for line in best_worst.splitlines() if "NIFTY25DEC" in line]
+    assert nets == ["₹1,500.00", "₹800.00", "-₹500.00"]  # winners best first, then the losers worst first
     assert "annualised ×√252" in text
     for label in ("brokerage", "STT", "exchange transaction", "SEBI fee", "stamp duty", "GST"):
         assert any(line.startswith(label) for line in lines), label
@@ -360,7 +403,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def test_report_command_writes_html_and_pngs(tmp_path: Path) -> None:
-    assert Path("/usr/bin/chromium").exists(), "no /usr/bin/chromium: `make browser` installs Debian's chromium"
+    assert CHROMIUM.exists(), "no /usr/bin/chromium: `make browser` installs Debian's chromium"
     out = io.StringIO()
     files = report_command(make_run(), tmp_path / "out", png=True,
                            console=Console(file=out, width=200, no_color=True, highlight=False))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from itertools import pairwise
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -24,6 +25,8 @@ RED = "#cf222e"
 BLUE = "#0969da"
 GREY = "#6e7781"
 HEIGHT = 420
+GAP_NS = 3 * 3_600 * 1_000_000_000  # a pause this long between two moments drawn (a night, a weekend) is cut out
+_PAD_NS = 10 * 60 * 1_000_000_000  # ... keeping 10 minutes on each side
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,14 @@ def _layout(fig: go.Figure, title: str, *, empty: str | None = None, height: int
     return fig
 
 
+def gap_breaks(moments: list[int]) -> list[dict[str, object]]:
+    """Plotly ``rangebreaks`` that cut the time axis where nothing happened for ``GAP_NS`` or more (nights,
+    weekends, holidays), from the moments actually drawn: a special session (muhurat, a Saturday) still shows."""
+    ordered = sorted(set(moments))
+    return [{"bounds": [ist_time(a + _PAD_NS), ist_time(b - _PAD_NS)]}
+            for a, b in pairwise(ordered) if b - a >= GAP_NS]
+
+
 def equity_chart(v: RunView) -> Chart:
     """Equity (₹) and the drawdown under its running peak (% of the peak), on one shared IST time axis. The
     running peak starts at the initial capital, as in ``metrics.drawdown``."""
@@ -60,7 +71,8 @@ def equity_chart(v: RunView) -> Chart:
                              line={"color": RED}), row=2, col=1)
     fig.update_yaxes(title_text="₹", row=1, col=1)
     fig.update_yaxes(title_text="% below peak", row=2, col=1)
-    fig.update_xaxes(title_text="IST", row=2, col=1)
+    fig.update_xaxes(rangebreaks=gap_breaks([e.ts_ns for e in rows]))
+    fig.update_xaxes(title_text="IST (nights and other pauses cut out)", row=2, col=1)
     return Chart("equity", "Equity and drawdown", _layout(fig, "Equity (₹) and drawdown (% below the running peak)",
                                                           empty=None if rows else "no equity samples", height=560))
 
@@ -93,7 +105,7 @@ def slippage_chart(v: RunView) -> Chart:
                   row=1, col=2)
     fig.add_trace(go.Bar(x=labels, y=[s.p90_bps for s in hours.values()], name="p90 bps", marker={"color": GREY}),
                   row=1, col=2)
-    fig.update_layout(barmode="overlay")
+    fig.update_layout(barmode="group")
     fig.update_xaxes(title_text="bps (positive = worse than expected)", row=1, col=1)
     fig.update_xaxes(type="category", title_text="IST hour", row=1, col=2)
     fig.update_yaxes(title_text="fills", row=1, col=1)
@@ -119,23 +131,25 @@ def charges_chart(v: RunView) -> Chart:
 
 def exposure_chart(v: RunView) -> Chart:
     """The open quantity of each contract over time (signed: + long, − short), a step after every fill."""
+    start, end = v.run.manifest.started_ns, v.run.manifest.ended_ns
     held: dict[str, int] = defaultdict(int)
-    series: dict[str, tuple[list[str], list[int]]] = {}
+    series: dict[str, tuple[list[int], list[int]]] = {}
     for fill in time_ordered_fills(v.run):
         key = fill.tradingsymbol or str(fill.instrument_token)
         held[key] += fill.side.sign * fill.quantity
-        xs, ys = series.setdefault(key, ([], []))
-        xs.append(ist_time(fill.ts_ns))
+        xs, ys = series.setdefault(key, ([start], [0]) if 0 < start < fill.ts_ns else ([], []))
+        xs.append(fill.ts_ns)
         ys.append(held[key])
-    end = v.run.manifest.ended_ns
     fig = go.Figure()
+    moments: list[int] = []
     for key, (xs, ys) in series.items():
-        if end and ist_time(end) > xs[-1]:  # the last level held to the end of the run
-            xs.append(ist_time(end))
+        if end > xs[-1]:  # the last level held to the end of the run
+            xs.append(end)
             ys.append(ys[-1])
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"shape": "hv"}, name=key))
+        moments += xs
+        fig.add_trace(go.Scatter(x=[ist_time(x) for x in xs], y=ys, mode="lines", line={"shape": "hv"}, name=key))
     fig.update_yaxes(title_text="open quantity (units)")
-    fig.update_xaxes(title_text="IST")
+    fig.update_xaxes(title_text="IST (nights and other pauses cut out)", rangebreaks=gap_breaks(moments))
     return Chart("exposure", "Exposure", _layout(fig, "Exposure: open quantity per contract (+ long, − short)",
                                                  empty=None if series else "no positions"))
 

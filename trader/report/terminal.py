@@ -85,18 +85,19 @@ def print_summary(v: RunView, console: Console) -> None:
 
     if run.trades:
         ranked = sorted(run.trades, key=lambda t: t.net)
-        best = list(reversed(ranked[-TOP_TRADES:]))
-        worst = [t for t in ranked[:TOP_TRADES] if t.net < 0 and t not in best]
-        table = Table(title=f"Top trades (of {len(run.trades)})", box=box.SIMPLE, title_justify="left")
-        columns: tuple[tuple[str, JustifyMethod], ...] = (("contract", "left"), ("direction", "left"), ("qty", "right"),
-                                ("entry (IST)", "left"), ("exit (IST)", "left"), ("net", "right"),
-                                                          ("exit reason", "left"))
+        best = [t for t in reversed(ranked) if t.net > 0][:TOP_TRADES]
+        worst = [t for t in ranked if t.net <= 0][:TOP_TRADES]
+        table = Table(title=f"Best and worst trades (of {len(run.trades)}; net of charges)", box=box.SIMPLE,
+                      title_justify="left")
+        columns: tuple[tuple[str, JustifyMethod], ...] = (
+            ("contract", "left"), ("direction", "left"), ("qty", "right"), ("entry (IST)", "left"),
+            ("exit (IST)", "left"), ("net", "right"), ("exit reason", "left"))
         for column, justify in columns:
             table.add_column(column, justify=justify)
         _trade_rows(table, best)
-        if worst:
+        if best and worst:
             table.add_section()
-            _trade_rows(table, worst)
+        _trade_rows(table, worst)
         console.print(table)
     else:
         console.print(Text("no trades", style="dim"))
