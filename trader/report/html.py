@@ -53,6 +53,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 .skip { color: #6e7781; } .verdict { font-weight: 600; }
 .pos { color: #1a7f37; } .neg { color: #cf222e; }
 .chart { width: 100%; min-height: 420px; }
+.scroll { overflow-x: auto; } #trades td { white-space: nowrap; }
 .empty { color: #6e7781; font-style: italic; }
 pre { white-space: pre-wrap; margin: 0; font-size: .85rem; }
 .note { color: #6e7781; font-size: .85rem; }
@@ -134,9 +135,11 @@ def _trades(v: RunView) -> str:
              ist_time(t.exit_ns), inr(t.entry_price), inr(t.exit_price), _signed(t.gross), inr(t.charges),
              _signed(t.net), t.exit_reason)
             for i, t in enumerate(trades, 1)]
-    return _table(("#", "strategy", "contract", "direction", "quantity", "entry (IST)", "exit (IST)", "entry price",
-                   "exit price", "gross", "charges", "net", "exit reason"), rows, table_id="trades",
-                  numeric=frozenset({0, 4, 7, 8, 9, 10, 11}), raw=frozenset({9, 11}))
+    return ('<div class="scroll">'
+            + _table(("#", "strategy", "contract", "direction", "quantity", "entry (IST)", "exit (IST)",
+                      "entry price", "exit price", "gross", "charges", "net", "exit reason"), rows, table_id="trades",
+                     numeric=frozenset({0, 4, 7, 8, 9, 10, 11}), raw=frozenset({9, 11}))
+            + "</div>")
 
 
 def _slippage_tables(v: RunView) -> str:
