@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Route, sync_playwright
 from rich.console import Console
 
-from trader.cli import main
+from trader.cli import build_parser, main
 from trader.events import Side
 from trader.market.calendar import ist_ns
 from trader.report.charts import charts
@@ -454,6 +454,12 @@ def test_cli_report_finds_loads_and_writes(tmp_path: Path, monkeypatch: pytest.M
 
     assert main(["report", "nope", "--runs-dir", str(tmp_path / "runs")]) == 2
     assert "report: no run 'nope'" in capsys.readouterr().err
+
+    assert main(["report", run.manifest.run_id, "--runs-dir", str(tmp_path / "runs"), "--json"]) == 2
+    assert "--json is the running daemon's report" in capsys.readouterr().err
+
+    daemons = build_parser().parse_args(["report", "--json"])  # no RUN: still the operator command (GET /report)
+    assert daemons.run is None and daemons.control is not None
 
     out_dir = tmp_path / "elsewhere"
     assert main(["report", run.manifest.run_id, "--runs-dir", str(tmp_path / "runs"), "--out", str(out_dir)]) == 0
