@@ -78,6 +78,12 @@ def script_json(text: str) -> str:
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
+def _inline_js(code: str) -> str:
+    """Script text that cannot end its ``<script>`` early: ``</script`` can only occur inside a string or regex
+    literal, where ``<\\/script`` means the same."""
+    return code.replace("</script", "<\\/script")
+
+
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, numeric: frozenset[int] = frozenset(),
            table_id: str = "", raw: frozenset[int] = frozenset()) -> str:
     """A table; cells are escaped unless their column is in ``raw`` (cells built here from escaped parts)."""
@@ -222,7 +228,7 @@ def render(v: RunView) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{_e(title)}</title><style>{_STYLE}</style>"
-            f"<script>{get_plotlyjs()}</script></head><body>\n"
+            f"<script>{_inline_js(get_plotlyjs())}</script></head><body>\n"
             + "\n".join(body)
             + f"\n<script>{_BOOT}</script></body></html>\n")
 
