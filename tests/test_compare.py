@@ -14,12 +14,12 @@ from trader.events import Side
 from trader.market.calendar import ist_ns
 from trader.report.compare import (
     DEFAULT_TOLERANCE_NS,
-    Comparison,
     Degradation,
     compare_runs,
     match_nearest,
     relative_change,
 )
+from trader.report.compare_html import render_html, write_compare_html
 from trader.runs.model import (
     DataSource,
     EquityRow,
@@ -319,13 +319,6 @@ def test_latency_when_the_matched_signal_traded_another_contract() -> None:
     assert CE2 in comparison.unmatched_trades[0].detail
 
 
-def test_comparison_type() -> None:
-    assert isinstance(compare_runs(*constructed_pair()), Comparison)
-
-
-_ = Path  # (used by the HTML tests below)
-
-
 class _Tables(HTMLParser):
     """Collects the tables' cell texts, the script tags and the ids."""
 
@@ -357,3 +350,43 @@ class _Tables(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._in_cell:
             self._text.append(data)
+
+
+def test_html_page_has_the_tables_numbers_and_escapes_run_text(tmp_path: Path) -> None:
+    comparison = compare_runs(*constructed_pair())
+    path = write_compare_html(comparison, tmp_path / "out")
+    assert path.parent == tmp_path / "out" and path.name == "compare-B-vs-A.html"
+    page = path.read_text(encoding="utf-8")
+    parsed = _Tables()
+    parsed.feed(page)
+    assert parsed.scripts == 0  # the <script> in a signal's reason stays text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>" not in page
+    assert parsed.tables >= 6 and parsed.svgs == 1
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing fetched
+    cells = parsed.cells
+    # the attribution (₹): gap, then each part
+    gap = cells.index("P&L gap (candidate − reference)")
+    assert cells[gap + 1] == "+₹1,023.75"
+    for name, value in (("slippage", "-₹7.50"), ("charges", "-₹10.00"), ("latency and price", "-₹3.75"),
+                        ("missed trades", "+₹670.00"), ("extra trades", "+₹375.00"), ("residual", "₹0.00")):
+        assert cells[cells.index(name, gap) + 1] == value
+    # the matched trade's differences
+    assert "+2 s" in cells and "+15 p (+15.0 bps)" in cells and "-₹21.25" in cells
+    # the degradation rows
+    win = cells.index("win rate")
+    assert cells[win + 1: win + 5] == ["66.7%", "100.0%", "+50.0%", "better than expected"]
+    pf = cells.index("profit factor")
+    assert cells[pf + 1: pf + 5] == ["1.99", "∞", "—", "undefined"]
+    # the unmatched trades and their reasons
+    assert "risk_refusal" in cells and "not_traded" in cells and "missing_signal" in cells
+    assert any("max_premium_at_risk" in c for c in cells)
+    assert any(c.startswith("A only") for c in cells) and any(c.startswith("B only") for c in cells)
+
+
+def test_html_without_trades_says_so() -> None:
+    empty = RunBuilder("E", "backtest").build()
+    page = render_html(compare_runs(empty, empty))
+    assert "No closed trades in either run" in page and "no trade found in both runs" in page
+    parsed = _Tables()
+    parsed.feed(page)
+    assert parsed.svgs == 0 and parsed.tables >= 6

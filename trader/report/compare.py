@@ -28,9 +28,12 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, TypeVar
 
 from trader.events import IntentPurpose, OrderStatus
+from trader.market.calendar import IST
+from trader.money import format_inr
 from trader.report.checklist import Checklist, PnlComparison, evaluate_run
 from trader.report.metrics import RunMetrics, run_metrics, slippage_stats
 from trader.runs.model import FillRow, RunData, SignalRow, TradeRow
@@ -71,6 +74,8 @@ class RunSide:
     complete: bool
     metrics: RunMetrics
     net_pnl: int  # Σ round-trip net P&L (paise) = metrics.trades.net_pnl
+    started_ns: int
+    trades: tuple[TradeRow, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +187,8 @@ def metrics_of(run: RunData) -> RunMetrics:
 def _side(label: str, run: RunData) -> RunSide:
     metrics = metrics_of(run)
     return RunSide(label=label, run_id=run.manifest.run_id, mode=run.manifest.mode, complete=run.complete,
-                   metrics=metrics, net_pnl=metrics.trades.net_pnl)
+                   metrics=metrics, net_pnl=metrics.trades.net_pnl, started_ns=run.manifest.started_ns,
+                   trades=run.trades)
 
 
 # --- matching ----------------------------------------------------------------------------------------------------
@@ -437,3 +443,60 @@ def compare_runs(a: RunData, b: RunData, *, tolerance_ns: int = DEFAULT_TOLERANC
                       signals=tuple(SignalMatch(r, c, (c.ts_ns - r.ts_ns) / NS_PER_SECOND) for r, c in signal_pairs),
                       unmatched_trades=tuple(unmatched_trades), unmatched_signals=tuple(unmatched_signals),
                       degradation=degradation, attribution=attribution, checklist=checklist)
+
+
+# --- text shared by the terminal and the HTML ------------------------------------------------------------------------
+
+
+def rupees(paise: int) -> str:
+    """Signed rupees with Indian grouping: ``-123456`` → ``"-₹1,234.56"``, ``0`` → ``"₹0.00"``."""
+    return format_inr(paise)
+
+
+def signed_rupees(paise: int) -> str:
+    return ("+" if paise > 0 else "") + format_inr(paise)
+
+
+def ratio_text(value: float | None, *, percent: bool = False) -> str:
+    """A metric for display: ``—`` when undefined, ``∞`` for an infinite profit factor."""
+    if value is None:
+        return "—"
+    if math.isinf(value):
+        return "∞" if value > 0 else "-∞"
+    return f"{value:.1%}" if percent else f"{value:.2f}"
+
+
+def change_text(change: float | None) -> str:
+    return "—" if change is None else f"{change:+.1%}"
+
+
+def time_text(ts_ns: int) -> str:
+    """IST wall clock to the second (``09:30:02``); the date is in the run's header."""
+    return datetime.fromtimestamp(ts_ns // NS_PER_SECOND, tz=IST).strftime("%H:%M:%S")
+
+
+def seconds_text(seconds: float) -> str:
+    return f"{seconds:+.0f} s"
+
+
+def bps_text(bps: float | None) -> str:
+    return "—" if bps is None else f"{bps:+.1f}"
+
+
+def metric_rows(comparison: Comparison) -> list[tuple[str, str, str, str, str]]:
+    """(figure, reference, candidate, change, band) for the summary table: the degradation first, then the costs."""
+    ref, cand = comparison.reference.metrics, comparison.candidate.metrics
+    rows = [("trades", str(ref.trades.trades), str(cand.trades.trades), "", "")]
+    for d in comparison.degradation:
+        if d.name == "net P&L":
+            shown = (rupees(comparison.reference.net_pnl), rupees(comparison.candidate.net_pnl))
+        else:
+            shown = (ratio_text(d.reference, percent=d.name == "win rate"),
+                     ratio_text(d.candidate, percent=d.name == "win rate"))
+        rows.append((d.name, *shown, change_text(d.change), d.band))
+    rows.append(("slippage cost", rupees(ref.slippage.overall.cost_paise), rupees(cand.slippage.overall.cost_paise),
+                 "", ""))
+    rows.append(("charges", rupees(ref.charges.recorded), rupees(cand.charges.recorded), "", ""))
+    rows.append(("max drawdown", f"{ref.drawdown.max_drawdown_pct:.2%}", f"{cand.drawdown.max_drawdown_pct:.2%}",
+                 "", ""))
+    return rows
