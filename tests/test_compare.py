@@ -9,7 +9,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from trader.cli import build_parser
 from trader.events import Side
 from trader.market.calendar import ist_ns
 from trader.report.compare import (
@@ -20,6 +22,7 @@ from trader.report.compare import (
     relative_change,
 )
 from trader.report.compare_html import render_html, write_compare_html
+from trader.report.compare_terminal import show_and_write
 from trader.runs.model import (
     DataSource,
     EquityRow,
@@ -390,3 +393,27 @@ def test_html_without_trades_says_so() -> None:
     parsed = _Tables()
     parsed.feed(page)
     assert parsed.svgs == 0 and parsed.tables >= 6
+
+
+def test_terminal_output_and_page_from_two_runs(tmp_path: Path) -> None:
+    console = Console(record=True, width=220, color_system=None)
+    a, b = constructed_pair()
+    path = show_and_write(a, b, out_dir=tmp_path, tolerance_s=300, console=console)
+    text = console.export_text()
+    assert path.is_file() and f"HTML: {path}" in text
+    assert "Reality check: B B (paper) vs reference A A (backtest)" in text
+    for figure in ("+₹1,023.75", "-₹7.50", "-₹10.00", "-₹3.75", "+₹670.00", "+₹375.00", "+50.0%",
+                   "+15 p (+15.0 bps)", "risk_refusal", "premium at risk ₹6,000 > ₹5,000", "<script>alert(1)</script>",
+                   "FAIL  live net P&L ≈ backtest net P&L"):
+        assert figure in text, figure
+    with pytest.raises(ValueError, match="tolerance"):
+        show_and_write(a, b, out_dir=tmp_path, tolerance_s=-1, console=console)
+
+
+def test_compare_command_line() -> None:
+    args = build_parser().parse_args(["compare", "20261123-091500-backtest-abc123", "runs/x", "--tolerance-s", "60",
+                                      "--reference", "b", "--out", "reports"])
+    assert (args.command, args.run_a, args.run_b) == ("compare", "20261123-091500-backtest-abc123", "runs/x")
+    assert (args.tolerance_s, args.reference, args.out) == (60.0, "b", Path("reports"))
+    defaults = build_parser().parse_args(["compare", "a", "b"])
+    assert (defaults.tolerance_s, defaults.reference, defaults.out, defaults.runs_dir) == (300.0, "a", None, None)

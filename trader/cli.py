@@ -136,6 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
                          "written; see docs/strategies.md)")
     new.add_argument("name", help="the strategy's name: lower-case letters, digits and _ (e.g. my_breakout)")
     new.add_argument("--dir", type=Path, default=Path("."), help="where the package's directory goes (default: .)")
+    compare = sub.add_parser("compare", help="the reality check: run B (paper, live) against run A (its backtest), "
+                             "in the terminal and as an HTML page")
+    compare.add_argument("run_a", metavar="RUN_A", help="a run id (under the runs directory) or a run folder")
+    compare.add_argument("run_b", metavar="RUN_B", help="a run id or a run folder")
+    compare.add_argument("--out", type=Path, metavar="DIR", help="where the HTML page goes (default: RUN_B's folder)")
+    compare.add_argument("--tolerance-s", type=float, default=300.0, metavar="N",
+                         help="trades and signals match within N seconds of event time (default 300)")
+    compare.add_argument("--reference", choices=("a", "b"), default="a",
+                         help="the run the other is judged against (default a: A is the backtest)")
+    compare.add_argument("--runs-dir", type=Path, metavar="DIR", help="default: <data_dir>/runs of the settings")
+    compare.add_argument("--config", type=Path, help="TOML file whose data_dir locates the runs")
     add_tail_command(sub)  # trader tail: the JSON log as human lines (trader/tail.py)
     add_control_commands(sub)  # status, positions, orders, ..., halt, resume: trader/control/commands.py
     return parser
@@ -279,6 +290,30 @@ def _new_strategy(name: str, parent: Path) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    """``trader compare``: read both run folders, print the comparison, write the HTML page."""
+    from trader.report.compare_terminal import show_and_write  # noqa: PLC0415 - rich only for this command
+    from trader.runs.store import (  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
+        find_run,  # (part RUNS: until it merges, mypy has no module; pyarrow is loaded for this command only)
+        load_run,
+    )
+
+    try:
+        runs_dir = args.runs_dir if args.runs_dir is not None else load_settings({}, args.config).data_dir / "runs"
+        paths = [find_run(name, runs_dir) for name in (args.run_a, args.run_b)]
+        runs = [load_run(path) for path in paths]
+        show_and_write(runs[0], runs[1], out_dir=args.out if args.out is not None else paths[1],
+                       tolerance_s=args.tolerance_s, reference=args.reference)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return EXIT_CONFIG
+    except (OSError, ValueError) as exc:  # a run that cannot be found or read, a bad tolerance
+        print(f"compare: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "control", None) is not None:  # an operator command on the running daemon's control API
@@ -289,6 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return tail_main(args)
     if args.command == "new-strategy":
         return _new_strategy(args.name, args.dir)
+    if args.command == "compare":
+        return _compare(args)
     try:
         settings = load(args)
     except ConfigError as exc:
