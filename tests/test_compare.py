@@ -209,8 +209,9 @@ def test_unmatched_trades_and_why() -> None:
     ]
     refused, not_traded, missing, extra = comparison.unmatched_trades
     assert "max_premium_at_risk" in refused.detail and "₹6,000 > ₹5,000" in refused.detail
-    assert "not traded: <script>" in not_traded.detail
-    assert "+600 s" in missing.detail  # B's signal of that kind came 10 min later
+    assert "not traded: <script>" in not_traded.detail and not_traded.detail.startswith("in run A: signal A-S")
+    assert refused.detail.startswith("in run B: risk check")
+    assert "in run B is +600 s away" in missing.detail  # B's signal of that kind came 10 min later
     assert "-600 s" in extra.detail
 
 

@@ -284,12 +284,12 @@ def _signal_what(signal: SignalRow) -> str:
     return f"{signal.underlying} {signal.direction}"
 
 
-def _nearest_offset(signal: SignalRow, others: Sequence[SignalRow]) -> str:
+def _nearest_offset(signal: SignalRow, others: Sequence[SignalRow], other_label: str) -> str:
     same = [o for o in others if _signal_key(o) == _signal_key(signal)]
     if not same:
-        return "the other run has no signal of that strategy, underlying and direction"
+        return f"run {other_label} has no signal of that strategy, underlying and direction"
     nearest = min(same, key=lambda o: (abs(o.ts_ns - signal.ts_ns), o.ts_ns))
-    return f"the nearest signal of that kind in the other run is {_seconds(nearest.ts_ns - signal.ts_ns)} away"
+    return f"the nearest signal of that kind in run {other_label} is {_seconds(nearest.ts_ns - signal.ts_ns)} away"
 
 
 def _why_not_traded(signal: SignalRow, run: RunData, trades_of_signal: Mapping[str, list[TradeRow]],
@@ -323,7 +323,7 @@ def _why_not_traded(signal: SignalRow, run: RunData, trades_of_signal: Mapping[s
     return "not_filled", f"order {order.order_id or order.intent_id} {status}, filled 0/{order.quantity}"
 
 
-def _explain_trade(trade: TradeRow, run: Which, *, own: RunData, other: RunData,
+def _explain_trade(trade: TradeRow, run: Which, *, own: RunData, other: RunData, other_label: str,
                    signal_pairs: Mapping[str, SignalRow], trades_of_signal: Mapping[str, list[TradeRow]],
                    tolerance_ns: int) -> Unmatched:
     own_signal = next((s for s in own.signals if s.signal_id == trade.signal_id), None) if trade.signal_id else None
@@ -334,17 +334,19 @@ def _explain_trade(trade: TradeRow, run: Which, *, own: RunData, other: RunData,
         counterpart = signal_pairs.get(own_signal.signal_id)
         if counterpart is None:
             category = "missing_signal" if run == "reference" else "extra_signal"
-            detail = f"signal {own_signal.signal_id}: {_nearest_offset(own_signal, other.signals)}"
+            detail = f"signal {own_signal.signal_id}: {_nearest_offset(own_signal, other.signals, other_label)}"
         else:
-            category, detail = _why_not_traded(counterpart, other, trades_of_signal, tolerance_ns)
+            category, why = _why_not_traded(counterpart, other, trades_of_signal, tolerance_ns)
+            detail = f"in run {other_label}: {why}"
     return Unmatched(run=run, kind="trade", category=category, strategy_id=trade.strategy_id, ts_ns=trade.entry_ns,
                      what=_trade_what(trade), net=trade.net, detail=detail)
 
 
-def _explain_signal(signal: SignalRow, run: Which, other: RunData) -> Unmatched:
+def _explain_signal(signal: SignalRow, run: Which, other: RunData, other_label: str) -> Unmatched:
     return Unmatched(run=run, kind="signal", category="missing_signal" if run == "reference" else "extra_signal",
                      strategy_id=signal.strategy_id, ts_ns=signal.ts_ns, what=_signal_what(signal), net=0,
-                     detail=f"{signal.signal_id} ({signal.reason}): {_nearest_offset(signal, other.signals)}")
+                     detail=f"{signal.signal_id} ({signal.reason}): "
+                            f"{_nearest_offset(signal, other.signals, other_label)}")
 
 
 # --- degradation -------------------------------------------------------------------------------------------------
@@ -402,14 +404,16 @@ def compare_runs(a: RunData, b: RunData, *, tolerance_ns: int = DEFAULT_TOLERANC
 
     ref_by_signal, cand_by_signal = by_signal(ref_run.trades), by_signal(cand_run.trades)
     unmatched_trades = sorted(
-        [_explain_trade(t, "reference", own=ref_run, other=cand_run, signal_pairs=ref_to_cand,
-                        trades_of_signal=cand_by_signal, tolerance_ns=tolerance_ns) for t in ref_trades_only]
-        + [_explain_trade(t, "candidate", own=cand_run, other=ref_run, signal_pairs=cand_to_ref,
-                          trades_of_signal=ref_by_signal, tolerance_ns=tolerance_ns) for t in cand_trades_only],
+        [_explain_trade(t, "reference", own=ref_run, other=cand_run, other_label=cand_side.label,
+                        signal_pairs=ref_to_cand, trades_of_signal=cand_by_signal, tolerance_ns=tolerance_ns)
+         for t in ref_trades_only]
+        + [_explain_trade(t, "candidate", own=cand_run, other=ref_run, other_label=ref_side.label,
+                          signal_pairs=cand_to_ref, trades_of_signal=ref_by_signal, tolerance_ns=tolerance_ns)
+           for t in cand_trades_only],
         key=lambda u: (u.ts_ns, u.run))
     unmatched_signals = sorted(
-        [_explain_signal(s, "reference", cand_run) for s in ref_signals_only]
-        + [_explain_signal(s, "candidate", ref_run) for s in cand_signals_only],
+        [_explain_signal(s, "reference", cand_run, cand_side.label) for s in ref_signals_only]
+        + [_explain_signal(s, "candidate", ref_run, ref_side.label) for s in cand_signals_only],
         key=lambda u: (u.ts_ns, u.run))
 
     missed_by: dict[str, int] = defaultdict(int)
