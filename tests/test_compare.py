@@ -9,6 +9,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from rich.console import Console
 
 from trader.cli import build_parser
@@ -418,3 +420,35 @@ def test_compare_command_line() -> None:
     assert (args.tolerance_s, args.reference, args.out) == (60.0, "b", Path("reports"))
     defaults = build_parser().parse_args(["compare", "a", "b"])
     assert (defaults.tolerance_s, defaults.reference, defaults.out, defaults.runs_dir) == (300.0, "a", None, None)
+
+
+_trade_spec = st.tuples(st.sampled_from([CE, PE, CE2]), st.integers(0, 40), st.integers(1, 30),
+                        st.integers(50_00, 150_00), st.integers(-20_00, 20_00), st.integers(0, 60_00),
+                        st.integers(0, 20))
+
+
+def _random_run(run_id: str, specs: list[tuple[str, int, int, int, int, int, int]]) -> RunData:
+    run = RunBuilder(run_id, "paper")
+    for symbol, start_min, hold_min, price, move, charges, slip in specs:
+        entry_ts = at(9, 20) + start_min * 5 * 60 * S
+        s = run.signal(entry_ts, "BULLISH" if symbol.endswith("CE") else "BEARISH")
+        run.round_trip(s, symbol, (entry_ts, price, price + slip), (entry_ts + hold_min * 60 * S, price + move,
+                                                                     price + move), charges)
+    return run.build()
+
+
+@given(st.lists(_trade_spec, max_size=6), st.lists(_trade_spec, max_size=6), st.integers(0, 900))
+def test_every_trade_counted_once_and_the_parts_sum_to_the_gap(
+        specs_a: list[tuple[str, int, int, int, int, int, int]],
+        specs_b: list[tuple[str, int, int, int, int, int, int]], tolerance_s: int) -> None:
+    a, b = _random_run("A", specs_a), _random_run("B", specs_b)
+    comparison = compare_runs(a, b, tolerance_ns=tolerance_s * S)
+    att = comparison.attribution
+    assert att.residual == 0
+    assert att.slippage + att.charges + att.latency_price + att.missed + att.extra == att.gap
+    assert att.gap == sum(t.net for t in b.trades) - sum(t.net for t in a.trades)
+    unmatched = comparison.unmatched_trades
+    assert len(comparison.trades) + sum(u.run == "reference" for u in unmatched) == len(a.trades)
+    assert len(comparison.trades) + sum(u.run == "candidate" for u in unmatched) == len(b.trades)
+    assert sum(att.missed_by_category.values()) == att.missed and sum(att.extra_by_category.values()) == att.extra
+    assert all(abs(m.entry_diff_s) <= tolerance_s for m in comparison.trades)
