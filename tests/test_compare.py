@@ -20,6 +20,7 @@ from trader.report.compare import (
     DEFAULT_TOLERANCE_NS,
     Degradation,
     compare_runs,
+    coverage_notes,
     match_nearest,
     relative_change,
 )
@@ -452,3 +453,22 @@ def test_every_trade_counted_once_and_the_parts_sum_to_the_gap(
     assert len(comparison.trades) + sum(u.run == "candidate" for u in unmatched) == len(b.trades)
     assert sum(att.missed_by_category.values()) == att.missed and sum(att.extra_by_category.values()) == att.extra
     assert all(abs(m.entry_diff_s) <= tolerance_s for m in comparison.trades)
+
+
+def test_partial_fill_noted_and_open_position_outside_the_comparison() -> None:
+    a, b = constructed_pair()
+    entry = b.orders[0]
+    assert entry.purpose == "ENTRY" and entry.tradingsymbol == CE
+    b = dataclasses.replace(b, orders=(dataclasses.replace(entry, filled_quantity=50), *b.orders[1:]),
+                            equity=(*b.equity, EquityRow(ts_ns=at(15, 29), equity=b.equity[-1].equity + 12_345,
+                                                         realized=0, unrealized=12_345, charges=0, day_pnl=0)))
+    comparison = compare_runs(a, b)
+    assert comparison.trades[0].note == "B: entry filled 50/75"
+    assert comparison.reference.equity_change == 78_000 and comparison.reference.outside_round_trips == 0
+    assert comparison.candidate.equity_change == 180_375 + 12_345
+    assert comparison.candidate.outside_round_trips == 12_345
+    (note,) = coverage_notes(comparison)
+    assert note.startswith("run B (B): the equity changed by ₹1,927.20 but its round trips net ₹1,803.75; +₹123.45")
+    page = render_html(comparison)
+    assert "B: entry filled 50/75" in page and "+₹123.45 is outside the comparison" in page
+    assert comparison.attribution.residual == 0  # the gap is on round trips; the open position is only noted

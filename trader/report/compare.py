@@ -76,6 +76,13 @@ class RunSide:
     net_pnl: int  # Σ round-trip net P&L (paise) = metrics.trades.net_pnl
     started_ns: int
     trades: tuple[TradeRow, ...]
+    equity_change: int | None  # final equity − initial capital (paise); None without an equity curve
+
+    @property
+    def outside_round_trips(self) -> int | None:
+        """equity change − round-trip net: positions still open at the end (or an equity curve sampled before the
+        last fills); 0 when the comparison covers everything the account did."""
+        return None if self.equity_change is None else self.equity_change - self.net_pnl
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +102,7 @@ class TradeMatch:
     slippage: int  # −(candidate slippage cost − reference slippage cost): what slippage moved the net by
     charges: int  # −(candidate charges − reference charges)
     latency_price: int  # the rest: entry/exit at other times or prices, other quantity
+    note: str = ""  # partial fills of either side's entry or exit orders
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +196,9 @@ def _side(label: str, run: RunData) -> RunSide:
     metrics = metrics_of(run)
     return RunSide(label=label, run_id=run.manifest.run_id, mode=run.manifest.mode, complete=run.complete,
                    metrics=metrics, net_pnl=metrics.trades.net_pnl, started_ns=run.manifest.started_ns,
-                   trades=run.trades)
+                   trades=run.trades,
+                   equity_change=None if run.final_equity is None else
+                   run.final_equity[1] - run.manifest.initial_capital)
 
 
 # --- matching ----------------------------------------------------------------------------------------------------
@@ -254,7 +264,18 @@ def _bps(diff: int, base: int) -> float | None:
     return diff * 10_000 / base if base > 0 else None
 
 
-def _trade_match(ref: TradeRow, cand: TradeRow, ref_slip: int, cand_slip: int) -> TradeMatch:
+def partial_fills(run: RunData, trade: TradeRow) -> str:
+    """The trade's entry and exit orders that filled only in part, as text ("" when none did)."""
+    notes = []
+    for order in run.orders:
+        if order.intent_id in (trade.entry_intent_id, trade.exit_intent_id) and \
+                0 < order.filled_quantity < order.quantity:
+            what = "entry" if order.intent_id == trade.entry_intent_id else "exit"
+            notes.append(f"{what} filled {order.filled_quantity}/{order.quantity}")
+    return ", ".join(notes)
+
+
+def _trade_match(ref: TradeRow, cand: TradeRow, ref_slip: int, cand_slip: int, note: str = "") -> TradeMatch:
     net_diff = cand.net - ref.net
     slippage = -(cand_slip - ref_slip)
     charges = -(cand.charges - ref.charges)
@@ -266,7 +287,7 @@ def _trade_match(ref: TradeRow, cand: TradeRow, ref_slip: int, cand_slip: int) -
                       entry_price_diff=entry_diff, entry_price_diff_bps=_bps(entry_diff, ref.entry_price),
                       exit_price_diff=exit_diff, exit_price_diff_bps=_bps(exit_diff, ref.exit_price),
                       quantity_diff=cand.quantity - ref.quantity, net_diff=net_diff, slippage=slippage,
-                      charges=charges, latency_price=net_diff - slippage - charges)
+                      charges=charges, latency_price=net_diff - slippage - charges, note=note)
 
 
 # --- explaining what is in one run only --------------------------------------------------------------------------
@@ -392,7 +413,12 @@ def compare_runs(a: RunData, b: RunData, *, tolerance_ns: int = DEFAULT_TOLERANC
 
     trade_pairs, ref_trades_only, cand_trades_only = match_nearest(
         ref_run.trades, cand_run.trades, _trade_key, lambda t: t.entry_ns, tolerance_ns)
-    matches = [_trade_match(r, c, slip(ref_fills, ref_index[id(r)]), slip(cand_fills, cand_index[id(c)]))
+    def note(r: TradeRow, c: TradeRow) -> str:
+        parts = [f"{side.label}: {text}" for side, text in ((ref_side, partial_fills(ref_run, r)),
+                                                             (cand_side, partial_fills(cand_run, c))) if text]
+        return "; ".join(parts)
+
+    matches = [_trade_match(r, c, slip(ref_fills, ref_index[id(r)]), slip(cand_fills, cand_index[id(c)]), note(r, c))
                for r, c in trade_pairs]
 
     def by_signal(trades: Sequence[TradeRow]) -> dict[str, list[TradeRow]]:
@@ -501,6 +527,21 @@ def metric_rows(comparison: Comparison) -> list[tuple[str, str, str, str, str]]:
     rows.append(("slippage cost", rupees(ref.slippage.overall.cost_paise), rupees(cand.slippage.overall.cost_paise),
                  "", ""))
     rows.append(("charges", rupees(ref.charges.recorded), rupees(cand.charges.recorded), "", ""))
+    ref_eq, cand_eq = (rupees(s.equity_change) if s.equity_change is not None else "—"
+                       for s in (comparison.reference, comparison.candidate))
+    rows.append(("equity change", ref_eq, cand_eq, "", ""))
     rows.append(("max drawdown", f"{ref.drawdown.max_drawdown_pct:.2%}", f"{cand.drawdown.max_drawdown_pct:.2%}",
                  "", ""))
     return rows
+
+
+def coverage_notes(comparison: Comparison) -> list[str]:
+    """A line for each run whose equity moved by more or less than its round trips' net (open at the end)."""
+    notes = []
+    for side in (comparison.reference, comparison.candidate):
+        outside = side.outside_round_trips
+        if outside:
+            notes.append(f"run {side.label} ({side.run_id}): the equity changed by {rupees(side.equity_change or 0)} "
+                         f"but its round trips net {rupees(side.net_pnl)}; {signed_rupees(outside)} is outside the "
+                         "comparison (positions open at the end, or equity sampled before the last fills)")
+    return notes

@@ -20,6 +20,7 @@ from trader.report.compare import (
     RunSide,
     Unmatched,
     bps_text,
+    coverage_notes,
     metric_rows,
     rupees,
     seconds_text,
@@ -173,10 +174,10 @@ def _matched(c: Comparison) -> str:
             + _cell(f"{rupees(r.exit_price)} / {rupees(k.exit_price)}", num=True)
             + _cell(f"{m.exit_price_diff:+d} p ({bps_text(m.exit_price_diff_bps)} bps)", num=True)
             + _cell(f"{rupees(r.net)} / {rupees(k.net)}", num=True) + _money_cell(m.net_diff)
-            + _money_cell(m.slippage) + _money_cell(m.charges) + _money_cell(m.latency_price))
+            + _money_cell(m.slippage) + _money_cell(m.charges) + _money_cell(m.latency_price) + _cell(m.note))
     return _table(["strategy", "contract", "dir", "qty", "entry (ref / cand)", "Δ entry", "entry price",
                    "Δ entry price", "exit", "Δ exit", "exit price", "Δ exit price", "net", "Δ net", "slippage",
-                   "charges", "latency+price"], rows, empty="no trade found in both runs")
+                   "charges", "latency+price", "note"], rows, empty="no trade found in both runs")
 
 
 def _unmatched_rows(c: Comparison, items: Sequence[Unmatched], *, with_net: bool) -> list[str]:
@@ -217,7 +218,7 @@ def render_html(c: Comparison) -> str:
     warnings = [f"Run {side.label} ({side.run_id}) did not stop cleanly: its tables were rebuilt from events.jsonl "
                 "and may miss the last moments." for side in (ref, cand) if not side.complete]
     days = sorted({_day_text(ref.started_ns), _day_text(cand.started_ns)})
-    warn_html = "".join(f'<p class="warn">{_e(w)}</p>' for w in warnings)
+    warn_html = "".join(f'<p class="warn">{_e(w)}</p>' for w in [*warnings, *coverage_notes(c)])
     return "".join([
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
         f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>",

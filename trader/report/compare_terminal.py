@@ -19,6 +19,7 @@ from trader.report.compare import (
     Unmatched,
     bps_text,
     compare_runs,
+    coverage_notes,
     metric_rows,
     rupees,
     seconds_text,
@@ -64,6 +65,8 @@ def render(c: Comparison, console: Console) -> None:
         if not side.complete:
             console.print(Text(f"run {side.label} ({side.run_id}) did not stop cleanly: rebuilt from events.jsonl",
                                style="yellow"))
+    for note in coverage_notes(c):
+        console.print(Text(note, style="yellow"))
 
     summary = _table("Degradation (change = (candidate − reference) / |reference|; the seed expects −30 to −50 %)",
                      "figure", f"ref {ref.label}", f"cand {cand.label}", "change", "band", right=(1, 2, 3))
@@ -82,7 +85,7 @@ def render(c: Comparison, console: Console) -> None:
     console.print(parts)
 
     matched = _table(f"Matched trades ({len(c.trades)})", "contract", "dir", "entry ref/cand", "Δ entry",
-                     "Δ entry price", "Δ exit", "Δ exit price", "Δ net", "slippage", "charges", "latency+price",
+                     "Δ entry price", "Δ exit", "Δ exit price", "Δ net", "slippage", "charges", "latency+price", "note",
                      right=(3, 4, 5, 6, 7, 8, 9, 10))
     for m in c.trades:
         matched.add_row(Text(m.reference.tradingsymbol), m.reference.direction,
@@ -91,7 +94,8 @@ def render(c: Comparison, console: Console) -> None:
                         f"{m.entry_price_diff:+d} p ({bps_text(m.entry_price_diff_bps)} bps)",
                         seconds_text(m.exit_diff_s),
                         f"{m.exit_price_diff:+d} p ({bps_text(m.exit_price_diff_bps)} bps)",
-                        _money(m.net_diff), _money(m.slippage), _money(m.charges), _money(m.latency_price))
+                        _money(m.net_diff), _money(m.slippage), _money(m.charges), _money(m.latency_price),
+                        Text(m.note))
     console.print(matched)
     console.print(_unmatched(c, f"Trades in one run only ({len(c.unmatched_trades)})", c.unmatched_trades,
                              with_net=True))
