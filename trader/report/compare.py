@@ -25,6 +25,7 @@ The rules (``docs/metrics-definitions.md``, "Comparing two runs"):
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from trader.market.calendar import IST
 from trader.money import format_inr
 from trader.report.checklist import Checklist, PnlComparison, evaluate_run
 from trader.report.metrics import RunMetrics, run_metrics, slippage_stats
-from trader.runs.model import FillRow, RunData, SignalRow, TradeRow
+from trader.runs.model import FillRow, OrderRow, RunData, SignalRow, TradeRow
 
 NS_PER_SECOND = 1_000_000_000
 DEFAULT_TOLERANCE_NS = 5 * 60 * NS_PER_SECOND
@@ -211,26 +212,35 @@ def match_nearest(reference: Sequence[T], candidate: Sequence[T], key: Callable[
     """Greedy one-to-one matching: the reference's items in time order each take the unmatched candidate item of the
     same key nearest in time, within ``tolerance_ns`` (inclusive; ties go to the earlier candidate). Returns the
     pairs (in the reference's time order), the reference's unmatched items and the candidate's (each in time order)."""
-    pool: dict[Hashable, list[int]] = defaultdict(list)
+    pool: dict[Hashable, list[int]] = defaultdict(list)  # candidate indexes by key, in time order
     for index in sorted(range(len(candidate)), key=lambda i: ts(candidate[i])):
         pool[key(candidate[index])].append(index)
+    times = {k: [ts(candidate[i]) for i in indexes] for k, indexes in pool.items()}
     used: set[int] = set()
     pairs: list[tuple[T, T]] = []
     ref_only: list[T] = []
     for item in sorted(reference, key=ts):
-        best: int | None = None
-        best_distance = 0
-        for index in pool.get(key(item), ()):
-            if index in used:
-                continue
-            distance = abs(ts(candidate[index]) - ts(item))
-            if distance <= tolerance_ns and (best is None or distance < best_distance):
-                best, best_distance = index, distance
-        if best is None:
+        at_ns = ts(item)
+        indexes = pool.get(key(item), [])
+        stamps = times.get(key(item), [])
+        start = bisect_left(stamps, at_ns)
+        left = start - 1  # the nearest unused earlier one (strictly before at_ns)
+        while left >= 0 and (indexes[left] in used) and at_ns - stamps[left] <= tolerance_ns:
+            left -= 1
+        right = start  # the nearest unused one at or after at_ns
+        while right < len(indexes) and (indexes[right] in used) and stamps[right] - at_ns <= tolerance_ns:
+            right += 1
+        options = []
+        if left >= 0 and indexes[left] not in used and at_ns - stamps[left] <= tolerance_ns:
+            options.append((at_ns - stamps[left], 0, indexes[left]))
+        if right < len(indexes) and indexes[right] not in used and stamps[right] - at_ns <= tolerance_ns:
+            options.append((stamps[right] - at_ns, 1, indexes[right]))
+        if not options:
             ref_only.append(item)
-        else:
-            used.add(best)
-            pairs.append((item, candidate[best]))
+            continue
+        best = min(options)[2]  # the nearer; on a tie the earlier (left)
+        used.add(best)
+        pairs.append((item, candidate[best]))
     cand_only = sorted((c for i, c in enumerate(candidate) if i not in used), key=ts)
     return pairs, ref_only, cand_only
 
@@ -249,12 +259,15 @@ def trade_fills(run: RunData) -> dict[int, list[FillRow]]:
     by_contract: dict[tuple[str, int], list[FillRow]] = defaultdict(list)
     for fill in sorted(run.fills, key=lambda f: f.ts_ns):
         by_contract[(fill.strategy_id, fill.instrument_token)].append(fill)
+    stamps = {k: [f.ts_ns for f in fills] for k, fills in by_contract.items()}
     taken: set[str] = set()
     result: dict[int, list[FillRow]] = {}
     for index in sorted(range(len(run.trades)), key=lambda i: run.trades[i].entry_ns):
         trade = run.trades[index]
-        mine = [f for f in by_contract.get((trade.strategy_id, trade.instrument_token), ())
-                if trade.entry_ns <= f.ts_ns <= trade.exit_ns and f.fill_id not in taken]
+        contract = (trade.strategy_id, trade.instrument_token)
+        fills, times = by_contract.get(contract, []), stamps.get(contract, [])
+        window = fills[bisect_left(times, trade.entry_ns):bisect_right(times, trade.exit_ns)]
+        mine = [f for f in window if f.fill_id not in taken]
         taken.update(f.fill_id for f in mine)
         result[index] = mine
     return result
@@ -264,13 +277,12 @@ def _bps(diff: int, base: int) -> float | None:
     return diff * 10_000 / base if base > 0 else None
 
 
-def partial_fills(run: RunData, trade: TradeRow) -> str:
-    """The trade's entry and exit orders that filled only in part, as text ("" when none did)."""
+def partial_fills(orders: Mapping[str, OrderRow], trade: TradeRow) -> str:
+    """The trade's entry and exit orders (``orders`` by intent id) that filled only in part, as text ("" if none)."""
     notes = []
-    for order in run.orders:
-        if order.intent_id in (trade.entry_intent_id, trade.exit_intent_id) and \
-                0 < order.filled_quantity < order.quantity:
-            what = "entry" if order.intent_id == trade.entry_intent_id else "exit"
+    for what, intent_id in (("entry", trade.entry_intent_id), ("exit", trade.exit_intent_id)):
+        order = orders.get(intent_id)
+        if order is not None and 0 < order.filled_quantity < order.quantity:
             notes.append(f"{what} filled {order.filled_quantity}/{order.quantity}")
     return ", ".join(notes)
 
@@ -305,18 +317,45 @@ def _signal_what(signal: SignalRow) -> str:
     return f"{signal.underlying} {signal.direction}"
 
 
-def _nearest_offset(signal: SignalRow, others: Sequence[SignalRow], other_label: str) -> str:
-    same = [o for o in others if _signal_key(o) == _signal_key(signal)]
-    if not same:
-        return f"run {other_label} has no signal of that strategy, underlying and direction"
-    nearest = min(same, key=lambda o: (abs(o.ts_ns - signal.ts_ns), o.ts_ns))
-    return f"the nearest signal of that kind in run {other_label} is {_seconds(nearest.ts_ns - signal.ts_ns)} away"
+@dataclass(frozen=True, slots=True)
+class _Records:
+    """One run's rows indexed for the explanations (built once per comparison)."""
+
+    label: str
+    signals: Mapping[str, SignalRow]  # by signal id
+    signal_times: Mapping[tuple[str, str, str], list[int]]  # by signal key, sorted
+    entries: Mapping[str, list[OrderRow]]  # ENTRY orders by signal id, in the run's order
+    trades: Mapping[str, list[TradeRow]]  # trades by signal id, by entry time
+
+    @classmethod
+    def of(cls, label: str, run: RunData) -> _Records:
+        times: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+        for signal in run.signals:
+            times[_signal_key(signal)].append(signal.ts_ns)
+        entries: dict[str, list[OrderRow]] = defaultdict(list)
+        for order in run.orders:
+            if order.purpose == IntentPurpose.ENTRY.value:
+                entries[order.signal_id].append(order)
+        trades: dict[str, list[TradeRow]] = defaultdict(list)
+        for trade in sorted(run.trades, key=lambda t: t.entry_ns):
+            if trade.signal_id:
+                trades[trade.signal_id].append(trade)
+        return cls(label=label, signals={s.signal_id: s for s in run.signals},
+                   signal_times={k: sorted(v) for k, v in times.items()}, entries=dict(entries), trades=dict(trades))
+
+    def nearest_offset(self, signal: SignalRow) -> str:
+        stamps = self.signal_times.get(_signal_key(signal), [])
+        if not stamps:
+            return f"run {self.label} has no signal of that strategy, underlying and direction"
+        at = bisect_left(stamps, signal.ts_ns)
+        near = [stamps[i] for i in (at - 1, at) if 0 <= i < len(stamps)]
+        nearest = min(near, key=lambda t: (abs(t - signal.ts_ns), t))
+        return f"the nearest signal of that kind in run {self.label} is {_seconds(nearest - signal.ts_ns)} away"
 
 
-def _why_not_traded(signal: SignalRow, run: RunData, trades_of_signal: Mapping[str, list[TradeRow]],
-                    tolerance_ns: int) -> tuple[Category, str]:
-    """Why ``run`` (the other run) has no matching trade although it had the matching ``signal``."""
-    entries = [o for o in run.orders if o.signal_id == signal.signal_id and o.purpose == IntentPurpose.ENTRY.value]
+def _why_not_traded(signal: SignalRow, other: _Records, tolerance_ns: int) -> tuple[Category, str]:
+    """Why the other run has no matching trade although it had the matching ``signal``."""
+    entries = other.entries.get(signal.signal_id, [])
     if not entries:
         reason = signal.reason
         return "not_traded", f"signal {signal.signal_id} had no order: {reason}" if reason else \
@@ -325,7 +364,7 @@ def _why_not_traded(signal: SignalRow, run: RunData, trades_of_signal: Mapping[s
     if refused and not any(o.filled_quantity for o in entries):
         order = refused[0]
         return "risk_refusal", f"risk check {order.check}: {order.status_reason}".rstrip(": ")
-    traded = trades_of_signal.get(signal.signal_id, [])
+    traded = other.trades.get(signal.signal_id, [])
     if traded:
         trade = traded[0]
         return "latency", (f"traded {trade.tradingsymbol} {trade.direction}, entry "
@@ -344,10 +383,9 @@ def _why_not_traded(signal: SignalRow, run: RunData, trades_of_signal: Mapping[s
     return "not_filled", f"order {order.order_id or order.intent_id} {status}, filled 0/{order.quantity}"
 
 
-def _explain_trade(trade: TradeRow, run: Which, *, own: RunData, other: RunData, other_label: str,
-                   signal_pairs: Mapping[str, SignalRow], trades_of_signal: Mapping[str, list[TradeRow]],
-                   tolerance_ns: int) -> Unmatched:
-    own_signal = next((s for s in own.signals if s.signal_id == trade.signal_id), None) if trade.signal_id else None
+def _explain_trade(trade: TradeRow, run: Which, *, own: _Records, other: _Records,
+                   signal_pairs: Mapping[str, SignalRow], tolerance_ns: int) -> Unmatched:
+    own_signal = own.signals.get(trade.signal_id) if trade.signal_id else None
     if own_signal is None:
         category: Category = "other"
         detail = "no signal recorded for this trade (manual or adopted position)"
@@ -355,19 +393,18 @@ def _explain_trade(trade: TradeRow, run: Which, *, own: RunData, other: RunData,
         counterpart = signal_pairs.get(own_signal.signal_id)
         if counterpart is None:
             category = "missing_signal" if run == "reference" else "extra_signal"
-            detail = f"signal {own_signal.signal_id}: {_nearest_offset(own_signal, other.signals, other_label)}"
+            detail = f"signal {own_signal.signal_id}: {other.nearest_offset(own_signal)}"
         else:
-            category, why = _why_not_traded(counterpart, other, trades_of_signal, tolerance_ns)
-            detail = f"in run {other_label}: {why}"
+            category, why = _why_not_traded(counterpart, other, tolerance_ns)
+            detail = f"in run {other.label}: {why}"
     return Unmatched(run=run, kind="trade", category=category, strategy_id=trade.strategy_id, ts_ns=trade.entry_ns,
                      what=_trade_what(trade), net=trade.net, detail=detail)
 
 
-def _explain_signal(signal: SignalRow, run: Which, other: RunData, other_label: str) -> Unmatched:
+def _explain_signal(signal: SignalRow, run: Which, other: _Records) -> Unmatched:
     return Unmatched(run=run, kind="signal", category="missing_signal" if run == "reference" else "extra_signal",
                      strategy_id=signal.strategy_id, ts_ns=signal.ts_ns, what=_signal_what(signal), net=0,
-                     detail=f"{signal.signal_id} ({signal.reason}): "
-                            f"{_nearest_offset(signal, other.signals, other_label)}")
+                     detail=f"{signal.signal_id} ({signal.reason}): {other.nearest_offset(signal)}")
 
 
 # --- degradation -------------------------------------------------------------------------------------------------
@@ -413,33 +450,27 @@ def compare_runs(a: RunData, b: RunData, *, tolerance_ns: int = DEFAULT_TOLERANC
 
     trade_pairs, ref_trades_only, cand_trades_only = match_nearest(
         ref_run.trades, cand_run.trades, _trade_key, lambda t: t.entry_ns, tolerance_ns)
+    ref_orders = {o.intent_id: o for o in ref_run.orders}
+    cand_orders = {o.intent_id: o for o in cand_run.orders}
+
     def note(r: TradeRow, c: TradeRow) -> str:
-        parts = [f"{side.label}: {text}" for side, text in ((ref_side, partial_fills(ref_run, r)),
-                                                             (cand_side, partial_fills(cand_run, c))) if text]
+        parts = [f"{side.label}: {text}" for side, text in ((ref_side, partial_fills(ref_orders, r)),
+                                                             (cand_side, partial_fills(cand_orders, c))) if text]
         return "; ".join(parts)
 
     matches = [_trade_match(r, c, slip(ref_fills, ref_index[id(r)]), slip(cand_fills, cand_index[id(c)]), note(r, c))
                for r, c in trade_pairs]
 
-    def by_signal(trades: Sequence[TradeRow]) -> dict[str, list[TradeRow]]:
-        grouped: dict[str, list[TradeRow]] = defaultdict(list)
-        for trade in sorted(trades, key=lambda t: t.entry_ns):
-            if trade.signal_id:
-                grouped[trade.signal_id].append(trade)
-        return grouped
-
-    ref_by_signal, cand_by_signal = by_signal(ref_run.trades), by_signal(cand_run.trades)
+    ref_records, cand_records = _Records.of(ref_side.label, ref_run), _Records.of(cand_side.label, cand_run)
     unmatched_trades = sorted(
-        [_explain_trade(t, "reference", own=ref_run, other=cand_run, other_label=cand_side.label,
-                        signal_pairs=ref_to_cand, trades_of_signal=cand_by_signal, tolerance_ns=tolerance_ns)
-         for t in ref_trades_only]
-        + [_explain_trade(t, "candidate", own=cand_run, other=ref_run, other_label=ref_side.label,
-                          signal_pairs=cand_to_ref, trades_of_signal=ref_by_signal, tolerance_ns=tolerance_ns)
-           for t in cand_trades_only],
+        [_explain_trade(t, "reference", own=ref_records, other=cand_records, signal_pairs=ref_to_cand,
+                        tolerance_ns=tolerance_ns) for t in ref_trades_only]
+        + [_explain_trade(t, "candidate", own=cand_records, other=ref_records, signal_pairs=cand_to_ref,
+                          tolerance_ns=tolerance_ns) for t in cand_trades_only],
         key=lambda u: (u.ts_ns, u.run))
     unmatched_signals = sorted(
-        [_explain_signal(s, "reference", cand_run, cand_side.label) for s in ref_signals_only]
-        + [_explain_signal(s, "candidate", ref_run, ref_side.label) for s in cand_signals_only],
+        [_explain_signal(s, "reference", cand_records) for s in ref_signals_only]
+        + [_explain_signal(s, "candidate", ref_records) for s in cand_signals_only],
         key=lambda u: (u.ts_ns, u.run))
 
     missed_by: dict[str, int] = defaultdict(int)
