@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
+import types
 from datetime import date, time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from trader.cli import build_parser
+from trader.cli import main as cli_main
 from trader.events import Side
 from trader.market.calendar import ist_ns
 from trader.report.compare import (
@@ -472,3 +475,43 @@ def test_partial_fill_noted_and_open_position_outside_the_comparison() -> None:
     page = render_html(comparison)
     assert "B: entry filled 50/75" in page and "+₹123.45 is outside the comparison" in page
     assert comparison.attribution.residual == 0  # the gap is on round trips; the open position is only noted
+
+
+def test_match_nearest_tie_goes_to_the_earlier_and_used_ones_are_skipped() -> None:
+    ref = [("k", 100), ("k", 101)]
+    cand = [("k", 110), ("k", 90)]
+    pairs, ref_only, cand_only = match_nearest(ref, cand, lambda x: x[0], lambda x: x[1], 10)
+    assert pairs == [(("k", 100), ("k", 90)), (("k", 101), ("k", 110))]  # 90 and 110 tie for 100: the earlier
+    assert ref_only == [] and cand_only == []
+
+
+def test_compare_command_reads_both_runs_and_writes_the_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The handler around the run store (part RUNS): ``find_run(name, runs_dir)`` then ``load_run(path)``."""
+    a, b = constructed_pair()
+    folders = {"A": tmp_path / "runs" / "A", "B": tmp_path / "runs" / "B"}
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+    seen: list[tuple[str, Path]] = []
+
+    def find_run(name: str, runs_dir: Path) -> Path:
+        seen.append((name, runs_dir))
+        if name not in folders:
+            raise ValueError(f"no run {name!r} in {runs_dir}")
+        return folders[name]
+
+    store = types.ModuleType("trader.runs.store")
+    store.find_run = find_run  # type: ignore[attr-defined]
+    store.load_run = lambda path: a if path == folders["A"] else b  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "trader.runs.store", store)
+    assert cli_main(["compare", "A", "B", "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert seen == [("A", tmp_path / "runs"), ("B", tmp_path / "runs")]
+    page = folders["B"] / "compare-B-vs-A.html"  # next to the run judged, by default
+    assert page.is_file() and "+₹1,023.75" in page.read_text(encoding="utf-8")
+    assert "Reality check" in capsys.readouterr().out
+    assert cli_main(["compare", "A", "B", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "o"),
+                     "--reference", "b", "--tolerance-s", "600"]) == 0
+    assert (tmp_path / "o" / "compare-A-vs-B.html").is_file()
+    assert cli_main(["compare", "A", "nope", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert "compare: no run 'nope'" in capsys.readouterr().err
+    assert cli_main(["compare", "A", "B", "--runs-dir", str(tmp_path), "--tolerance-s", "-5"]) == 2
