@@ -25,6 +25,7 @@ from trader.config import MAX_SPEED, ConfigError, Settings, load_settings, maske
 from trader.control.commands import add_control_commands
 from trader.logging import configure_logging, get_logger, on_output_closed
 from trader.market.calendar import IST
+from trader.report.cli import add_run_commands, compare_main, report_main
 from trader.store.journal import JournalError
 from trader.tail import add_tail_command, tail_main
 
@@ -144,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_flags(runs)
     add_tail_command(sub)  # trader tail: the JSON log as human lines (trader/tail.py)
     add_control_commands(sub)  # status, positions, orders, ..., halt, resume: trader/control/commands.py
-    _add_run_report(sub.choices["report"])
+    add_run_commands(sub)  # trader report RUN, trader compare RUN_A RUN_B: trader/report/cli.py
     return parser
 
 
@@ -161,20 +162,6 @@ def _replay_flags(parser: argparse.ArgumentParser) -> None:
     replay.add_argument("--iv", type=float, metavar="VOL", help="index-only data: the flat implied volatility its "
                         "options are modelled at (default 0.13 = 13 %%; docs/data.md)")
 
-
-def _add_run_report(report: argparse.ArgumentParser) -> None:
-    """``trader report`` is the running daemon's report so far (an operator command); ``trader report RUN`` is a
-    finished (or crashed) run's report from its run folder: a summary here and one HTML file (docs/report.md)."""
-    report.description = ("without RUN: the running daemon's performance report so far; with RUN: print a run's "
-                          "summary and write its report, one HTML file that opens without network (docs/report.md)")
-    report.add_argument("run", nargs="?", metavar="RUN",
-                        help="a run id under the runs directory, or the path of a run folder")
-    group = report.add_argument_group("a run's report (with RUN)")
-    group.add_argument("--runs-dir", type=Path, help="where the run folders are (default: data_dir/runs of --config)")
-    group.add_argument("--out", type=Path, help="directory for report.html and charts/ (default: the run folder)")
-    group.add_argument("--png", action="store_true",
-                       help="also write each chart as PNG (needs the png extra and Chrome/Chromium)")
-    group.add_argument("--no-color", action="store_true", help="no colours in the terminal summary")
 
 
 def _replay_config(args: argparse.Namespace) -> ReplayConfig | None:
@@ -340,41 +327,13 @@ def _backtest(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(args: argparse.Namespace) -> int:
-    from trader.report.command import report_command  # noqa: PLC0415 - plotly only for the report
-    from trader.report.png import PngExportError  # noqa: PLC0415
-    from trader.report.terminal import make_console  # noqa: PLC0415
-    from trader.runs.store import find_run, load_run  # noqa: PLC0415
-    if args.json:
-        print("report: --json is the running daemon's report (`trader report --json`, no RUN); a run's figures "
-              "are in its summary.json", file=sys.stderr)
-        return EXIT_CONFIG
-    runs_dir = args.runs_dir
-    if runs_dir is None:
-        try:
-            runs_dir = load_settings({}, args.config).runs_dir
-        except ConfigError as exc:
-            for line in exc.lines:
-                print(line, file=sys.stderr)
-            return EXIT_CONFIG
-    try:
-        folder = find_run(args.run, runs_dir)
-        run = load_run(folder)
-    except (OSError, ValueError) as exc:  # no such run, or a folder that is not one
-        print(f"report: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    try:
-        report_command(run, args.out or folder, png=args.png, console=make_console(no_color=args.no_color))
-    except PngExportError as exc:  # the HTML is written; the message says what to install
-        print(f"report: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    return 0
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "report" and args.run is not None:  # a run folder's report, not the daemon's
-        return _report(args)
+        return report_main(args)
+    if args.command == "compare":
+        return compare_main(args)
     if getattr(args, "control", None) is not None:  # an operator command on the running daemon's control API
         return int(args.control(args))
     if args.command == "sim":
