@@ -26,6 +26,7 @@ from trader.control.commands import add_control_commands
 from trader.logging import configure_logging, get_logger, on_output_closed
 from trader.market.calendar import IST
 from trader.store.journal import JournalError
+from trader.sweep_runner import add_sweep_command, sweep_main
 from trader.tail import add_tail_command, tail_main
 
 if TYPE_CHECKING:
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "written; see docs/strategies.md)")
     new.add_argument("name", help="the strategy's name: lower-case letters, digits and _ (e.g. my_breakout)")
     new.add_argument("--dir", type=Path, default=Path("."), help="where the package's directory goes (default: .)")
+    add_sweep_command(sub, _settings_flags)  # trader sweep: trader/sweep.py, trader/sweep_runner.py
     add_tail_command(sub)  # trader tail: the JSON log as human lines (trader/tail.py)
     add_control_commands(sub)  # status, positions, orders, ..., halt, resume: trader/control/commands.py
     return parser
@@ -289,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return tail_main(args)
     if args.command == "new-strategy":
         return _new_strategy(args.name, args.dir)
+    if args.command == "sweep":
+        return sweep_main(args, _overrides(args))
     try:
         settings = load(args)
     except ConfigError as exc:
