@@ -40,6 +40,12 @@ class BacktestOutcome:
     data_source: DataSource
     ticks: int  # ticks the feeds passed on
     wall_seconds: float
+    # The account as the portfolio kept it (paise; ns): what trader.report.metrics.run_metrics takes (a sweep ranks
+    # on it without reading the run folder back).
+    initial_capital: int = 0
+    trade_pnls: tuple[int, ...] = ()
+    equity_curve: tuple[tuple[int, int], ...] = ()
+    final_equity: tuple[int, int] | None = None
 
     @property
     def ticks_per_second(self) -> float:
@@ -89,8 +95,12 @@ async def backtest(settings: Settings, replay: ReplayConfig | None, *, progress:
                 await watcher
             bar.finish()
     wall = time.perf_counter() - started
+    portfolio = app.portfolio
     return BacktestOutcome(result=result, run_dir=app.run_dir, data_source=source,
-                           ticks=result.counters.get("ticks_in", 0), wall_seconds=wall)
+                           ticks=result.counters.get("ticks_in", 0), wall_seconds=wall,
+                           initial_capital=portfolio.initial_capital, trade_pnls=tuple(portfolio.trade_pnls),
+                           equity_curve=tuple(portfolio.equity_curve),
+                           final_equity=(app.clock.now_ns(), portfolio.equity))
 
 
 def data_source_for(settings: Settings, replay: ReplayConfig | None) -> DataSource:

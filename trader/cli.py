@@ -27,6 +27,7 @@ from trader.logging import configure_logging, get_logger, on_output_closed
 from trader.market.calendar import IST
 from trader.report.cli import add_run_commands, compare_main, report_main
 from trader.store.journal import JournalError
+from trader.sweep_runner import add_sweep_command, sweep_main
 from trader.tail import add_tail_command, tail_main
 
 if TYPE_CHECKING:
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--dir", type=Path, default=Path("."), help="where the package's directory goes (default: .)")
     runs = sub.add_parser("runs", help="list the run folders (data_dir/runs): id, mode, status, trades, net P&L")
     _settings_flags(runs)
+    add_sweep_command(sub, _settings_flags)  # trader sweep: trader/sweep.py, trader/sweep_runner.py
     add_tail_command(sub)  # trader tail: the JSON log as human lines (trader/tail.py)
     add_control_commands(sub)  # status, positions, orders, ..., halt, resume: trader/control/commands.py
     add_run_commands(sub)  # trader report RUN, trader compare RUN_A RUN_B: trader/report/cli.py
@@ -342,6 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return tail_main(args)
     if args.command == "new-strategy":
         return _new_strategy(args.name, args.dir)
+    if args.command == "sweep":
+        return sweep_main(args, _overrides(args))
     try:
         settings = load(args)
     except ConfigError as exc:
