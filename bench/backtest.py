@@ -5,7 +5,10 @@ dump (seeded; outside every timing): the index ticks once a second from 09:15 to
 options (20 strikes × CE/PE around the money, Black-Scholes premiums on the 0.05-rupee grid, a quoted book, volume and
 OI) tick with it: 922,500 rows. ``--quick`` keeps the first 30 minutes (73,800 rows).
 
-Each engine then runs in a subprocess of its own, so its peak RSS (``ru_maxrss`` of that process) is its own:
+Each engine then runs in a subprocess of its own, so its peak RSS (``ru_maxrss`` of that process) is its own, and
+its ticks/s are ticks per CPU second of that process (``time.process_time``, all its threads): on a shared machine
+wall time measures the neighbours' load as much as the engine (the wall-clock figures are printed beside, and kept in
+the JSON):
 
 * ``ours``: ``trader.app.App(settings, replay=ReplayConfig(...))`` in backtest mode with the EMA crossover (the default
   strategy; ₹10 lakh of capital so the risk budget lets it trade), as ``trader run --data`` runs it; timed from the
@@ -60,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import Figure, emit, note
+from peers import Stopwatch
 
 # numpy, scipy and pyarrow are imported where they are used: an engine's process imports only what that engine runs,
 # so its peak RSS is its own.
@@ -206,14 +210,14 @@ def child_ours(data: Path, state: Path) -> dict[str, Any]:
     settings = load_settings({"mode": "backtest", "data_dir": str(state), "sim": {"days": 1},
                               "risk": {"initial_capital": CAPITAL_RUPEES}})
 
-    async def run() -> tuple[float, dict[str, int]]:
-        t0 = time.perf_counter()
+    async def run() -> tuple[dict[str, float], dict[str, int]]:
+        watch = Stopwatch()
         app = App(settings, replay=ReplayConfig(data=data))
         result = await app.run(install_signal_handlers=False)
-        return time.perf_counter() - t0, result.counters
+        return watch.read(), result.counters
 
-    seconds, counters = _run_loop(run())
-    return {"ticks": counters["ticks_in"], "seconds": seconds, "signals": counters["signals"],
+    times, counters = _run_loop(run())
+    return {"ticks": counters["ticks_in"], **times, "signals": counters["signals"],
             "orders": counters["orders"], "fills": counters["fills"], "invalid": counters["ticks_invalid"],
             "version": importlib.metadata.version("trader")}
 
@@ -226,8 +230,8 @@ def child_ours_read(data: Path) -> dict[str, Any]:
 
     _quiet_logs()
 
-    async def run() -> tuple[float, int]:
-        t0 = time.perf_counter()
+    async def run() -> tuple[dict[str, float], int]:
+        watch = Stopwatch()
         config = ReplayConfig(data=data)
         market = ReplayMarket(SimClock(first_tick_ns(config)), MarketCalendar(), config)
         await market.start(InstrumentMaster())
@@ -236,10 +240,10 @@ def child_ours_read(data: Path) -> dict[str, Any]:
             ticks += len(batch)
         if market.failure is not None:
             raise market.failure
-        return time.perf_counter() - t0, ticks
+        return watch.read(), ticks
 
-    seconds, ticks = _run_loop(run())
-    return {"ticks": ticks, "seconds": seconds, "version": importlib.metadata.version("trader")}
+    times, ticks = _run_loop(run())
+    return {"ticks": ticks, **times, "version": importlib.metadata.version("trader")}
 
 
 def child_idle() -> dict[str, Any]:
@@ -247,7 +251,7 @@ def child_idle() -> dict[str, Any]:
     import trader.adapters.replay.market  # noqa: PLC0415
     import trader.app  # noqa: PLC0415, F401
 
-    return {"ticks": 0, "seconds": 0.0, "version": importlib.metadata.version("trader")}
+    return {"ticks": 0, "seconds": 0.0, "cpu_seconds": 0.0, "version": importlib.metadata.version("trader")}
 
 
 def _run_loop(coro: Any) -> Any:
@@ -317,11 +321,17 @@ class EngineRun:
     version: str
     ticks: int
     seconds: float
+    cpu_seconds: float
     max_rss_mb: float
     detail: dict[str, Any]
 
     @property
     def per_second(self) -> float:
+        """Ticks per CPU second of the engine's process: on a shared machine wall time measures the neighbours."""
+        return self.ticks / self.cpu_seconds if self.cpu_seconds > 0 else 0.0
+
+    @property
+    def per_wall_second(self) -> float:
         return self.ticks / self.seconds if self.seconds > 0 else 0.0
 
 
@@ -337,7 +347,7 @@ def run_engine(engine: str, data: Path, *, profile: bool = False) -> EngineRun:
         note(proc.stderr.rstrip())
     result = json.loads(proc.stdout.splitlines()[-1])
     return EngineRun(engine, str(result.pop("version")), int(result.pop("ticks")), float(result.pop("seconds")),
-                     float(result.pop("max_rss_mb")), result)
+                     float(result.pop("cpu_seconds")), float(result.pop("max_rss_mb")), result)
 
 
 def installed_peers() -> list[str]:
@@ -393,8 +403,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs: dict[str, EngineRun] = {}
         for engine in ("idle", "ours-read", "ours", *peers):
             run = runs[engine] = run_engine(engine, data, profile=args.profile)
-            note(f"  {engine:<10} {run.version:<10} {run.ticks:>9,} ticks in {run.seconds:7.2f} s = "
-                 f"{run.per_second:>9,.0f} ticks/s, peak RSS {run.max_rss_mb:6.1f} MB"
+            note(f"  {engine:<10} {run.version:<10} {run.ticks:>9,} ticks in {run.cpu_seconds:7.2f} CPU s = "
+                 f"{run.per_second:>9,.0f} ticks/s ({run.seconds:.2f} s wall = {run.per_wall_second:,.0f}/s), "
+                 f"peak RSS {run.max_rss_mb:6.1f} MB"
                  + (f"  {run.detail}" if args.verbose and run.detail else ""))
     ours = runs["ours"]
     if ours.ticks != rows:
@@ -414,6 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rows": rows,
         "day": DAY.isoformat(),
         "engines": {name: {"version": r.version, "ticks": r.ticks, "seconds": round(r.seconds, 4),
+                           "cpu_seconds": round(r.cpu_seconds, 4),
                            "ticks_per_s": round(r.per_second, 1), "max_rss_mb": round(r.max_rss_mb, 1), **r.detail}
                     for name, r in runs.items()},
     }

@@ -4,8 +4,9 @@ that peer is installed; see ``bench/backtest.py`` for what is comparable and wha
 
 Each ``run_*`` gets the file's rows already read into Python lists (``ts`` ns, ``token``, ``last``/``bid``/``ask``
 rupees, ``bid_qty``/``ask_qty``), converts them to the peer's own objects (timed apart, not counted), runs the peer
-alone (timed, counted) and returns ``ticks`` (rows the strategy or the feeds consumed), ``seconds`` (the run),
-``load_seconds`` (the conversion), ``orders`` and the peer's ``version``.
+alone (timed, counted) and returns ``ticks`` (rows the strategy or the feeds consumed), ``seconds`` and
+``cpu_seconds`` (the run: wall, and CPU of the process), ``load_seconds`` (the conversion), ``orders`` and the
+peer's ``version``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 STRIKE_STEP = 50
+
+
+class Stopwatch:
+    """Wall time and this process's CPU time (all its threads) since it was made."""
+
+    def __init__(self) -> None:
+        self._wall = time.perf_counter()
+        self._cpu = time.process_time()
+
+    def read(self) -> dict[str, float]:
+        return {"seconds": time.perf_counter() - self._wall, "cpu_seconds": time.process_time() - self._cpu}
 
 
 class OptionLike(Protocol):
@@ -130,10 +142,9 @@ def run_nautilus(data: Path, rows: dict[str, list[Any]], options: Sequence[Optio
     strategy = EmaCross()
     engine.add_strategy(strategy)
     load_seconds = time.perf_counter() - t0
-    t1 = time.perf_counter()
+    watch = Stopwatch()
     engine.run()
-    seconds = time.perf_counter() - t1
-    result = {"ticks": strategy.ticks, "seconds": seconds, "load_seconds": load_seconds, "orders": strategy.orders,
+    result = {"ticks": strategy.ticks, **watch.read(), "load_seconds": load_seconds, "orders": strategy.orders,
               "version": importlib.metadata.version("nautilus_trader")}
     engine.dispose()
     return result
@@ -223,8 +234,7 @@ def run_backtrader(data: Path, rows: dict[str, list[Any]], options: Sequence[Opt
             orders[0] += 1
 
     cerebro.addstrategy(EmaCross)
-    t1 = time.perf_counter()
+    watch = Stopwatch()
     cerebro.run(runonce=False)
-    seconds = time.perf_counter() - t1
-    return {"ticks": loaded[0], "seconds": seconds, "load_seconds": load_seconds, "orders": orders[0],
+    return {"ticks": loaded[0], **watch.read(), "load_seconds": load_seconds, "orders": orders[0],
             "version": importlib.metadata.version("backtrader")}
