@@ -79,7 +79,7 @@ def first_tick_ns(config: ReplayConfig) -> int:
     """The earliest time in the first rows of the tick files (where a replay's clock starts)."""
     first: list[int] = []
     for path in tick_files(config.data):
-        for where, row in readers.read_rows(path, batch_rows=1):
+        for where, row in readers.read_rows(path, batch_rows=1, only=(schema.TS,)):
             try:
                 first.append(schema.parse_ts(row.get(schema.TS)))
             except RowError as exc:
