@@ -5,7 +5,7 @@ dump (seeded; outside every timing): the index ticks once a second from 09:15 to
 options (20 strikes × CE/PE around the money, Black-Scholes premiums on the 0.05-rupee grid, a quoted book, volume and
 OI) tick with it: 922,500 rows. ``--quick`` keeps the first 30 minutes (73,800 rows).
 
-Each engine then runs in a subprocess of its own, so its peak RSS (``ru_maxrss`` of that process) is its own, and
+Each engine then runs in a subprocess of its own, so its peak RSS (``VmHWM`` of that process) is its own, and
 its ticks/s are ticks per CPU second of that process (``time.process_time``, all its threads): on a shared machine
 wall time measures the neighbours' load as much as the engine (the wall-clock figures are printed beside, and kept in
 the JSON):
@@ -192,7 +192,15 @@ def build_day(out: Path, seconds: int) -> int:
 
 # -- the engines, each in its own process -----------------------------------------------------------------------------
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak RSS: ``VmHWM`` (reset by exec), not ``ru_maxrss``, which Linux carries over from the parent
+    through fork and exec (a child of the parent that built the day would report the parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux (elsewhere: an upper bound)
 
 
 def _quiet_logs() -> None:
