@@ -65,6 +65,7 @@ bench: $(STAMP)
 	@$(BIN)/python bench/bus.py
 	@$(BIN)/python bench/decode.py
 	@$(BIN)/python bench/recorder.py
+	@$(BIN)/python bench/backtest.py
 
 # The kill -9 harness: 200 SIGKILLs of the live daemon against `trader sim`, fault knobs on (tens of minutes);
 # prints its counts one line each and exits non-zero unless all are 0. ARGS="--quick" for a handful of kills.

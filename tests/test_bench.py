@@ -8,6 +8,7 @@ is one JSON object holding the same figures.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import re
@@ -29,8 +30,13 @@ FIGURE = re.compile(
     rf" \| (?P<ratio>{NUMBER})x$"
 )
 
+# bench/backtest.py compares with the peers that are installed (the optional `bench` extra; `make test` has none).
+PEERS = [name for module, name in (("nautilus_trader", "NautilusTrader"), ("backtrader", "backtrader"))
+         if importlib.util.find_spec(module) is not None]
 LATENCY = [f"{path} {q} at a paced 5,000 ticks/s" for path in ("tick→intent", "tick→order") for q in ("p50", "p99")]
 EXPECTED = {
+    "backtest.py": ["ours, replayed day through App backtest (EMA crossover)", "ours, peak RSS of the backtest process",
+                    *[f"ours vs {peer}, {what}" for peer in PEERS for what in ("ticks/s on the same day", "peak RSS")]],
     "alerts.py": [f"tick→order {q} with alerts to a black hole" for q in ("p50", "p99")],
     "bus.py": ["bus + 5 actors, synthetic market (App backtest)", "bus + 5 actors, replayed ticks (App backtest)",
                *LATENCY, "tick→order p50 with the journal on", "tick→order p99 with the journal on"],
@@ -56,10 +62,11 @@ def as_float(text: str) -> float:
 # Run elsewhere, once: the crash harness takes minutes even with --quick, so tests/test_crash.py runs it (as a function,
 # with about 10 kills) and checks its lines there rather than here a second time.
 RUN_ELSEWHERE = {"crash.py": "tests/test_crash.py"}
+LIBRARIES = ("benchlib.py", "peers.py")  # imported by the scripts, not run
 
 
 def test_every_bench_script_is_run_here() -> None:
-    scripts = sorted(p.name for p in BENCH.glob("*.py") if p.name != "benchlib.py")
+    scripts = sorted(p.name for p in BENCH.glob("*.py") if p.name not in LIBRARIES)
     assert scripts == sorted([*EXPECTED, *RUN_ELSEWHERE])
     assert all((ROOT / test).is_file() for test in RUN_ELSEWHERE.values())
 
@@ -99,3 +106,17 @@ def test_bus_bench_risk_gate_approves_most_intents() -> None:
     assert latency["approved"] > latency["intents"] / 2, latency["refusals"]
     assert latency["approved"] + latency["refused"] == latency["intents"]
     assert "risk gate approved" in proc.stderr
+
+
+def test_backtest_bench_replays_every_row_of_its_day() -> None:
+    """ticks/s of a run that dropped rows (bad data, an early stop) would flatter it; RSS is each engine's own."""
+    proc = run_quick("backtest.py")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads(proc.stdout.splitlines()[-1])
+    engines = results["engines"]
+    assert results["rows"] == 41 * 1_800  # the index and 40 options once a second for 30 minutes
+    for name in ("ours", "ours-read", *[e for e in ("nautilus", "backtrader") if e in engines]):
+        assert engines[name]["ticks"] == results["rows"], name
+    assert engines["ours"]["invalid"] == 0
+    assert engines["ours"]["max_rss_mb"] > engines["idle"]["max_rss_mb"] > 0
+    assert "target peak RSS < 200 MB" in proc.stderr

@@ -393,7 +393,9 @@ async def test_a_paper_day_recorded_replays_in_a_backtest_with_the_same_ticks(tm
     sim = {"days": 1, "start": start, "seed": 7, "speed": 0, "tick_interval_ms": 30_000,
            "chain_interval_ms": 60_000, "strikes_each_side": 2}
     paper = App(load_settings({"mode": "paper", "data_dir": str(tmp_path / "paper"), "sim": sim,
-                               "recorder": {"batch_rows": 500}}))
+                               # As fast as the machine goes (speed 0): on a loaded machine the writer falls behind a
+                               # market that fast, so the queue is deep enough never to drop (drops: tested above).
+                               "recorder": {"batch_rows": 500, "max_batches": 1_000}}))
     seen: list[Tick] = []
     paper.bus.tap(lambda event: seen.append(event) if type(event) is Tick else None)
     result = await paper.run(install_signal_handlers=False)

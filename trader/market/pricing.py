@@ -11,7 +11,6 @@ from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import brentq
 from scipy.special import ndtr
 
 __all__ = [
@@ -290,6 +289,9 @@ def implied_volatility(  # noqa: PLR0917
         return low
     if objective(high) < 0.0:
         raise PricingError(f"implied volatility for price {price!r} exceeds high={high!r}; raise high")
+    # scipy.optimize costs ~24 MB of RSS on import: only implied volatility needs it, so only it imports it.
+    from scipy.optimize import brentq  # noqa: PLC0415
+
     try:
         root = brentq(objective, low, high, xtol=tolerance, maxiter=200)
     except RuntimeError as exc:  # brentq's non-convergence signal

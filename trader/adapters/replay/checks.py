@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
+
 from trader.adapters.replay import schema
 from trader.adapters.replay.schema import Cell, RowError
 
@@ -23,6 +26,11 @@ from trader.market.calendar import ist_date, ist_text
 from trader.money import rupee_text
 
 DEFAULT_GAP_NS = 60 * 1_000_000_000  # an instrument silent for over a minute in market hours is a gap
+
+Int64s = npt.NDArray[np.int64]
+# One checked row, in ``Tick``'s field order: ts_ns, instrument_token, last_price, volume, oi, bid, bid_qty, ask,
+# ask_qty (paise and units); the market adds exchange_ts_ns (= ts_ns) and the tick_id when it builds the ``Tick``.
+TickFields = tuple[int, int, int, int, int, int, int, int, int]
 
 
 class ReplayDataError(ValueError):
@@ -96,44 +104,62 @@ class FileChecker:
     _last_where: str = field(default="", init=False)
 
     def tick(self, where: str, row: Mapping[str, Cell]) -> Tick:
+        """One row through every check (the row path): a checked ``Tick`` or a ``ReplayDataError`` naming the row."""
         try:
             return self._tick(where, row)
         except RowError as exc:
             raise ReplayDataError(self.file, where, exc.field, exc.message) from None
 
-    def fast_ticks(self, columns: FastColumns, last_where: str) -> list[Tick] | None:
-        """A whole decoded batch at once, or None when any row fails a check: then the row path (``tick``) over the
-        same rows raises the exact error. Both paths accept and produce the same ticks."""
+    def fast_ticks(self, columns: FastColumns, last_where: str) -> list[TickFields] | None:
+        """A whole decoded batch at once, checked column-wise, as ``TickFields`` rows; or None when any row fails a
+        check: then the row path (``tick``) over the same rows raises the exact error. Both paths accept the same
+        rows and give the same values."""
+        count = len(columns.ts)
+        if not count:
+            return []
+        known = self._instruments(columns, count)
+        if known is None:
+            return None
+        tokens, tick_sizes = known
+        ts, last, bid, ask = columns.ts, columns.last, columns.bid, columns.ask
+        if ts[0] < self._last_ts or (count > 1 and bool((ts[1:] < ts[:-1]).any())):
+            return None
+        if bool((last <= 0).any() | (bid < 0).any() | (ask < 0).any() | ((ask > 0) & (bid > ask)).any()):
+            return None
+        sized = tick_sizes > 0
+        if sized.any():
+            grid = np.where(sized, tick_sizes, 1)
+            if bool(((last % grid != 0) | (bid % grid != 0) | (ask % grid != 0)).any()):
+                return None
+        if bool((columns.bid_qty < 0).any() | (columns.ask_qty < 0).any() | (columns.volume < 0).any()
+                | (columns.oi < 0).any()):
+            return None
+        self._last_ts = int(ts[-1])
+        self._last_where = last_where
+        return list(zip(ts.tolist(), tokens.tolist(), last.tolist(), columns.volume.tolist(), columns.oi.tolist(),
+                        bid.tolist(), columns.bid_qty.tolist(), ask.tolist(), columns.ask_qty.tolist(), strict=True))
+
+    def _instruments(self, columns: FastColumns, count: int) -> tuple[Int64s, Int64s] | None:
+        """Each row's instrument token and tick size (paise; 0 = unchecked), or None if one is not in the master."""
         resolver = self.resolver
-        last_ts = self._last_ts
-        fixed = self.fixed
-        infos: list[InstrumentInfo | None]
         if columns.token is not None:
-            infos = [resolver.find_token(token) for token in columns.token]
+            unique, inverse = np.unique(columns.token, return_inverse=True)
+            infos = [resolver.find_token(token) for token in unique.tolist()]
         elif columns.symbol is not None:
-            infos = [resolver.find_symbol(symbol) for symbol in columns.symbol]
-        elif fixed is not None:
-            infos = [fixed] * len(columns.ts)
+            index: dict[str, int] = {}
+            positions = [index.setdefault(symbol, len(index)) for symbol in columns.symbol]
+            inverse = np.asarray(positions, dtype=np.int64)
+            infos = [resolver.find_symbol(symbol) for symbol in index]
+        elif self.fixed is not None:
+            infos, inverse = [self.fixed], np.zeros(count, dtype=np.int64)
         else:
             return None
-        ticks: list[Tick] = []
-        append = ticks.append
-        for ts, info, last, bid, ask, bid_qty, ask_qty, volume, oi in zip(
-                columns.ts, infos, columns.last, columns.bid, columns.ask, columns.bid_qty, columns.ask_qty,
-                columns.volume, columns.oi, strict=True):
-            if info is None or ts < last_ts or last <= 0 or bid < 0 or ask < 0 or (0 < ask < bid):
-                return None
-            tick_size = info.tick_size
-            if tick_size and (last % tick_size or bid % tick_size or ask % tick_size):
-                return None
-            if bid_qty < 0 or ask_qty < 0 or volume < 0 or oi < 0:
-                return None
-            last_ts = ts
-            append(Tick(ts, info.instrument_token, last, volume, oi, bid, bid_qty, ask, ask_qty, ts))
-        if ticks:
-            self._last_ts = last_ts
-            self._last_where = last_where
-        return ticks
+        found = [info for info in infos if info is not None]
+        if len(found) != len(infos):
+            return None
+        tokens = np.asarray([info.instrument_token for info in found], dtype=np.int64)
+        sizes = np.asarray([info.tick_size for info in found], dtype=np.int64)
+        return tokens[inverse], sizes[inverse]
 
     def _tick(self, where: str, row: Mapping[str, Cell]) -> Tick:
         ts = schema.parse_ts(row.get(schema.TS))

@@ -10,7 +10,7 @@ the row order) and yields one batch per timestamp, moving the clock to it. Bad r
 from __future__ import annotations
 
 import heapq
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -23,6 +23,7 @@ from trader.adapters.replay.checks import (
     InstrumentInfo,
     InstrumentResolver,
     ReplayDataError,
+    TickFields,
 )
 from trader.adapters.replay.modelled import DEFAULT_IV, ModelledChain, ModelSettings
 from trader.adapters.replay.schema import RowError
@@ -37,6 +38,12 @@ from trader.runs.model import DataSource
 log = get_logger("trader.replay")
 
 DUMP_NAMES = ("instruments.csv",)  # in a data directory, the instrument dump (never read as ticks)
+_MERGE_CHUNK = 4_096  # rows handed on at a time when several files are merged
+
+
+def _fields(tick: Tick) -> TickFields:
+    return (tick.ts_ns, tick.instrument_token, tick.last_price, tick.volume, tick.oi, tick.bid, tick.bid_qty,
+            tick.ask, tick.ask_qty)
 
 
 class ReplaySetupError(ValueError):
@@ -91,7 +98,7 @@ def first_tick_ns(config: ReplayConfig) -> int:
             if ts is not None:
                 first.append(ts)
             continue
-        for where, row in readers.read_rows(path, batch_rows=1):
+        for where, row in readers.read_rows(path, batch_rows=1, only=(schema.TS,)):
             try:
                 first.append(schema.parse_ts(row.get(schema.TS)))
             except RowError as exc:
@@ -266,39 +273,69 @@ class ReplayMarket:
 
     def ticks(self) -> Iterator[Tick]:
         """Every selected tick of every file, merged in event-time order (checked; ``tick_id`` not yet set)."""
+        selected = self._selection()
+        for chunk in self._chunks():
+            for fields in chunk:
+                if selected is None or selected(fields[0]):
+                    yield Tick(*fields, exchange_ts_ns=fields[0])
+
+    def _chunks(self) -> Iterator[list[TickFields]]:
+        """Checked rows of every file in event-time order, a list at a time: one file's decoded batches as they come
+        (no merge), several files merged row by row (a stable merge: equal times keep the file order, then the row
+        order). The rows before a bad one are handed out before its error is raised."""
         if self._resolver is None:
             raise RuntimeError("ReplayMarket.start() registers the instruments before ticks are read")
-        streams = [self._file_ticks(order, path) for order, path in enumerate(self._files)]
-        for _, _, _, tick in heapq.merge(*streams):
-            yield tick
+        if len(self._files) == 1:
+            yield from self._checked(self._files[0])
+            return
+        streams = [self._file_rows(order, path) for order, path in enumerate(self._files)]
+        merged = heapq.merge(*streams)
+        while True:
+            chunk: list[TickFields] = []
+            try:
+                for _ in range(_MERGE_CHUNK):
+                    chunk.append(next(merged)[3])
+            except StopIteration:
+                if chunk:
+                    yield chunk
+                return
+            except (OSError, ValueError) as exc:
+                if chunk:
+                    yield chunk
+                raise exc from None
+            yield chunk
 
-    def _file_ticks(self, order: int, path: Path) -> Iterator[tuple[int, int, int, Tick]]:
+    def _file_rows(self, order: int, path: Path) -> Iterator[tuple[int, int, int, TickFields]]:
+        seq = 0
+        for chunk in self._checked(path):
+            for fields in chunk:
+                seq += 1
+                yield fields[0], order, seq, fields
+
+    def _checked(self, path: Path) -> Iterator[list[TickFields]]:
+        """Checked rows in file order: Parquet a decoded batch at a time (column-wise, or row by row when the batch
+        has a row the column-wise checks refuse: the row path then names it), CSV a row at a time."""
         assert self._resolver is not None
         checker = FileChecker(str(path), self._resolver, self._fixed_instrument(path))
-        selected = self._selected
-        seq = 0
-        for ticks in self._checked(path, checker):
-            for tick in ticks:
-                seq += 1
-                if selected(tick.ts_ns):
-                    yield tick.ts_ns, order, seq, tick
-
-    def _checked(self, path: Path, checker: FileChecker) -> Iterator[list[Tick]]:
-        """Lists of checked ticks in file order: Parquet a decoded batch at a time, CSV a row at a time."""
         batch_rows = self._config.batch_rows
         if candles.is_candle_file(path):
             assert checker.fixed is not None
-            yield candles.candle_ticks(str(path), candles.load_rows(path), checker.fixed, self._calendar)
+            yield [_fields(tick) for tick in candles.candle_ticks(str(path), candles.load_rows(path), checker.fixed,
+                                                                  self._calendar)]
             return
         if path.suffix.lower() in readers.PARQUET_SUFFIXES:
             for batch in readers.read_parquet_batches(path, batch_rows=batch_rows):
                 fast = None
                 if batch.fast is not None:
                     fast = checker.fast_ticks(batch.fast, f"row {batch.first_row + len(batch.fast.ts) - 1}")
-                yield fast if fast is not None else [checker.tick(where, row) for where, row in batch.rows()]
+                yield fast if fast is not None else [_fields(checker.tick(where, row)) for where, row in batch.rows()]
             return
         for where, row in readers.read_csv(path):
-            yield [checker.tick(where, row)]
+            yield [_fields(checker.tick(where, row))]
+
+    def _selection(self) -> Callable[[int], bool] | None:
+        config = self._config
+        return None if config.from_date is None and config.to_date is None else self._selected
 
     def _selected(self, ts_ns: int) -> bool:
         config = self._config
@@ -329,36 +366,42 @@ class ReplayMarket:
         self._streamed = True
         batch: list[Tick] = []
         batch_ts = 0
-        ticks = self.ticks()
+        selected = self._selection()
+        observe = self.gaps.observe
+        chunks = self._chunks()
+        tick_id = self._tick_id
         model = self.model
         while not self._closed:
             try:
-                tick = next(ticks, None)
+                chunk = next(chunks, None)
             except (OSError, ValueError) as exc:  # ReplayDataError, an unreadable file, a corrupt Parquet page
                 self.failure = exc
                 self.error = str(exc)
                 log.error("replay_data_error", error=self.error, ticks=self.ticks_read)
                 return
-            if tick is None:
+            if chunk is None:
                 break
-            if batch and tick.ts_ns != batch_ts:
-                await self._advance(batch_ts)
-                yield batch
-                batch = []
-            self._tick_id += 1
-            self.ticks_read += 1
-            batch_ts = tick.ts_ns
-            self.gaps.observe(tick)
-            batch.append(Tick(ts_ns=tick.ts_ns, instrument_token=tick.instrument_token, last_price=tick.last_price,
-                              volume=tick.volume, oi=tick.oi, bid=tick.bid, bid_qty=tick.bid_qty, ask=tick.ask,
-                              ask_qty=tick.ask_qty, exchange_ts_ns=tick.exchange_ts_ns, tick_id=self._tick_id))
-            if model is not None and model.is_index(tick.instrument_token):
-                for quote in model.quotes(tick):  # index-only data: the modelled chain, at the index tick's time
-                    self._tick_id += 1
-                    batch.append(Tick(ts_ns=quote.ts_ns, instrument_token=quote.instrument_token,
-                                      last_price=quote.last_price, bid=quote.bid, bid_qty=quote.bid_qty,
-                                      ask=quote.ask, ask_qty=quote.ask_qty, exchange_ts_ns=quote.exchange_ts_ns,
-                                      tick_id=self._tick_id))
+            for ts, token, last, volume, oi, bid, bid_qty, ask, ask_qty in chunk:
+                if selected is not None and not selected(ts):
+                    continue
+                if batch and ts != batch_ts:
+                    await self._advance(batch_ts)
+                    yield batch
+                    batch = []
+                    if self._closed:
+                        break
+                tick_id += 1
+                tick = Tick(ts, token, last, volume, oi, bid, bid_qty, ask, ask_qty, ts, tick_id)
+                batch.append(tick)
+                batch_ts = ts
+                observe(tick)
+                self.ticks_read += 1  # the data's ticks; tick ids also count the modelled quotes
+                if model is not None and model.is_index(token):
+                    for quote in model.quotes(tick):  # index-only data: the modelled chain, at the index tick's time
+                        tick_id += 1
+                        batch.append(Tick(quote.ts_ns, quote.instrument_token, quote.last_price, 0, 0, quote.bid,
+                                          quote.bid_qty, quote.ask, quote.ask_qty, quote.exchange_ts_ns, tick_id))
+                self._tick_id = tick_id
         if batch and not self._closed:
             await self._advance(batch_ts)
             yield batch
