@@ -34,6 +34,7 @@ from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import FALLBACK_UNDERLYINGS, OptionContract, OptionType
 from trader.market.pricing import OptionKind, black_scholes_price
 from trader.runs.model import DataSource
+from trader.runs.store import load_run
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kite"
 CALENDAR = MarketCalendar()
@@ -275,6 +276,9 @@ async def test_an_index_only_day_trades_the_orb_on_modelled_option_prices(tmp_pa
     assert f"IV {DEFAULT_IV:.1%} flat" in source.model_note and "spread" in source.model_note
     assert ("chain from the instrument dump" if with_dump else "derived") in source.model_note
     assert outcome_app[0].data_source == source
+    # The run folder says so too, and `trader run --data` (an App given no data source) labels the data the same way.
+    assert outcome.run_dir is not None and load_run(outcome.run_dir).manifest.data == source
+    assert App(settings, replay=ReplayConfig(data=data)).data_source == source
     entries = [f for f in fills if f.purpose is IntentPurpose.ENTRY]
     assert entries, "the breakout is traded"
     assert entries[0].contract.option_type is OptionType.CE  # the break is upwards

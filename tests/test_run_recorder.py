@@ -298,7 +298,8 @@ def test_a_replay_names_its_tick_files_and_a_caller_can_say_what_the_data_was(tm
     asyncio.run(app.run(install_signal_handlers=False))
     assert app.run_dir is not None
     manifest = load_run(app.run_dir).manifest
-    assert manifest.venue == "replay" and manifest.data == DataSource("ticks", path=str(data))
+    assert manifest.venue == "replay"
+    assert manifest.data == DataSource("ticks", path=str(data), instruments=str(data / "instruments.csv"))
     told = DataSource("candles", path=str(data / "bars.csv"), modelled_options=True, model_note="iv 13 %",
                       bar_path="O-H-L-C")
     assert App(settings, replay=ReplayConfig(data=data), data_source=told).data_source == told

@@ -154,8 +154,13 @@ class App:
         # The run folder (data_dir/runs/<run id>/): a record of signals, orders, fills and equity, never a gate.
         # What the market data is (trader/runs/model.py), for the run's record: as the caller says (a backtest knows
         # candles or modelled options), else as the settings say.
-        self.data_source: DataSource = data_source or data_source_for(settings, replay=replay,
-                                                                      kite_market=self.kite_market)
+        source = data_source or data_source_for(settings, replay=replay, kite_market=self.kite_market)
+        if data_source is None and self.replay is not None:  # what the files turned out to hold: candles, index-only
+            try:
+                source = self.replay.data_source(source)
+            except ValueError as exc:  # ReplaySetupError, ReplayDataError: the message names the file
+                raise ConfigError([f"replay error: {exc}"]) from None
+        self.data_source: DataSource = source
         self.run_recorder = RunRecorder(self.bus, settings.runs_dir) if settings.runs.enabled else None
         self.run_dir: Path | None = None
         if self.run_recorder is not None:

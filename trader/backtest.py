@@ -79,8 +79,8 @@ async def backtest(settings: Settings, replay: ReplayConfig | None, *, progress:
     """``run_backtest`` inside a running event loop."""
     if settings.mode != "backtest":
         raise ConfigError([f"mode {settings.mode!r}: a backtest runs in backtest mode (--mode backtest)"])
-    source = data_source_for(settings, replay)
-    app = App(settings, replay=replay, data_source=source)
+    app = App(settings, replay=replay)  # it tells what the data is: ticks, candles, index-only (options modelled)
+    source = app.data_source
     log.info("backtest_data", kind=source.kind, path=source.path, instruments=source.instruments,
              modelled_options=source.modelled_options, model_note=source.model_note, bar_path=source.bar_path)
     bar = _Progress(app, settings, replay, progress_stream or sys.stderr) if progress else None
@@ -101,21 +101,6 @@ async def backtest(settings: Settings, replay: ReplayConfig | None, *, progress:
                            initial_capital=portfolio.initial_capital, trade_pnls=tuple(portfolio.trade_pnls),
                            equity_curve=tuple(portfolio.equity_curve),
                            final_equity=(app.clock.now_ns(), portfolio.equity))
-
-
-def data_source_for(settings: Settings, replay: ReplayConfig | None) -> DataSource:
-    """What the run's market data is — the built-in market, or what the files hold: ticks, candles (with the bar
-    path), an index only (options modelled) — decided as the replay will decide it, before the App is built."""
-    if replay is None:
-        return DataSource("synthetic", model_note="the built-in market: a seeded index path, Black-Scholes chain")
-    from trader.adapters.replay.market import ReplayMarket  # noqa: PLC0415 - pyarrow only when replaying
-    from trader.clock import SimClock  # noqa: PLC0415
-
-    base = DataSource("ticks", path=str(replay.data), instruments=",".join(str(p) for p in replay.instruments))
-    try:
-        return ReplayMarket(SimClock(0), settings.market_calendar(), replay).data_source(base)
-    except ValueError as exc:  # ReplaySetupError, ReplayDataError: the message names the file
-        raise ConfigError([f"replay error: {exc}"]) from None
 
 
 def summary_text(outcome: BacktestOutcome) -> str:

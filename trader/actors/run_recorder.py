@@ -230,4 +230,4 @@ def data_source_for(settings: Settings, *, replay: ReplayConfig | None, kite_mar
     if kite_market:
         real = settings.kite_ws_root == "wss://ws.kite.trade"
         return DataSource("kite" if real else "simulator", path="" if real else mask_url(settings.kite_ws_root))
-    return DataSource("synthetic")
+    return DataSource("synthetic", model_note="the built-in market: a seeded index path, Black-Scholes chain")
