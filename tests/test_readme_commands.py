@@ -45,6 +45,7 @@ FINISHING = {
     ".venv/bin/trader run --mode backtest --days 1 --start 2026-11-20T09:00 | .venv/bin/trader tail --orders",
 }
 # Commands this suite cannot run, and why (each is covered elsewhere where it can be).
+_OWN = "the user's own strategy, data or run ids"
 _OPERATOR = "needs a running daemon: tests/test_operator_e2e.py drives every operator command against one"
 NOT_HERE = {
     "make test": "it is this very suite",
@@ -68,6 +69,19 @@ NOT_HERE = {
         "a log file of the user's (tests/test_tail.py follows a file another writer appends to, truncates, rotates)",
     "journalctl -u trader -o cat | .venv/bin/trader tail --since 09:15 --level WARNING":
         "needs systemd's journal of an installed service (tests/test_tail.py reads stdin with each filter)",
+    # The reality check: the user's own strategy package, data files and run ids stand in these lines.
+    ".venv/bin/trader new-strategy my_breakout --dir ~/strategies && .venv/bin/pip install -e "
+    "~/strategies/my_breakout": _OWN + " (tests/test_strategy_registry.py writes, installs and runs a skeleton)",
+    ".venv/bin/trader backtest --data ~/ticks --from 2026-11-23 --to 2026-11-27 --instruments "
+    "~/ticks/instruments.csv --strategies my_breakout": _OWN + " (tests/test_backtest_cmd.py runs trader backtest)",
+    ".venv/bin/trader sweep --data ~/ticks --from 2026-11-23 --to 2026-11-27 --strategies my_breakout --grid "
+    "strategy.my_breakout.trigger_pct=0.001,0.002,0.004": _OWN + " (tests/test_sweep.py runs trader sweep)",
+    ".venv/bin/trader run --strategies my_breakout": _OWN + " (the daemon runs above with a built-in strategy)",
+    ".venv/bin/trader backtest --data data/ticks/paper/2026-11-30 --strategies my_breakout":
+        _OWN + " (tests/test_parity.py backtests a recorded paper day)",
+    ".venv/bin/trader runs": "lists the data dir's run folders (tests/test_runs.py runs it on made ones)",
+    ".venv/bin/trader compare <backtest run> <paper run>": _OWN + " (tests/test_parity.py runs trader compare)",
+    ".venv/bin/trader report <run>": _OWN + " (tests/test_parity.py and tests/test_report_html.py run it)",
 }
 
 
