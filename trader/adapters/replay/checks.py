@@ -107,6 +107,7 @@ class FileChecker:
         resolver = self.resolver
         last_ts = self._last_ts
         fixed = self.fixed
+        min_ts, max_ts = schema.MIN_TS_NS, schema.MAX_TS_NS
         infos: list[InstrumentInfo | None]
         if columns.token is not None:
             infos = [resolver.find_token(token) for token in columns.token]
@@ -121,7 +122,9 @@ class FileChecker:
         for ts, info, last, bid, ask, bid_qty, ask_qty, volume, oi in zip(
                 columns.ts, infos, columns.last, columns.bid, columns.ask, columns.bid_qty, columns.ask_qty,
                 columns.volume, columns.oi, strict=True):
-            if info is None or ts < last_ts or last <= 0 or bid < 0 or ask < 0 or (0 < ask < bid):
+            if info is None or ts < last_ts or not min_ts <= ts < max_ts:
+                return None
+            if last <= 0 or bid < 0 or ask < 0 or (0 < ask < bid):
                 return None
             tick_size = info.tick_size
             if tick_size and (last % tick_size or bid % tick_size or ask % tick_size):

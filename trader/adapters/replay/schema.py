@@ -41,6 +41,10 @@ KNOWN_COLUMNS = (TS, INSTRUMENT_TOKEN, TRADINGSYMBOL, LAST_PRICE, *PRICE_FIELDS,
 Cell = str | int | float | Decimal | None
 
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
+# Event times outside [2000-01-01, 2100-01-01) UTC are refused: an integer time in seconds, milliseconds or
+# microseconds (read as ns it lands in 1970) or a mistyped year is bad data, never a day to replay.
+MIN_TS_NS = 946_684_800 * 1_000_000_000
+MAX_TS_NS = 4_102_444_800 * 1_000_000_000
 
 
 class RowError(ValueError):
@@ -63,11 +67,11 @@ def parse_ts(value: Cell) -> int:
     if isinstance(value, bool | float | Decimal):
         raise RowError(TS, f"{value!r} is not a time: give ISO-8601 text with a zone or integer ns since the epoch")
     if isinstance(value, int):
-        return value
+        return check_ts_range(value, value)
     assert isinstance(value, str)
     text = value.strip()
     if _INT_TEXT.fullmatch(text):
-        return int(text)
+        return check_ts_range(int(text), value)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -80,7 +84,24 @@ def parse_ts(value: Cell) -> int:
     if fraction:
         digits = fraction.group(1).ljust(9, "0")
         ns += int(digits[6:])
-    return ns
+    return check_ts_range(ns, value)
+
+
+def ts_in_range(ts_ns: int) -> bool:
+    return MIN_TS_NS <= ts_ns < MAX_TS_NS
+
+
+def check_ts_range(ts_ns: int, value: Cell) -> int:
+    """``ts_ns`` if it lies between 2000 and 2100; a ``RowError`` saying what it probably is otherwise."""
+    if ts_in_range(ts_ns):
+        return ts_ns
+    hint = ""
+    if isinstance(value, int | str) and not isinstance(value, bool) and 0 < ts_ns < MIN_TS_NS:
+        for unit, scale in (("seconds", 1_000_000_000), ("milliseconds", 1_000_000), ("microseconds", 1_000)):
+            if ts_in_range(ts_ns * scale):
+                hint = f" (it looks like {unit} since the epoch: integer times are nanoseconds)"
+                break
+    raise RowError(TS, f"{value!r} is not between 2000-01-01 and 2100-01-01 UTC{hint}")
 
 
 def parse_price(field: str, value: Cell, *, required: bool) -> int:
