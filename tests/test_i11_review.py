@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_replay import OPEN_NS, SPOT_TOKEN, day_dir, replay
+from test_replay import CALENDAR, DAY, OPEN_NS, SPOT_TOKEN, SYMBOL, day_dir, make_ticks, replay, write_csv
 
 from trader.adapters.replay.checks import ReplayDataError
+from trader.adapters.replay.market import ReplayConfig, ReplayMarket
 from trader.adapters.replay.schema import RowError, parse_ts
+from trader.clock import SimClock
+from trader.events import Tick
 from trader.logging import configure_logging
+from trader.market.instrument_master import InstrumentMaster
 
 
 @pytest.fixture(autouse=True)
@@ -55,3 +60,37 @@ async def test_a_parquet_integer_time_in_seconds_is_refused_on_the_fast_path(tmp
         await replay(data)
     assert str(error.value).startswith(f"{data / 'ticks.parquet'} row 1, field 'ts': ")
     assert "seconds" in str(error.value)
+
+
+# --- replay: many files (one per instrument per day) must not all be open at once ------------------------------
+
+
+def _open_files() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+async def test_a_file_is_opened_only_when_the_replay_reaches_its_first_time(tmp_path: Path) -> None:
+    """A week or a month of one-file-per-instrument-per-day data: the merge held every file open (and, for Parquet, a
+    decoded batch of each) from the first tick, so memory and descriptors grew with the number of files, not days."""
+    data = day_dir(tmp_path)
+    day_ns = 86_400 * 1_000_000_000
+    base = make_ticks(seconds=2)
+    days = 40
+    for day in range(days):
+        for token, symbol in SYMBOL.items():
+            rows = [Tick(ts_ns=t.ts_ns + day * day_ns, instrument_token=token, last_price=t.last_price,
+                         volume=t.volume, oi=t.oi, bid=t.bid, bid_qty=t.bid_qty, ask=t.ask, ask_qty=t.ask_qty,
+                         exchange_ts_ns=t.ts_ns + day * day_ns) for t in base if t.instrument_token == token]
+            name = f"{token if token == SPOT_TOKEN else symbol}_{DAY + timedelta(days=day)}.csv"
+            write_csv(data / name, rows, per_instrument=True)
+    clock = SimClock(OPEN_NS - 3_600_000_000_000)
+    market = ReplayMarket(clock, CALENDAR, ReplayConfig(data=data))
+    await market.start(InstrumentMaster())
+    before = _open_files()
+    most = 0
+    total = 0
+    async for batch in market.stream():
+        most = max(most, _open_files() - before)
+        total += len(batch)
+    assert market.failure is None and total == days * len(base)
+    assert most <= 2 * len(SYMBOL), f"{most} files open at once for {days * len(SYMBOL)} files"

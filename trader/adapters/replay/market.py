@@ -68,16 +68,25 @@ def tick_files(data: Path) -> list[Path]:
     return files
 
 
-def first_tick_ns(config: ReplayConfig) -> int:
-    """The earliest time in the first rows of the tick files (where a replay's clock starts)."""
-    first: list[int] = []
-    for path in tick_files(config.data):
-        for where, row in readers.read_rows(path, batch_rows=1):
+def _first_ts(path: Path) -> int | None:
+    """The time of the file's first row (None for a file without rows); the file is closed again."""
+    rows = readers.read_rows(path, batch_rows=1)
+    try:
+        for where, row in rows:
             try:
-                first.append(schema.parse_ts(row.get(schema.TS)))
+                return schema.parse_ts(row.get(schema.TS))
             except RowError as exc:
                 raise ReplayDataError(str(path), where, exc.field, exc.message) from None
-            break
+        return None
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
+
+
+def first_tick_ns(config: ReplayConfig) -> int:
+    """The earliest time in the first rows of the tick files (where a replay's clock starts)."""
+    first = [ts for ts in (_first_ts(path) for path in tick_files(config.data)) if ts is not None]
     if not first:
         raise ReplaySetupError(f"{config.data}: the tick files hold no rows")
     return min(first)
@@ -155,9 +164,29 @@ class ReplayMarket:
         """Every selected tick of every file, merged in event-time order (checked; ``tick_id`` not yet set)."""
         if self._resolver is None:
             raise RuntimeError("ReplayMarket.start() registers the instruments before ticks are read")
-        streams = [self._file_ticks(order, path) for order, path in enumerate(self._files)]
-        for _, _, _, tick in heapq.merge(*streams):
-            yield tick
+        # A merge over every file at once would hold each one open (and a decoded Parquet batch of each) from the
+        # first tick: a month of one-file-per-instrument-per-day data is thousands of files. A file is opened only
+        # when the merge reaches its first row's time; rows within a file are never earlier than its first row
+        # (FileChecker), so the order is the same as merging them all: (time, file order, row order).
+        heap: list[tuple[int, int, int, Tick | None]] = []
+        for order, path in enumerate(self._files):
+            first = _first_ts(path)
+            if first is not None:
+                heap.append((first, order, 0, None))
+        heapq.heapify(heap)
+        streams: dict[int, Iterator[tuple[int, int, int, Tick]]] = {}
+        while heap:
+            _, order, _, tick = heap[0]
+            if tick is None:
+                streams[order] = self._file_ticks(order, self._files[order])
+            else:
+                yield tick
+            following = next(streams[order], None)
+            if following is None:
+                del streams[order]
+                heapq.heappop(heap)
+            else:
+                heapq.heapreplace(heap, following)
 
     def _file_ticks(self, order: int, path: Path) -> Iterator[tuple[int, int, int, Tick]]:
         assert self._resolver is not None
