@@ -94,3 +94,28 @@ async def test_a_file_is_opened_only_when_the_replay_reaches_its_first_time(tmp_
         total += len(batch)
     assert market.failure is None and total == days * len(base)
     assert most <= 2 * len(SYMBOL), f"{most} files open at once for {days * len(SYMBOL)} files"
+
+
+async def test_the_same_ticks_in_two_files_are_refused_not_replayed_twice(tmp_path: Path) -> None:
+    """A CSV and its Parquet conversion side by side in the data directory: every tick reached the strategies twice
+    (the ORB's confirm_ticks counted each break tick twice)."""
+    from test_replay import write_parquet  # noqa: PLC0415
+
+    data = day_dir(tmp_path)
+    ticks = make_ticks(seconds=5)
+    write_csv(data / "2026-11-27.csv", ticks)
+    write_parquet(data / "2026-11-27.parquet", ticks)
+    with pytest.raises(ReplayDataError) as error:
+        await replay(data)
+    message = str(error.value)
+    assert message.startswith(f"{data / '2026-11-27.parquet'} data row 1, field 'ts': ")
+    assert f"also in {data / '2026-11-27.csv'}" in message and "the same data twice" in message
+
+
+async def test_ticks_of_different_instruments_at_one_time_in_two_files_still_merge(tmp_path: Path) -> None:
+    data = day_dir(tmp_path)
+    ticks = make_ticks(seconds=5)
+    write_csv(data / "a.csv", [t for t in ticks if t.instrument_token == SPOT_TOKEN])
+    write_csv(data / "b.csv", [t for t in ticks if t.instrument_token != SPOT_TOKEN])
+    batches, _, _ = await replay(data)
+    assert sum(len(b) for b in batches) == len(ticks)

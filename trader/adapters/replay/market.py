@@ -175,11 +175,21 @@ class ReplayMarket:
                 heap.append((first, order, 0, None))
         heapq.heapify(heap)
         streams: dict[int, Iterator[tuple[int, int, int, Tick]]] = {}
+        # An instrument's last time and file: the same instrument at the same time in two files is the same data
+        # twice (a CSV and its Parquet conversion side by side), which would reach the strategies twice.
+        last: dict[int, tuple[int, int]] = {}
         while heap:
-            _, order, _, tick = heap[0]
+            ts, order, seq, tick = heap[0]
             if tick is None:
                 streams[order] = self._file_ticks(order, self._files[order])
             else:
+                seen = last.get(tick.instrument_token)
+                if seen is not None and seen[0] == ts and seen[1] != order:
+                    raise ReplayDataError(
+                        str(self._files[order]), f"data row {seq}", schema.TS,
+                        f"instrument {tick.instrument_token} at {ist_text(ts)} is also in {self._files[seen[1]]}: "
+                        "the same data twice? (e.g. a CSV and its Parquet conversion in one directory); keep one")
+                last[tick.instrument_token] = (ts, order)
                 yield tick
             following = next(streams[order], None)
             if following is None:
