@@ -119,3 +119,25 @@ async def test_ticks_of_different_instruments_at_one_time_in_two_files_still_mer
     write_csv(data / "b.csv", [t for t in ticks if t.instrument_token != SPOT_TOKEN])
     batches, _, _ = await replay(data)
     assert sum(len(b) for b in batches) == len(ticks)
+
+
+# --- trader new-strategy: names that would break the environment ------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["pydantic", "pyarrow", "structlog"])
+def test_new_strategy_refuses_the_name_of_an_installed_package(tmp_path: Path, name: str) -> None:
+    """``pip install .`` of a package whose top-level module is ``pydantic`` writes into site-packages/pydantic."""
+    from trader.strategies.skeleton import SkeletonError, write_skeleton  # noqa: PLC0415
+
+    with pytest.raises(SkeletonError, match="already importable"):
+        write_skeleton(name, tmp_path)
+    assert not (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize("name", ["my__breakout", "my_breakout_"])
+def test_new_strategy_refuses_a_name_the_environment_variables_cannot_spell(tmp_path: Path, name: str) -> None:
+    """TRADER_STRATEGY__MY__BREAKOUT__RANGE_MINUTES splits on every '__': [strategy.my.breakout] range_minutes."""
+    from trader.strategies.skeleton import SkeletonError, write_skeleton  # noqa: PLC0415
+
+    with pytest.raises(SkeletonError, match="lower-case letters"):
+        write_skeleton(name, tmp_path)

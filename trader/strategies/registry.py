@@ -36,7 +36,10 @@ if TYPE_CHECKING:
     from trader.strategies.base import Strategy
 
 ENTRY_POINT_GROUP = "trader.strategies"
-NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# Lower-case words joined by single underscores, at most 64 characters: "__" (or a trailing "_") cannot be spelt in
+# TRADER_STRATEGY__<NAME>__<FIELD>, whose "__" splits the name too.
+NAME_PATTERN = re.compile(r"(?=[a-z0-9_]{1,64}\Z)[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
+NAME_RULE = "lower-case letters and digits, words joined by single underscores, starting with a letter, at most 64"
 # What the host actor calls on every strategy (trader/strategies/base.py, ``Strategy``).
 PROTOCOL_METHODS = ("on_tick", "on_fill", "on_order_update", "snapshot_state", "restore_state", "holdings",
                     "pending_intents")
@@ -144,7 +147,7 @@ def check_class(cls: object, where: str, *, plugin_constructor: bool = True) -> 
     problems = []
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        problems.append(f"a class attribute name: ClassVar[str] matching {NAME_PATTERN.pattern} (got {name!r})")
+        problems.append(f"a class attribute name: ClassVar[str] of {NAME_RULE} (got {name!r})")
     params = getattr(cls, "Params", None)
     if not (isinstance(params, type) and issubclass(params, BaseModel)):
         problems.append(f"a class attribute Params: a pydantic BaseModel subclass (got {params!r})")
