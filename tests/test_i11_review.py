@@ -141,3 +141,28 @@ def test_new_strategy_refuses_a_name_the_environment_variables_cannot_spell(tmp_
 
     with pytest.raises(SkeletonError, match="lower-case letters"):
         write_skeleton(name, tmp_path)
+
+
+# --- replay: an unreadable file is named ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("2026-11-27.parquet", b"not parquet at all"),
+    ("2026-11-27.csv", "ts,last_price\n".encode("utf-16")),
+])
+async def test_an_unreadable_tick_file_is_named_in_the_error(tmp_path: Path, name: str, content: bytes) -> None:
+    """Among hundreds of files, "Parquet magic bytes not found in footer" alone does not say which one is broken."""
+    data = day_dir(tmp_path)
+    write_csv(data / "2026-11-26.csv", make_ticks(seconds=2))
+    (data / name).write_bytes(content)
+    with pytest.raises(ValueError, match=r"^" + str(data / name).replace(".", r"\.") + ": cannot be read"):
+        await replay(data)
+
+
+async def test_a_file_that_breaks_midway_is_named_in_the_error(tmp_path: Path) -> None:
+    data = day_dir(tmp_path)
+    write_csv(data / "2026-11-27.csv", make_ticks(seconds=3))
+    with (data / "2026-11-27.csv").open("ab") as handle:
+        handle.write("2026-11-27T10:00:00+05:30,NIFTY 50,26000.00,,,,,0,0,\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"2026-11-27\.csv: cannot be read"):
+        await replay(data)

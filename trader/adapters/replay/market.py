@@ -9,11 +9,14 @@ the row order) and yields one batch per timestamp, moving the clock to it. Bad r
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+
+import pyarrow as pa
 
 from trader.adapters.replay import readers, schema
 from trader.adapters.replay.checks import (
@@ -70,18 +73,30 @@ def tick_files(data: Path) -> list[Path]:
 
 def _first_ts(path: Path) -> int | None:
     """The time of the file's first row (None for a file without rows); the file is closed again."""
-    rows = readers.read_rows(path, batch_rows=1)
+    with _named(path):
+        rows = readers.read_rows(path, batch_rows=1)
+        try:
+            for where, row in rows:
+                try:
+                    return schema.parse_ts(row.get(schema.TS))
+                except RowError as exc:
+                    raise ReplayDataError(str(path), where, exc.field, exc.message) from None
+            return None
+        finally:
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()
+
+
+@contextlib.contextmanager
+def _named(path: Path) -> Iterator[None]:
+    """A file that cannot be read (not Parquet, not UTF-8, an I/O or Arrow error) is named in the error."""
     try:
-        for where, row in rows:
-            try:
-                return schema.parse_ts(row.get(schema.TS))
-            except RowError as exc:
-                raise ReplayDataError(str(path), where, exc.field, exc.message) from None
-        return None
-    finally:
-        close = getattr(rows, "close", None)
-        if close is not None:
-            close()
+        yield
+    except (ReplayDataError, ReplaySetupError):
+        raise
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise ReplaySetupError(f"{path}: cannot be read: {type(exc).__name__}: {exc}") from None
 
 
 def first_tick_ns(config: ReplayConfig) -> int:
@@ -200,14 +215,15 @@ class ReplayMarket:
 
     def _file_ticks(self, order: int, path: Path) -> Iterator[tuple[int, int, int, Tick]]:
         assert self._resolver is not None
-        checker = FileChecker(str(path), self._resolver, self._fixed_instrument(path))
-        selected = self._selected
-        seq = 0
-        for ticks in self._checked(path, checker):
-            for tick in ticks:
-                seq += 1
-                if selected(tick.ts_ns):
-                    yield tick.ts_ns, order, seq, tick
+        with _named(path):
+            checker = FileChecker(str(path), self._resolver, self._fixed_instrument(path))
+            selected = self._selected
+            seq = 0
+            for ticks in self._checked(path, checker):
+                for tick in ticks:
+                    seq += 1
+                    if selected(tick.ts_ns):
+                        yield tick.ts_ns, order, seq, tick
 
     def _checked(self, path: Path, checker: FileChecker) -> Iterator[list[Tick]]:
         """Lists of checked ticks in file order: Parquet a decoded batch at a time, CSV a row at a time."""
