@@ -166,3 +166,21 @@ async def test_a_file_that_breaks_midway_is_named_in_the_error(tmp_path: Path) -
         handle.write("2026-11-27T10:00:00+05:30,NIFTY 50,26000.00,,,,,0,0,\xe9\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"2026-11-27\.csv: cannot be read"):
         await replay(data)
+
+
+@pytest.mark.parametrize("value", [b"2026-11-27T09:15:00+05:30", {"ts": 1}, [1], DAY])
+def test_a_time_of_another_type_is_a_row_error_not_an_assertion(value: object) -> None:
+    """A Parquet ``ts`` column of binary, struct, list or date32 type: the row path crashed with AssertionError."""
+    with pytest.raises(RowError) as error:
+        parse_ts(value)  # type: ignore[arg-type]
+    assert error.value.field == "ts" and "is not a time" in error.value.message
+
+
+async def test_a_parquet_binary_time_column_names_the_file_and_row(tmp_path: Path) -> None:
+    data = day_dir(tmp_path)
+    pq.write_table(pa.table({"ts": pa.array([b"2026-11-27T12:00:00+05:30"] * 2, type=pa.binary()),
+                             "instrument_token": pa.array([SPOT_TOKEN] * 2, type=pa.int64()),
+                             "last_price": pa.array([26_000.0, 26_001.0])}), data / "ticks.parquet")
+    with pytest.raises(ReplayDataError) as error:
+        await replay(data)
+    assert str(error.value).startswith(f"{data / 'ticks.parquet'} row 1, field 'ts': ")

@@ -64,11 +64,10 @@ def parse_ts(value: Cell) -> int:
     """ISO-8601 text with a zone, or integer nanoseconds (UTC epoch) → ns."""
     if _blank(value):
         raise RowError(TS, "is empty (an event time with its zone, or integer ns since the epoch, is required)")
-    if isinstance(value, bool | float | Decimal):
+    if isinstance(value, bool) or not isinstance(value, int | str):  # a float, Decimal, bytes, date, a struct...
         raise RowError(TS, f"{value!r} is not a time: give ISO-8601 text with a zone or integer ns since the epoch")
     if isinstance(value, int):
         return check_ts_range(value, value)
-    assert isinstance(value, str)
     text = value.strip()
     if _INT_TEXT.fullmatch(text):
         return check_ts_range(int(text), value)
