@@ -184,3 +184,21 @@ async def test_a_parquet_binary_time_column_names_the_file_and_row(tmp_path: Pat
     with pytest.raises(ReplayDataError) as error:
         await replay(data)
     assert str(error.value).startswith(f"{data / 'ticks.parquet'} row 1, field 'ts': ")
+
+
+async def test_any_failure_while_reading_ends_the_replay_as_an_error_not_as_the_end_of_the_data(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anything but OSError/ValueError escaped ``stream``: the feed actor crashed, was restarted, its second
+    ``stream`` yielded nothing, and the backtest ended as if the data were complete (exit 0, half the days)."""
+    data = day_dir(tmp_path)
+    write_csv(data / "ticks.csv", make_ticks(seconds=5))
+
+    def broken(self: ReplayMarket, path: Path, checker: object) -> object:
+        yield []
+        raise TypeError("a reader bug")
+
+    monkeypatch.setattr(ReplayMarket, "_checked", broken)
+    market = ReplayMarket(SimClock(OPEN_NS - 3_600_000_000_000), CALENDAR, ReplayConfig(data=data))
+    await market.start(InstrumentMaster())
+    assert [batch async for batch in market.stream()] == []
+    assert isinstance(market.failure, TypeError) and "a reader bug" in market.error

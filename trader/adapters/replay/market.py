@@ -271,9 +271,11 @@ class ReplayMarket:
         while not self._closed:
             try:
                 tick = next(ticks, None)
-            except (OSError, ValueError) as exc:  # ReplayDataError, an unreadable file, a corrupt Parquet page
+            except Exception as exc:  # ReplayDataError, an unreadable file, a corrupt Parquet page, a bug: the run
+                # must end as an error; a crash would restart the feed, whose second stream() yields nothing, and
+                # the backtest would end as if the data were complete.
                 self.failure = exc
-                self.error = str(exc)
+                self.error = str(exc) if isinstance(exc, OSError | ValueError) else f"{type(exc).__name__}: {exc}"
                 log.error("replay_data_error", error=self.error, ticks=self.ticks_read)
                 return
             if tick is None:
