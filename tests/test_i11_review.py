@@ -202,3 +202,21 @@ async def test_any_failure_while_reading_ends_the_replay_as_an_error_not_as_the_
     await market.start(InstrumentMaster())
     assert [batch async for batch in market.stream()] == []
     assert isinstance(market.failure, TypeError) and "a reader bug" in market.error
+
+
+# --- strategies: one instance per name ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("names", [
+    ["opening_range_breakout", "trader.strategies.orb:OpeningRangeBreakout"],
+    ["opening_range_breakout", "opening_range_breakout"],
+    ["ema_crossover_enhanced", "ema_crossover_enhanced"],
+])
+def test_two_entries_that_are_the_same_strategy_are_refused(names: list[str]) -> None:
+    """Both were built with the same strategy id: two entries per break (double the risk), one state document
+    overwritten by the other, and on restart the position went to one while the other believed it held it too."""
+    from trader.config import ConfigError, load_settings  # noqa: PLC0415
+
+    with pytest.raises(ConfigError) as error:
+        load_settings({"strategies": names})
+    assert any("the same strategy" in line and names[1] in line for line in error.value.lines), error.value.lines

@@ -270,14 +270,18 @@ def check_strategies(settings: Settings) -> tuple[dict[str, tuple[Resolved, Base
     strategies by requested name, and config-error lines (empty when all is well)."""
     lines: list[str] = []
     done: dict[str, tuple[Resolved, BaseModel]] = {}
-    run_names: set[str] = set()
+    run_names: dict[str, str] = {}  # strategy name -> the entry of ``strategies`` that named it first
     for requested in settings.strategies:
         try:
             resolved = resolve(requested)
         except ValueError as exc:
             lines.append(f"config error: strategies: {exc}")
             continue
-        run_names.add(resolved.name)
+        if resolved.name in run_names:  # one id, one state document, one [strategy.<name>] table: one instance
+            lines.append(f"config error: strategies: {requested!r} is the same strategy {resolved.name!r} as "
+                         f"{run_names[resolved.name]!r}; list it once")
+            continue
+        run_names[resolved.name] = requested
         params, problems = validate_params(resolved, params_for(resolved, settings))
         lines += problems
         if params is not None:
