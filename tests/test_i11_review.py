@@ -220,3 +220,12 @@ def test_two_entries_that_are_the_same_strategy_are_refused(names: list[str]) ->
     with pytest.raises(ConfigError) as error:
         load_settings({"strategies": names})
     assert any("the same strategy" in line and names[1] in line for line in error.value.lines), error.value.lines
+
+
+def test_new_strategy_where_a_file_has_the_name_is_refused_with_a_message(tmp_path: Path) -> None:
+    """A file (not a directory) at <dir>/<name>: NotADirectoryError escaped as a traceback."""
+    from trader.cli import EXIT_CONFIG, main  # noqa: PLC0415
+
+    (tmp_path / "my_breakout").write_text("notes\n")
+    assert main(["new-strategy", "my_breakout", "--dir", str(tmp_path)]) == EXIT_CONFIG
+    assert (tmp_path / "my_breakout").read_text() == "notes\n"

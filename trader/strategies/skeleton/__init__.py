@@ -51,7 +51,7 @@ def write_skeleton(name: str, parent: Path) -> Path:
     """Write the package for strategy ``name`` under ``parent``; its directory is returned."""
     check_name(name)
     root = parent / name
-    if root.exists() and any(root.iterdir()):
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise SkeletonError(f"{root} exists and is not empty; choose another --dir or move it aside")
     values = {"name": name, "class_name": class_name(name), "upper_name": name.upper(),
               "dist_name": f"trader-strategy-{name.replace('_', '-')}"}
