@@ -229,3 +229,9 @@ def test_new_strategy_where_a_file_has_the_name_is_refused_with_a_message(tmp_pa
     (tmp_path / "my_breakout").write_text("notes\n")
     assert main(["new-strategy", "my_breakout", "--dir", str(tmp_path)]) == EXIT_CONFIG
     assert (tmp_path / "my_breakout").read_text() == "notes\n"
+
+
+def test_an_iso_time_with_a_comma_before_its_fraction_keeps_its_nanoseconds() -> None:
+    """ISO-8601 allows ',' as the decimal sign (datetime takes it): the nanoseconds past the microsecond were lost."""
+    assert parse_ts("2026-11-27T09:15:00,123456789+05:30") == OPEN_NS + 123_456_789
+    assert parse_ts("2026-11-27T09:15:00.123456789+05:30") == OPEN_NS + 123_456_789

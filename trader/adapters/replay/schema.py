@@ -79,7 +79,7 @@ def parse_ts(value: Cell) -> int:
         raise RowError(TS, f"{value!r} has no zone: add +05:30 (IST) or Z (UTC)")
     ns = utc_ns(moment)
     # datetime keeps microseconds; nanoseconds in the text (9 fraction digits) are added back exactly.
-    fraction = re.search(r"\.([0-9]{7,9})", text)
+    fraction = re.search(r"[.,]([0-9]{7,9})", text)
     if fraction:
         digits = fraction.group(1).ljust(9, "0")
         ns += int(digits[6:])
