@@ -235,3 +235,64 @@ def test_an_iso_time_with_a_comma_before_its_fraction_keeps_its_nanoseconds() ->
     """ISO-8601 allows ',' as the decimal sign (datetime takes it): the nanoseconds past the microsecond were lost."""
     assert parse_ts("2026-11-27T09:15:00,123456789+05:30") == OPEN_NS + 123_456_789
     assert parse_ts("2026-11-27T09:15:00.123456789+05:30") == OPEN_NS + 123_456_789
+
+
+# --- the strategy host: one failing strategy must not take the others down ----------------------------------------
+
+
+class _Recording:
+    """A strategy that only counts what it is handed."""
+
+    def __init__(self, strategy_id: str, fail: bool = False) -> None:
+        self.strategy_id = strategy_id
+        self.fail = fail
+        self.ticks: list[int] = []
+        self.updates: list[str] = []
+
+    def on_tick(self, tick: Tick, ctx: object) -> list[object]:
+        if self.fail:
+            raise ZeroDivisionError("a plugin bug")
+        self.ticks.append(tick.tick_id)
+        return []
+
+    def on_fill(self, fill: object) -> None:
+        pass
+
+    def on_order_update(self, update: object) -> None:
+        if self.fail:
+            raise KeyError("a plugin bug")
+        self.updates.append(update.intent_id)  # type: ignore[attr-defined]
+
+    def snapshot_state(self) -> dict[str, object]:
+        return {}
+
+    def restore_state(self, state: object, held: list[object]) -> list[object]:
+        return held
+
+    def holdings(self) -> list[object]:
+        return []
+
+    def pending_intents(self) -> list[str]:
+        return []
+
+
+async def test_a_strategy_that_raises_does_not_stop_the_others_from_seeing_ticks_and_updates() -> None:
+    """The exception crashed the host actor: the tick was redelivered (the strategies before the failing one saw it
+    again: an ORB counted one break tick as several confirmations) and the ones after it (the adopted keeper's stops
+    and time exits among them) never saw a tick at all."""
+    from trader.actors.strategy import StrategyActor  # noqa: PLC0415
+    from trader.bus import EventBus  # noqa: PLC0415
+    from trader.events import OrderStatus, OrderUpdate  # noqa: PLC0415
+    from trader.ids import IdFactory  # noqa: PLC0415
+    from trader.strategies.base import StrategyContext  # noqa: PLC0415
+
+    before, broken, after = _Recording("before"), _Recording("broken", fail=True), _Recording("after")
+    context = StrategyContext(InstrumentMaster(), IdFactory(OPEN_NS))
+    actor = StrategyActor(EventBus(), [before, broken, after], context)  # type: ignore[list-item]
+    for tick_id in (1, 2):
+        await actor.handle(Tick(ts_ns=OPEN_NS + tick_id, instrument_token=SPOT_TOKEN, last_price=2_600_000,
+                                tick_id=tick_id))
+    await actor.handle(OrderUpdate(ts_ns=OPEN_NS + 3, intent_id="I1", order_id="O1", status=OrderStatus.COMPLETE))
+    assert before.ticks == [1, 2] and after.ticks == [1, 2]
+    assert before.updates == ["I1"] and after.updates == ["I1"]
+    assert context.entries_allowed is False  # a strategy in an unknown state: no new entries anywhere
