@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 from datetime import timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pydantic import BaseModel, ConfigDict
 from test_replay import CALENDAR, DAY, OPEN_NS, SPOT_TOKEN, SYMBOL, day_dir, make_ticks, replay, write_csv
 
 from trader.adapters.replay.checks import ReplayDataError
@@ -296,3 +298,30 @@ async def test_a_strategy_that_raises_does_not_stop_the_others_from_seeing_ticks
     assert before.ticks == [1, 2] and after.ticks == [1, 2]
     assert before.updates == ["I1"] and after.updates == ["I1"]
     assert context.entries_allowed is False  # a strategy in an unknown state: no new entries anywhere
+
+
+class _ExplodingParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Exploding(_Recording):
+    """A plugin whose constructor raises (a bad computation on its parameters)."""
+
+    name: ClassVar[str] = "exploding"
+    Params: ClassVar[type[BaseModel]] = _ExplodingParams
+
+    def __init__(self, strategy_id: str, underlying: object, common: object, params: object) -> None:
+        raise RuntimeError("cannot start")
+
+
+def test_a_plugin_whose_constructor_raises_is_a_config_error_naming_it() -> None:
+    """The exception escaped App() as a traceback instead of the one-line config error every other problem gets."""
+    from trader.builders import build_strategy  # noqa: PLC0415
+    from trader.config import ConfigError, load_settings  # noqa: PLC0415
+    from trader.market.instruments import resolve_underlying  # noqa: PLC0415
+
+    settings = load_settings({"strategies": ["test_i11_review:_Exploding"]})
+    with pytest.raises(ConfigError) as error:
+        build_strategy("test_i11_review:_Exploding", settings, resolve_underlying(settings.symbols[0]))
+    assert error.value.lines == ["config error: strategies: building 'test_i11_review:_Exploding' failed: "
+                                 "RuntimeError: cannot start"]
