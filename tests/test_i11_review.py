@@ -325,3 +325,28 @@ def test_a_plugin_whose_constructor_raises_is_a_config_error_naming_it() -> None
         build_strategy("test_i11_review:_Exploding", settings, resolve_underlying(settings.symbols[0]))
     assert error.value.lines == ["config error: strategies: building 'test_i11_review:_Exploding' failed: "
                                  "RuntimeError: cannot start"]
+
+
+class _BadRestore(_Recording):
+    restored_with: list[object]
+
+    def restore_state(self, state: object, held: list[object]) -> list[object]:
+        self.restored_with = [*getattr(self, "restored_with", []), state]
+        if state is not None:
+            raise KeyError("range_high")  # an older document shape the plugin did not expect
+        return held
+
+
+def test_a_plugin_restore_that_raises_hands_its_positions_to_the_keeper() -> None:
+    """Only ValueError was caught: a KeyError stopped the daemon from starting, with the broker's positions
+    unmanaged (no stop, no time exit) until someone fixed the plugin."""
+    from trader.actors.strategy import StrategyActor  # noqa: PLC0415
+    from trader.bus import EventBus  # noqa: PLC0415
+    from trader.ids import IdFactory  # noqa: PLC0415
+    from trader.strategies.base import StrategyContext  # noqa: PLC0415
+
+    strategy = _BadRestore("bad")
+    context = StrategyContext(InstrumentMaster(), IdFactory(OPEN_NS))
+    actor = StrategyActor(EventBus(), [strategy], context)  # type: ignore[list-item]
+    actor.restore({"bad": {"version": 1}}, [])
+    assert strategy.restored_with == [{"version": 1}, None]  # refused, then started flat (positions: the keeper)

@@ -335,7 +335,7 @@ class StrategyActor(Actor):
             held = by_owner.pop(strategy.strategy_id, [])
             try:
                 unclaimed.extend(strategy.restore_state(saved.get(strategy.strategy_id), held))
-            except ValueError as exc:
+            except Exception as exc:  # ValueError: a bad document; anything else: a plugin's bug, the same remedy
                 self._refuse(strategy, exc, "the strategy starts flat; its positions go to the adopted keeper")
                 strategy.restore_state(None, [])
                 unclaimed.extend(held)
@@ -366,9 +366,9 @@ class StrategyActor(Actor):
             self._save(keeper)
         self._refresh_held()
 
-    def _refuse(self, strategy: Strategy, exc: ValueError, effect: str) -> None:
+    def _refuse(self, strategy: Strategy, exc: Exception, effect: str) -> None:
         log.error("strategy_state_refused", strategy=strategy.strategy_id, state=state_name(strategy.strategy_id),
-                  error=str(exc), effect=effect)
+                  error=str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}", effect=effect)
 
     def _end_lost_intents(self, open_intent_ids: Collection[str] | None) -> None:
         for strategy in self.strategies:
