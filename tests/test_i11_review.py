@@ -350,3 +350,23 @@ def test_a_plugin_restore_that_raises_hands_its_positions_to_the_keeper() -> Non
     actor = StrategyActor(EventBus(), [strategy], context)  # type: ignore[list-item]
     actor.restore({"bad": {"version": 1}}, [])
     assert strategy.restored_with == [{"version": 1}, None]  # refused, then started flat (positions: the keeper)
+
+
+# --- opening_range_breakout: a restart that missed the end of the range window ------------------------------------
+
+
+def test_an_orb_restarted_after_its_range_window_ended_does_not_trade_a_partial_range() -> None:
+    """Down from 09:20 to 09:40: the saved range held only 09:15-09:20 (26,000-26,040), was completed from it, and a
+    move to 26,050 — inside the true range, which the daemon never saw — was traded as a breakout."""
+    from test_orb import Driver, intents, saved  # noqa: PLC0415
+    from test_strategy import at  # noqa: PLC0415
+
+    driver = Driver()
+    for second in range(300):  # 09:15-09:20 only
+        driver.index(at(9, 15) + second * 10**9, 26_000.0 + (second % 2) * 40)
+    doc = saved(driver)
+    after = Driver()
+    after.strategy.restore_state(doc, [])
+    assert intents(after.ticks(at(9, 40), [26_050.0] * 5)) == []
+    assert after.strategy.opening_range is None
+    assert saved(after)["range_usable"] == 0  # and it stays so across a further restart
