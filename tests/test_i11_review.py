@@ -370,3 +370,18 @@ def test_an_orb_restarted_after_its_range_window_ended_does_not_trade_a_partial_
     assert intents(after.ticks(at(9, 40), [26_050.0] * 5)) == []
     assert after.strategy.opening_range is None
     assert saved(after)["range_usable"] == 0  # and it stays so across a further restart
+
+
+async def test_a_misnamed_per_instrument_file_of_a_later_day_fails_before_the_first_tick(tmp_path: Path) -> None:
+    """Files are opened lazily (by their first time), but what the names say is checked up front: a week-long
+    backtest must not stop on its fourth day for a file name it could have refused at the start."""
+    data = day_dir(tmp_path)
+    ticks = make_ticks(seconds=2)
+    write_csv(data / "a.csv", ticks)
+    later = [Tick(ts_ns=t.ts_ns + 3 * 86_400 * 1_000_000_000, instrument_token=SPOT_TOKEN, last_price=t.last_price,
+                  exchange_ts_ns=t.ts_ns) for t in ticks if t.instrument_token == SPOT_TOKEN]
+    write_csv(data / "BANKNIFTY26DEC60000CE_2026-11-30.csv", later, per_instrument=True)
+    market = ReplayMarket(SimClock(OPEN_NS - 3_600_000_000_000), CALENDAR, ReplayConfig(data=data))
+    await market.start(InstrumentMaster())
+    assert [batch async for batch in market.stream()] == []
+    assert "BANKNIFTY26DEC60000CE_2026-11-30.csv file name" in market.error

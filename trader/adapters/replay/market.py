@@ -152,6 +152,7 @@ class ReplayMarket:
             dumps = tuple(config.data / name for name in DUMP_NAMES if (config.data / name).is_file())
         self._dumps = dumps
         self._resolver: InstrumentResolver | None = None
+        self._fixed: dict[int, InstrumentInfo | None] = {}  # by file order: the instrument a file's name gives
         self.gaps = GapCounter(self._session_bounds, config.gap_ns)
         self.ticks_read = 0
         self._tick_id = 0
@@ -184,7 +185,10 @@ class ReplayMarket:
         # when the merge reaches its first row's time; rows within a file are never earlier than its first row
         # (FileChecker), so the order is the same as merging them all: (time, file order, row order).
         heap: list[tuple[int, int, int, Tick | None]] = []
+        self._fixed = {}
         for order, path in enumerate(self._files):
+            with _named(path):  # what a file's name says is checked before the first tick, not on its day
+                self._fixed[order] = self._fixed_instrument(path)
             first = _first_ts(path)
             if first is not None:
                 heap.append((first, order, 0, None))
@@ -216,7 +220,7 @@ class ReplayMarket:
     def _file_ticks(self, order: int, path: Path) -> Iterator[tuple[int, int, int, Tick]]:
         assert self._resolver is not None
         with _named(path):
-            checker = FileChecker(str(path), self._resolver, self._fixed_instrument(path))
+            checker = FileChecker(str(path), self._resolver, self._fixed.get(order))
             selected = self._selected
             seq = 0
             for ticks in self._checked(path, checker):
