@@ -385,3 +385,31 @@ async def test_a_misnamed_per_instrument_file_of_a_later_day_fails_before_the_fi
     await market.start(InstrumentMaster())
     assert [batch async for batch in market.stream()] == []
     assert "BANKNIFTY26DEC60000CE_2026-11-30.csv file name" in market.error
+
+
+# --- replay: a date selection that selects nothing ----------------------------------------------------------------
+
+
+async def test_a_date_selection_that_holds_no_tick_is_an_error_not_an_empty_backtest(tmp_path: Path) -> None:
+    """--from after the data's last day replayed nothing and the run ended normally (exit 0): a trader read "no
+    trades" as the strategy's verdict on a week it never saw."""
+    from datetime import date  # noqa: PLC0415
+
+    data = day_dir(tmp_path)
+    write_csv(data / "ticks.csv", make_ticks(seconds=3))
+    market = ReplayMarket(SimClock(OPEN_NS - 3_600_000_000_000), CALENDAR,
+                          ReplayConfig(data=data, from_date=date(2026, 12, 1)))
+    await market.start(InstrumentMaster())
+    assert [batch async for batch in market.stream()] == []
+    assert market.error == ("no tick of the data falls on the days selected (from 2026-12-01); the data's ticks "
+                            "are from 2026-11-27 to 2026-11-27 (IST)")
+
+
+def test_from_after_to_is_refused() -> None:
+    from datetime import date  # noqa: PLC0415
+
+    from trader.adapters.replay.market import ReplaySetupError  # noqa: PLC0415
+
+    with pytest.raises(ReplaySetupError, match="--from 2026-11-30 is after --to 2026-11-27"):
+        ReplayMarket(SimClock(OPEN_NS), CALENDAR, ReplayConfig(data=Path("/nonexistent"),
+                                                               from_date=date(2026, 11, 30), to_date=DAY))

@@ -442,7 +442,9 @@ def test_trader_run_data_replays_a_day_from_the_command_line(tmp_path: Path, mon
     assert '"event":"replay_done"' in out and '"ticks":600' in out
     assert '"count_ticks_in":600' in out
     monday_only = main(["run", "--data", str(data), "--from", "2026-11-30", "--log-format", "json"])
-    assert monday_only == 0 and '"ticks":0' in capsys.readouterr().out
+    assert monday_only == EXIT_CONFIG and capsys.readouterr().err.strip() == (
+        "replay error: no tick of the data falls on the days selected (from 2026-11-30); the data's ticks are from "
+        "2026-11-27 to 2026-11-27 (IST)")  # an empty backtest would read as "no trades"
     (data / "ticks.csv").write_text((data / "ticks.csv").read_text().replace("+05:30", "", 1))
     assert main(["run", "--data", str(data)]) == EXIT_CONFIG
     assert capsys.readouterr().err.strip() == (f"replay error: {data / 'ticks.csv'} line 2, field 'ts': "

@@ -143,9 +143,12 @@ class ReplayMarket:
     """Implements the ``MarketData`` port from recorded tick files."""
 
     def __init__(self, clock: SimClock, calendar: MarketCalendar, config: ReplayConfig) -> None:
+        if config.from_date is not None and config.to_date is not None and config.from_date > config.to_date:
+            raise ReplaySetupError(f"--from {config.from_date} is after --to {config.to_date}: nothing to replay")
         self._clock = clock
         self._calendar = calendar
         self._config = config
+        self._skipped: tuple[int, int] | None = None  # first and last time of the ticks outside --from/--to
         self._files = tick_files(config.data)
         dumps = config.instruments
         if not dumps and config.data.is_dir():
@@ -228,6 +231,12 @@ class ReplayMarket:
                     seq += 1
                     if selected(tick.ts_ns):
                         yield tick.ts_ns, order, seq, tick
+                    else:
+                        self._skip(tick.ts_ns)
+
+    def _skip(self, ts_ns: int) -> None:
+        skipped = self._skipped
+        self._skipped = (ts_ns, ts_ns) if skipped is None else (min(skipped[0], ts_ns), max(skipped[1], ts_ns))
 
     def _checked(self, path: Path, checker: FileChecker) -> Iterator[list[Tick]]:
         """Lists of checked ticks in file order: Parquet a decoded batch at a time, CSV a row at a time."""
@@ -298,6 +307,15 @@ class ReplayMarket:
         if batch and not self._closed:
             await self._advance(batch_ts)
             yield batch
+        if not self._closed and self.ticks_read == 0 and self._skipped is not None:
+            # Nothing selected: an empty backtest would read as "no trades", a verdict on days never replayed.
+            config = self._config
+            chosen = " ".join(f"{word} {day}" for word, day in (("from", config.from_date), ("to", config.to_date))
+                              if day is not None)
+            self.error = (f"no tick of the data falls on the days selected ({chosen}); the data's ticks are from "
+                          f"{ist_date(self._skipped[0])} to {ist_date(self._skipped[1])} (IST)")
+            log.error("replay_data_error", error=self.error, ticks=0)
+            return
         log.info("replay_done", ticks=self.ticks_read, files=len(self._files), gaps=self.gaps.count,
                  gap_examples=[f"{g.instrument_token} {ist_text(g.from_ns)} → {ist_text(g.to_ns)}"
                                for g in self.gaps.examples[:5]])
