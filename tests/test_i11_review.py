@@ -413,3 +413,31 @@ def test_from_after_to_is_refused() -> None:
     with pytest.raises(ReplaySetupError, match="--from 2026-11-30 is after --to 2026-11-27"):
         ReplayMarket(SimClock(OPEN_NS), CALENDAR, ReplayConfig(data=Path("/nonexistent"),
                                                                from_date=date(2026, 11, 30), to_date=DAY))
+
+
+# --- strategies: one entry-point name from two installed distributions -------------------------------------------
+
+
+def test_an_entry_point_name_installed_by_two_distributions_is_refused_not_picked_silently(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """"The first one wins" picked whichever distribution came first on sys.path: an old copy of a strategy could run
+    instead of the one the trader just installed, with nothing said."""
+    import sys  # noqa: PLC0415
+
+    from test_strategy_registry import PLUGIN_SOURCE, write_dist  # noqa: PLC0415
+
+    from trader.strategies import registry  # noqa: PLC0415
+
+    for dist, module in (("plug_old", "plug_dup_old"), ("plug_new", "plug_dup_new")):
+        (tmp_path / f"{module}.py").write_text(PLUGIN_SOURCE)
+        write_dist(tmp_path, dist, {"fake_plug": f"{module}:FakePlug"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(registry.StrategyLoadError) as error:
+            registry.resolve("fake_plug")
+    finally:
+        for module in ("plug_dup_old", "plug_dup_new"):
+            sys.modules.pop(module, None)
+    message = str(error.value)
+    assert "installed by more than one distribution" in message
+    assert "plug_old 1.0" in message and "plug_new 1.0" in message

@@ -117,7 +117,8 @@ BUILTINS: dict[str, tuple[Callable[[], type[Any]], Factory]] = {
 
 
 def installed() -> dict[str, importlib.metadata.EntryPoint]:
-    """The entry points of the group ``trader.strategies``, by name (the first one wins on a duplicate)."""
+    """The entry points of the group ``trader.strategies``, by name (a name two distributions install is listed
+    once here; ``resolve`` refuses it)."""
     found: dict[str, importlib.metadata.EntryPoint] = {}
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         found.setdefault(entry.name, entry)
@@ -206,6 +207,11 @@ def resolve(name: str) -> Resolved:
         return Resolved(name, cls_name, "built-in", cls, params, factory)
     entry = installed().get(name)
     if entry is not None:
+        same_name = [e for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if e.name == name]
+        if len({(_dist_text(e), e.value) for e in same_name}) > 1:  # which one runs must not depend on sys.path order
+            raise StrategyLoadError(f"strategy {name!r} is installed by more than one distribution: "
+                                    + "; ".join(f"{e.value} ({_dist_text(e)})" for e in same_name)
+                                    + "; uninstall the ones you do not mean (pip uninstall DIST)")
         dist = getattr(entry, "dist", None)
         source = f"entry point {entry.value}" + (f" ({dist.name} {dist.version})" if dist is not None else "")
         try:
@@ -223,6 +229,11 @@ def resolve(name: str) -> Resolved:
         cls_name, params = check_class(cls, f"strategy {name!r}")
         return Resolved(name, cls_name, "dotted path", cls, params, _plugin_factory(cls))
     raise _unknown(name)
+
+
+def _dist_text(entry: importlib.metadata.EntryPoint) -> str:
+    dist = getattr(entry, "dist", None)
+    return f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
 
 
 def _where(name: str, field: str) -> str:
