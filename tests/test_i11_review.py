@@ -441,3 +441,19 @@ def test_an_entry_point_name_installed_by_two_distributions_is_refused_not_picke
     message = str(error.value)
     assert "installed by more than one distribution" in message
     assert "plug_old 1.0" in message and "plug_new 1.0" in message
+
+
+# --- replay: integer rupee prices out of any plausible range ------------------------------------------------------
+
+
+@pytest.mark.parametrize("rupees", [184_467_440_737_095_517, 10**15])
+async def test_an_implausible_integer_price_in_parquet_is_refused_not_wrapped(tmp_path: Path, rupees: int) -> None:
+    """× 100 in int64 wrapped silently: ₹184,467,440,737,095,517 became 84 paise; the row path took any integer."""
+    data = day_dir(tmp_path)
+    pq.write_table(pa.table({"ts": pa.array([OPEN_NS, OPEN_NS + 1], type=pa.int64()),
+                             "instrument_token": pa.array([SPOT_TOKEN] * 2, type=pa.int64()),
+                             "last_price": pa.array([26_000, rupees], type=pa.int64())}), data / "ticks.parquet")
+    with pytest.raises(ReplayDataError) as error:
+        await replay(data)
+    assert str(error.value).startswith(f"{data / 'ticks.parquet'} row 2, field 'last_price': ")
+    assert "not a plausible price" in str(error.value)

@@ -143,6 +143,8 @@ def _paise(column: pa.Array | None, length: int, *, nullable: bool = True) -> li
     if column.null_count and not nullable:
         return None
     if pa.types.is_integer(column.type):
+        if pc.any(pc.greater_equal(pc.abs(column.cast(pa.float64(), safe=False)), 1e15)).as_py():
+            return None  # × 100 would wrap in int64 or is garbage anyway: the row path names the row
         return list(pc.multiply(column.cast(pa.int64()), 100).fill_null(0).to_pylist())
     if not pa.types.is_floating(column.type):
         return None  # decimals, text: the row path converts them exactly

@@ -43,6 +43,7 @@ Cell = str | int | float | Decimal | None
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
 # Event times outside [2000-01-01, 2100-01-01) UTC are refused: an integer time in seconds, milliseconds or
 # microseconds (read as ns it lands in 1970) or a mistyped year is bad data, never a day to replay.
+MAX_PRICE_PAISE = 10**15 * 100  # a thousand lakh crore rupees: larger is garbage (as ``trader.money`` judges floats)
 MIN_TS_NS = 946_684_800 * 1_000_000_000
 MAX_TS_NS = 4_102_444_800 * 1_000_000_000
 
@@ -111,9 +112,12 @@ def parse_price(field: str, value: Cell, *, required: bool) -> int:
         return 0
     assert value is not None
     try:
-        return to_paise(value)
+        paise = to_paise(value)
     except MoneyError:
         raise RowError(field, f"{value!r} is not a price in rupees") from None
+    if abs(paise) >= MAX_PRICE_PAISE:  # to_paise bounds floats and text, not integers
+        raise RowError(field, f"{value!r} is not a plausible price in rupees")
+    return paise
 
 
 def parse_quantity(field: str, value: Cell) -> int:
