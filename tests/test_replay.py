@@ -442,7 +442,9 @@ def test_trader_run_data_replays_a_day_from_the_command_line(tmp_path: Path, mon
     assert '"event":"replay_done"' in out and '"ticks":600' in out
     assert '"count_ticks_in":600' in out
     monday_only = main(["run", "--data", str(data), "--from", "2026-11-30", "--log-format", "json"])
-    assert monday_only == 0 and '"ticks":0' in capsys.readouterr().out
+    assert monday_only == EXIT_CONFIG and capsys.readouterr().err.strip() == (
+        "replay error: no tick of the data falls on the days selected (from 2026-11-30); the data's ticks are from "
+        "2026-11-27 to 2026-11-27 (IST)")  # an empty backtest would read as "no trades"
     (data / "ticks.csv").write_text((data / "ticks.csv").read_text().replace("+05:30", "", 1))
     assert main(["run", "--data", str(data)]) == EXIT_CONFIG
     assert capsys.readouterr().err.strip() == (f"replay error: {data / 'ticks.csv'} line 2, field 'ts': "
@@ -466,12 +468,13 @@ def parquet_with(path: Path, ticks: Sequence[Tick], **columns: pa.Array) -> None
 @pytest.mark.parametrize(
     ("row", "change", "message"),
     [
-        (150, {"ts": 0}, "row 150, field 'ts': 1970-01-01T05:30:00+05:30 is earlier than "
+        (150, {"ts": OPEN_NS - 1_000_000_000}, "row 150, field 'ts': 2026-11-27T09:14:59+05:30 is earlier than "
                          "2026-11-27T09:15:29.051977+05:30 at row 149: rows must be sorted by time"),
-        (129, {"ts": 0}, "row 129, field 'ts': 1970-01-01T05:30:00+05:30 is earlier than "
+        (129, {"ts": OPEN_NS - 1_000_000_000}, "row 129, field 'ts': 2026-11-27T09:14:59+05:30 is earlier than "
                          "2026-11-27T09:15:25.738943+05:30 at row 128: rows must be sorted by time"),  # batch edge
         (200, {"last_price": 120.03}, "row 200, field 'last_price': 120.03 is not a multiple of NIFTY26DEC25900PE's "
                                       "tick size 0.05"),
+        (150, {"ts": 0}, "row 150, field 'ts': 0 is not between 2000-01-01 and 2100-01-01 UTC"),
         (200, {"last_price": float("nan")}, "row 200, field 'last_price': nan is not a price in rupees"),
         (200, {"last_price": -1.0}, "row 200, field 'last_price': -1.00 is not a positive price"),
         (200, {"last_price": None}, "row 200, field 'last_price': is empty (a price in rupees is required)"),

@@ -97,7 +97,11 @@ def build_strategy(name: str, settings: Settings, underlying: UnderlyingSpec, st
         raise ConfigError(problems)
     if strategy_id is None:
         strategy_id = f"{resolved.name}:{underlying.name}" if several else resolved.name
-    return resolved.factory(strategy_id, underlying, settings.strategy, params, risk_budget(settings))
+    try:
+        return resolved.factory(strategy_id, underlying, settings.strategy, params, risk_budget(settings))
+    except Exception as exc:  # a plugin's constructor: a config error line, not a traceback
+        raise ConfigError([f"config error: strategies: building {name!r} failed: {type(exc).__name__}: {exc}"]) \
+            from None
 
 
 def risk_budget(settings: Settings) -> int:

@@ -93,6 +93,7 @@ class StrategyActor(Actor):
         self._intent_owner: dict[str, Strategy] = {}
         self._fill_ids: set[str] = set()
         self._save_failed = False
+        self._failed: set[str] = set()  # strategies that raised (logged once each)
 
     def subscriptions(self) -> Iterable[type]:
         # Heartbeats move event time when no tick comes (approvals expire); intents name the manual orders.
@@ -106,14 +107,21 @@ class StrategyActor(Actor):
             if self.approvals:
                 self._expire_due(event.ts_ns)
             for strategy in self.strategies:
-                outputs = strategy.on_tick(event, self.context)
+                try:
+                    outputs = strategy.on_tick(event, self.context)
+                except Exception:  # one strategy's bug must not keep the tick from the others (their exits)
+                    self._strategy_failed(strategy, "on_tick")
+                    continue
                 if outputs:
                     self._emit(strategy, outputs)
         elif kind is Fill:
             self._on_fill(event)
         elif kind is OrderUpdate:
             for strategy in self.strategies:
-                strategy.on_order_update(event)
+                try:
+                    strategy.on_order_update(event)
+                except Exception:
+                    self._strategy_failed(strategy, "on_order_update")
             self._after_change()
         elif kind is Heartbeat:
             if self.approvals:
@@ -126,6 +134,16 @@ class StrategyActor(Actor):
                 self._manual_intents.add(event.intent_id)
         elif kind is Command:
             self._on_command(event)
+
+    def _strategy_failed(self, strategy: Strategy, call: str) -> None:
+        """A strategy raised: the others still get the event (a crash of this actor would redeliver it to the ones
+        before and withhold it from the ones after); entries stop everywhere, exits still go."""
+        self.context.entries_allowed = False
+        if strategy.strategy_id not in self._failed:
+            self._failed.add(strategy.strategy_id)
+            log.exception("strategy_failed", strategy=strategy.strategy_id, call=call,
+                          effect="entries stop for every strategy; exits still go; fix or remove the strategy and "
+                                 "restart the daemon")
 
     def _on_fill(self, fill: Fill) -> None:
         if fill.fill_id in self._fill_ids:
@@ -317,7 +335,7 @@ class StrategyActor(Actor):
             held = by_owner.pop(strategy.strategy_id, [])
             try:
                 unclaimed.extend(strategy.restore_state(saved.get(strategy.strategy_id), held))
-            except ValueError as exc:
+            except Exception as exc:  # ValueError: a bad document; anything else: a plugin's bug, the same remedy
                 self._refuse(strategy, exc, "the strategy starts flat; its positions go to the adopted keeper")
                 strategy.restore_state(None, [])
                 unclaimed.extend(held)
@@ -348,9 +366,9 @@ class StrategyActor(Actor):
             self._save(keeper)
         self._refresh_held()
 
-    def _refuse(self, strategy: Strategy, exc: ValueError, effect: str) -> None:
+    def _refuse(self, strategy: Strategy, exc: Exception, effect: str) -> None:
         log.error("strategy_state_refused", strategy=strategy.strategy_id, state=state_name(strategy.strategy_id),
-                  error=str(exc), effect=effect)
+                  error=str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}", effect=effect)
 
     def _end_lost_intents(self, open_intent_ids: Collection[str] | None) -> None:
         for strategy in self.strategies:

@@ -4,7 +4,8 @@ The day's opening range is the high and low of the index over the first ``range_
 (``session_open``, 09:15 IST: the F&O session open of the shipped calendar's ``session_hours``; a strategy gets no
 calendar, so the time is a parameter). The range is built from event time only: the IST day of each index tick. If
 the first index tick of the day comes after the range window has ended (a daemon started late), the day has no
-range and no trade; a restart mid-day keeps the range it had saved (``snapshot_state``). A range wider than
+range and no trade; a restart mid-day keeps the range it had saved (``snapshot_state``), unless the daemon was down
+when the range window ended (then the range is incomplete: no trade that day). A range wider than
 ``max_range_pct`` of its midpoint is refused for the day (an absurd range: a gap, bad data).
 
 A break: ``confirm_ticks`` consecutive index ticks above the range high (bullish → buy the ATM CE of the nearest
@@ -154,6 +155,9 @@ class OpeningRangeBreakout:
         self._range_usable = False
         self._up_done = self._down_done = False
         self._beyond = 0  # consecutive ticks beyond the range: > 0 above the high, < 0 below the low
+        # Restored with the range still being built: if the next index tick is past the window, the window's end
+        # was missed while the daemon was down, and the range's true extremes are unknown.
+        self._resumed_mid_range = False
 
     def _set_day(self, day: date) -> None:
         self._day = day
@@ -264,6 +268,7 @@ class OpeningRangeBreakout:
             self._high, self._low = saved.range_high, saved.range_low
             self._range_complete, self._range_usable = saved.range_complete, saved.range_usable
             self._up_done, self._down_done = saved.up_done, saved.down_done
+            self._resumed_mid_range = saved.range_high > 0 and not saved.range_complete
         self._phase = Phase.FLAT
         self._clear_position()
         self._pending_intent = self._exit_reason = ""
@@ -305,6 +310,13 @@ class OpeningRangeBreakout:
         price = tick.last_price
         if price <= 0 or tick.ts_ns < self._range_start_ns:
             return
+        if self._resumed_mid_range:
+            self._resumed_mid_range = False
+            if tick.ts_ns >= self._range_end_ns:
+                self._range_complete, self._range_usable = True, False
+                log.warning("opening_range_incomplete", strategy=self.strategy_id, underlying=self.underlying.name,
+                            why="the daemon was down when the range window ended; its extremes are unknown, no "
+                                "trade today", range_ended_at=ist_text(self._range_end_ns), event_ts_ns=tick.ts_ns)
         if tick.ts_ns < self._range_end_ns:
             if self._high == 0:
                 self._high = self._low = price

@@ -36,7 +36,10 @@ if TYPE_CHECKING:
     from trader.strategies.base import Strategy
 
 ENTRY_POINT_GROUP = "trader.strategies"
-NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# Lower-case words joined by single underscores, at most 64 characters: "__" (or a trailing "_") cannot be spelt in
+# TRADER_STRATEGY__<NAME>__<FIELD>, whose "__" splits the name too.
+NAME_PATTERN = re.compile(r"(?=[a-z0-9_]{1,64}\Z)[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
+NAME_RULE = "lower-case letters and digits, words joined by single underscores, starting with a letter, at most 64"
 # What the host actor calls on every strategy (trader/strategies/base.py, ``Strategy``).
 PROTOCOL_METHODS = ("on_tick", "on_fill", "on_order_update", "snapshot_state", "restore_state", "holdings",
                     "pending_intents")
@@ -114,7 +117,8 @@ BUILTINS: dict[str, tuple[Callable[[], type[Any]], Factory]] = {
 
 
 def installed() -> dict[str, importlib.metadata.EntryPoint]:
-    """The entry points of the group ``trader.strategies``, by name (the first one wins on a duplicate)."""
+    """The entry points of the group ``trader.strategies``, by name (a name two distributions install is listed
+    once here; ``resolve`` refuses it)."""
     found: dict[str, importlib.metadata.EntryPoint] = {}
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         found.setdefault(entry.name, entry)
@@ -144,7 +148,7 @@ def check_class(cls: object, where: str, *, plugin_constructor: bool = True) -> 
     problems = []
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-        problems.append(f"a class attribute name: ClassVar[str] matching {NAME_PATTERN.pattern} (got {name!r})")
+        problems.append(f"a class attribute name: ClassVar[str] of {NAME_RULE} (got {name!r})")
     params = getattr(cls, "Params", None)
     if not (isinstance(params, type) and issubclass(params, BaseModel)):
         problems.append(f"a class attribute Params: a pydantic BaseModel subclass (got {params!r})")
@@ -203,6 +207,11 @@ def resolve(name: str) -> Resolved:
         return Resolved(name, cls_name, "built-in", cls, params, factory)
     entry = installed().get(name)
     if entry is not None:
+        same_name = [e for e in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if e.name == name]
+        if len({(_dist_text(e), e.value) for e in same_name}) > 1:  # which one runs must not depend on sys.path order
+            raise StrategyLoadError(f"strategy {name!r} is installed by more than one distribution: "
+                                    + "; ".join(f"{e.value} ({_dist_text(e)})" for e in same_name)
+                                    + "; uninstall the ones you do not mean (pip uninstall DIST)")
         dist = getattr(entry, "dist", None)
         source = f"entry point {entry.value}" + (f" ({dist.name} {dist.version})" if dist is not None else "")
         try:
@@ -220,6 +229,11 @@ def resolve(name: str) -> Resolved:
         cls_name, params = check_class(cls, f"strategy {name!r}")
         return Resolved(name, cls_name, "dotted path", cls, params, _plugin_factory(cls))
     raise _unknown(name)
+
+
+def _dist_text(entry: importlib.metadata.EntryPoint) -> str:
+    dist = getattr(entry, "dist", None)
+    return f"{dist.name} {dist.version}" if dist is not None else "unknown distribution"
 
 
 def _where(name: str, field: str) -> str:
@@ -267,14 +281,18 @@ def check_strategies(settings: Settings) -> tuple[dict[str, tuple[Resolved, Base
     strategies by requested name, and config-error lines (empty when all is well)."""
     lines: list[str] = []
     done: dict[str, tuple[Resolved, BaseModel]] = {}
-    run_names: set[str] = set()
+    run_names: dict[str, str] = {}  # strategy name -> the entry of ``strategies`` that named it first
     for requested in settings.strategies:
         try:
             resolved = resolve(requested)
         except ValueError as exc:
             lines.append(f"config error: strategies: {exc}")
             continue
-        run_names.add(resolved.name)
+        if resolved.name in run_names:  # one id, one state document, one [strategy.<name>] table: one instance
+            lines.append(f"config error: strategies: {requested!r} is the same strategy {resolved.name!r} as "
+                         f"{run_names[resolved.name]!r}; list it once")
+            continue
+        run_names[resolved.name] = requested
         params, problems = validate_params(resolved, params_for(resolved, settings))
         lines += problems
         if params is not None:

@@ -124,6 +124,8 @@ class FileChecker:
         ts, last, bid, ask = columns.ts, columns.last, columns.bid, columns.ask
         if ts[0] < self._last_ts or (count > 1 and bool((ts[1:] < ts[:-1]).any())):
             return None
+        if bool(((ts < schema.MIN_TS_NS) | (ts >= schema.MAX_TS_NS)).any()):
+            return None  # a time outside 2000-2100 (seconds or ms read as ns): the row path names it
         if bool((last <= 0).any() | (bid < 0).any() | (ask < 0).any() | ((ask > 0) & (bid > ask)).any()):
             return None
         sized = tick_sizes > 0

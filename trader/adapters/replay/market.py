@@ -9,11 +9,14 @@ the row order) and yields one batch per timestamp, moving the clock to it. Bad r
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+
+import pyarrow as pa
 
 from trader.adapters.replay import candles, readers, recording, schema
 from trader.adapters.replay.checks import (
@@ -89,21 +92,39 @@ def tick_files(data: Path) -> list[Path]:
     return files
 
 
+def _first_ts(path: Path) -> int | None:
+    """The time of the file's first row (None for a file without rows); the file is closed again."""
+    with _named(path):
+        if candles.is_candle_file(path):
+            return candles.first_ts(path)
+        rows = readers.read_rows(path, batch_rows=1, only=(schema.TS,))
+        try:
+            for where, row in rows:
+                try:
+                    return schema.parse_ts(row.get(schema.TS))
+                except RowError as exc:
+                    raise ReplayDataError(str(path), where, exc.field, exc.message) from None
+            return None
+        finally:
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()
+
+
+@contextlib.contextmanager
+def _named(path: Path) -> Iterator[None]:
+    """A file that cannot be read (not Parquet, not UTF-8, an I/O or Arrow error) is named in the error."""
+    try:
+        yield
+    except (ReplayDataError, ReplaySetupError):
+        raise
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise ReplaySetupError(f"{path}: cannot be read: {type(exc).__name__}: {exc}") from None
+
+
 def first_tick_ns(config: ReplayConfig) -> int:
     """The earliest time in the first rows of the tick files (where a replay's clock starts)."""
-    first: list[int] = []
-    for path in tick_files(config.data):
-        if candles.is_candle_file(path):
-            ts = candles.first_ts(path)
-            if ts is not None:
-                first.append(ts)
-            continue
-        for where, row in readers.read_rows(path, batch_rows=1, only=(schema.TS,)):
-            try:
-                first.append(schema.parse_ts(row.get(schema.TS)))
-            except RowError as exc:
-                raise ReplayDataError(str(path), where, exc.field, exc.message) from None
-            break
+    first = [ts for ts in (_first_ts(path) for path in tick_files(config.data)) if ts is not None]
     if not first:
         raise ReplaySetupError(f"{config.data}: the tick files hold no rows")
     return min(first)
@@ -168,9 +189,12 @@ class ReplayMarket:
     """Implements the ``MarketData`` port from recorded tick files."""
 
     def __init__(self, clock: SimClock, calendar: MarketCalendar, config: ReplayConfig) -> None:
+        if config.from_date is not None and config.to_date is not None and config.from_date > config.to_date:
+            raise ReplaySetupError(f"--from {config.from_date} is after --to {config.to_date}: nothing to replay")
         self._clock = clock
         self._calendar = calendar
         self._config = config
+        self._skipped: tuple[int, int] | None = None  # first and last time of the ticks outside --from/--to
         self._files = tick_files(config.data)
         dumps = config.instruments
         if not dumps and config.data.is_dir():
@@ -179,6 +203,7 @@ class ReplayMarket:
                 dumps = tuple(sorted(path for path in config.data.rglob("*") if path.name.lower() in DUMP_NAMES))
         self._dumps = dumps
         self._resolver: InstrumentResolver | None = None
+        self._fixed: dict[int, InstrumentInfo | None] = {}  # by file order: the instrument a file's name gives
         self.gaps = GapCounter(self._session_bounds, config.gap_ns)
         self.ticks_read = 0
         self._tick_id = 0
@@ -285,38 +310,81 @@ class ReplayMarket:
         order). The rows before a bad one are handed out before its error is raised."""
         if self._resolver is None:
             raise RuntimeError("ReplayMarket.start() registers the instruments before ticks are read")
+        # A merge over every file at once would hold each one open (and a decoded Parquet batch of each) from the
+        # first tick: a month of one-file-per-instrument-per-day data is thousands of files. A file is opened only
+        # when the merge reaches its first row's time; rows within a file are never earlier than its first row
+        # (FileChecker), so the order is the same as merging them all: (time, file order, row order).
+        self._fixed = {}
+        for order, path in enumerate(self._files):
+            with _named(path):  # what a file's name says is checked before the first tick, not on its day
+                self._fixed[order] = self._fixed_instrument(path)
         if len(self._files) == 1:
-            yield from self._checked(self._files[0])
+            yield from self._named_chunks(self._files[0])
             return
-        streams = [self._file_rows(order, path) for order, path in enumerate(self._files)]
-        merged = heapq.merge(*streams)
-        while True:
-            chunk: list[TickFields] = []
-            try:
-                for _ in range(_MERGE_CHUNK):
-                    chunk.append(next(merged)[3])
-            except StopIteration:
-                if chunk:
-                    yield chunk
-                return
-            except (OSError, ValueError) as exc:
-                if chunk:
-                    yield chunk
-                raise exc from None
+        heap: list[tuple[int, int, int, TickFields | None]] = []
+        for order, path in enumerate(self._files):
+            first = _first_ts(path)
+            if first is not None:
+                heap.append((first, order, 0, None))
+        heapq.heapify(heap)
+        streams: dict[int, Iterator[tuple[int, int, int, TickFields]]] = {}
+        # An instrument's last time and file: the same instrument at the same time in two files is the same data
+        # twice (a CSV and its Parquet conversion side by side), which would reach the strategies twice.
+        last: dict[int, tuple[int, int]] = {}
+        chunk: list[TickFields] = []
+        try:
+            while heap:
+                ts, order, seq, fields = heap[0]
+                if fields is None:
+                    streams[order] = self._file_rows(order, self._files[order])
+                else:
+                    token = fields[1]
+                    seen = last.get(token)
+                    if seen is not None and seen[0] == ts and seen[1] != order:
+                        raise ReplayDataError(
+                            str(self._files[order]), f"data row {seq}", schema.TS,
+                            f"instrument {token} at {ist_text(ts)} is also in {self._files[seen[1]]}: the same data "
+                            "twice? (e.g. a CSV and its Parquet conversion in one directory); keep one")
+                    last[token] = (ts, order)
+                    chunk.append(fields)
+                    if len(chunk) >= _MERGE_CHUNK:
+                        yield chunk
+                        chunk = []
+                following = next(streams[order], None)
+                if following is None:
+                    del streams[order]
+                    heapq.heappop(heap)
+                else:
+                    heapq.heapreplace(heap, following)
+        except Exception:
+            if chunk:  # the rows before a bad one are handed out before its error
+                yield chunk
+            raise
+        if chunk:
             yield chunk
 
-    def _file_rows(self, order: int, path: Path) -> Iterator[tuple[int, int, int, TickFields]]:
-        seq = 0
-        for chunk in self._checked(path):
-            for fields in chunk:
-                seq += 1
-                yield fields[0], order, seq, fields
+    def _named_chunks(self, path: Path) -> Iterator[list[TickFields]]:
+        with _named(path):
+            yield from self._checked(0, path)
 
-    def _checked(self, path: Path) -> Iterator[list[TickFields]]:
+    def _file_rows(self, order: int, path: Path) -> Iterator[tuple[int, int, int, TickFields]]:
+        with _named(path):
+            seq = 0
+            for chunk in self._checked(order, path):
+                for fields in chunk:
+                    seq += 1
+                    yield fields[0], order, seq, fields
+
+    def _skip(self, ts_ns: int) -> None:
+        skipped = self._skipped
+        self._skipped = (ts_ns, ts_ns) if skipped is None else (min(skipped[0], ts_ns), max(skipped[1], ts_ns))
+
+    def _checked(self, order: int, path: Path) -> Iterator[list[TickFields]]:
         """Checked rows in file order: Parquet a decoded batch at a time (column-wise, or row by row when the batch
         has a row the column-wise checks refuse: the row path then names it), CSV a row at a time."""
         assert self._resolver is not None
-        checker = FileChecker(str(path), self._resolver, self._fixed_instrument(path))
+        checker = FileChecker(str(path), self._resolver,
+                              self._fixed[order] if order in self._fixed else self._fixed_instrument(path))
         batch_rows = self._config.batch_rows
         if candles.is_candle_file(path):
             assert checker.fixed is not None
@@ -374,15 +442,18 @@ class ReplayMarket:
         while not self._closed:
             try:
                 chunk = next(chunks, None)
-            except (OSError, ValueError) as exc:  # ReplayDataError, an unreadable file, a corrupt Parquet page
+            except Exception as exc:  # ReplayDataError, an unreadable file, a corrupt Parquet page, a bug: the run
+                # must end as an error; a crash would restart the feed, whose second stream() yields nothing, and
+                # the backtest would end as if the data were complete.
                 self.failure = exc
-                self.error = str(exc)
+                self.error = str(exc) if isinstance(exc, OSError | ValueError) else f"{type(exc).__name__}: {exc}"
                 log.error("replay_data_error", error=self.error, ticks=self.ticks_read)
                 return
             if chunk is None:
                 break
             for ts, token, last, volume, oi, bid, bid_qty, ask, ask_qty in chunk:
                 if selected is not None and not selected(ts):
+                    self._skip(ts)
                     continue
                 if batch and ts != batch_ts:
                     await self._advance(batch_ts)
@@ -405,6 +476,15 @@ class ReplayMarket:
         if batch and not self._closed:
             await self._advance(batch_ts)
             yield batch
+        if not self._closed and self.ticks_read == 0 and self._skipped is not None:
+            # Nothing selected: an empty backtest would read as "no trades", a verdict on days never replayed.
+            config = self._config
+            chosen = " ".join(f"{word} {day}" for word, day in (("from", config.from_date), ("to", config.to_date))
+                              if day is not None)
+            self.error = (f"no tick of the data falls on the days selected ({chosen}); the data's ticks are from "
+                          f"{ist_date(self._skipped[0])} to {ist_date(self._skipped[1])} (IST)")
+            log.error("replay_data_error", error=self.error, ticks=0)
+            return
         log.info("replay_done", ticks=self.ticks_read, files=len(self._files), gaps=self.gaps.count,
                  gap_examples=[f"{g.instrument_token} {ist_text(g.from_ns)} → {ist_text(g.to_ns)}"
                                for g in self.gaps.examples[:5]])

@@ -41,6 +41,11 @@ KNOWN_COLUMNS = (TS, INSTRUMENT_TOKEN, TRADINGSYMBOL, LAST_PRICE, *PRICE_FIELDS,
 Cell = str | int | float | Decimal | None
 
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
+# Event times outside [2000-01-01, 2100-01-01) UTC are refused: an integer time in seconds, milliseconds or
+# microseconds (read as ns it lands in 1970) or a mistyped year is bad data, never a day to replay.
+MAX_PRICE_PAISE = 10**15 * 100  # a thousand lakh crore rupees: larger is garbage (as ``trader.money`` judges floats)
+MIN_TS_NS = 946_684_800 * 1_000_000_000
+MAX_TS_NS = 4_102_444_800 * 1_000_000_000
 
 
 class RowError(ValueError):
@@ -60,14 +65,13 @@ def parse_ts(value: Cell) -> int:
     """ISO-8601 text with a zone, or integer nanoseconds (UTC epoch) → ns."""
     if _blank(value):
         raise RowError(TS, "is empty (an event time with its zone, or integer ns since the epoch, is required)")
-    if isinstance(value, bool | float | Decimal):
+    if isinstance(value, bool) or not isinstance(value, int | str):  # a float, Decimal, bytes, date, a struct...
         raise RowError(TS, f"{value!r} is not a time: give ISO-8601 text with a zone or integer ns since the epoch")
     if isinstance(value, int):
-        return value
-    assert isinstance(value, str)
+        return check_ts_range(value, value)
     text = value.strip()
     if _INT_TEXT.fullmatch(text):
-        return int(text)
+        return check_ts_range(int(text), value)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -76,11 +80,28 @@ def parse_ts(value: Cell) -> int:
         raise RowError(TS, f"{value!r} has no zone: add +05:30 (IST) or Z (UTC)")
     ns = utc_ns(moment)
     # datetime keeps microseconds; nanoseconds in the text (9 fraction digits) are added back exactly.
-    fraction = re.search(r"\.([0-9]{7,9})", text)
+    fraction = re.search(r"[.,]([0-9]{7,9})", text)
     if fraction:
         digits = fraction.group(1).ljust(9, "0")
         ns += int(digits[6:])
-    return ns
+    return check_ts_range(ns, value)
+
+
+def ts_in_range(ts_ns: int) -> bool:
+    return MIN_TS_NS <= ts_ns < MAX_TS_NS
+
+
+def check_ts_range(ts_ns: int, value: Cell) -> int:
+    """``ts_ns`` if it lies between 2000 and 2100; a ``RowError`` saying what it probably is otherwise."""
+    if ts_in_range(ts_ns):
+        return ts_ns
+    hint = ""
+    if isinstance(value, int | str) and not isinstance(value, bool) and 0 < ts_ns < MIN_TS_NS:
+        for unit, scale in (("seconds", 1_000_000_000), ("milliseconds", 1_000_000), ("microseconds", 1_000)):
+            if ts_in_range(ts_ns * scale):
+                hint = f" (it looks like {unit} since the epoch: integer times are nanoseconds)"
+                break
+    raise RowError(TS, f"{value!r} is not between 2000-01-01 and 2100-01-01 UTC{hint}")
 
 
 def parse_price(field: str, value: Cell, *, required: bool) -> int:
@@ -91,9 +112,12 @@ def parse_price(field: str, value: Cell, *, required: bool) -> int:
         return 0
     assert value is not None
     try:
-        return to_paise(value)
+        paise = to_paise(value)
     except MoneyError:
         raise RowError(field, f"{value!r} is not a price in rupees") from None
+    if abs(paise) >= MAX_PRICE_PAISE:  # to_paise bounds floats and text, not integers
+        raise RowError(field, f"{value!r} is not a plausible price in rupees")
+    return paise
 
 
 def parse_quantity(field: str, value: Cell) -> int:

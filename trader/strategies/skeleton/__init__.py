@@ -11,6 +11,7 @@ The templates beside this file (``*.tmpl``, ``string.Template`` syntax) become::
 
 from __future__ import annotations
 
+import importlib.util
 import keyword
 import sys
 from importlib import resources
@@ -33,20 +34,24 @@ def check_name(name: str) -> None:
     from trader.config import StrategySettings  # noqa: PLC0415 - the config imports the registry lazily
 
     if not NAME_PATTERN.fullmatch(name) or keyword.iskeyword(name):
-        raise SkeletonError(f"strategy name {name!r}: use lower-case letters, digits and _, starting with a letter "
-                            "(it is the package's name and the [strategy.<name>] table's), e.g. my_breakout")
+        raise SkeletonError(f"strategy name {name!r}: use lower-case letters, digits and _, starting with a letter, "
+                            "no '__' and no trailing '_' (it is the package's name, the [strategy.<name>] table's "
+                            "and the TRADER_STRATEGY__<NAME>__<FIELD> variables'), e.g. my_breakout")
     if name in StrategySettings.model_fields:
         raise SkeletonError(f"strategy name {name!r} is a [strategy] setting; choose another name")
     if name in BUILTINS or name == "trader" or name in sys.stdlib_module_names:
         raise SkeletonError(f"strategy name {name!r} is taken (a built-in strategy or a module Python already has); "
                             "choose another name")
+    if importlib.util.find_spec(name) is not None:  # installing the package would shadow or overwrite it
+        raise SkeletonError(f"strategy name {name!r} is already importable here (an installed package or a module "
+                            "on sys.path); choose another name")
 
 
 def write_skeleton(name: str, parent: Path) -> Path:
     """Write the package for strategy ``name`` under ``parent``; its directory is returned."""
     check_name(name)
     root = parent / name
-    if root.exists() and any(root.iterdir()):
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise SkeletonError(f"{root} exists and is not empty; choose another --dir or move it aside")
     values = {"name": name, "class_name": class_name(name), "upper_name": name.upper(),
               "dist_name": f"trader-strategy-{name.replace('_', '-')}"}
