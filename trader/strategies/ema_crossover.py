@@ -38,11 +38,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from trader.events import (
     Direction,
-    Fill,
     IntentPurpose,
     OrderIntent,
     OrderType,
-    OrderUpdate,
     Side,
     Signal,
     Tick,
@@ -52,8 +50,9 @@ from trader.market.calendar import IST, ist_text
 from trader.market.instruments import OptionContract, OptionType
 from trader.money import format_inr, to_rupees
 from trader.store.codec import contract_to_dict
-from trader.strategies.base import Holding, RestoredPosition, StrategyContext
+from trader.strategies.base import RestoredPosition, StrategyContext
 from trader.strategies.ema_state import STATE_VERSION, Phase, read_state
+from trader.strategies.long_option import LongOptionPosition
 from trader.strategies.state import same_contract
 
 if TYPE_CHECKING:
@@ -62,7 +61,6 @@ if TYPE_CHECKING:
 
 STRATEGY_NAME = "ema_crossover_enhanced"
 _NS = 1_000_000_000
-_EXIT_RETRY_NS = 5 * _NS
 
 log = get_logger("trader.strategy")
 
@@ -129,7 +127,7 @@ def _clamp01(x: float) -> float:
     return 0.0 if x <= 0 else 1.0 if x >= 1 else x
 
 
-class EmaCrossoverEnhanced:
+class EmaCrossoverEnhanced(LongOptionPosition):
     name: ClassVar[str] = STRATEGY_NAME
     Params: ClassVar[type[EmaCrossoverSettings]] = EmaCrossoverSettings
 
@@ -154,18 +152,7 @@ class EmaCrossoverEnhanced:
         self._day = date.min
         self._first_entry_ns = self._last_entry_ns = self._exit_ns = 0
         self._reset_day_state()
-        # position
-        self._phase = Phase.FLAT
-        self._contract: OptionContract | None = None
-        self._held = 0
-        self._cost = 0
-        self._stop_price = 0  # paise, fixed from the average cost when an entry fills
-        self._target_price = 0
-        self._time_exit_ns = 0  # 0 = the day's exit_time
-        self._opened_ns = 0
-        self._pending_intent = ""
-        self._exit_reason = ""
-        self._retry_exit_at_ns = 0
+        self._init_position()
 
     # -- day bookkeeping ----------------------------------------------------------------------------------
     def _reset_day_state(self) -> None:
@@ -206,44 +193,9 @@ class EmaCrossoverEnhanced:
             self._check_exits(tick, ctx, out)
         return out
 
-    def on_fill(self, fill: Fill) -> None:
-        ours = fill.intent_id == self._pending_intent
-        held_contract = self._contract is not None and fill.contract.instrument_token == self._contract.instrument_token
-        if not (ours or held_contract):
-            return
-        # Fills of other intents on the contract held (the risk gate flattening it) change the position too.
-        if fill.side is Side.BUY:
-            if self._held == 0:
-                self._opened_ns = fill.ts_ns
-                self._time_exit_ns = self._exit_ns
-            self._held += fill.quantity
-            self._cost += fill.quantity * fill.price
-            self._set_levels()
-        else:
-            if self._held:
-                self._cost -= self._cost * min(fill.quantity, self._held) // self._held
-            self._held = max(self._held - fill.quantity, 0)
-            if self._held == 0 and not ours and self._phase is Phase.OPEN:
-                self._phase = Phase.FLAT  # closed from outside (a flatten): nothing left to manage
-                self._clear_position()
-
-    def on_order_update(self, update: OrderUpdate) -> None:
-        if update.intent_id != self._pending_intent or not update.status.is_terminal:
-            return
-        self._pending_intent = ""
-        if self._held > 0:
-            if self._phase is Phase.EXITING:
-                # An exit that did not complete: retry it, but not on every tick.
-                self._retry_exit_at_ns = update.ts_ns + _EXIT_RETRY_NS
-            self._phase = Phase.OPEN
-        else:
-            self._phase = Phase.FLAT
-            self._clear_position()
-
-    def _clear_position(self) -> None:
-        self._contract = None
-        self._held = self._cost = 0
-        self._stop_price = self._target_price = self._time_exit_ns = self._opened_ns = 0
+    @property
+    def _market_protection(self) -> float:
+        return self.params.market_protection
 
     def _set_levels(self) -> None:
         """Stop and target from the average cost. For a whole-paise mark, ``mark <= floor(x)`` is ``mark <= x``."""
@@ -303,16 +255,6 @@ class EmaCrossoverEnhanced:
             # The entry order may still fill: wait for it, as before the restart.
             self._phase, self._contract, self._pending_intent = Phase.ENTERING, saved.contract, saved.pending_intent
         return [p for p in held if p is not taken]
-
-    def holdings(self) -> list[Holding]:
-        if self._contract is None:
-            return []
-        return [Holding(self.strategy_id, self._contract, self._held,
-                        self._cost // self._held if self._held else 0, self._stop_price, self._target_price,
-                        self._time_exit_ns, self._pending_intent)]
-
-    def pending_intents(self) -> list[str]:
-        return [self._pending_intent] if self._pending_intent else []
 
     # -- signal generation --------------------------------------------------------------------------------
     def _on_underlying(self, tick: Tick, ctx: StrategyContext, out: list[Signal | OrderIntent]) -> None:
@@ -479,33 +421,3 @@ class EmaCrossoverEnhanced:
         if self._contract is None:
             return None
         return Direction.BULLISH if self._contract.option_type is OptionType.CE else Direction.BEARISH
-
-    def _check_exits(self, tick: Tick, ctx: StrategyContext, out: list[Signal | OrderIntent]) -> None:
-        contract = self._contract
-        assert contract is not None
-        if tick.ts_ns >= (self._time_exit_ns or self._exit_ns):
-            self._exit(tick, ctx, out, "time_exit")
-            return
-        if tick.instrument_token != contract.instrument_token or self._held <= 0:
-            return
-        mark = tick.bid or tick.last_price
-        if mark <= self._stop_price:
-            self._exit(tick, ctx, out, "stop_loss")
-        elif mark >= self._target_price:
-            self._exit(tick, ctx, out, "target")
-
-    def _exit(self, tick: Tick, ctx: StrategyContext, out: list[Signal | OrderIntent], reason: str) -> None:
-        contract = self._contract
-        if contract is None or self._held <= 0 or tick.ts_ns < self._retry_exit_at_ns:
-            return
-        quote = ctx.quote(contract.instrument_token)
-        expected = quote.bid if quote is not None and quote.bid > 0 else (quote.last_price if quote else 0)
-        intent = OrderIntent(
-            ts_ns=tick.ts_ns, intent_id=ctx.ids.next("I"), strategy_id=self.strategy_id, contract=contract,
-            side=Side.SELL, quantity=self._held, order_type=OrderType.MARKET, purpose=IntentPurpose.EXIT,
-            expected_price=expected, market_protection=self.params.market_protection, reason=reason,
-        )
-        self._phase = Phase.EXITING
-        self._pending_intent = intent.intent_id
-        self._exit_reason = reason
-        out.append(intent)
