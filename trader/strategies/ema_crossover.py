@@ -53,7 +53,6 @@ from trader.store.codec import contract_to_dict
 from trader.strategies.base import RestoredPosition, StrategyContext
 from trader.strategies.ema_state import STATE_VERSION, Phase, read_state
 from trader.strategies.long_option import LongOptionPosition
-from trader.strategies.state import same_contract
 
 if TYPE_CHECKING:
     from trader.config import StrategySettings
@@ -225,35 +224,8 @@ class EmaCrossoverEnhanced(LongOptionPosition):
         An order the document waits on stays pending: its terminal update ends it, as before the restart.
         """
         saved = read_state(state, self.strategy_id) if state is not None else None  # validate before changing anything
-        longs = [p for p in held if p.quantity > 0]
-        taken: RestoredPosition | None = None
-        if saved is None:
-            taken = longs[0] if longs else None
-        elif saved.contract is not None:
-            taken = next((p for p in longs if same_contract(p.contract, saved.contract)), None)
-        self._phase = Phase.FLAT
-        self._clear_position()
-        self._pending_intent = self._exit_reason = ""
-        self._retry_exit_at_ns = 0
-        if taken is not None:
-            self._contract = taken.contract
-            self._held = taken.quantity
-            self._cost = taken.quantity * taken.average_price
-            self._opened_ns = taken.opened_ns
-            self._phase = Phase.OPEN
-            self._set_levels()
-            if saved is not None:
-                if saved.quantity > 0:  # the entry had filled: its stop and target stand
-                    self._stop_price, self._target_price = saved.stop_price, saved.target_price
-                self._time_exit_ns = saved.time_exit_ns
-                self._opened_ns = taken.opened_ns or saved.opened_ns
-                self._exit_reason = saved.exit_reason
-                self._retry_exit_at_ns = saved.retry_exit_at_ns
-                if saved.pending_intent:
-                    self._phase, self._pending_intent = saved.phase, saved.pending_intent
-        elif saved is not None and saved.phase is Phase.ENTERING:
-            # The entry order may still fill: wait for it, as before the restart.
-            self._phase, self._contract, self._pending_intent = Phase.ENTERING, saved.contract, saved.pending_intent
+        taken = self._position_to_take(saved, held)
+        self._restore_position(saved, taken)
         return [p for p in held if p is not taken]
 
     # -- signal generation --------------------------------------------------------------------------------

@@ -8,12 +8,41 @@ each new day). Pure and synchronous, like every strategy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 from trader.events import Fill, IntentPurpose, OrderIntent, OrderType, OrderUpdate, Side, Signal, Tick
 from trader.market.instruments import OptionContract
-from trader.strategies.base import Holding, StrategyContext
+from trader.strategies.base import Holding, RestoredPosition, StrategyContext
 from trader.strategies.ema_state import Phase
+from trader.strategies.state import same_contract
 
 EXIT_RETRY_NS = 5 * 1_000_000_000  # an exit that did not complete is sent again, but not on every tick
+
+
+class SavedPosition(Protocol):
+    """The position part of a strategy's checked state document (``ema_state.Saved``, ``orb_state.Saved``)."""
+
+    @property
+    def phase(self) -> Phase: ...
+    @property
+    def contract(self) -> OptionContract | None: ...
+    @property
+    def quantity(self) -> int: ...
+    @property
+    def stop_price(self) -> int: ...
+    @property
+    def target_price(self) -> int: ...
+    @property
+    def time_exit_ns(self) -> int: ...
+    @property
+    def opened_ns(self) -> int: ...
+    @property
+    def pending_intent(self) -> str: ...
+    @property
+    def exit_reason(self) -> str: ...
+    @property
+    def retry_exit_at_ns(self) -> int: ...
 
 
 class LongOptionPosition:
@@ -93,6 +122,49 @@ class LongOptionPosition:
 
     def pending_intents(self) -> list[str]:
         return [self._pending_intent] if self._pending_intent else []
+
+    # -- restarts ----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _position_to_take(saved: SavedPosition | None, held: Sequence[RestoredPosition]) -> RestoredPosition | None:
+        """The broker's position this strategy takes back: the saved contract if still held long; without a
+        document the first long position. Short positions are never taken."""
+        longs = [p for p in held if p.quantity > 0]
+        if saved is None:
+            return longs[0] if longs else None
+        if saved.contract is not None:
+            return next((p for p in longs if same_contract(p.contract, saved.contract)), None)
+        return None
+
+    def _restored(self, saved: SavedPosition | None) -> None:
+        """What a strategy keeps of its document besides the position, before the levels are set (a hook)."""
+
+    def _restore_position(self, saved: SavedPosition | None, taken: RestoredPosition | None) -> None:
+        """The position as the broker holds it (its quantity and price win), with the document's stop, target and
+        pending order when it has one; an entry still waiting stays pending, as before the restart."""
+        self._phase = Phase.FLAT
+        self._clear_position()
+        self._pending_intent = self._exit_reason = ""
+        self._retry_exit_at_ns = 0
+        self._restored(saved)
+        if taken is not None:
+            self._contract = taken.contract
+            self._held = taken.quantity
+            self._cost = taken.quantity * taken.average_price
+            self._opened_ns = taken.opened_ns
+            self._phase = Phase.OPEN
+            self._set_levels()
+            if saved is not None:
+                if saved.quantity > 0:  # the entry had filled: its stop and target stand
+                    self._stop_price, self._target_price = saved.stop_price, saved.target_price
+                self._time_exit_ns = saved.time_exit_ns
+                self._opened_ns = taken.opened_ns or saved.opened_ns
+                self._exit_reason = saved.exit_reason
+                self._retry_exit_at_ns = saved.retry_exit_at_ns
+                if saved.pending_intent:
+                    self._phase, self._pending_intent = saved.phase, saved.pending_intent
+        elif saved is not None and saved.phase is Phase.ENTERING:
+            # The entry order may still fill: wait for it, as before the restart.
+            self._phase, self._contract, self._pending_intent = Phase.ENTERING, saved.contract, saved.pending_intent
 
     # -- exits -------------------------------------------------------------------------------------------------
     def _check_exits(self, tick: Tick, ctx: StrategyContext, out: list[Signal | OrderIntent]) -> None:

@@ -55,9 +55,8 @@ from trader.market.pricing import OptionKind, PricingError, greeks, implied_vola
 from trader.money import format_inr, to_rupees
 from trader.store.codec import contract_to_dict
 from trader.strategies.base import RestoredPosition, StrategyContext
-from trader.strategies.long_option import LongOptionPosition
-from trader.strategies.orb_state import STATE_VERSION, Phase, read_state
-from trader.strategies.state import same_contract
+from trader.strategies.long_option import LongOptionPosition, SavedPosition
+from trader.strategies.orb_state import STATE_VERSION, Phase, Saved, read_state
 
 STRATEGY_NAME = "opening_range_breakout"
 _NS = 1_000_000_000
@@ -182,6 +181,9 @@ class OpeningRangeBreakout(LongOptionPosition):
     def _market_protection(self) -> float:
         return self.common.market_protection
 
+    def _restored(self, saved: SavedPosition | None) -> None:
+        self._risk_per_unit = saved.risk_per_unit if isinstance(saved, Saved) else 0  # the stop's distance stands
+
     def _time_exit_at(self) -> int:
         return self._time_exit_ns or self._exit_ns or self._day_end_ns
 
@@ -217,12 +219,7 @@ class OpeningRangeBreakout(LongOptionPosition):
         its stop from ``stop_loss_pct`` and the target ``target_r`` times that risk. Short positions are never
         taken. A saved day other than the next tick's is dropped when that tick arrives."""
         saved = read_state(state, self.strategy_id) if state is not None else None  # validate before changing
-        longs = [p for p in held if p.quantity > 0]
-        taken: RestoredPosition | None = None
-        if saved is None:
-            taken = longs[0] if longs else None
-        elif saved.contract is not None:
-            taken = next((p for p in longs if same_contract(p.contract, saved.contract)), None)
+        taken = self._position_to_take(saved, held)
         self._day, self._day_end_ns = None, 0
         self._reset_day()
         if saved is not None and saved.day is not None:
@@ -231,30 +228,7 @@ class OpeningRangeBreakout(LongOptionPosition):
             self._range_complete, self._range_usable = saved.range_complete, saved.range_usable
             self._up_done, self._down_done = saved.up_done, saved.down_done
             self._resumed_mid_range = saved.range_high > 0 and not saved.range_complete
-        self._phase = Phase.FLAT
-        self._clear_position()
-        self._pending_intent = self._exit_reason = ""
-        self._retry_exit_at_ns = 0
-        if taken is not None:
-            self._contract = taken.contract
-            self._held = taken.quantity
-            self._cost = taken.quantity * taken.average_price
-            self._opened_ns = taken.opened_ns
-            self._phase = Phase.OPEN
-            self._risk_per_unit = saved.risk_per_unit if saved is not None else 0
-            self._set_levels()
-            if saved is not None:
-                if saved.quantity > 0:  # the entry had filled: its stop and target stand
-                    self._stop_price, self._target_price = saved.stop_price, saved.target_price
-                self._time_exit_ns = saved.time_exit_ns
-                self._opened_ns = taken.opened_ns or saved.opened_ns
-                self._exit_reason = saved.exit_reason
-                self._retry_exit_at_ns = saved.retry_exit_at_ns
-                if saved.pending_intent:
-                    self._phase, self._pending_intent = saved.phase, saved.pending_intent
-        elif saved is not None and saved.phase is Phase.ENTERING:
-            self._phase, self._contract, self._pending_intent = Phase.ENTERING, saved.contract, saved.pending_intent
-            self._risk_per_unit = saved.risk_per_unit
+        self._restore_position(saved, taken)
         return [p for p in held if p is not taken]
 
     # -- the range and its breaks -------------------------------------------------------------------------
