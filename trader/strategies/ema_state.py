@@ -21,10 +21,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from trader.market.instruments import OptionContract
 from trader.store.codec import DocReader
 from trader.strategies.state import check_header
+
+if TYPE_CHECKING:
+    from trader.strategies.orb_state import Saved as OrbSaved
 
 STATE_VERSION = 1
 
@@ -65,6 +69,13 @@ def read_state(state: Mapping[str, object], strategy_id: str) -> Saved:
         time_exit_ns=doc.integer("time_exit_ns", minimum=0), opened_ns=doc.integer("opened_ns", minimum=0),
         pending_intent=doc.text("pending_intent"), exit_reason=doc.text("exit_reason"),
         retry_exit_at_ns=doc.integer("retry_exit_at_ns", minimum=0))
+    check_position(saved)
+    return saved
+
+
+def check_position(saved: Saved | OrbSaved) -> None:
+    """The position fields of a saved document agree with each other (``ValueError`` naming the field if not)."""
+    phase = saved.phase
     if saved.contract is None and (phase is not Phase.FLAT or saved.quantity):
         raise ValueError(f"contract: missing for phase {phase.value} with quantity {saved.quantity}")
     if phase is Phase.FLAT and (saved.quantity or saved.pending_intent):
@@ -75,4 +86,3 @@ def read_state(state: Mapping[str, object], strategy_id: str) -> Saved:
         raise ValueError(f"pending_intent: phase {phase.value} needs the intent it waits on")
     if saved.quantity == 0 and saved.cost:
         raise ValueError(f"cost: {saved.cost} for no units")
-    return saved

@@ -25,7 +25,7 @@ from datetime import date
 
 from trader.market.instruments import OptionContract
 from trader.store.codec import DocReader
-from trader.strategies.ema_state import Phase
+from trader.strategies.ema_state import Phase, check_position
 from trader.strategies.state import check_header
 
 STATE_VERSION = 1
@@ -95,14 +95,5 @@ def read_state(state: Mapping[str, object], strategy_id: str) -> Saved:
         raise ValueError(f"range_low: {saved.range_low} is above range_high {saved.range_high}")
     if saved.range_high and saved.day is None:
         raise ValueError("day: a range is saved without the day it belongs to")
-    if saved.contract is None and (phase is not Phase.FLAT or saved.quantity):
-        raise ValueError(f"contract: missing for phase {phase.value} with quantity {saved.quantity}")
-    if phase is Phase.FLAT and (saved.quantity or saved.pending_intent):
-        raise ValueError("phase: flat, but quantity or pending_intent is set")
-    if phase is Phase.OPEN and saved.quantity == 0:
-        raise ValueError("quantity: phase open needs a position, got 0")
-    if phase in (Phase.ENTERING, Phase.EXITING) and not saved.pending_intent:
-        raise ValueError(f"pending_intent: phase {phase.value} needs the intent it waits on")
-    if saved.quantity == 0 and saved.cost:
-        raise ValueError(f"cost: {saved.cost} for no units")
+    check_position(saved)
     return saved
