@@ -1,4 +1,4 @@
-"""The seed's go-live checklist ("Success criteria", ../shared/docs/seed-roadmap.md), evaluated on a run's metrics.
+"""The seed's go-live checklist ("Success criteria" of the user's seed roadmap), evaluated on a run's metrics.
 
 Before scaling up the seed asks for: 100+ trades, live P&L ≈ backtest P&L (after costs), drawdown < 10 %, Sharpe
 > 1.0, profit factor > 1.5. Each item says pass or fail and the figure it was judged on; an item whose figure is
