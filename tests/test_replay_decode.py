@@ -178,3 +178,11 @@ def test_decoding_a_parquet_day_imports_no_pandas(tmp_path: Path) -> None:
 
 def test_uint64_sized_tokens_are_left_to_the_row_path() -> None:
     assert readers._ints(pa.array(np.array([1, 2], dtype=np.uint64)), 2) is None
+
+
+@pytest.mark.parametrize("scale", [19, 20])
+def test_decimal_with_a_scale_past_18_digits_decodes_or_defers_without_overflow(scale: int) -> None:
+    # decimal128(38, 19) of sub-rupee prices: the unscaled integers fit 63 bits, 10**scale does not (review2)
+    column = pa.array([Decimal("0.015"), Decimal("0.025"), Decimal("0.03"), None], type=pa.decimal128(38, scale))
+    fast = readers._paise(column, len(column))
+    assert fast is None or fast.tolist() == row_paise(column)

@@ -256,7 +256,8 @@ def _decimal_paise(column: pa.Array) -> Int64s | None:
             return None
         return np.asarray(unscaled * factor, dtype=np.int64)
     divisor = 10 ** (scale - 2)
-    if divisor > 10 ** 18 or (np.abs(unscaled) // 10 ** scale >= _MAX_RUPEES).any():
+    # (past 18 digits of scale no int64 reaches a rupee, and 10 ** scale itself would overflow numpy's int64)
+    if divisor > 10 ** 18 or (scale <= 18 and (np.abs(unscaled) // 10 ** scale >= _MAX_RUPEES).any()):
         return None
     quotient: Int64s
     remainder: Int64s
