@@ -341,6 +341,41 @@ def test_the_queue_is_bounded(tmp_path: Path) -> None:
     assert run is not None and len(run.signals) == 5
 
 
+def test_a_record_that_dropped_rows_is_not_marked_complete(tmp_path: Path) -> None:
+    """review2: rows dropped (queue full) made a run folder that said "complete" with fills missing."""
+    writer = RunWriter(tmp_path, manifest(), flush_rows=10**9, flush_seconds=60, max_pending=2)
+    assert writer.start()
+    for n in range(4):
+        writer.append(signal(n))
+    run = writer.close(ended_ns=T0, wall_ended_ns=1, stop_reason="end of data")
+    assert run is not None and writer.dropped == 2
+    on_disk = load_run(writer.run_dir).manifest
+    assert on_disk.status == "failed" and run.manifest.status == "failed"
+    assert "2 rows not recorded" in on_disk.stop_reason and on_disk.stop_reason.startswith("end of data")
+
+
+def test_a_record_whose_disk_failed_mid_run_does_not_stay_running(tmp_path: Path) -> None:
+    """review2: after an events.jsonl write error run.json kept saying "running" for a run that had stopped."""
+    writer = RunWriter(tmp_path, manifest(), flush_seconds=0.05)
+    assert writer.start()
+
+    class Broken:
+        def write(self, data: bytes) -> int:
+            raise OSError(28, "No space left on device")
+
+        def flush(self) -> None: ...
+
+        def close(self) -> None: ...
+
+    writer._handle = Broken()
+    writer.append(signal(1))
+    wait_for(lambda: writer.failed is not None)
+    assert writer.close(ended_ns=T0 + S, wall_ended_ns=1, stop_reason="end of data") is None
+    on_disk = load_run(writer.run_dir)  # the space is back: run.json says what happened
+    assert on_disk.manifest.status == "failed" and on_disk.manifest.ended_ns == T0 + S
+    assert "No space left" in on_disk.manifest.stop_reason and not on_disk.complete
+
+
 # --- round trips ------------------------------------------------------------------------------------------------
 
 

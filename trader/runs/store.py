@@ -470,8 +470,18 @@ class RunWriter:
         self._wake.set()
         self._thread.join()
         self._thread = None
-        if self.failed is not None:
+        if self.failed is not None:  # events.jsonl stopped mid-run: say so in run.json if the disk lets us
+            failed = dataclasses.replace(self.manifest, status="failed", ended_ns=ended_ns,
+                                         wall_ended_ns=wall_ended_ns,
+                                         stop_reason=_incomplete(stop_reason, f"writing events.jsonl failed "
+                                                                              f"({self.failed})"))
+            with contextlib.suppress(OSError):
+                _write_json(self.run_dir / MANIFEST, manifest_dict(failed))
             return None
+        if self.dropped:  # rows missing from the record: it must not say "complete"
+            status = "failed"
+            stop_reason = _incomplete(stop_reason, f"{self.dropped} rows not recorded (the writer's queue was full "
+                                                   "or a row could not be encoded)")
         manifest = dataclasses.replace(self.manifest, status=status, ended_ns=ended_ns,
                                        wall_ended_ns=wall_ended_ns, stop_reason=stop_reason)
         try:
@@ -479,6 +489,10 @@ class RunWriter:
         except Exception as exc:  # a record: whatever went wrong is reported, never raised into the stop
             self._fail("tables", exc)
             return None
+
+
+def _incomplete(stop_reason: str, what: str) -> str:
+    return f"{stop_reason}; run record incomplete: {what}" if stop_reason else f"run record incomplete: {what}"
 
 
 def finish_run(run_dir: Path, manifest: RunManifest) -> RunData:
