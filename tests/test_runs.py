@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time as wall
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import date, time
 from pathlib import Path
 
@@ -374,6 +374,35 @@ def test_a_record_whose_disk_failed_mid_run_does_not_stay_running(tmp_path: Path
     on_disk = load_run(writer.run_dir)  # the space is back: run.json says what happened
     assert on_disk.manifest.status == "failed" and on_disk.manifest.ended_ns == T0 + S
     assert "No space left" in on_disk.manifest.stop_reason and not on_disk.complete
+
+
+@pytest.mark.parametrize("damage", [{"price": "12.5"}, {"price": 100.5}, {"quantity": None}, {"price": 10**30},
+                                    {"side": "HOLD"}, {"ts_ns": True}, {"tradingsymbol": 7}])
+def test_a_line_with_a_value_of_the_wrong_type_is_a_bad_line(tmp_path: Path, damage: dict[str, object]) -> None:
+    """review2: a damaged events.jsonl value ("12.5", null, 1e30) was taken as is and crashed round_trips (or the
+    report later) with a bare TypeError; it is a bad line like a cut one."""
+    writer, _ = write_sample(tmp_path)
+    events = writer.run_dir / EVENTS
+    wait_for(lambda: events.read_bytes().count(b"\n") == 14)
+    extra = {"kind": "fill", **asdict(fill("FX", "X", 9, Side.BUY, 75, 100))}
+    with open(events, "ab") as handle:
+        handle.write(json.dumps({**extra, **damage}).encode() + b"\n")
+    run = load_run(writer.run_dir)
+    assert run.bad_lines == 1 and "FX" not in {f.fill_id for f in run.fills}
+    assert len(run.trades) == 1 and run.trades[0].net == 146_000
+    writer._closing = True
+    writer._wake.set()
+
+
+def test_a_table_with_nulls_names_the_file(tmp_path: Path) -> None:
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    path = tmp_path / EQUITY
+    pq.write_table(pa.table({"ts_ns": [1, None], "equity": [1, 2], "realized": [0, 0], "unrealized": [0, 0],
+                             "charges": [0, 0], "day_pnl": [0, 0]}), path)
+    with pytest.raises(RunFormatError, match=r"equity\.parquet: field 'ts_ns' must be a 64-bit integer"):
+        read_table(path, EquityRow)
 
 
 # --- round trips ------------------------------------------------------------------------------------------------

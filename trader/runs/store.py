@@ -157,8 +157,34 @@ def _row_dict(row: Any) -> dict[str, Any]:
     return {name: getattr(row, name) for name in _FIELDS[type(row)]}
 
 
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _field_kinds(cls: type[Any]) -> dict[str, object]:
+    hints = typing.get_type_hints(cls)
+    return {name: hints[name] for name in _FIELDS[cls]}
+
+
+_KINDS_OF: dict[type[Any], dict[str, object]] = {cls: _field_kinds(cls) for cls in _FIELDS}
+
+
+def _check_value(name: str, kind: object, value: object) -> None:
+    """A field's JSON value of the row's own type (a damaged line must not reach the money arithmetic)."""
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int) or not _INT64[0] <= value <= _INT64[1]:
+            raise ValueError(f"field {name!r} must be a 64-bit integer, got {value!r}")
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"field {name!r} must be a number, got {value!r}")
+    elif not isinstance(value, str):  # str and Side (checked by Side() below)
+        raise ValueError(f"field {name!r} must be text, got {value!r}")
+
+
 def _row_from(cls: type[Any], data: Mapping[str, Any]) -> Any:
+    kinds = _KINDS_OF[cls]
     values = {name: data[name] for name in _FIELDS[cls] if name in data}
+    for name, value in values.items():
+        _check_value(name, kinds[name], value)
     if "side" in values:
         values["side"] = Side(values["side"])
     return cls(**values)
@@ -277,7 +303,10 @@ def read_table(path: Path, cls: type[Any]) -> tuple[Any, ...]:
     missing = [name for name in _FIELDS[cls] if name not in table.column_names]
     if missing:
         raise RunFormatError(f"{path}: column(s) {', '.join(missing)} missing")
-    return tuple(_row_from(cls, row) for row in table.to_pylist())
+    try:
+        return tuple(_row_from(cls, row) for row in table.to_pylist())
+    except (ValueError, TypeError) as exc:
+        raise RunFormatError(f"{path}: {exc}") from None
 
 
 # --- events.jsonl -> tables -----------------------------------------------------------------------------------------
