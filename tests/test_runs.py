@@ -405,6 +405,20 @@ def test_a_table_with_nulls_names_the_file(tmp_path: Path) -> None:
         read_table(path, EquityRow)
 
 
+@pytest.mark.parametrize("wall", ["1e999", "-Infinity", "[1]", "\"soon\""])
+def test_one_hostile_run_json_does_not_break_listing_the_others(tmp_path: Path, wall: str) -> None:
+    """review2: a run.json with "wall_started_ns": 1e999 made list_runs (trader runs, find_run 'latest') die with
+    OverflowError."""
+    good = tmp_path / "20261120-091500-backtest-aaaaaa"
+    good.mkdir()
+    (good / MANIFEST).write_text(json.dumps({"run_id": good.name, "wall_started_ns": 5}))
+    bad = tmp_path / "20261120-091500-backtest-bbbbbb"
+    bad.mkdir()
+    (bad / MANIFEST).write_text(f'{{"run_id": "x", "wall_started_ns": {wall}}}')
+    assert set(list_runs(tmp_path)) == {good, bad}
+    assert find_run("20261120-091500-backtest-a", tmp_path) == good
+
+
 # --- round trips ------------------------------------------------------------------------------------------------
 
 

@@ -108,7 +108,7 @@ def _started_key(run_dir: Path) -> tuple[int, str]:
     try:
         document = json.loads((run_dir / MANIFEST).read_text())
         wall = int(document.get("wall_started_ns", 0)) if isinstance(document, dict) else 0
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, OverflowError):  # (int(1e999): a hostile run.json orders as unknown)
         wall = 0
     if not wall:
         with contextlib.suppress(OSError):
