@@ -328,3 +328,19 @@ async def test_index_only_without_a_dump_needs_only_the_index_options_need_the_d
     settings = load_settings({"mode": "backtest", "sim": {"days": 1}, "data_dir": str(tmp_path / "state")})
     with pytest.raises(ConfigError, match="replay error: no instrument dump"):
         await backtest(settings, ReplayConfig(data=data), progress=False)
+
+
+async def test_index_only_with_a_dump_of_another_period_stops_with_an_error(tmp_path: Path) -> None:
+    """review2: the dump's NIFTY expiries all ended before the data's day: no option was ever modelled, and the
+    backtest ran to a "complete" end with no trade and no word of why."""
+    data = tmp_path / "data"
+    data.mkdir()
+    stale = dump_text(range(25900, 26101, 50)).replace(f",{EXPIRY},", ",2026-10-27,")
+    assert ",2026-10-27," in stale
+    (data / "instruments.csv").write_text(stale)
+    write_candles(data / "NIFTY 50_2026-11-27.json", breakout_day()[:3])
+    with pytest.raises(ValueError, match=r"NIFTY.*2026-10-27.*2026-11-27"):
+        await replay(data)
+    settings = load_settings({"mode": "backtest", "sim": {"days": 1}, "data_dir": str(tmp_path / "state")})
+    with pytest.raises(ConfigError, match=r"replay error:.*instrument dump"):
+        await backtest(settings, ReplayConfig(data=data), progress=False)

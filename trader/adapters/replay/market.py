@@ -397,7 +397,14 @@ class ReplayMarket:
                 observe(tick)
                 self.ticks_read += 1  # the data's ticks; tick ids also count the modelled quotes
                 if model is not None and model.is_index(token):
-                    for quote in model.quotes(tick):  # index-only data: the modelled chain, at the index tick's time
+                    try:
+                        quotes = model.quotes(tick)
+                    except ValueError as exc:  # ReplayDataError: the dump cannot price this day's options
+                        self.failure = exc
+                        self.error = str(exc)
+                        log.error("replay_data_error", error=self.error, ticks=self.ticks_read)
+                        return
+                    for quote in quotes:  # index-only data: the modelled chain, at the index tick's time
                         tick_id += 1
                         batch.append(Tick(quote.ts_ns, quote.instrument_token, quote.last_price, 0, 0, quote.bid,
                                           quote.bid_qty, quote.ask, quote.ask_qty, quote.exchange_ts_ns, tick_id))
