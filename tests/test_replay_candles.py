@@ -344,3 +344,20 @@ async def test_index_only_with_a_dump_of_another_period_stops_with_an_error(tmp_
     settings = load_settings({"mode": "backtest", "sim": {"days": 1}, "data_dir": str(tmp_path / "state")})
     with pytest.raises(ConfigError, match=r"replay error:.*instrument dump"):
         await backtest(settings, ReplayConfig(data=data), progress=False)
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    (b'\xff\xfe[["2026-11-27T09:15:00+0530", 1, 2, 1, 2, 0]]', "candles"),  # not UTF-8 (a UTF-16 export)
+    (b"[" * 100_000 + b"]" * 100_000, "candles"),  # nested past the parser's recursion limit
+    (b'[["99999999999999999999999", 1, 2, 1, 2, 0]]', "ts"),  # past int64 nanoseconds
+    (b'[["9999-12-31T23:59:59+0530", 1, 2, 1, 2, 0]]', "ts"),
+])
+async def test_a_hostile_candle_file_names_the_file(tmp_path: Path, raw: bytes, field: str) -> None:
+    """review2: these raised a bare UnicodeDecodeError / RecursionError / "year 3170843 is out of range" that named
+    no file (the last two: nanoseconds past int64, which no table can hold)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "NIFTY 50.json").write_bytes(raw)
+    with pytest.raises(ReplayDataError) as error:
+        await replay(data)
+    assert error.value.file.endswith("NIFTY 50.json") and error.value.field == field

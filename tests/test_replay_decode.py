@@ -186,3 +186,12 @@ def test_decimal_with_a_scale_past_18_digits_decodes_or_defers_without_overflow(
     column = pa.array([Decimal("0.015"), Decimal("0.025"), Decimal("0.03"), None], type=pa.decimal128(38, scale))
     fast = readers._paise(column, len(column))
     assert fast is None or fast.tolist() == row_paise(column)
+
+
+@pytest.mark.parametrize("ts", ["9999-12-31T23:59:59+05:30", "99999999999999999999999", 2**63])
+def test_a_time_past_int64_nanoseconds_is_a_row_error(ts: object) -> None:
+    """review2: the row path took times no int64 holds (the column-wise path cannot even decode them), and the
+    replay then failed far from the row, in a date conversion or a table write."""
+    with pytest.raises(ReplayDataError) as error:
+        checker().tick("line 2", {"ts": ts, "instrument_token": 256_265, "last_price": "26000.5"})  # type: ignore[dict-item]
+    assert error.value.field == "ts" and "out of range" in str(error.value)

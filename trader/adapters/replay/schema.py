@@ -56,8 +56,19 @@ def _blank(value: Cell) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
+_MAX_NS = (1 << 63) - 1  # 2262-04-11: what an int64 time column (Parquet, Arrow, the run tables) holds
+
+
 def parse_ts(value: Cell) -> int:
-    """ISO-8601 text with a zone, or integer nanoseconds (UTC epoch) → ns."""
+    """ISO-8601 text with a zone, or integer nanoseconds (UTC epoch) → ns, within int64."""
+    ns = _parse_ts(value)
+    if not -_MAX_NS <= ns <= _MAX_NS:
+        raise RowError(TS, f"{value!r} is out of range: nanoseconds since the epoch must fit 64 bits (before "
+                           "2262-04-11)")
+    return ns
+
+
+def _parse_ts(value: Cell) -> int:
     if _blank(value):
         raise RowError(TS, "is empty (an event time with its zone, or integer ns since the epoch, is required)")
     if isinstance(value, bool | float | Decimal):
