@@ -195,3 +195,18 @@ def test_a_time_past_int64_nanoseconds_is_a_row_error(ts: object) -> None:
     with pytest.raises(ReplayDataError) as error:
         checker().tick("line 2", {"ts": ts, "instrument_token": 256_265, "last_price": "26000.5"})  # type: ignore[dict-item]
     assert error.value.field == "ts" and "out of range" in str(error.value)
+
+
+def test_a_csv_that_is_not_utf8_names_the_file_and_line(tmp_path: Path) -> None:
+    """review2: a Latin-1 byte in a tick CSV ended the replay with "'utf-8' codec can't decode byte 0xff in position
+    110", naming neither the file nor the line."""
+    path = tmp_path / "ticks.csv"
+    path.write_bytes(b"ts,instrument_token,last_price\n2026-11-27T09:15:00+05:30,256265,26000.5\n"
+                     b"2026-11-27T09:15:01+05:30,256265,26001\xff\n")
+    with pytest.raises(ReplayDataError) as error:
+        list(readers.read_csv(path))
+    assert error.value.file == str(path) and error.value.where == "line 3" and "UTF-8" in str(error.value)
+    path.write_bytes(b"ts,last_pr\xefce\n")
+    with pytest.raises(ReplayDataError) as error:
+        readers.columns(path)
+    assert error.value.file == str(path) and error.value.where == "line 1"
