@@ -12,7 +12,7 @@ import json
 import math
 import shutil
 from collections.abc import Sequence
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pytest
 
 from trader.adapters.replay.candles import BAR_PATH, Candle, intrabar_path, offsets, parse_candle
 from trader.adapters.replay.checks import ReplayDataError
-from trader.adapters.replay.market import ReplayConfig, ReplayMarket
+from trader.adapters.replay.market import ReplayConfig, ReplayMarket, first_tick_ns
 from trader.adapters.replay.modelled import DEFAULT_IV, DEFAULT_RATE
 from trader.adapters.synthetic import years_to
 from trader.app import App
@@ -361,3 +361,27 @@ async def test_a_hostile_candle_file_names_the_file(tmp_path: Path, raw: bytes, 
     with pytest.raises(ReplayDataError) as error:
         await replay(data)
     assert error.value.file.endswith("NIFTY 50.json") and error.value.field == field
+
+
+@pytest.mark.parametrize("damage", ["truncated", "seconds_past_2262"])
+async def test_an_unreadable_parquet_file_is_named_in_the_error(tmp_path: Path, damage: str) -> None:
+    """review2: "Parquet magic bytes not found in footer" or "Casting from timestamp[s] ... out of bounds" ended the
+    replay without saying which of the files it was."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    data = tmp_path / "data"
+    data.mkdir()
+    times = [datetime(2026, 11, 27, 3, 45, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC)]
+    path = data / "NIFTY 50.parquet"
+    pq.write_table(pa.table({"ts": pa.array(times, type=pa.timestamp("s", tz="UTC")), "last_price": [26000.5, 1.0]}),
+                   path)
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ReplayDataError) as error:
+        await replay(data)
+    assert error.value.file == str(path)
+    if damage == "truncated":
+        with pytest.raises(ReplayDataError) as error:
+            first_tick_ns(ReplayConfig(data=data))  # where trader backtest starts its clock
+        assert error.value.file == str(path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -210,3 +211,11 @@ def test_a_csv_that_is_not_utf8_names_the_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(ReplayDataError) as error:
         readers.columns(path)
     assert error.value.file == str(path) and error.value.where == "line 1"
+
+
+@pytest.mark.parametrize("value", [date(2026, 11, 27), b"2026-11-27T09:15:00+05:30", [1]])
+def test_a_time_cell_of_another_type_is_a_row_error(value: object) -> None:
+    """review2: a Parquet ts column of dates (date32) or bytes hit ``assert isinstance(value, str)``: a traceback."""
+    with pytest.raises(ReplayDataError) as error:
+        checker().tick("row 1", {"ts": value, "instrument_token": 256_265, "last_price": 26000.5})  # type: ignore[dict-item]
+    assert error.value.field == "ts"

@@ -98,12 +98,17 @@ def first_tick_ns(config: ReplayConfig) -> int:
             if ts is not None:
                 first.append(ts)
             continue
-        for where, row in readers.read_rows(path, batch_rows=1, only=(schema.TS,)):
-            try:
-                first.append(schema.parse_ts(row.get(schema.TS)))
-            except RowError as exc:
-                raise ReplayDataError(str(path), where, exc.field, exc.message) from None
-            break
+        try:
+            for where, row in readers.read_rows(path, batch_rows=1, only=(schema.TS,)):
+                try:
+                    first.append(schema.parse_ts(row.get(schema.TS)))
+                except RowError as exc:
+                    raise ReplayDataError(str(path), where, exc.field, exc.message) from None
+                break
+        except ReplayDataError:
+            raise
+        except (OSError, ValueError) as exc:  # a truncated Parquet file, a time Arrow cannot cast: name the file
+            raise ReplayDataError(str(path), "file", "data", f"cannot be read: {exc}") from None
     if not first:
         raise ReplaySetupError(f"{config.data}: the tick files hold no rows")
     return min(first)
@@ -314,7 +319,16 @@ class ReplayMarket:
 
     def _checked(self, path: Path) -> Iterator[list[TickFields]]:
         """Checked rows in file order: Parquet a decoded batch at a time (column-wise, or row by row when the batch
-        has a row the column-wise checks refuse: the row path then names it), CSV a row at a time."""
+        has a row the column-wise checks refuse: the row path then names it), CSV a row at a time. Whatever cannot
+        be read (a truncated Parquet file, a time Arrow cannot cast) is a ``ReplayDataError`` naming the file."""
+        try:
+            yield from self._checked_rows(path)
+        except ReplayDataError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise ReplayDataError(str(path), "file", "data", f"cannot be read: {exc}") from None
+
+    def _checked_rows(self, path: Path) -> Iterator[list[TickFields]]:
         assert self._resolver is not None
         checker = FileChecker(str(path), self._resolver, self._fixed_instrument(path))
         batch_rows = self._config.batch_rows

@@ -75,7 +75,9 @@ def _parse_ts(value: Cell) -> int:
         raise RowError(TS, f"{value!r} is not a time: give ISO-8601 text with a zone or integer ns since the epoch")
     if isinstance(value, int):
         return value
-    assert isinstance(value, str)
+    if not isinstance(value, str):  # a date, bytes, a list: a Parquet column of another type
+        raise RowError(TS, f"{value!r} ({type(value).__name__}) is not a time: give ISO-8601 text with a zone, "
+                           "integer ns since the epoch, or a timestamp column with a zone")
     text = value.strip()
     if _INT_TEXT.fullmatch(text):
         return int(text)
