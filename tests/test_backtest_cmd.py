@@ -166,3 +166,18 @@ async def test_the_built_in_market_backtests_its_days_without_data(tmp_path: Pat
     assert outcome.ticks == outcome.result.counters["ticks_in"] > 1_000
     assert "days 1/1" in screen.getvalue()
     assert "backtest summary (synthetic)" in summary_text(outcome)
+
+
+async def test_a_replay_stopped_by_bad_data_leaves_a_failed_run_saying_why(tmp_path: Path) -> None:
+    """review2: such a run was marked "failed" with stop_reason "end of data": the run folder did not say why."""
+    from trader.runs.store import find_run, load_run  # noqa: PLC0415
+
+    data = tmp_path / "NIFTY 50.csv"
+    data.write_text("ts,last_price\n2026-11-27T09:15:00+05:30,26000.5\n2026-11-27T09:15:01+05:30,26001\n"
+                    "2026-11-27T09:15:02+05:30,-3\n")
+    settings = load_settings({"mode": "backtest", "sim": {"days": 1}, "data_dir": str(tmp_path / "state")})
+    with pytest.raises(ConfigError, match="last_price"):
+        await backtest(settings, ReplayConfig(data=data), progress=False)
+    manifest = load_run(find_run("latest", settings.runs_dir)).manifest
+    assert manifest.status == "failed"
+    assert "NIFTY 50.csv line 4" in manifest.stop_reason and "last_price" in manifest.stop_reason

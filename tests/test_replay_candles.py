@@ -10,9 +10,10 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import shutil
 from collections.abc import Sequence
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 
 from trader.adapters.replay.candles import BAR_PATH, Candle, intrabar_path, offsets, parse_candle
 from trader.adapters.replay.checks import ReplayDataError
-from trader.adapters.replay.market import ReplayConfig, ReplayMarket
+from trader.adapters.replay.market import ReplayConfig, ReplayMarket, ReplaySetupError, first_tick_ns
 from trader.adapters.replay.modelled import DEFAULT_IV, DEFAULT_RATE
 from trader.adapters.synthetic import years_to
 from trader.app import App
@@ -332,3 +333,59 @@ async def test_index_only_without_a_dump_needs_only_the_index_options_need_the_d
     settings = load_settings({"mode": "backtest", "sim": {"days": 1}, "data_dir": str(tmp_path / "state")})
     with pytest.raises(ConfigError, match="replay error: no instrument dump"):
         await backtest(settings, ReplayConfig(data=data), progress=False)
+
+
+async def test_index_only_with_a_dump_of_another_period_stops_with_an_error(tmp_path: Path) -> None:
+    """review2: the dump's NIFTY expiries all ended before the data's day: no option was ever modelled, and the
+    backtest ran to a "complete" end with no trade and no word of why."""
+    data = tmp_path / "data"
+    data.mkdir()
+    stale = dump_text(range(25900, 26101, 50)).replace(f",{EXPIRY},", ",2026-10-27,")
+    assert ",2026-10-27," in stale
+    (data / "instruments.csv").write_text(stale)
+    write_candles(data / "NIFTY 50_2026-11-27.json", breakout_day()[:3])
+    with pytest.raises(ValueError, match=r"NIFTY.*2026-10-27.*2026-11-27"):
+        await replay(data)
+    settings = load_settings({"mode": "backtest", "sim": {"days": 1}, "data_dir": str(tmp_path / "state")})
+    with pytest.raises(ConfigError, match=r"replay error:.*instrument dump"):
+        await backtest(settings, ReplayConfig(data=data), progress=False)
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    (b'\xff\xfe[["2026-11-27T09:15:00+0530", 1, 2, 1, 2, 0]]', "candles"),  # not UTF-8 (a UTF-16 export)
+    (b"[" * 100_000 + b"]" * 100_000, "candles"),  # nested past the parser's recursion limit
+    (b'[["99999999999999999999999", 1, 2, 1, 2, 0]]', "ts"),  # past int64 nanoseconds
+    (b'[["9999-12-31T23:59:59+0530", 1, 2, 1, 2, 0]]', "ts"),
+])
+async def test_a_hostile_candle_file_names_the_file(tmp_path: Path, raw: bytes, field: str) -> None:
+    """review2: these raised a bare UnicodeDecodeError / RecursionError / "year 3170843 is out of range" that named
+    no file (the last two: nanoseconds past int64, which no table can hold)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "NIFTY 50.json").write_bytes(raw)
+    with pytest.raises(ReplayDataError) as error:
+        await replay(data)
+    assert error.value.file.endswith("NIFTY 50.json") and error.value.field == field
+
+
+@pytest.mark.parametrize("damage", ["truncated", "seconds_past_2262"])
+async def test_an_unreadable_parquet_file_is_named_in_the_error(tmp_path: Path, damage: str) -> None:
+    """review2: "Parquet magic bytes not found in footer" or "Casting from timestamp[s] ... out of bounds" ended the
+    replay without saying which of the files it was."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    data = tmp_path / "data"
+    data.mkdir()
+    times = [datetime(2026, 11, 27, 3, 45, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC)]
+    path = data / "NIFTY 50.parquet"
+    pq.write_table(pa.table({"ts": pa.array(times, type=pa.timestamp("s", tz="UTC")), "last_price": [26000.5, 1.0]}),
+                   path)
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises((ReplayDataError, ReplaySetupError)) as error:  # a file that cannot be opened: setup
+        await replay(data)
+    assert str(error.value).startswith(str(path))
+    if damage == "truncated":
+        with pytest.raises(ReplaySetupError, match=f"^{re.escape(str(path))}: cannot be read"):
+            first_tick_ns(ReplayConfig(data=data))  # where trader backtest starts its clock

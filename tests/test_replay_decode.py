@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -178,3 +179,43 @@ def test_decoding_a_parquet_day_imports_no_pandas(tmp_path: Path) -> None:
 
 def test_uint64_sized_tokens_are_left_to_the_row_path() -> None:
     assert readers._ints(pa.array(np.array([1, 2], dtype=np.uint64)), 2) is None
+
+
+@pytest.mark.parametrize("scale", [19, 20])
+def test_decimal_with_a_scale_past_18_digits_decodes_or_defers_without_overflow(scale: int) -> None:
+    # decimal128(38, 19) of sub-rupee prices: the unscaled integers fit 63 bits, 10**scale does not (review2)
+    column = pa.array([Decimal("0.015"), Decimal("0.025"), Decimal("0.03"), None], type=pa.decimal128(38, scale))
+    fast = readers._paise(column, len(column))
+    assert fast is None or fast.tolist() == row_paise(column)
+
+
+@pytest.mark.parametrize("ts", ["9999-12-31T23:59:59+05:30", "99999999999999999999999", 2**63])
+def test_a_time_past_int64_nanoseconds_is_a_row_error(ts: object) -> None:
+    """review2: the row path took times no int64 holds (the column-wise path cannot even decode them), and the
+    replay then failed far from the row, in a date conversion or a table write."""
+    with pytest.raises(ReplayDataError) as error:
+        checker().tick("line 2", {"ts": ts, "instrument_token": 256_265, "last_price": "26000.5"})  # type: ignore[dict-item]
+    assert error.value.field == "ts" and "is not between 2000-01-01 and 2100-01-01 UTC" in str(error.value)
+
+
+def test_a_csv_that_is_not_utf8_names_the_file_and_line(tmp_path: Path) -> None:
+    """review2: a Latin-1 byte in a tick CSV ended the replay with "'utf-8' codec can't decode byte 0xff in position
+    110", naming neither the file nor the line."""
+    path = tmp_path / "ticks.csv"
+    path.write_bytes(b"ts,instrument_token,last_price\n2026-11-27T09:15:00+05:30,256265,26000.5\n"
+                     b"2026-11-27T09:15:01+05:30,256265,26001\xff\n")
+    with pytest.raises(ReplayDataError) as error:
+        list(readers.read_csv(path))
+    assert error.value.file == str(path) and error.value.where == "line 3" and "UTF-8" in str(error.value)
+    path.write_bytes(b"ts,last_pr\xefce\n")
+    with pytest.raises(ReplayDataError) as error:
+        readers.columns(path)
+    assert error.value.file == str(path) and error.value.where == "line 1"
+
+
+@pytest.mark.parametrize("value", [date(2026, 11, 27), b"2026-11-27T09:15:00+05:30", [1]])
+def test_a_time_cell_of_another_type_is_a_row_error(value: object) -> None:
+    """review2: a Parquet ts column of dates (date32) or bytes hit ``assert isinstance(value, str)``: a traceback."""
+    with pytest.raises(ReplayDataError) as error:
+        checker().tick("row 1", {"ts": value, "instrument_token": 256_265, "last_price": 26000.5})  # type: ignore[dict-item]
+    assert error.value.field == "ts"

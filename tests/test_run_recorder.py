@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from trader.actors.run_recorder import EQUITY_SAMPLE_NS, RunRecorder, public_settings
+from trader.actors.run_recorder import EQUITY_SAMPLE_NS, RunRecorder, _public, public_settings
 from trader.app import App, RunResult
 from trader.bus import EventBus
 from trader.config import load_settings
@@ -155,6 +155,18 @@ def test_public_settings_drops_every_secret_field() -> None:
         assert secret not in dumped
     assert "**********" not in dumped.replace("https://hooks.example.com/**********", "")
     assert public_settings(settings)["kite_token_poll_seconds"] == 5.0  # a number named "token" is no secret
+
+
+def test_a_plugins_secret_that_is_not_text_is_left_out_too() -> None:
+    """review2: a strategy's own table (``[strategy.<name>]``, plain data) kept a list or a table under a secret name:
+    ``tokens = ["..."]`` or ``credentials = {user, pin}`` reached run.json."""
+    params = {"mine": {"tokens": ["TOK-LIST-SECRET"], "credentials": {"user": "u", "pin": "PIN-SECRET-9"},
+                       "api_key_id": 77, "lots": 2, "token_refresh_seconds": 5.0}}
+    dumped = _public(None, {"strategy": {"params": params}})
+    text = json.dumps(dumped)
+    assert "TOK-LIST-SECRET" not in text and "PIN-SECRET-9" not in text
+    assert dumped["strategy"]["params"]["mine"]["lots"] == 2
+    assert dumped["strategy"]["params"]["mine"]["token_refresh_seconds"] == 5.0  # a number named so is kept
 
 
 def test_the_recorder_never_sees_a_tick(day: Day) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time as wall
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import date, time
 from pathlib import Path
 
@@ -339,6 +339,84 @@ def test_the_queue_is_bounded(tmp_path: Path) -> None:
     assert writer.dropped == 3
     run = writer.close(ended_ns=T0, wall_ended_ns=1)
     assert run is not None and len(run.signals) == 5
+
+
+def test_a_record_that_dropped_rows_is_not_marked_complete(tmp_path: Path) -> None:
+    """review2: rows dropped (queue full) made a run folder that said "complete" with fills missing."""
+    writer = RunWriter(tmp_path, manifest(), flush_rows=10**9, flush_seconds=60, max_pending=2)
+    assert writer.start()
+    for n in range(4):
+        writer.append(signal(n))
+    run = writer.close(ended_ns=T0, wall_ended_ns=1, stop_reason="end of data")
+    assert run is not None and writer.dropped == 2
+    on_disk = load_run(writer.run_dir).manifest
+    assert on_disk.status == "failed" and run.manifest.status == "failed"
+    assert "2 rows not recorded" in on_disk.stop_reason and on_disk.stop_reason.startswith("end of data")
+
+
+def test_a_record_whose_disk_failed_mid_run_does_not_stay_running(tmp_path: Path) -> None:
+    """review2: after an events.jsonl write error run.json kept saying "running" for a run that had stopped."""
+    writer = RunWriter(tmp_path, manifest(), flush_seconds=0.05)
+    assert writer.start()
+
+    class Broken:
+        def write(self, data: bytes) -> int:
+            raise OSError(28, "No space left on device")
+
+        def flush(self) -> None: ...
+
+        def close(self) -> None: ...
+
+    writer._handle = Broken()
+    writer.append(signal(1))
+    wait_for(lambda: writer.failed is not None)
+    assert writer.close(ended_ns=T0 + S, wall_ended_ns=1, stop_reason="end of data") is None
+    on_disk = load_run(writer.run_dir)  # the space is back: run.json says what happened
+    assert on_disk.manifest.status == "failed" and on_disk.manifest.ended_ns == T0 + S
+    assert "No space left" in on_disk.manifest.stop_reason and not on_disk.complete
+
+
+@pytest.mark.parametrize("damage", [{"price": "12.5"}, {"price": 100.5}, {"quantity": None}, {"price": 10**30},
+                                    {"side": "HOLD"}, {"ts_ns": True}, {"tradingsymbol": 7}])
+def test_a_line_with_a_value_of_the_wrong_type_is_a_bad_line(tmp_path: Path, damage: dict[str, object]) -> None:
+    """review2: a damaged events.jsonl value ("12.5", null, 1e30) was taken as is and crashed round_trips (or the
+    report later) with a bare TypeError; it is a bad line like a cut one."""
+    writer, _ = write_sample(tmp_path)
+    events = writer.run_dir / EVENTS
+    wait_for(lambda: events.read_bytes().count(b"\n") == 14)
+    extra = {"kind": "fill", **asdict(fill("FX", "X", 9, Side.BUY, 75, 100))}
+    with open(events, "ab") as handle:
+        handle.write(json.dumps({**extra, **damage}).encode() + b"\n")
+    run = load_run(writer.run_dir)
+    assert run.bad_lines == 1 and "FX" not in {f.fill_id for f in run.fills}
+    assert len(run.trades) == 1 and run.trades[0].net == 146_000
+    writer._closing = True
+    writer._wake.set()
+
+
+def test_a_table_with_nulls_names_the_file(tmp_path: Path) -> None:
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    path = tmp_path / EQUITY
+    pq.write_table(pa.table({"ts_ns": [1, None], "equity": [1, 2], "realized": [0, 0], "unrealized": [0, 0],
+                             "charges": [0, 0], "day_pnl": [0, 0]}), path)
+    with pytest.raises(RunFormatError, match=r"equity\.parquet: field 'ts_ns' must be a 64-bit integer"):
+        read_table(path, EquityRow)
+
+
+@pytest.mark.parametrize("wall", ["1e999", "-Infinity", "[1]", "\"soon\""])
+def test_one_hostile_run_json_does_not_break_listing_the_others(tmp_path: Path, wall: str) -> None:
+    """review2: a run.json with "wall_started_ns": 1e999 made list_runs (trader runs, find_run 'latest') die with
+    OverflowError."""
+    good = tmp_path / "20261120-091500-backtest-aaaaaa"
+    good.mkdir()
+    (good / MANIFEST).write_text(json.dumps({"run_id": good.name, "wall_started_ns": 5}))
+    bad = tmp_path / "20261120-091500-backtest-bbbbbb"
+    bad.mkdir()
+    (bad / MANIFEST).write_text(f'{{"run_id": "x", "wall_started_ns": {wall}}}')
+    assert set(list_runs(tmp_path)) == {good, bad}
+    assert find_run("20261120-091500-backtest-a", tmp_path) == good
 
 
 # --- round trips ------------------------------------------------------------------------------------------------

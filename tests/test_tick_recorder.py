@@ -17,6 +17,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, datetime, time
 from pathlib import Path
 
@@ -169,6 +170,21 @@ async def test_a_restart_on_the_same_day_adds_a_file_and_never_rewrites_the_firs
     assert digest(done) == before
     assert sorted(p.name for p in folder.glob("*.parquet")) == [done.name, "ticks-000004-000006.parquet"]
     assert bare((await replayed(folder))[0]) == bare(ticks)
+
+
+async def test_a_restarted_session_re_sending_the_past_is_not_recorded_twice(tmp_path: Path) -> None:
+    """review2: a paper daemon on the built-in market, killed (-9) and restarted on the same day, re-sends the session
+    from its start; the day's folder held those times twice and the replay fed every one of them twice."""
+    ticks = make_ticks(600)
+    # Two instruments at the very time the killed run stopped: it had recorded only the first of them.
+    ticks[300] = replace(ticks[300], ts_ns=ticks[299].ts_ns)
+    killed = TickWriter(tmp_path)
+    write_day(killed, ticks[:300])  # parts only: no close, no compaction (kill -9)
+    restarted = TickWriter(tmp_path)
+    write_day(restarted, ticks[100:])  # the session again from an earlier time
+    restarted.close()
+    assert restarted.ticks_already_recorded == 200
+    assert bare((await replayed(tmp_path / DAY.isoformat()))[0]) == bare(ticks)
 
 
 async def test_a_day_rolls_into_its_own_folder_and_the_finished_one_is_compacted(tmp_path: Path) -> None:

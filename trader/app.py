@@ -429,8 +429,9 @@ class App:
             return
         now = self.clock.now_ns()
         failed = self.replay is not None and bool(self.replay.error)
+        reason = f"replay error: {self.replay.error}" if self.replay is not None and failed else "end of data"
         await self.run_recorder.finish(ended_ns=now, wall_ended_ns=LiveClock().now_ns(),
-                                   final=self.portfolio.snapshot(now), stop_reason=self.stop_reason or "end of data",
+                                   final=self.portfolio.snapshot(now), stop_reason=self.stop_reason or reason,
                                    status="failed" if failed else "complete")
 
     async def _close_resources(self) -> None:

@@ -58,8 +58,9 @@ def _public(model: object, dumped: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in dumped.items():
         original = getattr(model, name, None) if isinstance(model, BaseModel) else None
-        if isinstance(original, SecretStr) or (_secret_name(name) and isinstance(value, str)):
-            continue  # never written, not even masked
+        number = isinstance(value, int | float) or value is None  # (kite_token_poll_seconds is no secret)
+        if isinstance(original, SecretStr) or (_secret_name(name) and not number):
+            continue  # never written, not even masked (text, or a list or table of them)
         if isinstance(value, dict):
             out[name] = _public(original, value)  # a section, or a plain table (a strategy's parameters)
         elif isinstance(value, str) and "url" in name.lower() and value:

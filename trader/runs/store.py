@@ -108,7 +108,7 @@ def _started_key(run_dir: Path) -> tuple[int, str]:
     try:
         document = json.loads((run_dir / MANIFEST).read_text())
         wall = int(document.get("wall_started_ns", 0)) if isinstance(document, dict) else 0
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, OverflowError):  # (int(1e999): a hostile run.json orders as unknown)
         wall = 0
     if not wall:
         with contextlib.suppress(OSError):
@@ -157,8 +157,34 @@ def _row_dict(row: Any) -> dict[str, Any]:
     return {name: getattr(row, name) for name in _FIELDS[type(row)]}
 
 
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _field_kinds(cls: type[Any]) -> dict[str, object]:
+    hints = typing.get_type_hints(cls)
+    return {name: hints[name] for name in _FIELDS[cls]}
+
+
+_KINDS_OF: dict[type[Any], dict[str, object]] = {cls: _field_kinds(cls) for cls in _FIELDS}
+
+
+def _check_value(name: str, kind: object, value: object) -> None:
+    """A field's JSON value of the row's own type (a damaged line must not reach the money arithmetic)."""
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int) or not _INT64[0] <= value <= _INT64[1]:
+            raise ValueError(f"field {name!r} must be a 64-bit integer, got {value!r}")
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"field {name!r} must be a number, got {value!r}")
+    elif not isinstance(value, str):  # str and Side (checked by Side() below)
+        raise ValueError(f"field {name!r} must be text, got {value!r}")
+
+
 def _row_from(cls: type[Any], data: Mapping[str, Any]) -> Any:
+    kinds = _KINDS_OF[cls]
     values = {name: data[name] for name in _FIELDS[cls] if name in data}
+    for name, value in values.items():
+        _check_value(name, kinds[name], value)
     if "side" in values:
         values["side"] = Side(values["side"])
     return cls(**values)
@@ -277,7 +303,10 @@ def read_table(path: Path, cls: type[Any]) -> tuple[Any, ...]:
     missing = [name for name in _FIELDS[cls] if name not in table.column_names]
     if missing:
         raise RunFormatError(f"{path}: column(s) {', '.join(missing)} missing")
-    return tuple(_row_from(cls, row) for row in table.to_pylist())
+    try:
+        return tuple(_row_from(cls, row) for row in table.to_pylist())
+    except (ValueError, TypeError) as exc:
+        raise RunFormatError(f"{path}: {exc}") from None
 
 
 # --- events.jsonl -> tables -----------------------------------------------------------------------------------------
@@ -470,8 +499,18 @@ class RunWriter:
         self._wake.set()
         self._thread.join()
         self._thread = None
-        if self.failed is not None:
+        if self.failed is not None:  # events.jsonl stopped mid-run: say so in run.json if the disk lets us
+            failed = dataclasses.replace(self.manifest, status="failed", ended_ns=ended_ns,
+                                         wall_ended_ns=wall_ended_ns,
+                                         stop_reason=_incomplete(stop_reason, f"writing events.jsonl failed "
+                                                                              f"({self.failed})"))
+            with contextlib.suppress(OSError):
+                _write_json(self.run_dir / MANIFEST, manifest_dict(failed))
             return None
+        if self.dropped:  # rows missing from the record: it must not say "complete"
+            status = "failed"
+            stop_reason = _incomplete(stop_reason, f"{self.dropped} rows not recorded (the writer's queue was full "
+                                                   "or a row could not be encoded)")
         manifest = dataclasses.replace(self.manifest, status=status, ended_ns=ended_ns,
                                        wall_ended_ns=wall_ended_ns, stop_reason=stop_reason)
         try:
@@ -479,6 +518,10 @@ class RunWriter:
         except Exception as exc:  # a record: whatever went wrong is reported, never raised into the stop
             self._fail("tables", exc)
             return None
+
+
+def _incomplete(stop_reason: str, what: str) -> str:
+    return f"{stop_reason}; run record incomplete: {what}" if stop_reason else f"run record incomplete: {what}"
 
 
 def finish_run(run_dir: Path, manifest: RunManifest) -> RunData:

@@ -63,6 +63,12 @@ def load_rows(path: Path) -> list[Any]:
         document = json.loads(path.read_text(encoding="utf-8-sig"), parse_float=Decimal)
     except json.JSONDecodeError as exc:
         raise ReplayDataError(str(path), f"line {exc.lineno}", "candles", f"not JSON: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise ReplayDataError(str(path), f"byte {exc.start}", "candles", "not UTF-8 text (Kite's JSON is UTF-8): "
+                              f"{exc.reason}") from None
+    except RecursionError:
+        raise ReplayDataError(str(path), "file", "candles", "nested too deeply to be Kite's historical response "
+                              "(a list of [ts, open, high, low, close, volume] rows)") from None
     rows = document
     if isinstance(rows, dict) and isinstance(rows.get("data"), dict):
         rows = rows["data"]

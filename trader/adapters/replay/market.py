@@ -381,7 +381,16 @@ class ReplayMarket:
 
     def _checked(self, order: int, path: Path) -> Iterator[list[TickFields]]:
         """Checked rows in file order: Parquet a decoded batch at a time (column-wise, or row by row when the batch
-        has a row the column-wise checks refuse: the row path then names it), CSV a row at a time."""
+        has a row the column-wise checks refuse: the row path then names it), CSV a row at a time. Whatever cannot
+        be read (a truncated Parquet file, a time Arrow cannot cast) is a ``ReplayDataError`` naming the file."""
+        try:
+            yield from self._checked_rows(order, path)
+        except ReplayDataError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise ReplayDataError(str(path), "file", "data", f"cannot be read: {exc}") from None
+
+    def _checked_rows(self, order: int, path: Path) -> Iterator[list[TickFields]]:
         assert self._resolver is not None
         checker = FileChecker(str(path), self._resolver,
                               self._fixed[order] if order in self._fixed else self._fixed_instrument(path))
@@ -468,7 +477,14 @@ class ReplayMarket:
                 observe(tick)
                 self.ticks_read += 1  # the data's ticks; tick ids also count the modelled quotes
                 if model is not None and model.is_index(token):
-                    for quote in model.quotes(tick):  # index-only data: the modelled chain, at the index tick's time
+                    try:
+                        quotes = model.quotes(tick)
+                    except ValueError as exc:  # ReplayDataError: the dump cannot price this day's options
+                        self.failure = exc
+                        self.error = str(exc)
+                        log.error("replay_data_error", error=self.error, ticks=self.ticks_read)
+                        return
+                    for quote in quotes:  # index-only data: the modelled chain, at the index tick's time
                         tick_id += 1
                         batch.append(Tick(quote.ts_ns, quote.instrument_token, quote.last_price, 0, 0, quote.bid,
                                           quote.bid_qty, quote.ask, quote.ask_qty, quote.exchange_ts_ns, tick_id))

@@ -17,9 +17,10 @@ from datetime import date, time
 import numpy as np
 import numpy.typing as npt
 
+from trader.adapters.replay.checks import ReplayDataError
 from trader.adapters.synthetic import SPREAD_NOTE, chain_quotes, years_to
 from trader.events import Tick
-from trader.market.calendar import MarketCalendar, ist_date, ist_ns
+from trader.market.calendar import MarketCalendar, ist_date, ist_ns, ist_text
 from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import FALLBACK_UNDERLYINGS, OptionContract, OptionType, UnderlyingSpec
 
@@ -117,8 +118,14 @@ class ModelledChain:
             expiry = self._calendar.next_expiry(spec.name, ts_ns)
         else:
             day = ist_date(ts_ns)
-            live = [e for e in self._master.expiries(spec.name) if e >= day and self._close_ns(e) > ts_ns]
+            known = self._master.expiries(spec.name)
+            live = [e for e in known if e >= day and self._close_ns(e) > ts_ns]
             if not live:
+                if known and max(known) < day:  # not one option of the day to price: the dump is of another period
+                    raise ReplayDataError("the instrument dump", f"at {ist_text(ts_ns)}", "expiry",
+                                          f"its {spec.name} expiries end on {max(known).isoformat()}, before the "
+                                          f"data's day {day.isoformat()}: no option can be modelled; give the "
+                                          "Kite instrument dump of the data's period (--instruments)")
                 return None
             expiry = live[0]
         key = (spec.name, expiry)

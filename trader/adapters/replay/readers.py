@@ -7,6 +7,7 @@ gives (``<token or tradingsymbol>[_<YYYY-MM-DD>].<ext>``: one file per instrumen
 
 from __future__ import annotations
 
+import codecs
 import csv
 import os
 import re
@@ -48,12 +49,30 @@ def instrument_from_name(path: Path) -> str:
     return _DATE_SUFFIX.sub("", path.stem)
 
 
+def _not_utf8(path: Path, error: UnicodeDecodeError) -> ReplayDataError:
+    """The error naming the line of the first byte that is not UTF-8 (found again in bounded chunks)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                line += chunk.count(b"\n", 0, max(exc.start, 0))
+                break
+            line += chunk.count(b"\n")
+    return ReplayDataError(str(path), f"line {line}", "text", f"not UTF-8 ({error.reason}): save the file as UTF-8")
+
+
 def columns(path: Path) -> list[str]:
     """The file's column names (CSV header, Parquet schema)."""
     if path.suffix.lower() in PARQUET_SUFFIXES:
         return list(pq.ParquetFile(path).schema_arrow.names)
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        header = next(csv.reader(handle), [])
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle), [])
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc) from None
     return [name.strip() for name in header]
 
 
@@ -93,6 +112,13 @@ def read_rows(path: Path, *, batch_rows: int = DEFAULT_BATCH_ROWS,
 
 
 def read_csv(path: Path) -> Iterator[Row]:
+    try:
+        yield from _read_csv(path)
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc) from None
+
+
+def _read_csv(path: Path) -> Iterator[Row]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = [name.strip() for name in next(reader, [])]
@@ -256,7 +282,8 @@ def _decimal_paise(column: pa.Array) -> Int64s | None:
             return None
         return np.asarray(unscaled * factor, dtype=np.int64)
     divisor = 10 ** (scale - 2)
-    if divisor > 10 ** 18 or (np.abs(unscaled) // 10 ** scale >= _MAX_RUPEES).any():
+    # (past 18 digits of scale no int64 reaches a rupee, and 10 ** scale itself would overflow numpy's int64)
+    if divisor > 10 ** 18 or (scale <= 18 and (np.abs(unscaled) // 10 ** scale >= _MAX_RUPEES).any()):
         return None
     quotient: Int64s
     remainder: Int64s

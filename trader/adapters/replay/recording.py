@@ -246,23 +246,72 @@ def _sorted(table: pa.Table, after_ns: int | None = None) -> bool:
     return len(ts) < 2 or bool(pc.all(pc.greater_equal(ts.slice(1), ts.slice(0, len(ts) - 1))).as_py())
 
 
+def _recorded_until(paths: Iterable[Path]) -> tuple[int, frozenset[int]] | None:
+    """The latest time the day's tick files hold (each file is sorted: its last row group ends it) and the
+    instruments recorded at that time; None for a day with no ticks yet."""
+    latest: int | None = None
+    tokens: set[int] = set()
+    for path in paths:
+        parquet = pq.ParquetFile(path)
+        if parquet.metadata.num_row_groups == 0:
+            continue
+        table = parquet.read_row_group(parquet.metadata.num_row_groups - 1,
+                                       columns=[schema.TS, schema.INSTRUMENT_TOKEN])
+        if not table.num_rows:
+            continue
+        ts = _ts(table).to_pylist()
+        last = max(ts)
+        at_last = {token for t, token in zip(ts, table.column(schema.INSTRUMENT_TOKEN).to_pylist(), strict=True)
+                   if t == last}
+        if latest is None or last > latest:
+            latest, tokens = last, at_last
+        elif last == latest:
+            tokens |= at_last
+    return None if latest is None else (latest, frozenset(tokens))
+
+
 @dataclass(slots=True)
 class DayFolder:
-    """One day's folder: the next part number, and the parts written there that are not compacted yet."""
+    """One day's folder: the next part number, the parts written there that are not compacted yet, and (a restart
+    on the same day) what the day already holds: ticks at or before it are not recorded twice."""
 
     path: Path
     next_part: int
     dump: dict[int, list[str]] = field(default_factory=dict)
+    recorded_until: tuple[int, frozenset[int]] | None = None
 
     @classmethod
     def open(cls, path: Path) -> DayFolder:
         path.mkdir(parents=True, exist_ok=True)
         highest = 0
-        for child in path.iterdir():
+        files = []
+        children = list(path.iterdir())
+        stale = superseded_parts(children)
+        for child in children:
             number = part_number(child)
             span = segment_range(child)
             highest = max(highest, number or 0, span[1] if span else 0)
-        return cls(path, highest + 1, read_dump_rows(path / DUMP_NAME))
+            if (number is not None or span is not None) and child not in stale:
+                files.append(child)
+        try:
+            until = _recorded_until(files)
+        except (OSError, ValueError, pa.ArrowException):
+            until = None  # an unreadable file: the replay names it; recording goes on
+        return cls(path, highest + 1, read_dump_rows(path / DUMP_NAME), until)
+
+    def unseen(self, ticks: list[Tick]) -> list[Tick]:
+        """``ticks`` less those the day already holds (a restarted built-in market re-sends the session from its
+        start; a real feed never sends the past again)."""
+        if self.recorded_until is None or not ticks:
+            return ticks
+        until, tokens = self.recorded_until
+        if ticks[0].ts_ns > until:
+            self.recorded_until = None  # past it: nothing more to compare
+            return ticks
+        kept = [t for t in ticks if t.ts_ns > until or (t.ts_ns == until and t.instrument_token not in tokens)]
+        if kept and kept[-1].ts_ns > until:
+            self.recorded_until = None
+        return kept
 
 
 def compact(folder: Path) -> Path | None:
@@ -365,6 +414,8 @@ class TickWriter:
         self.parts_written = 0
         self.rows_written = 0
         self.errors = 0
+        self.ticks_already_recorded = 0  # re-sent past ticks of a day the files already hold (not written again)
+        self._warned_resent = False
         self.last_error = ""
         self.compacted: list[Path] = []
 
@@ -442,11 +493,21 @@ class TickWriter:
             folder.dump = write_dump(folder.path / DUMP_NAME, folder.dump, self._instruments.values())
         elif batch.instruments is not None:
             folder.dump = write_dump(folder.path / DUMP_NAME, folder.dump, self._instruments.values())
+        ticks = folder.unseen(batch.ticks)
+        if len(ticks) < len(batch.ticks):
+            self.ticks_already_recorded += len(batch.ticks) - len(ticks)
+            if not self._warned_resent:
+                self._warned_resent = True
+                log.warning("recorder_ticks_already_recorded", folder=str(folder.path),
+                            why="the feed sent times this day's files already hold (the built-in market restarted "
+                                "its session): they are not recorded twice")
+        if not ticks:
+            return None
         path = folder.path / f"part-{folder.next_part:06d}.parquet"
-        _write_parquet_atomically(path, ticks_table(batch.ticks, self._symbols))
+        _write_parquet_atomically(path, ticks_table(ticks, self._symbols))
         folder.next_part += 1
         self.parts_written += 1
-        self.rows_written += len(batch.ticks)
+        self.rows_written += len(ticks)
         return path
 
     def _choose_folder(self, day: date) -> DayFolder:

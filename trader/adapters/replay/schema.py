@@ -62,7 +62,7 @@ def _blank(value: Cell) -> bool:
 
 
 def parse_ts(value: Cell) -> int:
-    """ISO-8601 text with a zone, or integer nanoseconds (UTC epoch) → ns."""
+    """ISO-8601 text with a zone, or integer nanoseconds (UTC epoch) → ns, between 2000 and 2100 (so within int64)."""
     if _blank(value):
         raise RowError(TS, "is empty (an event time with its zone, or integer ns since the epoch, is required)")
     if isinstance(value, bool) or not isinstance(value, int | str):  # a float, Decimal, bytes, date, a struct...
