@@ -186,3 +186,22 @@ def test_the_local_pool_and_ray_give_the_same_results(tmp_path: Path) -> None:
     rayed = sorted(run_sweep(jobs_ray, ray_cluster("local")), key=lambda r: r.index)
     assert [r.error for r in rayed] == ["", ""] and all(int(r.metrics["trades"] or 0) > 0 for r in rayed)
     assert [r.metrics for r in rayed] == [r.metrics for r in pooled]
+
+
+# --- review (issue #11): what a sweep must refuse, and what its results files must not do -----------------------
+
+
+def test_results_csv_cells_cannot_become_spreadsheet_formulas(tmp_path: Path) -> None:
+    """A text cell starting with = + - @ (or a tab / carriage return) is a formula to Excel and LibreOffice: it is
+    written with a leading apostrophe; numbers (a negative P&L) stay numbers."""
+    from trader.sweep_runner import write_results  # noqa: PLC0415
+
+    hostile = JobResult(0, {"strategy.x.label": "=HYPERLINK(\"http://x\",\"y\")", "strategy.x.n": -3},
+                        {"net_pnl": -500, "sharpe": -0.25}, run_dir="@SUM(1+1)", error="+cmd|' /C calc'!A0")
+    write_results(tmp_path, [hostile], "net_pnl")
+    with (tmp_path / "results.csv").open(newline="") as handle:
+        row = next(csv.DictReader(handle))
+    assert row["strategy.x.label"] == "'=HYPERLINK(\"http://x\",\"y\")"
+    assert row["run_dir"] == "'@SUM(1+1)" and row["error"] == "'+cmd|' /C calc'!A0"
+    assert row["strategy.x.n"] == "-3" and row["net_pnl"] == "-500" and row["sharpe"] == "-0.25"
+

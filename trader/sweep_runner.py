@@ -180,6 +180,14 @@ def run_sweep(jobs: Sequence[SweepJob], runner: Runner, *, progress: bool = Fals
     return results
 
 
+def csv_cell(value: object) -> object:
+    """A results.csv cell a spreadsheet cannot run: text starting with = + - @ (or a tab or carriage return) is a
+    formula to Excel and LibreOffice, so it gets a leading apostrophe; numbers are written as they are."""
+    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + value
+    return value
+
+
 def write_results(out: Path, ranked: Sequence[JobResult], metric: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows = [{"rank": n, **asdict(r)} for n, r in enumerate(ranked, 1)]
@@ -193,8 +201,9 @@ def write_results(out: Path, ranked: Sequence[JobResult], metric: str) -> None:
         writer = csv.writer(handle)
         writer.writerow(["rank", "job", *params, *names, "run_dir", "error"])
         for n, r in enumerate(ranked, 1):
-            writer.writerow([n, r.index + 1, *(r.params.get(p, "") for p in params),
-                             *("" if r.metrics.get(m) is None else r.metrics[m] for m in names), r.run_dir, r.error])
+            writer.writerow([csv_cell(cell) for cell in (
+                n, r.index + 1, *(r.params.get(p, "") for p in params),
+                *("" if r.metrics.get(m) is None else r.metrics[m] for m in names), r.run_dir, r.error)])
     os.replace(tmp, out / RESULTS_CSV)
 
 
