@@ -205,3 +205,15 @@ def test_results_csv_cells_cannot_become_spreadsheet_formulas(tmp_path: Path) ->
     assert row["run_dir"] == "'@SUM(1+1)" and row["error"] == "'+cmd|' /C calc'!A0"
     assert row["strategy.x.n"] == "-3" and row["net_pnl"] == "-500" and row["sharpe"] == "-0.25"
 
+
+def test_an_infinite_profit_factor_is_inf_in_both_results_files(tmp_path: Path) -> None:
+    """orjson writes inf as null, which reads as "undefined": results.json must say "inf" as results.csv does (and
+    as summary.json, trader.report.metrics.jsonable)."""
+    from trader.sweep_runner import write_results  # noqa: PLC0415
+
+    write_results(tmp_path, [result(0, profit_factor=math.inf, sharpe=None)], "profit_factor")
+    metrics = orjson.loads((tmp_path / "results.json").read_bytes())["results"][0]["metrics"]
+    assert metrics["profit_factor"] == "inf" and metrics["sharpe"] is None
+    with (tmp_path / "results.csv").open(newline="") as handle:
+        assert next(csv.DictReader(handle))["profit_factor"] == "inf"
+

@@ -24,6 +24,7 @@ from rich.table import Table
 from trader.config import ConfigError, load_settings
 from trader.market.calendar import IST
 from trader.money import format_inr
+from trader.report.metrics import jsonable
 from trader.sweep import (
     METRICS,
     JobResult,
@@ -190,7 +191,8 @@ def csv_cell(value: object) -> object:
 
 def write_results(out: Path, ranked: Sequence[JobResult], metric: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    rows = [{"rank": n, **asdict(r)} for n, r in enumerate(ranked, 1)]
+    # The metrics as summary.json has them: inf as "inf" (orjson alone writes null, which reads as undefined).
+    rows = [{"rank": n, **asdict(r), "metrics": jsonable(r.metrics)} for n, r in enumerate(ranked, 1)]
     tmp = out / f".{RESULTS_JSON}.tmp"
     tmp.write_bytes(orjson.dumps({"rank_by": metric, "results": rows}, option=orjson.OPT_INDENT_2))
     os.replace(tmp, out / RESULTS_JSON)
