@@ -217,3 +217,19 @@ def test_an_infinite_profit_factor_is_inf_in_both_results_files(tmp_path: Path) 
     with (tmp_path / "results.csv").open(newline="") as handle:
         assert next(csv.DictReader(handle))["profit_factor"] == "inf"
 
+
+@pytest.mark.parametrize("path", ["mode", "live_confirm", "data_dir", "runs.dir", "kite.api_secret",
+                                  "kite.access_token", "kite_api_root", "control.host", "alerts.webhook_url"])
+def test_a_grid_cannot_set_the_mode_credentials_or_where_things_are_written(tmp_path: Path, path: str) -> None:
+    """A sweep only ever backtests into its own folder: a grid path that would pick paper/live, carry a credential
+    into results.csv, or move the data or the run folders elsewhere is refused before anything runs."""
+    with pytest.raises(SweepError, match="cannot be swept"):
+        parse_grid_option(f"{path}=1,2")
+    grid_file = tmp_path / "grid.toml"
+    grid_file.write_text(f"[[runs]]\n{path} = \"x\"\n")
+    with pytest.raises(SweepError, match="cannot be swept"):
+        load_grid_file(grid_file)
+    with pytest.raises(SweepError, match="cannot be swept"):
+        plan(BASE, [{path: "x"}], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+

@@ -35,6 +35,7 @@ from trader.sweep import (
     merge_params,
     parse_grid_option,
     rank,
+    refuse_path,
 )
 
 EXIT_CONFIG = 2
@@ -145,6 +146,8 @@ def plan(base: dict[str, Any], param_sets: Sequence[dict[str, Any]], out: Path, 
     problems: list[str] = []
     jobs = []
     for index, params in enumerate(param_sets):
+        for path in params:
+            refuse_path(path, f"parameter set #{index + 1}")
         overrides = merge_params(base, params)
         try:
             load_settings(merge_params(overrides, {"mode": "backtest"}), config_file)
