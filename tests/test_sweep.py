@@ -233,3 +233,15 @@ def test_a_grid_cannot_set_the_mode_credentials_or_where_things_are_written(tmp_
         plan(BASE, [{path: "x"}], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
+
+def test_a_jobs_run_folder_stays_in_its_own_folder_whatever_the_config_says(tmp_path: Path) -> None:
+    """[runs] dir of the base config would put every job's run folder in one shared place, outside the sweep."""
+    config = tmp_path / "base.toml"
+    elsewhere = tmp_path / "elsewhere"
+    config.write_text(f'[sim]\nchain_interval_ms = 5000\n[runs]\ndir = "{elsewhere}"\n')
+    base = {**BASE, "sim": {**BASE["sim"], "days": 1}}
+    job = plan(base, [{f"{EMA}.fast": 5}], tmp_path / "out", config_file=config)[0]
+    done = run_job(job)
+    assert done.error == "" and Path(done.run_dir).is_relative_to(tmp_path / "out" / "job-001")
+    assert not elsewhere.exists()
+

@@ -62,7 +62,9 @@ def _run(job: SweepJob) -> JobResult:
 
     data_dir = Path(job.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    overrides = merge_params(job.overrides, {"mode": "backtest", "data_dir": str(data_dir)})
+    # The job's run folder under its own data_dir, whatever [runs] dir the base config or the environment says.
+    overrides = merge_params(job.overrides, {"mode": "backtest", "data_dir": str(data_dir),
+                                             "runs.dir": str(data_dir / "runs")})
     settings = load_settings(overrides, Path(job.config_file) if job.config_file else None)
     with (data_dir / "log.jsonl").open("w", encoding="utf-8") as log:
         configure_logging(settings.log_level, log, "json")
