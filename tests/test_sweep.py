@@ -245,3 +245,13 @@ def test_a_jobs_run_folder_stays_in_its_own_folder_whatever_the_config_says(tmp_
     assert done.error == "" and Path(done.run_dir).is_relative_to(tmp_path / "out" / "job-001")
     assert not elsewhere.exists()
 
+
+def test_out_must_be_a_new_or_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An --out that already holds files (an earlier sweep, a home directory) would mix old job folders and run
+    folders with the new ones and overwrite results: refused, exit 2, nothing written."""
+    out = tmp_path / "old-sweep"
+    (out / "job-001").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    code = cli.main(["sweep", "--days", "1", "--grid", f"{EMA}.fast=5", "--out", str(out), "--no-progress"])
+    assert code == 2 and "not empty" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["job-001", "notes.txt"]

@@ -279,6 +279,9 @@ def sweep_main(args: argparse.Namespace, base: dict[str, Any]) -> int:
         base = {k: v for k, v in base.items() if k != "mode"}
         settings = load_settings(merge_params(base, {"mode": "backtest"}), args.config)
         out = args.out if args.out is not None else default_out(settings.data_dir, time.time_ns())
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise SweepError(f"--out {out}: not empty; give a new or empty folder (an earlier sweep's job folders "
+                             "and results would be mixed with this one's)")
         jobs = plan(base, expand(grid, explicit), out, config_file=args.config, data=args.data,
                     instruments=args.instruments or (), from_date=args.from_date, to_date=args.to_date)
         runner = ray_cluster(args.ray) if args.ray else local_pool(args.workers or os.cpu_count() or 1)
