@@ -515,3 +515,14 @@ def test_compare_command_reads_both_runs_and_writes_the_page(tmp_path: Path, mon
     assert cli_main(["compare", "A", "nope", "--runs-dir", str(tmp_path / "runs")]) == 2
     assert "compare: no run 'nope'" in capsys.readouterr().err
     assert cli_main(["compare", "A", "B", "--runs-dir", str(tmp_path), "--tolerance-s", "-5"]) == 2
+
+
+# --- review (issue #11) --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tolerance", ["inf", "nan"])
+def test_a_tolerance_that_is_not_a_number_of_seconds_is_refused(tolerance: str, tmp_path: Path) -> None:
+    """--tolerance-s inf ended in an OverflowError traceback (not the exit 2 of a bad argument)."""
+    a, b = constructed_pair()
+    with pytest.raises(ValueError, match="tolerance"):
+        show_and_write(a, b, out_dir=tmp_path, tolerance_s=float(tolerance), console=Console(file=sys.stderr))

@@ -3,6 +3,7 @@ what is in one run only (the HTML page, ``trader.report.compare_html``, has the 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -116,8 +117,8 @@ def show_and_write(a: RunData, b: RunData, *, out_dir: Path, tolerance_s: float 
                    reference: Literal["a", "b"] = "a", console: Console | None = None) -> Path:
     """``trader compare`` on two runs already read: print the comparison and write its HTML page into ``out_dir``;
     returns the page's path."""
-    if tolerance_s < 0:
-        raise ValueError(f"--tolerance-s must be ≥ 0, got {tolerance_s}")
+    if not math.isfinite(tolerance_s) or tolerance_s < 0:
+        raise ValueError(f"--tolerance-s must be a number of seconds ≥ 0, got {tolerance_s}")
     comparison = compare_runs(a, b, tolerance_ns=round(tolerance_s * NS_PER_SECOND), reference=reference)
     out = console if console is not None else Console()
     render(comparison, out)
