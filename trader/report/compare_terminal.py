@@ -22,6 +22,7 @@ from trader.report.compare import (
     compare_runs,
     coverage_notes,
     metric_rows,
+    model_notes,
     rupees,
     seconds_text,
     signed_rupees,
@@ -62,6 +63,8 @@ def render(c: Comparison, console: Console) -> None:
     console.print(Text(f"Reality check: {cand.label} {cand.run_id} ({cand.mode}) vs reference {ref.label} "
                        f"{ref.run_id} ({ref.mode}); matched within ±{c.tolerance_ns / NS_PER_SECOND:.0f} s",
                        style="bold"))
+    for note in model_notes(c):
+        console.print(Text(note, style="bold yellow"))
     for side in (ref, cand):
         if not side.complete:
             console.print(Text(f"run {side.label} ({side.run_id}) did not stop cleanly: rebuilt from events.jsonl",
