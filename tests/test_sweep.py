@@ -255,3 +255,15 @@ def test_out_must_be_a_new_or_empty_folder(tmp_path: Path, capsys: pytest.Captur
     code = cli.main(["sweep", "--days", "1", "--grid", f"{EMA}.fast=5", "--out", str(out), "--no-progress"])
     assert code == 2 and "not empty" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["job-001", "notes.txt"]
+
+
+def test_a_worker_that_dies_fails_its_own_job_only(tmp_path: Path) -> None:
+    """A job whose process dies (killed, out of memory, a crash in native code) breaks a ProcessPoolExecutor, which
+    then fails every job still queued or running: one bad parameter set must not fail the rest of the sweep."""
+    crashy = {**BASE, "strategies": "sweep_crash_plugin:CrashOnTwoLots", "sim": {**BASE["sim"], "days": 1},
+              "risk": {**BASE["risk"], "max_lots_per_trade": 3}}
+    jobs = plan(crashy, expand({"strategy.lots": [1, 2, 3]}), tmp_path)
+    results = sorted(run_sweep(jobs, local_pool(1)), key=lambda r: r.index)
+    assert [r.index for r in results] == [0, 1, 2]
+    assert results[0].error == "" and results[2].error == "", [r.error for r in results]
+    assert "worker failed" in results[1].error and results[1].metrics == {}

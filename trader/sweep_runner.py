@@ -92,19 +92,42 @@ def _run(job: SweepJob) -> JobResult:
 Runner = Callable[[Sequence[SweepJob]], Iterator[JobResult]]
 
 
+SHARED_TRIES = 2
+"""A job in a pool that broke this many times runs alone next, so the job whose process dies is told apart from the
+jobs that only shared its pool."""
+
+
 def local_pool(workers: int) -> Runner:
-    """Jobs on a pool of ``workers`` fresh processes (spawned: nothing of this process's state leaks into them)."""
+    """Jobs on a pool of ``workers`` fresh processes (spawned: nothing of this process's state leaks into them).
+
+    A worker that dies (killed, out of memory, a crash in native code) breaks the whole ``ProcessPoolExecutor``: every
+    job still queued or running in it fails with it. Those jobs run again in a fresh pool; one that was in
+    ``SHARED_TRIES`` broken pools then runs alone, and fails ("worker failed") only if its own process dies."""
 
     def run(jobs: Sequence[SweepJob]) -> Iterator[JobResult]:
         context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(run_job, job): job for job in jobs}
-            for future in concurrent.futures.as_completed(futures):
-                job = futures[future]
-                try:
-                    yield future.result()
-                except Exception as exc:  # the worker process died (killed, out of memory): say so for that job
-                    yield JobResult(job.index, job.params, error=f"worker failed: {type(exc).__name__}: {exc}")
+        breaks: dict[int, int] = {}
+        queue = list(jobs)
+        while queue:
+            shared = [job for job in queue if breaks.get(job.index, 0) < SHARED_TRIES]
+            batches = ([(shared, workers)] if shared else []) + [([job], 1) for job in queue if job not in shared]
+            queue = []
+            for batch, size in batches:
+                with concurrent.futures.ProcessPoolExecutor(max_workers=size, mp_context=context) as pool:
+                    futures = {pool.submit(run_job, job): job for job in batch}
+                    for future in concurrent.futures.as_completed(futures):
+                        job = futures[future]
+                        try:
+                            yield future.result()
+                        except concurrent.futures.BrokenExecutor as exc:  # BrokenProcessPool
+                            if len(batch) > 1 or breaks.get(job.index, 0) < SHARED_TRIES:
+                                breaks[job.index] = breaks.get(job.index, 0) + 1
+                                queue.append(job)  # maybe only beside the job that died: again
+                            else:  # alone, and its own process died
+                                yield JobResult(job.index, job.params,
+                                                error=f"worker failed: {type(exc).__name__}: {exc}")
+                        except Exception as exc:  # the job could not be sent or its result not read back
+                            yield JobResult(job.index, job.params, error=f"worker failed: {type(exc).__name__}: {exc}")
 
     return run
 
