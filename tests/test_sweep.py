@@ -267,3 +267,15 @@ def test_a_worker_that_dies_fails_its_own_job_only(tmp_path: Path) -> None:
     assert [r.index for r in results] == [0, 1, 2]
     assert results[0].error == "" and results[2].error == "", [r.error for r in results]
     assert "worker failed" in results[1].error and results[1].metrics == {}
+
+
+def test_a_ray_address_that_cannot_be_reached_exits_2_at_once(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """ray.init on an address where no Ray listens retried for minutes (a sweep that seemed to hang) before any job
+    ran: the address is checked first (a local closed port answers at once)."""
+    for address, words in (("127.0.0.1:1", "cannot reach Ray at 127.0.0.1:1"), ("ray://127.0.0.1:1", "cannot reach"),
+                           ("nohost", "HOST:PORT")):
+        code = cli.main(["sweep", "--days", "1", "--grid", f"{EMA}.fast=5", "--ray", address,
+                         "--out", str(tmp_path / "o"), "--no-progress"])
+        assert code == 2 and words in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -8,6 +8,7 @@ import concurrent.futures
 import csv
 import multiprocessing
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -132,6 +133,26 @@ def local_pool(workers: int) -> Runner:
     return run
 
 
+RAY_CONNECT_TIMEOUT_S = 5.0
+
+
+def check_ray_address(address: str) -> None:
+    """``SweepError`` unless ``address`` is "local", "auto" or a ``[ray://]HOST:PORT`` that accepts a TCP connection:
+    ``ray.init`` on an address where nothing listens retries for minutes, a sweep that seems to hang."""
+    if address in ("local", "auto"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise SweepError(f"--ray {address!r}: give HOST:PORT of the cluster's head (e.g. 10.0.0.5:6379 or "
+                         "ray://10.0.0.5:10001), 'auto', or 'local' to start Ray here")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise SweepError(f"--ray {address}: cannot reach Ray at {address} ({exc.strerror or exc}); is the cluster "
+                         "up (ray start --head) and the port open?") from None
+
+
 def ray_cluster(address: str) -> Runner:
     """Jobs as Ray tasks on the cluster at ``address`` ("local" starts a Ray instance on this machine)."""
     try:
@@ -139,6 +160,8 @@ def ray_cluster(address: str) -> Runner:
     except ImportError:
         raise SweepError("--ray needs Ray: pip install 'trader[ray]' (or run without --ray for the local "
                          "process pool)") from None
+
+    check_ray_address(address)
 
     def run(jobs: Sequence[SweepJob]) -> Iterator[JobResult]:
         ray.init(address=None if address == "local" else address, ignore_reinit_error=True, log_to_driver=False,
