@@ -279,3 +279,18 @@ def test_a_ray_address_that_cannot_be_reached_exits_2_at_once(tmp_path: Path,
                          "--out", str(tmp_path / "o"), "--no-progress"])
         assert code == 2 and words in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_the_results_table_shows_errors_and_values_as_written() -> None:
+    """A job's error (an exception's words, a data file's name) or a text parameter holding [...] was read as rich
+    markup: "[/bold]" crashed the sweep after every job had run, "[bold]x[/bold]" showed as x."""
+    from rich.console import Console  # noqa: PLC0415
+
+    from trader.sweep_runner import results_table  # noqa: PLC0415
+
+    console = Console(width=300, color_system=None, record=True)
+    ranked = [JobResult(0, {"strategy.x.label": "[bold]x[/bold]"}, {"net_pnl": 5, "trades": 1}),
+              JobResult(1, {"strategy.x.label": "y"}, error="ReplayDataError: /data/[/bold]ticks.csv row 3")]
+    console.print(results_table(ranked, "net_pnl"))
+    text = console.export_text()
+    assert "[bold]x[/bold]" in text and "failed: ReplayDataError: /data/[/bold]ticks.csv row 3" in text

@@ -21,6 +21,7 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from trader.config import ConfigError, load_settings
 from trader.market.calendar import IST
@@ -266,9 +267,9 @@ def results_table(ranked: Sequence[JobResult], metric: str) -> Table:
     for column in ("#", "job", *params, "trades", "net P&L", "win rate", "PF", "Sharpe", "max DD"):
         table.add_column(column, justify="left" if column in params else "right")
     for n, r in enumerate(ranked, 1):
-        shown = [str(r.params.get(p, "")) for p in params]
+        shown = [Text(str(r.params.get(p, ""))) for p in params]  # Text: never read as rich markup
         if r.error:
-            table.add_row(str(n), str(r.index + 1), *shown, f"failed: {r.error[:80]}", "", "", "", "", "")
+            table.add_row(str(n), str(r.index + 1), *shown, Text(f"failed: {r.error[:80]}"), "", "", "", "", "")
             continue
         m = r.metrics
         table.add_row(str(n), str(r.index + 1), *shown, str(m.get("trades")), format_inr(int(m.get("net_pnl") or 0)),
