@@ -543,3 +543,15 @@ def test_a_tolerance_that_is_not_a_number_of_seconds_is_refused(tolerance: str, 
     a, b = constructed_pair()
     with pytest.raises(ValueError, match="tolerance"):
         show_and_write(a, b, out_dir=tmp_path, tolerance_s=float(tolerance), console=Console(file=sys.stderr))
+
+
+def test_terminal_prints_run_text_as_written_never_as_markup(tmp_path: Path) -> None:
+    """The strategy id and the contract of a trade in one run only went to rich as markup: "[/bold]" in either
+    crashed `trader compare`, "[red]x" lost its brackets."""
+    a, b = constructed_pair()
+    missed = dataclasses.replace(a.trades[1], strategy_id="ema[/bold]", tradingsymbol="[red]NIFTYPE")
+    a = dataclasses.replace(a, trades=(a.trades[0], missed, *a.trades[2:]))
+    console = Console(record=True, width=400, color_system=None)
+    show_and_write(a, b, out_dir=tmp_path, console=console)
+    text = console.export_text()
+    assert "ema[/bold]" in text and "[red]NIFTYPE long ×75" in text

@@ -49,7 +49,7 @@ def _unmatched(c: Comparison, title: str, items: tuple[Unmatched, ...], *, with_
     table = _table(title, *columns, right=(4,) if with_net else ())
     for u in items:
         side = c.reference if u.run == "reference" else c.candidate
-        cells: list[str | Text] = [f"{side.label} only", time_text(u.ts_ns), u.strategy_id, u.what]
+        cells: list[str | Text] = [f"{side.label} only", time_text(u.ts_ns), Text(u.strategy_id), Text(u.what)]
         if with_net:
             cells.append(_money(u.net))
         cells += [u.category, Text(u.detail)]
@@ -92,7 +92,7 @@ def render(c: Comparison, console: Console) -> None:
                      "Δ entry price", "Δ exit", "Δ exit price", "Δ net", "slippage", "charges", "latency+price", "note",
                      right=(3, 4, 5, 6, 7, 8, 9, 10))
     for m in c.trades:
-        matched.add_row(Text(m.reference.tradingsymbol), m.reference.direction,
+        matched.add_row(Text(m.reference.tradingsymbol), Text(m.reference.direction),
                         f"{time_text(m.reference.entry_ns)}/{time_text(m.candidate.entry_ns)}",
                         seconds_text(m.entry_diff_s),
                         f"{m.entry_price_diff:+d} p ({bps_text(m.entry_price_diff_bps)} bps)",
