@@ -492,3 +492,17 @@ def test_the_verdict_never_says_pass_on_modelled_prices_or_a_run_that_did_not_st
     failed = replace(failed, manifest=replace(failed.manifest, status="failed", stop_reason="crash"))
     verdict = _all_evaluated_pass(failed).verdict
     assert verdict.startswith("FAIL:") and "did not stop cleanly" in verdict
+
+
+def test_cli_report_out_that_cannot_be_written_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """--out naming an existing file (or a folder that cannot be made) ended in a FileExistsError traceback, exit 1."""
+    run = make_run()
+    store = types.ModuleType("trader.runs.store")
+    store.find_run = lambda name, runs_dir: tmp_path  # type: ignore[attr-defined]
+    store.load_run = lambda path: run  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "trader.runs.store", store)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine")
+    assert main(["report", "r", "--runs-dir", str(tmp_path), "--out", str(a_file), "--no-color"]) == 2
+    assert "report: cannot write the report" in capsys.readouterr().err and a_file.read_text() == "mine"
