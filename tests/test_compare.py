@@ -515,3 +515,43 @@ def test_compare_command_reads_both_runs_and_writes_the_page(tmp_path: Path, mon
     assert cli_main(["compare", "A", "nope", "--runs-dir", str(tmp_path / "runs")]) == 2
     assert "compare: no run 'nope'" in capsys.readouterr().err
     assert cli_main(["compare", "A", "B", "--runs-dir", str(tmp_path), "--tolerance-s", "-5"]) == 2
+
+
+# --- review (issue #11) --------------------------------------------------------------------------------------------
+
+
+def test_modelled_option_prices_are_flagged_in_the_comparison(tmp_path: Path) -> None:
+    """A backtest on index-only history has modelled option prices: the reality check of a paper run against it is
+    against a model, and both the terminal and the page must say so (as the run's own report does)."""
+    a, b = constructed_pair()
+    note = "Black-76 at a flat 14 % IV <b>"
+    a = dataclasses.replace(a, manifest=dataclasses.replace(
+        a.manifest, data=DataSource("index_only", modelled_options=True, model_note=note)))
+    console = Console(record=True, width=400, color_system=None)
+    path = show_and_write(a, b, out_dir=tmp_path, console=console)
+    expected = f"run A (A): option prices are modelled from the index: {note}"
+    assert expected in console.export_text()
+    page = path.read_text(encoding="utf-8")
+    assert expected.replace("<b>", "&lt;b&gt;") in page and note not in page
+    plain = render_html(compare_runs(*constructed_pair()))
+    assert "modelled" not in plain
+
+
+@pytest.mark.parametrize("tolerance", ["inf", "nan"])
+def test_a_tolerance_that_is_not_a_number_of_seconds_is_refused(tolerance: str, tmp_path: Path) -> None:
+    """--tolerance-s inf ended in an OverflowError traceback (not the exit 2 of a bad argument)."""
+    a, b = constructed_pair()
+    with pytest.raises(ValueError, match="tolerance"):
+        show_and_write(a, b, out_dir=tmp_path, tolerance_s=float(tolerance), console=Console(file=sys.stderr))
+
+
+def test_terminal_prints_run_text_as_written_never_as_markup(tmp_path: Path) -> None:
+    """The strategy id and the contract of a trade in one run only went to rich as markup: "[/bold]" in either
+    crashed `trader compare`, "[red]x" lost its brackets."""
+    a, b = constructed_pair()
+    missed = dataclasses.replace(a.trades[1], strategy_id="ema[/bold]", tradingsymbol="[red]NIFTYPE")
+    a = dataclasses.replace(a, trades=(a.trades[0], missed, *a.trades[2:]))
+    console = Console(record=True, width=400, color_system=None)
+    show_and_write(a, b, out_dir=tmp_path, console=console)
+    text = console.export_text()
+    assert "ema[/bold]" in text and "[red]NIFTYPE long ×75" in text

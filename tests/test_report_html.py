@@ -464,3 +464,45 @@ def test_cli_report_finds_loads_and_writes(tmp_path: Path, monkeypatch: pytest.M
     out_dir = tmp_path / "elsewhere"
     assert main(["report", run.manifest.run_id, "--runs-dir", str(tmp_path / "runs"), "--out", str(out_dir)]) == 0
     assert (out_dir / "report.html").is_file()
+
+
+# --- review (issue #11) ----------------------------------------------------------------------------------------
+
+
+def _all_evaluated_pass(run: RunData) -> Any:
+    from trader.report.checklist import CheckItem, Checklist  # noqa: PLC0415
+    from trader.report.summary import RunView  # noqa: PLC0415
+
+    items = (CheckItem("trades", "100+ trades", 120.0, True, "120 closed trades"),
+             CheckItem("pnl_vs_backtest", "live ≈ backtest", None, None, "not evaluated"))
+    return RunView(run=run, metrics=view(run).metrics, checklist=Checklist(items))
+
+
+def test_the_verdict_never_says_pass_on_modelled_prices_or_a_run_that_did_not_stop_cleanly() -> None:
+    """Every evaluated item passing on a clean run of observed prices is a PASS; the same figures from option prices
+    modelled from the index, or from a run rebuilt from its event log (or that ended failed), are not go-live
+    evidence: the verdict says FAIL and why."""
+    assert _all_evaluated_pass(make_run()).verdict.startswith("PASS: 1 of 1 evaluated items pass")
+    modelled = make_run(data=DataSource("index_only", modelled_options=True, model_note="flat 14 % IV"))
+    verdict = _all_evaluated_pass(modelled).verdict
+    assert verdict.startswith("FAIL: 1 of 1 evaluated items pass") and "option prices are modelled" in verdict
+    verdict = _all_evaluated_pass(make_run(complete=False)).verdict
+    assert verdict.startswith("FAIL:") and "did not stop cleanly" in verdict
+    failed = make_run()
+    failed = replace(failed, manifest=replace(failed.manifest, status="failed", stop_reason="crash"))
+    verdict = _all_evaluated_pass(failed).verdict
+    assert verdict.startswith("FAIL:") and "did not stop cleanly" in verdict
+
+
+def test_cli_report_out_that_cannot_be_written_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """--out naming an existing file (or a folder that cannot be made) ended in a FileExistsError traceback, exit 1."""
+    run = make_run()
+    store = types.ModuleType("trader.runs.store")
+    store.find_run = lambda name, runs_dir: tmp_path  # type: ignore[attr-defined]
+    store.load_run = lambda path: run  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "trader.runs.store", store)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("mine")
+    assert main(["report", "r", "--runs-dir", str(tmp_path), "--out", str(a_file), "--no-color"]) == 2
+    assert "report: cannot write the report" in capsys.readouterr().err and a_file.read_text() == "mine"

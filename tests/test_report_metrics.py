@@ -557,3 +557,14 @@ def test_final_equity_completes_a_curve_sampled_once_a_minute() -> None:
     again = run_metrics(net_pnls=[], equity_curve=[(t, capital), final], fills=[], initial_capital=capital,
                         final_equity=final)
     assert len(again.days) == 1 and again.days[0].equity == final[1]
+
+
+def test_checklist_drawdown_without_an_equity_curve_is_undefined_not_a_pass() -> None:
+    """A run folder with trades but no equity sample (a crash before the first, a broken table) has a drawdown of 0
+    only because nothing was measured: "max drawdown < 10 %" must fail as undefined, not pass on 0.00 %."""
+    metrics = run_metrics(net_pnls=[1_000] * 100, equity_curve=[], fills=[], initial_capital=1_000_000_00)
+    item = {i.name: i for i in evaluate_run(metrics).items}["drawdown"]
+    assert item.passed is False and item.figure is None and "no equity curve" in item.detail
+    measured = run_metrics(net_pnls=[1_000], equity_curve=[(ist_ns(MON, time(10, 0)), 1_000_000_00)], fills=[],
+                           initial_capital=1_000_000_00)
+    assert {i.name: i for i in evaluate_run(measured).items}["drawdown"].passed is True

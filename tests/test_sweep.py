@@ -186,3 +186,123 @@ def test_the_local_pool_and_ray_give_the_same_results(tmp_path: Path) -> None:
     rayed = sorted(run_sweep(jobs_ray, ray_cluster("local")), key=lambda r: r.index)
     assert [r.error for r in rayed] == ["", ""] and all(int(r.metrics["trades"] or 0) > 0 for r in rayed)
     assert [r.metrics for r in rayed] == [r.metrics for r in pooled]
+
+
+# --- review (issue #11): what a sweep must refuse, and what its results files must not do -----------------------
+
+
+def test_results_csv_cells_cannot_become_spreadsheet_formulas(tmp_path: Path) -> None:
+    """A text cell starting with = + - @ (or a tab / carriage return) is a formula to Excel and LibreOffice: it is
+    written with a leading apostrophe; numbers (a negative P&L) stay numbers."""
+    from trader.sweep_runner import write_results  # noqa: PLC0415
+
+    hostile = JobResult(0, {"strategy.x.label": "=HYPERLINK(\"http://x\",\"y\")", "strategy.x.n": -3},
+                        {"net_pnl": -500, "sharpe": -0.25}, run_dir="@SUM(1+1)", error="+cmd|' /C calc'!A0")
+    write_results(tmp_path, [hostile], "net_pnl")
+    with (tmp_path / "results.csv").open(newline="") as handle:
+        row = next(csv.DictReader(handle))
+    assert row["strategy.x.label"] == "'=HYPERLINK(\"http://x\",\"y\")"
+    assert row["run_dir"] == "'@SUM(1+1)" and row["error"] == "'+cmd|' /C calc'!A0"
+    assert row["strategy.x.n"] == "-3" and row["net_pnl"] == "-500" and row["sharpe"] == "-0.25"
+
+
+def test_an_infinite_profit_factor_is_inf_in_both_results_files(tmp_path: Path) -> None:
+    """orjson writes inf as null, which reads as "undefined": results.json must say "inf" as results.csv does (and
+    as summary.json, trader.report.metrics.jsonable)."""
+    from trader.sweep_runner import write_results  # noqa: PLC0415
+
+    write_results(tmp_path, [result(0, profit_factor=math.inf, sharpe=None)], "profit_factor")
+    metrics = orjson.loads((tmp_path / "results.json").read_bytes())["results"][0]["metrics"]
+    assert metrics["profit_factor"] == "inf" and metrics["sharpe"] is None
+    with (tmp_path / "results.csv").open(newline="") as handle:
+        assert next(csv.DictReader(handle))["profit_factor"] == "inf"
+
+
+@pytest.mark.parametrize("path", ["mode", "live_confirm", "data_dir", "runs.dir", "kite.api_secret",
+                                  "kite.access_token", "kite_api_root", "control.host", "alerts.webhook_url"])
+def test_a_grid_cannot_set_the_mode_credentials_or_where_things_are_written(tmp_path: Path, path: str) -> None:
+    """A sweep only ever backtests into its own folder: a grid path that would pick paper/live, carry a credential
+    into results.csv, or move the data or the run folders elsewhere is refused before anything runs."""
+    with pytest.raises(SweepError, match="cannot be swept"):
+        parse_grid_option(f"{path}=1,2")
+    grid_file = tmp_path / "grid.toml"
+    grid_file.write_text(f"[[runs]]\n{path} = \"x\"\n")
+    with pytest.raises(SweepError, match="cannot be swept"):
+        load_grid_file(grid_file)
+    with pytest.raises(SweepError, match="cannot be swept"):
+        plan(BASE, [{path: "x"}], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_jobs_run_folder_stays_in_its_own_folder_whatever_the_config_says(tmp_path: Path) -> None:
+    """[runs] dir of the base config would put every job's run folder in one shared place, outside the sweep."""
+    config = tmp_path / "base.toml"
+    elsewhere = tmp_path / "elsewhere"
+    config.write_text(f'[sim]\nchain_interval_ms = 5000\n[runs]\ndir = "{elsewhere}"\n')
+    base = {**BASE, "sim": {**BASE["sim"], "days": 1}}
+    job = plan(base, [{f"{EMA}.fast": 5}], tmp_path / "out", config_file=config)[0]
+    done = run_job(job)
+    assert done.error == "" and Path(done.run_dir).is_relative_to(tmp_path / "out" / "job-001")
+    assert not elsewhere.exists()
+
+
+def test_out_must_be_a_new_or_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An --out that already holds files (an earlier sweep, a home directory) would mix old job folders and run
+    folders with the new ones and overwrite results: refused, exit 2, nothing written."""
+    out = tmp_path / "old-sweep"
+    (out / "job-001").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    code = cli.main(["sweep", "--days", "1", "--grid", f"{EMA}.fast=5", "--out", str(out), "--no-progress"])
+    assert code == 2 and "not empty" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["job-001", "notes.txt"]
+
+
+def test_a_worker_that_dies_fails_its_own_job_only(tmp_path: Path) -> None:
+    """A job whose process dies (killed, out of memory, a crash in native code) breaks a ProcessPoolExecutor, which
+    then fails every job still queued or running: one bad parameter set must not fail the rest of the sweep."""
+    crashy = {**BASE, "strategies": "sweep_crash_plugin:CrashOnTwoLots", "sim": {**BASE["sim"], "days": 1},
+              "risk": {**BASE["risk"], "max_lots_per_trade": 3}}
+    jobs = plan(crashy, expand({"strategy.lots": [1, 2, 3]}), tmp_path)
+    results = sorted(run_sweep(jobs, local_pool(1)), key=lambda r: r.index)
+    assert [r.index for r in results] == [0, 1, 2]
+    assert results[0].error == "" and results[2].error == "", [r.error for r in results]
+    assert "worker failed" in results[1].error and results[1].metrics == {}
+
+
+def test_a_ray_address_that_cannot_be_reached_exits_2_at_once(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """ray.init on an address where no Ray listens retried for minutes (a sweep that seemed to hang) before any job
+    ran: the address is checked first (a local closed port answers at once)."""
+    for address, words in (("127.0.0.1:1", "cannot reach Ray at 127.0.0.1:1"), ("ray://127.0.0.1:1", "cannot reach"),
+                           ("nohost", "HOST:PORT")):
+        code = cli.main(["sweep", "--days", "1", "--grid", f"{EMA}.fast=5", "--ray", address,
+                         "--out", str(tmp_path / "o"), "--no-progress"])
+        assert code == 2 and words in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_results_table_shows_errors_and_values_as_written() -> None:
+    """A job's error (an exception's words, a data file's name) or a text parameter holding [...] was read as rich
+    markup: "[/bold]" crashed the sweep after every job had run, "[bold]x[/bold]" showed as x."""
+    from rich.console import Console  # noqa: PLC0415
+
+    from trader.sweep_runner import results_table  # noqa: PLC0415
+
+    console = Console(width=300, color_system=None, record=True)
+    ranked = [JobResult(0, {"strategy.x.label": "[bold]x[/bold]"}, {"net_pnl": 5, "trades": 1}),
+              JobResult(1, {"strategy.x.label": "y"}, error="ReplayDataError: /data/[/bold]ticks.csv row 3")]
+    console.print(results_table(ranked, "net_pnl"))
+    text = console.export_text()
+    assert "[bold]x[/bold]" in text and "failed: ReplayDataError: /data/[/bold]ticks.csv row 3" in text
+
+
+def test_a_job_that_never_ends_is_stopped_by_the_job_timeout(tmp_path: Path) -> None:
+    """A job that hangs (a strategy stuck in a loop, a data path that blocks) held the sweep forever: with
+    --job-timeout it fails as timed out and the others run; without it nothing changes."""
+    crashy = {**BASE, "strategies": "sweep_crash_plugin:CrashOnTwoLots", "sim": {**BASE["sim"], "days": 1},
+              "risk": {**BASE["risk"], "max_lots_per_trade": 3}}
+    jobs = plan(crashy, expand({"strategy.lots": [1, 3]}), tmp_path, job_timeout_s=20.0)
+    results = sorted(run_sweep(jobs, local_pool(2)), key=lambda r: r.index)
+    assert results[0].error == "", results[0].error
+    assert results[1].error == "timed out after 20 s (--job-timeout)" and results[1].metrics == {}
+    assert [job.job_timeout_s for job in plan(BASE, [{f"{EMA}.fast": 5}], tmp_path / "b")] == [0.0]

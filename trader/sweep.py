@@ -28,6 +28,11 @@ METRICS: dict[str, bool] = {  # name -> higher is better
     "max_drawdown_pct": False,
 }
 _KEY_PART = "abcdefghijklmnopqrstuvwxyz0123456789_"
+REFUSED_PATHS: tuple[str, ...] = ("mode", "live_confirm", "data_dir", "runs.dir", "kite", "kite_api_root",
+                                  "kite_ws_root", "control", "alerts")
+"""Settings a sweep never varies: every job is a backtest in its own folder (mode and data_dir are the sweep's, the
+run folder goes under the job's data_dir), and credentials, the broker's addresses, the control API and the alert
+destinations have no effect on a backtest but would be copied into results.csv and results.json."""
 
 
 class SweepError(ValueError):
@@ -45,6 +50,7 @@ class SweepJob:
     from_date: str | None = None  # ISO dates, IST, inclusive
     to_date: str | None = None
     data_dir: str = ""  # this job's own data directory (its run folder goes under it)
+    job_timeout_s: float = 0.0  # wall seconds the job may take (0: no limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +79,17 @@ def _check_path(path: str, where: str) -> list[str]:
         raise SweepError(f"{where}: {path!r} is not a settings path; write it like "
                          "strategy.ema_crossover_enhanced.fast or risk.max_risk_per_trade_pct (lower-case, dots "
                          "between names)")
+    refuse_path(path, where)
     return parts
+
+
+def refuse_path(path: str, where: str) -> None:
+    """A ``SweepError`` when ``path`` is one of ``REFUSED_PATHS`` or inside one."""
+    for refused in REFUSED_PATHS:
+        if path == refused or path.startswith(refused + "."):
+            raise SweepError(f"{where}: {path} cannot be swept: a sweep only backtests, each job in its own folder "
+                             f"under --out, and never takes the mode, credentials, data or run directories, the "
+                             f"broker's addresses, the control API or alerts from a grid")
 
 
 def parse_grid_option(option: str) -> tuple[str, list[Any]]:

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import csv
+import math
 import multiprocessing
 import os
+import signal
+import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
@@ -20,10 +25,12 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from trader.config import ConfigError, load_settings
 from trader.market.calendar import IST
 from trader.money import format_inr
+from trader.report.metrics import jsonable
 from trader.sweep import (
     METRICS,
     JobResult,
@@ -34,6 +41,7 @@ from trader.sweep import (
     merge_params,
     parse_grid_option,
     rank,
+    refuse_path,
 )
 
 EXIT_CONFIG = 2
@@ -41,12 +49,40 @@ RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
 
 
+class JobTimeout(SystemExit):
+    """Raised by the alarm when a job overruns ``job_timeout_s``: a ``SystemExit`` so that asyncio passes it through
+    the run's tasks and callbacks instead of logging it and going on."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """``JobTimeout`` in this thread after ``seconds`` of wall time (SIGALRM: the main thread of a worker process,
+    as in the process pool and Ray's workers); no limit for 0, without SIGALRM, or off the main thread."""
+    if seconds <= 0 or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def alarm(signum: int, frame: object) -> None:
+        raise JobTimeout()
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def run_job(job: SweepJob) -> JobResult:
     """One backtest, start to end, in this process: the job's settings (base + its parameters, mode backtest, its
     own data_dir), the built-in market or the replayed data, then the run's metrics. Never raises: a failure is the
-    result's ``error``, so one bad job does not end the sweep."""
+    result's ``error``, so one bad job does not end the sweep; so is overrunning ``job_timeout_s``."""
     try:
-        return _run(job)
+        with _time_limit(job.job_timeout_s):
+            return _run(job)
+    except JobTimeout:
+        return JobResult(job.index, job.params, error=f"timed out after {job.job_timeout_s:g} s (--job-timeout)")
     except ConfigError as exc:
         return JobResult(job.index, job.params, error="; ".join(exc.lines))
     except Exception as exc:  # a worker must answer, whatever happened
@@ -60,7 +96,9 @@ def _run(job: SweepJob) -> JobResult:
 
     data_dir = Path(job.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    overrides = merge_params(job.overrides, {"mode": "backtest", "data_dir": str(data_dir)})
+    # The job's run folder under its own data_dir, whatever [runs] dir the base config or the environment says.
+    overrides = merge_params(job.overrides, {"mode": "backtest", "data_dir": str(data_dir),
+                                             "runs.dir": str(data_dir / "runs")})
     settings = load_settings(overrides, Path(job.config_file) if job.config_file else None)
     with (data_dir / "log.jsonl").open("w", encoding="utf-8") as log:
         configure_logging(settings.log_level, log, "json")
@@ -88,21 +126,64 @@ def _run(job: SweepJob) -> JobResult:
 Runner = Callable[[Sequence[SweepJob]], Iterator[JobResult]]
 
 
+SHARED_TRIES = 2
+"""A job in a pool that broke this many times runs alone next, so the job whose process dies is told apart from the
+jobs that only shared its pool."""
+
+
 def local_pool(workers: int) -> Runner:
-    """Jobs on a pool of ``workers`` fresh processes (spawned: nothing of this process's state leaks into them)."""
+    """Jobs on a pool of ``workers`` fresh processes (spawned: nothing of this process's state leaks into them).
+
+    A worker that dies (killed, out of memory, a crash in native code) breaks the whole ``ProcessPoolExecutor``: every
+    job still queued or running in it fails with it. Those jobs run again in a fresh pool; one that was in
+    ``SHARED_TRIES`` broken pools then runs alone, and fails ("worker failed") only if its own process dies."""
 
     def run(jobs: Sequence[SweepJob]) -> Iterator[JobResult]:
         context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(run_job, job): job for job in jobs}
-            for future in concurrent.futures.as_completed(futures):
-                job = futures[future]
-                try:
-                    yield future.result()
-                except Exception as exc:  # the worker process died (killed, out of memory): say so for that job
-                    yield JobResult(job.index, job.params, error=f"worker failed: {type(exc).__name__}: {exc}")
+        breaks: dict[int, int] = {}
+        queue = list(jobs)
+        while queue:
+            shared = [job for job in queue if breaks.get(job.index, 0) < SHARED_TRIES]
+            batches = ([(shared, workers)] if shared else []) + [([job], 1) for job in queue if job not in shared]
+            queue = []
+            for batch, size in batches:
+                with concurrent.futures.ProcessPoolExecutor(max_workers=size, mp_context=context) as pool:
+                    futures = {pool.submit(run_job, job): job for job in batch}
+                    for future in concurrent.futures.as_completed(futures):
+                        job = futures[future]
+                        try:
+                            yield future.result()
+                        except concurrent.futures.BrokenExecutor as exc:  # BrokenProcessPool
+                            if len(batch) > 1 or breaks.get(job.index, 0) < SHARED_TRIES:
+                                breaks[job.index] = breaks.get(job.index, 0) + 1
+                                queue.append(job)  # maybe only beside the job that died: again
+                            else:  # alone, and its own process died
+                                yield JobResult(job.index, job.params,
+                                                error=f"worker failed: {type(exc).__name__}: {exc}")
+                        except Exception as exc:  # the job could not be sent or its result not read back
+                            yield JobResult(job.index, job.params, error=f"worker failed: {type(exc).__name__}: {exc}")
 
     return run
+
+
+RAY_CONNECT_TIMEOUT_S = 5.0
+
+
+def check_ray_address(address: str) -> None:
+    """``SweepError`` unless ``address`` is "local", "auto" or a ``[ray://]HOST:PORT`` that accepts a TCP connection:
+    ``ray.init`` on an address where nothing listens retries for minutes, a sweep that seems to hang."""
+    if address in ("local", "auto"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise SweepError(f"--ray {address!r}: give HOST:PORT of the cluster's head (e.g. 10.0.0.5:6379 or "
+                         "ray://10.0.0.5:10001), 'auto', or 'local' to start Ray here")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise SweepError(f"--ray {address}: cannot reach Ray at {address} ({exc.strerror or exc}); is the cluster "
+                         "up (ray start --head) and the port open?") from None
 
 
 def ray_cluster(address: str) -> Runner:
@@ -112,6 +193,8 @@ def ray_cluster(address: str) -> Runner:
     except ImportError:
         raise SweepError("--ray needs Ray: pip install 'trader[ray]' (or run without --ray for the local "
                          "process pool)") from None
+
+    check_ray_address(address)
 
     def run(jobs: Sequence[SweepJob]) -> Iterator[JobResult]:
         ray.init(address=None if address == "local" else address, ignore_reinit_error=True, log_to_driver=False,
@@ -136,7 +219,7 @@ def ray_cluster(address: str) -> Runner:
 # -- the sweep --------------------------------------------------------------------------------------------------
 def plan(base: dict[str, Any], param_sets: Sequence[dict[str, Any]], out: Path, *, config_file: Path | None = None,
          data: Path | None = None, instruments: Sequence[Path] = (), from_date: date | None = None,
-         to_date: date | None = None) -> list[SweepJob]:
+         to_date: date | None = None, job_timeout_s: float = 0.0) -> list[SweepJob]:
     """The jobs, each parameter set checked by loading its settings: any bad set stops the sweep before it runs,
     with the config error and the set that caused it."""
     if not param_sets:
@@ -144,6 +227,8 @@ def plan(base: dict[str, Any], param_sets: Sequence[dict[str, Any]], out: Path, 
     problems: list[str] = []
     jobs = []
     for index, params in enumerate(param_sets):
+        for path in params:
+            refuse_path(path, f"parameter set #{index + 1}")
         overrides = merge_params(base, params)
         try:
             load_settings(merge_params(overrides, {"mode": "backtest"}), config_file)
@@ -156,7 +241,7 @@ def plan(base: dict[str, Any], param_sets: Sequence[dict[str, Any]], out: Path, 
             config_file=str(config_file.resolve()) if config_file else None,
             data=str(data.resolve()) if data else None, instruments=tuple(str(p.resolve()) for p in instruments),
             from_date=from_date.isoformat() if from_date else None, to_date=to_date.isoformat() if to_date else None,
-            data_dir=str((out / f"job-{index + 1:03d}").resolve())))
+            data_dir=str((out / f"job-{index + 1:03d}").resolve()), job_timeout_s=job_timeout_s))
     if problems:
         raise SweepError("\n".join(problems))
     return jobs
@@ -180,9 +265,18 @@ def run_sweep(jobs: Sequence[SweepJob], runner: Runner, *, progress: bool = Fals
     return results
 
 
+def csv_cell(value: object) -> object:
+    """A results.csv cell a spreadsheet cannot run: text starting with = + - @ (or a tab or carriage return) is a
+    formula to Excel and LibreOffice, so it gets a leading apostrophe; numbers are written as they are."""
+    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + value
+    return value
+
+
 def write_results(out: Path, ranked: Sequence[JobResult], metric: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    rows = [{"rank": n, **asdict(r)} for n, r in enumerate(ranked, 1)]
+    # The metrics as summary.json has them: inf as "inf" (orjson alone writes null, which reads as undefined).
+    rows = [{"rank": n, **asdict(r), "metrics": jsonable(r.metrics)} for n, r in enumerate(ranked, 1)]
     tmp = out / f".{RESULTS_JSON}.tmp"
     tmp.write_bytes(orjson.dumps({"rank_by": metric, "results": rows}, option=orjson.OPT_INDENT_2))
     os.replace(tmp, out / RESULTS_JSON)
@@ -193,8 +287,9 @@ def write_results(out: Path, ranked: Sequence[JobResult], metric: str) -> None:
         writer = csv.writer(handle)
         writer.writerow(["rank", "job", *params, *names, "run_dir", "error"])
         for n, r in enumerate(ranked, 1):
-            writer.writerow([n, r.index + 1, *(r.params.get(p, "") for p in params),
-                             *("" if r.metrics.get(m) is None else r.metrics[m] for m in names), r.run_dir, r.error])
+            writer.writerow([csv_cell(cell) for cell in (
+                n, r.index + 1, *(r.params.get(p, "") for p in params),
+                *("" if r.metrics.get(m) is None else r.metrics[m] for m in names), r.run_dir, r.error)])
     os.replace(tmp, out / RESULTS_CSV)
 
 
@@ -204,9 +299,9 @@ def results_table(ranked: Sequence[JobResult], metric: str) -> Table:
     for column in ("#", "job", *params, "trades", "net P&L", "win rate", "PF", "Sharpe", "max DD"):
         table.add_column(column, justify="left" if column in params else "right")
     for n, r in enumerate(ranked, 1):
-        shown = [str(r.params.get(p, "")) for p in params]
+        shown = [Text(str(r.params.get(p, ""))) for p in params]  # Text: never read as rich markup
         if r.error:
-            table.add_row(str(n), str(r.index + 1), *shown, f"failed: {r.error[:80]}", "", "", "", "", "")
+            table.add_row(str(n), str(r.index + 1), *shown, Text(f"failed: {r.error[:80]}"), "", "", "", "", "")
             continue
         m = r.metrics
         table.add_row(str(n), str(r.index + 1), *shown, str(m.get("trades")), format_inr(int(m.get("net_pnl") or 0)),
@@ -240,6 +335,8 @@ def add_sweep_command(sub: Any, settings_flags: Callable[[argparse.ArgumentParse
     where.add_argument("--from", dest="from_date", type=date.fromisoformat, metavar="YYYY-MM-DD")
     where.add_argument("--to", dest="to_date", type=date.fromisoformat, metavar="YYYY-MM-DD")
     where.add_argument("--workers", type=int, default=0, help="local processes (default: all cores)")
+    where.add_argument("--job-timeout", type=float, default=0.0, metavar="SECONDS",
+                       help="a job still running after SECONDS (wall time) fails as timed out (default 0: no limit)")
     where.add_argument("--ray", metavar="ADDRESS", help="run on the Ray cluster at ADDRESS ('local' starts one "
                        "here); every worker must see --data, --config and --out at the same paths")
     where.add_argument("--out", type=Path, help="the sweep's folder (default: data_dir/sweeps/<time>-<id>)")
@@ -253,6 +350,8 @@ def sweep_main(args: argparse.Namespace, base: dict[str, Any]) -> int:
     try:
         if args.workers < 0:
             raise SweepError(f"--workers {args.workers}: give 0 (all cores) or more")
+        if not math.isfinite(args.job_timeout) or args.job_timeout < 0:
+            raise SweepError(f"--job-timeout {args.job_timeout}: give seconds > 0, or 0 for no limit")
         grid: dict[str, list[Any]] = {}
         explicit: list[dict[str, Any]] = []
         if args.grid_file is not None:
@@ -263,8 +362,12 @@ def sweep_main(args: argparse.Namespace, base: dict[str, Any]) -> int:
         base = {k: v for k, v in base.items() if k != "mode"}
         settings = load_settings(merge_params(base, {"mode": "backtest"}), args.config)
         out = args.out if args.out is not None else default_out(settings.data_dir, time.time_ns())
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise SweepError(f"--out {out}: not empty; give a new or empty folder (an earlier sweep's job folders "
+                             "and results would be mixed with this one's)")
         jobs = plan(base, expand(grid, explicit), out, config_file=args.config, data=args.data,
-                    instruments=args.instruments or (), from_date=args.from_date, to_date=args.to_date)
+                    instruments=args.instruments or (), from_date=args.from_date, to_date=args.to_date,
+                    job_timeout_s=args.job_timeout)
         runner = ray_cluster(args.ray) if args.ray else local_pool(args.workers or os.cpu_count() or 1)
     except (SweepError, ConfigError) as exc:
         lines = exc.lines if isinstance(exc, ConfigError) else str(exc).splitlines()

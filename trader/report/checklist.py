@@ -56,13 +56,18 @@ def _fmt(value: float) -> str:
 
 
 def evaluate(stats: TradeStats, dd: Drawdown, sharpe: float | None, comparison: PnlComparison | None = None,
-             *, pnl_tolerance: float = PNL_TOLERANCE) -> Checklist:
+             *, pnl_tolerance: float = PNL_TOLERANCE, has_equity: bool = True) -> Checklist:
+    """``has_equity=False``: the run recorded no equity sample, so its drawdown (0) was not measured: that item fails
+    as undefined."""
     items = [
         CheckItem("trades", f"{MIN_TRADES}+ trades", float(stats.trades), stats.trades >= MIN_TRADES,
                   f"{stats.trades} closed trades"),
         CheckItem("drawdown", f"max drawdown < {MAX_DRAWDOWN_PCT:.0%}", dd.max_drawdown_pct,
                   dd.max_drawdown_pct < MAX_DRAWDOWN_PCT,
-                  f"max drawdown {dd.max_drawdown_pct:.2%} (₹{to_rupees(dd.max_drawdown):,.2f})"),
+                  f"max drawdown {dd.max_drawdown_pct:.2%} (₹{to_rupees(dd.max_drawdown):,.2f})")
+        if has_equity else
+        CheckItem("drawdown", f"max drawdown < {MAX_DRAWDOWN_PCT:.0%}", None, False,
+                  "max drawdown undefined (no equity curve recorded)"),
     ]
     if sharpe is None:
         items.append(CheckItem("sharpe", f"Sharpe > {MIN_SHARPE}", None, False,
@@ -93,4 +98,5 @@ def evaluate(stats: TradeStats, dd: Drawdown, sharpe: float | None, comparison: 
 def evaluate_run(metrics: RunMetrics, comparison: PnlComparison | None = None, *,
                  pnl_tolerance: float = PNL_TOLERANCE) -> Checklist:
     """The checklist on everything ``run_metrics`` computed."""
-    return evaluate(metrics.trades, metrics.drawdown, metrics.sharpe, comparison, pnl_tolerance=pnl_tolerance)
+    return evaluate(metrics.trades, metrics.drawdown, metrics.sharpe, comparison, pnl_tolerance=pnl_tolerance,
+                    has_equity=bool(metrics.days))

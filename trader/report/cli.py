@@ -75,6 +75,9 @@ def report_main(args: argparse.Namespace) -> int:
     except PngExportError as exc:  # the HTML is written; the message says what to install
         print(f"report: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except OSError as exc:  # --out is a file, or a folder that cannot be made or written
+        print(f"report: cannot write the report to {args.out or folder}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return 0
 
 

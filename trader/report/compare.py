@@ -78,6 +78,8 @@ class RunSide:
     started_ns: int
     trades: tuple[TradeRow, ...]
     equity_change: int | None  # final equity − initial capital (paise); None without an equity curve
+    modelled_options: bool = False  # option prices computed from the index (DataSource.modelled_options)
+    model_note: str = ""
 
     @property
     def outside_round_trips(self) -> int | None:
@@ -199,7 +201,8 @@ def _side(label: str, run: RunData) -> RunSide:
                    metrics=metrics, net_pnl=metrics.trades.net_pnl, started_ns=run.manifest.started_ns,
                    trades=run.trades,
                    equity_change=None if run.final_equity is None else
-                   run.final_equity[1] - run.manifest.initial_capital)
+                   run.final_equity[1] - run.manifest.initial_capital,
+                   modelled_options=run.manifest.data.modelled_options, model_note=run.manifest.data.model_note)
 
 
 # --- matching ----------------------------------------------------------------------------------------------------
@@ -564,6 +567,13 @@ def metric_rows(comparison: Comparison) -> list[tuple[str, str, str, str, str]]:
     rows.append(("max drawdown", f"{ref.drawdown.max_drawdown_pct:.2%}", f"{cand.drawdown.max_drawdown_pct:.2%}",
                  "", ""))
     return rows
+
+
+def model_notes(comparison: Comparison) -> list[str]:
+    """A line for each run whose option prices were modelled from the index, not observed (as its report's banner):
+    a comparison against such a run is against a model."""
+    return [f"run {side.label} ({side.run_id}): option prices are modelled from the index: {side.model_note}"
+            for side in (comparison.reference, comparison.candidate) if side.modelled_options]
 
 
 def coverage_notes(comparison: Comparison) -> list[str]:

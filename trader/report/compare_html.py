@@ -22,6 +22,7 @@ from trader.report.compare import (
     bps_text,
     coverage_notes,
     metric_rows,
+    model_notes,
     rupees,
     seconds_text,
     signed_rupees,
@@ -218,7 +219,7 @@ def render_html(c: Comparison) -> str:
     warnings = [f"Run {side.label} ({side.run_id}) did not stop cleanly: its tables were rebuilt from events.jsonl "
                 "and may miss the last moments." for side in (ref, cand) if not side.complete]
     days = sorted({_day_text(ref.started_ns), _day_text(cand.started_ns)})
-    warn_html = "".join(f'<p class="warn">{_e(w)}</p>' for w in [*warnings, *coverage_notes(c)])
+    warn_html = "".join(f'<p class="warn">{_e(w)}</p>' for w in [*model_notes(c), *warnings, *coverage_notes(c)])
     return "".join([
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
         f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>",

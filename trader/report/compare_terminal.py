@@ -3,6 +3,7 @@ what is in one run only (the HTML page, ``trader.report.compare_html``, has the 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +22,7 @@ from trader.report.compare import (
     compare_runs,
     coverage_notes,
     metric_rows,
+    model_notes,
     rupees,
     seconds_text,
     signed_rupees,
@@ -47,7 +49,7 @@ def _unmatched(c: Comparison, title: str, items: tuple[Unmatched, ...], *, with_
     table = _table(title, *columns, right=(4,) if with_net else ())
     for u in items:
         side = c.reference if u.run == "reference" else c.candidate
-        cells: list[str | Text] = [f"{side.label} only", time_text(u.ts_ns), u.strategy_id, u.what]
+        cells: list[str | Text] = [f"{side.label} only", time_text(u.ts_ns), Text(u.strategy_id), Text(u.what)]
         if with_net:
             cells.append(_money(u.net))
         cells += [u.category, Text(u.detail)]
@@ -61,6 +63,8 @@ def render(c: Comparison, console: Console) -> None:
     console.print(Text(f"Reality check: {cand.label} {cand.run_id} ({cand.mode}) vs reference {ref.label} "
                        f"{ref.run_id} ({ref.mode}); matched within ±{c.tolerance_ns / NS_PER_SECOND:.0f} s",
                        style="bold"))
+    for note in model_notes(c):
+        console.print(Text(note, style="bold yellow"))
     for side in (ref, cand):
         if not side.complete:
             console.print(Text(f"run {side.label} ({side.run_id}) did not stop cleanly: rebuilt from events.jsonl",
@@ -88,7 +92,7 @@ def render(c: Comparison, console: Console) -> None:
                      "Δ entry price", "Δ exit", "Δ exit price", "Δ net", "slippage", "charges", "latency+price", "note",
                      right=(3, 4, 5, 6, 7, 8, 9, 10))
     for m in c.trades:
-        matched.add_row(Text(m.reference.tradingsymbol), m.reference.direction,
+        matched.add_row(Text(m.reference.tradingsymbol), Text(m.reference.direction),
                         f"{time_text(m.reference.entry_ns)}/{time_text(m.candidate.entry_ns)}",
                         seconds_text(m.entry_diff_s),
                         f"{m.entry_price_diff:+d} p ({bps_text(m.entry_price_diff_bps)} bps)",
@@ -116,8 +120,8 @@ def show_and_write(a: RunData, b: RunData, *, out_dir: Path, tolerance_s: float 
                    reference: Literal["a", "b"] = "a", console: Console | None = None) -> Path:
     """``trader compare`` on two runs already read: print the comparison and write its HTML page into ``out_dir``;
     returns the page's path."""
-    if tolerance_s < 0:
-        raise ValueError(f"--tolerance-s must be ≥ 0, got {tolerance_s}")
+    if not math.isfinite(tolerance_s) or tolerance_s < 0:
+        raise ValueError(f"--tolerance-s must be a number of seconds ≥ 0, got {tolerance_s}")
     comparison = compare_runs(a, b, tolerance_ns=round(tolerance_s * NS_PER_SECOND), reference=reference)
     out = console if console is not None else Console()
     render(comparison, out)

@@ -45,15 +45,30 @@ class RunView:
         return tuple(item for item in self.checklist.items if item.passed is not None)
 
     @property
+    def caveats(self) -> tuple[str, ...]:
+        """Why the run's figures are no go-live evidence whatever they are: modelled option prices, an unclean stop."""
+        run = self.run
+        out = []
+        if run.manifest.data.modelled_options:
+            out.append("option prices are modelled from the index, not observed")
+        if not run.complete or run.manifest.status != "complete":
+            out.append(f"the run did not stop cleanly (status {run.manifest.status})")
+        return tuple(out)
+
+    @property
     def verdict(self) -> str:
-        """One line: how many evaluated items pass, and what was not evaluated."""
+        """One line: how many evaluated items pass, and what was not evaluated. PASS only when every evaluated item
+        passes on a run that stopped cleanly on observed prices (``caveats``)."""
         evaluated = self.evaluated
         passed = sum(1 for item in evaluated if item.passed)
         skipped = [item.name for item in self.checklist.items if item.passed is None]
         text = f"{passed} of {len(evaluated)} evaluated items pass"
         if skipped:
             text += f"; {NOT_EVALUATED}: {', '.join(skipped)} (needs `trader compare` with a backtest)"
-        return ("PASS: " if evaluated and passed == len(evaluated) else "FAIL: ") + text
+        caveats = self.caveats
+        if caveats:
+            text += f"; but {' and '.join(caveats)}"
+        return ("PASS: " if evaluated and passed == len(evaluated) and not caveats else "FAIL: ") + text
 
 
 def time_ordered_fills(run: RunData) -> list[FillRow]:

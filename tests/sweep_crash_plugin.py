@@ -1,0 +1,25 @@
+"""A strategy for tests/test_sweep.py that kills or hangs its worker process: the opening-range breakout, except that
+with ``[strategy] lots = 2`` its constructor ends the process at once (as the kernel's OOM killer or a segfault would)
+and with ``lots = 3`` it never returns (as a strategy stuck in a loop)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import ClassVar
+
+from trader.config import StrategySettings
+from trader.market.instruments import UnderlyingSpec
+from trader.strategies.orb import OpeningRangeBreakout, OrbParams
+
+
+class CrashOnTwoLots(OpeningRangeBreakout):
+    name: ClassVar[str] = "crash_on_two_lots"
+
+    def __init__(self, strategy_id: str, underlying: UnderlyingSpec, common: StrategySettings,
+                 params: OrbParams | None = None) -> None:
+        if common.lots == 2:
+            os._exit(70)
+        if common.lots == 3:
+            threading.Event().wait()  # forever
+        super().__init__(strategy_id, underlying, common, params)
