@@ -1,6 +1,6 @@
 """A strategy for tests/test_sweep.py that kills or hangs its worker process: the opening-range breakout, except that
 with ``[strategy] lots = 2`` its constructor ends the process at once (as the kernel's OOM killer or a segfault would)
-and with ``lots = 3`` it never returns (as a strategy stuck in a loop)."""
+and with ``lots = 4`` it never returns (as a strategy stuck in a loop)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,6 @@ class CrashOnTwoLots(OpeningRangeBreakout):
                  params: OrbParams | None = None) -> None:
         if common.lots == 2:
             os._exit(70)
-        if common.lots == 3:
+        if common.lots == 4:
             threading.Event().wait()  # forever
         super().__init__(strategy_id, underlying, common, params)
