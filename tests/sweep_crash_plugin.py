@@ -1,11 +1,9 @@
-"""A strategy for tests/test_sweep.py that kills or hangs its worker process: the opening-range breakout, except that
-with ``[strategy] lots = 2`` its constructor ends the process at once (as the kernel's OOM killer or a segfault would)
-and with ``lots = 4`` it never returns (as a strategy stuck in a loop)."""
+"""A strategy for tests/test_sweep.py that kills its worker process: the opening-range breakout, except that with
+``[strategy] lots = 2`` its constructor ends the process at once (as the kernel's OOM killer or a segfault would)."""
 
 from __future__ import annotations
 
 import os
-import threading
 from typing import ClassVar
 
 from trader.config import StrategySettings
@@ -20,6 +18,4 @@ class CrashOnTwoLots(OpeningRangeBreakout):
                  params: OrbParams | None = None) -> None:
         if common.lots == 2:
             os._exit(70)
-        if common.lots == 4:
-            threading.Event().wait()  # forever
         super().__init__(strategy_id, underlying, common, params)

@@ -50,7 +50,6 @@ class SweepJob:
     from_date: str | None = None  # ISO dates, IST, inclusive
     to_date: str | None = None
     data_dir: str = ""  # this job's own data directory (its run folder goes under it)
-    job_timeout_s: float = 0.0  # wall seconds the job may take (0: no limit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import contextlib
 import csv
-import math
 import multiprocessing
 import os
-import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
@@ -49,40 +45,12 @@ RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
 
 
-class JobTimeout(SystemExit):
-    """Raised by the alarm when a job overruns ``job_timeout_s``: a ``SystemExit`` so that asyncio passes it through
-    the run's tasks and callbacks instead of logging it and going on."""
-
-
-@contextlib.contextmanager
-def _time_limit(seconds: float) -> Iterator[None]:
-    """``JobTimeout`` in this thread after ``seconds`` of wall time (SIGALRM: the main thread of a worker process,
-    as in the process pool and Ray's workers); no limit for 0, without SIGALRM, or off the main thread."""
-    if seconds <= 0 or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def alarm(signum: int, frame: object) -> None:
-        raise JobTimeout()
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def run_job(job: SweepJob) -> JobResult:
     """One backtest, start to end, in this process: the job's settings (base + its parameters, mode backtest, its
     own data_dir), the built-in market or the replayed data, then the run's metrics. Never raises: a failure is the
-    result's ``error``, so one bad job does not end the sweep; so is overrunning ``job_timeout_s``."""
+    result's ``error``, so one bad job does not end the sweep."""
     try:
-        with _time_limit(job.job_timeout_s):
-            return _run(job)
-    except JobTimeout:
-        return JobResult(job.index, job.params, error=f"timed out after {job.job_timeout_s:g} s (--job-timeout)")
+        return _run(job)
     except ConfigError as exc:
         return JobResult(job.index, job.params, error="; ".join(exc.lines))
     except Exception as exc:  # a worker must answer, whatever happened
@@ -219,7 +187,7 @@ def ray_cluster(address: str) -> Runner:
 # -- the sweep --------------------------------------------------------------------------------------------------
 def plan(base: dict[str, Any], param_sets: Sequence[dict[str, Any]], out: Path, *, config_file: Path | None = None,
          data: Path | None = None, instruments: Sequence[Path] = (), from_date: date | None = None,
-         to_date: date | None = None, job_timeout_s: float = 0.0) -> list[SweepJob]:
+         to_date: date | None = None) -> list[SweepJob]:
     """The jobs, each parameter set checked by loading its settings: any bad set stops the sweep before it runs,
     with the config error and the set that caused it."""
     if not param_sets:
@@ -241,7 +209,7 @@ def plan(base: dict[str, Any], param_sets: Sequence[dict[str, Any]], out: Path, 
             config_file=str(config_file.resolve()) if config_file else None,
             data=str(data.resolve()) if data else None, instruments=tuple(str(p.resolve()) for p in instruments),
             from_date=from_date.isoformat() if from_date else None, to_date=to_date.isoformat() if to_date else None,
-            data_dir=str((out / f"job-{index + 1:03d}").resolve()), job_timeout_s=job_timeout_s))
+            data_dir=str((out / f"job-{index + 1:03d}").resolve())))
     if problems:
         raise SweepError("\n".join(problems))
     return jobs
@@ -335,8 +303,6 @@ def add_sweep_command(sub: Any, settings_flags: Callable[[argparse.ArgumentParse
     where.add_argument("--from", dest="from_date", type=date.fromisoformat, metavar="YYYY-MM-DD")
     where.add_argument("--to", dest="to_date", type=date.fromisoformat, metavar="YYYY-MM-DD")
     where.add_argument("--workers", type=int, default=0, help="local processes (default: all cores)")
-    where.add_argument("--job-timeout", type=float, default=0.0, metavar="SECONDS",
-                       help="a job still running after SECONDS (wall time) fails as timed out (default 0: no limit)")
     where.add_argument("--ray", metavar="ADDRESS", help="run on the Ray cluster at ADDRESS ('local' starts one "
                        "here); every worker must see --data, --config and --out at the same paths")
     where.add_argument("--out", type=Path, help="the sweep's folder (default: data_dir/sweeps/<time>-<id>)")
@@ -350,8 +316,6 @@ def sweep_main(args: argparse.Namespace, base: dict[str, Any]) -> int:
     try:
         if args.workers < 0:
             raise SweepError(f"--workers {args.workers}: give 0 (all cores) or more")
-        if not math.isfinite(args.job_timeout) or args.job_timeout < 0:
-            raise SweepError(f"--job-timeout {args.job_timeout}: give seconds > 0, or 0 for no limit")
         grid: dict[str, list[Any]] = {}
         explicit: list[dict[str, Any]] = []
         if args.grid_file is not None:
@@ -366,8 +330,7 @@ def sweep_main(args: argparse.Namespace, base: dict[str, Any]) -> int:
             raise SweepError(f"--out {out}: not empty; give a new or empty folder (an earlier sweep's job folders "
                              "and results would be mixed with this one's)")
         jobs = plan(base, expand(grid, explicit), out, config_file=args.config, data=args.data,
-                    instruments=args.instruments or (), from_date=args.from_date, to_date=args.to_date,
-                    job_timeout_s=args.job_timeout)
+                    instruments=args.instruments or (), from_date=args.from_date, to_date=args.to_date)
         runner = ray_cluster(args.ray) if args.ray else local_pool(args.workers or os.cpu_count() or 1)
     except (SweepError, ConfigError) as exc:
         lines = exc.lines if isinstance(exc, ConfigError) else str(exc).splitlines()
