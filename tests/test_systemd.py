@@ -297,6 +297,9 @@ def paper_settings(data_dir: Path) -> Any:
     return load_settings({
         "mode": "paper", "data_dir": str(data_dir), "heartbeat_seconds": 0.5,
         "sim": {"start": START, "speed": 5, "seed": 11}, "strategy": {"confidence_cutoff": 100},
+        # The watchdog is what is tested: no tick recording and no run folder, whose writing at stop (compaction,
+        # tables) took this test past its 30 s stop wait on a loaded machine.
+        "recorder": {"enabled": False}, "runs": {"enabled": False},
     })
 
 
