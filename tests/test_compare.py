@@ -23,12 +23,14 @@ from trader.report.compare import (
     DEFAULT_TOLERANCE_NS,
     Degradation,
     compare_runs,
-    coverage_notes,
     match_nearest,
     relative_change,
 )
 from trader.report.compare_html import render_html, write_compare_html
 from trader.report.compare_terminal import show_and_write
+from trader.report.compare_text import (
+    coverage_notes,
+)
 from trader.runs.model import (
     DataSource,
     EquityRow,

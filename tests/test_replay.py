@@ -1,6 +1,7 @@
 """The replay provider: tick files (CSV, Parquet) → checked ticks in event-time order, behind the MarketData port.
 
-Every fixture is generated here (a few instruments, a few hundred rows, seeded); nothing is read from outside the repository.
+Every fixture is generated here (a few instruments, a few hundred rows, seeded); nothing is read from outside the
+repository.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ from trader.report.compare import (
     Comparison,
     RunSide,
     Unmatched,
+)
+from trader.report.compare_text import (
     bps_text,
     coverage_notes,
     metric_rows,

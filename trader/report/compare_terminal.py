@@ -18,8 +18,11 @@ from trader.report.compare import (
     NS_PER_SECOND,
     Comparison,
     Unmatched,
-    bps_text,
     compare_runs,
+)
+from trader.report.compare_html import write_compare_html
+from trader.report.compare_text import (
+    bps_text,
     coverage_notes,
     metric_rows,
     model_notes,
@@ -28,7 +31,6 @@ from trader.report.compare import (
     signed_rupees,
     time_text,
 )
-from trader.report.compare_html import write_compare_html
 from trader.runs.model import RunData
 
 
