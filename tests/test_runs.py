@@ -15,6 +15,7 @@ from trader.book import PositionBook
 from trader.events import Side
 from trader.market.calendar import ist_ns
 from trader.report.trades import _contract, round_trips
+from trader.runs.codec import RunFormatError, read_table, write_table
 from trader.runs.model import (
     EQUITY,
     EVENTS,
@@ -34,7 +35,6 @@ from trader.runs.model import (
     TradeRow,
 )
 from trader.runs.store import (
-    RunFormatError,
     RunNotFound,
     RunWriter,
     StatusRow,
@@ -42,8 +42,6 @@ from trader.runs.store import (
     list_runs,
     load_run,
     new_run_id,
-    read_table,
-    write_table,
 )
 
 T0 = ist_ns(date(2026, 11, 20), time(9, 15))

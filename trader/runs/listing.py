@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trader.money import to_rupees
+from trader.runs.codec import RunFormatError
 from trader.runs.model import SUMMARY
-from trader.runs.store import RunFormatError, list_runs, load_run, read_manifest
+from trader.runs.store import list_runs, load_run, read_manifest
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,21 +21,30 @@ import dataclasses
 import json
 import os
 import threading
-import typing
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from trader.events import OrderStatus, Side
+from trader.events import OrderStatus
 from trader.market.calendar import IST
 from trader.report.checklist import evaluate_run
 from trader.report.metrics import jsonable, run_metrics
 from trader.report.trades import round_trips
+from trader.runs.codec import (
+    RunFormatError,
+    manifest_dict,
+    manifest_from,
+    read_table,
+    row_dict,
+    row_from,
+    write_json,
+    write_table,
+)
 from trader.runs.model import (
     EQUITY,
     EVENTS,
@@ -46,7 +55,6 @@ from trader.runs.model import (
     SIGNALS,
     SUMMARY,
     TRADES,
-    DataSource,
     EquityRow,
     FillRow,
     OrderRow,
@@ -54,16 +62,11 @@ from trader.runs.model import (
     RunManifest,
     RunStatus,
     SignalRow,
-    StrategyRun,
     TradeRow,
 )
 
 _NS_PER_SECOND = 1_000_000_000
 LATEST = "latest"
-
-
-class RunFormatError(ValueError):
-    """A run folder that cannot be read: the message names the file (and the field) and what is wrong."""
 
 
 class RunNotFound(ValueError):
@@ -89,8 +92,6 @@ Row = SignalRow | OrderRow | StatusRow | FillRow | EquityRow
 _KINDS: dict[type[Any], str] = {SignalRow: "signal", OrderRow: "order", StatusRow: "status", FillRow: "fill",
                                 EquityRow: "equity"}
 _ROW_TYPES: dict[str, type[Any]] = {kind: cls for cls, kind in _KINDS.items()}
-_FIELDS: dict[type[Any], tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls))
-                                             for cls in [*_KINDS, TradeRow]}
 _TERMINAL = frozenset(s.value for s in OrderStatus if s.is_terminal)
 
 
@@ -150,165 +151,6 @@ def find_run(name_or_path: str | Path, runs_dir: Path) -> Path:
                       "or use 'latest'")
 
 
-# --- JSON of rows and manifests -------------------------------------------------------------------------------------
-
-
-def _row_dict(row: Any) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in _FIELDS[type(row)]}
-
-
-_INT64 = (-(1 << 63), (1 << 63) - 1)
-
-
-def _field_kinds(cls: type[Any]) -> dict[str, object]:
-    hints = typing.get_type_hints(cls)
-    return {name: hints[name] for name in _FIELDS[cls]}
-
-
-_KINDS_OF: dict[type[Any], dict[str, object]] = {cls: _field_kinds(cls) for cls in _FIELDS}
-
-
-def _check_value(name: str, kind: object, value: object) -> None:
-    """A field's JSON value of the row's own type (a damaged line must not reach the money arithmetic)."""
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int) or not _INT64[0] <= value <= _INT64[1]:
-            raise ValueError(f"field {name!r} must be a 64-bit integer, got {value!r}")
-    elif kind is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"field {name!r} must be a number, got {value!r}")
-    elif not isinstance(value, str):  # str and Side (checked by Side() below)
-        raise ValueError(f"field {name!r} must be text, got {value!r}")
-
-
-def _row_from(cls: type[Any], data: Mapping[str, Any]) -> Any:
-    kinds = _KINDS_OF[cls]
-    values = {name: data[name] for name in _FIELDS[cls] if name in data}
-    for name, value in values.items():
-        _check_value(name, kinds[name], value)
-    if "side" in values:
-        values["side"] = Side(values["side"])
-    return cls(**values)
-
-
-def manifest_dict(manifest: RunManifest) -> dict[str, Any]:
-    document = dataclasses.asdict(manifest)
-    document["strategies"] = [dataclasses.asdict(s) for s in manifest.strategies]
-    document["underlyings"] = list(manifest.underlyings)
-    return document
-
-
-_MANIFEST_TYPES: dict[str, tuple[type, ...]] = {
-    "run_id": (str,), "mode": (str,), "status": (str,), "initial_capital": (int,), "started_ns": (int,),
-    "ended_ns": (int,), "wall_started_ns": (int,), "wall_ended_ns": (int,), "venue": (str,), "fill_model": (str,),
-    "strategies": (list,), "underlyings": (list,), "data": (dict,), "settings": (dict,), "code_version": (str,),
-    "stop_reason": (str,), "format_version": (int,),
-}
-_REQUIRED = ("run_id", "mode", "status", "initial_capital", "started_ns")
-
-
-def manifest_from(document: object, where: Path) -> RunManifest:
-    """A ``RunManifest`` from run.json's JSON; a ``RunFormatError`` naming the file and the field otherwise."""
-    if not isinstance(document, dict):
-        raise RunFormatError(f"{where}: expected a JSON object, got {type(document).__name__}")
-    for name in _REQUIRED:
-        if name not in document:
-            raise RunFormatError(f"{where}: field {name!r} is missing")
-    for name, value in document.items():
-        allowed = _MANIFEST_TYPES.get(name)
-        if allowed is None:
-            continue  # a field from a newer writer: ignored
-        if isinstance(value, bool) or not isinstance(value, allowed):
-            raise RunFormatError(f"{where}: field {name!r} must be {allowed[0].__name__}, got {value!r}")
-    if document["mode"] not in ("backtest", "paper", "live"):
-        raise RunFormatError(f"{where}: field 'mode' must be backtest, paper or live, got {document['mode']!r}")
-    if document["status"] not in ("running", "complete", "failed"):
-        raise RunFormatError(f"{where}: field 'status' must be running, complete or failed, "
-                             f"got {document['status']!r}")
-    version = document.get("format_version", FORMAT_VERSION)
-    if version > FORMAT_VERSION:
-        raise RunFormatError(f"{where}: field 'format_version' is {version}; this trader reads up to "
-                             f"{FORMAT_VERSION}: upgrade trader to read it")
-    try:
-        strategies = tuple(StrategyRun(**s) for s in document.get("strategies", []))
-    except TypeError as exc:
-        raise RunFormatError(f"{where}: field 'strategies': {exc}") from None
-    try:
-        data = DataSource(**document.get("data", {"kind": "synthetic"}))
-    except TypeError as exc:
-        raise RunFormatError(f"{where}: field 'data': {exc}") from None
-    known = {f.name for f in fields(RunManifest)}
-    values = {k: v for k, v in document.items() if k in known}
-    values.update(strategies=strategies, data=data, underlyings=tuple(document.get("underlyings", [])))
-    return RunManifest(**values)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, document: object) -> None:
-    _atomic_write(path, (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode())
-
-
-# --- Parquet tables ------------------------------------------------------------------------------------------------
-
-
-def _arrow_type(annotation: object) -> Any:
-    import pyarrow as pa  # noqa: PLC0415 - pyarrow loads only when a table is written or read
-
-    if annotation is int:
-        return pa.int64()
-    if annotation is float:
-        return pa.float64()
-    return pa.string()  # str and Side (a StrEnum)
-
-
-def _schema(cls: type[Any]) -> Any:
-    import pyarrow as pa  # noqa: PLC0415
-
-    hints = typing.get_type_hints(cls)
-    return pa.schema([(name, _arrow_type(hints[name])) for name in _FIELDS[cls]])
-
-
-def write_table(path: Path, cls: type[Any], rows: Iterable[Any]) -> None:
-    import pyarrow as pa  # noqa: PLC0415
-    import pyarrow.parquet as pq  # noqa: PLC0415
-
-    names = _FIELDS[cls]
-    columns: dict[str, list[Any]] = {name: [] for name in names}
-    for row in rows:
-        for name in names:
-            value = getattr(row, name)
-            columns[name].append(value.value if isinstance(value, Side) else value)
-    table = pa.table(columns, schema=_schema(cls))
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def read_table(path: Path, cls: type[Any]) -> tuple[Any, ...]:
-    import pyarrow.parquet as pq  # noqa: PLC0415
-
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow's own errors (ArrowInvalid, OSError)
-        raise RunFormatError(f"{path}: not a readable Parquet table ({exc})") from None
-    missing = [name for name in _FIELDS[cls] if name not in table.column_names]
-    if missing:
-        raise RunFormatError(f"{path}: column(s) {', '.join(missing)} missing")
-    try:
-        return tuple(_row_from(cls, row) for row in table.to_pylist())
-    except (ValueError, TypeError) as exc:
-        raise RunFormatError(f"{path}: {exc}") from None
-
-
 # --- events.jsonl -> tables -----------------------------------------------------------------------------------------
 
 
@@ -349,7 +191,7 @@ def read_events(path: Path) -> Events:
         try:
             data = orjson.loads(line)
             cls = _ROW_TYPES[data["kind"]]
-            row = _row_from(cls, data)
+            row = row_from(cls, data)
         except (ValueError, KeyError, TypeError):
             events.bad_lines += 1  # a line cut short by a crash, or damaged
             continue
@@ -415,7 +257,7 @@ class RunWriter:
         try:
             self.run_dir.parent.mkdir(parents=True, exist_ok=True)
             self.run_dir.mkdir()
-            _write_json(self.run_dir / MANIFEST, manifest_dict(self.manifest))
+            write_json(self.run_dir / MANIFEST, manifest_dict(self.manifest))
             self._handle = open(self.run_dir / EVENTS, "ab")  # noqa: SIM115 - closed by the thread
         except OSError as exc:
             self._fail("start", exc)
@@ -468,7 +310,7 @@ class RunWriter:
         while pending:
             row = pending.popleft()
             try:
-                lines.append(orjson.dumps({"kind": _KINDS[type(row)], **_row_dict(row)},
+                lines.append(orjson.dumps({"kind": _KINDS[type(row)], **row_dict(row)},
                                           option=orjson.OPT_APPEND_NEWLINE))
             except (TypeError, KeyError) as exc:  # orjson.JSONEncodeError is a TypeError
                 self.dropped += 1
@@ -505,7 +347,7 @@ class RunWriter:
                                          stop_reason=_incomplete(stop_reason, f"writing events.jsonl failed "
                                                                               f"({self.failed})"))
             with contextlib.suppress(OSError):
-                _write_json(self.run_dir / MANIFEST, manifest_dict(failed))
+                write_json(self.run_dir / MANIFEST, manifest_dict(failed))
             return None
         if self.dropped:  # rows missing from the record: it must not say "complete"
             status = "failed"
@@ -536,8 +378,8 @@ def finish_run(run_dir: Path, manifest: RunManifest) -> RunData:
     write_table(run_dir / FILLS, FillRow, data.fills)
     write_table(run_dir / EQUITY, EquityRow, data.equity)
     write_table(run_dir / TRADES, TradeRow, data.trades)
-    _write_json(run_dir / SUMMARY, summary_document(data))
-    _write_json(run_dir / MANIFEST, manifest_dict(manifest))
+    write_json(run_dir / SUMMARY, summary_document(data))
+    write_json(run_dir / MANIFEST, manifest_dict(manifest))
     return data
 
 
