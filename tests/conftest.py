@@ -10,11 +10,23 @@ import pytest
 import structlog
 from hypothesis import settings
 
+from trader import logging as trader_logging
 from trader.logging import configure_logging
 
 # Property tests explore the same examples on every run: CI results never depend on a random draw.
 settings.register_profile("trader", derandomize=True, deadline=None)
 settings.load_profile("trader")
+
+
+@pytest.fixture(autouse=True)
+def restore_log_setup() -> Iterator[None]:
+    """A test that configures the log (a CLI main run in-process binds the log to that test's captured stdout) must
+    not leave it bound there: the stream is closed after the test, and the next test's daemon would log into it."""
+    saved = structlog.get_config()
+    saved_guard = trader_logging._guard  # the module's one output guard goes with its set-up
+    yield
+    structlog.configure(**saved)
+    trader_logging._guard = saved_guard
 
 
 @pytest.fixture

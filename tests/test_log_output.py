@@ -65,3 +65,34 @@ def test_the_guard_passes_writes_through_while_the_reader_is_there() -> None:
         guard.flush()
         assert reader.read(3) == b"{}\n"
         assert not guard.closed_output
+
+
+def test_a_stream_closed_under_the_logger_is_treated_as_a_gone_reader() -> None:
+    # What the CI run of #11 hit: a test's captured stdout, closed after that test, still held by the log set-up; the
+    # next daemon's actor logged, the write raised ValueError, its crash handler logged and raised again, and the
+    # actor's inbox never drained. A log call must not raise, and the daemon is told once that its output is gone.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    raw = os.fdopen(write_end, "wb")
+    guard = ClosedOutputGuard(raw)
+    calls: list[str] = []
+    guard.on_closed = lambda: calls.append("stop")
+    raw.close()
+    assert guard.write(b"{}\n") == 3  # no ValueError
+    guard.flush()
+    assert guard.closed_output
+    assert guard.write(b"more\n") == 5
+
+
+def test_logging_through_a_closed_stream_does_not_raise() -> None:
+    saved = structlog.get_config()
+    read_end, write_end = os.pipe()
+    stream = os.fdopen(write_end, "w")
+    try:
+        configure_logging("INFO", stream)
+        stream.close()
+        get_logger("t").warning("command", kind="stop_entries")
+        get_logger("t").exception("actor_crashed")
+    finally:
+        structlog.configure(**saved)
+        os.close(read_end)

@@ -93,11 +93,13 @@ def _dumps(obj: Any, **_: Any) -> bytes:
 
 
 class ClosedOutputGuard:
-    """The log's byte stream, made safe against a reader that goes away (``trader run | head``, a dead ``jq``).
+    """The log's byte stream, made safe against a reader that goes away (``trader run | head``, a dead ``jq``) or a
+    stream object closed under it (``ValueError: write to closed file``): a log call must never crash the actor that
+    logs, or an actor's crash handler would crash too and its inbox would never drain.
 
-    The first ``BrokenPipeError`` points the file descriptor at ``/dev/null`` (so nothing later, not even the
-    interpreter's final flush, writes to the dead pipe and prints a traceback) and calls ``on_closed`` once: the
-    daemon stops gracefully, since nobody can see what it does any more.
+    The first ``BrokenPipeError`` (or write to a closed file) points the file descriptor, if any is left, at
+    ``/dev/null`` (so nothing later, not even the interpreter's final flush, writes to the dead pipe and prints a
+    traceback) and calls ``on_closed`` once: the daemon stops gracefully, since nobody can see what it does any more.
     """
 
     def __init__(self, binary: BinaryIO) -> None:
@@ -111,7 +113,7 @@ class ClosedOutputGuard:
             return len(data)
         try:
             return self._binary.write(data)
-        except BrokenPipeError:
+        except (BrokenPipeError, ValueError):
             self._closed()
             return len(data)
 
@@ -120,14 +122,15 @@ class ClosedOutputGuard:
             return
         try:
             self._binary.flush()
-        except BrokenPipeError:
+        except (BrokenPipeError, ValueError):
             self._closed()
 
     def _closed(self) -> None:
         self.closed_output = True
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):  # ValueError: a closed file object has no descriptor left
+            fd = self._binary.fileno()
             devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self._binary.fileno())
+            os.dup2(devnull, fd)
             os.close(devnull)
         if self.on_closed is None or self.notified:
             return  # not registered yet: ``on_output_closed`` calls it when it is
