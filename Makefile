@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) >&2
 	@$(BIN)/python -m pip install --quiet --upgrade pip >&2
 	@$(BIN)/python -m pip install --quiet -e '.[test]' >&2
+	@# The official Fyers SDK, test only (tests/test_fyers_*conformance*): it pins exact old versions of aiohttp,
+	@# requests and setuptools that would downgrade ours, so it comes without its pins; what it imports is in [test].
+	@$(BIN)/python -m pip install --quiet --no-deps 'fyers-apiv3==3.2.0' >&2
 	@touch $(STAMP)
 
 run: $(STAMP)

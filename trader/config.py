@@ -185,6 +185,33 @@ class KiteSettings(Section):
     access_token: SecretStr = SecretStr("")
 
 
+class FyersSettings(Section):
+    """Fyers API v3 (``venue = "fyers"``): the app's id and secret from myapi.fyers.in, the day's access token (or the
+    file `trader login --venue fyers` writes), and where the API lives (point every URL at `trader sim --venue fyers`
+    for a rehearsal without money)."""
+
+    app_id: str = Field("", description="the app's id, e.g. XB12345-100 (Fyers' client_id)")
+    secret_key: SecretStr = SecretStr("")
+    access_token: SecretStr = SecretStr("")
+    redirect_uri: str = Field("https://127.0.0.1/", description="the redirect URL registered with the app")
+    api_root: str = "https://api-t1.fyers.in/api/v3"
+    data_root: str = "https://api-t1.fyers.in/data"
+    data_ws_url: str = "wss://socket.fyers.in/hsm/v1-5/prod"
+    order_ws_url: str = "wss://socket.fyers.in/trade/v3"
+    symbols_root: str = Field("https://public.fyers.in/sym_details", description="the symbol master CSVs and the "
+                              "index map (NSE_FO.csv, BSE_FO.csv, index_hsm_mapping.json)")
+    product: Literal["INTRADAY", "MARGIN"] = "INTRADAY"
+    timeout_seconds: float = Field(7.0, gt=0, le=60, description="per REST request")
+
+    @field_validator("api_root", "data_root", "symbols_root", "data_ws_url", "order_ws_url")
+    @classmethod
+    def _url(cls, value: str, info: Any) -> str:
+        schemes = ("ws://", "wss://") if info.field_name.endswith("ws_url") else ("http://", "https://")
+        if not value.startswith(schemes):
+            raise ValueError(f"must start with {' or '.join(schemes)}, e.g. {schemes[-1]}127.0.0.1:8000")
+        return value.rstrip("/")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid",
                                       frozen=True, allow_inf_nan=False)
@@ -206,7 +233,11 @@ class Settings(BaseSettings):
     adopted: AdoptedSettings = AdoptedSettings()
     paper: PaperSettings = PaperSettings()
     sim: SimSettings = SimSettings()
+    # The live broker: its market data in live mode (and in paper mode when its credentials are set), its orders in
+    # live mode. TRADER_VENUE=fyers takes the [fyers] section; kite the [kite] section and the kite_* settings.
+    venue: Literal["kite", "fyers"] = "kite"
     kite: KiteSettings = KiteSettings()
+    fyers: FyersSettings = FyersSettings()
     runs: RunSettings = RunSettings()
     recorder: RecorderSettings = RecorderSettings()
     control: ControlSettings = ControlSettings()
@@ -272,6 +303,21 @@ class Settings(BaseSettings):
         except OSError:
             return ""
 
+    @property
+    def fyers_token_file(self) -> Path:
+        """Where `trader login --venue fyers` keeps the day's access token (owner-only, 0600)."""
+        return self.data_dir / "fyers_access_token"
+
+    def fyers_access_token(self) -> str:
+        """The Fyers access token from the environment, else from the file `trader login --venue fyers` wrote."""
+        token = self.fyers.access_token.get_secret_value()
+        if token:
+            return token
+        try:
+            return self.fyers_token_file.read_text().strip()
+        except OSError:
+            return ""
+
     @field_validator("symbols", "strategies", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
@@ -299,7 +345,7 @@ class Settings(BaseSettings):
             resolve(name)  # a ValueError that lists the built-in and installed strategies
         return value
 
-    @field_validator("mode", mode="before")
+    @field_validator("mode", "venue", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
@@ -316,6 +362,15 @@ class Settings(BaseSettings):
     @property
     def has_kite_credentials(self) -> bool:
         return bool(self.kite.api_key and self.kite_access_token())
+
+    @property
+    def has_fyers_credentials(self) -> bool:
+        return bool(self.fyers.app_id and self.fyers_access_token())
+
+    @property
+    def has_venue_credentials(self) -> bool:
+        """The chosen venue's app key and an access token are set: paper mode then trades on its market data."""
+        return self.has_fyers_credentials if self.venue == "fyers" else self.has_kite_credentials
 
     @property
     def effective_auto_execution(self) -> bool:
@@ -367,6 +422,7 @@ CLI_FLAGS: dict[str, str] = {
     "sim.seed": "--seed",
     "sim.days": "--days",
     "sim.start": "--start",
+    "venue": "--venue",
     "calendar_file": "--calendar-file",
 }
 
@@ -423,10 +479,11 @@ def load_settings(overrides: dict[str, Any] | None = None, config_file: Path | N
 def masked_dump(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain data, secrets masked (for ``trader check-config``)."""
     data = settings.model_dump(mode="json")
-    kite = data.get("kite", {})
-    for key in ("api_secret", "access_token"):
-        if kite.get(key):
-            kite[key] = "**********"
+    for section, keys in (("kite", ("api_secret", "access_token")), ("fyers", ("secret_key", "access_token"))):
+        table = data.get(section, {})
+        for key in keys:
+            if table.get(key):
+                table[key] = "**********"
     control = data.get("control", {})
     if control.get("token"):
         control["token"] = "**********"

@@ -1,13 +1,18 @@
-"""The two ports every venue adapter implements: market data in, orders out."""
+"""The ports every venue adapter implements: market data in, orders out, and a live venue's whole connection."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from trader.events import OrderIntent, OrderRequest, OrderStatus, Side, Tick
 from trader.market.instrument_master import InstrumentMaster
+
+if TYPE_CHECKING:
+    from trader.clock import Clock
+    from trader.market.calendar import MarketCalendar
+    from trader.market.instruments import UnderlyingSpec
 
 
 class MarketData(Protocol):
@@ -138,3 +143,54 @@ class Broker(Protocol):
     async def order_margin(self, intent: OrderIntent) -> int:
         """Paise the order would block (0 when it only reduces a position)."""
         ...
+
+
+class VenueMarket(MarketData, Protocol):
+    """A live venue's market-data socket: also takes the instruments a restart found held (their ticks must flow for
+    the stops that guard them), and publishes ``FeedStatus`` and ``Command`` events of its own (through ``attach``)."""
+
+    def attach(self, publish: Callable[[object], None]) -> None: ...
+
+    def add_tokens(self, tokens: Iterable[int]) -> None: ...
+
+
+class Venue(Protocol):
+    """A live broker's whole connection (Kite, Fyers): REST client, broker, market data, the access-token watch.
+
+    The App builds one from the settings (``builders.build_venue``) when it runs on a venue's market (live mode, or
+    paper mode with that venue's credentials) and never looks inside: the actors cannot tell the venues apart.
+    """
+
+    name: str  # "kite" | "fyers": logs, the run folder's data source
+
+    def build_broker(self, clock: Clock) -> Broker:
+        """The venue's order-placing broker (live mode only; paper mode keeps the simulated PaperBroker)."""
+        ...
+
+    async def connect_market(self, *, underlyings: Sequence[UnderlyingSpec], instruments: InstrumentMaster,
+                             clock: Clock, calendar: MarketCalendar, publish: Callable[[object], None],
+                             broker: Broker) -> VenueMarket:
+        """Load the day's instrument master, register the chains around spot in ``instruments`` (setting the
+        exchange clock from the venue's quote timestamps), watch the access token (a refused token publishes the
+        stop-entries command until a new one is stored) and return the subscribed market-data socket. Order updates
+        that arrive on a venue socket go to ``broker`` when it is this venue's broker.
+
+        Raises ``VenueUnreachableError`` (the venue did not answer) or ``VenueSetupError`` (it answered, but the
+        symbols cannot be traded: no such underlying, no chain)."""
+        ...
+
+    def describe(self) -> dict[str, str]:
+        """What the start-up log says about the connection (roots and URLs, never a secret)."""
+        ...
+
+    async def close(self) -> None:
+        """Close the sockets, the token watch and the REST session (idempotent)."""
+        ...
+
+
+class VenueSetupError(RuntimeError):
+    """The venue answered, but the market cannot be set up (unknown underlying, no chain, a bad instrument master)."""
+
+
+class VenueUnreachableError(VenueSetupError):
+    """The venue did not answer at start-up (after its retries)."""

@@ -23,7 +23,7 @@ import aiohttp
 
 from trader.adapters.kite.errors import KiteException, KiteSessionExpired, classify
 from trader.adapters.kite.rest import KiteRestClient
-from trader.adapters.ports import BrokerError, BrokerUnavailable, RateLimited
+from trader.adapters.ports import BrokerError, BrokerUnavailable, RateLimited, VenueSetupError, VenueUnreachableError
 from trader.clock import NS_PER_SECOND, Clock, ExchangeClock
 from trader.logging import get_logger
 from trader.market.calendar import IST, ist_date
@@ -41,11 +41,11 @@ PROVISION_FIRST_DELAY_SECONDS = 1.0
 PROVISION_MAX_DELAY_SECONDS = 10.0
 
 
-class ProvisioningError(RuntimeError):
+class ProvisioningError(VenueSetupError):
     """The broker's data cannot start a trading day (no listed options, no index price); the message says which."""
 
 
-class BrokerUnreachableError(ProvisioningError):
+class BrokerUnreachableError(ProvisioningError, VenueUnreachableError):
     """The broker could not be read at start-up (after the retries, or refused outright); the message says what,
     from where, and what to do."""
 
