@@ -23,6 +23,7 @@ from trader.adapters.kite.errors import KiteSessionExpired, TokenException, clas
 from trader.adapters.kite.rest import KiteRestClient
 from trader.adapters.kite.session import TokenWatcher
 from trader.adapters.kite.ticker import KiteTicker
+from trader.adapters.kite.venue import KiteVenue
 from trader.app import App
 from trader.clock import SimClock
 from trader.config import load_settings
@@ -207,7 +208,8 @@ async def test_live_daemon_stops_entries_on_expiry_and_resumes_by_itself_with_th
                     reconnects = ticker.reconnects
                     await sim.drop_websockets()
                     await wait_for(lambda: ticker.waiting_for_token, within_s=30)
-                    watcher = app.token_watcher
+                    assert isinstance(app.venue, KiteVenue)
+                    watcher = app.venue.token_watcher
                     assert watcher is not None and watcher.expired
                     polls = watcher.polls
                     await wait_for(lambda: watcher.polls >= polls + 20, within_s=30)  # ≥ 2 s of waiting

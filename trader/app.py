@@ -21,12 +21,8 @@ from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
 from trader.actors.risk import RiskGateActor
 from trader.actors.run_recorder import RunRecorder, code_version, data_source_for, public_settings, strategy_runs
 from trader.actors.strategy import StrategyActor
-from trader.adapters.kite.broker import KiteBroker
-from trader.adapters.kite.provision import BrokerUnreachableError, ProvisioningError, provision_market
-from trader.adapters.kite.session import TokenWatcher
-from trader.adapters.kite.ticker import KiteTicker
 from trader.adapters.paper import PaperBroker
-from trader.adapters.ports import Broker, MarketData
+from trader.adapters.ports import Broker, MarketData, Venue, VenueMarket, VenueSetupError, VenueUnreachableError
 from trader.adapters.synthetic import SyntheticMarket
 from trader.alerts.runtime import AlertRuntime
 from trader.bus import EventBus
@@ -74,9 +70,9 @@ class App:
         wall_now = LiveClock().now_ns()
         self.wall_started_ns = wall_now
         self._journal_failures: set[str] = set()
-        self.kite_market = builders.uses_kite_market(settings)
+        self.venue_market = builders.uses_venue_market(settings)
         # In a year without holiday data every weekday trades; on a real market that warns once a day.
-        self.calendar = settings.market_calendar(warn_clock=self._now_ns if self.kite_market else None)
+        self.calendar = settings.market_calendar(warn_clock=self._now_ns if self.venue_market else None)
         self.journal = builders.open_journal(settings)
         self._replaying = replay is not None
         if replay is not None and start_ns is None and settings.sim.start is None:
@@ -91,9 +87,8 @@ class App:
         self.instruments = InstrumentMaster()
         self.ids = IdFactory(wall_now)
         self.supervisor = Supervisor()
-        self.kite = builders.build_kite_client(settings)
-        self.token_watcher: TokenWatcher | None = None
-        self.broker: Broker = builders.build_broker(settings, self.clock, self.calendar, self.kite)
+        self.venue: Venue | None = builders.build_venue(settings)  # Kite or Fyers, on a live venue's market
+        self.broker: Broker = builders.build_broker(settings, self.clock, self.calendar, self.venue)
         self.underlyings = [resolve_underlying(symbol) for symbol in settings.symbols]
         strategies = builders.build_strategies(settings, self.underlyings)
         # Unpaced runs deliver every tick (reproducible results, no conflation bookkeeping); paced consumers that
@@ -106,7 +101,7 @@ class App:
                                                                          self.clock)
         self.risk = RiskGateActor(self.bus, risk_manager, self.clock, self.ids, broker=self.broker,
                                   journal=self.journal, conflate_ticks=not lossless)
-        if self._risk_restored and not self.kite_market:
+        if self._risk_restored and not self.venue_market:
             self._judge_risk_state()  # the built-in market's clock tells event time from the start
         self.orders = OrderJournal(self.journal) if self.journal is not None else None
         self._risk_state_saved = self.journal is not None and self.journal.load_state(RISK_STATE_NAME) is not None
@@ -123,7 +118,7 @@ class App:
                                       approval_expiry_s=settings.control.approval_expiry_seconds,
                                       max_quote_age_s=settings.control.max_quote_age_seconds)
         self.feeds: list[FeedActor] = []
-        self.ticker: KiteTicker | None = None
+        self.venue_feed: VenueMarket | None = None
         self.replay: ReplayMarket | None = None
         if replay is not None:  # recorded tick files instead of the built-in market (backtest only)
             if settings.mode != "backtest":
@@ -137,7 +132,7 @@ class App:
                 raise ConfigError([f"replay error: {exc}"]) from None
             market: MarketData = self.replay
             self.feeds = [FeedActor(self.bus, market, self.instruments, self.clock, lossless=lossless)]
-        elif not self.kite_market:
+        elif not self.venue_market:
             assert isinstance(self.clock, SimClock)
             sim_clock = self.clock
             self.feeds = [
@@ -154,7 +149,7 @@ class App:
         # The run folder (data_dir/runs/<run id>/): a record of signals, orders, fills and equity, never a gate.
         # What the market data is (trader/runs/model.py), for the run's record: as the caller says (a backtest knows
         # candles or modelled options), else as the settings say.
-        source = data_source or data_source_for(settings, replay=replay, kite_market=self.kite_market)
+        source = data_source or data_source_for(settings, replay=replay, venue_market=self.venue_market)
         if data_source is None and self.replay is not None:  # what the files turned out to hold: candles, index-only
             try:
                 source = self.replay.data_source(source)
@@ -217,7 +212,7 @@ class App:
             return  # a backtest starts fresh every time
         try:
             result = await run_gate(self.broker, self.orders, self.instruments, self.clock.now_ns(),
-                                    intraday=self.settings.mode == "live" and self.settings.kite_product == "MIS")
+                                    intraday=self.settings.mode == "live" and self.settings.intraday_product)
             expire_stale_approvals(self.orders, self.clock.now_ns())
         except JournalError as exc:
             raise ConfigError([f"config error: data_dir: {exc}"]) from None
@@ -231,8 +226,8 @@ class App:
         manual = {i.intent_id for i in still_open if i.strategy_id == MANUAL_STRATEGY_ID}
         self.strategy.restore(saved, result.positions, open_intent_ids={i.intent_id for i in still_open},
                               booked_fill_ids={fill.fill_id for fill in result.fills}, manual_intent_ids=manual)
-        if self.ticker is not None:
-            self.ticker.add_tokens(p.contract.instrument_token for p in result.positions)
+        if self.venue_feed is not None:
+            self.venue_feed.add_tokens(p.contract.instrument_token for p in result.positions)
 
     def _save_strategy_state(self, name: str, document: dict[str, object]) -> None:
         if self.journal is not None:
@@ -242,7 +237,7 @@ class App:
         """Event time at start: the built-in market starts inside a session, and says when it had to jump there."""
         settings = self.settings
         start = builders.start_ns(settings, wall_now, override_ns)
-        if self.kite_market or self._replaying:
+        if self.venue_market or self._replaying:
             return start
         if settings.mode == "paper" and override_ns is None and settings.sim.start is None:
             start = builders.built_in_market_start(settings, self.journal, self.calendar, start)
@@ -254,32 +249,22 @@ class App:
             start = session_open
         return start
 
-    async def _connect_kite_market(self) -> None:
-        """Load the day's instrument dump, pick the chains around spot, and subscribe the Kite ticker to them."""
-        assert self.kite is not None
-        settings = self.settings
+    async def _connect_venue_market(self) -> None:
+        """Load the venue's instrument master, pick the chains around spot, and subscribe its market data to them."""
+        venue = self.venue
+        assert venue is not None
         try:
-            tokens = await provision_market(self.kite, self.underlyings, self.instruments, self.clock,
-                                            strikes_each_side=settings.sim.strikes_each_side)
-        except BrokerUnreachableError as exc:
+            feed = await venue.connect_market(underlyings=self.underlyings, instruments=self.instruments,
+                                              clock=self.clock, calendar=self.calendar, publish=self.bus.publish,
+                                              broker=self.broker)
+        except VenueUnreachableError as exc:
             raise ConfigError([f"start-up error: {exc}"]) from None
-        except ProvisioningError as exc:
+        except VenueSetupError as exc:
             raise ConfigError([f"config error: symbols: {exc}"]) from None
-        broker = self.broker
-        # A token Kite refuses stops entries until `trader login` writes a new one: no restart.
-        watcher = self.token_watcher = TokenWatcher(self.kite, token_file=settings.kite_token_file, clock=self.clock,
-                                                    publish=self.bus.publish, poll_s=settings.kite_token_poll_seconds)
-        ticker = KiteTicker(settings.kite.api_key, settings.kite_access_token(), tokens, clock=self.clock,
-                            root=settings.kite_ws_root, mode="full", calendar=self.calendar,
-                            on_order=broker.on_postback if isinstance(broker, KiteBroker) else None,
-                            on_token_rejected=watcher.report_rejected,
-                            unreachable_after_s=settings.broker_unreachable_halt_seconds)
-        watcher.add_ticker(ticker)
-        ticker.attach(self.bus.publish)
-        self.ticker = ticker
-        self.feeds = [FeedActor(self.bus, ticker, self.instruments, self.clock, lossless=False)]
-        log.info("kite_market_connected", api_root=settings.kite_api_root, ws_root=settings.kite_ws_root,
-                 instruments=len(tokens))
+        self.venue_feed = feed
+        self.feeds = [FeedActor(self.bus, feed, self.instruments, self.clock, lossless=False)]
+        log.info("venue_market_connected", venue=venue.name, **venue.describe(),
+                 instruments=len(self.instruments.registered()))
 
     def _watch(self, event: object) -> None:
         if type(event) is FeedEnded:
@@ -334,7 +319,7 @@ class App:
     def _save_market_time(self, now: int, *, clean: bool) -> None:
         """Paper on the built-in market: remember the simulated time, so the next run starts on a later session
         after a clean stop, and goes on with the same session after a crash."""
-        if self.journal is not None and not self.kite_market and self.settings.mode == "paper":
+        if self.journal is not None and not self.venue_market and self.settings.mode == "paper":
             try:
                 self.journal.save_state(builders.PAPER_MARKET_STATE, {"last_event_ns": now, "clean_stop": clean},
                                         now)
@@ -356,8 +341,8 @@ class App:
         self.loop_monitor.start()
         try:
             self.service.starting("connecting to the broker, reconciling the journal with it")
-            if self.kite_market:
-                await self._connect_kite_market()  # sets the exchange clock from Kite's quote timestamps
+            if self.venue is not None:
+                await self._connect_venue_market()  # sets the exchange clock from the venue's quote timestamps
                 if self._risk_restored:
                     self._judge_risk_state()
             log.info("daemon_started", mode=settings.mode, symbols=settings.symbols,
@@ -411,7 +396,8 @@ class App:
     def _run_manifest(self) -> RunManifest:
         settings = self.settings
         started = self.clock.now_ns()
-        venue = "replay" if self.replay is not None else "kite" if self.kite_market else "synthetic"
+        venue = ("replay" if self.replay is not None else self.venue.name if self.venue is not None
+                 else "synthetic")
         if isinstance(self.broker, PaperBroker):
             fill_model = (f"paper: the touch + {settings.paper.slippage_ticks} adverse tick(s), latency "
                           f"{settings.paper.latency_ms} ms, displayed quantity only (trader/adapters/paper.py)")
@@ -435,15 +421,11 @@ class App:
                                    status="failed" if failed else "complete")
 
     async def _close_resources(self) -> None:
-        if self.token_watcher is not None:
-            await self.token_watcher.close()
-        if isinstance(self.broker, KiteBroker):
-            await self.broker.close()
+        if self.venue is not None:
+            await self.venue.close()
         if self.journal is not None:
             self.journal.close()
             self.journal = None
-        if self.kite is not None:
-            await self.kite.close()
 
     async def _drain(self, timeout_s: float) -> None:
         try:

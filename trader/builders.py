@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from trader.actors.risk import STATE_NAME as RISK_STATE_NAME
-from trader.adapters.kite.broker import KiteBroker
-from trader.adapters.kite.orders import OrderTracker
-from trader.adapters.kite.rest import KiteRestClient
+from trader.adapters.kite.venue import KiteVenue
 from trader.adapters.paper import PaperBroker, PaperBrokerConfig
 from trader.adapters.paper_state import paper_state, restore_paper
-from trader.adapters.ports import Broker
+from trader.adapters.ports import Broker, Venue
 from trader.adapters.synthetic import SyntheticConfig
 from trader.clock import NS_PER_SECOND, Clock, ExchangeClock, SimClock
 from trader.config import ConfigError, Settings
@@ -47,37 +45,47 @@ def check_mode(settings: Settings) -> None:
     if settings.live_confirm.strip().lower() != "yes":
         problems.append("config error: live_confirm: live mode places real orders with real money; set "
                         "TRADER_LIVE_CONFIRM=yes to confirm")
-    if not settings.has_kite_credentials:
-        problems.append("config error: kite: live mode needs TRADER_KITE__API_KEY and an access token "
-                        "(TRADER_KITE__ACCESS_TOKEN, or run `trader login` to store today's)")
+    if not settings.has_venue_credentials:
+        if settings.venue == "fyers":
+            problems.append("config error: fyers: live mode needs TRADER_FYERS__APP_ID and an access token "
+                            "(TRADER_FYERS__ACCESS_TOKEN, or run `trader login --venue fyers` to store today's)")
+        else:
+            problems.append("config error: kite: live mode needs TRADER_KITE__API_KEY and an access token "
+                            "(TRADER_KITE__ACCESS_TOKEN, or run `trader login` to store today's)")
     if problems:
         raise ConfigError(problems)
 
 
-def uses_kite_market(settings: Settings) -> bool:
-    """Kite market data: always in live mode, and in paper mode when credentials are set."""
-    return settings.mode == "live" or (settings.mode == "paper" and settings.has_kite_credentials)
+def uses_venue_market(settings: Settings) -> bool:
+    """The venue's market data (``settings.venue``): always in live mode, and in paper mode when its credentials are
+    set (fills stay simulated)."""
+    return settings.mode == "live" or (settings.mode == "paper" and settings.has_venue_credentials)
 
 
 def build_clock(settings: Settings, start_ns: int) -> Clock:
-    """Kite market data runs on exchange time; the built-in market on its own simulated clock (unpaced in backtest)."""
-    if uses_kite_market(settings):
+    """A venue's market data runs on exchange time; the built-in market on its own simulated clock (unpaced in
+    backtest)."""
+    if uses_venue_market(settings):
         return ExchangeClock(tolerance_ns=int(settings.exchange_time_tolerance_seconds * NS_PER_SECOND))
     return SimClock(start_ns, speed=0.0 if settings.mode == "backtest" else settings.sim.speed)
 
 
-def build_kite_client(settings: Settings) -> KiteRestClient | None:
-    if not uses_kite_market(settings):
+def build_venue(settings: Settings) -> Venue | None:
+    """The live venue's connection when the run uses its market (``uses_venue_market``), else None."""
+    if not uses_venue_market(settings):
         return None
-    return KiteRestClient(settings.kite.api_key, settings.kite_access_token(), root=settings.kite_api_root,
-                          timeout_s=settings.kite_timeout_seconds)
+    if settings.venue == "fyers":
+        from trader.adapters.fyers.venue import FyersVenue  # noqa: PLC0415 - only a Fyers run loads its adapter
+
+        return FyersVenue(settings)
+    return KiteVenue(settings)
 
 
-def build_broker(settings: Settings, clock: Clock, calendar: MarketCalendar, kite: KiteRestClient | None) -> Broker:
-    """Kite in live mode; the paper broker (simulated fills) otherwise."""
+def build_broker(settings: Settings, clock: Clock, calendar: MarketCalendar, venue: Venue | None) -> Broker:
+    """The venue's broker in live mode; the paper broker (simulated fills) otherwise."""
     if settings.mode == "live":
-        assert kite is not None, "live mode builds its Kite client first"
-        return KiteBroker(kite, product=settings.kite_product, tracker=OrderTracker(clock))
+        assert venue is not None, "live mode builds its venue first"
+        return venue.build_broker(clock)
     return PaperBroker(clock, PaperBrokerConfig(latency_ms=settings.paper.latency_ms,
                                                 slippage_ticks=settings.paper.slippage_ticks),
                        calendar, capital=to_paise(settings.risk.initial_capital))

@@ -368,6 +368,11 @@ class Settings(BaseSettings):
         return bool(self.fyers.app_id and self.fyers_access_token())
 
     @property
+    def intraday_product(self) -> bool:
+        """Live orders are intraday (Kite MIS, Fyers INTRADAY): the broker squares them off before the close."""
+        return self.fyers.product == "INTRADAY" if self.venue == "fyers" else self.kite_product == "MIS"
+
+    @property
     def has_venue_credentials(self) -> bool:
         """The chosen venue's app key and an access token are set: paper mode then trades on its market data."""
         return self.has_fyers_credentials if self.venue == "fyers" else self.has_kite_credentials

@@ -22,7 +22,7 @@ import trader
 from trader.actors.base import Actor
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND
-from trader.config import SECRET_WORDS, Settings
+from trader.config import SECRET_WORDS, FyersSettings, Settings
 from trader.events import Fill, OrderIntent, OrderUpdate, PositionSnapshot, Signal
 from trader.logging import get_logger
 from trader.market.instruments import UnderlyingSpec
@@ -224,11 +224,15 @@ def _equity(snapshot: PositionSnapshot) -> EquityRow:
                      unrealized=snapshot.unrealized, charges=snapshot.charges, day_pnl=snapshot.day_pnl)
 
 
-def data_source_for(settings: Settings, *, replay: ReplayConfig | None, kite_market: bool) -> DataSource:
+def data_source_for(settings: Settings, *, replay: ReplayConfig | None, venue_market: bool) -> DataSource:
     """What the run's market data is, when the caller did not say (``App(data_source=...)``)."""
     if replay is not None:
         return DataSource("ticks", path=str(replay.data), instruments=", ".join(str(p) for p in replay.instruments))
-    if kite_market:
-        real = settings.kite_ws_root == "wss://ws.kite.trade"
-        return DataSource("kite" if real else "simulator", path="" if real else mask_url(settings.kite_ws_root))
+    if venue_market:
+        if settings.venue == "fyers":
+            url, production = settings.fyers.data_ws_url, FyersSettings().data_ws_url
+        else:
+            url, production = settings.kite_ws_root, "wss://ws.kite.trade"
+        real = url == production
+        return DataSource(settings.venue if real else "simulator", path="" if real else mask_url(url))
     return DataSource("synthetic", model_note="the built-in market: a seeded index path, Black-Scholes chain")

@@ -37,7 +37,7 @@ TRADES = "trades.parquet"
 
 RunMode = Literal["backtest", "paper", "live"]
 RunStatus = Literal["running", "complete", "failed"]
-DataKind = Literal["synthetic", "ticks", "candles", "index_only", "kite", "simulator"]
+DataKind = Literal["synthetic", "ticks", "candles", "index_only", "kite", "fyers", "simulator"]
 
 
 @dataclass(frozen=True, slots=True)
