@@ -39,6 +39,8 @@ EXIT_CONFIG = 2
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML file (see configs/paper.toml); env and flags override it")
     parser.add_argument("--mode", help="backtest | paper | live (env TRADER_MODE; default paper)")
+    parser.add_argument("--venue", help="kite | fyers: the live broker for market data and orders (env TRADER_VENUE; "
+                        "default kite)")
     parser.add_argument("--symbols", nargs="+", help="underlyings, e.g. NSE:NIFTY50-INDEX (comma or space separated)")
     parser.add_argument("--strategies", nargs="+", help="strategy names, e.g. ema_crossover_enhanced")
     parser.add_argument("--capital", type=float, help="initial capital in rupees")
@@ -62,6 +64,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Only the flags actually given, shaped like the settings, so env and file fill in the rest."""
     flat: dict[str, Any] = {
         "mode": args.mode,
+        "venue": args.venue,
         "symbols": _join(args.symbols),
         "strategies": _join(args.strategies),
         "auto_execution": args.auto_execution,
