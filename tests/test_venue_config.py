@@ -1,4 +1,4 @@
-"""Choosing the live venue: TRADER_VENUE / --venue, the Fyers settings, the live-mode checks and what the run records."""
+"""Choosing the live venue: TRADER_VENUE / --venue, the Fyers settings, the live-mode checks, what a run records."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def test_secrets_are_masked_and_the_run_records_the_venue_or_the_simulator(tmp_p
 def test_the_cli_flag_sets_the_venue(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
     done = subprocess.run([sys.executable, "-m", "trader", "run", "--venue", "fyers", "--mode", "live"],
-                          capture_output=True, text=True, env={**env, "TRADER_DATA_DIR": str(tmp_path),
-                                                               "TRADER_LIVE_CONFIRM": "yes"}, timeout=120)
+                          check=False, capture_output=True, text=True, timeout=120,
+                          env={**env, "TRADER_DATA_DIR": str(tmp_path), "TRADER_LIVE_CONFIRM": "yes"})
     assert done.returncode == 2, done.stdout + done.stderr
     assert "TRADER_FYERS__APP_ID" in done.stdout + done.stderr
