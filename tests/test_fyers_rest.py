@@ -1,0 +1,146 @@
+"""FyersRestClient and the error mapping against a local aiohttp stand-in serving Fyers' documented reply shapes:
+headers and paths as the official SDK sends them, validated payloads, 429 / 5xx / timeouts / malformed replies,
+token expiry, and the shared rate limiter's windows."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from fyers_stub import APP_ID, TOKEN, Reply, error, fyers_stub, ok
+
+from trader.adapters.fyers.errors import (
+    FyersError,
+    FyersSessionExpired,
+    FyersTokenError,
+    classify,
+    parse_reply,
+    to_broker_error,
+)
+from trader.adapters.fyers.rest import app_id_hash
+from trader.adapters.ports import BrokerUnavailable, OrderRejected, RateLimited
+from trader.ids import fyers_order_tag, tag_from_fyers
+
+ORDER = {"symbol": "NSE:NIFTY26D0326000CE", "qty": 75, "type": 1, "side": 1, "productType": "INTRADAY",
+         "limitPrice": 101.5, "stopPrice": 0, "validity": "DAY", "disclosedQty": 0, "offlineOrder": False,
+         "orderTag": "ENT0ABCDEF100000001"}
+
+
+async def test_headers_paths_and_json_bodies() -> None:
+    async with fyers_stub() as (stub, client):
+        stub.script("POST", "/api/v3/orders/sync", Reply(ok(code=1101, message="Order submitted", id="26120100001")))
+        stub.script("GET", "/data/quotes", Reply(ok(d=[
+            {"n": "NSE:NIFTY50-INDEX", "s": "ok", "v": {"lp": 26012.35, "tt": "1764561600"}},
+            {"n": "NSE:BAD", "s": "error", "v": {"errmsg": "invalid symbol"}}])))
+        assert await client.place_order(ORDER) == "26120100001"
+        quotes = await client.quotes(["NSE:NIFTY50-INDEX", "NSE:BAD"])
+        assert quotes == {"NSE:NIFTY50-INDEX": {"lp": 26012.35, "tt": "1764561600"}}
+        (method, path, _q, body, headers), (_m, qpath, query, _b, _h) = stub.requests
+        assert (method, path, body) == ("POST", "/api/v3/orders/sync", ORDER)
+        assert headers["Authorization"] == f"{APP_ID}:{TOKEN}" and headers["version"] == "3"
+        assert qpath == "/data/quotes" and query == {"symbols": "NSE:NIFTY50-INDEX,NSE:BAD"}
+
+
+async def test_validate_authcode_sends_the_app_id_hash() -> None:
+    async with fyers_stub() as (stub, client):
+        client.access_token = None
+        stub.script("POST", "/api/v3/validate-authcode", Reply(ok(access_token="NEWTOKEN", refresh_token="r")))
+        assert await client.validate_authcode("AUTHCODE", "SECRET") == "NEWTOKEN"
+        [body] = stub.calls("POST", "/api/v3/validate-authcode")
+        expected = hashlib.sha256(f"{APP_ID}:SECRET".encode()).hexdigest()
+        assert body == {"grant_type": "authorization_code", "appIdHash": expected, "code": "AUTHCODE"}
+        assert app_id_hash(APP_ID, "SECRET") == expected and client.access_token == "NEWTOKEN"
+        assert "Authorization" not in stub.requests[0][4]
+
+
+async def test_a_write_is_sent_once_and_a_failure_is_ambiguous() -> None:
+    async with fyers_stub() as (stub, client):
+        stub.script("POST", "/api/v3/orders/sync", Reply(error(-1, "Internal error"), status=500),
+                    Reply({"s": "ok", "code": 1101, "message": "no id here"}),
+                    Reply("<html>bad gateway</html>", status=502, raw=True),
+                    Reply(error(-374, "something new"), status=400))
+        for _ in range(4):
+            with pytest.raises(Exception) as caught:
+                await client.place_order(ORDER)
+            assert classify(caught.value, write=True) is BrokerUnavailable  # never an invented rejection
+        assert len(stub.calls("POST", "/api/v3/orders/sync")) == 4  # one send each, no retry
+
+
+async def test_documented_refusals_rate_limits_and_timeouts() -> None:
+    async with fyers_stub(timeout_s=0.2, get_attempts=2) as (stub, client):
+        stub.script("POST", "/api/v3/orders/sync", Reply(error(-99, "Insufficient funds"), status=400),
+                    Reply(error(-429, "request limit reached"), status=429),
+                    Reply(ok(id="1"), delay_s=1.0))
+        kinds = []
+        for _ in range(3):
+            with pytest.raises(Exception) as caught:
+                await client.place_order(ORDER)
+            kinds.append(type(to_broker_error(caught.value, write=True)))
+        assert kinds == [OrderRejected, RateLimited, BrokerUnavailable]
+        with pytest.raises(ValueError, match="order tag"):
+            await client.place_order({**ORDER, "orderTag": "bad-tag!"})
+        assert len(stub.calls("POST", "/api/v3/orders/sync")) == 3  # the bad tag never left
+
+
+async def test_reads_are_retried_and_validated() -> None:
+    async with fyers_stub() as (stub, client):
+        stub.script("GET", "/api/v3/orders", Reply(error(-1, "busy"), status=503), Reply(ok(orderBook=[{"id": "1"}])))
+        assert await client.orders() == [{"id": "1"}]
+        stub.script("GET", "/api/v3/tradebook", *[Reply(ok(tradeBook={"not": "a list"}))] * 3)
+        with pytest.raises(FyersError, match="tradeBook") as caught:
+            await client.trades()
+        assert caught.value.malformed and classify(caught.value) is BrokerUnavailable
+        stub.script("GET", "/api/v3/positions", Reply(ok()))
+        assert await client.positions() == []  # an empty day may leave the list out
+        stub.script("GET", "/api/v3/profile", Reply(error(-50, "Invalid input"), status=400))
+        with pytest.raises(FyersError):
+            await client.profile()
+        assert len(stub.calls("GET", "/api/v3/profile")) == 1  # a 4xx is not retried
+
+
+async def test_a_refused_token_is_reported_once_and_never_sent_again() -> None:
+    async with fyers_stub() as (stub, client):
+        refused: list[tuple[str, str]] = []
+        client.on_token_rejected = lambda token, detail: refused.append((token, detail))
+        stub.script("GET", "/api/v3/funds", Reply(error(-8, "Your token has expired"), status=401))
+        with pytest.raises(FyersTokenError) as caught:
+            await client.funds()
+        assert classify(caught.value) is FyersSessionExpired and issubclass(FyersSessionExpired, OrderRejected)
+        assert [token for token, _ in refused] == [TOKEN] and client.dead_token == TOKEN
+        with pytest.raises(FyersTokenError, match="not sent"):
+            await client.place_order(ORDER)
+        assert len(stub.requests) == 1
+        stub.script("GET", "/api/v3/profile", Reply(ok(data={"fy_id": "XB12345", "name": "A"})))
+        assert (await client.profile(access_token="CANDIDATE"))["fy_id"] == "XB12345"
+        assert stub.requests[-1][4]["Authorization"] == f"{APP_ID}:CANDIDATE"
+
+
+def test_envelope_parsing() -> None:
+    assert parse_reply(200, b'{"s":"ok","code":200,"message":"","id":"5"}')["id"] == "5"
+    with pytest.raises(FyersTokenError):
+        parse_reply(200, b'{"s":"error","code":-17,"message":"token invalid or expired"}')
+    with pytest.raises(FyersTokenError):
+        parse_reply(403, b"forbidden")
+    with pytest.raises(FyersError) as caught:
+        parse_reply(200, b'{"s":"maybe"}')
+    assert caught.value.malformed
+    with pytest.raises(FyersError) as caught:
+        parse_reply(200, b"[1, 2]")
+    assert caught.value.malformed
+
+
+async def test_the_shared_limiter_keeps_the_per_second_window() -> None:
+    async with fyers_stub(rate_limits=((2, 1.0),)) as (stub, client):
+        stub.default("GET", "/api/v3/funds", Reply(ok(fund_limit=[])))
+        for _ in range(5):
+            await client.funds()
+        limiter = client._limiters[0]
+        assert limiter.waits >= 2  # five requests at two per second had to wait on the (simulated) clock
+
+
+def test_order_tags_fit_fyers_unchanged() -> None:
+    assert fyers_order_tag("ENT0ABCDEF100000001") == "ENT0ABCDEF100000001"
+    with pytest.raises(ValueError):
+        fyers_order_tag("has space")
+    assert tag_from_fyers("1:Untagged") == "" and tag_from_fyers("2:ENT01") == "ENT01"
+    assert tag_from_fyers("ENT01") == "ENT01" and tag_from_fyers(None) == ""
