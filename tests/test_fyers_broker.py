@@ -1,0 +1,162 @@
+"""FyersBroker (the Broker port) against the local Fyers stand-in: the order body, errors as the port's kinds, tag
+look-up, resync after missed messages, forged and duplicated socket updates, the book, positions and funds."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from fyers_stub import Reply, error, fyers_stub, ok
+from test_fyers_orders import START_NS, TAG, intent, row
+
+from trader.adapters.fyers.broker import FyersBroker, fyers_symbol
+from trader.adapters.order_tracker import OrderTracker
+from trader.adapters.ports import BrokerUnavailable, OrderRejected
+from trader.clock import SimClock
+from trader.events import Fill, IntentPurpose, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
+
+from helpers import wait_for
+
+ORDER_ID = "26120100001"
+
+
+def request(order_type: OrderType = OrderType.LIMIT) -> OrderRequest:
+    limit = 10_150 if order_type in (OrderType.LIMIT, OrderType.SL) else 0
+    trigger = 10_000 if order_type in (OrderType.SL, OrderType.SL_M) else 0
+    changed = dataclasses.replace(intent(), order_type=order_type, limit_price=limit, trigger_price=trigger)
+    return OrderRequest(ts_ns=START_NS, intent=changed, tag=TAG)
+
+
+def make(client: Any) -> tuple[FyersBroker, list[object]]:
+    broker = FyersBroker(client, tracker=OrderTracker(SimClock(START_NS)))
+    broker.confirm_pause_s = 0.01
+    events: list[object] = []
+    broker.attach(events.append)
+    return broker, events
+
+
+async def test_the_order_body_and_its_reply() -> None:
+    async with fyers_stub() as (stub, client):
+        broker, _ = make(client)
+        stub.script("POST", "/api/v3/orders/sync", Reply(ok(code=1101, id=ORDER_ID)), Reply(ok(code=1101, id="2")))
+        assert await broker.place_order(request()) == ORDER_ID
+        await broker.place_order(request(OrderType.SL_M))
+        limit, stop = stub.calls("POST", "/api/v3/orders/sync")
+        assert limit == {"symbol": "NSE:NIFTY26D0326000CE", "qty": 150, "type": 1, "side": 1,
+                         "productType": "INTRADAY", "limitPrice": 101.5, "stopPrice": 0, "validity": "DAY",
+                         "disclosedQty": 0, "offlineOrder": False, "orderTag": TAG}
+        assert (stop["type"], stop["limitPrice"], stop["stopPrice"]) == (3, 0, 100.0)  # SL-M sent as it is
+        assert fyers_symbol("BFO", "SENSEX26D0385000CE") == "BSE:SENSEX26D0385000CE"
+
+
+async def test_errors_leave_as_the_ports_kinds() -> None:
+    async with fyers_stub() as (stub, client):
+        broker, _ = make(client)
+        stub.script("POST", "/api/v3/orders/sync", Reply(error(-99, "RED:Margin Shortfall"), status=400),
+                    Reply(error(-1, "gateway"), status=504))
+        with pytest.raises(OrderRejected):
+            await broker.place_order(request())
+        with pytest.raises(BrokerUnavailable):
+            await broker.place_order(request())
+        stub.script("DELETE", "/api/v3/orders/sync", Reply(ok(code=1103, message="Successfully cancelled")))
+        with pytest.raises(BrokerUnavailable):  # a cancel reply without the order id: may or may not be done
+            await broker.cancel_order(ORDER_ID)
+        assert stub.calls("DELETE", "/api/v3/orders/sync") == [{"id": ORDER_ID}]
+
+
+async def test_find_order_by_tag_takes_the_newest() -> None:
+    async with fyers_stub() as (stub, client):
+        broker, _ = make(client)
+        stub.script("GET", "/api/v3/orders", Reply(ok(orderBook=[
+            row(5, id="1", orderDateTime="01-Dec-2026 09:15:02"),
+            row(6, 75, 101.5, id="2", orderDateTime="01-Dec-2026 10:01:00"),
+            row(2, 150, 99.0, id="3", orderTag="1:Untagged")])))
+        found = await broker.find_order_by_tag(TAG)
+        assert found is not None and found.order_id == "2" and found.status is OrderStatus.OPEN
+        assert (found.filled_quantity, found.average_price, found.side) == (75, 10_150, Side.BUY)
+        assert found.instrument_token == 101126120339395 and found.tradingsymbol == "NIFTY26D0326000CE"
+        stub.script("GET", "/api/v3/orders", Reply(ok(orderBook=[])))
+        assert await broker.find_order_by_tag(TAG) is None
+
+
+async def test_socket_updates_duplicates_and_resync_book_each_fill_once() -> None:
+    async with fyers_stub() as (stub, client):
+        broker, events = make(client)
+        stub.script("POST", "/api/v3/orders/sync", Reply(ok(id=ORDER_ID)))
+        await broker.place_order(request())
+        part = {"id": ORDER_ID, "qty": 150, "qty_filled": 75, "price_traded": 101.5, "org_ord_status": 6,
+                "ord_type": 1, "tran_side": 1, "ordertag": TAG, "symbol": "NSE:NIFTY26D0326000CE"}
+        broker.on_order_message({"s": "ok", "orders": part})
+        broker.on_order_message({"s": "ok", "orders": part})  # duplicated delivery
+        broker.on_order_message({"s": "ok", "orders": "garbage"})  # malformed: dropped
+        broker.on_order_message({"s": "ok", "orders": {**part, "qty_filled": "lots"}})
+        assert broker.dropped == 2
+        # the socket drops; the rest of the order filled meanwhile: resync books only what is new, once
+        stub.default("GET", "/api/v3/orders", Reply(ok(orderBook=[row(2, 150, 101.75)])))
+        await broker.resync()
+        await broker.resync()
+        fills = [e for e in events if isinstance(e, Fill)]
+        assert [(f.quantity, f.price) for f in fills] == [(75, 10_150), (75, 10_200)]
+        final = [e for e in events if isinstance(e, OrderUpdate)][-1]
+        assert final.status is OrderStatus.COMPLETE and final.filled_quantity == 150
+
+
+async def test_a_forged_update_is_never_booked() -> None:
+    async with fyers_stub() as (stub, client):
+        broker, events = make(client)
+        broker.tracker.expect(request().intent, TAG)  # type: ignore[union-attr] - placed, reply lost
+        forged = {"id": "666", "qty": 150, "qty_filled": 150, "price_traded": 1.0, "org_ord_status": 2,
+                  "ord_type": 1, "tran_side": 1, "ordertag": TAG, "symbol": "NSE:NIFTY26D0326000CE"}
+        stub.default("GET", "/api/v3/orders", Reply(ok(orderBook=[row(6, id="666", orderTag="1:Untagged")])))
+        broker.on_order_message({"s": "ok", "orders": forged})
+        await wait_for(lambda: broker.pending_confirmations == 0)
+        assert events == [] and broker.unconfirmed == 1
+        # a genuine one: the order book confirms id, tag, symbol and side, and its record is what is booked
+        genuine = {**forged, "id": "777", "price_traded": 101.5}
+        stub.default("GET", "/api/v3/orders", Reply(ok(orderBook=[row(2, 150, 101.5, id="777")])))
+        broker.on_order_message({"s": "ok", "orders": genuine})
+        await wait_for(lambda: broker.pending_confirmations == 0)
+        assert [(e.quantity, e.price) for e in events if isinstance(e, Fill)] == [(150, 10_150)]
+        await broker.close()
+
+
+async def test_book_positions_funds_and_margin() -> None:
+    async with fyers_stub() as (stub, client):
+        broker, _ = make(client)
+        stub.default("GET", "/api/v3/orders", Reply(ok(orderBook=[row(2, 150, 101.5)])))
+        stub.default("GET", "/api/v3/tradebook", Reply(ok(tradeBook=[
+            {"orderNumber": ORDER_ID, "tradeNumber": "T1", "tradePrice": 101.5, "tradedQty": 150, "side": 1,
+             "symbol": "NSE:NIFTY26D0326000CE", "fyToken": "101126120339395", "orderTag": f"2:{TAG}",
+             "productType": "INTRADAY", "orderDateTime": "01-Dec-2026 09:15:03"}])))
+        stub.default("GET", "/api/v3/positions", Reply(ok(netPositions=[
+            {"symbol": "NSE:NIFTY26D0326000CE", "fyToken": "101126120339395", "netQty": 150, "netAvg": 101.5,
+             "productType": "INTRADAY", "cfBuyQty": 0, "cfSellQty": 0},
+            {"symbol": "NSE:NIFTY26D0326000CE", "fyToken": "101126120339395", "netQty": -75, "netAvg": 100.0,
+             "productType": "MARGIN", "cfBuyQty": 0, "cfSellQty": 75},
+            {"symbol": "NSE:NIFTY26D0326100PE", "fyToken": "101126120339400", "netQty": 0, "netAvg": 0,
+             "productType": "INTRADAY"}])))
+        stub.default("GET", "/api/v3/funds", Reply(ok(fund_limit=[
+            {"id": 1, "title": "Total Balance", "equityAmount": 100000.0, "commodityAmount": 0},
+            {"id": 2, "title": "Utilized Amount", "equityAmount": 15225.0, "commodityAmount": 0},
+            {"id": 10, "title": "Available Balance", "equityAmount": 84775.25, "commodityAmount": 0}])))
+        book = await broker.book()
+        assert [t.price for t in book.trades] == [10_150] and book.orders[0].status is OrderStatus.COMPLETE
+        [held, flat] = book.positions
+        assert (held.quantity, held.overnight_quantity) == (75, -75) and flat.quantity == 0
+        assert await broker.positions() == {101126120339395: 75}
+        view = await broker.margins()
+        assert (view.available, view.used) == (8_477_525, 1_522_500)
+        assert await broker.order_margin(request().intent) == 150 * 10_150
+        exit_intent = request().intent
+        assert await broker.order_margin(dataclasses.replace(exit_intent, purpose=IntentPurpose.EXIT)) == 0
+        with pytest.raises(BrokerUnavailable):
+            await broker.order_margin(dataclasses.replace(exit_intent, side=Side.SELL))
+
+
+async def test_an_unreadable_book_row_is_unavailable_not_guessed() -> None:
+    async with fyers_stub() as (stub, client):
+        broker, _ = make(client)
+        stub.default("GET", "/api/v3/orders", Reply(ok(orderBook=[row(6, fyToken="NSE:X")])))
+        with pytest.raises(BrokerUnavailable):
+            await broker.open_orders()
