@@ -105,7 +105,8 @@ async def test_socket_updates_duplicates_and_resync_book_each_fill_once() -> Non
 async def test_a_forged_update_is_never_booked() -> None:
     async with fyers_stub() as (stub, client):
         broker, events = make(client)
-        broker.tracker.expect(request().intent, TAG)  # type: ignore[union-attr] - placed, reply lost
+        assert broker.tracker is not None
+        broker.tracker.expect(request().intent, TAG)  # placed, its reply lost
         forged = {"id": "666", "qty": 150, "qty_filled": 150, "price_traded": 1.0, "org_ord_status": 2,
                   "ord_type": 1, "tran_side": 1, "ordertag": TAG, "symbol": "NSE:NIFTY26D0326000CE"}
         stub.default("GET", "/api/v3/orders", Reply(ok(orderBook=[row(6, id="666", orderTag="1:Untagged")])))
