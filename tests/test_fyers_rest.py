@@ -5,9 +5,13 @@ token expiry, and the shared rate limiter's windows."""
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
+from pathlib import Path
 
 import pytest
-from fyers_stub import APP_ID, TOKEN, Reply, error, fyers_stub, ok
+from fyers_stub import APP_ID, START_NS, TOKEN, Reply, error, fyers_stub, ok
+from pydantic import SecretStr
 
 from trader.adapters.fyers.errors import (
     FyersError,
@@ -18,8 +22,14 @@ from trader.adapters.fyers.errors import (
     to_broker_error,
 )
 from trader.adapters.fyers.rest import app_id_hash
+from trader.adapters.fyers.session import auth_code_from, auth_code_url, exchange_auth_code, token_watcher
 from trader.adapters.ports import BrokerUnavailable, OrderRejected, RateLimited
+from trader.clock import SimClock
+from trader.config import FyersSettings, Settings
+from trader.events import VenueStatus
 from trader.ids import fyers_order_tag, tag_from_fyers
+
+from helpers import wait_for
 
 ORDER = {"symbol": "NSE:NIFTY26D0326000CE", "qty": 75, "type": 1, "side": 1, "productType": "INTRADAY",
          "limitPrice": 101.5, "stopPrice": 0, "validity": "DAY", "disclosedQty": 0, "offlineOrder": False,
@@ -144,3 +154,50 @@ def test_order_tags_fit_fyers_unchanged() -> None:
         fyers_order_tag("has space")
     assert tag_from_fyers("1:Untagged") == "" and tag_from_fyers("2:ENT01") == "ENT01"
     assert tag_from_fyers("ENT01") == "ENT01" and tag_from_fyers(None) == ""
+
+
+# --- login and the token watch -----------------------------------------------------------------------------------
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path, fyers=FyersSettings(app_id=APP_ID, secret_key=SecretStr("SECRET"),
+                                                           redirect_uri="https://127.0.0.1/cb"))
+
+
+def test_auth_code_from_code_or_redirect_url(tmp_path: Path) -> None:
+    assert auth_code_from(" eyJ0e.abc-_1 ") == "eyJ0e.abc-_1"
+    assert auth_code_from("https://127.0.0.1/cb?s=ok&code=200&auth_code=eyJ.x.y&state=trader") == "eyJ.x.y"
+    with pytest.raises(ValueError, match="not an auth code"):
+        auth_code_from("https://127.0.0.1/cb?s=error&message=cancelled")
+    url = auth_code_url(_settings(tmp_path))
+    assert url.startswith("https://api-t1.fyers.in/api/v3/generate-authcode?client_id=XB12345-100&redirect_uri=")
+    assert "response_type=code" in url
+
+
+async def test_login_stores_the_token_owner_only(tmp_path: Path) -> None:
+    async with fyers_stub() as (stub, client):
+        stub.script("POST", "/api/v3/validate-authcode", Reply(ok(access_token="DAYTOKEN")))
+        path = await exchange_auth_code(_settings(tmp_path), "https://x/cb?auth_code=AC1&state=s", client=client)
+        assert path.read_text().strip() == "DAYTOKEN" and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        assert stub.calls("POST", "/api/v3/validate-authcode")[0]["code"] == "AC1"
+
+
+async def test_the_token_watch_takes_up_a_new_token(tmp_path: Path) -> None:
+    async with fyers_stub() as (stub, client):
+        published: list[object] = []
+        token_file = tmp_path / "fyers_access_token"
+        watcher = token_watcher(client, token_file=token_file, clock=SimClock(START_NS),
+                                publish=published.append, poll_s=0.01)
+        stub.script("GET", "/api/v3/funds", Reply(error(-17, "token invalid or expired"), status=401))
+        with pytest.raises(FyersTokenError):
+            await client.funds()
+        assert watcher.expired and isinstance(published[0], VenueStatus) and not published[0].ok
+        assert "trader login --venue fyers" in published[0].detail
+        stub.script("GET", "/api/v3/profile", Reply(error(-8, "expired"), status=401))
+        token_file.write_text("STILLDEAD\n")
+        await wait_for(lambda: watcher.polls >= 2 and not stub.replies[("GET", "/api/v3/profile")])
+        stub.default("GET", "/api/v3/profile", Reply(ok(data={"fy_id": "XB12345"})))
+        token_file.write_text("FRESH\n")
+        await wait_for(lambda: not watcher.expired)
+        assert client.access_token == "FRESH" and client.dead_token is None and watcher.renewals == 1
+        await watcher.close()
