@@ -7,9 +7,14 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from fyers_stub import Reply, error, fyers_stub, ok
 
+from trader.adapters.fyers.provision import provision_market
 from trader.adapters.fyers.symbols import parse_symbol_master
-from trader.market.instruments import OptionType
+from trader.adapters.kite.provision import BrokerUnreachableError, RetryPolicy
+from trader.clock import NS_PER_SECOND, SimClock
+from trader.market.instrument_master import InstrumentMaster
+from trader.market.instruments import OptionType, underlying_spec
 
 FYERS_FIXTURES = Path(__file__).parent / "fixtures" / "fyers"
 NSE = (FYERS_FIXTURES / "NSE_FO.csv").read_text()
@@ -64,3 +69,41 @@ def test_bad_rows_are_counted_and_named() -> None:
 def test_a_file_without_the_underlying_is_refused() -> None:
     with pytest.raises(ValueError, match="no option rows"):
         parse_symbol_master(NSE, "NFO", {"FINNIFTY"}).check()
+
+
+# --- provisioning: the master, spot from /quotes, the chain around spot --------------------------------------------
+
+DEC_1_0920_IST_NS = 1_796_097_000 * NS_PER_SECOND  # 2026-12-01 03:50 UTC
+
+
+async def _no_wait(_seconds: float) -> None:
+    return None
+
+
+async def test_provision_registers_the_chain_around_spot() -> None:
+    async with fyers_stub(clock=SimClock(DEC_1_0920_IST_NS)) as (stub, client):
+        stub.script("GET", "/sym/NSE_FO.csv", Reply("busy", status=503, raw=True), Reply(NSE, raw=True))
+        stub.script("GET", "/data/quotes", Reply(ok(d=[
+            {"n": "NSE:NIFTY50-INDEX", "s": "ok", "v": {"lp": 26010.4, "tt": "1796097000"}}])))
+        master = InstrumentMaster()
+        root = client.api_root.removesuffix("/api/v3") + "/sym"
+        tokens = await provision_market(client, [underlying_spec("NIFTY")], master, SimClock(DEC_1_0920_IST_NS),
+                                        symbols_root=root, strikes_each_side=1,
+                                        retry=RetryPolicy(total_s=5, sleep=_no_wait))
+        assert tokens[0] == 101000000026000  # the index, by its Fytoken
+        chain = {master.by_token(t).tradingsymbol for t in tokens[1:]}  # type: ignore[union-attr]
+        assert chain == {"NIFTY26D0826000CE", "NIFTY26D0826000PE", "NIFTY26D0826050CE", "NIFTY26D0826050PE"}
+        index = master.index_for("NIFTY")
+        assert index is not None and index.instrument_token == 101000000026000
+        assert stub.calls("GET", "/data/quotes") and stub.requests[-1][2] == {"symbols": "NSE:NIFTY50-INDEX"}
+
+
+async def test_provision_stops_on_a_refused_token() -> None:
+    async with fyers_stub(clock=SimClock(DEC_1_0920_IST_NS)) as (stub, client):
+        stub.script("GET", "/sym/NSE_FO.csv", Reply(NSE, raw=True))
+        stub.script("GET", "/data/quotes", Reply(error(-8, "Your token has expired"), status=401))
+        root = client.api_root.removesuffix("/api/v3") + "/sym"
+        with pytest.raises(BrokerUnreachableError, match="trader login --venue fyers"):
+            await provision_market(client, [underlying_spec("NIFTY")], InstrumentMaster(),
+                                   SimClock(DEC_1_0920_IST_NS), symbols_root=root, strikes_each_side=1,
+                                   retry=RetryPolicy(total_s=5, sleep=_no_wait))

@@ -232,3 +232,19 @@ class FyersRestClient:
                     and isinstance(row.get("v"), dict):
                 quotes[row["n"]] = row["v"]
         return quotes
+
+    # -- public files ------------------------------------------------------------------------------------------------
+    async def download_text(self, url: str) -> str:
+        """A public file (the symbol master CSV) as text; no Authorization. Non-200 is a ``FyersError``
+        (5xx/429 retriable as a read)."""
+        await self._acquire(False)
+        session = self._get_session()
+        async with session.get(url, timeout=self._timeout) as response:
+            body = await response.read()
+            if response.status != 200:
+                raise FyersError(f"GET {url}: HTTP {response.status}", http_status=response.status,
+                                 malformed=response.status >= 500)
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FyersError(f"GET {url}: not UTF-8 text", http_status=200, malformed=True) from None
