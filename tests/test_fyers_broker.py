@@ -4,13 +4,17 @@ look-up, resync after missed messages, forged and duplicated socket updates, the
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import pytest
 from fyers_stub import Reply, error, fyers_stub, ok
 from test_fyers_orders import START_NS, TAG, intent, row
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request, Response
 
 from trader.adapters.fyers.broker import FyersBroker, fyers_symbol
+from trader.adapters.fyers.order_socket import SUBSCRIBE, FyersOrderSocket
 from trader.adapters.order_tracker import OrderTracker
 from trader.adapters.ports import BrokerUnavailable, OrderRejected
 from trader.clock import SimClock
@@ -161,3 +165,68 @@ async def test_an_unreadable_book_row_is_unavailable_not_guessed() -> None:
         stub.default("GET", "/api/v3/orders", Reply(ok(orderBook=[row(6, fyToken="NSE:X")])))
         with pytest.raises(BrokerUnavailable):
             await broker.open_orders()
+
+
+# --- the order socket ----------------------------------------------------------------------------------------------
+
+
+async def test_order_socket_feeds_the_broker_and_resyncs_after_a_reconnect() -> None:
+    seen: list[tuple[str | None, str]] = []
+    sessions = 0
+
+    async def handler(ws: ServerConnection) -> None:
+        nonlocal sessions
+        sessions += 1
+        seen.append((ws.request.headers.get("authorization") if ws.request else None, str(await ws.recv())))
+        if sessions == 1:
+            part = {"id": ORDER_ID, "qty": 150, "qty_filled": 75, "price_traded": 101.5, "org_ord_status": 6,
+                    "ord_type": 1, "tran_side": 1, "ordertag": TAG, "symbol": "NSE:NIFTY26D0326000CE"}
+            await ws.send("not json")
+            await ws.send(json.dumps({"s": "ok", "orders": part}))
+            await ws.send(json.dumps({"s": "ok", "orders": part}))  # duplicated
+            await ws.send(json.dumps({"s": "ok", "trades": {"id_fill": "T1", "id": ORDER_ID}}))
+            await ws.send("pong")
+            await ws.close()  # dropped: the rest fills while the client is away
+        else:
+            await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server, fyers_stub() as (stub, client):
+        port = next(iter(server.sockets)).getsockname()[1]
+        broker, events = make(client)
+        stub.script("POST", "/api/v3/orders/sync", Reply(ok(id=ORDER_ID)))
+        await broker.place_order(request())
+        stub.default("GET", "/api/v3/orders", Reply(ok(orderBook=[row(2, 150, 101.75)])))
+        trades: list[dict[str, Any]] = []
+        socket = FyersOrderSocket("XB12345-100", "TOK", url=f"ws://127.0.0.1:{port}",
+                                  on_order=broker.on_order_message, on_trade=trades.append,
+                                  on_reconnect=broker.resync, initial_backoff_s=0.01)
+        socket.start()
+        await wait_for(lambda: socket.resyncs == 1)
+        await socket.close()
+        assert seen[0] == ("XB12345-100:TOK", json.dumps(SUBSCRIBE)) and len(seen) == 2
+        assert socket.dropped == 1 and len(trades) == 1
+        fills = [(e.quantity, e.price) for e in events if isinstance(e, Fill)]
+        assert fills == [(75, 10_150), (75, 10_200)]  # each once: the duplicate added nothing, resync the rest
+
+
+async def test_order_socket_refused_token_waits_for_a_new_one() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        if request.headers.get("authorization") != "XB12345-100:GOOD":
+            return connection.respond(401, "token expired\n")
+        return None
+
+    async with serve(handler, "127.0.0.1", 0, process_request=process_request) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        refused: list[str] = []
+        socket = FyersOrderSocket("XB12345-100", "OLD", url=f"ws://127.0.0.1:{port}", on_order=lambda m: None,
+                                  on_token_rejected=lambda token, detail: refused.append(token),
+                                  initial_backoff_s=0.01)
+        socket.start()
+        await wait_for(lambda: refused == ["OLD"])
+        assert socket.connections == 0 and socket.reconnects == 0  # no reconnect storm with a dead token
+        socket.set_access_token("GOOD")
+        await wait_for(lambda: socket.connected)
+        await socket.close()
