@@ -5,20 +5,27 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fyers_stub import Reply, error, fyers_stub, ok
+from pydantic import SecretStr
 from test_fyers_orders import START_NS, TAG, intent, row
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from trader.adapters.fyers.broker import FyersBroker, fyers_symbol
 from trader.adapters.fyers.order_socket import SUBSCRIBE, FyersOrderSocket
+from trader.adapters.fyers.venue import FyersVenue
 from trader.adapters.order_tracker import OrderTracker
 from trader.adapters.ports import BrokerUnavailable, OrderRejected
-from trader.clock import SimClock
+from trader.clock import NS_PER_SECOND, SimClock
+from trader.config import FyersSettings, Settings
 from trader.events import Fill, IntentPurpose, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
+from trader.market.calendar import MarketCalendar
+from trader.market.instrument_master import InstrumentMaster
+from trader.market.instruments import underlying_spec
 
 from helpers import wait_for
 
@@ -230,3 +237,62 @@ async def test_order_socket_refused_token_waits_for_a_new_one() -> None:
         socket.set_access_token("GOOD")
         await wait_for(lambda: socket.connected)
         await socket.close()
+
+
+# --- the venue (the data socket is another module's: a stand-in records how it is built) --------------------------
+
+
+class FakeDataSocket:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs = args, kwargs
+        self.tokens: list[str] = []
+        self.closed = 0
+
+    def attach(self, publish: Any) -> None:
+        self.publish = publish
+
+    def set_access_token(self, token: str) -> None:
+        self.tokens.append(token)
+
+    async def close(self) -> None:
+        self.closed += 1
+
+
+async def test_the_venue_connects_market_and_order_socket(tmp_path: Path) -> None:
+    made: list[FakeDataSocket] = []
+
+    def factory(*args: Any, **kwargs: Any) -> Any:
+        made.append(FakeDataSocket(*args, **kwargs))
+        return made[-1]
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    nse = (Path(__file__).parent / "fixtures" / "fyers" / "NSE_FO.csv").read_text()
+    clock = SimClock(1_796_097_000 * NS_PER_SECOND)  # 2026-12-01 09:20 IST
+    async with serve(handler, "127.0.0.1", 0) as server, fyers_stub(clock=clock) as (stub, client):
+        port = next(iter(server.sockets)).getsockname()[1]
+        base = client.api_root.removesuffix("/api/v3")
+        stub.script("GET", "/sym/NSE_FO.csv", Reply(nse, raw=True))
+        stub.script("GET", "/data/quotes", Reply(ok(d=[{"n": "NSE:NIFTY50-INDEX", "s": "ok",
+                                                        "v": {"lp": 26010.4, "tt": 1796097000}}])))
+        settings = Settings(data_dir=tmp_path, fyers=FyersSettings(
+            app_id="XB12345-100", access_token=SecretStr(client.access_token or ""), api_root=client.api_root,
+            data_root=client.data_root, symbols_root=f"{base}/sym", order_ws_url=f"ws://127.0.0.1:{port}"))
+        venue = FyersVenue(settings, clock=clock, rest=client, data_socket_factory=factory)
+        broker = venue.build_broker(clock)
+        assert isinstance(broker, FyersBroker) and venue.build_broker(clock) is broker
+        published: list[object] = []
+        market = await venue.connect_market(underlyings=[underlying_spec("NIFTY")], instruments=InstrumentMaster(),
+                                            clock=clock, calendar=MarketCalendar(), publish=published.append,
+                                            broker=broker)
+        [data] = made
+        assert market is data and data.args[:2] == ("XB12345-100", client.access_token)
+        assert data.args[2][0] == 101000000026000 and data.kwargs["url"] == settings.fyers.data_ws_url
+        assert venue.order_socket is not None
+        await wait_for(lambda: venue.order_socket is not None and venue.order_socket.connected)
+        assert venue.describe()["order_ws_url"] == f"ws://127.0.0.1:{port}"
+        assert "secret" not in " ".join(venue.describe().values()).lower()
+        await venue.close()
+        await venue.close()  # idempotent
+        assert data.closed == 1
