@@ -287,7 +287,7 @@ async def test_the_venue_connects_market_and_order_socket(tmp_path: Path) -> Non
                                             clock=clock, calendar=MarketCalendar(), publish=published.append,
                                             broker=broker)
         [data] = made
-        assert market is data and data.args[:2] == ("XB12345-100", client.access_token)
+        assert made == [market] and data.args[:2] == ("XB12345-100", client.access_token)
         assert data.args[2][0] == 101000000026000 and data.kwargs["url"] == settings.fyers.data_ws_url
         assert venue.order_socket is not None
         await wait_for(lambda: venue.order_socket is not None and venue.order_socket.connected)
