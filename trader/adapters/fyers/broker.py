@@ -12,8 +12,6 @@ market-protection field; Fyers' OMS applies the exchange's protection itself), s
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -39,6 +37,7 @@ from trader.adapters.ports import (
     MarginView,
     OrderRejected,
 )
+from trader.adapters.report_booking import ReportBooking
 from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderStatus, OrderType, Side, Tick
 from trader.ids import fyers_order_tag, tag_from_fyers
 from trader.logging import get_logger
@@ -107,11 +106,7 @@ def broker_trade(row: Mapping[str, Any]) -> BrokerTrade:
                        tradingsymbol=bare_symbol(row.get("symbol")), side=side, quantity=quantity, price=price)
 
 
-def _drop(_event: object) -> None:
-    pass
-
-
-class FyersBroker:
+class FyersBroker(ReportBooking):
     """The ``Broker`` port over ``FyersRestClient`` (product ``INTRADAY`` or ``MARGIN``, validity ``DAY``)."""
 
     def __init__(self, client: FyersRestClient, *, product: str = "INTRADAY", validity: str = "DAY",
@@ -121,17 +116,8 @@ class FyersBroker:
         self.client = client
         self.product = product
         self.validity = validity
-        self.tracker = tracker
-        self._publish: Callable[[object], None] = _drop
-        self._confirming: dict[str, list[dict[str, Any]]] = {}
-        self._confirmations: set[asyncio.Task[None]] = set()
-        self.unconfirmed = 0
         self.dropped = 0  # reports dropped as unreadable
-        self.confirm_rounds = 3
-        self.confirm_pause_s = 1.0
-
-    def attach(self, publish: Callable[[object], None]) -> None:
-        self._publish = publish
+        self._init_booking(tracker)
 
     @property
     def wants_ticks(self) -> bool:
@@ -169,6 +155,7 @@ class FyersBroker:
         self.on_report(socket_order_row(orders))
 
     def on_report(self, row: Mapping[str, Any]) -> None:
+        """An order-book-shaped row from the socket: its report is booked, held for confirmation, or dropped."""
         if self.tracker is None:
             return
         try:
@@ -177,56 +164,19 @@ class FyersBroker:
             self.dropped += 1
             log.error("postback_rejected", problem=str(exc), order_id=str(row.get("id", "")))
             return
-        order_id = report["order_id"]
-        held = self._confirming.get(order_id)
-        if held is not None:
-            held.append(report)
-        elif self.tracker.needs_confirmation(report):
-            self._confirming[order_id] = [report]
-            task = asyncio.create_task(self._confirm(order_id, report["tag"]), name=f"confirm:{order_id}")
-            self._confirmations.add(task)
-            task.add_done_callback(self._confirmations.discard)
-        else:
-            self._book(report)
+        self._on_report(report)
 
-    def _book(self, report: Mapping[str, Any], *, confirmed: bool = False) -> None:
-        if self.tracker is None:
-            return
-        for event in self.tracker.on_postback(report, confirmed=confirmed):
-            self._publish(event)
-
-    @property
-    def pending_confirmations(self) -> int:
-        return len(self._confirming)
-
-    async def _confirm(self, order_id: str, tag: str) -> None:
-        """Find the order in the broker's own order book; book only that record, and only if it matches."""
-        record: Mapping[str, Any] | None = None
-        problem = ""
-        for round_ in range(self.confirm_rounds):
-            if round_:
-                await asyncio.sleep(self.confirm_pause_s * 2 ** (round_ - 1))
-                if self.tracker is not None and self.tracker.is_known(order_id):
-                    break
-            try:
-                rows = await self.client.orders()
-            except Exception as exc:
-                problem = f"the broker could not be asked ({to_broker_error(exc)})"
-                continue
-            record = next((r for r in rows if str(r.get("id") or "") == order_id), None)
-            problem = "the broker's order book has no such order id" if record is None else \
-                self._mismatch(record, tag)
-            break
-        held = self._confirming.pop(order_id, [])
-        if not problem and record is not None:
-            self._book(to_report(record), confirmed=True)
-        elif self.tracker is None or not self.tracker.is_known(order_id):
-            self.unconfirmed += len(held)
-            log.error("postback_unconfirmed", order_id=order_id, tag=tag, reason=problem, postbacks=len(held),
-                      effect="nothing booked: an update for an order the broker does not confirm is never trusted")
-            return
-        for report in held:
-            self._book(report)
+    async def _lookup(self, order_id: str, tag: str) -> tuple[Mapping[str, Any] | None, str]:
+        """The order's row in the broker's own order book (Fyers has no single-order history in the v3 SDK)."""
+        try:
+            rows = await self.client.orders()
+        except Exception as exc:
+            raise to_broker_error(exc) from exc
+        record = next((r for r in rows if str(r.get("id") or "") == order_id), None)
+        if record is None:
+            return None, "the broker's order book has no such order id"
+        problem = self._mismatch(record, tag)
+        return (None if problem else to_report(record)), problem
 
     def _mismatch(self, record: Mapping[str, Any], tag: str) -> str:
         try:
@@ -241,14 +191,6 @@ class FyersBroker:
             return (f"the broker's order is {side.value} {record.get('symbol')}, not our {intent.side.value} "
                     f"{intent.contract.tradingsymbol}")
         return ""
-
-    async def close(self) -> None:
-        tasks = list(self._confirmations)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     # -- the port ------------------------------------------------------------------------------------------------
     async def place_order(self, request: OrderRequest) -> str:
