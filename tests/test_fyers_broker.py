@@ -159,11 +159,17 @@ async def test_book_positions_funds_and_margin() -> None:
         assert await broker.positions() == {101126120339395: 75}
         view = await broker.margins()
         assert (view.available, view.used) == (8_477_525, 1_522_500)
-        assert await broker.order_margin(request().intent) == 150 * 10_150
-        exit_intent = request().intent
-        assert await broker.order_margin(dataclasses.replace(exit_intent, purpose=IntentPurpose.EXIT)) == 0
-        with pytest.raises(BrokerUnavailable):
-            await broker.order_margin(dataclasses.replace(exit_intent, side=Side.SELL))
+        stub.script("POST", "/api/v3/multiorder/margin",
+                    Reply(ok(data={"margin_avail": 84775.25, "margin_total": 15225.0, "margin_new_order": 15225.0})),
+                    Reply(ok(data={"margin_avail": 1.0})))
+        assert await broker.order_margin(request().intent) == 1_522_500
+        [sent] = stub.calls("POST", "/api/v3/multiorder/margin")
+        assert sent["data"][0]["symbol"] == "NSE:NIFTY26D0326000CE" and sent["data"][0]["limitPrice"] == 101.5
+        with pytest.raises(BrokerUnavailable):  # a reply without the figure: never a guessed 0
+            await broker.order_margin(request().intent)
+        exit_intent = dataclasses.replace(request().intent, purpose=IntentPurpose.EXIT)
+        assert await broker.order_margin(exit_intent) == 0
+        assert len(stub.calls("POST", "/api/v3/multiorder/margin")) == 2  # an exit is not asked about
 
 
 async def test_an_unreadable_book_row_is_unavailable_not_guessed() -> None:

@@ -38,7 +38,7 @@ from trader.adapters.ports import (
     OrderRejected,
 )
 from trader.adapters.report_booking import ReportBooking
-from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderStatus, OrderType, Side, Tick
+from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderStatus, OrderType, Tick
 from trader.ids import fyers_order_tag, tag_from_fyers
 from trader.logging import get_logger
 from trader.money import MoneyError, to_paise_or_zero, to_rupees
@@ -276,14 +276,18 @@ class FyersBroker(ReportBooking):
         return BrokerBook(orders=tuple(orders), trades=tuple(trades), positions=tuple(await self.book_positions()))
 
     async def order_margin(self, intent: OrderIntent) -> int:
-        """A buy blocks its premium (limit, else expected price × quantity); an exit blocks nothing. A short entry's
-        margin needs Fyers' margin calculator, which the v3 SDK does not expose: ``BrokerUnavailable`` (the risk
-        model stands in)."""
+        """``POST /multiorder/margin`` ``margin_total`` in paise; an EXIT only reduces a position, so 0 unasked.
+        The price sent is the limit price, else the expected price (a premium needs one to be valued)."""
         if intent.purpose is IntentPurpose.EXIT:
             return 0
-        if intent.side is Side.BUY:
-            return (intent.limit_price or intent.expected_price) * intent.quantity
-        raise BrokerUnavailable("no Fyers margin calculator for a short option entry; the risk model stands in")
+        order = {
+            "symbol": fyers_symbol(intent.contract.exchange, intent.contract.tradingsymbol),
+            "qty": intent.quantity, "side": SIDE_CODES[intent.side], "type": ORDER_TYPE_CODES[intent.order_type],
+            "productType": self.product, "limitPrice": to_rupees(intent.limit_price or intent.expected_price),
+            "stopPrice": to_rupees(intent.trigger_price), "stopLoss": 0, "takeProfit": 0,
+        }
+        data = await self._read(lambda: self.client.order_margin([order]))
+        return _paise(data["margin_total"], "margin_total")
 
     def adopt(self, request: OrderRequest, order_id: str, filled: int, filled_value: int) -> None:
         if self.tracker is not None:

@@ -210,6 +210,17 @@ class FyersRestClient:
             raise _malformed("an order reply without an order id", envelope)
         return order_id.strip()
 
+    async def order_margin(self, orders: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """``POST /multiorder/margin`` ``{"data": [order, ...]}`` → ``data`` with ``margin_avail``, ``margin_total``
+        (what the orders need) and ``margin_new_order``, rupees. Not in the official SDK's method list: the endpoint
+        and its reply as public Fyers integrations call it (unconfirmed from Fyers' own docs)."""
+        envelope = await self.request("POST", "/multiorder/margin", {"data": [dict(o) for o in orders]})
+        data = envelope.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("margin_total"), int | float) \
+                or isinstance(data.get("margin_total"), bool):
+            raise _malformed("'data.margin_total' of /multiorder/margin is not a number", envelope)
+        return data
+
     async def orders(self) -> list[dict[str, Any]]:
         return _rows(await self.request("GET", "/orders"), "orderBook")
 
