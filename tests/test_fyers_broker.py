@@ -19,7 +19,7 @@ from trader.adapters.fyers.broker import FyersBroker, fyers_symbol
 from trader.adapters.fyers.order_socket import SUBSCRIBE, FyersOrderSocket
 from trader.adapters.fyers.venue import FyersVenue
 from trader.adapters.order_tracker import OrderTracker
-from trader.adapters.ports import BrokerUnavailable, OrderRejected
+from trader.adapters.ports import Broker, BrokerUnavailable, OrderRejected, Venue
 from trader.clock import NS_PER_SECOND, SimClock
 from trader.config import FyersSettings, Settings
 from trader.events import Fill, IntentPurpose, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
@@ -41,6 +41,8 @@ def request(order_type: OrderType = OrderType.LIMIT) -> OrderRequest:
 
 def make(client: Any) -> tuple[FyersBroker, list[object]]:
     broker = FyersBroker(client, tracker=OrderTracker(SimClock(START_NS)))
+    port: Broker = broker  # mypy checks FyersBroker against the port
+    assert port.wants_ticks is False
     broker.confirm_pause_s = 0.01
     events: list[object] = []
     broker.attach(events.append)
@@ -286,6 +288,8 @@ async def test_the_venue_connects_market_and_order_socket(tmp_path: Path) -> Non
             app_id="XB12345-100", access_token=SecretStr(client.access_token or ""), api_root=client.api_root,
             data_root=client.data_root, symbols_root=f"{base}/sym", order_ws_url=f"ws://127.0.0.1:{port}"))
         venue = FyersVenue(settings, clock=clock, rest=client, data_socket_factory=factory)
+        venue_port: Venue = venue  # mypy checks FyersVenue against the port
+        assert venue_port.name == "fyers"
         broker = venue.build_broker(clock)
         assert isinstance(broker, FyersBroker) and venue.build_broker(clock) is broker
         published: list[object] = []
