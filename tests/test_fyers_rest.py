@@ -4,12 +4,16 @@ token expiry, and the shared rate limiter's windows."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import stat
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 from fyers_stub import APP_ID, START_NS, TOKEN, Reply, error, fyers_stub, ok
 from pydantic import SecretStr
 
@@ -24,6 +28,7 @@ from trader.adapters.fyers.errors import (
 from trader.adapters.fyers.rest import app_id_hash
 from trader.adapters.fyers.session import auth_code_from, auth_code_url, exchange_auth_code, token_watcher
 from trader.adapters.ports import BrokerUnavailable, OrderRejected, RateLimited
+from trader.cli import main
 from trader.clock import SimClock
 from trader.config import FyersSettings, Settings
 from trader.events import VenueStatus
@@ -201,3 +206,48 @@ async def test_the_token_watch_takes_up_a_new_token(tmp_path: Path) -> None:
         await wait_for(lambda: not watcher.expired)
         assert client.access_token == "FRESH" and client.dead_token is None and watcher.renewals == 1
         await watcher.close()
+
+
+def test_trader_login_with_the_fyers_venue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """`TRADER_VENUE=fyers trader login --request-token <redirect URL>` against a stand-in /validate-authcode (the
+    server runs on its own loop in a thread: the CLI runs its own)."""
+    seen: list[dict[str, str]] = []
+
+    async def validate(request: web.Request) -> web.Response:
+        seen.append(await request.json())
+        return web.json_response(ok(access_token="CLITOKEN"))
+
+    ready = threading.Event()
+    state: dict[str, Any] = {}
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        app = web.Application()
+        app.router.add_post("/api/v3/validate-authcode", validate)
+        runner = web.AppRunner(app)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        state["port"] = runner.addresses[0][1]
+        state["loop"] = loop
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        for key, value in {"TRADER_VENUE": "fyers", "TRADER_FYERS__APP_ID": APP_ID,
+                           "TRADER_FYERS__SECRET_KEY": "SECRET", "TRADER_DATA_DIR": str(tmp_path),
+                           "TRADER_FYERS__API_ROOT": f"http://127.0.0.1:{state['port']}/api/v3"}.items():
+            monkeypatch.setenv(key, value)
+        assert main(["login", "--request-token", "https://127.0.0.1/cb?s=ok&auth_code=AC9&state=trader"]) == 0
+    finally:
+        state["loop"].call_soon_threadsafe(state["loop"].stop)
+        thread.join(10)
+    assert seen[0]["code"] == "AC9" and seen[0]["appIdHash"] == app_id_hash(APP_ID, "SECRET")
+    assert (tmp_path / "fyers_access_token").read_text().strip() == "CLITOKEN"
+    assert "generate-authcode?client_id=XB12345-100" in capsys.readouterr().out
