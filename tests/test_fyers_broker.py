@@ -135,6 +135,27 @@ async def test_a_forged_update_is_never_booked() -> None:
         await broker.close()
 
 
+async def test_a_book_row_under_our_tag_for_another_contract_does_not_confirm() -> None:
+    async with fyers_stub() as (stub, client):
+        broker, events = make(client)
+        broker.confirm_rounds = 2
+        assert broker.tracker is not None
+        broker.tracker.expect(request().intent, TAG)
+        claim = {"id": "888", "qty": 150, "qty_filled": 150, "price_traded": 101.5, "org_ord_status": 2,
+                 "ord_type": 1, "tran_side": 1, "ordertag": TAG, "symbol": "NSE:NIFTY26D0326000CE"}
+        stub.default("GET", "/api/v3/orders", Reply(ok(orderBook=[
+            row(2, 150, 101.5, id="888", symbol="NSE:NIFTY26D0326000PE", side=-1)])))
+        broker.on_order_message({"s": "ok", "orders": claim})
+        broker.on_order_message({"s": "ok", "orders": claim})  # held with the first, dropped with it
+        await wait_for(lambda: broker.pending_confirmations == 0)
+        assert events == [] and broker.unconfirmed == 2
+        # the broker could not be asked at all: nothing is booked either
+        stub.default("GET", "/api/v3/orders", Reply(error(-1, "down"), status=503))
+        broker.on_order_message({"s": "ok", "orders": {**claim, "id": "889"}})
+        await wait_for(lambda: broker.pending_confirmations == 0)
+        assert events == [] and broker.unconfirmed == 3
+
+
 async def test_book_positions_funds_and_margin() -> None:
     async with fyers_stub() as (stub, client):
         broker, _ = make(client)
