@@ -19,10 +19,7 @@ from trader.adapters.ports import (
 )
 from trader.adapters.report_booking import ReportBooking
 from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderStatus, OrderType, Side, Tick
-from trader.logging import get_logger
 from trader.money import rupee_text, to_paise_or_zero, to_rupees
-
-log = get_logger("trader.kite.broker")
 
 _STATUS_MAP: Mapping[str, OrderStatus] = {
     "OPEN": OrderStatus.OPEN,
