@@ -329,3 +329,23 @@ async def test_the_venue_connects_market_and_order_socket(tmp_path: Path) -> Non
         await venue.close()
         await venue.close()  # idempotent
         assert data.closed == 1
+
+
+async def test_order_socket_pings_and_answers_nothing_to_pong() -> None:
+    received: list[str] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        async for message in ws:
+            received.append(str(message))
+            if message == "ping":
+                await ws.send("pong")
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        orders: list[dict[str, Any]] = []
+        socket = FyersOrderSocket("XB12345-100", "TOK", url=f"ws://127.0.0.1:{port}", on_order=orders.append,
+                                  ping_interval_s=0.01)
+        socket.start()
+        await wait_for(lambda: received.count("ping") >= 2)
+        await socket.close()
+    assert received[0] == json.dumps(SUBSCRIBE) and orders == [] and socket.dropped == 0
