@@ -1,4 +1,4 @@
-"""Ids that are unique across restarts and valid as a Kite order ``tag`` (≤ 20 alphanumerics)."""
+"""Ids unique across restarts and valid as order tags: Kite's ``tag``, Fyers' ``orderTag`` (1-20 alphanumerics)."""
 
 from __future__ import annotations
 
