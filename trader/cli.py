@@ -138,9 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="share of authenticated requests answered 429")
     faults.add_argument("--ws-drop-every", type=float, default=0.0, metavar="SIM_SECONDS",
                         help="drop every WebSocket connection this often, in simulated seconds (0 = never)")
-    login = sub.add_parser("login", help="exchange the day's Kite request token for an access token (stored 0600)")
+    login = sub.add_parser("login", help="exchange the day's Kite request token (or, with TRADER_VENUE=fyers, the "
+                           "Fyers auth code) for an access token (stored 0600)")
     _settings_flags(login)
-    login.add_argument("--request-token", help="the request_token (or the whole redirect URL); asked for if absent")
+    login.add_argument("--request-token", help="the request_token (Fyers: the auth_code), or the whole redirect URL; "
+                       "asked for if absent")
     new = sub.add_parser("new-strategy", help="write a package to start your own strategy from (its tests pass as "
                          "written; see docs/strategies.md)")
     new.add_argument("name", help="the strategy's name: lower-case letters, digits and _ (e.g. my_breakout)")
@@ -197,6 +199,8 @@ def _run_loop(coro: Coroutine[Any, Any, Any]) -> Any:
 def _login(settings: Settings, given: str | None) -> int:
     from trader import login  # noqa: PLC0415 - aiohttp only when logging in
 
+    if settings.venue == "fyers":
+        return _login_fyers(settings, given)
     try:
         login.check_login_settings(settings)
     except ConfigError as exc:
@@ -215,6 +219,30 @@ def _login(settings: Settings, given: str | None) -> int:
         print(f"login failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(f"access token stored in {path} (owner-only); the daemon reads it until it expires (~06:00 IST)")
+    return 0
+
+
+def _login_fyers(settings: Settings, given: str | None) -> int:
+    from trader.adapters.fyers import session  # noqa: PLC0415 - aiohttp only when logging in
+
+    try:
+        session.check_login_settings(settings)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"1. Open {session.auth_code_url(settings)} and log in.")
+    print("2. Fyers redirects to your app's URL with auth_code=...; paste that code or the whole URL.")
+    try:
+        text = given if given is not None else input("auth code: ")
+        path = _run_loop(session.exchange_auth_code(settings, text))
+    except (ValueError, EOFError) as exc:
+        print(f"login failed: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as exc:
+        print(f"login failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"access token stored in {path} (owner-only); the daemon reads it until it expires (the trading day)")
     return 0
 
 

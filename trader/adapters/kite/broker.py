@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from trader.adapters.kite.errors import KiteSessionExpired, to_broker_error
@@ -19,11 +17,9 @@ from trader.adapters.ports import (
     MarginView,
     OrderRejected,
 )
+from trader.adapters.report_booking import ReportBooking
 from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderStatus, OrderType, Side, Tick
-from trader.logging import get_logger
 from trader.money import rupee_text, to_paise_or_zero, to_rupees
-
-log = get_logger("trader.kite.broker")
 
 _STATUS_MAP: Mapping[str, OrderStatus] = {
     "OPEN": OrderStatus.OPEN,
@@ -83,11 +79,7 @@ def _has_tag(order: Mapping[str, Any], tag: str) -> bool:
     return order.get("tag") == tag or (isinstance(tags, list) and tag in tags)
 
 
-def _drop(_event: object) -> None:
-    pass
-
-
-class KiteBroker:
+class KiteBroker(ReportBooking):
     """The ``Broker`` port over ``KiteRestClient``. Every failure leaves as a ``BrokerError`` (see ``classify``).
 
     Conversions (rupee floats → paise, ``round(x * 100)``) happen here. ``margins()`` reads the equity segment:
@@ -106,16 +98,7 @@ class KiteBroker:
         self.product = product
         self.variety = variety
         self.validity = validity
-        self.tracker = tracker
-        self._publish: Callable[[object], None] = _drop
-        self._confirming: dict[str, list[dict[str, Any]]] = {}  # order id → postbacks held until confirmed
-        self._confirmations: set[asyncio.Task[None]] = set()
-        self.unconfirmed = 0  # postbacks dropped because the broker did not confirm their order
-        self.confirm_rounds = 3  # asks of the order history (each with the client's own GET retries)
-        self.confirm_pause_s = 1.0  # between rounds, doubling
-
-    def attach(self, publish: Callable[[object], None]) -> None:
-        self._publish = publish
+        self._init_booking(tracker)
 
     @property
     def wants_ticks(self) -> bool:
@@ -153,66 +136,19 @@ class KiteBroker:
 
     def on_postback(self, data: dict[str, Any]) -> None:
         """An order message from the ticker: publish what it adds (fills first, then the status)."""
-        if self.tracker is None:
-            return
-        order_id = str(data.get("order_id") or "")
-        held = self._confirming.get(order_id)
-        if held is not None:
-            held.append(data)  # its order is being confirmed: booked (or dropped) after that
-        elif self.tracker.needs_confirmation(data):
-            self._confirming[order_id] = [data]
-            task = asyncio.create_task(self._confirm(order_id, str(data.get("tag") or "")), name=f"confirm:{order_id}")
-            self._confirmations.add(task)
-            task.add_done_callback(self._confirmations.discard)
-        else:
-            self._book(data)
+        self._on_report(data)
 
-    def _book(self, data: Mapping[str, Any], *, confirmed: bool = False) -> None:
-        if self.tracker is None:
-            return
-        for event in self.tracker.on_postback(data, confirmed=confirmed):
-            self._publish(event)
-
-    @property
-    def pending_confirmations(self) -> int:
-        return len(self._confirming)
-
-    async def _confirm(self, order_id: str, tag: str) -> None:
-        """Ask the broker's order history about an order id first seen in a postback; book only its record."""
-        record: Mapping[str, Any] = {}
-        problem = ""
-        for round_ in range(self.confirm_rounds):
-            if round_:
-                await asyncio.sleep(self.confirm_pause_s * 2 ** (round_ - 1))
-                if self.tracker is not None and self.tracker.is_known(order_id):
-                    break  # our own reply named it meanwhile: the held postbacks are booked below
-            try:
-                history = await self.client.order_history(order_id)
-            except Exception as exc:
-                error = to_broker_error(exc)
-                if isinstance(error, OrderRejected) and not isinstance(error, KiteSessionExpired):
-                    problem = "the broker does not know this order id"
-                    break
-                problem = f"the broker could not be asked ({error})"
-                continue
-            record = history[-1] if history and isinstance(history[-1], dict) else {}
-            problem = self._mismatch(record, order_id, tag)
-            break
-        held = self._confirming.pop(order_id, [])
-        if not problem:
-            log.info("postback_confirmed", order_id=order_id, tag=tag, status=record.get("status"),
-                     filled=record.get("filled_quantity"))
-            self._book({**record, "order_id": order_id, "tag": tag}, confirmed=True)
-        elif self.tracker is None or not self.tracker.is_known(order_id):
-            self.unconfirmed += len(held)
-            claim = held[0] if held else {}
-            log.error("postback_unconfirmed", order_id=order_id, tag=tag, reason=problem, postbacks=len(held),
-                      claimed_status=claim.get("status"), claimed_filled=claim.get("filled_quantity"),
-                      claimed_average_price=claim.get("average_price"),
-                      effect="nothing booked: an update for an order the broker does not confirm is never trusted")
-            return
-        for data in held:  # a known order now: repeats and stale reports add nothing
-            self._book(data)
+    async def _lookup(self, order_id: str, tag: str) -> tuple[Mapping[str, Any] | None, str]:
+        """The order's history: its last state, as the report to book, and whether it is ours."""
+        try:
+            history = await self.client.order_history(order_id)
+        except Exception as exc:
+            error = to_broker_error(exc)
+            if isinstance(error, OrderRejected) and not isinstance(error, KiteSessionExpired):
+                return None, "the broker does not know this order id"
+            raise error from exc
+        record = history[-1] if history and isinstance(history[-1], dict) else {}
+        return {**record, "order_id": order_id, "tag": tag}, self._mismatch(record, order_id, tag)
 
     def _mismatch(self, record: Mapping[str, Any], order_id: str, tag: str) -> str:
         """Why the broker's record does not confirm the postback ("" when it does)."""
@@ -228,15 +164,6 @@ class KiteBroker:
             return (f"the broker's order is {record.get('transaction_type')} {record.get('tradingsymbol')}, not our "
                     f"{intent.side.value} {intent.contract.tradingsymbol}")
         return ""
-
-    async def close(self) -> None:
-        """Stop confirmations still under way (at shutdown, after the last resync read the whole order book)."""
-        tasks = list(self._confirmations)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def place_order(self, request: OrderRequest) -> str:
         if self.tracker is not None:

@@ -64,8 +64,26 @@ class RetryPolicy:
 DEFAULT_RETRY = RetryPolicy()
 
 
+@dataclass(frozen=True, slots=True)
+class VenueErrors:
+    """How a venue's client fails, for ``fetch_with_retry``: the exceptions it raises, their classification, the
+    kind that means a refused token, and the fixes to name."""
+
+    catch: tuple[type[BaseException], ...]
+    classify: Callable[[BaseException], type[BrokerError]]
+    session_expired: type[BrokerError]
+    login_fix: str
+    settings_fix: str
+
+
+KITE_ERRORS = VenueErrors(catch=(KiteException, BrokerError, aiohttp.ClientError, TimeoutError), classify=classify,
+                          session_expired=KiteSessionExpired,
+                          login_fix="run `trader login` for today's token (or set TRADER_KITE__ACCESS_TOKEN)",
+                          settings_fix="check TRADER_KITE__API_KEY and TRADER_KITE_API_ROOT")
+
+
 async def fetch_with_retry(what: str, call: Callable[[], Awaitable[T]], *, root: str,
-                           retry: RetryPolicy | None = None) -> T:
+                           retry: RetryPolicy | None = None, errors: VenueErrors = KITE_ERRORS) -> T:
     """``await call()``, retried while the broker is unavailable or rate-limits; else one clear error."""
     policy = retry or DEFAULT_RETRY
     waited = 0.0
@@ -74,16 +92,16 @@ async def fetch_with_retry(what: str, call: Callable[[], Awaitable[T]], *, root:
         attempt += 1
         try:
             return await call()
-        except (KiteException, BrokerError, aiohttp.ClientError, TimeoutError) as exc:
-            kind = classify(exc)
+        except errors.catch as exc:
+            kind = errors.classify(exc)
             reason = _reason(exc)
-            if issubclass(kind, KiteSessionExpired):
+            if issubclass(kind, errors.session_expired):
                 raise BrokerUnreachableError(
-                    f"{what} from {root}: the broker refused the access token ({reason}); run `trader login` for "
-                    "today's token (or set TRADER_KITE__ACCESS_TOKEN) and start again") from None
+                    f"{what} from {root}: the broker refused the access token ({reason}); {errors.login_fix} and "
+                    "start again") from None
             if not issubclass(kind, BrokerUnavailable | RateLimited):
                 raise BrokerUnreachableError(f"{what} from {root}: the broker refused the request ({reason}); "
-                                             "check TRADER_KITE__API_KEY and TRADER_KITE_API_ROOT") from None
+                                             f"{errors.settings_fix}") from None
             delay = min(policy.first_delay_s * 2 ** (attempt - 1), policy.max_delay_s, policy.total_s - waited)
             if delay <= 0:
                 raise BrokerUnreachableError(

@@ -1,123 +1,26 @@
-"""The day's Kite access token: noticing that it died, and taking up the next one without a restart.
-
-Kite answers HTTP 403 ``TokenException`` once the token is no longer valid (about 06:00 IST the next day, a logout, a
-login elsewhere); the WebSocket refuses its handshake with 403. The REST client and the ticker report such a refusal
-here (``report_rejected``). The watcher then, once per dead token: logs ``token_expired`` with the fix, publishes
-``VenueStatus(ok=False, problem="token_expired")`` (the risk gate stops entries; the position view stays), and polls
-the token file `trader login` writes every ``poll_s`` seconds. A token there that differs from the dead one is checked
-with one ``GET /user/profile``; when Kite accepts it, it goes into the REST client and every ticker (a ticker waiting
-for it connects at once), ``token_renewed`` is logged and ``VenueStatus(ok=True, problem="token_expired")``
-published. A token Kite refuses is logged once (``token_candidate_refused``) and never tried again.
-"""
+"""The day's Kite access token: the venue-neutral ``TokenWatcher`` (``adapters/token_watch.py``) with Kite's client
+and its refusal (HTTP 403 ``TokenException`` → ``KiteSessionExpired``)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
 from trader.adapters.kite.errors import KiteSessionExpired, classify
 from trader.adapters.kite.rest import KiteRestClient
-from trader.adapters.kite.ticker import KiteTicker
-from trader.clock import NS_PER_SECOND, Clock
-from trader.events import VenueStatus
-from trader.logging import get_logger
+from trader.adapters.token_watch import PROBLEM, read_token_file
+from trader.adapters.token_watch import TokenWatcher as _TokenWatcher
+from trader.clock import Clock
 
-log = get_logger("trader.kite.session")
-
-PROBLEM = "token_expired"
+__all__ = ["PROBLEM", "TokenWatcher", "is_kite_refusal", "read_token_file"]
 
 
-def read_token_file(path: Path) -> str:
-    """The token `trader login` stored ("" when the file is missing or unreadable)."""
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return ""
+def is_kite_refusal(exc: BaseException) -> bool:
+    return classify(exc) is KiteSessionExpired
 
 
-class TokenWatcher:
+class TokenWatcher(_TokenWatcher):
     def __init__(self, client: KiteRestClient, *, token_file: Path, clock: Clock,
                  publish: Callable[[object], None], poll_s: float = 5.0) -> None:
-        if not poll_s > 0:
-            raise ValueError(f"poll_s must be > 0, got {poll_s}")
-        self.client = client
-        self.token_file = token_file
-        self.clock = clock
-        self.publish = publish
-        self.poll_s = poll_s
-        self.tickers: list[KiteTicker] = []
-        self.expired = False
-        self.expiries = 0
-        self.renewals = 0
-        self.polls = 0  # token file reads while expired
-        self._expired_ns = 0
-        self._task: asyncio.Task[None] | None = None
-        client.on_token_rejected = self.report_rejected
-
-    @property
-    def fix(self) -> str:
-        return (f"run `trader login`: it writes {self.token_file}, which the daemon reads every {self.poll_s:g}s "
-                "and takes up without a restart")
-
-    def add_ticker(self, ticker: KiteTicker) -> None:
-        self.tickers.append(ticker)
-
-    def report_rejected(self, token: str, detail: str) -> None:
-        """Kite refused ``token`` (REST 403 TokenException or a WebSocket handshake 403)."""
-        if self.expired or not token or token != self.client.access_token:
-            return  # already handled, or a token that is no longer ours
-        self.expired = True
-        self.expiries += 1
-        self._expired_ns = self.clock.now_ns()
-        self.client.dead_token = token  # nothing more is sent with it
-        log.error("token_expired", detail=detail, token_file=str(self.token_file), fix=self.fix,
-                  effect="new entries are refused and no request is sent with the dead token; positions are kept "
-                         "and trading resumes by itself once a valid token appears")
-        self.publish(VenueStatus(ts_ns=self._expired_ns, ok=False, problem=PROBLEM,
-                                 detail=f"Kite refused the access token ({detail}); {self.fix}"))
-        self._task = asyncio.create_task(self._watch(token), name="kite-token-watch")
-
-    async def _watch(self, dead: str) -> None:
-        refused = {dead}
-        failed: set[str] = set()
-        while True:
-            await asyncio.sleep(self.poll_s)
-            self.polls += 1
-            candidate = read_token_file(self.token_file)
-            if not candidate or candidate in refused:
-                continue
-            try:
-                await self.client.profile(access_token=candidate)
-            except Exception as exc:
-                if classify(exc) is KiteSessionExpired:
-                    refused.add(candidate)
-                    log.warning("token_candidate_refused", token_file=str(self.token_file),
-                                hint="Kite refused the token in the file too: run `trader login` again")
-                elif candidate not in failed:  # the broker could not say: ask again at the next poll
-                    failed.add(candidate)
-                    log.warning("token_check_failed", token_file=str(self.token_file), error=repr(exc))
-                continue
-            self._renew(candidate)
-            return
-
-    def _renew(self, token: str) -> None:
-        self.client.access_token = token
-        self.client.dead_token = None
-        for ticker in self.tickers:
-            ticker.set_access_token(token)
-        self.expired = False
-        self.renewals += 1
-        now = self.clock.now_ns()
-        log.warning("token_renewed", token_file=str(self.token_file),
-                    expired_for_s=round((now - self._expired_ns) / NS_PER_SECOND, 1),
-                    effect="reconnecting with the new token; entries are allowed again")
-        self.publish(VenueStatus(ts_ns=now, ok=True, problem=PROBLEM, detail="a new access token was accepted"))
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        super().__init__(client, token_file=token_file, clock=clock, publish=publish, is_refusal=is_kite_refusal,
+                         poll_s=poll_s, venue="Kite", login_command="trader login")
