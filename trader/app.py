@@ -87,7 +87,7 @@ class App:
         self.instruments = InstrumentMaster()
         self.ids = IdFactory(wall_now)
         self.supervisor = Supervisor()
-        self.venue: Venue | None = builders.build_venue(settings)  # Kite or Fyers, on a live venue's market
+        self.venue: Venue | None = builders.build_venue(settings, self.clock)  # Kite or Fyers, on a live venue's market
         self.broker: Broker = builders.build_broker(settings, self.clock, self.calendar, self.venue)
         self.underlyings = [resolve_underlying(symbol) for symbol in settings.symbols]
         strategies = builders.build_strategies(settings, self.underlyings)

@@ -70,14 +70,14 @@ def build_clock(settings: Settings, start_ns: int) -> Clock:
     return SimClock(start_ns, speed=0.0 if settings.mode == "backtest" else settings.sim.speed)
 
 
-def build_venue(settings: Settings) -> Venue | None:
+def build_venue(settings: Settings, clock: Clock) -> Venue | None:
     """The live venue's connection when the run uses its market (``uses_venue_market``), else None."""
     if not uses_venue_market(settings):
         return None
     if settings.venue == "fyers":
         from trader.adapters.fyers.venue import FyersVenue  # noqa: PLC0415 - only a Fyers run loads its adapter
 
-        return FyersVenue(settings)
+        return FyersVenue(settings, clock=clock)
     return KiteVenue(settings)
 
 
