@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlparse
 
+import crash_venue  # bench/ is not a package: its scripts import each other by module name
 from benchlib import number
 from kiteconnect import KiteConnect
 
@@ -109,6 +110,7 @@ class Options:
     settle_s: float = 15.0  # grace for the daemon to settle intents from before a kill once it is ready
     max_start_failures: int = 5  # consecutive starts that never become ready before the run gives up
     tail: int = 60
+    venue: crash_venue.Venue = "kite"  # the wire the daemon trades through (the book is read through Kite's face)
 
 
 # -- processes -----------------------------------------------------------------------------------------------------
@@ -450,6 +452,7 @@ class Harness:
         self.kite: Any = None
         self.rest_url = ""
         self.ws_url = ""
+        self.listening: dict[str, Any] = {}
         self.daemon_token = ""
         self.incarnations = 0
         self.exit_flags: dict[str, bool] = {}  # tag → exit, from every run's intent_approved lines
@@ -471,23 +474,26 @@ class Harness:
     # -- set-up and tear-down --------------------------------------------------------------------------------------
     def start_sim(self) -> None:
         argv = [sys.executable, "-m", "trader", "sim", "--port", "0", "--start", SIM_START,
-                "--speed", f"{self.o.speed:g}", "--seed", str(self.o.seed)]
+                "--speed", f"{self.o.speed:g}", "--seed", str(self.o.seed), *crash_venue.sim_argv(self.o.venue)]
         if self.o.faults:
             argv += ["--error-rate", "0.05", "--timeout-after-accept", "0.1", "--timeout-mode", self.o.lost_answer,
                      "--timeout-delay", "3", "--rate-limit-rate", "0.03", "--ws-drop-every", "600"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
         self.sim = Process("sim", argv, {**env, "PYTHONUNBUFFERED": "1"}, self.work_dir / "sim.log", self.o.tail)
         sim = self.sim
-        if not sim.wait_for(lambda: sim.exited or sim.first("sim_listening") is not None, 120):
-            raise RuntimeError("trader sim did not report sim_listening within 120 s")
-        listening = sim.first("sim_listening")
+        event = crash_venue.listening_event(self.o.venue)
+        if not sim.wait_for(lambda: sim.exited or sim.first(event) is not None, 120):
+            raise RuntimeError(f"trader sim did not report {event} within 120 s")
+        listening = sim.first(event)
         if listening is None:
             raise RuntimeError(f"trader sim exited {sim.popen.poll()}:\n" + "\n".join(sim.tail))
-        self.rest_url, self.ws_url = str(listening["rest_url"]), str(listening["ws_url"])
-        self.daemon_token = login(self.rest_url)
+        self.listening = listening
+        self.rest_url, self.ws_url = crash_venue.kite_urls(self.o.venue, listening)
+        self.daemon_token = login(self.rest_url) if self.o.venue == "kite" else \
+            crash_venue.fyers_login(str(listening["api_root"]))
         self.kite = KiteConnect(API_KEY, root=self.rest_url, timeout=10)
         self.kite.set_access_token(login(self.rest_url))
-        note(f"crash: trader sim at {self.rest_url} (ws {self.ws_url}), faults "
+        note(f"crash: trader sim ({self.o.venue} face) at {self.rest_url} (ws {self.ws_url}), faults "
              f"{'on (' + self.o.lost_answer + ')' if self.o.faults else 'off'}; work dir {self.work_dir}")
 
     def close(self) -> None:
@@ -502,9 +508,7 @@ class Harness:
         env.update({
             "PYTHONUNBUFFERED": "1",  # every log line is in the pipe before the daemon acts on it
             "TRADER_MODE": "live", "TRADER_LIVE_CONFIRM": "yes", "TRADER_DATA_DIR": str(self.data_dir),
-            "TRADER_KITE_API_ROOT": self.rest_url, "TRADER_KITE_WS_ROOT": self.ws_url,
-            "TRADER_KITE__API_KEY": API_KEY, "TRADER_KITE__ACCESS_TOKEN": self.daemon_token,
-            "TRADER_KITE_TIMEOUT_SECONDS": "2",
+            **crash_venue.daemon_env(self.o.venue, self.listening, self.daemon_token),
             "TRADER_CONTROL__PORT": "0",  # a free port: never the fixed 8780 (a developer's daemon may hold it)
             # Short bars and no cutoff: the strategy enters and exits every few simulated minutes.
             "TRADER_STRATEGY__BAR_SECONDS": "10", "TRADER_STRATEGY__CONFIDENCE_CUTOFF": "0",
@@ -943,12 +947,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lost-answer", choices=("drop", "delay"), default="drop")
     parser.add_argument("--speed", type=float, default=120.0, help="the simulator's speed (default 120)")
     parser.add_argument("--quick", action="store_true", help="a handful of kills (CI)")
+    parser.add_argument("--venue", choices=crash_venue.VENUES, default="kite",
+                        help="the wire face the daemon trades through (default kite)")
     parser.add_argument("--json", action="store_true", help="one JSON object as the last line")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the logs and data dir here")
     args = parser.parse_args(argv)
     kills = args.kills if args.kills is not None else (6 if args.quick else 200)
     report = run(Options(kills=kills, seed=args.seed, faults=args.faults, lost_answer=args.lost_answer,
-                         speed=args.speed, work_dir=args.work_dir))
+                         speed=args.speed, work_dir=args.work_dir, venue=args.venue))
     describe(report)
     for line in report.figures():
         print(line, flush=True)
