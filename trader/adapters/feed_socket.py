@@ -36,6 +36,10 @@ class TokenRefused(Exception):
     """Raised by a subclass when the venue refused the access token inside the connection (not at the handshake)."""
 
 
+class FeedProtocolError(Exception):
+    """The venue's side of the protocol went wrong on this connection (a garbled or unexpected reply): reconnect."""
+
+
 class FeedSocket:
     venue = "the broker"  # for messages: "Kite", "Fyers"
     max_tokens = 3000
@@ -94,6 +98,9 @@ class FeedSocket:
     async def _on_message(self, connection: ClientConnection, message: str | bytes) -> list[Tick]:
         """The ticks in one message (count frames, heartbeats and malformed ones on ``self``)."""
         raise NotImplementedError
+
+    def _session_end(self) -> None:
+        """The connection is gone (stop anything ``_session_start`` started)."""
 
     def _redact(self, text: str) -> str:
         """An exception's text with any credential the venue's URL or messages carry blanked out."""
@@ -155,11 +162,12 @@ class FeedSocket:
                 else:
                     self._log.error("ticker_refused", detail=self._last_error,
                                     hint=f"the access token is wrong or expired: run `trader login` ({self.venue})")
-            except (OSError, WebSocketException, TimeoutError) as exc:
+            except (OSError, WebSocketException, TimeoutError, FeedProtocolError) as exc:
                 self._last_error = self._redact(repr(exc))  # a URL may carry the token: never log it unredacted
                 self._log.warning("ticker_disconnected", error=self._last_error)
             finally:
                 self._connection = None
+                self._session_end()
             if self._closed:
                 return
             if refusal:

@@ -110,6 +110,7 @@ class TopicBook:
     """topic id → the topic's current values, built from snapshots and updates."""
 
     topics: dict[int, TopicState] = field(default_factory=dict)
+    by_name: dict[str, TopicState] = field(default_factory=dict)
 
     def apply(self, record: Snapshot | Update | LiteRecord) -> tuple[TopicState, bool]:
         """Take one record; returns the topic's state and whether any value changed."""
@@ -122,6 +123,7 @@ class TopicBook:
                                                     if v != ABSENT}, record.multiplier, record.precision,
                                record.symbol)
             self.topics[record.topic_id] = state
+            self.by_name[record.topic] = state
             return state, True
         state_or_none = self.topics.get(record.topic_id)
         if state_or_none is None:
