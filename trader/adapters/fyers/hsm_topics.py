@@ -30,6 +30,12 @@ EXCHANGE_SEGMENTS: dict[str, str] = {
     "1010": "nse_cm", "1011": "nse_fo", "1012": "cde_fo", "1020": "nse_com", "1120": "mcx_fo", "1210": "bse_cm",
     "1211": "bse_fo", "1212": "bcs_fo",
 }  # fmt: skip
+# The index names of the indices we trade, as the SDK's map.json ``index_dict`` gives them (Fyers also publishes the
+# whole map as JSON: https://public.fyers.in/sym_details/index_hsm_mapping.json).
+INDEX_MAP: dict[str, str] = {
+    "NSE:NIFTY50-INDEX": "Nifty 50", "NSE:NIFTYBANK-INDEX": "Nifty Bank", "NSE:FINNIFTY-INDEX": "Nifty Fin Service",
+    "NSE:MIDCPNIFTY-INDEX": "NIFTY MID SELECT", "BSE:SENSEX-INDEX": "SENSEX", "BSE:BANKEX-INDEX": "BANKEX",
+}  # fmt: skip
 Kind = Literal["sf", "if", "dp"]
 _KINDS: dict[str, Kind] = {"sf": "sf", "if": "if", "dp": "dp"}
 

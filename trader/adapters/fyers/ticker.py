@@ -26,7 +26,15 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from trader.adapters.feed_socket import FeedProtocolError, FeedSocket, TokenRefused
 from trader.adapters.fyers import hsm
-from trader.adapters.fyers.hsm_topics import TopicBook, TopicState, fy_token_parts, hsm_key, hsm_topic, is_index
+from trader.adapters.fyers.hsm_topics import (
+    INDEX_MAP,
+    TopicBook,
+    TopicState,
+    fy_token_parts,
+    hsm_key,
+    hsm_topic,
+    is_index,
+)
 from trader.clock import Clock
 from trader.events import Tick
 from trader.logging import get_logger
@@ -64,7 +72,7 @@ class FyersDataSocket(FeedSocket):
                          max_backoff_s=max_backoff_s, seed=seed, on_token_rejected=on_token_rejected,
                          unreachable_after_s=unreachable_after_s)
         self._symbols = dict(symbols or {})
-        self._index_map = dict(index_map or {})
+        self._index_map = dict(INDEX_MAP if index_map is None else index_map)
         self._depth = depth
         self._ping_interval_s = ping_interval_s
         self._source = source
