@@ -17,7 +17,7 @@ Client requests (type, then a field count and fields ``[u8 id][u16 size][value]`
 
 The SDK writes 0 in the length of mode and channel requests and an over-count in (un)subscribe ones, so the server
 cannot rely on it: ``decode_request`` ignores it and checks the fields fill the frame exactly. ``encode_request`` writes
-the true length.
+the true length. The message types and field lists live in ``hsm_messages.py`` and are re-exported here.
 
 Server frames: responses 1/4/5/7/8/12 carry a status field whose value is ``"K"`` on success (auth adds a u32 field:
 how many datafeed frames between acknowledgements, 0 = none); 51 is a custom message (1: i32 code, 2: utf-8 text,
@@ -35,148 +35,66 @@ Anything short, garbled or left over raises ``HsmError`` naming what is wrong: n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from struct import Struct
-from typing import Final
+
+from trader.adapters.fyers.hsm_messages import (
+    ABSENT,
+    DEPTH_FIELDS,
+    DEPTH_PRICES,
+    FAILED,
+    FIELDS,
+    INDEX_FIELDS,
+    INDEX_PRICES,
+    LITE,
+    MODE_FULL,
+    MODE_LITE,
+    OK,
+    PRICES,
+    REQ_ACK,
+    REQ_AUTH,
+    REQ_MODE,
+    REQ_PAUSE,
+    REQ_PING,
+    REQ_RESUME,
+    REQ_SUBSCRIBE,
+    REQ_UNSUBSCRIBE,
+    RESP_CUSTOM,
+    RESP_DATAFEED,
+    SCRIP_FIELDS,
+    SCRIP_PRICES,
+    SIMPLE_RESPONSES,
+    SNAPSHOT,
+    UPDATE,
+    AckRequest,
+    AuthRequest,
+    AuthResponse,
+    ChannelRequest,
+    CustomMessage,
+    DataFeed,
+    HsmError,
+    LiteRecord,
+    ModeRequest,
+    Ping,
+    PingRequest,
+    Request,
+    Response,
+    SimpleResponse,
+    Snapshot,
+    SubscribeRequest,
+    Update,
+)
 
 __all__ = [
-    "ABSENT", "DEPTH_FIELDS", "INDEX_FIELDS", "SCRIP_FIELDS", "AckRequest", "AuthRequest", "AuthResponse",
+    "ABSENT", "DEPTH_FIELDS", "DEPTH_PRICES", "FAILED", "FIELDS", "INDEX_FIELDS", "INDEX_PRICES", "LITE",
+    "MODE_FULL", "MODE_LITE", "OK", "PRICES", "REQ_ACK", "REQ_AUTH", "REQ_MODE", "REQ_PAUSE", "REQ_PING",
+    "REQ_RESUME", "REQ_SUBSCRIBE", "REQ_UNSUBSCRIBE", "RESP_CUSTOM", "RESP_DATAFEED", "SCRIP_FIELDS",
+    "SCRIP_PRICES", "SIMPLE_RESPONSES", "SNAPSHOT", "UPDATE", "AckRequest", "AuthRequest", "AuthResponse",
     "ChannelRequest", "CustomMessage", "DataFeed", "HsmError", "LiteRecord", "ModeRequest", "Ping", "PingRequest",
     "Request", "Response", "SimpleResponse", "Snapshot", "SubscribeRequest", "Update", "decode_request",
     "decode_response", "encode_request", "encode_response",
 ]  # fmt: skip
 
-
-class HsmError(ValueError):
-    """A frame that is not a well-formed HSM message; the text says what is wrong."""
-
-
-ABSENT: Final = -(2**31)  # i32 min: "no value" in snapshots, "unchanged" in updates
-OK: Final = "K"
-FAILED: Final = "E"  # any status other than "K" is a failure to the SDK; the real server's text is unconfirmed
-
-SCRIP_FIELDS: Final = (
-    "ltp", "vol_traded_today", "last_traded_time", "exch_feed_time", "bid_size", "ask_size", "bid_price", "ask_price",
-    "last_traded_qty", "tot_buy_qty", "tot_sell_qty", "avg_trade_price", "OI", "low_price", "high_price", "Yhigh",
-    "Ylow", "lower_ckt", "upper_ckt", "open_price", "prev_close_price",
-)  # fmt: skip
-SCRIP_PRICES: Final = frozenset({"ltp", "bid_price", "ask_price", "avg_trade_price", "low_price", "high_price",
-                                 "open_price", "prev_close_price"})
-INDEX_FIELDS: Final = ("ltp", "prev_close_price", "exch_feed_time", "high_price", "low_price", "open_price")
-INDEX_PRICES: Final = frozenset({"ltp", "prev_close_price", "high_price", "low_price", "open_price"})
-DEPTH_FIELDS: Final = tuple(
-    f"{name}{level}" for name in ("bid_price", "ask_price", "bid_size", "ask_size", "bid_order", "ask_order")
-    for level in range(1, 6))
-DEPTH_PRICES: Final = frozenset(DEPTH_FIELDS[:10])
-FIELDS: Final = {"sf": SCRIP_FIELDS, "if": INDEX_FIELDS, "dp": DEPTH_FIELDS}
-PRICES: Final = {"sf": SCRIP_PRICES, "if": INDEX_PRICES, "dp": DEPTH_PRICES}
-
-REQ_AUTH, REQ_ACK, REQ_SUBSCRIBE, REQ_UNSUBSCRIBE, REQ_PAUSE, REQ_RESUME, REQ_PING, REQ_MODE = 1, 3, 4, 5, 7, 8, 11, 12
-RESP_DATAFEED, RESP_CUSTOM = 6, 51
-SNAPSHOT, UPDATE, LITE = 83, 85, 76
-MODE_LITE, MODE_FULL = 76, 70
-_SIMPLE_RESPONSES: Final = frozenset({REQ_SUBSCRIBE, REQ_UNSUBSCRIBE, REQ_PAUSE, REQ_RESUME, REQ_MODE})
-
 _U8, _U16, _U32, _I32, _U64 = Struct(">B"), Struct(">H"), Struct(">I"), Struct(">i"), Struct(">Q")
-
-
-# -- messages ---------------------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class AuthRequest:
-    hsm_token: str
-    source: str = "trader"
-    mode: str = "P"
-
-
-@dataclass(frozen=True, slots=True)
-class AckRequest:
-    message_number: int
-
-
-@dataclass(frozen=True, slots=True)
-class SubscribeRequest:
-    topics: tuple[str, ...]
-    channel: int = 11
-    unsubscribe: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelRequest:
-    channels: frozenset[int]
-    pause: bool  # False: resume
-
-
-@dataclass(frozen=True, slots=True)
-class ModeRequest:
-    channels: frozenset[int]
-    lite: bool
-
-
-@dataclass(frozen=True, slots=True)
-class PingRequest:
-    pass
-
-
-Request = AuthRequest | AckRequest | SubscribeRequest | ChannelRequest | ModeRequest | PingRequest
-
-
-@dataclass(frozen=True, slots=True)
-class AuthResponse:
-    ok: bool
-    ack_every: int = 0  # datafeed frames per acknowledgement; 0: never acknowledge
-
-
-@dataclass(frozen=True, slots=True)
-class SimpleResponse:
-    """The answer to a (un)subscribe (4/5), channel pause/resume (7/8) or mode (12) request."""
-
-    kind: int
-    ok: bool
-
-
-@dataclass(frozen=True, slots=True)
-class CustomMessage:
-    code: int
-    message: str
-    ref_type: int = 0  # the request type it answers (0: none)
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    topic_id: int
-    topic: str
-    values: tuple[int, ...]  # ABSENT where the server has no value
-    multiplier: int
-    precision: int
-    exchange: str
-    exchange_token: str
-    symbol: str
-
-
-@dataclass(frozen=True, slots=True)
-class Update:
-    topic_id: int
-    values: tuple[int, ...]  # ABSENT where unchanged
-
-
-@dataclass(frozen=True, slots=True)
-class LiteRecord:
-    topic_id: int
-    ltp: int
-
-
-@dataclass(frozen=True, slots=True)
-class DataFeed:
-    message_number: int
-    records: tuple[Snapshot | Update | LiteRecord, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Ping:
-    """A 3-byte ``00 01 0b`` frame from the server (whether the real one sends any is unconfirmed)."""
-
-
-Response = AuthResponse | SimpleResponse | CustomMessage | DataFeed | Ping
 
 
 # -- writing ----------------------------------------------------------------------------------------------------
@@ -271,7 +189,7 @@ def encode_response(response: Response) -> bytes:
                 raise HsmError(f"ack count {ack_every} is not a u32")
             return _message(REQ_AUTH, _field(1, (OK if ok else FAILED).encode()), _field(2, _U32.pack(ack_every)))
         case SimpleResponse(kind, ok):
-            if kind not in _SIMPLE_RESPONSES:
+            if kind not in SIMPLE_RESPONSES:
                 raise HsmError(f"response type {kind} is not a simple response")
             return _message(kind, _field(1, (OK if ok else FAILED).encode()))
         case CustomMessage(code, message, ref_type):
@@ -444,7 +362,7 @@ def decode_response(frame: bytes | bytearray | memoryview) -> Response:
         r.what = "auth response"
         f = r.fields((1, 2))
         response = AuthResponse(_status(f[1]), _sized(f[2], 4, "ack count", _U32))
-    elif kind in _SIMPLE_RESPONSES:
+    elif kind in SIMPLE_RESPONSES:
         r.what = f"response {kind}"
         response = SimpleResponse(kind, _status(r.fields((1,))[1]))
     elif kind == RESP_CUSTOM:
