@@ -8,6 +8,7 @@ import base64
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
+from datetime import date
 from typing import Any
 
 import aiohttp
@@ -19,8 +20,10 @@ from websockets.asyncio.server import ServerConnection, serve
 from trader.adapters.fyers import hsm
 from trader.adapters.fyers.hsm_topics import INDEX_MAP
 from trader.adapters.fyers.ticker import FyersDataSocket, SymbolTokenError, fetch_fy_tokens
-from trader.clock import SimClock
-from trader.events import FeedStatus, Tick
+from trader.clock import ExchangeClock, SimClock
+from trader.events import FeedStatus, Tick, VenueStatus
+from trader.market.instrument_master import InstrumentMaster
+from trader.market.instruments import OptionContract, OptionType
 from trader.sim.encode import DayStats
 from trader.sim.fyers.data_routes import index_map_handler, symbol_token_handler
 from trader.sim.fyers.data_socket import HsmServer
@@ -201,3 +204,51 @@ async def test_symbol_tokens_through_the_sims_route() -> None:
                 assert await response.json() == INDEX_MAP
     finally:
         await runner.cleanup()
+
+
+async def test_a_silent_connection_is_reported_and_replaced_but_ping_answers_keep_it_alive() -> None:
+    async with sim() as (_server, url):
+        quiet = Collector(client(url, silence_timeout_s=0.2, ping_interval_s=60))
+        await wait_for(lambda: quiet.client.silences >= 1 and quiet.client.reconnects >= 1)
+        assert "silent" in [e.status for e in quiet.events if isinstance(e, FeedStatus)]
+        await quiet.close()
+        pinged = Collector(client(url, silence_timeout_s=0.5, ping_interval_s=0.05))
+        await wait_for(lambda: pinged.client.heartbeats >= 15)  # the sim answers each ping: 0.75 s, no silence
+        assert (pinged.client.silences, pinged.client.reconnects) == (0, 0)
+        await pinged.close()
+
+
+async def test_a_venue_down_past_the_bound_is_reported_and_its_return_too() -> None:
+    server = HsmServer(lambda key: key == "good-key", LISTING.get)
+    url = await server.start("127.0.0.1", 0)
+    await server.stop()  # nobody listens on the port now
+    c = Collector(client(url, unreachable_after_s=0.2))
+    await wait_for(lambda: c.client.unreachable)
+    port = int(url.rsplit(":", 1)[1])
+    await server.start("127.0.0.1", port)
+    try:
+        await wait_for(lambda: not c.client.unreachable and server.subscriptions() == [BOTH])
+        venue = [(e.ok, e.problem) for e in c.events if isinstance(e, VenueStatus)]
+        assert venue == [(False, "broker_unreachable"), (True, "broker_unreachable")]
+        await c.close()
+    finally:
+        await server.stop()
+
+
+async def test_ticks_follow_the_exchange_clock_and_contracts_come_from_the_master() -> None:
+    contract = OptionContract(exchange="NFO", tradingsymbol="NIFTY26D0326000CE", underlying="NIFTY",
+                              expiry=date(2026, 12, 3), strike=2_600_000, option_type=OptionType.CE, lot_size=75,
+                              tick_size=5, instrument_token=OPTION)
+    master = InstrumentMaster()
+    master.add(contract)
+    clock = ExchangeClock()
+    async with sim() as (server, url):
+        t = FyersDataSocket(GOOD, [OPTION], clock=clock, url=url, initial_backoff_s=0.01)
+        await t.start(master)
+        assert t._symbols == {OPTION: "NSE:NIFTY26D0326000CE"}
+        c = Collector(t)
+        await wait_for(lambda: server.subscriptions() == [{"sf|nse_fo|35001"}])
+        await server.publish_ticks([OPTION_TICK])  # stamped T0 (Nov 2026): the exchange's clock, not the machine's
+        await wait_for(lambda: len(c.ticks) == 1)
+        assert abs(c.ticks[0].ts_ns - T0) < 60 * SEC and c.ticks[0].exchange_ts_ns == T0
+        await c.close()
