@@ -1,5 +1,6 @@
 """The OFFICIAL Fyers SDK's data socket (``fyers_apiv3.FyersWebsocket.data_ws.FyersDataSocket``) against the
-simulator's HSM face (trader/sim/fyers/data_socket.py) and its /data/symbol-token and index-map routes.
+simulator's HSM face (trader/sim/fyers/data_socket.py) and its /data/symbol-token and index-map routes: in full mode
+(snapshot, then an update: every field the sim sent, as the SDK reports it) and in lite mode (last prices).
 
 The SDK's code runs unchanged. Only its hard-coded addresses are redirected, by setting attributes (configuration):
 the socket's URL attribute (``_FyersDataSocket__url``, name-mangled), ``SymbolConversion``'s ``symbols_token_api``
@@ -13,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import importlib
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +77,10 @@ class Inbox:
             return [m for m in self.messages if m.get("type") == kind]
 
 
-async def test_the_official_sdk_subscribes_and_receives_the_sims_ticks(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+@contextlib.asynccontextmanager
+async def official_sdk_on_the_sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  lite: bool) -> AsyncIterator[tuple[HsmServer, Inbox]]:
+    """The SDK connected to the sim's face and subscribed to the index and the option; closed afterwards."""
     data_ws: Any = importlib.import_module("fyers_apiv3.FyersWebsocket.data_ws")
     defines: Any = importlib.import_module("fyers_apiv3.FyersWebsocket.defines")
     token = jwt("sdk-key")
@@ -104,18 +108,33 @@ async def test_the_official_sdk_subscribes_and_receives_the_sims_ticks(tmp_path:
 
     inbox = Inbox()
     sdk = data_ws.FyersDataSocket(access_token=f"XC1234ABCD-100:{token}", log_path=str(tmp_path), write_to_file=True,
-                                  reconnect=False, on_connect=inbox.on_open,
+                                  litemode=lite, reconnect=False, on_connect=inbox.on_open,
                                   on_message=lambda m: inbox.add(inbox.messages, m),
                                   on_error=lambda e: inbox.add(inbox.errors, e),
                                   on_close=lambda m: inbox.add(inbox.messages, {"type": "closed", **m}))
     sdk._FyersDataSocket__url = ws_url
     try:
         await asyncio.to_thread(sdk.connect)
-        await inbox.wait(lambda: inbox.opened == 1 and bool(inbox.of("cn")) and bool(inbox.of("ful")))
+        mode = "lit" if lite else "ful"
+        await inbox.wait(lambda: inbox.opened == 1 and bool(inbox.of("cn")) and bool(inbox.of(mode)))
         await asyncio.to_thread(sdk.subscribe, [INDEX_SYMBOL, OPTION_SYMBOL], "SymbolUpdate")
         await inbox.wait(lambda: bool(inbox.of("sub")))
         assert server.subscriptions() == [{"if|nse_cm|Nifty 50", "sf|nse_fo|35001"}]
+        yield server, inbox
+    finally:
+        opened = inbox.opened > 0
+        await asyncio.to_thread(sdk.close_connection)
+        if opened:
+            await inbox.wait(lambda: bool(inbox.of("closed")))
+        await server.stop()
+        await runner.cleanup()
+    threads = [sdk.ws_thread, sdk.message_thread, sdk.ping_thread]
+    assert not any(t is not None and t.is_alive() for t in threads)
 
+
+async def test_the_official_sdk_subscribes_and_receives_the_sims_ticks(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    async with official_sdk_on_the_sim(tmp_path, monkeypatch, lite=False) as (server, inbox):
         option = Tick(ts_ns=T0, instrument_token=OPTION, last_price=12345, volume=1000, oi=5000, bid=12340,
                       bid_qty=75, ask=12350, ask_qty=150, exchange_ts_ns=T0)
         index = Tick(ts_ns=T0, instrument_token=INDEX, last_price=2612355, exchange_ts_ns=T0)
@@ -145,12 +164,18 @@ async def test_the_official_sdk_subscribes_and_receives_the_sims_ticks(tmp_path:
                 update["exch_feed_time"]) == (124.0, 123.95, 124.05, 1075, seconds + 1)
         await wait_for(lambda: server.acks() == [[2]])  # the SDK acknowledges every second frame, as asked
         assert inbox.errors == []
-    finally:
-        opened = inbox.opened > 0
-        await asyncio.to_thread(sdk.close_connection)
-        if opened:
-            await inbox.wait(lambda: bool(inbox.of("closed")))
-        await server.stop()
-        await runner.cleanup()
-    threads = [sdk.ws_thread, sdk.message_thread, sdk.ping_thread]
-    assert not any(t is not None and t.is_alive() for t in threads)
+
+
+async def test_the_official_sdk_in_lite_mode_receives_last_prices(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    async with official_sdk_on_the_sim(tmp_path, monkeypatch, lite=True) as (server, inbox):
+        ticks = [Tick(ts_ns=T0, instrument_token=OPTION, last_price=12345, exchange_ts_ns=T0),
+                 Tick(ts_ns=T0, instrument_token=INDEX, last_price=2612355, exchange_ts_ns=T0)]
+        await server.publish_ticks(ticks)  # snapshots
+        await server.publish_ticks([Tick(ts_ns=T0, instrument_token=OPTION, last_price=12400)])  # a lite record
+        await inbox.wait(lambda: len(inbox.of("sf")) == 2 and len(inbox.of("if")) == 1)
+        assert inbox.of("sf") == [{"ltp": 123.45, "symbol": OPTION_SYMBOL, "type": "sf"},
+                                  {"ltp": 124.0, "symbol": OPTION_SYMBOL, "type": "sf"}]
+        assert inbox.of("if") == [{"ltp": 26123.55, "symbol": INDEX_SYMBOL, "type": "if"}]
+        await wait_for(lambda: server.acks() == [[2]])
+        assert inbox.errors == []
