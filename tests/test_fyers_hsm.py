@@ -145,6 +145,15 @@ def test_garbled_requests_say_what_is_wrong(frame: bytes, words: str) -> None:
         decode_request(frame)
 
 
+def test_custom_messages_read_as_the_sdk_reads_them() -> None:
+    only_text = b"\x00\x0a\x33\x02\x02\x00\x02hi\x09\x00\x00"  # field 2, and an unknown empty field 9
+    assert decode_response(only_text) == CustomMessage(0, "hi", 0)
+    with pytest.raises(HsmError, match="custom code is 2 bytes"):
+        decode_response(b"\x00\x07\x33\x01\x01\x00\x02\x00\x01")
+    with pytest.raises(HsmError, match="repeated field id 2"):
+        decode_response(b"\x00\x0a\x33\x02\x02\x00\x01a\x02\x00\x01b")
+
+
 def test_book_merges_snapshots_updates_and_lite_records() -> None:
     book = TopicBook()
     state, changed = book.apply(SNAP)

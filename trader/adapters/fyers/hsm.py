@@ -236,14 +236,15 @@ class _Reader:
         except UnicodeDecodeError:
             raise HsmError(f"{self.what}: {name} is not UTF-8: {raw[:40]!r}") from None
 
-    def fields(self, expected: tuple[int, ...]) -> dict[int, bytes]:
+    def fields(self, expected: tuple[int, ...], *, others: bool = False) -> dict[int, bytes]:
+        """Exactly the ``expected`` fields; with ``others``, any fields at all (each one's size still checked)."""
         count = self.num(_U8, "field count")
-        if count != len(expected):
+        if count != len(expected) and not others:
             raise HsmError(f"{self.what}: {count} fields, expected {len(expected)}")
         out: dict[int, bytes] = {}
         for _ in range(count):
             field_id = self.num(_U8, "field id")
-            if field_id not in expected or field_id in out:
+            if (field_id not in expected and not others) or field_id in out:
                 raise HsmError(f"{self.what}: unexpected or repeated field id {field_id}")
             out[field_id] = self.take(self.num(_U16, f"field {field_id} size"), f"field {field_id}")
         return out
@@ -367,12 +368,13 @@ def decode_response(frame: bytes | bytearray | memoryview) -> Response:
         response = SimpleResponse(kind, _status(r.fields((1,))[1]))
     elif kind == RESP_CUSTOM:
         r.what = "custom message"
-        f = r.fields((1, 2, 3))
+        f = r.fields((1, 2, 3), others=True)  # as the SDK reads it: fields may be missing, unknown ones are skipped
         try:
-            text = f[2].decode("utf-8")
+            text = f.get(2, b"").decode("utf-8")
         except UnicodeDecodeError:
             raise HsmError(f"custom message text is not UTF-8: {f[2][:40]!r}") from None
-        response = CustomMessage(_sized(f[1], 4, "custom code", _I32), text, _sized(f[3], 1, "ref type", _U8))
+        code = _sized(f[1], 4, "custom code", _I32) if 1 in f else 0
+        response = CustomMessage(code, text, _sized(f[3], 1, "ref type", _U8) if 3 in f else 0)
     else:
         raise HsmError(f"unknown server frame type {kind}")
     r.end()
