@@ -20,6 +20,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from trader.adapters.fyers import hsm
 from trader.adapters.fyers.hsm_topics import INDEX_MAP
 from trader.adapters.fyers.ticker import FyersDataSocket, SymbolTokenError, fetch_fy_tokens
+from trader.adapters.ports import VenueMarket
 from trader.clock import ExchangeClock, SimClock
 from trader.events import FeedStatus, Tick, VenueStatus
 from trader.market.instrument_master import InstrumentMaster
@@ -176,7 +177,8 @@ async def test_garbled_frames_are_counted_and_skipped() -> None:
 
 
 async def test_tokens_need_a_symbol_unless_they_are_options() -> None:
-    t = FyersDataSocket(GOOD, [INDEX, OPTION, 121125120400011], clock=SimClock(T0), url="ws://unused")
+    t: VenueMarket = FyersDataSocket(GOOD, [INDEX, OPTION, 121125120400011], clock=SimClock(T0), url="ws://unused")
+    assert isinstance(t, FyersDataSocket)
     assert t.topics() == {"sf|nse_fo|35001": OPTION, "sf|bse_fo|00011": 121125120400011}
     assert t.unsubscribable == [INDEX]
     with pytest.raises(ValueError, match="5000"):

@@ -29,7 +29,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from trader.adapters.fyers import hsm
-from trader.adapters.fyers.hsm_topics import hsm_topic, is_index
+from trader.adapters.fyers.hsm_topics import INDEX_MAP, hsm_topic, is_index
 from trader.events import Tick
 from trader.logging import get_logger
 from trader.sim.encode import DayStats
@@ -65,7 +65,7 @@ class HsmServer:
                  index_map: Mapping[str, str] | None = None, ack_every: int = 0, heartbeat_s: float = 0.0) -> None:
         self._authorize = authorize
         self._listing = listing
-        self._index_map = dict(index_map or {})
+        self._index_map = dict(INDEX_MAP if index_map is None else index_map)
         self._ack_every = ack_every
         self._heartbeat_s = heartbeat_s
         self._clients: dict[ServerConnection, _Client] = {}
