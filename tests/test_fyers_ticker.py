@@ -19,7 +19,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from trader.adapters.fyers import hsm
 from trader.adapters.fyers.hsm_topics import INDEX_MAP
-from trader.adapters.fyers.ticker import FyersDataSocket, SymbolTokenError, fetch_fy_tokens
+from trader.adapters.fyers.ticker import FyersDataSocket, SymbolTokenError, fetch_fy_tokens, fetch_index_map
 from trader.adapters.ports import VenueMarket
 from trader.clock import ExchangeClock, SimClock
 from trader.events import FeedStatus, Tick, VenueStatus
@@ -202,8 +202,9 @@ async def test_symbol_tokens_through_the_sims_route() -> None:
             assert valid == {"NSE:NIFTY50-INDEX": str(INDEX)} and invalid == ["NSE:NOPE"]
             with pytest.raises(SymbolTokenError, match="Could not authenticate"):
                 await fetch_fy_tokens(session, root, DEAD, ["NSE:NIFTY50-INDEX"])
-            async with session.get(f"http://127.0.0.1:{port}/index_hsm_mapping.json") as response:
-                assert await response.json() == INDEX_MAP
+            assert await fetch_index_map(session, f"http://127.0.0.1:{port}/index_hsm_mapping.json") == INDEX_MAP
+            with pytest.raises(SymbolTokenError, match="HTTP 405 with no JSON"):
+                await fetch_index_map(session, f"http://127.0.0.1:{port}/data/symbol-token")
     finally:
         await runner.cleanup()
 

@@ -267,3 +267,20 @@ async def fetch_fy_tokens(session: aiohttp.ClientSession, data_root: str, author
             isinstance(k, str) and isinstance(v, str) and v.isdigit() for k, v in valid.items()):
         raise SymbolTokenError(f"/symbol-token answer is malformed: {str(body)[:200]}")
     return dict(valid), [str(s) for s in invalid]
+
+
+INDEX_MAP_URL: Final = "https://public.fyers.in/sym_details/index_hsm_mapping.json"
+
+
+async def fetch_index_map(session: aiohttp.ClientSession, url: str = INDEX_MAP_URL) -> dict[str, str]:
+    """Fyers' published index map (``{"NSE:NIFTY50-INDEX": "Nifty 50", ...}``), as the SDK loads it; every entry
+    checked (a name with ``|`` would break the topic)."""
+    async with session.get(url) as response:
+        try:
+            body = await response.json(content_type=None)
+        except ValueError:
+            raise SymbolTokenError(f"the index map at {url} answered HTTP {response.status} with no JSON") from None
+    if response.status != 200 or not isinstance(body, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v and "|" not in v for k, v in body.items()):
+        raise SymbolTokenError(f"the index map at {url} (HTTP {response.status}) is malformed: {str(body)[:200]}")
+    return dict(body)
