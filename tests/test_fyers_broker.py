@@ -318,10 +318,11 @@ async def test_the_venue_connects_market_and_order_socket(tmp_path: Path) -> Non
                                             clock=clock, calendar=MarketCalendar(), publish=published.append,
                                             broker=broker)
         [data] = made
-        assert market is venue.market and data.args[:2] == ("XB12345-100", client.access_token)
+        assert market is venue.market and data.args[0] == client.access_token
         assert venue.watcher is not None and data.kwargs["on_token_rejected"] == venue.watcher.report_rejected
         assert data.kwargs["unreachable_after_s"] == settings.broker_unreachable_halt_seconds
-        assert data.args[2][0] == 101000000026000 and data.kwargs["url"] == settings.fyers.data_ws_url
+        assert data.args[1][0] == 101000000026000 and data.kwargs["url"] == settings.fyers.data_ws_url
+        assert data.kwargs["symbols"] == {101000000026000: "NSE:NIFTY50-INDEX"}  # the index, by its Fyers ticker
         assert venue.order_socket is not None
         await wait_for(lambda: venue.order_socket is not None and venue.order_socket.connected)
         assert venue.describe()["order_ws_url"] == f"ws://127.0.0.1:{port}"

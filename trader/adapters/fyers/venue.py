@@ -2,22 +2,24 @@
 the market-data socket, the order-update socket and the access-token watch. The App never looks inside.
 
 The market-data socket is ``trader.adapters.fyers.ticker.FyersDataSocket`` (the ``VenueMarket`` port), built as
-``FyersDataSocket(app_id, access_token, tokens, clock=, url=, calendar=, on_token_rejected=, unreachable_after_s=)``
-like ``KiteTicker``; it is imported when the market connects (``data_socket_factory`` replaces it in tests).
+``FyersDataSocket(access_token, tokens, clock=, url=, calendar=, symbols=, on_token_rejected=,
+unreachable_after_s=)`` like ``KiteTicker`` (``data_socket_factory`` replaces it in tests). Options find their Fyers
+symbols in the instrument master; each index is named by its ticker (``NSE:NIFTY50-INDEX``) in ``symbols``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from trader.adapters.fyers.broker import FyersBroker
 from trader.adapters.fyers.order_socket import FyersOrderSocket
 from trader.adapters.fyers.provision import provision_market
 from trader.adapters.fyers.rest import FyersRestClient
 from trader.adapters.fyers.session import token_watcher
+from trader.adapters.fyers.symbols import INDEX_TICKERS
+from trader.adapters.fyers.ticker import FyersDataSocket
 from trader.adapters.kite.provision import RetryPolicy
 from trader.adapters.order_tracker import OrderTracker
 from trader.adapters.ports import Broker, VenueMarket
@@ -36,13 +38,6 @@ log = get_logger("trader.fyers.venue")
 DataSocketFactory = Callable[..., VenueMarket]
 
 
-def _default_data_socket(*args: Any, **kwargs: Any) -> VenueMarket:
-    # Imported when the market connects: the data socket is its own module (written alongside this one).
-    ticker = importlib.import_module("trader.adapters.fyers.ticker")
-    socket: VenueMarket = ticker.FyersDataSocket(*args, **kwargs)
-    return socket
-
-
 class FyersVenue:
     name = "fyers"
 
@@ -54,7 +49,7 @@ class FyersVenue:
                                             api_root=fyers.api_root, data_root=fyers.data_root,
                                             timeout_s=fyers.timeout_seconds, clock=clock)
         self.retry = retry
-        self._data_socket_factory = data_socket_factory or _default_data_socket
+        self._data_socket_factory: DataSocketFactory = data_socket_factory or FyersDataSocket
         self.broker: FyersBroker | None = None
         self.watcher: TokenWatcher | None = None
         self.market: VenueMarket | None = None
@@ -76,8 +71,10 @@ class FyersVenue:
         watcher = self.watcher = token_watcher(self.rest, token_file=settings.fyers_token_file, clock=clock,
                                                publish=publish, poll_s=settings.kite_token_poll_seconds)
         token = self.rest.access_token or ""
+        index_symbols = {index.instrument_token: INDEX_TICKERS[spec.name] for spec in underlyings
+                         if (index := instruments.index_for(spec.name)) is not None and spec.name in INDEX_TICKERS}
         market = self.market = self._data_socket_factory(
-            settings.fyers.app_id, token, tokens, clock=clock, url=settings.fyers.data_ws_url, calendar=calendar,
+            token, tokens, clock=clock, url=settings.fyers.data_ws_url, calendar=calendar, symbols=index_symbols,
             on_token_rejected=watcher.report_rejected,
             unreachable_after_s=settings.broker_unreachable_halt_seconds)
         watcher.add_ticker(market)  # type: ignore[arg-type]  # the data socket takes a renewed token too
