@@ -59,7 +59,8 @@ from trader.money import to_paise, to_rupees
 from trader.sim.auth import AuthRoutes
 from trader.sim.encode import DayStats
 from trader.sim.market_data import MarketDataRoutes
-from trader.sim.orders import OrderRoutes
+from trader.sim.order_entry import EntryError, OrderEntry
+from trader.sim.orders import OrderRoutes, kite_entry_error
 from trader.sim.portfolio import PortfolioRoutes
 from trader.sim.sim_order import SimOrder
 from trader.sim.ticker import TickerServer
@@ -152,6 +153,14 @@ class ExchangeSimulator:
         self.offline = False  # fault knob, see set_offline
         self.token_refusals: Counter[str] = Counter()  # "METHOD /path" answered 403 for a bad access token
         self.ws_token_refusals = 0  # WebSocket handshakes refused for a bad access token
+        # Other wire faces (trader.sim.fyers) follow the core through these hooks: every order state change once the
+        # order is on the book, every trade (the order, Kite's trade row), and every tick batch after it is booked.
+        self.order_listeners: list[Callable[[SimOrder], None]] = []
+        self.trade_listeners: list[Callable[[SimOrder, Mapping[str, Any]], None]] = []
+        self.batch_listeners: list[Callable[[list[Tick]], Awaitable[None]]] = []
+        # ... and the socket fault knobs: "drop" (drop_websockets), "offline" / "online" (set_offline)
+        self.socket_listeners: list[Callable[[str], Awaitable[None]]] = []
+        self.entry = OrderEntry(self)
         self.auth = AuthRoutes(self)
         self.portfolio = PortfolioRoutes(self)
         self.order_routes = OrderRoutes(self)
@@ -233,12 +242,16 @@ class ExchangeSimulator:
                 await self.drop_websockets()
         if self.ticker.clients:
             await self.ticker.publish_ticks(batch, self.day_stats(t.instrument_token for t in batch))
+        for listener in self.batch_listeners:
+            await listener(batch)
         await self._flush_postbacks()
 
     async def drop_websockets(self) -> None:
         """Fault knob: close every WebSocket connection now, as a network blip would (clients reconnect)."""
         _log.info("sim_ws_drop", clients=self.ticker.clients)
         await self.ticker.drop_connections()
+        for listener in self.socket_listeners:
+            await listener("drop")
 
     async def expire_tokens(self, *, drop_websockets: bool = True) -> None:
         """Fault knob: every access token issued so far dies, as at Kite's daily expiry (about 06:00 IST). REST
@@ -262,6 +275,8 @@ class ExchangeSimulator:
         else:
             host, _, port = self._ws_url.removeprefix("ws://").rpartition(":")
             await self.ticker.start(host, int(port))
+        for listener in self.socket_listeners:
+            await listener("offline" if offline else "online")
 
     def _ws_authorized(self, api_key: str, access_token: str) -> bool:
         if api_key == self.api_key and access_token in self.auth.access_tokens:
@@ -372,6 +387,8 @@ class ExchangeSimulator:
                 "transaction_type": order.side.value, "fill_timestamp": kite_time(event.ts_ns),
                 "order_timestamp": kite_clock_time(order.placed_ns), "exchange_timestamp": kite_time(event.ts_ns),
             })
+            for trade_listener in self.trade_listeners:
+                trade_listener(order, self.trades[-1])
         elif isinstance(event, OrderUpdate):
             order = self.by_paper_id.get(event.order_id)
             if order is None or order.paper_id != event.order_id or order.is_final:
@@ -393,6 +410,16 @@ class ExchangeSimulator:
         order.history.append(entry)
         if order.order_id in self.orders:  # a placement's first states are published once it is on the book
             self.queue_postback(entry)
+            for listener in self.order_listeners:
+                listener(order)
+
+    def book_order(self, order: SimOrder) -> None:
+        """A placed order goes on the book: its states so far are published (Kite postbacks, the other faces)."""
+        self.orders[order.order_id] = order
+        for entry in order.history:
+            self.queue_postback(entry)
+        for listener in self.order_listeners:
+            listener(order)
 
     # -- HTTP plumbing -------------------------------------------------------------------------------------
     def _routes(self) -> None:
@@ -441,6 +468,8 @@ class ExchangeSimulator:
             return await handler(request)
         except KiteError as error:
             return failure(error)
+        except EntryError as error:
+            return failure(kite_entry_error(error))
         except web.HTTPNotFound:
             return failure(KiteError(404, "GeneralException", f"Route not found: {request.method} {request.path}"))
         except web.HTTPMethodNotAllowed:
