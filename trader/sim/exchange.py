@@ -58,27 +58,21 @@ from trader.market.instruments import FALLBACK_UNDERLYINGS, OptionContract
 from trader.money import to_paise, to_rupees
 from trader.sim.auth import AuthRoutes
 from trader.sim.encode import DayStats
+from trader.sim.kite_http import kite_app
 from trader.sim.market_data import MarketDataRoutes
-from trader.sim.order_entry import EntryError, OrderEntry
-from trader.sim.orders import OrderRoutes, kite_entry_error
+from trader.sim.order_entry import OrderEntry
+from trader.sim.orders import OrderRoutes
 from trader.sim.portfolio import PortfolioRoutes
 from trader.sim.sim_order import SimOrder
 from trader.sim.ticker import TickerServer
 from trader.sim.wire import (
     USER_ID,
     Faults,
-    KiteError,
-    failure,
     kite_clock_time,
     kite_time,
-    rate_limited,
-    token_error,
 )
 
 _log = get_logger("trader.sim")
-
-_PUBLIC = frozenset({("GET", "/connect/login"), ("POST", "/session/token")})
-
 
 @dataclass(slots=True)
 class _Quote:
@@ -165,8 +159,7 @@ class ExchangeSimulator:
         self.portfolio = PortfolioRoutes(self)
         self.order_routes = OrderRoutes(self)
         self.market_data = MarketDataRoutes(self)
-        self.app = web.Application(middlewares=[self._middleware])
-        self._routes()
+        self.app = kite_app(self)
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     @property
@@ -421,74 +414,6 @@ class ExchangeSimulator:
         for listener in self.order_listeners:
             listener(order)
 
-    # -- HTTP plumbing -------------------------------------------------------------------------------------
-    def _routes(self) -> None:
-        r = self.app.router
-        auth, portfolio, orders, market = self.auth, self.portfolio, self.order_routes, self.market_data
-        r.add_get("/connect/login", auth.login)
-        r.add_post("/session/token", auth.session_token)
-        r.add_delete("/session/token", auth.logout)
-        r.add_get("/user/profile", auth.profile)
-        r.add_get("/user/margins", portfolio.margins)
-        r.add_get("/user/margins/{segment}", portfolio.margins)
-        r.add_get("/portfolio/positions", portfolio.positions)
-        r.add_post("/margins/orders", orders.order_margins)
-        r.add_get("/orders", orders.orders)
-        r.add_get("/orders/{order_id}", orders.order_history)
-        r.add_get("/orders/{order_id}/trades", orders.order_trades)
-        r.add_post("/orders/{variety}", orders.place)
-        r.add_put("/orders/{variety}/{order_id}", orders.modify)
-        r.add_delete("/orders/{variety}/{order_id}", orders.cancel)
-        r.add_get("/trades", orders.trades)
-        r.add_get("/quote", market.quote)
-        r.add_get("/quote/ltp", market.ltp)
-        r.add_get("/instruments", market.instruments_dump)
-        r.add_get("/instruments/{exchange}", market.instruments_dump)
-
-    @web.middleware
-    async def _middleware(self, request: web.Request,
-                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        faults = self.faults
-        if faults.latency_ms:
-            await self.pause(faults.latency_ms / 1000)
-        try:
-            if self.offline:
-                raise KiteError(503, "NetworkException", "Simulated outage: the broker cannot be reached.")
-            public = (request.method, request.path) in _PUBLIC
-            if not public:
-                self._authorise(request)
-                if faults.rate_limit_rate and self.rng.random() < faults.rate_limit_rate:
-                    raise rate_limited()
-                if faults.error_rate and self.rng.random() < faults.error_rate:
-                    raise self.rng.choice([
-                        KiteError(500, "GeneralException", "Simulated internal server error."),
-                        KiteError(502, "DataException", "Simulated OMS response error."),
-                        KiteError(503, "NetworkException", "Simulated OMS unavailability."),
-                    ])
-            return await handler(request)
-        except KiteError as error:
-            return failure(error)
-        except EntryError as error:
-            return failure(kite_entry_error(error))
-        except web.HTTPNotFound:
-            return failure(KiteError(404, "GeneralException", f"Route not found: {request.method} {request.path}"))
-        except web.HTTPMethodNotAllowed:
-            return failure(KiteError(405, "GeneralException", f"Method not allowed: {request.method}"))
-
-    def _authorise(self, request: web.Request) -> None:
-        if request.headers.get("X-Kite-Version") != "3":
-            raise token_error("Missing or unsupported `X-Kite-Version` header (expected 3).")
-        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-        api_key, _, access_token = credentials.partition(":")
-        if scheme != "token" or api_key != self.api_key or access_token not in self.auth.access_tokens:
-            self.token_refusals[f"{request.method} {request.path}"] += 1
-            raise token_error()
-
     async def pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
-
-# -- funds ---------------------------------------------------------------------------------------------
-
-
-# -- market data ---------------------------------------------------------------------------------------
