@@ -8,7 +8,6 @@ is a stepping fake unless a test freezes it.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import hashlib
 import io
@@ -367,37 +366,3 @@ async def test_unknown_route_and_method_are_fyers_errors(fy: Fyers) -> None:
     status, body = await fy.call("PUT", "/orders/sync", {})
     assert status == 405 and body["s"] == "error"
 
-
-# -- trader sim --venue fyers -----------------------------------------------------------------------------------
-
-async def test_serve_venue_fyers_prints_the_urls_and_serves_the_face(monkeypatch: pytest.MonkeyPatch,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    from trader.sim import serve  # noqa: PLC0415
-
-    started = asyncio.Event()
-    original = FyersFace.start
-
-    async def start_and_signal(face: FyersFace, *args: Any, **kwargs: Any) -> str:
-        url = await original(face, *args, **kwargs)
-        started.set()
-        return url
-
-    monkeypatch.setattr(FyersFace, "start", start_and_signal)
-    task = asyncio.create_task(serve(port=0, speed=1.0, venue="fyers", app_id="XY12345-100", secret_key="s3"))
-    try:
-        await asyncio.wait_for(started.wait(), 10)  # serve() prints before it next yields
-        lines = dict(line.strip().split("=", 1) for line in capsys.readouterr().out.splitlines() if "=" in line)
-        assert lines["TRADER_VENUE"] == "fyers" and lines["TRADER_FYERS__APP_ID"] == "XY12345-100"
-        api = lines["TRADER_FYERS__API_ROOT"]
-        assert api.endswith("/api/v3") and lines["TRADER_FYERS__DATA_ROOT"].endswith("/data")
-        assert lines["TRADER_FYERS__ORDER_WS_URL"].endswith("/trade/v3")
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"{lines['TRADER_FYERS__SYMBOLS_ROOT']}/NSE_FO.csv") as response:
-                assert response.status == 200 and (await response.text()).count("\n") > 10
-            async with http.get(f"{api}/generate-authcode", allow_redirects=False,
-                                params={"client_id": "XY12345-100"}) as response:
-                assert response.status == 302 and "auth_code=" in response.headers["Location"]
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task

@@ -10,15 +10,24 @@ apply to both faces alike: ``sim.expire_tokens()`` (REST answers 401 code -8, th
 handshake), ``sim.set_offline()`` (503, sockets dropped), ``sim.drop_websockets()`` / ``ws_drop_every_s``, and
 ``sim.faults`` (latency, 5xx share, 429 share, ``timeout_after_accept`` on placements).
 
-HSM data socket hook: ``data_socket`` (e.g. ``trader.sim.fyers.data_socket``'s server, written separately) is started
-and stopped with the face, fed every tick batch the core books (``publish_ticks(batch, day_stats)``, as the Kite
-``TickerServer``), dropped and taken offline with the core's knobs; its ``/data/symbol-token`` handler is routed
-when given as ``symbol_token_handler``.
+Access tokens are JWT-shaped (``header.payload.signature``, base64url, HMAC-SHA256 with the app secret) because the
+SDK's data socket reads ``exp`` and ``hsm_key`` from the payload: ``authorize_hsm(hsm_key)`` accepts the key of a live
+token. ``exp`` is the simulator's wall clock (``sim.wall_ns``) plus ``token_ttl_s``.
+
+HSM data socket hook: ``data_socket`` is a factory ``face -> server`` (e.g. ``lambda face: HsmServer(
+face.authorize_hsm, face.listing)`` from ``trader.sim.fyers.data_socket``, written separately); the server is started
+on ``data_ws_port`` with the face, fed every tick batch the core books (``publish_ticks(batch, day_stats)``, as the
+Kite ``TickerServer``), dropped and taken offline with the core's knobs. ``symbol_token`` is a factory
+``face -> handler`` for ``POST /data/symbol-token`` (e.g. ``lambda face: symbol_token_handler(face.resolve,
+face.authorized_any)``); the handler authorizes itself (the SDK sends the bare access token there).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import json
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
@@ -27,18 +36,22 @@ from aiohttp import web
 
 from trader.events import Tick
 from trader.logging import get_logger
+from trader.market.instruments import OptionContract
 from trader.sim.encode import DayStats
 from trader.sim.exchange import ExchangeSimulator
 from trader.sim.fyers import routes, symbols
 from trader.sim.fyers.order_socket import OrderSocket
 from trader.sim.fyers.views import order_row, position_rows, trade_row
 from trader.sim.fyers.wire import (
+    INDEX_SYMBOLS,
     ORDER_SOCKET_KEYS,
     POSITION_SOCKET_KEYS,
     TRADE_SOCKET_KEYS,
     FyersError,
     failure,
+    fy_token,
     fyers_symbol,
+    index_fy_token,
     invalid_input,
     ok,
     socket_view,
@@ -50,7 +63,7 @@ from trader.sim.wire import USER_ID
 _log = get_logger("trader.sim.fyers")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_PUBLIC = frozenset({"/api/v3/generate-authcode", "/api/v3/validate-authcode", "/trade/v3"})
+_PUBLIC = frozenset({"/api/v3/generate-authcode", "/api/v3/validate-authcode", "/trade/v3", "/data/symbol-token"})
 
 
 class DataSocketServer(Protocol):
@@ -77,13 +90,15 @@ def entry_error(error: EntryError) -> FyersError:
 
 class FyersFace:
     def __init__(self, sim: ExchangeSimulator, *, app_id: str = "SIMAPP-100", secret_key: str = "sim_fyers_secret",
-                 redirect_uri: str = "http://127.0.0.1/callback", data_socket: DataSocketServer | None = None,
-                 symbol_token_handler: Handler | None = None) -> None:
+                 redirect_uri: str = "http://127.0.0.1/callback", token_ttl_s: int = 86_400,
+                 data_socket: Callable[[FyersFace], DataSocketServer] | None = None,
+                 symbol_token: Callable[[FyersFace], Handler] | None = None) -> None:
         self.sim = sim
         self.app_id = app_id
         self.secret_key = secret_key
         self.redirect_uri = redirect_uri
-        self.data_socket = data_socket
+        self.token_ttl_s = token_ttl_s
+        self.hsm_keys: dict[str, str] = {}  # hsm_key -> the access token carrying it
         self.auth_codes: set[str] = set()  # issued by generate-authcode, single use
         self.issued: set[str] = set()  # every access token this face issued (expired ones stay: -8, not -16)
         self.token_refusals = 0
@@ -91,6 +106,7 @@ class FyersFace:
         self.data_ws_url = ""
         self.order_socket = OrderSocket(self.authorized)
         self._runner: web.AppRunner | None = None
+        self.data_socket = data_socket(self) if data_socket is not None else None
         sim.order_listeners.append(self._on_order)
         sim.trade_listeners.append(self._on_trade)
         sim.batch_listeners.append(self._on_batch)
@@ -104,8 +120,8 @@ class FyersFace:
         r.add_get("/trade/v3", self.order_socket.handle)
         routes.add_routes(r, sim)
         symbols.add_routes(r, sim)
-        if symbol_token_handler is not None:
-            r.add_post("/data/symbol-token", symbol_token_handler)
+        if symbol_token is not None:
+            r.add_post("/data/symbol-token", symbol_token(self))
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0, data_ws_port: int = 0) -> str:
@@ -178,6 +194,50 @@ class FyersFace:
         """For the sockets: is ``<app_id>:<access_token>`` a live token of this face?"""
         return self._token_state(credentials) == 0
 
+    def authorized_any(self, credentials: str) -> bool:
+        """``<app_id>:<access_token>`` or the bare access token (what the SDK's symbol conversion sends)."""
+        return self.authorized(credentials if ":" in credentials else f"{self.app_id}:{credentials}")
+
+    def authorize_hsm(self, hsm_key: str) -> bool:
+        """For the HSM data socket: is ``hsm_key`` the key of a live access token?"""
+        token = self.hsm_keys.get(hsm_key)
+        return token is not None and token in self.sim.auth.access_tokens
+
+    def _issue_token(self) -> str:
+        """A JWT-shaped access token whose payload carries ``exp`` and ``hsm_key`` (what the SDK's data socket
+        reads); signed with the app secret (nobody checks the signature but the simulator's own book)."""
+        now = self.sim.wall_ns() // 1_000_000_000
+        hsm_key = secrets.token_hex(20)
+        payload = {"iss": "api.fyers.in", "iat": now, "nbf": now, "exp": now + self.token_ttl_s,
+                   "sub": "access_token", "fy_id": USER_ID, "appType": 100, "hsm_key": hsm_key,
+                   "nonce": secrets.token_hex(8)}
+        head = _b64({"alg": "HS256", "typ": "JWT"}) + "." + _b64(payload)
+        signature = hmac.new(self.secret_key.encode(), head.encode(), hashlib.sha256).digest()
+        token = f"{head}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+        self.hsm_keys[hsm_key] = token
+        return token
+
+    # -- identity for the data socket ----------------------------------------------------------------------
+    def listing(self, instrument_token: int) -> tuple[str, str] | None:
+        """The core's instrument token -> (Fyers symbol, fyToken), for the index and every listed contract."""
+        index = self.sim.market.index
+        if instrument_token == index.instrument_token:
+            return INDEX_SYMBOLS[self.sim.spec.name][0], index_fy_token(index)
+        contract = self.sim.instruments.by_token(instrument_token)
+        if not isinstance(contract, OptionContract):
+            return None
+        return fyers_symbol(contract), fy_token(contract)
+
+    def resolve(self, symbol: str) -> str | None:
+        """A Fyers symbol -> its fyToken (None if the simulated exchange does not list it)."""
+        index = self.sim.market.index
+        if symbol == INDEX_SYMBOLS[self.sim.spec.name][0]:
+            return index_fy_token(index)
+        prefix, _, tradingsymbol = symbol.partition(":")
+        exchange = {"NSE": "NFO", "BSE": "BFO"}.get(prefix, "")
+        contract = self.sim.contract(exchange, tradingsymbol) if exchange else None
+        return fy_token(contract) if contract is not None else None
+
     async def generate_authcode(self, request: web.Request) -> web.StreamResponse:
         if request.query.get("client_id") != self.app_id:
             raise FyersError(400, -352, "Invalid app id")
@@ -200,7 +260,7 @@ class FyersFace:
         if not isinstance(code, str) or code not in self.auth_codes:
             raise FyersError(401, -16, "Invalid auth code: expired or already used")
         self.auth_codes.discard(code)
-        token = secrets.token_hex(24)
+        token = self._issue_token()
         self.issued.add(token)
         self.sim.auth.access_tokens.add(token)
         return ok({"access_token": token, "refresh_token": secrets.token_hex(24)})
@@ -246,3 +306,7 @@ class FyersFace:
             return failure(FyersError(404, -404, f"Route not found: {request.method} {request.path}"))
         except web.HTTPMethodNotAllowed:
             return failure(FyersError(405, -405, f"Method not allowed: {request.method}"))
+
+
+def _b64(value: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).rstrip(b"=").decode()
