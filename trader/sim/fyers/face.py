@@ -90,7 +90,7 @@ def entry_error(error: EntryError) -> FyersError:
 
 class FyersFace:
     def __init__(self, sim: ExchangeSimulator, *, app_id: str = "SIMAPP-100", secret_key: str = "sim_fyers_secret",
-                 redirect_uri: str = "http://127.0.0.1/callback", token_ttl_s: int = 86_400,
+                 redirect_uri: str = "https://127.0.0.1/", token_ttl_s: int = 86_400,
                  data_socket: Callable[[FyersFace], DataSocketServer] | None = None,
                  symbol_token: Callable[[FyersFace], Handler] | None = None) -> None:
         self.sim = sim
