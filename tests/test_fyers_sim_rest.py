@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlparse
 import aiohttp
 import pytest
 
+from trader.events import OrderType, Side
 from trader.market.calendar import MarketCalendar
 from trader.market.instruments import OptionContract
 from trader.sim import ExchangeSimulator, Faults
@@ -267,6 +268,23 @@ async def test_refusals_have_fyers_codes_and_place_nothing(fy: Fyers) -> None:
     assert fy.sim.orders == {}
     status, ok30 = await fy.place(contract, orderTag="A" * 30)
     assert status == 200 and fy.sim.orders[ok30["id"]].tag == "A" * 30
+
+
+async def test_multiorder_margin_uses_the_cores_margin_rule(fy: Fyers) -> None:
+    contract = atm(fy.sim)
+    price = on_tick(fy.sim.last_price(contract.instrument_token))
+    order = {"symbol": f"NSE:{contract.tradingsymbol}", "qty": 2 * contract.lot_size, "side": 1, "type": 1,
+             "productType": "INTRADAY", "limitPrice": price, "stopPrice": 0, "stopLoss": 0, "takeProfit": 0}
+    status, body = await fy.call("POST", "/multiorder/margin", {"data": [order]})
+    assert status == 200 and body["s"] == "ok"
+    expected = await fy.sim.broker.order_margin(fy.sim.entry.intent(
+        contract, Side.BUY, 2 * contract.lot_size, OrderType.LIMIT, price=round(price * 100), trigger=0,
+        protection=-1.0, intent_id="margin"))
+    assert body["data"]["margin_total"] == expected / 100 > 0
+    assert body["data"]["margin_avail"] == (await fy.sim.broker.margins()).available / 100
+    assert (await fy.call("POST", "/multiorder/margin", {"data": []}))[0] == 400
+    status, bad = await fy.call("POST", "/multiorder/margin", {"data": [{**order, "symbol": "NSE:NOPE"}]})
+    assert (status, bad["code"]) == (400, -300)
 
 
 async def test_insufficient_funds_is_an_order_rejection() -> None:

@@ -1,7 +1,7 @@
 """The Fyers face's trading and data routes: ``/api/v3/orders/sync`` (POST place, PATCH modify, DELETE cancel, JSON
 bodies as the SDK sends them), the order book (``/orders``, ``?id=`` filter), ``/tradebook``, ``/positions``,
-``/funds`` and ``/data/quotes``. Order entry is the core's (``trader.sim.order_entry``); this face parses Fyers'
-fields and answers in Fyers' shapes."""
+``/funds``, ``/multiorder/margin`` and ``/data/quotes``. Order entry is the core's (``trader.sim.order_entry``); this
+face parses Fyers' fields and answers in Fyers' shapes."""
 
 from __future__ import annotations
 
@@ -143,6 +143,26 @@ class FyersRoutes:
         await self.entry.cancel(order)
         return ok({"id": order.order_id}, code=1103, message="Successfully cancelled order")
 
+    async def margin(self, request: web.Request) -> web.StreamResponse:
+        """``POST /multiorder/margin`` ``{"data": [order, ...]}`` → ``data``: ``margin_total`` (what the orders need,
+        the core's margin rule), ``margin_avail`` (available funds), ``margin_new_order`` (the same as the total)."""
+        orders = (await json_body(request)).get("data")
+        if not isinstance(orders, list) or not orders or not all(isinstance(o, dict) for o in orders):
+            raise invalid_input("`data` must be a non-empty list of orders.")
+        total = 0
+        for item in orders:
+            contract = self._contract(item.get("symbol"))
+            side = SIDES.get(_int(item, "side"))
+            if side is None:
+                raise invalid_input(f"Invalid `side`: {item.get('side')!r}; use 1 (buy) or -1 (sell).")
+            price = _paise(item, "limitPrice") or self.sim.last_price(contract.instrument_token)
+            intent = self.entry.intent(contract, side, _int(item, "qty"), OrderType.LIMIT, price=price, trigger=0,
+                                       protection=-1.0, intent_id="margin")
+            total += await self.sim.broker.order_margin(intent)
+        available = (await self.sim.broker.margins()).available
+        return ok({"data": {"margin_avail": rupees(available), "margin_total": rupees(total),
+                            "margin_new_order": rupees(total)}})
+
     async def orders(self, request: web.Request) -> web.StreamResponse:
         today = ist_date(self.sim.clock.now_ns())
         wanted = request.query.get("id")
@@ -200,6 +220,7 @@ def add_routes(router: web.UrlDispatcher, sim: ExchangeSimulator) -> None:
     router.add_post("/api/v3/orders/sync", fyers.place)
     router.add_patch("/api/v3/orders/sync", fyers.modify)
     router.add_delete("/api/v3/orders/sync", fyers.cancel)
+    router.add_post("/api/v3/multiorder/margin", fyers.margin)
     router.add_get("/api/v3/orders", fyers.orders)
     router.add_get("/api/v3/tradebook", fyers.tradebook)
     router.add_get("/api/v3/positions", fyers.positions)
