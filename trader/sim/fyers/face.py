@@ -139,6 +139,11 @@ class FyersFace:
         return self.base_url
 
     async def stop(self) -> None:
+        for hooks, hook in ((self.sim.order_listeners, self._on_order), (self.sim.trade_listeners, self._on_trade),
+                            (self.sim.batch_listeners, self._on_batch),
+                            (self.sim.socket_listeners, self._on_socket_fault)):
+            if hook in hooks:
+                hooks.remove(hook)  # type: ignore[arg-type]
         await self.order_socket.stop()
         if self.data_socket is not None:
             await self.data_socket.stop()

@@ -42,7 +42,7 @@ def order_row(sim: ExchangeSimulator, order: SimOrder, serial: int = 1) -> dict[
         "clientId": USER_ID, "id": order.order_id, "exchOrdId": order.exchange_order_id, "parentId": "",
         "qty": order.quantity, "remainingQuantity": remaining, "filledQty": order.filled, "discloseQty": 0,
         "dqQtyRem": 0, "disclosedQty": 0, "limitPrice": rupees(order.price), "stopPrice": rupees(order.trigger_price),
-        "tradedPrice": rupees(order.fill_value // order.filled) if order.filled else 0.0,
+        "tradedPrice": rupees(round(order.fill_value / order.filled)) if order.filled else 0.0,
         "type": TYPE_CODES[order.order_type], "fyToken": fy_token(contract),
         "exchange": EXCHANGE_CODES[contract.exchange], "segment": SEGMENT_FO, "symbol": fyers_symbol(contract),
         "instrument": INSTRUMENT_OPTIDX, "message": order.status_message or "", "offlineOrder": False,
