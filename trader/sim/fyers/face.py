@@ -12,7 +12,9 @@ handshake), ``sim.set_offline()`` (503, sockets dropped), ``sim.drop_websockets(
 
 Access tokens are JWT-shaped (``header.payload.signature``, base64url, HMAC-SHA256 with the app secret) because the
 SDK's data socket reads ``exp`` and ``hsm_key`` from the payload: ``authorize_hsm(hsm_key)`` accepts the key of a live
-token. ``exp`` is the simulator's wall clock (``sim.wall_ns``) plus ``token_ttl_s``.
+token. ``exp`` is the simulator's wall clock (``sim.wall_ns``) plus ``token_ttl_s``, by default ten years: the SDK
+compares ``exp`` with the real ``time.time()``, so a short lifetime on a test's fake wall clock would make its tests
+depend on today's date; tokens die by the core's knob (``sim.expire_tokens``), as Kite's do, not by ``exp``.
 
 HSM data socket hook: ``data_socket`` is a factory ``face -> server`` (e.g. ``lambda face: HsmServer(
 face.authorize_hsm, face.listing)`` from ``trader.sim.fyers.data_socket``, written separately); the server is started
@@ -90,7 +92,7 @@ def entry_error(error: EntryError) -> FyersError:
 
 class FyersFace:
     def __init__(self, sim: ExchangeSimulator, *, app_id: str = "SIMAPP-100", secret_key: str = "sim_fyers_secret",
-                 redirect_uri: str = "https://127.0.0.1/", token_ttl_s: int = 86_400,
+                 redirect_uri: str = "https://127.0.0.1/", token_ttl_s: int = 10 * 365 * 86_400,
                  data_socket: Callable[[FyersFace], DataSocketServer] | None = None,
                  symbol_token: Callable[[FyersFace], Handler] | None = None) -> None:
         self.sim = sim
