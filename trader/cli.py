@@ -126,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="simulated start, ISO date-time, IST unless a zone is given (e.g. 2027-01-05T09:15); "
                           "default: the open of the current or next session")
     sim.add_argument("--log-level", default="INFO")
+    sim.add_argument("--venue", choices=("kite", "fyers"), default="kite",
+                     help="the wire face on --port: kite (default) or fyers (Fyers API v3 REST, symbol master and "
+                          "order socket; the Kite face then runs on free ports)")
+    sim.add_argument("--app-id", default="SIMAPP-100", help="--venue fyers: the app id clients must use")
+    sim.add_argument("--secret-key", default="sim_fyers_secret",
+                     help="--venue fyers: the app secret behind appIdHash (default sim_fyers_secret; local use only)")
     faults = sim.add_argument_group("fault knobs (all off by default)")
     faults.add_argument("--error-rate", type=float, default=0.0, metavar="SHARE",
                         help="share of authenticated requests answered 500/502/503 before they are handled")
@@ -286,7 +292,8 @@ def _sim(args: argparse.Namespace) -> int:
         task = asyncio.create_task(serve(host=args.host, port=args.port, api_key=args.api_key,
                                          api_secret=args.api_secret, speed=args.speed, seed=args.seed,
                                          start=start, follow_calendar=args.follow_calendar, faults=faults,
-                                         ws_drop_every_s=args.ws_drop_every))
+                                         ws_drop_every_s=args.ws_drop_every, venue=args.venue,
+                                         app_id=args.app_id, secret_key=args.secret_key))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)

@@ -1,5 +1,6 @@
-"""A Kite-wire-compatible exchange simulator (REST and WebSocket): see ``exchange.ExchangeSimulator``;
-``serve.serve`` runs one until cancelled (``trader sim``)."""
+"""An exchange simulator with two wire faces over one core: Kite (REST and WebSocket, ``exchange.ExchangeSimulator``)
+and Fyers API v3 (``trader.sim.fyers.FyersFace``); ``serve.serve`` runs one until cancelled (``trader sim
+[--venue fyers]``)."""
 
 from trader.sim.exchange import ExchangeSimulator
 from trader.sim.serve import serve

@@ -58,7 +58,9 @@ from trader.market.instruments import FALLBACK_UNDERLYINGS, OptionContract
 from trader.money import to_paise, to_rupees
 from trader.sim.auth import AuthRoutes
 from trader.sim.encode import DayStats
+from trader.sim.kite_http import kite_app
 from trader.sim.market_data import MarketDataRoutes
+from trader.sim.order_entry import OrderEntry
 from trader.sim.orders import OrderRoutes
 from trader.sim.portfolio import PortfolioRoutes
 from trader.sim.sim_order import SimOrder
@@ -66,18 +68,11 @@ from trader.sim.ticker import TickerServer
 from trader.sim.wire import (
     USER_ID,
     Faults,
-    KiteError,
-    failure,
     kite_clock_time,
     kite_time,
-    rate_limited,
-    token_error,
 )
 
 _log = get_logger("trader.sim")
-
-_PUBLIC = frozenset({("GET", "/connect/login"), ("POST", "/session/token")})
-
 
 @dataclass(slots=True)
 class _Quote:
@@ -152,12 +147,19 @@ class ExchangeSimulator:
         self.offline = False  # fault knob, see set_offline
         self.token_refusals: Counter[str] = Counter()  # "METHOD /path" answered 403 for a bad access token
         self.ws_token_refusals = 0  # WebSocket handshakes refused for a bad access token
+        # Other wire faces (trader.sim.fyers) follow the core through these hooks: every order state change once the
+        # order is on the book, every trade (the order, Kite's trade row), and every tick batch after it is booked.
+        self.order_listeners: list[Callable[[SimOrder], None]] = []
+        self.trade_listeners: list[Callable[[SimOrder, Mapping[str, Any]], None]] = []
+        self.batch_listeners: list[Callable[[list[Tick]], Awaitable[None]]] = []
+        # ... and the socket fault knobs: "drop" (drop_websockets), "offline" / "online" (set_offline)
+        self.socket_listeners: list[Callable[[str], Awaitable[None]]] = []
+        self.entry = OrderEntry(self)
         self.auth = AuthRoutes(self)
         self.portfolio = PortfolioRoutes(self)
         self.order_routes = OrderRoutes(self)
         self.market_data = MarketDataRoutes(self)
-        self.app = web.Application(middlewares=[self._middleware])
-        self._routes()
+        self.app = kite_app(self)
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     @property
@@ -233,12 +235,16 @@ class ExchangeSimulator:
                 await self.drop_websockets()
         if self.ticker.clients:
             await self.ticker.publish_ticks(batch, self.day_stats(t.instrument_token for t in batch))
+        for listener in self.batch_listeners:
+            await listener(batch)
         await self._flush_postbacks()
 
     async def drop_websockets(self) -> None:
         """Fault knob: close every WebSocket connection now, as a network blip would (clients reconnect)."""
         _log.info("sim_ws_drop", clients=self.ticker.clients)
         await self.ticker.drop_connections()
+        for listener in self.socket_listeners:
+            await listener("drop")
 
     async def expire_tokens(self, *, drop_websockets: bool = True) -> None:
         """Fault knob: every access token issued so far dies, as at Kite's daily expiry (about 06:00 IST). REST
@@ -262,6 +268,8 @@ class ExchangeSimulator:
         else:
             host, _, port = self._ws_url.removeprefix("ws://").rpartition(":")
             await self.ticker.start(host, int(port))
+        for listener in self.socket_listeners:
+            await listener("offline" if offline else "online")
 
     def _ws_authorized(self, api_key: str, access_token: str) -> bool:
         if api_key == self.api_key and access_token in self.auth.access_tokens:
@@ -372,6 +380,8 @@ class ExchangeSimulator:
                 "transaction_type": order.side.value, "fill_timestamp": kite_time(event.ts_ns),
                 "order_timestamp": kite_clock_time(order.placed_ns), "exchange_timestamp": kite_time(event.ts_ns),
             })
+            for trade_listener in self.trade_listeners:
+                trade_listener(order, self.trades[-1])
         elif isinstance(event, OrderUpdate):
             order = self.by_paper_id.get(event.order_id)
             if order is None or order.paper_id != event.order_id or order.is_final:
@@ -393,73 +403,17 @@ class ExchangeSimulator:
         order.history.append(entry)
         if order.order_id in self.orders:  # a placement's first states are published once it is on the book
             self.queue_postback(entry)
+            for listener in self.order_listeners:
+                listener(order)
 
-    # -- HTTP plumbing -------------------------------------------------------------------------------------
-    def _routes(self) -> None:
-        r = self.app.router
-        auth, portfolio, orders, market = self.auth, self.portfolio, self.order_routes, self.market_data
-        r.add_get("/connect/login", auth.login)
-        r.add_post("/session/token", auth.session_token)
-        r.add_delete("/session/token", auth.logout)
-        r.add_get("/user/profile", auth.profile)
-        r.add_get("/user/margins", portfolio.margins)
-        r.add_get("/user/margins/{segment}", portfolio.margins)
-        r.add_get("/portfolio/positions", portfolio.positions)
-        r.add_post("/margins/orders", orders.order_margins)
-        r.add_get("/orders", orders.orders)
-        r.add_get("/orders/{order_id}", orders.order_history)
-        r.add_get("/orders/{order_id}/trades", orders.order_trades)
-        r.add_post("/orders/{variety}", orders.place)
-        r.add_put("/orders/{variety}/{order_id}", orders.modify)
-        r.add_delete("/orders/{variety}/{order_id}", orders.cancel)
-        r.add_get("/trades", orders.trades)
-        r.add_get("/quote", market.quote)
-        r.add_get("/quote/ltp", market.ltp)
-        r.add_get("/instruments", market.instruments_dump)
-        r.add_get("/instruments/{exchange}", market.instruments_dump)
-
-    @web.middleware
-    async def _middleware(self, request: web.Request,
-                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        faults = self.faults
-        if faults.latency_ms:
-            await self.pause(faults.latency_ms / 1000)
-        try:
-            if self.offline:
-                raise KiteError(503, "NetworkException", "Simulated outage: the broker cannot be reached.")
-            public = (request.method, request.path) in _PUBLIC
-            if not public:
-                self._authorise(request)
-                if faults.rate_limit_rate and self.rng.random() < faults.rate_limit_rate:
-                    raise rate_limited()
-                if faults.error_rate and self.rng.random() < faults.error_rate:
-                    raise self.rng.choice([
-                        KiteError(500, "GeneralException", "Simulated internal server error."),
-                        KiteError(502, "DataException", "Simulated OMS response error."),
-                        KiteError(503, "NetworkException", "Simulated OMS unavailability."),
-                    ])
-            return await handler(request)
-        except KiteError as error:
-            return failure(error)
-        except web.HTTPNotFound:
-            return failure(KiteError(404, "GeneralException", f"Route not found: {request.method} {request.path}"))
-        except web.HTTPMethodNotAllowed:
-            return failure(KiteError(405, "GeneralException", f"Method not allowed: {request.method}"))
-
-    def _authorise(self, request: web.Request) -> None:
-        if request.headers.get("X-Kite-Version") != "3":
-            raise token_error("Missing or unsupported `X-Kite-Version` header (expected 3).")
-        scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-        api_key, _, access_token = credentials.partition(":")
-        if scheme != "token" or api_key != self.api_key or access_token not in self.auth.access_tokens:
-            self.token_refusals[f"{request.method} {request.path}"] += 1
-            raise token_error()
+    def book_order(self, order: SimOrder) -> None:
+        """A placed order goes on the book: its states so far are published (Kite postbacks, the other faces)."""
+        self.orders[order.order_id] = order
+        for entry in order.history:
+            self.queue_postback(entry)
+        for listener in self.order_listeners:
+            listener(order)
 
     async def pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
-
-# -- funds ---------------------------------------------------------------------------------------------
-
-
-# -- market data ---------------------------------------------------------------------------------------
