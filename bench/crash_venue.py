@@ -47,7 +47,9 @@ def fyers_login(api_root: str, app_id: str = FYERS_APP_ID, secret: str = FYERS_S
     connection = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=30)
     try:
         connection.request("GET", f"{parsed.path}/generate-authcode?{query}")
-        location = connection.getresponse().getheader("Location") or ""
+        redirect = connection.getresponse()
+        redirect.read()  # the connection is reused: the first answer must be read whole
+        location = redirect.getheader("Location") or ""
         code = parse_qs(urlparse(location).query)["auth_code"][0]
         body = json.dumps({"grant_type": "authorization_code", "code": code,
                            "appIdHash": hashlib.sha256(f"{app_id}:{secret}".encode()).hexdigest()})

@@ -263,7 +263,7 @@ class App:
             raise ConfigError([f"config error: symbols: {exc}"]) from None
         self.venue_feed = feed
         self.feeds = [FeedActor(self.bus, feed, self.instruments, self.clock, lossless=False)]
-        log.info("venue_market_connected", venue=venue.name, **venue.describe(),
+        log.info("venue_market_connected", **{"venue": venue.name, **venue.describe()},
                  instruments=len(self.instruments.registered()))
 
     def _watch(self, event: object) -> None:

@@ -6,8 +6,8 @@ puts the simulated clock at any date and time instead, e.g. Tue 5 Jan 2027 09:15
 it on the wall clock instead: speed 1, the real NSE calendar and hours, so outside market hours the market is closed.
 
 ``venue="fyers"`` (``trader sim --venue fyers``) serves the Fyers API v3 face of the same core on ``port`` (REST, the
-symbol master, the order socket; the HSM data socket on ``port + 1`` once plugged in) and keeps the Kite face on
-free ports; it prints the ``TRADER_FYERS__*`` URLs a daemon sets to trade against it.
+symbol master, the order socket; the HSM data socket on ``port + 1``) and keeps the Kite face on free ports; its
+``sim_fyers_listening`` line names the ``TRADER_FYERS__*`` URLs a daemon sets to trade against it.
 """
 
 from __future__ import annotations
@@ -91,26 +91,21 @@ async def _serve_fyers(sim: ExchangeSimulator, *, host: str, port: int, data_ws_
                        secret_key: str) -> None:
     from trader.sim.fyers import FyersFace  # noqa: PLC0415 - only for the Fyers face
 
-    await sim.start(host, 0, ws_port=0)  # the core (and its Kite face, on free ports)
-    # The HSM data socket server (trader/sim/fyers/data_socket.py) plugs in here: FyersFace(..., data_socket=...,
-    # symbol_token_handler=...) starts it on data_ws_port and feeds it every tick batch.
-    face = FyersFace(sim, app_id=app_id, secret_key=secret_key)
+    kite_url = await sim.start(host, 0, ws_port=0)  # the core (and its Kite face, on free ports)
+    face = FyersFace(sim, app_id=app_id, secret_key=secret_key)  # with the HSM data socket on data_ws_port
     try:
         await face.start(host, port, data_ws_port=data_ws_port)
         urls = face.urls()
         env = {f"TRADER_FYERS__{name}": value for name, value in urls.items() if value}
         env["TRADER_VENUE"] = "fyers"
         now_ns = sim.clock.now_ns()
-        log.info("sim_fyers_listening", **{k.lower(): v for k, v in urls.items()}, speed=sim.clock.speed,
-                 sim_time=ist_text(now_ns), market_open=sim.calendar.is_open(now_ns), faults=repr(sim.faults),
+        # The Kite face of the same core is named too: a harness may read the one book through either wire.
+        log.info("sim_fyers_listening", **{k.lower(): v for k, v in urls.items()}, kite_rest_url=kite_url,
+                 kite_ws_url=sim.ws_url, speed=sim.clock.speed, sim_time=ist_text(now_ns),
+                 market_open=sim.calendar.is_open(now_ns), faults=repr(sim.faults),
                  daemon_env=" ".join(f"{k}={v}" for k, v in env.items()),
                  hint="log in with `trader login --venue fyers` (the simulator's secret is the one passed to "
                       "`trader sim`), then run the daemon with the variables above")
-        print("Fyers simulator: set these for the daemon (secret key: the one given to `trader sim`):", flush=True)
-        for name, value in env.items():
-            print(f"  {name}={value}", flush=True)
-        if not urls["DATA_WS_URL"]:
-            print("  (TRADER_FYERS__DATA_WS_URL: the HSM data socket is not served by this build)", flush=True)
         await asyncio.Event().wait()  # until cancelled (the caller handles SIGINT/SIGTERM)
     finally:
         await face.stop()

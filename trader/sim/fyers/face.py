@@ -16,11 +16,11 @@ token. ``exp`` is the simulator's wall clock (``sim.wall_ns``) plus ``token_ttl_
 compares ``exp`` with the real ``time.time()``, so a short lifetime on a test's fake wall clock would make its tests
 depend on today's date; tokens die by the core's knob (``sim.expire_tokens``), as Kite's do, not by ``exp``.
 
-HSM data socket hook: ``data_socket`` is a factory ``face -> server`` (e.g. ``lambda face: HsmServer(
-face.authorize_hsm, face.listing)`` from ``trader.sim.fyers.data_socket``, written separately); the server is started
+HSM data socket: ``data_socket`` is a factory ``face -> server``, by default ``HsmServer(face.authorize_hsm,
+face.listing)`` from ``trader.sim.fyers.data_socket``; the server is started
 on ``data_ws_port`` with the face, fed every tick batch the core books (``publish_ticks(batch, day_stats)``, as the
 Kite ``TickerServer``), dropped and taken offline with the core's knobs. ``symbol_token`` is a factory
-``face -> handler`` for ``POST /data/symbol-token`` (e.g. ``lambda face: symbol_token_handler(face.resolve,
+``face -> handler`` for ``POST /data/symbol-token`` (by default ``symbol_token_handler(face.resolve,
 face.authorized_any)``); the handler authorizes itself (the SDK sends the bare access token there).
 """
 
@@ -42,6 +42,8 @@ from trader.market.instruments import OptionContract
 from trader.sim.encode import DayStats
 from trader.sim.exchange import ExchangeSimulator
 from trader.sim.fyers import routes, symbols
+from trader.sim.fyers.data_routes import symbol_token_handler
+from trader.sim.fyers.data_socket import HsmServer
 from trader.sim.fyers.order_socket import OrderSocket
 from trader.sim.fyers.views import order_row, position_rows, trade_row
 from trader.sim.fyers.wire import (
@@ -90,6 +92,14 @@ def entry_error(error: EntryError) -> FyersError:
     return invalid_input(error.message)
 
 
+def _hsm_server(face: FyersFace) -> DataSocketServer:
+    return HsmServer(face.authorize_hsm, face.listing)
+
+
+def _symbol_token_route(face: FyersFace) -> Handler:
+    return symbol_token_handler(face.resolve, face.authorized_any)
+
+
 class FyersFace:
     def __init__(self, sim: ExchangeSimulator, *, app_id: str = "SIMAPP-100", secret_key: str = "sim_fyers_secret",
                  redirect_uri: str = "https://127.0.0.1/", token_ttl_s: int = 10 * 365 * 86_400,
@@ -108,7 +118,8 @@ class FyersFace:
         self.data_ws_url = ""
         self.order_socket = OrderSocket(self.authorized)
         self._runner: web.AppRunner | None = None
-        self.data_socket = data_socket(self) if data_socket is not None else None
+        # The HSM market-data socket and its /data/symbol-token route: the real ones unless a test gives its own.
+        self.data_socket: DataSocketServer | None = (data_socket or _hsm_server)(self)
         sim.order_listeners.append(self._on_order)
         sim.trade_listeners.append(self._on_trade)
         sim.batch_listeners.append(self._on_batch)
@@ -122,8 +133,7 @@ class FyersFace:
         r.add_get("/trade/v3", self.order_socket.handle)
         routes.add_routes(r, sim)
         symbols.add_routes(r, sim)
-        if symbol_token is not None:
-            r.add_post("/data/symbol-token", symbol_token(self))
+        r.add_post("/data/symbol-token", (symbol_token or _symbol_token_route)(self))
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1", port: int = 0, data_ws_port: int = 0) -> str:
