@@ -409,7 +409,7 @@ class Report:
             "position_checks": self.position_checks, "followed_intents": self.followed_intents,
             "final_positions": self.final_positions, "aborted": self.aborted, "gate": self.gate,
             "crash_point_support": self.crash_point_support, "seed": self.options.seed,
-            "faults": self.options.faults, "work_dir": str(self.work_dir),
+            "faults": self.options.faults, "venue": self.options.venue, "work_dir": str(self.work_dir),
         }
 
 

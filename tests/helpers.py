@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import io
 import os
 import signal
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlparse
 
 import aiohttp
 import orjson
@@ -39,6 +41,7 @@ from trader.logging import configure_logging
 from trader.market.instruments import OptionContract, OptionType
 from trader.risk.margin import short_option_margin
 from trader.sim import ExchangeSimulator
+from trader.sim.fyers import FyersFace
 
 # Real Kite sample data copied into the repo with its licence note (tests/fixtures/kite/README.md).
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "kite"
@@ -190,6 +193,30 @@ async def sim_access_token(base: str, api_key: str = "sim_api_key", api_secret: 
                 "checksum": checksum(api_key, request_token, api_secret)}
         async with http.post(f"{base}/session/token", data=form, headers={"X-Kite-Version": "3"}) as response:
             return str((await response.json())["data"]["access_token"])
+
+
+async def fyers_sim_access_token(face: FyersFace) -> str:
+    """Log in to the simulator's Fyers face as `trader login --venue fyers` does: the auth-code redirect, then
+    ``/validate-authcode`` with ``appIdHash`` = sha256("app_id:secret"); returns the access token."""
+    api = face.urls()["API_ROOT"]
+    async with aiohttp.ClientSession() as http:
+        params = {"client_id": face.app_id, "redirect_uri": face.redirect_uri, "response_type": "code", "state": "t"}
+        async with http.get(f"{api}/generate-authcode", params=params, allow_redirects=False) as response:
+            code = parse_qs(urlparse(response.headers["Location"]).query)["auth_code"][0]
+        app_hash = hashlib.sha256(f"{face.app_id}:{face.secret_key}".encode()).hexdigest()
+        body = {"grant_type": "authorization_code", "appIdHash": app_hash, "code": code}
+        async with http.post(f"{api}/validate-authcode", json=body) as response:
+            return str((await response.json())["access_token"])
+
+
+async def fyers_sim_settings(face: FyersFace) -> dict[str, Any]:
+    """The settings that point a daemon at the simulator's Fyers face (logged in), as `trader sim --venue fyers`
+    prints them."""
+    urls = face.urls()
+    return {"venue": "fyers", "fyers": {
+        "app_id": face.app_id, "access_token": await fyers_sim_access_token(face), "api_root": urls["API_ROOT"],
+        "data_root": urls["DATA_ROOT"], "data_ws_url": urls["DATA_WS_URL"], "order_ws_url": urls["ORDER_WS_URL"],
+        "symbols_root": urls["SYMBOLS_ROOT"], "timeout_seconds": 2.0}}
 
 
 async def sim_get(base: str, token: str, path: str, api_key: str = "sim_api_key") -> Any:

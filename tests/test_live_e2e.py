@@ -1,4 +1,5 @@
-"""The daemon in live mode against the exchange simulator: real Kite wire protocol both ways, on 127.0.0.1.
+"""The daemon in live mode against the exchange simulator: a real venue's wire protocol both ways, on 127.0.0.1 —
+Kite's, and Fyers' (REST, the HSM data socket, the order socket) on the same exchange core.
 
 Every order request must end either as exactly one order on the simulator's book under its tag, or, never sent, with
 exactly one terminal update (REJECTED or CANCELLED, with a reason) in the daemon; also at shutdown, and while a share
@@ -20,7 +21,9 @@ from trader.config import load_settings
 from trader.events import Fill, OrderRequest, OrderStatus, OrderUpdate, Tick
 from trader.market.calendar import IST
 from trader.sim import ExchangeSimulator, Faults
+from trader.sim.fyers import FyersFace
 
+from helpers import fyers_sim_settings
 from helpers import sim_access_token as access_token
 
 pytestmark = pytest.mark.usefixtures("quiet_logs")
@@ -28,18 +31,22 @@ pytestmark = pytest.mark.usefixtures("quiet_logs")
 OPEN = int(datetime(2026, 11, 20, 9, 15, tzinfo=IST).timestamp()) * 1_000_000_000  # Fri; expiry Mon 23 Nov
 
 
-async def run_live_session(tmp_path: Path, faults: Faults, wall_seconds: float) -> tuple[App, ExchangeSimulator,
-                                                                                          list[object]]:
+async def run_live_session(tmp_path: Path, faults: Faults, wall_seconds: float, venue: str = "kite",
+                           ) -> tuple[App, ExchangeSimulator, list[object]]:
     # The simulator counts Kite's 10 order requests per calendar second on its own wall clock, which must therefore
     # run (the default): frozen, the whole session is one second and every order request after the tenth gets a 429.
     sim = ExchangeSimulator(start_ns=OPEN, speed=120.0, faults=Faults())
     base = await sim.start()
+    face = FyersFace(sim) if venue == "fyers" else None  # the same core, Fyers' wire
     try:
-        token = await access_token(base)
+        if face is not None:
+            await face.start()
+            wire = await fyers_sim_settings(face)
+        else:
+            wire = {"kite": {"api_key": "sim_api_key", "access_token": await access_token(base)},
+                    "kite_api_root": base, "kite_ws_root": sim.ws_url, "kite_timeout_seconds": 2.0}
         settings = load_settings({
-            "mode": "live", "live_confirm": "yes", "auto_execution": True, "data_dir": str(tmp_path),
-            "kite": {"api_key": "sim_api_key", "access_token": token},
-            "kite_api_root": base, "kite_ws_root": sim.ws_url, "kite_timeout_seconds": 2.0,
+            "mode": "live", "live_confirm": "yes", "auto_execution": True, "data_dir": str(tmp_path), **wire,
             # Short bars and no cutoff: a few simulated minutes give several entries and exits.
             "strategy": {"bar_seconds": 10, "confidence_cutoff": 0, "first_entry_time": "09:15:00"},
             "risk": {"no_entry_before": "09:15:00", "max_daily_loss_pct": 0.5},
@@ -64,6 +71,8 @@ async def run_live_session(tmp_path: Path, faults: Faults, wall_seconds: float) 
             await app.run(install_signal_handlers=False)
         return app, sim, events
     finally:
+        if face is not None:
+            await face.stop()
         await sim.stop()
 
 
@@ -106,26 +115,29 @@ def never_sent(requests: Sequence[OrderRequest], events: Sequence[object], sim: 
     return unsent
 
 
-async def test_live_mode_trades_through_the_kite_wire_with_one_order_per_intent(tmp_path: Path) -> None:
-    _, sim, events = await run_live_session(tmp_path, Faults(), wall_seconds=12)
+@pytest.mark.parametrize("venue", ["kite", "fyers"])
+async def test_live_mode_trades_through_the_venue_wire_with_one_order_per_intent(tmp_path: Path, venue: str) -> None:
+    app, sim, events = await run_live_session(tmp_path, Faults(), wall_seconds=12, venue=venue)
+    assert app.venue is not None and app.venue.name == venue
     requests = [e for e in events if type(e) is OrderRequest]
     fills = [e for e in events if type(e) is Fill]
     assert requests, "the strategy never traded"
-    assert fills, "no postback became a fill"
+    assert fills, "no order update (Kite postback, Fyers order socket) became a fill"
     # No fault was injected, and the daemon keeps within the order rate: every request reaches the book.
     assert never_sent(requests, events, sim) == {}
     # Fills from postbacks match the simulator's own trades.
     assert sum(f.quantity for f in fills) == sum(int(t["quantity"]) for t in sim.trades)
 
 
-@pytest.mark.parametrize("lost_answer", ["drop", "delay"])
-async def test_one_order_per_intent_under_5xx_and_accepted_then_lost_answers(tmp_path: Path,
+@pytest.mark.parametrize(("venue", "lost_answer"), [("kite", "drop"), ("kite", "delay"), ("fyers", "drop"),
+                                                    ("fyers", "delay")])
+async def test_one_order_per_intent_under_5xx_and_accepted_then_lost_answers(tmp_path: Path, venue: str,
                                                                             lost_answer: str) -> None:
     # "drop": the connection dies after the order was accepted; "delay": the answer comes after the client's
     # 2 s timeout. Either way the order exists and the daemon must find it by its tag instead of sending it again.
     faults = Faults(error_rate=0.2, timeout_after_accept=0.3, timeout_mode=lost_answer,  # type: ignore[arg-type]
                     timeout_delay_s=3.0)
-    app, sim, events = await run_live_session(tmp_path, faults, wall_seconds=15)
+    app, sim, events = await run_live_session(tmp_path, faults, wall_seconds=15, venue=venue)
     requests = [e for e in events if type(e) is OrderRequest]
     assert requests, "the strategy never traded"
     never_sent(requests, events, sim)
