@@ -1,11 +1,13 @@
-"""Phase 3 of the seed, as a trader runs it: `trader sim` (the Kite-compatible exchange simulator) in one process,
-`trader login` against it, `trader run` in live mode in another process, and the operator's commands through the CLI
-while the daemon runs: status, a manual order (refused without --confirm, then filled at the simulator), positions
-with P&L, the cancel of a resting order, a refusal by the broker, a semi-live approval, halt/resume, flatten, risk and
-report. Then a restart on the same data dir with a manual position and a resting order open: the position is
-restored and still managed, the day's P&L and orders are kept, and the order is cancelled and the position flattened.
+"""Phase 3 of the seed, as a trader runs it: `trader sim` (the exchange simulator, with its Kite face or its Fyers
+face) in one process, `trader login` against it, `trader run` in live mode in another process, and the operator's
+commands through the CLI while the daemon runs: status, a manual order (refused without --confirm, then filled at the
+simulator), positions with P&L, the cancel of a resting order, a refusal by the broker, a semi-live approval,
+halt/resume, flatten, risk and report. Then a restart on the same data dir with a manual position and a resting order
+open: the position is restored and still managed, the day's P&L and orders are kept, and the order is cancelled and
+the position flattened.
 
-What the daemon says is checked against the simulator's own book through the official `kiteconnect` client. The
+What the daemon says is checked against the simulator's own book through the official `kiteconnect` client (with
+Fyers too: the Kite face of the same exchange core reads the one book, whatever wire the daemon speaks). The
 simulated session runs at 60x from Wed 25 Nov 2026 09:25 IST; every wait is on a condition, never a fixed sleep."""
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from helpers import CONTROL_TOKEN, Daemon, cli, daemon_env, next_pending, ok, op
 SIM_START = "2026-11-25T09:25"  # a Wednesday session; the simulator's clock runs from here
 SIM_SPEED = "60"
 API_KEY, API_SECRET = "sim_api_key", "sim_api_secret"  # `trader sim`'s documented local-use defaults
+FYERS_APP_ID, FYERS_SECRET = "SIMAPP-100", "sim_fyers_secret"  # and `trader sim --venue fyers`'s
 CAPITAL_INR = 1_000_000.0  # helpers.daemon_env's TRADER_RISK__INITIAL_CAPITAL
 
 
@@ -43,26 +46,28 @@ def token_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # the tables the CLI prints without --json: wide enough for every column
 
 
-def listening(log: Path) -> dict[str, Any] | None:
+def listening(log: Path, event: str) -> dict[str, Any] | None:
     for raw in log.read_bytes().splitlines():
         with contextlib.suppress(orjson.JSONDecodeError):
             line = orjson.loads(raw)
-            if isinstance(line, dict) and line.get("event") == "sim_listening":
+            if isinstance(line, dict) and line.get("event") == event:
                 return line
     return None
 
 
 @contextlib.contextmanager
-def trader_sim(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """`trader sim --port 0` in a subprocess, as a trader starts it; yields its `sim_listening` line."""
+def trader_sim(tmp_path: Path, venue: str) -> Iterator[dict[str, Any]]:
+    """`trader sim --port 0 [--venue fyers]` in a subprocess, as a trader starts it; yields its listening line."""
     log = tmp_path / "sim.log"
     env = {key: value for key, value in os.environ.items() if not key.startswith("TRADER_")}
+    event = "sim_fyers_listening" if venue == "fyers" else "sim_listening"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "trader", "sim", "--port", "0", "--start", SIM_START,
-                                 "--speed", SIM_SPEED], stdout=out, stderr=subprocess.STDOUT, env=env)
+                                 "--speed", SIM_SPEED, "--venue", venue], stdout=out, stderr=subprocess.STDOUT,
+                                env=env)
     try:
-        wait_until("trader sim to listen", lambda: proc.poll() is not None or listening(log))
-        line = listening(log)
+        wait_until("trader sim to listen", lambda: proc.poll() is not None or listening(log, event))
+        line = listening(log, event)
         assert line is not None, f"trader sim exited {proc.returncode}: {log.read_text()}"
         yield line
     finally:
@@ -137,24 +142,47 @@ def sim_flat(kite: KiteConnect) -> bool:
     return all(int(row["quantity"]) == 0 for row in kite.positions()["net"])
 
 
-def test_phase_3_live_mode_against_trader_sim_driven_by_the_cli(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def fyers_auth_code_url(api_root: str) -> str:
+    """What the Fyers browser login gives: the redirect URL carrying the day's auth code."""
+    answer = requests.get(f"{api_root}/generate-authcode", allow_redirects=False, timeout=10, params={
+        "client_id": FYERS_APP_ID, "redirect_uri": "https://127.0.0.1/", "response_type": "code", "state": "e2e"})
+    assert answer.status_code == 302, answer.text
+    return str(answer.headers["Location"])
+
+
+def venue_env(venue: str, sim: dict[str, Any]) -> dict[str, str]:
+    """The daemon's (and `trader login`'s) settings for the simulator's face of ``venue``."""
+    if venue == "fyers":
+        return {"TRADER_VENUE": "fyers", "TRADER_FYERS__APP_ID": FYERS_APP_ID,
+                "TRADER_FYERS__SECRET_KEY": FYERS_SECRET, "TRADER_FYERS__API_ROOT": str(sim["api_root"]),
+                "TRADER_FYERS__DATA_ROOT": str(sim["data_root"]),
+                "TRADER_FYERS__DATA_WS_URL": str(sim["data_ws_url"]),
+                "TRADER_FYERS__ORDER_WS_URL": str(sim["order_ws_url"]),
+                "TRADER_FYERS__SYMBOLS_ROOT": str(sim["symbols_root"]), "TRADER_FYERS__TIMEOUT_SECONDS": "3"}
+    return {"TRADER_KITE__API_KEY": API_KEY, "TRADER_KITE__API_SECRET": API_SECRET,
+            "TRADER_KITE_API_ROOT": str(sim["rest_url"]), "TRADER_KITE_WS_ROOT": str(sim["ws_url"]),
+            "TRADER_KITE_TIMEOUT_SECONDS": "3"}
+
+
+@pytest.mark.parametrize("venue", ["kite", "fyers"])
+def test_phase_3_live_mode_against_trader_sim_driven_by_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 venue: str) -> None:
     data_dir = tmp_path / "data"
-    with trader_sim(tmp_path) as sim:
-        base, ws_url = str(sim["rest_url"]), str(sim["ws_url"])
+    with trader_sim(tmp_path, venue) as sim:
+        base = str(sim["kite_rest_url"] if venue == "fyers" else sim["rest_url"])  # the book, through Kite's face
         kite = kite_client(base)
-        live = {"TRADER_MODE": "live", "TRADER_LIVE_CONFIRM": "yes", "TRADER_KITE__API_KEY": API_KEY,
-                "TRADER_KITE__API_SECRET": API_SECRET, "TRADER_KITE_API_ROOT": base, "TRADER_KITE_WS_ROOT": ws_url,
-                "TRADER_KITE_TIMEOUT_SECONDS": "3",
+        live = {"TRADER_MODE": "live", "TRADER_LIVE_CONFIRM": "yes", **venue_env(venue, sim),
                 # A pending signal waits a simulated hour (a minute of wall time): never expired by a slow machine.
                 "TRADER_CONTROL__APPROVAL_EXPIRY_SECONDS": "3600",
                 # The adopted keeper's stop far away: the restart below checks it holds the position, not its stop.
                 "TRADER_ADOPTED__STOP_LOSS_PCT": "0.9"}
-        # `trader login` as the README says: the access token lands in <data_dir>/kite_access_token (0600).
+        # `trader login` as the README says: the access token lands in <data_dir>/<venue>_access_token (0600).
         for key, value in {**live, "TRADER_DATA_DIR": str(data_dir)}.items():
             monkeypatch.setenv(key, value)
         data_dir.mkdir()
-        assert main(["login", "--request-token", request_token(base)]) == 0
+        redirect = fyers_auth_code_url(str(sim["api_root"])) if venue == "fyers" else request_token(base)
+        assert main(["login", "--request-token", redirect]) == 0
+        assert (data_dir / f"{venue}_access_token").stat().st_mode & 0o777 == 0o600
         env = daemon_env(data_dir, **live)
 
         with helpers.running_daemon(data_dir, [], env) as daemon:
