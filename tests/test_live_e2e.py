@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from trader.adapters.paper import PaperBroker
 from trader.app import App
 from trader.config import load_settings
 from trader.events import Fill, OrderRequest, OrderStatus, OrderUpdate, Tick
@@ -145,3 +146,38 @@ async def test_one_order_per_intent_under_5xx_and_accepted_then_lost_answers(tmp
     assert all(count == 1 for count in terminal.values()), terminal
     # The faults really were in the way: some placements failed or lost their answer and were resolved by tag.
     assert app.execution.retries + app.execution.recovered_by_tag + app.execution.unresolved > 0
+
+
+async def test_paper_mode_on_fyers_market_data_fills_in_paper_and_sends_nothing(tmp_path: Path) -> None:
+    # Fyers credentials in paper mode: the index and chain stream from Fyers' data socket, fills stay simulated.
+    sim = ExchangeSimulator(start_ns=OPEN, speed=120.0, faults=Faults())
+    await sim.start()
+    face = FyersFace(sim)
+    try:
+        await face.start()
+        settings = load_settings({
+            "mode": "paper", "data_dir": str(tmp_path), **await fyers_sim_settings(face),
+            "strategy": {"bar_seconds": 10, "confidence_cutoff": 0, "first_entry_time": "09:15:00"},
+            "risk": {"no_entry_before": "09:15:00", "max_daily_loss_pct": 0.5}, "recorder": {"enabled": False},
+        })
+        app = App(settings)
+        assert app.venue is not None and app.venue.name == "fyers" and isinstance(app.broker, PaperBroker)
+        fills: list[Fill] = []
+        ticks: list[Tick] = []
+
+        def record(event: object) -> None:
+            if type(event) is Fill:
+                fills.append(event)
+                app.request_stop("a paper fill on Fyers data")
+            elif type(event) is Tick:
+                ticks.append(event)
+
+        app.bus.tap(record)
+        async with asyncio.timeout(90):
+            await app.run(install_signal_handlers=False)
+        assert fills, "the strategy never traded on Fyers' market data"
+        assert fills[0].contract.instrument_token in {t.instrument_token for t in ticks}  # priced on Fyers ticks
+        assert sim.orders == {}  # nothing reached the exchange: paper fills only
+    finally:
+        await face.stop()
+        await sim.stop()
