@@ -7,7 +7,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import date
 from typing import Any
 
@@ -152,27 +152,40 @@ async def test_a_refused_token_is_reported_once_and_a_new_one_connects() -> None
         await c.close()
 
 
-async def test_garbled_frames_are_counted_and_skipped() -> None:
+async def test_a_garbled_frame_or_record_reconnects_for_fresh_snapshots_never_a_stale_price() -> None:
+    # Review of #12: a garbled update was skipped and the topic kept its last price, so a later volume-only update
+    # published 100.00 as current although the lost update had moved it to 120.00. Now anything unreadable ends the
+    # connection; the next one starts from fresh snapshots.
+    snapshot = hsm.Snapshot(1, "sf|nse_fo|35001", (10000,), 1, 2, "NSE", "35001", "NSE:X")
+    garbles: list[Callable[[bytes], bytes]] = [
+        lambda good: good[:-3],  # a truncated frame
+        lambda good: hsm.encode_response(hsm.DataFeed(2, (hsm.Update(9, (1,)),))),  # an update for no snapshot
+    ]
+    connections: list[int] = []
+
     async def handler(connection: ServerConnection) -> None:
+        connections.append(1)
         await connection.recv()
         await connection.send(hsm.encode_response(hsm.AuthResponse(True)))
         await connection.recv()  # mode
         await connection.recv()  # subscribe
-        snapshot = hsm.Snapshot(1, "sf|nse_fo|35001", (12345,), 1, 2, "NSE", "35001", "NSE:X")
-        good = hsm.encode_response(hsm.DataFeed(1, (snapshot,)))
-        await connection.send(good[:-3])
-        await connection.send(hsm.encode_response(hsm.DataFeed(2, (hsm.Update(9, (1,)),))))  # no snapshot
-        await connection.send(hsm.encode_response(hsm.DataFeed(3, (hsm.Snapshot(
-            2, "if|nse_cm|Nifty 50", (0,), 1, 2, "NSE", "x", "y"),))))  # no price: invalid
-        await connection.send(good)
+        n = len(connections)
+        if n <= len(garbles):  # a snapshot at 100.00, then something unreadable (that moved it to 120.00)
+            good = hsm.encode_response(hsm.DataFeed(1, (snapshot,)))
+            await connection.send(good)
+            await connection.send(garbles[n - 1](hsm.encode_response(hsm.DataFeed(2, (
+                hsm.Update(1, (12000,)),)))))
+        else:
+            await connection.send(hsm.encode_response(hsm.DataFeed(1, (dataclasses.replace(snapshot, values=(
+                12000,)),))))
         await connection.wait_closed()
 
     async with serve(handler, "127.0.0.1", 0) as server:
         port = server.sockets[0].getsockname()[1] if server.sockets else 0
         c = Collector(client(f"ws://127.0.0.1:{port}"))
-        await wait_for(lambda: len(c.ticks) == 1)
-        assert c.ticks[0].last_price == 12345 and c.ticks[0].instrument_token == OPTION
-        assert (c.client.malformed, c.client.invalid) == (2, 1)
+        await wait_for(lambda: len(c.ticks) == 3)
+        assert [t.last_price for t in c.ticks] == [10000, 10000, 12000]  # each from a snapshot, none stale
+        assert c.client.malformed == 2 and c.client.reconnects == 2 and len(connections) == 3
         await c.close()
 
 

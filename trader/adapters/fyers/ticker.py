@@ -169,9 +169,12 @@ class FyersDataSocket(FeedSocket):
         try:
             answer = self._decode(message)
         except FeedProtocolError as exc:
+            # A frame we cannot read may have carried updates: every later tick of those topics would repeat the
+            # last price we hold as if it were current. Reconnect, and start again from fresh snapshots.
             self.malformed += 1
-            log.warning("ticker_malformed_frame", error=str(exc), size=len(message), malformed_total=self.malformed)
-            return []
+            log.warning("ticker_malformed_frame", error=str(exc), size=len(message), malformed_total=self.malformed,
+                        effect="reconnecting for fresh snapshots")
+            raise FeedProtocolError(f"malformed frame: {exc}") from None
         if isinstance(answer, hsm.Ping):
             self.heartbeats += 1
             return []
@@ -204,10 +207,11 @@ class FyersDataSocket(FeedSocket):
                 if token is None or not changed:
                     continue
                 tick = self._tick(token, state, now, self._next_tick_id + len(ticks))
-            except hsm.HsmError as exc:
+            except hsm.HsmError as exc:  # as a malformed frame: the topic's state can no longer be trusted
                 self.malformed += 1
-                log.warning("ticker_malformed_record", error=str(exc), malformed_total=self.malformed)
-                continue
+                log.warning("ticker_malformed_record", error=str(exc), malformed_total=self.malformed,
+                            effect="reconnecting for fresh snapshots")
+                raise FeedProtocolError(f"malformed record: {exc}") from None
             if tick is None:
                 self.invalid += 1
                 continue
