@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from trader.actors.risk import FLATTEN_STRATEGY_ID
-from trader.adapters.ports import Broker, OrderRejected
+from trader.adapters.ports import Broker, OrderRejected, SessionExpired
 from trader.events import OrderIntent
 from trader.logging import get_logger
 from trader.market.instruments import resolve_underlying
@@ -23,7 +23,8 @@ log = get_logger("trader.execution")
 async def cancel_resting(broker: Broker, cancel_at: dict[str, int], open_orders: Mapping[str, str], now_ns: int, *,
                          retry_ns: int, after_s: float) -> None:
     """Cancel the orders of ``cancel_at`` (order id → when) whose time has come; one that fails to cancel is tried
-    again ``retry_ns`` later, one the broker refuses (already complete or gone) is dropped: its update is on the way.
+    again ``retry_ns`` later (also one refused for an expired access token: it was not sent), one the broker refuses
+    (already complete or gone) is dropped: its update is on the way.
 
     A protected market order becomes a limit at the protection price; in a fast market it may never fill, and a
     stop-loss exit that rests forever is a stop that never fired.
@@ -33,6 +34,10 @@ async def cancel_resting(broker: Broker, cancel_at: dict[str, int], open_orders:
             continue
         try:
             await broker.cancel_order(order_id)
+        except SessionExpired as exc:  # not sent: the order still rests; try again (a new token may be in by then)
+            cancel_at[order_id] = now_ns + retry_ns
+            log.warning("order_cancel_failed", order_id=order_id, error=repr(exc))
+            continue
         except OrderRejected:
             cancel_at.pop(order_id, None)
             continue

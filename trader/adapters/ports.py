@@ -35,6 +35,12 @@ class OrderRejected(BrokerError):
     """The broker refused the order; it does not exist. Terminal."""
 
 
+class SessionExpired(OrderRejected):
+    """The broker refused the access token: the request was not acted on. For an order this is final (re-placing
+    it later is a new decision); for a cancel it is not: the order still rests, and the cancel is tried again once
+    `trader login` stored a new token."""
+
+
 class BrokerUnavailable(BrokerError):
     """Timeout, 5xx, dropped connection: the order may or may not exist. Look the tag up before any re-send."""
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from trader.adapters.ports import BrokerError, BrokerUnavailable, OrderRejected, RateLimited
+from trader.adapters.ports import BrokerError, BrokerUnavailable, OrderRejected, RateLimited, SessionExpired
 
 TOKEN_CODES = frozenset({-8, -15, -16, -17})
 RATE_LIMIT_CODES = frozenset({-429})
@@ -44,7 +44,7 @@ class FyersTokenError(FyersError):
     """The access token was refused (expired, invalid, logged out): log in again. The token watcher's signal."""
 
 
-class FyersSessionExpired(OrderRejected):
+class FyersSessionExpired(SessionExpired):
     """The daemon's view of a refused token: nothing was accepted; log in again (as Kite's ``KiteSessionExpired``)."""
 
 

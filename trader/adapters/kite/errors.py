@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 from kiteconnect import exceptions as kite_exceptions
 
-from trader.adapters.ports import BrokerError, BrokerUnavailable, OrderRejected, RateLimited
+from trader.adapters.ports import BrokerError, BrokerUnavailable, OrderRejected, RateLimited, SessionExpired
 
 KiteException: type[Exception] = kite_exceptions.KiteException
 GeneralException: type[Exception] = kite_exceptions.GeneralException
@@ -25,7 +25,7 @@ DataException: type[Exception] = kite_exceptions.DataException
 NetworkException: type[Exception] = kite_exceptions.NetworkException
 TokenException: type[Exception] = kite_exceptions.TokenException
 
-class KiteSessionExpired(OrderRejected):
+class KiteSessionExpired(SessionExpired):
     """TokenException: the request was refused because the access token is invalid or expired; log in again."""
 
 
