@@ -32,6 +32,7 @@ import aiohttp
 
 from trader import __version__
 from trader.adapters.fyers.errors import FyersError, FyersTokenError, parse_reply
+from trader.adapters.http_session import OwnedSession
 from trader.clock import NS_PER_SECOND, Clock, LiveClock
 from trader.ids import fyers_order_tag
 from trader.ratelimit import RateLimiter
@@ -64,7 +65,7 @@ def _rows(envelope: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
     return rows
 
 
-class FyersRestClient:
+class FyersRestClient(OwnedSession):
     """One aiohttp session per client; every method is a coroutine returning Fyers' payload raw, validated."""
 
     def __init__(self, app_id: str, access_token: str | None = None, *, api_root: str = DEFAULT_API_ROOT,
@@ -78,8 +79,7 @@ class FyersRestClient:
         self.access_token = access_token
         self.api_root = api_root.rstrip("/")
         self.data_root = data_root.rstrip("/")
-        self._session = session
-        self._owns_session = session is None
+        super().__init__(session)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._clock: Clock = clock or LiveClock()
         self._limiters = [RateLimiter(limit, window_ns=round(window * NS_PER_SECOND), clock=self._clock)
@@ -100,23 +100,6 @@ class FyersRestClient:
         if self.app_id and token:
             headers["Authorization"] = f"{self.app_id}:{token}"
         return headers
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
-            self._owns_session = True
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None and self._owns_session and not self._session.closed:
-            await self._session.close()
-        self._session = None
-
-    async def __aenter__(self) -> FyersRestClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     async def _acquire(self, urgent: bool) -> None:
         for limiter in self._limiters:

@@ -34,6 +34,7 @@ from urllib.parse import urljoin
 import aiohttp
 
 from trader import __version__
+from trader.adapters.http_session import OwnedSession
 from trader.adapters.kite.errors import (
     KiteException,
     TokenException,
@@ -87,7 +88,7 @@ def checksum(api_key: str, request_token: str, api_secret: str) -> str:
     return hashlib.sha256(f"{api_key}{request_token}{api_secret}".encode()).hexdigest()
 
 
-class KiteRestClient:
+class KiteRestClient(OwnedSession):
     """One aiohttp session per client; all methods are coroutines returning Kite's ``data`` payload raw."""
 
     def __init__(self, api_key: str, access_token: str | None = None, *, root: str = DEFAULT_ROOT,
@@ -99,8 +100,7 @@ class KiteRestClient:
         self.api_key = api_key
         self.access_token = access_token
         self.root = root
-        self._session = session
-        self._owns_session = session is None
+        super().__init__(session)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._clock: Clock = clock or LiveClock()
         limits = {**DEFAULT_RATE_LIMITS, **(rate_limits or {})}
@@ -118,23 +118,6 @@ class KiteRestClient:
         if self.api_key and token:
             headers["Authorization"] = f"token {self.api_key}:{token}"
         return headers
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
-            self._owns_session = True
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None and self._owns_session and not self._session.closed:
-            await self._session.close()
-        self._session = None
-
-    async def __aenter__(self) -> KiteRestClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     async def _send_once(self, method: str, url: str, *, query: Any, form: dict[str, str] | None,
                          json_body: Any, access_token: str | None) -> Any:
