@@ -62,7 +62,7 @@ def as_float(text: str) -> float:
 # Run elsewhere, once: the crash harness takes minutes even with --quick, so tests/test_crash.py runs it (as a function,
 # with about 10 kills) and checks its lines there rather than here a second time.
 RUN_ELSEWHERE = {"crash.py": "tests/test_crash.py"}
-LIBRARIES = ("benchlib.py", "peers.py")  # imported by the scripts, not run
+LIBRARIES = ("benchlib.py", "peers.py", "crash_venue.py")  # imported by the scripts, not run
 
 
 def test_every_bench_script_is_run_here() -> None:

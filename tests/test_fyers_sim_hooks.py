@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 from typing import Any
 
@@ -14,18 +15,18 @@ import aiohttp.web
 import pytest
 from test_fyers_sim_rest import T0, Fyers, Wall, login
 
+from trader.logging import configure_logging
 from trader.sim import ExchangeSimulator
 from trader.sim.fyers import FyersFace
 
-from helpers import atm
+from helpers import atm, wait_for
 
 pytestmark = pytest.mark.usefixtures("quiet_logs")
 
 
 # -- trader sim --venue fyers -----------------------------------------------------------------------------------
 
-async def test_serve_venue_fyers_prints_the_urls_and_serves_the_face(monkeypatch: pytest.MonkeyPatch,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+async def test_serve_venue_fyers_logs_the_urls_and_serves_the_face(monkeypatch: pytest.MonkeyPatch) -> None:
     from trader.sim import serve  # noqa: PLC0415
 
     started = asyncio.Event()
@@ -37,10 +38,22 @@ async def test_serve_venue_fyers_prints_the_urls_and_serves_the_face(monkeypatch
         return url
 
     monkeypatch.setattr(FyersFace, "start", start_and_signal)
+    stream = io.StringIO()
+    configure_logging("INFO", stream)  # conftest restores the log set-up after the test
+
+    def listening_line() -> dict[str, Any] | None:
+        found = [json.loads(line) for line in stream.getvalue().splitlines() if '"sim_fyers_listening"' in line]
+        return found[0] if found else None
+
     task = asyncio.create_task(serve(port=0, speed=1.0, venue="fyers", app_id="XY12345-100", secret_key="s3"))
     try:
-        await asyncio.wait_for(started.wait(), 10)  # serve() prints before it next yields
-        lines = dict(line.strip().split("=", 1) for line in capsys.readouterr().out.splitlines() if "=" in line)
+        await asyncio.wait_for(started.wait(), 10)
+        await wait_for(lambda: listening_line() is not None)
+        listening = listening_line()
+        assert listening is not None
+        lines = dict(pair.split("=", 1) for pair in str(listening["daemon_env"]).split())
+        assert listening["api_root"] == lines["TRADER_FYERS__API_ROOT"]
+        assert str(listening["kite_rest_url"]).startswith("http://127.0.0.1:")  # the same core's Kite face
         assert lines["TRADER_VENUE"] == "fyers" and lines["TRADER_FYERS__APP_ID"] == "XY12345-100"
         api = lines["TRADER_FYERS__API_ROOT"]
         assert api.endswith("/api/v3") and lines["TRADER_FYERS__DATA_ROOT"].endswith("/data")

@@ -65,6 +65,11 @@ NOT_HERE = {
         "environment for the rehearsal above",
     "TRADER_MODE=live TRADER_LIVE_CONFIRM=yes .venv/bin/trader run --auto-execution":
         "the rehearsal against the simulator (tests/test_live_e2e.py, tests/test_live_2027.py)",
+    "export TRADER_VENUE=fyers TRADER_FYERS__APP_ID=XB12345-100 TRADER_FYERS__SECRET_KEY=...":
+        "placeholders for the user's own Fyers app",
+    "TRADER_MODE=live TRADER_LIVE_CONFIRM=yes .venv/bin/trader run":
+        "real money at Fyers (the same path runs against `trader sim --venue fyers` in tests/test_live_e2e.py, "
+        "tests/test_live_control_e2e.py and tests/test_crash.py)",
     ".venv/bin/trader tail --follow /var/log/trader/trader.log --risk --since 10m":
         "a log file of the user's (tests/test_tail.py follows a file another writer appends to, truncates, rotates)",
     "journalctl -u trader -o cat | .venv/bin/trader tail --since 09:15 --level WARNING":

@@ -203,52 +203,26 @@ def _run_loop(coro: Coroutine[Any, Any, Any]) -> Any:
 
 
 def _login(settings: Settings, given: str | None) -> int:
+    """`trader login` for the configured venue: the login URL, then the token (or the whole redirect URL) pasted."""
     from trader import login  # noqa: PLC0415 - aiohttp only when logging in
 
-    if settings.venue == "fyers":
-        return _login_fyers(settings, given)
     try:
-        login.check_login_settings(settings)
+        flow = login.login_flow(settings)
     except ConfigError as exc:
         for line in exc.lines:
             print(line, file=sys.stderr)
         return EXIT_CONFIG
-    print(f"1. Open {login.login_url(settings)} and log in.")
-    print("2. Kite redirects to your app's URL with request_token=...; paste that token or the whole URL.")
+    print(f"1. Open {flow.url} and log in.")
+    print(f"2. {flow.redirect}; paste that {flow.prompt.split()[-1]} or the whole URL.")
     try:
-        request_token = login.request_token_from(given if given is not None else input("request token: "))
-        path = _run_loop(login.exchange_request_token(settings, request_token))
+        path = _run_loop(flow.exchange(given if given is not None else input(f"{flow.prompt}: ")))
     except (ValueError, EOFError) as exc:
         print(f"login failed: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except Exception as exc:
         print(f"login failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    print(f"access token stored in {path} (owner-only); the daemon reads it until it expires (~06:00 IST)")
-    return 0
-
-
-def _login_fyers(settings: Settings, given: str | None) -> int:
-    from trader.adapters.fyers import session  # noqa: PLC0415 - aiohttp only when logging in
-
-    try:
-        session.check_login_settings(settings)
-    except ConfigError as exc:
-        for line in exc.lines:
-            print(line, file=sys.stderr)
-        return EXIT_CONFIG
-    print(f"1. Open {session.auth_code_url(settings)} and log in.")
-    print("2. Fyers redirects to your app's URL with auth_code=...; paste that code or the whole URL.")
-    try:
-        text = given if given is not None else input("auth code: ")
-        path = _run_loop(session.exchange_auth_code(settings, text))
-    except (ValueError, EOFError) as exc:
-        print(f"login failed: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except Exception as exc:
-        print(f"login failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    print(f"access token stored in {path} (owner-only); the daemon reads it until it expires (the trading day)")
+    print(f"access token stored in {path} (owner-only); the daemon reads it until it expires ({flow.valid_until})")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""`trader login`: turn the day's Kite request token into an access token stored for the daemon (0600).
+"""`trader login`: turn the day's Kite request token (or Fyers auth code) into an access token stored for the daemon
+(0600).
 
 Kite has no sanctioned headless login: a human opens the login URL, logs in (2FA), and Kite redirects to the app's
 registered URL with ``request_token=...``. Paste that token — or the whole redirect URL — and the exchange happens
@@ -8,7 +9,10 @@ here; the access token is valid until about 06:00 IST the next day.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from trader.adapters.kite.rest import KiteRestClient
@@ -68,3 +72,27 @@ async def exchange_request_token(settings: Settings, request_token: str) -> Path
         raise ValueError("Kite answered without an access_token; log in again for a fresh request token")
     store_token(settings.kite_token_file, token)
     return settings.kite_token_file
+
+
+@dataclass(frozen=True, slots=True)
+class LoginFlow:
+    """What `trader login` tells a human and does for one venue."""
+
+    url: str  # the broker's login page
+    redirect: str  # what the broker's redirect carries
+    prompt: str  # what to paste: the token, or the whole redirect URL
+    valid_until: str
+    exchange: Callable[[str], Coroutine[Any, Any, Path]]  # the pasted text → the stored token's file
+
+
+def login_flow(settings: Settings) -> LoginFlow:
+    """The configured venue's flow; a ``ConfigError`` names the credentials that are missing."""
+    if settings.venue == "fyers":
+        from trader.adapters.fyers import session  # noqa: PLC0415 - only a Fyers login loads its adapter
+
+        session.check_login_settings(settings)
+        return LoginFlow(session.auth_code_url(settings), "Fyers redirects to your app's URL with auth_code=...",
+                         "auth code", "the trading day", lambda text: session.exchange_auth_code(settings, text))
+    check_login_settings(settings)
+    return LoginFlow(login_url(settings), "Kite redirects to your app's URL with request_token=...", "request token",
+                     "~06:00 IST", lambda text: exchange_request_token(settings, request_token_from(text)))
