@@ -64,7 +64,7 @@ async def test_a_silent_connection_is_closed_reconnected_and_resynced() -> None:
             resyncs.append(sessions)
 
         socket = FyersOrderSocket(APP_ID, "TOK", url=f"ws://127.0.0.1:{port}", on_order=lambda m: None,
-                                  on_reconnect=resync, ping_interval_s=0.05, initial_backoff_s=0.01)
+                                  on_reconnect=resync, ping_interval_s=0.2, initial_backoff_s=0.01)
         socket.start()
         await wait_for(lambda: socket.silences == 1 and socket.connections == 2 and socket.connected)
         assert len(resyncs) == 2  # the reconnect reads the book again: updates missed while silent are recovered
