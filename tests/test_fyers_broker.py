@@ -3,6 +3,7 @@ look-up, resync after missed messages, forged and duplicated socket updates, the
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from pathlib import Path
@@ -66,9 +67,11 @@ async def test_the_order_body_and_its_reply() -> None:
 async def test_errors_leave_as_the_ports_kinds() -> None:
     async with fyers_stub() as (stub, client):
         broker, _ = make(client)
-        stub.script("POST", "/api/v3/orders/sync", Reply(error(-99, "RED:Margin Shortfall"), status=400),
-                    Reply(error(-1, "gateway"), status=504))
-        with pytest.raises(OrderRejected):
+        stub.script("POST", "/api/v3/orders/sync", Reply(error(-50, "Invalid input: qty"), status=400),
+                    Reply(error(-99, "RED:Margin Shortfall"), status=400), Reply(error(-1, "gateway"), status=504))
+        with pytest.raises(OrderRejected):  # client-side validation: certainly no order
+            await broker.place_order(request())
+        with pytest.raises(BrokerUnavailable):  # -99, Fyers' catch-all: the order may exist, look its tag up
             await broker.place_order(request())
         with pytest.raises(BrokerUnavailable):
             await broker.place_order(request())
@@ -209,12 +212,16 @@ async def test_an_unreadable_book_row_is_unavailable_not_guessed() -> None:
 async def test_order_socket_feeds_the_broker_and_resyncs_after_a_reconnect() -> None:
     seen: list[tuple[str | None, str]] = []
     sessions = 0
+    while_away: list[Any] = []  # what happens at the venue while the socket is down
+    resynced = asyncio.Event()
 
     async def handler(ws: ServerConnection) -> None:
         nonlocal sessions
         sessions += 1
         seen.append((ws.request.headers.get("authorization") if ws.request else None, str(await ws.recv())))
         if sessions == 1:
+            async with asyncio.timeout(5):
+                await resynced.wait()  # the start-up resync read the book before anything filled
             part = {"id": ORDER_ID, "qty": 150, "qty_filled": 75, "price_traded": 101.5, "org_ord_status": 6,
                     "ord_type": 1, "tran_side": 1, "ordertag": TAG, "symbol": "NSE:NIFTY26D0326000CE"}
             await ws.send("not json")
@@ -222,6 +229,7 @@ async def test_order_socket_feeds_the_broker_and_resyncs_after_a_reconnect() -> 
             await ws.send(json.dumps({"s": "ok", "orders": part}))  # duplicated
             await ws.send(json.dumps({"s": "ok", "trades": {"id_fill": "T1", "id": ORDER_ID}}))
             await ws.send("pong")
+            while_away[0]()
             await ws.close()  # dropped: the rest fills while the client is away
         else:
             await ws.wait_closed()
@@ -231,13 +239,22 @@ async def test_order_socket_feeds_the_broker_and_resyncs_after_a_reconnect() -> 
         broker, events = make(client)
         stub.script("POST", "/api/v3/orders/sync", Reply(ok(id=ORDER_ID)))
         await broker.place_order(request())
-        stub.default("GET", "/api/v3/orders", Reply(ok(orderBook=[row(2, 150, 101.75)])))
+        stub.default("GET", "/api/v3/orders", Reply(ok(orderBook=[row(6)])))  # the first connect's resync
+        while_away.append(lambda: stub.default("GET", "/api/v3/orders", Reply(ok(orderBook=[row(2, 150, 101.75)]))))
         trades: list[dict[str, Any]] = []
+
+        completed: list[int] = []
+
+        async def resync() -> None:
+            await broker.resync()
+            completed.append(1)
+            resynced.set()
+
         socket = FyersOrderSocket("XB12345-100", "TOK", url=f"ws://127.0.0.1:{port}",
                                   on_order=broker.on_order_message, on_trade=trades.append,
-                                  on_reconnect=broker.resync, initial_backoff_s=0.01)
+                                  on_reconnect=resync, initial_backoff_s=0.01)
         socket.start()
-        await wait_for(lambda: socket.resyncs == 1)
+        await wait_for(lambda: len(completed) == 2)  # one at the first connect, one after the reconnect
         await socket.close()
         assert seen[0] == ("XB12345-100:TOK", json.dumps(SUBSCRIBE)) and len(seen) == 2
         assert socket.dropped == 1 and len(trades) == 1

@@ -83,7 +83,7 @@ async def test_a_write_is_sent_once_and_a_failure_is_ambiguous() -> None:
 
 async def test_documented_refusals_rate_limits_and_timeouts() -> None:
     async with fyers_stub(timeout_s=0.2, get_attempts=2) as (stub, client):
-        stub.script("POST", "/api/v3/orders/sync", Reply(error(-99, "Insufficient funds"), status=400),
+        stub.script("POST", "/api/v3/orders/sync", Reply(error(-50, "Invalid input: qty"), status=400),
                     Reply(error(-429, "request limit reached"), status=429),
                     Reply(ok(id="1"), delay_s=1.0))
         kinds = []
@@ -95,6 +95,43 @@ async def test_documented_refusals_rate_limits_and_timeouts() -> None:
         with pytest.raises(ValueError, match="order tag"):
             await client.place_order({**ORDER, "orderTag": "bad-tag!"})
         assert len(stub.calls("POST", "/api/v3/orders/sync")) == 3  # the bad tag never left
+
+
+async def test_order_writes_are_rejected_only_on_client_side_validation_codes() -> None:
+    """-99 (Fyers' catch-all; the SDK builds it for its own network failures too) and every code not confirmed to
+    mean "no order" leave an order write as BrokerUnavailable: the execution actor looks the tag up before a re-send."""
+    codes = [-50, -51, -99, -53, -201, -202, -300, -352]
+    async with fyers_stub() as (stub, client):
+        stub.script("POST", "/api/v3/orders/sync", *[Reply(error(code, "refused"), status=400) for code in codes])
+        kinds = []
+        for _ in codes:
+            with pytest.raises(FyersError) as caught:
+                await client.place_order(ORDER)
+            kinds.append(type(to_broker_error(caught.value, write=True)))
+        assert kinds == [OrderRejected, OrderRejected, *[BrokerUnavailable] * 6]
+        stub.script("GET", "/api/v3/funds", Reply(error(-99, "refused"), status=400))
+        with pytest.raises(FyersError) as caught:
+            await client.funds()
+        assert classify(caught.value) is OrderRejected  # a read: nothing is at stake
+    sdk_network_failure = FyersError("network", http_status=400, code=-99)
+    assert classify(sdk_network_failure, write=True) is BrokerUnavailable
+
+
+async def test_a_bare_403_does_not_kill_the_token() -> None:
+    """A CDN's or firewall's 403 page says nothing about the token: the request fails as unavailable, the token is
+    not reported and the next request is sent with it."""
+    async with fyers_stub(get_attempts=1) as (stub, client):
+        refused: list[str] = []
+        client.on_token_rejected = lambda token, detail: refused.append(token)
+        stub.script("GET", "/api/v3/funds", Reply("<html><body>403 Forbidden</body></html>", status=403, raw=True))
+        with pytest.raises(FyersError) as caught:
+            await client.funds()
+        assert classify(caught.value) is BrokerUnavailable
+        assert refused == [] and client.dead_token is None
+        stub.script("GET", "/api/v3/funds", Reply(error(-16, "Could not authenticate"), status=403))
+        with pytest.raises(FyersTokenError):
+            await client.funds()
+        assert refused == [TOKEN] and client.dead_token == TOKEN
 
 
 async def test_reads_are_retried_and_validated() -> None:
@@ -135,7 +172,14 @@ def test_envelope_parsing() -> None:
     with pytest.raises(FyersTokenError):
         parse_reply(200, b'{"s":"error","code":-17,"message":"token invalid or expired"}')
     with pytest.raises(FyersTokenError):
-        parse_reply(403, b"forbidden")
+        parse_reply(401, b"unauthorized")
+    with pytest.raises(FyersTokenError):
+        parse_reply(403, b'{"s":"error","code":-16,"message":"Could not authenticate"}')
+    for body in (b"forbidden", b"<html><body>Access Denied</body></html>", b'{"error": "blocked by WAF"}'):
+        with pytest.raises(FyersError) as caught:
+            parse_reply(403, body)
+        assert not isinstance(caught.value, FyersTokenError), body
+        assert classify(caught.value) is BrokerUnavailable and classify(caught.value, write=True) is BrokerUnavailable
     with pytest.raises(FyersError) as caught:
         parse_reply(200, b'{"s":"maybe"}')
     assert caught.value.malformed

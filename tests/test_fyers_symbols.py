@@ -10,7 +10,7 @@ import pytest
 from fyers_stub import Reply, error, fyers_stub, ok
 
 from trader.adapters.fyers.provision import provision_market
-from trader.adapters.fyers.symbols import parse_symbol_master
+from trader.adapters.fyers.symbols import MAX_LOT, parse_symbol_master, ticker_strike
 from trader.adapters.kite.provision import BrokerUnreachableError, RetryPolicy
 from trader.clock import NS_PER_SECOND, SimClock
 from trader.market.instrument_master import InstrumentMaster
@@ -107,3 +107,62 @@ async def test_provision_stops_on_a_refused_token() -> None:
             await provision_market(client, [underlying_spec("NIFTY")], InstrumentMaster(),
                                    SimClock(DEC_1_0920_IST_NS), symbols_root=root, strikes_each_side=1,
                                    retry=RetryPolicy(total_s=5, sleep=_no_wait))
+
+
+GOOD = NSE.splitlines()[0].split(",")  # NIFTY 08 Dec 26 26000 CE, lot 65, Fytoken 101126120842810
+OTHERS = NSE.splitlines()[1:]
+
+
+def _text(*rows: list[str]) -> str:
+    return "\n".join([*(",".join(cells) for cells in rows), *OTHERS]) + "\n"
+
+
+def _variant(token: str = GOOD[0], ticker: str = GOOD[9], **columns: str) -> list[str]:
+    cells = list(GOOD)
+    cells[0], cells[9] = token, ticker
+    for index, value in columns.items():
+        cells[int(index.removeprefix("c"))] = value
+    return cells
+
+
+def test_a_ticker_or_fytoken_repeated_with_different_contents_refuses_every_such_row() -> None:
+    wrong_lot = _variant(c3="75")  # the same ticker and Fytoken, another lot, listed first
+    result = parse_symbol_master(_text(wrong_lot, GOOD), "NFO", {"NIFTY"})
+    assert result.instruments.contract("NIFTY26D0826000CE") is None  # neither lot is guessed
+    assert result.instruments.by_token(int(GOOD[0])) is None
+    assert sorted(result.bad) == [1, 2] and "appears on lines 1, 2" in result.bad[1]
+    other_strike = _variant(ticker="NSE:NIFTY26D0829900CE", c15="29900.0")  # GOOD's Fytoken, another strike
+    result = parse_symbol_master(_text(other_strike, GOOD), "NFO", {"NIFTY"})
+    assert result.instruments.by_token(int(GOOD[0])) is None  # never another strike's price feed
+    assert result.instruments.contract("NIFTY26D0829900CE") is None
+    assert result.instruments.contract("NIFTY26D0826000CE") is None
+    assert sorted(result.bad) == [1, 2] and all("Fytoken 101126120842810" in p for p in result.bad.values())
+    result = parse_symbol_master(_text(GOOD, GOOD), "NFO", {"NIFTY"})  # an identical repeat collapses
+    assert result.bad == {} and result.contracts == 6
+    contract = result.instruments.contract("NIFTY26D0826000CE")
+    assert contract is not None and contract.lot_size == 65
+
+
+def test_the_ticker_must_agree_with_strike_option_type_and_expiry() -> None:
+    cases = {
+        "strike": _variant(c15="26050.0"),
+        "option type": _variant(c16="PE"),
+        "expiry": _variant(c8=str(1796724000 + 86400)),  # 09 Dec, the ticker says 08 Dec
+    }
+    for name, row in cases.items():
+        result = parse_symbol_master(_text(row), "NFO", {"NIFTY"})
+        assert list(result.bad) == [1], name
+        assert "does not end in" in result.bad[1] if name != "expiry" else "expiry 2026-12-09" in result.bad[1]
+        assert result.instruments.contract("NIFTY26D0826000CE") is None, name
+    monthly = _variant(token="101126122935099", ticker="NSE:NIFTY26DEC26500CE", c15="26500.0", c8="1798538400")
+    result = parse_symbol_master(_text(monthly), "NFO", {"NIFTY"})
+    assert result.bad == {} and result.instruments.contract("NIFTY26DEC26500CE") is not None
+    assert (ticker_strike(2_600_000), ticker_strike(101_250), ticker_strike(101_205)) == ("26000", "1012.5", "1012.05")
+
+
+def test_integers_are_ascii_digits_within_bounds() -> None:
+    for lot, problem in (("9" * 30, "bound"), (str(MAX_LOT + 1), "bound"), ("６５", "not a positive integer")):
+        result = parse_symbol_master(_text(_variant(c3=lot)), "NFO", {"NIFTY"})
+        assert list(result.bad) == [1] and "lot size" in result.bad[1] and problem in result.bad[1], lot
+    result = parse_symbol_master(_text(_variant(token="1011" + "9" * 30)), "NFO", {"NIFTY"})
+    assert list(result.bad) == [1] and "Fytoken" in result.bad[1]

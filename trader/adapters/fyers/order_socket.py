@@ -3,14 +3,20 @@
 
 * the handshake carries ``authorization: <app_id>:<access_token>``;
 * after it, one subscription ``{"T": "SUB_ORD", "SLIST": ["orders", "trades", "positions"], "SUB_T": 1}``;
-* a text ``ping`` every 10 s keeps it open (the server answers ``pong``);
+* a text ``ping`` every 10 s keeps it open (the server answers ``pong``). websockets' own keepalive is off (the SDK
+  speaks text pings), so the text ping IS the liveness check: if nothing at all (no message, no ``pong``) arrives for
+  ``silent_after_s`` (default 2.5 ping intervals), the connection is taken as silently dead (``order_socket_silent``),
+  closed and reconnected — a dead socket must never look like a quiet one;
 * messages are JSON objects ``{"s": "ok", "orders": {...}}`` / ``"trades"`` / ``"positions"`` with the socket's own
   field names (``orders.py`` renames them); anything else is a general message (logged).
 
 A message that is not JSON, or not one of those shapes, is logged and dropped (``dropped``). The socket reconnects
-with capped, jittered backoff; after every reconnect ``on_reconnect`` runs (``FyersBroker.resync``: the order book
-fills in what was sent while it was down). A handshake refused with 401/403 reports the token
-(``on_token_rejected``) and waits for a new one instead of reconnecting in a loop.
+with capped, jittered backoff; after EVERY successful connect, the first one included, ``on_reconnect`` runs
+(``FyersBroker.resync``: the order book fills in what was sent while the socket was down or not yet up), after the
+subscription is sent, so no update falls between the book read and the stream. A handshake refused with 401, or
+with a JSON Fyers error carrying a token code (``errors.TOKEN_CODES``), reports the token (``on_token_rejected``) and
+waits for a new one instead of reconnecting in a loop; any other refusal (a bare 403 from a CDN or firewall, an
+HTML page, 5xx) is a transport failure: reconnect with backoff, the token stays good.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
+from trader.adapters.fyers.errors import token_refused
 from trader.logging import get_logger
 
 log = get_logger("trader.fyers.order_socket")
@@ -44,7 +51,8 @@ class FyersOrderSocket:
                  on_trade: Handler = _ignore, on_position: Handler = _ignore,
                  on_reconnect: Callable[[], Awaitable[None]] | None = None,
                  on_token_rejected: Callable[[str, str], None] | None = None, ping_interval_s: float = 10.0,
-                 initial_backoff_s: float = 1.0, max_backoff_s: float = 30.0, seed: int = 0) -> None:
+                 silent_after_s: float | None = None, initial_backoff_s: float = 1.0, max_backoff_s: float = 30.0,
+                 seed: int = 0) -> None:
         self._app_id = app_id
         self._token = access_token
         self._url = url
@@ -54,6 +62,7 @@ class FyersOrderSocket:
         self._on_reconnect = on_reconnect
         self._on_token_rejected = on_token_rejected
         self._ping_interval_s = ping_interval_s
+        self._silent_after_s = silent_after_s if silent_after_s is not None else 2.5 * ping_interval_s
         self._initial_backoff_s = initial_backoff_s
         self._max_backoff_s = max_backoff_s
         self._rng = random.Random(seed)
@@ -64,6 +73,7 @@ class FyersOrderSocket:
         self.reconnects = 0
         self.dropped = 0
         self.resyncs = 0
+        self.silences = 0
         self.connected = False
 
     def set_access_token(self, access_token: str) -> None:
@@ -96,13 +106,13 @@ class FyersOrderSocket:
                     self.connections += 1
                     self.connected = True
                     log.info("order_socket_connected", connections=self.connections)
-                    if self.connections > 1 and self._on_reconnect is not None:
+                    if self._on_reconnect is not None:  # every connect: fills made while we were not connected
                         await self._resync()
                     await self._serve(connection)
             except InvalidStatus as exc:
                 status = exc.response.status_code
-                refused = status in (401, 403) and self._on_token_rejected is not None
-                log.error("order_socket_refused", status=status)
+                refused = token_refused(status, bytes(exc.response.body or b"")) and self._on_token_rejected is not None
+                log.error("order_socket_refused", status=status, token_refused=refused)
             except (OSError, WebSocketException, TimeoutError) as exc:
                 log.warning("order_socket_disconnected", error=type(exc).__name__)
             finally:
@@ -132,7 +142,15 @@ class FyersOrderSocket:
     async def _serve(self, connection: ClientConnection) -> None:
         pinger = asyncio.create_task(self._ping(connection), name="fyers-order-socket-ping")
         try:
-            async for raw in connection:
+            while True:
+                try:
+                    async with asyncio.timeout(self._silent_after_s):
+                        raw = await connection.recv()
+                except TimeoutError:
+                    self.silences += 1
+                    log.error("order_socket_silent", silent_s=self._silent_after_s,
+                              effect="nothing received, not even a pong: closing and reconnecting (then resyncing)")
+                    return  # leaving ``connect`` closes it; run() reconnects
                 self.on_message(raw)
         finally:
             pinger.cancel()
@@ -142,7 +160,9 @@ class FyersOrderSocket:
     async def _ping(self, connection: ClientConnection) -> None:
         while True:
             await asyncio.sleep(self._ping_interval_s)
-            await connection.send("ping")
+            with contextlib.suppress(TimeoutError):  # a stuck send: the silence check in _serve decides
+                async with asyncio.timeout(self._ping_interval_s):
+                    await connection.send("ping")
 
     def on_message(self, raw: str | bytes) -> None:
         """One frame: dispatched by its key, or logged and dropped."""

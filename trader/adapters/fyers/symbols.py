@@ -11,13 +11,19 @@ nse_fo, 1211 bse_fo; ``[10:]`` the exchange token); ``tradingsymbol`` is the tic
 prefix; the exchange stays ours (NFO/BFO). The underlying index's token is its Fytoken from column 17.
 
 Every option row of a wanted underlying is validated; a bad one is counted and named (line and problem), never
-guessed and never fatal on its own — ``SymbolMaster.check`` decides whether too many were bad.
+guessed and never fatal on its own — ``SymbolMaster.check`` decides whether too many were bad. The ticker must agree
+with the columns: it starts with the underlying, ends in the strike as the ticker writes it (``26000``, ``1012.5``)
+and the option type, and between them carries the expiry (weekly ``26D08``: year, month code 1-9/O/N/D, day; monthly
+``26DEC``). Integers are ASCII digits with an upper bound (a lot of at most ``MAX_LOT``). A ticker or Fytoken that
+appears on several rows with different contents refuses EVERY such row (no "first row wins": the wrong lot or
+another strike's price feed); identical repeats collapse to one.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections import defaultdict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +34,10 @@ from trader.market.instruments import OptionContract, OptionType
 from trader.money import MoneyError, to_paise
 
 COLUMNS = 18  # at least: through the underlying Fytoken
+MAX_LOT = 100_000  # NSE/BSE index option lots are tens to a few thousand; a bigger one is a broken row
+MAX_TOKEN_DIGITS = 20
+WEEKLY_MONTH_CODES = "123456789OND"
+MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 FO_FILES: Mapping[str, str] = {"NFO": "NSE_FO.csv", "BFO": "BSE_FO.csv"}
 TICKER_PREFIX: Mapping[str, str] = {"NFO": "NSE:", "BFO": "BSE:"}
 SEGMENT_PREFIX: Mapping[str, str] = {"NFO": "1011", "BFO": "1211"}  # fyers_apiv3 map.json exch_seg_dict
@@ -64,11 +74,37 @@ class SymbolMaster:
                              f"are malformed ({sample})")
 
 
-def _int(value: str, column: str) -> int:
+def _int(value: str, column: str, *, maximum: int | None = None, max_digits: int = MAX_TOKEN_DIGITS) -> int:
     text = value.strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise SymbolRowError(f"{column} {value!r} is not a positive integer")
+    if len(text) > max_digits or (maximum is not None and int(text) > maximum):
+        limit = f"{maximum}" if maximum is not None else f"{max_digits} digits"
+        raise SymbolRowError(f"{column} {text[:30]!r} is beyond the sane bound ({limit})")
     return int(text)
+
+
+def ticker_strike(strike_paise: int) -> str:
+    """The strike as Fyers' tickers write it: whole rupees bare (``26000``), else the decimal without trailing
+    zeros (``1012.5``)."""
+    rupees, paise = divmod(strike_paise, 100)
+    return str(rupees) if paise == 0 else f"{rupees}.{paise:02d}".rstrip("0")
+
+
+def _check_ticker(contract: OptionContract) -> None:
+    """The ticker must say what the columns say: underlying, expiry, strike, option type."""
+    symbol = contract.tradingsymbol
+    suffix = f"{ticker_strike(contract.strike)}{contract.option_type.value}"
+    if not symbol.endswith(suffix):
+        raise SymbolRowError(f"ticker {symbol} does not end in {suffix} (strike {ticker_strike(contract.strike)}, "
+                             f"option type {contract.option_type.value} as the columns say)")
+    middle = symbol[len(contract.underlying):-len(suffix)]
+    expiry = contract.expiry
+    weekly = f"{expiry.year % 100:02d}{WEEKLY_MONTH_CODES[expiry.month - 1]}{expiry.day:02d}"
+    monthly = f"{expiry.year % 100:02d}{MONTH_NAMES[expiry.month - 1]}"
+    if middle not in (weekly, monthly):
+        raise SymbolRowError(f"ticker {symbol} does not carry the expiry {expiry.isoformat()} "
+                             f"({weekly} or {monthly} expected, found {middle!r})")
 
 
 def _paise(value: str, column: str) -> int:
@@ -101,12 +137,13 @@ def parse_row(cells: list[str], exchange: str) -> tuple[OptionContract, int]:
     try:
         contract = OptionContract(exchange=exchange, tradingsymbol=ticker[len(prefix):],
                                   underlying=cells[13].strip(), expiry=expiry, strike=_paise(cells[15], "strike"),
-                                  option_type=option_type, lot_size=_int(cells[3], "lot size"),
+                                  option_type=option_type, lot_size=_int(cells[3], "lot size", maximum=MAX_LOT),
                                   tick_size=_paise(cells[4], "tick size"), instrument_token=token)
     except ValueError as exc:
         raise SymbolRowError(str(exc)) from None
     if not contract.underlying or not contract.tradingsymbol.startswith(contract.underlying):
         raise SymbolRowError(f"underlying {contract.underlying!r} does not name {contract.tradingsymbol}")
+    _check_ticker(contract)
     return contract, _int(cells[17], "underlying Fytoken")
 
 
@@ -116,6 +153,9 @@ def parse_symbol_master(text: str, exchange: str, underlyings: Collection[str]) 
         raise ValueError(f"exchange must be NFO or BFO, got {exchange!r}")
     result = SymbolMaster(exchange)
     wanted = set(underlyings)
+    parsed: dict[int, tuple[OptionContract, int]] = {}
+    by_ticker: dict[str, list[int]] = defaultdict(list)
+    by_token: dict[int, list[int]] = defaultdict(list)
     for line, cells in enumerate(csv.reader(io.StringIO(text)), start=1):
         if not cells or not any(cell.strip() for cell in cells):
             continue
@@ -124,9 +164,28 @@ def parse_symbol_master(text: str, exchange: str, underlyings: Collection[str]) 
             result.skipped += 1  # another underlying, a future: not ours to read
             continue
         try:
-            contract, index_token = parse_row(cells, exchange)
-            result.instruments.add(contract)
+            parsed[line] = parse_row(cells, exchange)
         except ValueError as exc:
+            result.bad[line] = str(exc)
+            continue
+        contract = parsed[line][0]
+        by_ticker[contract.tradingsymbol].append(line)
+        by_token[contract.instrument_token].append(line)
+    # A ticker or Fytoken on several rows that disagree: no row of them can be trusted (which one is right?).
+    for kind, groups in (("ticker", by_ticker), ("Fytoken", by_token)):
+        for key, lines in groups.items():
+            if len({parsed[line] for line in lines}) > 1:
+                for line in lines:
+                    result.bad.setdefault(line, f"{kind} {key} appears on lines {', '.join(map(str, lines))} "
+                                                f"with different contents")
+    seen: set[tuple[OptionContract, int]] = set()
+    for line, (contract, index_token) in parsed.items():
+        if line in result.bad or (contract, index_token) in seen:
+            continue  # refused, or an identical repeat
+        seen.add((contract, index_token))
+        try:
+            result.instruments.add(contract)
+        except ValueError as exc:  # a clash with nothing above should not remain; never guess if it does
             result.bad[line] = str(exc)
             continue
         result.contracts += 1
