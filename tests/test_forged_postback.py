@@ -157,3 +157,12 @@ async def test_a_broker_that_cannot_answer_is_asked_again_before_anything_is_dec
     assert asked == [order_id, order_id]
     [fill] = rig.fills("OURS5")
     assert fill.price == rig.sim.orders[order_id].fill_value // contract.lot_size and rig.broker.unconfirmed == 0
+
+
+async def test_a_postback_for_our_known_order_claiming_another_side_is_dropped(rig: Rig) -> None:
+    contract = atm(rig.sim)
+    order_id = await rig.broker.place_order(request(contract, "OURS7"))
+    rig.broker.on_postback(forged(order_id, "OURS7", contract, transaction_type="SELL", average_price=100.0))
+    assert rig.published == []
+    rig.broker.on_postback(forged(order_id, "OURS7", contract, average_price=100.0))
+    assert [(f.side, f.quantity) for f in rig.fills("OURS7")] == [(Side.BUY, contract.lot_size)]

@@ -27,7 +27,7 @@ from trader.market.calendar import MarketCalendar
 from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import underlying_spec
 
-from helpers import wait_for
+from helpers import captured_logs, wait_for
 
 ORDER_ID = "26120100001"
 
@@ -350,3 +350,52 @@ async def test_order_socket_pings_and_answers_nothing_to_pong() -> None:
         await wait_for(lambda: received.count("ping") >= 2)
         await socket.close()
     assert received[0] == json.dumps(SUBSCRIBE) and orders == [] and socket.dropped == 0
+
+
+# --- reports that contradict the order they name (review + fault injection of issue #12) ---------------------------
+
+TAG_B = "ENT0ABCDEF100000002"
+ID_B = "26120100002"
+
+
+def message(order_id: str = ORDER_ID, tag: str = TAG, filled: int = 0, price: float = 0.0, status: int = 6,
+            **changes: Any) -> dict[str, Any]:
+    orders = {"id": order_id, "qty": 150, "qty_filled": filled, "price_traded": price, "org_ord_status": status,
+              "ord_type": 1, "tran_side": 1, "ordertag": tag, "symbol": "NSE:NIFTY26D0326000CE", **changes}
+    return {"s": "ok", "orders": orders}
+
+
+async def place_two(stub: Any, broker: FyersBroker) -> None:
+    """Intent A (TAG): BUY 150 as ORDER_ID; intent B (TAG_B): BUY 50 of the same option as ID_B."""
+    stub.script("POST", "/api/v3/orders/sync", Reply(ok(id=ORDER_ID)), Reply(ok(id=ID_B)))
+    await broker.place_order(request())
+    other = dataclasses.replace(intent(quantity=50), intent_id=TAG_B)
+    await broker.place_order(OrderRequest(ts_ns=START_NS, intent=other, tag=TAG_B))
+
+
+async def test_a_known_order_under_another_intents_tag_is_dropped_and_its_real_fill_kept() -> None:
+    async with fyers_stub() as (stub, client):
+        broker, events = make(client)
+        await place_two(stub, broker)
+        with captured_logs() as logs:
+            broker.on_order_message(message(tag=TAG_B, filled=10, price=101.5, qty=50))  # A's id, B's tag
+        assert events == []
+        [line] = [entry for entry in logs if entry["event"] == "postback_tag_mismatch"]
+        assert (line["level"], line["tag"], line["reported_tag"]) == ("warning", TAG, TAG_B)
+        broker.on_order_message(message(filled=150, price=101.5, status=2))  # A's real, complete fill
+        assert [(f.intent_id, f.quantity) for f in events if isinstance(f, Fill)] == [(TAG, 150)]
+
+
+@pytest.mark.parametrize("claim", [{"tran_side": -1}, {"symbol": "NSE:BANKNIFTY26D0350000PE"},
+                                   {"symbol": "BSE:NIFTY26D0326000CE"}])
+async def test_a_known_order_reported_for_another_contract_or_side_is_dropped(claim: dict[str, Any]) -> None:
+    async with fyers_stub() as (stub, client):
+        broker, events = make(client)
+        await place_two(stub, broker)
+        with captured_logs() as logs:
+            broker.on_order_message(message(filled=150, price=101.5, status=2, **claim))
+        assert events == []
+        assert [entry["level"] for entry in logs if entry["event"] == "postback_contradicts_order"] == ["error"]
+        broker.on_order_message(message(filled=150, price=101.5, status=2))
+        assert [(f.side, f.quantity) for f in events if isinstance(f, Fill)] == [(Side.BUY, 150)]
+

@@ -62,6 +62,16 @@ def _paise(value: Any, field: str) -> int:
         raise PostbackError(f"{field}: {error}") from None
 
 
+def contradiction(data: Mapping[str, Any], intent: OrderIntent) -> str:
+    """Why a report cannot be about ``intent``'s order ("" when nothing in it says so): its ``exchange``,
+    ``tradingsymbol`` or ``transaction_type`` (BUY/SELL), each when the report carries it, differ from the intent's."""
+    claims = (("exchange", intent.contract.exchange), ("tradingsymbol", intent.contract.tradingsymbol),
+              ("transaction_type", intent.side.value))
+    wrong = [f"{field} {data.get(field)!r}, not {ours!r}" for field, ours in claims
+             if data.get(field) not in (None, "") and str(data.get(field)) != ours]
+    return "; ".join(wrong)
+
+
 class OrderTracker:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
@@ -115,13 +125,30 @@ class OrderTracker:
         order_id = str(data.get("order_id") or "")
         if not order_id:
             raise PostbackError("order_id is missing")
-        tag = str(data.get("tag") or self._tag_of_order.get(order_id, ""))
+        reported_tag = str(data.get("tag") or "")
+        known_tag = self._tag_of_order.get(order_id)
+        if known_tag is not None and reported_tag and reported_tag != known_tag:
+            # The order is known, and whose it is was settled when it became known (our reply, the broker's record):
+            # a report naming another tag is garbled or forged. Booking it to that tag's intent would also take the
+            # order over, so its real fills would later be refused: it is dropped, never booked.
+            log.warning("postback_tag_mismatch", order_id=order_id, tag=known_tag, reported_tag=reported_tag,
+                        status=data.get("status"), effect="dropped: the order's stored tag rules")
+            return []
+        tag = known_tag if known_tag is not None else reported_tag
         intent = self._intents.get(tag)
         if intent is None:
             log.info("postback_for_unknown_order", order_id=order_id, tag=tag, status=data.get("status"))
             return []  # placed outside this daemon (web, app): not ours to trade on
         if order_id not in self._tag_of_order and not confirmed:
             log.warning("postback_not_booked_unconfirmed", order_id=order_id, tag=tag, status=data.get("status"))
+            return []
+        problem = contradiction(data, intent)
+        if problem:
+            # Our order is for one contract and side; a report (or the broker's own record, under our tag) saying
+            # otherwise is not a fill of ours, whatever else it claims: dropped, and the order id not made ours.
+            log.error("postback_contradicts_order", order_id=order_id, tag=tag, problem=problem,
+                      status=data.get("status"), filled=data.get("filled_quantity"), confirmed=confirmed,
+                      effect="nothing booked")
             return []
         self._tag_of_order[order_id] = tag
         reported = self._by_order.setdefault(order_id, _Reported(intent))
