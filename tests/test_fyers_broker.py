@@ -399,3 +399,17 @@ async def test_a_known_order_reported_for_another_contract_or_side_is_dropped(cl
         broker.on_order_message(message(filled=150, price=101.5, status=2))
         assert [(f.side, f.quantity) for f in events if isinstance(f, Fill)] == [(Side.BUY, 150)]
 
+
+async def test_a_traded_message_without_filled_qty_is_dropped_and_resync_books_the_fill() -> None:
+    async with fyers_stub() as (stub, client):
+        broker, events = make(client)
+        await place_two(stub, broker)
+        traded = message(price=101.5, status=2)
+        del traded["orders"]["qty_filled"]
+        broker.on_order_message(traded)
+        assert events == [] and broker.dropped == 1  # never a COMPLETE with nothing filled
+        stub.default("GET", "/api/v3/orders", Reply(ok(orderBook=[row(2, 150, 101.5)])))
+        await broker.resync()
+        assert [(f.quantity, f.price) for f in events if isinstance(f, Fill)] == [(150, 10_150)]
+        assert [e.status for e in events if isinstance(e, OrderUpdate)] == [OrderStatus.COMPLETE]
+

@@ -154,3 +154,13 @@ def test_a_confirmed_record_under_our_tag_for_another_contract_is_neither_booked
     assert t.on_postback(row, confirmed=True) == []
     assert not t.is_known("O9")
 
+
+def test_a_complete_report_short_of_the_orders_quantity_is_malformed_and_dropped() -> None:
+    t = tracker()
+    with captured_logs() as logs:
+        assert t.on_postback(postback(status="COMPLETE", filled_quantity=65, average_price=100.0)) == []
+    assert any(entry["event"] == "postback_rejected" and "COMPLETE" in entry["problem"] for entry in logs)
+    # the order is not finished by it: its real completion is booked
+    events = t.on_postback(postback(status="COMPLETE", filled_quantity=130, average_price=100.0))
+    assert [f.quantity for f in events if isinstance(f, Fill)] == [130]
+    assert isinstance(events[-1], OrderUpdate) and events[-1].status is OrderStatus.COMPLETE

@@ -161,6 +161,11 @@ class OrderTracker:
             raise PostbackError(f"filled_quantity is {filled!r}")
         if filled > reported.intent.quantity:
             raise PostbackError(f"filled_quantity {filled} exceeds the order's {reported.intent.quantity}")
+        if status is OrderStatus.COMPLETE and filled < reported.intent.quantity:
+            # COMPLETE means every unit traded (Kite's always say filled == quantity); one short of it would end the
+            # order here and the real fill, reported later, would be ignored.
+            raise PostbackError(f"status COMPLETE with filled_quantity {filled} of the order's "
+                                f"{reported.intent.quantity}")
         average = _paise(data.get("average_price", 0), "average_price")
         if filled and average <= 0:
             raise PostbackError(f"average_price {data.get('average_price')!r} for {filled} filled units")

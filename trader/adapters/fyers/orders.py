@@ -7,7 +7,7 @@ the order book's (the correspondence the official SDK's ``map.json`` ``order_map
 Fyers' order statuses (API v3 docs, "Order status"): 1 cancelled, 2 traded (filled), 3 not used, 4 transit (on its
 way to the exchange), 5 rejected, 6 pending (working on the exchange), 7 expired. Sides 1 buy / -1 sell; types 1 limit,
 2 market, 3 stop (SL-M), 4 stop-limit (SL). ``filledQty`` is cumulative and ``tradedPrice`` the average price of
-the filled part, in rupees. Any field missing or of the
+the filled part, in rupees; ``filledQty`` is required (a report without it is malformed). Any field missing or of the
 wrong type is a ``PostbackError``: the report is dropped, never guessed. The report names the order's contract and
 side as Kite's do (``exchange``, ``tradingsymbol`` without the ticker's prefix, ``transaction_type``), so the tracker
 can refuse a report that contradicts the order it is about.
@@ -104,7 +104,7 @@ def to_report(row: Mapping[str, Any]) -> dict[str, Any]:
     field the report needs is missing or of the wrong type."""
     order_id = order_id_of(row)
     quantity = integer(row, "qty")
-    filled = integer(row, "filledQty", 0)
+    filled = integer(row, "filledQty")  # required: a "traded" report without it would be a COMPLETE of nothing
     if quantity <= 0 or not 0 <= filled <= quantity:
         raise PostbackError(f"filledQty {filled} / qty {quantity} is impossible")
     order_type = integer(row, "type", 0)
