@@ -413,3 +413,23 @@ async def test_a_traded_message_without_filled_qty_is_dropped_and_resync_books_t
         assert [(f.quantity, f.price) for f in events if isinstance(f, Fill)] == [(150, 10_150)]
         assert [e.status for e in events if isinstance(e, OrderUpdate)] == [OrderStatus.COMPLETE]
 
+
+
+async def test_a_book_row_under_our_tag_for_another_contract_is_neither_booked_nor_adopted() -> None:
+    async with fyers_stub() as (stub, client):
+        broker, events = make(client)
+        assert broker.tracker is not None
+        broker.tracker.expect(request().intent, TAG)  # placed; the reply was lost (a timeout)
+        stub.default("GET", "/api/v3/orders", Reply(ok(orderBook=[
+            row(2, 150, 101.5, id="999", symbol="NSE:BANKNIFTY26D0359000PE", side=-1)])))
+        with captured_logs() as logs:
+            await broker.resync()
+            assert events == [] and not broker.tracker.is_known("999")
+            # nor may the look-up by tag adopt it (its fills would become ours) or say "absent" (the execution actor
+            # would send the order again): the broker "could not say", so the intent stays unresolved
+            with pytest.raises(BrokerUnavailable, match="not our order"):
+                await broker.find_order_by_tag(TAG)
+        assert [entry["level"] for entry in logs if entry["event"] == "postback_contradicts_order"] == ["error"]
+        assert [entry["level"] for entry in logs
+                if entry["event"] == "order_book_row_contradicts_our_order"] == ["error"]
+        assert not broker.tracker.is_known("999")
