@@ -433,3 +433,18 @@ async def test_a_book_row_under_our_tag_for_another_contract_is_neither_booked_n
         assert [entry["level"] for entry in logs
                 if entry["event"] == "order_book_row_contradicts_our_order"] == ["error"]
         assert not broker.tracker.is_known("999")
+
+
+async def test_a_trade_row_without_a_trade_number_is_refused_not_given_one() -> None:
+    async with fyers_stub() as (stub, client):
+        broker, _ = make(client)
+        trade = {"orderNumber": ORDER_ID, "tradeNumber": "T1", "tradePrice": 101.5, "tradedQty": 75, "side": 1,
+                 "symbol": "NSE:NIFTY26D0326000CE", "fyToken": "101126120339395", "orderTag": f"2:{TAG}"}
+        stub.default("GET", "/api/v3/orders", Reply(ok(orderBook=[row(2, 150, 101.5)])))
+        stub.default("GET", "/api/v3/positions", Reply(ok(netPositions=[])))
+        for missing in ("", None, "  "):  # two trades of one order under one made-up id: reconciliation kept one
+            stub.default("GET", "/api/v3/tradebook", Reply(ok(tradeBook=[trade, {**trade, "tradeNumber": missing}])))
+            with pytest.raises(BrokerUnavailable, match="without a tradeNumber"):
+                await broker.book()
+        stub.default("GET", "/api/v3/tradebook", Reply(ok(tradeBook=[trade, {**trade, "tradeNumber": 25120100002}])))
+        assert [t.trade_id for t in (await broker.book()).trades] == ["T1", "25120100002"]

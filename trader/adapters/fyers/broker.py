@@ -102,7 +102,13 @@ def broker_trade(row: Mapping[str, Any]) -> BrokerTrade:
     price = _paise(row.get("tradePrice"), "tradePrice")
     if quantity <= 0 or price <= 0:
         raise BrokerUnavailable(f"a trade-book row the daemon cannot read: {dict(row)!r}")
-    return BrokerTrade(trade_id=str(row.get("tradeNumber") or ""), order_id=order_id, instrument_token=_token(row),
+    trade_id = row.get("tradeNumber")
+    if isinstance(trade_id, int) and not isinstance(trade_id, bool):
+        trade_id = str(trade_id)
+    if not isinstance(trade_id, str) or not trade_id.strip():
+        # the fill's identity in reconciliation: a made-up one ("") would make two trades of one order one
+        raise BrokerUnavailable(f"a trade-book row without a tradeNumber: {dict(row)!r}")
+    return BrokerTrade(trade_id=trade_id.strip(), order_id=order_id, instrument_token=_token(row),
                        tradingsymbol=bare_symbol(row.get("symbol")), side=side, quantity=quantity, price=price)
 
 
