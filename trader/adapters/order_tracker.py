@@ -3,7 +3,8 @@
 Venue-neutral: every venue turns its reports into one normalised shape, a mapping with ``order_id``, ``tag``,
 ``status`` (an ``OrderStatus`` value: Kite's wire strings as they are, Fyers' numeric statuses converted by
 ``adapters/fyers/orders.py``), ``filled_quantity`` (cumulative), ``average_price`` (rupees, of the filled part),
-``pending_quantity`` and ``status_message``. Kite's postbacks already have it.
+``pending_quantity`` and ``status_message``, and, when the venue reports them, the order's ``exchange``,
+``tradingsymbol`` and ``transaction_type`` (BUY/SELL). Kite's postbacks already have it.
 
 Venues report cumulative ``filled_quantity`` and ``average_price``; one execution is the difference between two
 reports. Deliveries may repeat (reconnects, a poll after a postback) or arrive out of order, so the tracker keeps
@@ -13,7 +14,10 @@ nothing follows a terminal state. Money arrives as rupee floats and leaves as in
 Trust: a report is booked only for an order id the tracker knows — named by our own ``place_order`` reply
 (``placed``), or confirmed from the broker's own record (``on_postback(..., confirmed=True)``). A report for an order
 id never seen, even under one of our tags, is held back (``needs_confirmation``): ``KiteBroker`` asks the broker's
-order history first, so a forged update never becomes a position the broker does not have.
+order history first, so a forged update never becomes a position the broker does not have. For an order id it knows,
+the stored tag rules: a report naming another tag is dropped (``postback_tag_mismatch``). A report whose contract or
+side contradicts the intent (even the broker's own record under our tag) is dropped (``postback_contradicts_order``),
+and so is a COMPLETE short of the order's quantity.
 """
 
 from __future__ import annotations
