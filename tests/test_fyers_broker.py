@@ -15,11 +15,13 @@ from test_fyers_orders import START_NS, TAG, intent, row
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from trader.actors.execution import ExecutionActor, RetryPolicy
 from trader.adapters.fyers.broker import FyersBroker, fyers_symbol
 from trader.adapters.fyers.order_socket import SUBSCRIBE, FyersOrderSocket
 from trader.adapters.fyers.venue import FyersVenue
 from trader.adapters.order_tracker import OrderTracker
 from trader.adapters.ports import Broker, BrokerUnavailable, OrderRejected, Venue
+from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, SimClock
 from trader.config import FyersSettings, Settings
 from trader.events import Fill, IntentPurpose, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
@@ -448,3 +450,25 @@ async def test_a_trade_row_without_a_trade_number_is_refused_not_given_one() -> 
                 await broker.book()
         stub.default("GET", "/api/v3/tradebook", Reply(ok(tradeBook=[trade, {**trade, "tradeNumber": 25120100002}])))
         assert [t.trade_id for t in (await broker.book()).trades] == ["T1", "25120100002"]
+
+
+async def test_the_execution_actor_neither_adopts_nor_resends_when_our_tag_names_another_contract() -> None:
+    """The look-up's refusal as the execution actor sees it: the order's write timed out, the order book shows a row
+    under our tag for another contract; the intent stays unresolved and the order is not sent again."""
+    async with fyers_stub() as (stub, client):
+        broker, events = make(client)
+        clock = SimClock(START_NS, speed=0)
+        actor = ExecutionActor(EventBus(), broker, clock, retry=RetryPolicy(settle_s=0, backoff_s=0))
+        stub.default("POST", "/api/v3/orders/sync", Reply(error(-1, "gateway timeout"), status=504))
+        stub.default("GET", "/api/v3/orders", Reply(ok(orderBook=[
+            row(2, 150, 101.5, id="999", symbol="NSE:BANKNIFTY26D0359000PE", side=-1)])))
+        await actor.handle(request())
+        await actor.settle()
+        assert len(stub.calls("POST", "/api/v3/orders/sync")) == 1 and actor.unresolved == 1
+        clock.jump_to(START_NS + 60 * NS_PER_SECOND)  # past the reconcile interval: looked up again, still refused
+        lookups = len(stub.calls("GET", "/api/v3/orders"))
+        await actor.handle(request())
+        await actor.settle()
+        assert len(stub.calls("GET", "/api/v3/orders")) > lookups
+        assert len(stub.calls("POST", "/api/v3/orders/sync")) == 1 and actor.unresolved == 1
+        assert [e for e in events if isinstance(e, Fill)] == []
