@@ -15,10 +15,11 @@ import pytest
 from trader.adapters.kite.broker import KiteBroker
 from trader.adapters.kite.orders import OrderTracker
 from trader.adapters.kite.rest import KiteRestClient
+from trader.adapters.ports import BrokerUnavailable
 from trader.clock import NS_PER_SECOND, SimClock
 from trader.events import Fill, IntentPurpose, OrderIntent, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
 from trader.market.calendar import IST
-from trader.market.instruments import OptionContract
+from trader.market.instruments import OptionContract, OptionType
 from trader.sim import ExchangeSimulator
 
 from helpers import atm, captured_logs, sim_access_token, wait_for
@@ -157,3 +158,34 @@ async def test_a_broker_that_cannot_answer_is_asked_again_before_anything_is_dec
     assert asked == [order_id, order_id]
     [fill] = rig.fills("OURS5")
     assert fill.price == rig.sim.orders[order_id].fill_value // contract.lot_size and rig.broker.unconfirmed == 0
+
+
+async def test_a_book_row_under_our_tag_for_another_contract_is_neither_booked_nor_adopted(rig: Rig) -> None:
+    """Issue #12 review: resync and the look-up by tag took any row under our tag as ours. A row for another contract
+    is not booked, and the look-up neither adopts it nor says "absent" (which would make the order be sent again)."""
+    contract = atm(rig.sim)
+    rig.tracker.expect(request(contract, "OURS6").intent, "OURS6")  # ours is the CE; its reply was lost
+    other = atm(rig.sim, OptionType.PE)
+    foreign = await rig.client.place_order(
+        "regular", exchange="NFO", tradingsymbol=other.tradingsymbol, transaction_type="BUY",
+        quantity=other.lot_size, product="MIS", order_type="MARKET", market_protection=-1, validity="DAY",
+        tag="OURS6")
+    await rig.sim.advance(2)
+    assert rig.sim.orders[foreign].status == "COMPLETE"
+    with captured_logs() as logs:
+        await rig.broker.resync()
+        assert rig.published == [] and not rig.tracker.is_known(foreign)
+        with pytest.raises(BrokerUnavailable, match="not our order"):
+            await rig.broker.find_order_by_tag("OURS6")
+    assert [e["level"] for e in logs if e["event"] == "postback_contradicts_order"] == ["error"]
+    assert [e["level"] for e in logs if e["event"] == "order_book_row_contradicts_our_order"] == ["error"]
+    assert not rig.tracker.is_known(foreign)
+
+
+async def test_a_postback_for_our_known_order_claiming_another_side_is_dropped(rig: Rig) -> None:
+    contract = atm(rig.sim)
+    order_id = await rig.broker.place_order(request(contract, "OURS7"))
+    rig.broker.on_postback(forged(order_id, "OURS7", contract, transaction_type="SELL", average_price=100.0))
+    assert rig.published == []
+    rig.broker.on_postback(forged(order_id, "OURS7", contract, average_price=100.0))
+    assert [(f.side, f.quantity) for f in rig.fills("OURS7")] == [(Side.BUY, contract.lot_size)]

@@ -16,11 +16,13 @@ from test_fyers_orders import START_NS, TAG, intent, row
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from trader.actors.execution import ExecutionActor, RetryPolicy
 from trader.adapters.fyers.broker import FyersBroker, fyers_symbol
 from trader.adapters.fyers.order_socket import SUBSCRIBE, FyersOrderSocket
 from trader.adapters.fyers.venue import FyersVenue
 from trader.adapters.order_tracker import OrderTracker
 from trader.adapters.ports import Broker, BrokerUnavailable, OrderRejected, Venue
+from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, SimClock
 from trader.config import FyersSettings, Settings
 from trader.events import Fill, IntentPurpose, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
@@ -28,7 +30,7 @@ from trader.market.calendar import MarketCalendar
 from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import underlying_spec
 
-from helpers import wait_for
+from helpers import captured_logs, wait_for
 
 ORDER_ID = "26120100001"
 
@@ -367,3 +369,123 @@ async def test_order_socket_pings_and_answers_nothing_to_pong() -> None:
         await wait_for(lambda: received.count("ping") >= 2)
         await socket.close()
     assert received[0] == json.dumps(SUBSCRIBE) and orders == [] and socket.dropped == 0
+
+
+# --- reports that contradict the order they name (review + fault injection of issue #12) ---------------------------
+
+TAG_B = "ENT0ABCDEF100000002"
+ID_B = "26120100002"
+
+
+def message(order_id: str = ORDER_ID, tag: str = TAG, filled: int = 0, price: float = 0.0, status: int = 6,
+            **changes: Any) -> dict[str, Any]:
+    orders = {"id": order_id, "qty": 150, "qty_filled": filled, "price_traded": price, "org_ord_status": status,
+              "ord_type": 1, "tran_side": 1, "ordertag": tag, "symbol": "NSE:NIFTY26D0326000CE", **changes}
+    return {"s": "ok", "orders": orders}
+
+
+async def place_two(stub: Any, broker: FyersBroker) -> None:
+    """Intent A (TAG): BUY 150 as ORDER_ID; intent B (TAG_B): BUY 50 of the same option as ID_B."""
+    stub.script("POST", "/api/v3/orders/sync", Reply(ok(id=ORDER_ID)), Reply(ok(id=ID_B)))
+    await broker.place_order(request())
+    other = dataclasses.replace(intent(quantity=50), intent_id=TAG_B)
+    await broker.place_order(OrderRequest(ts_ns=START_NS, intent=other, tag=TAG_B))
+
+
+async def test_a_known_order_under_another_intents_tag_is_dropped_and_its_real_fill_kept() -> None:
+    async with fyers_stub() as (stub, client):
+        broker, events = make(client)
+        await place_two(stub, broker)
+        with captured_logs() as logs:
+            broker.on_order_message(message(tag=TAG_B, filled=10, price=101.5, qty=50))  # A's id, B's tag
+        assert events == []
+        [line] = [entry for entry in logs if entry["event"] == "postback_tag_mismatch"]
+        assert (line["level"], line["tag"], line["reported_tag"]) == ("warning", TAG, TAG_B)
+        broker.on_order_message(message(filled=150, price=101.5, status=2))  # A's real, complete fill
+        assert [(f.intent_id, f.quantity) for f in events if isinstance(f, Fill)] == [(TAG, 150)]
+
+
+@pytest.mark.parametrize("claim", [{"tran_side": -1}, {"symbol": "NSE:BANKNIFTY26D0350000PE"},
+                                   {"symbol": "BSE:NIFTY26D0326000CE"}])
+async def test_a_known_order_reported_for_another_contract_or_side_is_dropped(claim: dict[str, Any]) -> None:
+    async with fyers_stub() as (stub, client):
+        broker, events = make(client)
+        await place_two(stub, broker)
+        with captured_logs() as logs:
+            broker.on_order_message(message(filled=150, price=101.5, status=2, **claim))
+        assert events == []
+        assert [entry["level"] for entry in logs if entry["event"] == "postback_contradicts_order"] == ["error"]
+        broker.on_order_message(message(filled=150, price=101.5, status=2))
+        assert [(f.side, f.quantity) for f in events if isinstance(f, Fill)] == [(Side.BUY, 150)]
+
+
+async def test_a_traded_message_without_filled_qty_is_dropped_and_resync_books_the_fill() -> None:
+    async with fyers_stub() as (stub, client):
+        broker, events = make(client)
+        await place_two(stub, broker)
+        traded = message(price=101.5, status=2)
+        del traded["orders"]["qty_filled"]
+        broker.on_order_message(traded)
+        assert events == [] and broker.dropped == 1  # never a COMPLETE with nothing filled
+        stub.default("GET", "/api/v3/orders", Reply(ok(orderBook=[row(2, 150, 101.5)])))
+        await broker.resync()
+        assert [(f.quantity, f.price) for f in events if isinstance(f, Fill)] == [(150, 10_150)]
+        assert [e.status for e in events if isinstance(e, OrderUpdate)] == [OrderStatus.COMPLETE]
+
+
+
+async def test_a_book_row_under_our_tag_for_another_contract_is_neither_booked_nor_adopted() -> None:
+    async with fyers_stub() as (stub, client):
+        broker, events = make(client)
+        assert broker.tracker is not None
+        broker.tracker.expect(request().intent, TAG)  # placed; the reply was lost (a timeout)
+        stub.default("GET", "/api/v3/orders", Reply(ok(orderBook=[
+            row(2, 150, 101.5, id="999", symbol="NSE:BANKNIFTY26D0359000PE", side=-1)])))
+        with captured_logs() as logs:
+            await broker.resync()
+            assert events == [] and not broker.tracker.is_known("999")
+            # nor may the look-up by tag adopt it (its fills would become ours) or say "absent" (the execution actor
+            # would send the order again): the broker "could not say", so the intent stays unresolved
+            with pytest.raises(BrokerUnavailable, match="not our order"):
+                await broker.find_order_by_tag(TAG)
+        assert [entry["level"] for entry in logs if entry["event"] == "postback_contradicts_order"] == ["error"]
+        assert [entry["level"] for entry in logs
+                if entry["event"] == "order_book_row_contradicts_our_order"] == ["error"]
+        assert not broker.tracker.is_known("999")
+
+
+async def test_a_trade_row_without_a_trade_number_is_refused_not_given_one() -> None:
+    async with fyers_stub() as (stub, client):
+        broker, _ = make(client)
+        trade = {"orderNumber": ORDER_ID, "tradeNumber": "T1", "tradePrice": 101.5, "tradedQty": 75, "side": 1,
+                 "symbol": "NSE:NIFTY26D0326000CE", "fyToken": "101126120339395", "orderTag": f"2:{TAG}"}
+        stub.default("GET", "/api/v3/orders", Reply(ok(orderBook=[row(2, 150, 101.5)])))
+        stub.default("GET", "/api/v3/positions", Reply(ok(netPositions=[])))
+        for missing in ("", None, "  "):  # two trades of one order under one made-up id: reconciliation kept one
+            stub.default("GET", "/api/v3/tradebook", Reply(ok(tradeBook=[trade, {**trade, "tradeNumber": missing}])))
+            with pytest.raises(BrokerUnavailable, match="without a tradeNumber"):
+                await broker.book()
+        stub.default("GET", "/api/v3/tradebook", Reply(ok(tradeBook=[trade, {**trade, "tradeNumber": 25120100002}])))
+        assert [t.trade_id for t in (await broker.book()).trades] == ["T1", "25120100002"]
+
+
+async def test_the_execution_actor_neither_adopts_nor_resends_when_our_tag_names_another_contract() -> None:
+    """The look-up's refusal as the execution actor sees it: the order's write timed out, the order book shows a row
+    under our tag for another contract; the intent stays unresolved and the order is not sent again."""
+    async with fyers_stub() as (stub, client):
+        broker, events = make(client)
+        clock = SimClock(START_NS, speed=0)
+        actor = ExecutionActor(EventBus(), broker, clock, retry=RetryPolicy(settle_s=0, backoff_s=0))
+        stub.default("POST", "/api/v3/orders/sync", Reply(error(-1, "gateway timeout"), status=504))
+        stub.default("GET", "/api/v3/orders", Reply(ok(orderBook=[
+            row(2, 150, 101.5, id="999", symbol="NSE:BANKNIFTY26D0359000PE", side=-1)])))
+        await actor.handle(request())
+        await actor.settle()
+        assert len(stub.calls("POST", "/api/v3/orders/sync")) == 1 and actor.unresolved == 1
+        clock.jump_to(START_NS + 60 * NS_PER_SECOND)  # past the reconcile interval: looked up again, still refused
+        lookups = len(stub.calls("GET", "/api/v3/orders"))
+        await actor.handle(request())
+        await actor.settle()
+        assert len(stub.calls("GET", "/api/v3/orders")) > lookups
+        assert len(stub.calls("POST", "/api/v3/orders/sync")) == 1 and actor.unresolved == 1
+        assert [e for e in events if isinstance(e, Fill)] == []

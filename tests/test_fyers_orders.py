@@ -100,3 +100,18 @@ def test_a_fill_beyond_the_order_is_dropped_not_booked() -> None:
 def test_an_untagged_order_is_not_ours() -> None:
     t = tracker()
     assert t.on_postback(to_report(row(2, 150, 101.5, id="999", orderTag="1:Untagged"))) == []
+
+
+def test_a_report_without_filled_qty_is_refused_not_read_as_nothing_filled() -> None:
+    traded = row(2, 150, 101.5)
+    del traded["filledQty"]
+    with pytest.raises(PostbackError):  # a "traded" report with 0 filled would end the order with nothing booked
+        to_report(traded)
+
+
+def test_the_report_names_the_orders_contract_and_side() -> None:
+    report = to_report(row(6, side=-1, symbol="BSE:SENSEX26D0385000CE"))
+    assert (report["exchange"], report["tradingsymbol"], report["transaction_type"]) == \
+        ("BFO", "SENSEX26D0385000CE", "SELL")
+    with pytest.raises(PostbackError):
+        to_report(row(6, side=2))

@@ -12,7 +12,7 @@ from trader.clock import SimClock
 from trader.events import Fill, IntentPurpose, OrderIntent, OrderStatus, OrderType, OrderUpdate, Side
 from trader.market.instruments import OptionContract
 
-from helpers import FIXTURES, T0
+from helpers import FIXTURES, T0, captured_logs
 
 pytestmark = pytest.mark.usefixtures("quiet_logs")
 
@@ -114,3 +114,53 @@ def test_an_order_id_never_seen_is_not_booked_until_confirmed_even_under_our_tag
         [Fill, OrderUpdate]
     t.placed("NOTOURS", "O7")  # a tag we never expected is not adopted by a reply
     assert not t.is_known("O7")
+
+
+I2 = OrderIntent(ts_ns=T0, intent_id="I2", strategy_id="s", contract=CE, side=Side.BUY, quantity=65,
+                 order_type=OrderType.MARKET, purpose=IntentPurpose.ENTRY, expected_price=10_000)
+
+
+def test_a_known_order_reported_under_another_intents_tag_is_dropped_and_its_real_fill_kept() -> None:
+    t = tracker()
+    t.expect(I2, "I2")
+    t.placed("I2", "O2")
+    with captured_logs() as logs:
+        # O1 is I1's order; a report for it under I2's tag must not be booked to I2 (nor take O1 over) ...
+        assert t.on_postback(postback(tag="I2", status="OPEN", filled_quantity=65, average_price=100.0)) == []
+    [line] = [entry for entry in logs if entry["event"] == "postback_tag_mismatch"]
+    assert line["level"] == "warning" and (line["order_id"], line["tag"], line["reported_tag"]) == ("O1", "I1", "I2")
+    # ... and O1's real fill, all 130 of I1's units, is still booked to I1.
+    events = t.on_postback(postback(status="COMPLETE", filled_quantity=130, average_price=100.0))
+    assert [(f.intent_id, f.order_id, f.quantity) for f in events if isinstance(f, Fill)] == [("I1", "O1", 130)]
+
+
+@pytest.mark.parametrize("claim", [{"tradingsymbol": "NIFTY26NOV26000PE"}, {"transaction_type": "SELL"},
+                                   {"exchange": "BFO"}])
+def test_a_report_contradicting_the_known_orders_contract_or_side_is_dropped(claim: dict[str, Any]) -> None:
+    t = tracker()
+    with captured_logs() as logs:
+        assert t.on_postback(postback(status="COMPLETE", filled_quantity=130, average_price=100.0, **claim)) == []
+    [line] = [entry for entry in logs if entry["event"] == "postback_contradicts_order"]
+    assert line["level"] == "error" and line["order_id"] == "O1" and line["tag"] == "I1"
+    # the order's own reports still count
+    events = t.on_postback(postback(status="COMPLETE", filled_quantity=130, average_price=100.0))
+    assert [(f.side, f.quantity) for f in events if isinstance(f, Fill)] == [(Side.BUY, 130)]
+
+
+def test_a_confirmed_record_under_our_tag_for_another_contract_is_neither_booked_nor_made_ours() -> None:
+    t = tracker()
+    row = postback(order_id="O9", status="COMPLETE", filled_quantity=130, average_price=100.0,
+                   tradingsymbol="NIFTY26NOV26000PE", transaction_type="SELL")
+    assert t.on_postback(row, confirmed=True) == []
+    assert not t.is_known("O9")
+
+
+def test_a_complete_report_short_of_the_orders_quantity_is_malformed_and_dropped() -> None:
+    t = tracker()
+    with captured_logs() as logs:
+        assert t.on_postback(postback(status="COMPLETE", filled_quantity=65, average_price=100.0)) == []
+    assert any(entry["event"] == "postback_rejected" and "COMPLETE" in entry["problem"] for entry in logs)
+    # the order is not finished by it: its real completion is booked
+    events = t.on_postback(postback(status="COMPLETE", filled_quantity=130, average_price=100.0))
+    assert [f.quantity for f in events if isinstance(f, Fill)] == [130]
+    assert isinstance(events[-1], OrderUpdate) and events[-1].status is OrderStatus.COMPLETE

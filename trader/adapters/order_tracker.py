@@ -3,7 +3,8 @@
 Venue-neutral: every venue turns its reports into one normalised shape, a mapping with ``order_id``, ``tag``,
 ``status`` (an ``OrderStatus`` value: Kite's wire strings as they are, Fyers' numeric statuses converted by
 ``adapters/fyers/orders.py``), ``filled_quantity`` (cumulative), ``average_price`` (rupees, of the filled part),
-``pending_quantity`` and ``status_message``. Kite's postbacks already have it.
+``pending_quantity`` and ``status_message``, and, when the venue reports them, the order's ``exchange``,
+``tradingsymbol`` and ``transaction_type`` (BUY/SELL). Kite's postbacks already have it.
 
 Venues report cumulative ``filled_quantity`` and ``average_price``; one execution is the difference between two
 reports. Deliveries may repeat (reconnects, a poll after a postback) or arrive out of order, so the tracker keeps
@@ -13,7 +14,10 @@ nothing follows a terminal state. Money arrives as rupee floats and leaves as in
 Trust: a report is booked only for an order id the tracker knows — named by our own ``place_order`` reply
 (``placed``), or confirmed from the broker's own record (``on_postback(..., confirmed=True)``). A report for an order
 id never seen, even under one of our tags, is held back (``needs_confirmation``): ``KiteBroker`` asks the broker's
-order history first, so a forged update never becomes a position the broker does not have.
+order history first, so a forged update never becomes a position the broker does not have. For an order id it knows,
+the stored tag rules: a report naming another tag is dropped (``postback_tag_mismatch``). A report whose contract or
+side contradicts the intent (even the broker's own record under our tag) is dropped (``postback_contradicts_order``),
+and so is a COMPLETE short of the order's quantity.
 """
 
 from __future__ import annotations
@@ -60,6 +64,16 @@ def _paise(value: Any, field: str) -> int:
         return to_paise(value)
     except MoneyError as error:
         raise PostbackError(f"{field}: {error}") from None
+
+
+def contradiction(data: Mapping[str, Any], intent: OrderIntent) -> str:
+    """Why a report cannot be about ``intent``'s order ("" when nothing in it says so): its ``exchange``,
+    ``tradingsymbol`` or ``transaction_type`` (BUY/SELL), each when the report carries it, differ from the intent's."""
+    claims = (("exchange", intent.contract.exchange), ("tradingsymbol", intent.contract.tradingsymbol),
+              ("transaction_type", intent.side.value))
+    wrong = [f"{field} {data.get(field)!r}, not {ours!r}" for field, ours in claims
+             if data.get(field) not in (None, "") and str(data.get(field)) != ours]
+    return "; ".join(wrong)
 
 
 class OrderTracker:
@@ -115,13 +129,30 @@ class OrderTracker:
         order_id = str(data.get("order_id") or "")
         if not order_id:
             raise PostbackError("order_id is missing")
-        tag = str(data.get("tag") or self._tag_of_order.get(order_id, ""))
+        reported_tag = str(data.get("tag") or "")
+        known_tag = self._tag_of_order.get(order_id)
+        if known_tag is not None and reported_tag and reported_tag != known_tag:
+            # The order is known, and whose it is was settled when it became known (our reply, the broker's record):
+            # a report naming another tag is garbled or forged. Booking it to that tag's intent would also take the
+            # order over, so its real fills would later be refused: it is dropped, never booked.
+            log.warning("postback_tag_mismatch", order_id=order_id, tag=known_tag, reported_tag=reported_tag,
+                        status=data.get("status"), effect="dropped: the order's stored tag rules")
+            return []
+        tag = known_tag if known_tag is not None else reported_tag
         intent = self._intents.get(tag)
         if intent is None:
             log.info("postback_for_unknown_order", order_id=order_id, tag=tag, status=data.get("status"))
             return []  # placed outside this daemon (web, app): not ours to trade on
         if order_id not in self._tag_of_order and not confirmed:
             log.warning("postback_not_booked_unconfirmed", order_id=order_id, tag=tag, status=data.get("status"))
+            return []
+        problem = contradiction(data, intent)
+        if problem:
+            # Our order is for one contract and side; a report (or the broker's own record, under our tag) saying
+            # otherwise is not a fill of ours, whatever else it claims: dropped, and the order id not made ours.
+            log.error("postback_contradicts_order", order_id=order_id, tag=tag, problem=problem,
+                      status=data.get("status"), filled=data.get("filled_quantity"), confirmed=confirmed,
+                      effect="nothing booked")
             return []
         self._tag_of_order[order_id] = tag
         reported = self._by_order.setdefault(order_id, _Reported(intent))
@@ -134,6 +165,11 @@ class OrderTracker:
             raise PostbackError(f"filled_quantity is {filled!r}")
         if filled > reported.intent.quantity:
             raise PostbackError(f"filled_quantity {filled} exceeds the order's {reported.intent.quantity}")
+        if status is OrderStatus.COMPLETE and filled < reported.intent.quantity:
+            # COMPLETE means every unit traded (Kite's always say filled == quantity); one short of it would end the
+            # order here and the real fill, reported later, would be ignored.
+            raise PostbackError(f"status COMPLETE with filled_quantity {filled} of the order's "
+                                f"{reported.intent.quantity}")
         average = _paise(data.get("average_price", 0), "average_price")
         if filled and average <= 0:
             raise PostbackError(f"average_price {data.get('average_price')!r} for {filled} filled units")

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from trader.adapters.order_tracker import OrderTracker
+from trader.adapters.order_tracker import OrderTracker, contradiction
+from trader.adapters.ports import BrokerUnavailable
 from trader.logging import get_logger
 
 log = get_logger("trader.report_booking")
@@ -68,6 +69,27 @@ class ReportBooking:
             return
         for event in self.tracker.on_postback(report, confirmed=confirmed):
             self._publish(event)
+
+    def _refuse_contradicting_rows(self, tag: str, reports: Sequence[Mapping[str, Any]]) -> None:
+        """Raise ``BrokerUnavailable`` if one of the broker's order-book rows under our ``tag`` (as normalised
+        reports) is for another contract or side than the order we placed under it.
+
+        Why raise, not answer: ``find_order_by_tag`` tells the execution actor whether its order exists. The row
+        cannot be returned (its fills would be booked as ours, for a contract we never traded), and ``None`` would
+        say "absent", so the actor would send the order again. An error is "the broker could not say": the intent
+        stays unresolved, nothing is re-sent, the actor asks again at each reconcile, and the error log line calls
+        for a person, because a row under our tag for another contract means something is badly wrong."""
+        intent = self.tracker.intent_for(tag) if self.tracker is not None else None
+        if intent is None:
+            return
+        for report in reports:
+            problem = contradiction(report, intent)
+            if problem:
+                log.error("order_book_row_contradicts_our_order", tag=tag, order_id=report.get("order_id"),
+                          problem=problem, status=report.get("status"), filled=report.get("filled_quantity"),
+                          effect="not adopted and not re-sent: the intent stays unresolved")
+                raise BrokerUnavailable(f"the broker's order {report.get('order_id')} under our tag {tag} is not "
+                                        f"our order ({problem})")
 
     @property
     def pending_confirmations(self) -> int:

@@ -102,7 +102,13 @@ def broker_trade(row: Mapping[str, Any]) -> BrokerTrade:
     price = _paise(row.get("tradePrice"), "tradePrice")
     if quantity <= 0 or price <= 0:
         raise BrokerUnavailable(f"a trade-book row the daemon cannot read: {dict(row)!r}")
-    return BrokerTrade(trade_id=str(row.get("tradeNumber") or ""), order_id=order_id, instrument_token=_token(row),
+    trade_id = row.get("tradeNumber")
+    if isinstance(trade_id, int) and not isinstance(trade_id, bool):
+        trade_id = str(trade_id)
+    if not isinstance(trade_id, str) or not trade_id.strip():
+        # the fill's identity in reconciliation: a made-up one ("") would make two trades of one order one
+        raise BrokerUnavailable(f"a trade-book row without a tradeNumber: {dict(row)!r}")
+    return BrokerTrade(trade_id=trade_id.strip(), order_id=order_id, instrument_token=_token(row),
                        tradingsymbol=bare_symbol(row.get("symbol")), side=side, quantity=quantity, price=price)
 
 
@@ -217,7 +223,8 @@ class FyersBroker(ReportBooking):
             raise to_broker_error(exc) from exc
 
     async def resync(self) -> None:
-        """Feed today's order book through the tracker: it publishes only what the socket did not already report."""
+        """Feed today's order book through the tracker: it publishes only what the socket did not already report.
+        A row under our tag for another contract or side is logged (error) and not booked by the tracker."""
         if self.tracker is None:
             return
         for row in await self._read(self.client.orders):
@@ -231,6 +238,11 @@ class FyersBroker(ReportBooking):
         matches = [(_stamp(row), i, row) for i, row in enumerate(rows) if tag_from_fyers(row.get("orderTag")) == tag]
         if not matches:
             return None
+        try:
+            reports = [to_report(row) for _, _, row in matches]
+        except PostbackError as exc:
+            raise BrokerUnavailable(f"an order-book row under tag {tag} the daemon cannot read ({exc})") from None
+        self._refuse_contradicting_rows(tag, reports)  # raises: never adopted, never a re-send (see there)
         found = broker_order(max(matches, key=lambda m: (m[0], m[1]))[2])
         if self.tracker is not None:
             self.tracker.placed(tag, found.order_id)

@@ -7,7 +7,10 @@ the order book's (the correspondence the official SDK's ``map.json`` ``order_map
 Fyers' order statuses (API v3 docs, "Order status"): 1 cancelled, 2 traded (filled), 3 not used, 4 transit (on its
 way to the exchange), 5 rejected, 6 pending (working on the exchange), 7 expired. Sides 1 buy / -1 sell; types 1 limit,
 2 market, 3 stop (SL-M), 4 stop-limit (SL). ``filledQty`` is cumulative and ``tradedPrice`` the average price of
-the filled part, in rupees. Any field of the wrong type is a ``PostbackError``: the report is dropped, never guessed.
+the filled part, in rupees; ``filledQty`` is required (a report without it is malformed). Any field missing or of the
+wrong type is a ``PostbackError``: the report is dropped, never guessed. The report names the order's contract and
+side as Kite's do (``exchange``, ``tradingsymbol`` without the ticker's prefix, ``transaction_type``), so the tracker
+can refuse a report that contradicts the order it is about.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ SIDES: Mapping[int, Side] = {1: Side.BUY, -1: Side.SELL}
 SIDE_CODES: Mapping[Side, int] = {Side.BUY: 1, Side.SELL: -1}
 ORDER_TYPES: Mapping[int, OrderType] = {1: OrderType.LIMIT, 2: OrderType.MARKET, 3: OrderType.SL_M, 4: OrderType.SL}
 ORDER_TYPE_CODES: Mapping[OrderType, int] = {kind: code for code, kind in ORDER_TYPES.items()}
+
+# a Fyers ticker's prefix → our contract's exchange (options: NSE:… is NFO, BSE:… is BFO)
+EXCHANGES: Mapping[str, str] = {"NSE": "NFO", "BSE": "BFO"}
 
 # order-socket field → order-book field (fyers_apiv3 map.json "order_mapper")
 SOCKET_ORDER_FIELDS: Mapping[str, str] = {
@@ -98,7 +104,7 @@ def to_report(row: Mapping[str, Any]) -> dict[str, Any]:
     field the report needs is missing or of the wrong type."""
     order_id = order_id_of(row)
     quantity = integer(row, "qty")
-    filled = integer(row, "filledQty", 0)
+    filled = integer(row, "filledQty")  # required: a "traded" report without it would be a COMPLETE of nothing
     if quantity <= 0 or not 0 <= filled <= quantity:
         raise PostbackError(f"filledQty {filled} / qty {quantity} is impossible")
     order_type = integer(row, "type", 0)
@@ -108,7 +114,9 @@ def to_report(row: Mapping[str, Any]) -> dict[str, Any]:
     remaining = row.get("remainingQuantity")
     pending = remaining if isinstance(remaining, int) and not isinstance(remaining, bool) else quantity - filled
     status = order_status(integer(row, "status"), order_type, filled)
-    return {
+    symbol = str(row.get("symbol") or "")
+    prefix, _, bare = symbol.rpartition(":")
+    report: dict[str, Any] = {
         "order_id": order_id,
         "tag": tag_from_fyers(row.get("orderTag")),
         "status": status.value,
@@ -116,5 +124,10 @@ def to_report(row: Mapping[str, Any]) -> dict[str, Any]:
         "average_price": average if filled else 0,
         "pending_quantity": 0 if status.is_terminal else pending,
         "status_message": str(row.get("message") or ""),
-        "tradingsymbol": str(row.get("symbol") or ""),
+        "tradingsymbol": bare,  # our contract's name: the ticker without its "NSE:"/"BSE:" prefix
     }
+    if prefix:
+        report["exchange"] = EXCHANGES.get(prefix, prefix)
+    if row.get("side") is not None:
+        report["transaction_type"] = side_of(row).value
+    return report

@@ -132,7 +132,7 @@ class KiteBroker(ReportBooking):
         if self.tracker is None:
             return
         for row in await self._orders():
-            self._book(row, confirmed=True)  # the broker's own book
+            self._book(row, confirmed=True)  # the broker's own book; a row contradicting our order is not booked
 
     def on_postback(self, data: dict[str, Any]) -> None:
         """An order message from the ticker: publish what it adds (fills first, then the status)."""
@@ -194,6 +194,7 @@ class KiteBroker(ReportBooking):
                    if _has_tag(o, tag)]
         if not matches:
             return None
+        self._refuse_contradicting_rows(tag, [o for _, _, o in matches])  # raises: never adopted nor re-sent
         found = _broker_order(max(matches, key=lambda m: (m[0], m[1]))[2])
         if self.tracker is not None:
             self.tracker.placed(tag, found.order_id)  # the broker's own book names it
