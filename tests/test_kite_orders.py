@@ -164,3 +164,16 @@ def test_a_complete_report_short_of_the_orders_quantity_is_malformed_and_dropped
     events = t.on_postback(postback(status="COMPLETE", filled_quantity=130, average_price=100.0))
     assert [f.quantity for f in events if isinstance(f, Fill)] == [130]
     assert isinstance(events[-1], OrderUpdate) and events[-1].status is OrderStatus.COMPLETE
+
+
+def test_a_trades_row_without_a_trade_id_is_refused_never_given_an_empty_one() -> None:
+    # Two trades of one order with the same made-up id "" would be one fill to the reconciliation gate.
+    from trader.adapters.kite.broker import _broker_trade  # noqa: PLC0415 - the row reader under test
+    from trader.adapters.ports import BrokerUnavailable  # noqa: PLC0415
+
+    row = {"order_id": "O1", "transaction_type": "BUY", "quantity": 75, "average_price": 101.5,
+           "tradingsymbol": "NIFTY26D0326000CE", "instrument_token": 12345}
+    for missing in ({}, {"trade_id": ""}, {"trade_id": "  "}, {"trade_id": None}):
+        with pytest.raises(BrokerUnavailable, match="without a trade_id"):
+            _broker_trade({**row, **missing})
+    assert _broker_trade({**row, "trade_id": "T9"}).trade_id == "T9"

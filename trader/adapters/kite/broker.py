@@ -69,7 +69,9 @@ def _broker_trade(trade: Mapping[str, Any]) -> BrokerTrade:
     price = to_paise_or_zero(trade.get("average_price"))
     if side is None or quantity <= 0 or price <= 0 or not trade.get("order_id"):
         raise BrokerUnavailable(f"a /trades row the daemon cannot read: {dict(trade)!r}")
-    return BrokerTrade(trade_id=str(trade.get("trade_id") or ""), order_id=str(trade["order_id"]),
+    if not str(trade.get("trade_id") or "").strip():  # the fill's identity: "" would make two trades one
+        raise BrokerUnavailable(f"a /trades row without a trade_id: {dict(trade)!r}")
+    return BrokerTrade(trade_id=str(trade["trade_id"]).strip(), order_id=str(trade["order_id"]),
                        instrument_token=int(trade.get("instrument_token") or 0),
                        tradingsymbol=str(trade.get("tradingsymbol") or ""), side=side, quantity=quantity, price=price)
 
