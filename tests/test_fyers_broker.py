@@ -24,11 +24,12 @@ from trader.adapters.order_tracker import OrderTracker
 from trader.adapters.ports import Broker, BrokerUnavailable, OrderRejected, Venue
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND, SimClock
-from trader.config import FyersSettings, Settings
+from trader.config import Settings
 from trader.events import Fill, IntentPurpose, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
 from trader.market.calendar import MarketCalendar
 from trader.market.instrument_master import InstrumentMaster
 from trader.market.instruments import underlying_spec
+from trader.venue_settings import FyersSettings
 
 from helpers import captured_logs, wait_for
 

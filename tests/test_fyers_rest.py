@@ -30,9 +30,10 @@ from trader.adapters.fyers.session import auth_code_from, auth_code_url, exchang
 from trader.adapters.ports import BrokerUnavailable, OrderRejected, RateLimited
 from trader.cli import main
 from trader.clock import SimClock
-from trader.config import FyersSettings, Settings
+from trader.config import Settings
 from trader.events import VenueStatus
 from trader.ids import fyers_order_tag, tag_from_fyers
+from trader.venue_settings import FyersSettings
 
 from helpers import wait_for
 

@@ -22,7 +22,7 @@ import trader
 from trader.actors.base import Actor
 from trader.bus import EventBus
 from trader.clock import NS_PER_SECOND
-from trader.config import SECRET_WORDS, FyersSettings, Settings
+from trader.config import SECRET_WORDS, Settings
 from trader.events import Fill, OrderIntent, OrderUpdate, PositionSnapshot, Signal
 from trader.logging import get_logger
 from trader.market.instruments import UnderlyingSpec
@@ -40,6 +40,7 @@ from trader.runs.model import (
 from trader.runs.store import RunWriter, StatusRow
 from trader.service_settings import mask_url
 from trader.strategies.registry import check_strategies
+from trader.venue_settings import FyersSettings
 
 if TYPE_CHECKING:
     from trader.adapters.replay.market import ReplayConfig
