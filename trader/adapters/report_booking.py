@@ -17,6 +17,7 @@ from typing import Any
 
 from trader.adapters.order_tracker import OrderTracker, contradiction
 from trader.adapters.ports import BrokerUnavailable
+from trader.events import Tick
 from trader.logging import get_logger
 
 log = get_logger("trader.report_booking")
@@ -37,6 +38,13 @@ class ReportBooking:
         self.unconfirmed = 0  # reports dropped because the broker did not confirm their order
         self.confirm_rounds = 3  # asks of the broker (each with the client's own GET retries)
         self.confirm_pause_s = 1.0  # between rounds, doubling
+
+    @property
+    def wants_ticks(self) -> bool:
+        return False  # a venue's broker: the exchange fills, not our ticks
+
+    def on_tick(self, tick: Tick) -> None:
+        pass
 
     def attach(self, publish: Callable[[object], None]) -> None:
         self._publish = publish

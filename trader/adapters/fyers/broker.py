@@ -38,7 +38,7 @@ from trader.adapters.ports import (
     OrderRejected,
 )
 from trader.adapters.report_booking import ReportBooking
-from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderStatus, OrderType, Tick
+from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderStatus, OrderType
 from trader.ids import fyers_order_tag, tag_from_fyers
 from trader.logging import get_logger
 from trader.money import MoneyError, to_paise_or_zero, to_rupees
@@ -124,13 +124,6 @@ class FyersBroker(ReportBooking):
         self.validity = validity
         self.dropped = 0  # reports dropped as unreadable
         self._init_booking(tracker)
-
-    @property
-    def wants_ticks(self) -> bool:
-        return False
-
-    def on_tick(self, tick: Tick) -> None:
-        pass
 
     def order_body(self, request: OrderRequest) -> dict[str, Any]:
         intent = request.intent

@@ -18,7 +18,7 @@ from trader.adapters.ports import (
     OrderRejected,
 )
 from trader.adapters.report_booking import ReportBooking
-from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderStatus, OrderType, Side, Tick
+from trader.events import IntentPurpose, OrderIntent, OrderRequest, OrderStatus, OrderType, Side
 from trader.money import rupee_text, to_paise_or_zero, to_rupees
 
 _STATUS_MAP: Mapping[str, OrderStatus] = {
@@ -101,13 +101,6 @@ class KiteBroker(ReportBooking):
         self.variety = variety
         self.validity = validity
         self._init_booking(tracker)
-
-    @property
-    def wants_ticks(self) -> bool:
-        return False
-
-    def on_tick(self, tick: Tick) -> None:
-        pass
 
     def order_params(self, request: OrderRequest) -> dict[str, Any]:
         intent = request.intent
