@@ -27,7 +27,8 @@ import pyarrow.parquet as pq
 from benchlib import Figure, emit, note
 
 from trader.actors.tick_recorder import TickRecorder
-from trader.adapters.replay.recording import Batch, TickWriter, compact, ticks_table
+from trader.adapters.replay.recording import compact, ticks_table
+from trader.adapters.replay.tick_writer import Batch, TickWriter
 from trader.bus import EventBus
 from trader.events import Tick
 from trader.logging import configure_logging

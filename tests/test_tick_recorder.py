@@ -27,7 +27,7 @@ import pytest
 from trader.actors.tick_recorder import TickRecorder
 from trader.adapters.replay import recording
 from trader.adapters.replay.market import ReplayConfig, ReplayMarket, tick_files
-from trader.adapters.replay.recording import Batch, TickWriter
+from trader.adapters.replay.tick_writer import Batch, TickWriter
 from trader.app import App
 from trader.bus import EventBus
 from trader.clock import SimClock

@@ -2,7 +2,7 @@
 
 Off the hot path: ``handle`` appends the (immutable) tick to a list — no conversion, no I/O — and hands a full batch
 (``batch_rows`` ticks, or ``batch_seconds`` of wall time since its first tick, checked on every tick and heartbeat,
-or the IST day's end) to the single writer thread (``trader/adapters/replay/recording.py``) through a bounded queue.
+or the IST day's end) to the single writer thread (``trader/adapters/replay/tick_writer.py``) through a bounded queue.
 When the queue is full the batch is dropped, counted and logged as an error: the event loop never waits for the
 disk and trading never stops for the recorder. A dropped batch is a hole in the recording that a replay's gap check
 reports (``replay_done gaps=``). ``close`` (at shutdown) writes the last batch and compacts each day written.
@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from trader.actors.base import Actor
-from trader.adapters.replay.recording import Batch, Instrument, TickWriter
+from trader.adapters.replay.recording import Instrument
+from trader.adapters.replay.tick_writer import Batch, TickWriter
 from trader.bus import EventBus
 from trader.events import Heartbeat, Tick
 from trader.logging import get_logger
