@@ -18,21 +18,23 @@ from trader.market.calendar import ist_ns
 from trader.market.charges import option_charges
 from trader.market.instruments import OptionContract, OptionType
 from trader.report.checklist import PnlComparison, evaluate, evaluate_run
-from trader.report.metrics import (
+from trader.report.fill_metrics import (
     CHARGE_KINDS,
-    Drawdown,
     FillRecord,
     charges_by_kind,
+    exposure,
+    fill_charge_breakdowns,
+    percentile,
+    slippage_report,
+)
+from trader.report.metrics import (
+    Drawdown,
     daily_equity,
     daily_returns,
     drawdown,
-    exposure,
-    fill_charge_breakdowns,
     jsonable,
-    percentile,
     run_metrics,
     sharpe_ratio,
-    slippage_report,
     sortino_ratio,
     trade_stats,
 )

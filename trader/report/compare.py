@@ -33,7 +33,8 @@ from typing import Literal, TypeVar
 
 from trader.events import IntentPurpose, OrderStatus
 from trader.report.checklist import Checklist, PnlComparison, evaluate_run
-from trader.report.metrics import RunMetrics, run_metrics, slippage_stats
+from trader.report.fill_metrics import slippage_stats
+from trader.report.metrics import RunMetrics, run_metrics
 from trader.runs.model import FillRow, OrderRow, RunData, SignalRow, TradeRow
 
 NS_PER_SECOND = 1_000_000_000

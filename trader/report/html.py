@@ -17,7 +17,7 @@ from pathlib import Path
 from plotly.offline import get_plotlyjs
 
 from trader.report.charts import Chart, charts
-from trader.report.metrics import SlippageStats
+from trader.report.fill_metrics import SlippageStats
 from trader.report.summary import (
     CHARGE_LABELS,
     RunView,

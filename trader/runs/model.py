@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from trader.events import Side
-from trader.report.metrics import FillRecord
+from trader.report.fill_metrics import FillRecord
 
 FORMAT_VERSION = 1
 MANIFEST = "run.json"
