@@ -210,7 +210,7 @@ def _quiet_logs() -> None:
 
 
 def child_ours(data: Path, state: Path) -> dict[str, Any]:
-    from trader.adapters.replay.market import ReplayConfig  # noqa: PLC0415 - the child imports what it runs
+    from trader.adapters.replay.sources import ReplayConfig  # noqa: PLC0415 - the child imports what it runs
     from trader.app import App  # noqa: PLC0415
     from trader.config import load_settings  # noqa: PLC0415
 
@@ -231,7 +231,8 @@ def child_ours(data: Path, state: Path) -> dict[str, Any]:
 
 
 def child_ours_read(data: Path) -> dict[str, Any]:
-    from trader.adapters.replay.market import ReplayConfig, ReplayMarket, first_tick_ns  # noqa: PLC0415
+    from trader.adapters.replay.market import ReplayMarket  # noqa: PLC0415
+    from trader.adapters.replay.sources import ReplayConfig, first_tick_ns  # noqa: PLC0415
     from trader.clock import SimClock  # noqa: PLC0415
     from trader.market.calendar import MarketCalendar  # noqa: PLC0415
     from trader.market.instrument_master import InstrumentMaster  # noqa: PLC0415

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from trader.adapters.replay.market import ReplayConfig
+from trader.adapters.replay.sources import ReplayConfig
 from trader.backtest import backtest, summary_text, want_progress
 from trader.cli import EXIT_CONFIG, build_parser, load, main
 from trader.config import ConfigError, load_settings

@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict
 from test_replay import CALENDAR, DAY, OPEN_NS, SPOT_TOKEN, SYMBOL, day_dir, make_ticks, replay, write_csv
 
 from trader.adapters.replay.checks import ReplayDataError
-from trader.adapters.replay.market import ReplayConfig, ReplayMarket
+from trader.adapters.replay.market import ReplayMarket
 from trader.adapters.replay.schema import RowError, parse_ts
+from trader.adapters.replay.sources import ReplayConfig
 from trader.clock import SimClock
 from trader.events import Tick
 from trader.logging import configure_logging
@@ -409,7 +410,7 @@ async def test_a_date_selection_that_holds_no_tick_is_an_error_not_an_empty_back
 def test_from_after_to_is_refused() -> None:
     from datetime import date  # noqa: PLC0415
 
-    from trader.adapters.replay.market import ReplaySetupError  # noqa: PLC0415
+    from trader.adapters.replay.sources import ReplaySetupError  # noqa: PLC0415
 
     with pytest.raises(ReplaySetupError, match="--from 2026-11-30 is after --to 2026-11-27"):
         ReplayMarket(SimClock(OPEN_NS), CALENDAR, ReplayConfig(data=Path("/nonexistent"),

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from trader import cli
-from trader.adapters.replay.market import ReplayConfig
+from trader.adapters.replay.sources import ReplayConfig
 from trader.app import App
 from trader.config import load_settings
 from trader.market.calendar import IST

@@ -25,8 +25,9 @@ from trader.adapters.replay.convert import (
     convert_kite_ticks,
     kite_tick_lines,
 )
-from trader.adapters.replay.market import ReplayConfig, ReplayMarket, ReplaySetupError, load_master
+from trader.adapters.replay.market import ReplayMarket
 from trader.adapters.replay.schema import Cell, RowError, parse_ts
+from trader.adapters.replay.sources import ReplayConfig, ReplaySetupError, load_master
 from trader.app import App
 from trader.cli import EXIT_CONFIG, main
 from trader.clock import SimClock

@@ -21,8 +21,9 @@ import pytest
 
 from trader.adapters.replay.candles import BAR_PATH, Candle, intrabar_path, offsets, parse_candle
 from trader.adapters.replay.checks import ReplayDataError
-from trader.adapters.replay.market import ReplayConfig, ReplayMarket, ReplaySetupError, first_tick_ns
+from trader.adapters.replay.market import ReplayMarket
 from trader.adapters.replay.modelled import DEFAULT_IV, DEFAULT_RATE
+from trader.adapters.replay.sources import ReplayConfig, ReplaySetupError, first_tick_ns
 from trader.adapters.synthetic import years_to
 from trader.app import App
 from trader.backtest import backtest

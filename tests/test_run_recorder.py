@@ -303,7 +303,7 @@ def test_kill_9_mid_run_leaves_a_readable_run_missing_at_most_the_last_batch(tmp
 def test_a_replay_names_its_tick_files_and_a_caller_can_say_what_the_data_was(tmp_path: Path) -> None:
     from test_replay import day_dir, make_ticks, write_parquet  # noqa: PLC0415
 
-    from trader.adapters.replay.market import ReplayConfig  # noqa: PLC0415
+    from trader.adapters.replay.sources import ReplayConfig  # noqa: PLC0415
 
     configure_logging("WARNING", io.StringIO())
     data = day_dir(tmp_path)

@@ -26,7 +26,8 @@ import pytest
 
 from trader.actors.tick_recorder import TickRecorder
 from trader.adapters.replay import recording
-from trader.adapters.replay.market import ReplayConfig, ReplayMarket, tick_files
+from trader.adapters.replay.market import ReplayMarket
+from trader.adapters.replay.sources import ReplayConfig, tick_files
 from trader.adapters.replay.tick_writer import Batch, TickWriter
 from trader.app import App
 from trader.bus import EventBus

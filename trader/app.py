@@ -50,7 +50,8 @@ from trader.systemd import ServiceNotifier
 
 if TYPE_CHECKING:
     from trader.actors.tick_recorder import TickRecorder
-    from trader.adapters.replay.market import ReplayConfig, ReplayMarket
+    from trader.adapters.replay.market import ReplayMarket
+    from trader.adapters.replay.sources import ReplayConfig
     from trader.runs.model import DataSource
 
 log = get_logger("trader.app")
@@ -76,7 +77,7 @@ class App:
         self.journal = builders.open_journal(settings)
         self._replaying = replay is not None
         if replay is not None and start_ns is None and settings.sim.start is None:
-            from trader.adapters.replay.market import first_tick_ns  # noqa: PLC0415 - pyarrow only when replaying
+            from trader.adapters.replay.sources import first_tick_ns  # noqa: PLC0415 - pyarrow only when replaying
 
             try:
                 start_ns = first_tick_ns(replay)  # event time starts at the data's first tick, not today
@@ -124,7 +125,8 @@ class App:
             if settings.mode != "backtest":
                 raise ConfigError([f"tick files ({replay.data}) replay in backtest mode only; add --mode backtest"])
             assert isinstance(self.clock, SimClock)
-            from trader.adapters.replay.market import ReplayMarket, ReplaySetupError  # noqa: PLC0415 - as above
+            from trader.adapters.replay.market import ReplayMarket  # noqa: PLC0415 - as above
+            from trader.adapters.replay.sources import ReplaySetupError  # noqa: PLC0415 - as above
 
             try:
                 self.replay = ReplayMarket(self.clock, self.calendar, replay)

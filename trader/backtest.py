@@ -25,7 +25,7 @@ from trader.money import rupee_text
 from trader.runs.model import DataSource
 
 if TYPE_CHECKING:
-    from trader.adapters.replay.market import ReplayConfig
+    from trader.adapters.replay.sources import ReplayConfig
 
 log = get_logger("trader.backtest")
 

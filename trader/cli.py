@@ -31,7 +31,7 @@ from trader.sweep_runner import add_sweep_command, sweep_main
 from trader.tail import add_tail_command, tail_main
 
 if TYPE_CHECKING:
-    from trader.adapters.replay.market import ReplayConfig
+    from trader.adapters.replay.sources import ReplayConfig
 
 EXIT_CONFIG = 2
 
@@ -180,7 +180,7 @@ def _replay_flags(parser: argparse.ArgumentParser) -> None:
 def _replay_config(args: argparse.Namespace) -> ReplayConfig | None:
     if getattr(args, "data", None) is None:
         return None
-    from trader.adapters.replay.market import ReplayConfig  # noqa: PLC0415 - pyarrow only when replaying
+    from trader.adapters.replay.sources import ReplayConfig  # noqa: PLC0415 - pyarrow only when replaying
 
     iv = {} if args.iv is None else {"iv": args.iv}
     try:

@@ -72,7 +72,7 @@ def _run(job: SweepJob) -> JobResult:
         configure_logging(settings.log_level, log, "json")
         replay = None
         if job.data is not None:
-            from trader.adapters.replay.market import ReplayConfig  # noqa: PLC0415 - pyarrow only when replaying
+            from trader.adapters.replay.sources import ReplayConfig  # noqa: PLC0415 - pyarrow only when replaying
 
             replay = ReplayConfig(data=Path(job.data), instruments=tuple(Path(p) for p in job.instruments),
                                   from_date=date.fromisoformat(job.from_date) if job.from_date else None,

@@ -43,7 +43,7 @@ from trader.strategies.registry import check_strategies
 from trader.venue_settings import FyersSettings
 
 if TYPE_CHECKING:
-    from trader.adapters.replay.market import ReplayConfig
+    from trader.adapters.replay.sources import ReplayConfig
 
 log = get_logger("trader.runs")
 
