@@ -19,14 +19,9 @@ from trader.cli import build_parser
 from trader.cli import main as cli_main
 from trader.events import Side
 from trader.market.calendar import ist_ns
-from trader.report.compare import (
-    DEFAULT_TOLERANCE_NS,
-    Degradation,
-    compare_runs,
-    match_nearest,
-    relative_change,
-)
+from trader.report.compare import compare_runs, match_nearest, relative_change
 from trader.report.compare_html import render_html, write_compare_html
+from trader.report.compare_model import DEFAULT_TOLERANCE_NS, Degradation
 from trader.report.compare_terminal import show_and_write
 from trader.report.compare_text import (
     coverage_notes,

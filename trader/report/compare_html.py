@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from trader.market.calendar import IST
-from trader.report.compare import (
+from trader.report.compare_model import (
     CATEGORY_TEXT,
     EXPECTED_DEGRADATION,
     NS_PER_SECOND,

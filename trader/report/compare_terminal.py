@@ -12,15 +12,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from trader.report.compare import (
-    CATEGORY_TEXT,
-    DEFAULT_TOLERANCE_NS,
-    NS_PER_SECOND,
-    Comparison,
-    Unmatched,
-    compare_runs,
-)
+from trader.report.compare import compare_runs
 from trader.report.compare_html import write_compare_html
+from trader.report.compare_model import CATEGORY_TEXT, DEFAULT_TOLERANCE_NS, NS_PER_SECOND, Comparison, Unmatched
 from trader.report.compare_text import (
     bps_text,
     coverage_notes,

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from trader.market.calendar import IST
 from trader.money import format_inr
-from trader.report.compare import NS_PER_SECOND, Comparison
+from trader.report.compare_model import NS_PER_SECOND, Comparison
 
 
 def rupees(paise: int) -> str:
