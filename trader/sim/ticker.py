@@ -23,6 +23,7 @@ from websockets.http11 import Request, Response
 from trader.events import Tick
 from trader.logging import get_logger
 from trader.sim.encode import HEARTBEAT, DayStats, Mode, encode_frame, encode_packet
+from trader.sim.socket_clients import ClientSender, SocketClient
 
 log = get_logger("trader.sim.ticker")
 
@@ -32,13 +33,11 @@ _MODES: frozenset[str] = frozenset({"ltp", "quote", "full"})
 
 
 @dataclass(slots=True)
-class _Client:
-    connection: ServerConnection
+class _Client(SocketClient):
     modes: dict[int, Mode] = field(default_factory=dict)
-    last_sent: float = 0.0
 
 
-class TickerServer:
+class TickerServer(ClientSender):
     def __init__(self, authorize: Callable[[str, str], bool], *, heartbeat_s: float = 1.0) -> None:
         self._authorize = authorize
         self._heartbeat_s = heartbeat_s
@@ -137,20 +136,8 @@ class TickerServer:
     async def _error(self, client: _Client, text: str) -> None:
         await self._send(client, orjson.dumps({"type": "error", "data": text}).decode())
 
-    async def _send(self, client: _Client, message: bytes | str) -> None:
-        try:
-            await client.connection.send(message)
-        except ConnectionClosed:
-            return
-        client.last_sent = asyncio.get_running_loop().time()
-        self.frames_sent += 1
-
     async def _heartbeats(self, client: _Client) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self._heartbeat_s / 2)
-            if loop.time() - client.last_sent >= self._heartbeat_s:
-                await self._send(client, HEARTBEAT)
+        await self._beat(client, self._heartbeat_s, HEARTBEAT)
 
 
 def _tokens(value: Any) -> list[int]:

@@ -33,6 +33,7 @@ from trader.adapters.fyers.hsm_topics import INDEX_MAP, hsm_topic, is_index
 from trader.events import Tick
 from trader.logging import get_logger
 from trader.sim.encode import DayStats
+from trader.sim.socket_clients import ClientSender, SocketClient
 
 log = get_logger("trader.sim.fyers.data_socket")
 
@@ -44,8 +45,7 @@ Listing = Callable[[int], tuple[str, str] | None]
 
 
 @dataclass(slots=True)
-class _Client:
-    connection: ServerConnection
+class _Client(SocketClient):
     authenticated: bool = False
     lite: bool = False
     channels: dict[int, set[str]] = field(default_factory=dict)
@@ -54,13 +54,12 @@ class _Client:
     snapshotted: set[str] = field(default_factory=set)
     frame_number: int = 0
     acks: list[int] = field(default_factory=list)
-    last_sent: float = 0.0
 
     def live_topics(self) -> set[str]:
         return set().union(*(t for c, t in self.channels.items() if c not in self.paused))
 
 
-class HsmServer:
+class HsmServer(ClientSender):
     def __init__(self, authorize: Callable[[str], bool], listing: Listing, *,
                  index_map: Mapping[str, str] | None = None, ack_every: int = 0, heartbeat_s: float = 0.0) -> None:
         self._authorize = authorize
@@ -208,20 +207,8 @@ class HsmServer:
         log.warning("sim_fyers_bad_request", detail=text)
         await self._send(client, hsm.encode_response(hsm.CustomMessage(-1, text, ref_type & 0xFF)))
 
-    async def _send(self, client: _Client, message: bytes) -> None:
-        try:
-            await client.connection.send(message)
-        except ConnectionClosed:
-            return
-        client.last_sent = asyncio.get_running_loop().time()
-        self.frames_sent += 1
-
     async def _heartbeats(self, client: _Client) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self._heartbeat_s / 2)
-            if loop.time() - client.last_sent >= self._heartbeat_s:
-                await self._send(client, hsm.encode_response(hsm.Ping()))
+        await self._beat(client, self._heartbeat_s, hsm.encode_response(hsm.Ping()))
 
 
 def _clamp(value: int) -> int:
